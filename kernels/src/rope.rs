@@ -1,0 +1,59 @@
+//! Rotary position embedding in the Hugging Face ("rotate half", non-interleaved) layout. GGUF
+//! stores q/k permuted for the interleaved form; the model loader un-permutes them so PEFT
+//! adapters trained against HF weights apply unchanged, and this kernel matches that layout.
+
+use candle_core::{DType, Device, Tensor};
+
+use crate::{KernelError, Result};
+
+/// Precomputed `cos`/`sin` tables, `[max_positions, head_dim / 2]`.
+#[derive(Debug, Clone)]
+pub struct RopeTables {
+    /// cos(pos · inv_freq).
+    pub cos: Tensor,
+    /// sin(pos · inv_freq).
+    pub sin: Tensor,
+}
+
+impl RopeTables {
+    /// Tables for positions `0..max_positions` from the per-pair inverse frequencies (already
+    /// scaled, e.g. llama3 rope scaling). Angles are computed in f32 as Hugging Face does.
+    pub fn new(inv_freq: &[f32], max_positions: usize, dtype: DType, device: &Device) -> Result<Self> {
+        let half = inv_freq.len();
+        let mut cos = Vec::with_capacity(max_positions * half);
+        let mut sin = Vec::with_capacity(max_positions * half);
+        for p in 0..max_positions {
+            for &f in inv_freq {
+                let a = p as f32 * f;
+                cos.push(a.cos());
+                sin.push(a.sin());
+            }
+        }
+        let cos = Tensor::from_vec(cos, (max_positions, half), device)?.to_dtype(dtype)?;
+        let sin = Tensor::from_vec(sin, (max_positions, half), device)?.to_dtype(dtype)?;
+        Ok(Self { cos, sin })
+    }
+
+    /// Number of positions covered.
+    pub fn max_positions(&self) -> usize {
+        self.cos.dims()[0]
+    }
+}
+
+/// Rotates `x` (`[T, heads, head_dim]`), row `t` at position `positions[t]` (a `u32` tensor of
+/// length `T`). Each row has its own position, so one call serves a batch mixing sequences.
+pub fn apply_rope(x: &Tensor, tables: &RopeTables, positions: &Tensor) -> Result<Tensor> {
+    let (t, _h, d) = x.dims3()?;
+    if d != 2 * tables.cos.dims()[1] || positions.dims() != [t] {
+        return Err(KernelError::Shape {
+            op: "rope",
+            what: "x/positions",
+            got: x.dims().to_vec(),
+            expected: format!("[T, heads, {}] with T positions", 2 * tables.cos.dims()[1]),
+        });
+    }
+    let cos = tables.cos.index_select(positions, 0)?;
+    let sin = tables.sin.index_select(positions, 0)?;
+    let x4 = x.contiguous()?.unsqueeze(0)?;
+    Ok(candle_nn::rotary_emb::rope_thd(&x4, &cos, &sin)?.squeeze(0)?)
+}
