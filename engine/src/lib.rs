@@ -1,1 +1,31 @@
-//! placeholder
+//! lorad's model runtime: a llama-family forward pass over one resident copy of the base model,
+//! in which every row of a batch may use a different LoRA adapter (S-LoRA / Punica style), a
+//! paged KV cache, iteration-level continuous batching and sampling.
+//!
+//! * [`EngineHandle`] is what the daemon uses: start it from a [`lorad_model::LoadedModel`],
+//!   [`EngineHandle::add_adapter`], then [`EngineHandle::submit`] requests and read their
+//!   [`GenerationStream`]s. Dropping a stream cancels its request.
+//! * [`Llama`], [`KvCache`] and [`ForwardSeq`] are the lower layer, public for tests and
+//!   benchmarks that drive single forward steps.
+//!
+//! Tensors live on whatever [`candle_core::Device`] the model was loaded on; nothing here
+//! branches on the device (the kernels crate picks fused CPU or generic paths).
+
+mod adapters;
+mod engine;
+mod error;
+mod kv;
+mod llama;
+mod output;
+mod request;
+mod sampling;
+mod scheduler;
+
+pub use adapters::{AdapterPool, ResidentAdapter};
+pub use engine::{EngineConfig, EngineHandle, EngineStats, ModelInfo};
+pub use error::{EngineError, Result};
+pub use kv::{BlockAllocator, KvCache};
+pub use llama::{ForwardSeq, Llama, base_shape};
+pub use lorad_kernels::KernelPath;
+pub use request::{Completion, FinishReason, GenerateRequest, GenerationEvent, GenerationStream, Usage};
+pub use sampling::{Sampler, SamplingParams, argmax};

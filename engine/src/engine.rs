@@ -1,0 +1,269 @@
+//! The engine handle: configuration, start-up, submission and adapter management. The step
+//! loop itself is in `scheduler.rs`.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::JoinHandle;
+
+use candle_core::{DType, Device};
+use lorad_model::{ChatTemplate, LoadedModel, ModelConfig, Tokenizer};
+use lorad_store::{Adapter, BaseShape};
+
+use crate::adapters::{AdapterPool, ResidentAdapter};
+use crate::kv::KvCache;
+use crate::llama::Llama;
+use crate::request::{GenerateRequest, GenerationStream};
+use crate::scheduler::{Command, Scheduler, SeqInit};
+use crate::{EngineError, Result};
+
+/// Engine limits. Defaults suit the default model on a CPU host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineConfig {
+    /// Most sequences decoded together in one step.
+    pub max_batch_size: usize,
+    /// Most tokens (prefill chunks + decode tokens) in one step; longer prompts are prefilled
+    /// in chunks so running requests keep decoding.
+    pub max_batch_tokens: usize,
+    /// Requests allowed to wait for a batch slot before new ones get `QueueFull` (HTTP 429).
+    pub max_waiting: usize,
+    /// KV cache size in tokens, shared by all sequences.
+    pub kv_cache_tokens: usize,
+    /// Tokens per KV block.
+    pub block_size: usize,
+    /// Context window; `None` uses the model's.
+    pub max_seq_len: Option<usize>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            max_batch_size: 64,
+            max_batch_tokens: 512,
+            max_waiting: 256,
+            kv_cache_tokens: 16384,
+            block_size: 16,
+            max_seq_len: None,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Checks the limits, naming the bad one.
+    pub fn validate(&self) -> Result<()> {
+        let zero = |name: &str| Err(EngineError::Config(format!("{name} must be at least 1")));
+        if self.max_batch_size == 0 {
+            return zero("max_batch_size");
+        }
+        if self.max_batch_tokens == 0 {
+            return zero("max_batch_tokens");
+        }
+        if self.block_size == 0 {
+            return zero("block_size");
+        }
+        if self.kv_cache_tokens < self.block_size {
+            return Err(EngineError::Config(format!(
+                "kv_cache_tokens ({}) must hold at least one block ({} tokens)",
+                self.kv_cache_tokens, self.block_size
+            )));
+        }
+        if self.max_seq_len == Some(0) {
+            return zero("max_seq_len");
+        }
+        Ok(())
+    }
+}
+
+/// What the API needs to know about the served base model.
+#[derive(Debug, Clone)]
+pub struct ModelInfo {
+    /// Served id of the base model.
+    pub name: String,
+    /// Hex SHA-256 identifying the base weights.
+    pub base_hash: String,
+    /// Context window in tokens.
+    pub max_seq_len: usize,
+    /// The architecture.
+    pub config: ModelConfig,
+    /// Chat template.
+    pub chat_template: ChatTemplate,
+    /// Projection shapes adapters must match.
+    pub base_shape: BaseShape,
+}
+
+/// Live counters, read by the API and metrics.
+#[derive(Debug, Default)]
+pub struct EngineStats {
+    /// Requests waiting for a slot.
+    pub waiting: AtomicUsize,
+    /// Requests in the running batch.
+    pub running: AtomicUsize,
+    /// Forward steps run.
+    pub steps: AtomicUsize,
+    /// Tokens generated.
+    pub generated_tokens: AtomicUsize,
+}
+
+#[derive(Debug)]
+struct Shared {
+    tx: Mutex<mpsc::Sender<Command>>,
+    adapters: AdapterPool,
+    tokenizer: Arc<Tokenizer>,
+    info: ModelInfo,
+    stats: Arc<EngineStats>,
+    cfg: EngineConfig,
+    kv_capacity: usize,
+    device: Device,
+    dtype: DType,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// A cheap, clonable handle to the running engine.
+#[derive(Debug, Clone)]
+pub struct EngineHandle {
+    inner: Arc<Shared>,
+}
+
+impl EngineHandle {
+    /// Builds the model from `model`, allocates the KV cache and starts the engine thread.
+    pub fn start(model: LoadedModel, cfg: EngineConfig) -> Result<Self> {
+        cfg.validate()?;
+        let llama = Llama::new(&model.config, &model.weights)?;
+        drop(model.weights);
+        let mc = &model.config;
+        let max_seq_len = cfg.max_seq_len.unwrap_or(mc.max_position_embeddings).min(mc.max_position_embeddings);
+        let kv = KvCache::new(
+            mc.num_layers,
+            cfg.kv_cache_tokens,
+            cfg.block_size,
+            mc.num_kv_heads,
+            mc.head_dim,
+            llama.dtype(),
+            llama.device(),
+        )?;
+        let info = ModelInfo {
+            name: model.name.clone(),
+            base_hash: model.base_hash.clone(),
+            max_seq_len,
+            config: mc.clone(),
+            chat_template: model.chat_template.clone(),
+            base_shape: llama.base_shape(),
+        };
+        let tokenizer = Arc::new(model.tokenizer);
+        let stats = Arc::new(EngineStats::default());
+        let (tx, rx) = mpsc::channel();
+        let (device, dtype) = (llama.device().clone(), llama.dtype());
+        let kv_capacity = kv.capacity_tokens();
+        let sched = Scheduler::new(llama, kv, rx, cfg.clone(), tokenizer.clone(), stats.clone(), max_seq_len);
+        let thread = std::thread::Builder::new()
+            .name("lorad-engine".into())
+            .spawn(move || sched.run())
+            .map_err(|e| EngineError::Config(format!("cannot spawn engine thread: {e}")))?;
+        Ok(Self {
+            inner: Arc::new(Shared {
+                tx: Mutex::new(tx),
+                adapters: AdapterPool::default(),
+                tokenizer,
+                info,
+                stats,
+                cfg,
+                kv_capacity,
+                device,
+                dtype,
+                thread: Mutex::new(Some(thread)),
+            }),
+        })
+    }
+
+    /// The served base model.
+    pub fn info(&self) -> &ModelInfo {
+        &self.inner.info
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &Arc<Tokenizer> {
+        &self.inner.tokenizer
+    }
+
+    /// Live counters.
+    pub fn stats(&self) -> &EngineStats {
+        &self.inner.stats
+    }
+
+    /// The engine's limits.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.cfg
+    }
+
+    /// Makes `adapter` servable (replacing one of the same name). Requests already running on an
+    /// older version finish on it.
+    pub fn add_adapter(&self, adapter: &Adapter) -> Result<()> {
+        let r = ResidentAdapter::new(adapter, &self.inner.info.base_shape, self.inner.dtype, &self.inner.device)?;
+        self.inner.adapters.insert(r);
+        Ok(())
+    }
+
+    /// Stops serving an adapter; returns whether it was loaded.
+    pub fn remove_adapter(&self, name: &str) -> bool {
+        self.inner.adapters.remove(name)
+    }
+
+    /// Whether an adapter of that name is loaded.
+    pub fn has_adapter(&self, name: &str) -> bool {
+        self.inner.adapters.get(name).is_some()
+    }
+
+    /// Names of loaded adapters.
+    pub fn adapter_names(&self) -> Vec<String> {
+        self.inner.adapters.names()
+    }
+
+    /// Queues a request. Errors (unknown adapter, context length, queue full, bad parameters)
+    /// are returned here, before anything runs.
+    pub fn submit(&self, req: GenerateRequest) -> Result<GenerationStream> {
+        req.sampling.validate()?;
+        if req.prompt.is_empty() {
+            return Err(EngineError::EmptyPrompt);
+        }
+        let vocab = self.inner.info.config.vocab_size;
+        if let Some(&bad) = req.prompt.iter().find(|&&t| t as usize >= vocab) {
+            return Err(EngineError::InvalidParam { field: "prompt", reason: format!("token id {bad} is not in the vocabulary ({vocab})") });
+        }
+        let adapter = match &req.adapter {
+            Some(name) => Some(self.inner.adapters.get(name).ok_or_else(|| EngineError::UnknownAdapter(name.clone()))?),
+            None => None,
+        };
+        let max_len = self.inner.info.max_seq_len;
+        let prompt = req.prompt.len();
+        if req.max_tokens == Some(0) {
+            return Err(EngineError::InvalidParam { field: "max_tokens", reason: "must be at least 1".into() });
+        }
+        let completion = req.max_tokens.unwrap_or(max_len.saturating_sub(prompt));
+        if prompt >= max_len || prompt + completion > max_len {
+            return Err(EngineError::ContextLength { max: max_len, requested: prompt + completion.max(1), prompt, completion: completion.max(1) });
+        }
+        if prompt + 1 > self.inner.kv_capacity {
+            return Err(EngineError::ExceedsKvCache { tokens: prompt + 1, capacity: self.inner.kv_capacity });
+        }
+        let waiting = &self.inner.stats.waiting;
+        if waiting.fetch_add(1, Ordering::SeqCst) >= self.inner.cfg.max_waiting {
+            waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(EngineError::QueueFull(self.inner.cfg.max_waiting));
+        }
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let init = SeqInit { prompt: req.prompt, adapter, sampling: req.sampling, max_tokens: completion, stop: req.stop, ignore_eos: req.ignore_eos, tx };
+        let sent = self.inner.tx.lock().unwrap_or_else(std::sync::PoisonError::into_inner).send(Command::Submit(Box::new(init)));
+        if sent.is_err() {
+            waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(EngineError::Shutdown);
+        }
+        Ok(GenerationStream { rx, prompt_tokens: prompt })
+    }
+
+    /// Stops the engine thread after the current step; running requests get an error event.
+    pub fn shutdown(&self) {
+        let _ = self.inner.tx.lock().unwrap_or_else(std::sync::PoisonError::into_inner).send(Command::Shutdown);
+        if let Some(t) = self.inner.thread.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+            let _ = t.join();
+        }
+    }
+}

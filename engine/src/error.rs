@@ -1,0 +1,75 @@
+//! The engine's error type.
+
+/// Errors from loading, submitting to and running the engine. Display texts are written for the
+/// API's JSON error bodies: they name the parameter or adapter at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// A tensor op or kernel failed.
+    #[error("kernel: {0}")]
+    Kernel(#[from] lorad_kernels::KernelError),
+    /// A tensor op failed.
+    #[error("tensor: {0}")]
+    Candle(#[from] candle_core::Error),
+    /// The model's weights do not fit its configuration.
+    #[error("model weights: {0}")]
+    Weights(String),
+    /// An adapter does not fit the base model.
+    #[error("adapter '{name}': {reason}")]
+    BadAdapter {
+        /// The adapter.
+        name: String,
+        /// What does not fit.
+        reason: String,
+    },
+    /// No adapter of that name is loaded.
+    #[error("the model '{0}' does not exist")]
+    UnknownAdapter(String),
+    /// The prompt is empty.
+    #[error("prompt: must contain at least one token")]
+    EmptyPrompt,
+    /// Prompt plus requested completion exceed the context window.
+    #[error(
+        "This model's maximum context length is {max} tokens. However, you requested {requested} tokens ({prompt} in the messages, {completion} in the completion). Please reduce the length of the messages or completion."
+    )]
+    ContextLength {
+        /// The context window.
+        max: usize,
+        /// prompt + completion.
+        requested: usize,
+        /// Prompt tokens.
+        prompt: usize,
+        /// Requested completion tokens.
+        completion: usize,
+    },
+    /// The request could never fit in the KV cache.
+    #[error("prompt: {tokens} tokens exceed the KV cache capacity of {capacity} tokens")]
+    ExceedsKvCache {
+        /// Tokens needed.
+        tokens: usize,
+        /// Cache capacity.
+        capacity: usize,
+    },
+    /// Too many requests are waiting.
+    #[error("the server is at capacity ({0} requests waiting); retry later")]
+    QueueFull(usize),
+    /// A sampling parameter is out of range.
+    #[error("{field}: {reason}")]
+    InvalidParam {
+        /// The parameter's API name.
+        field: &'static str,
+        /// Why it is invalid.
+        reason: String,
+    },
+    /// The engine configuration is invalid.
+    #[error("engine config: {0}")]
+    Config(String),
+    /// The engine thread has stopped.
+    #[error("the engine has shut down")]
+    Shutdown,
+    /// The tokenizer failed.
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+}
+
+/// Result alias of this crate.
+pub type Result<T> = std::result::Result<T, EngineError>;

@@ -1,0 +1,259 @@
+//! The llama-family forward pass (llama, mistral, qwen2), batched over many sequences at once,
+//! every projection taking each row's own LoRA.
+//!
+//! Written on candle tensors rather than candle-transformers' `Llama` because every linear layer
+//! needs the per-row multi-LoRA term and the attention reads a paged KV cache shared by the
+//! whole batch. The math per op lives in `lorad-kernels`.
+
+use std::collections::HashMap;
+
+
+use candle_core::{DType, Device, Tensor};
+use lorad_kernels::{KernelPath, LoraGroup, PagedSeq, RopeTables};
+use lorad_model::ModelConfig;
+use lorad_store::{BaseShape, TargetModule};
+
+use crate::adapters::ResidentAdapter;
+use crate::kv::KvCache;
+use crate::{EngineError, Result};
+
+/// One layer's weights. Projections are `[out, in]` as in Hugging Face checkpoints.
+#[derive(Debug)]
+struct Layer {
+    input_norm: Tensor,
+    post_norm: Tensor,
+    /// Indexed by `TargetModule::index()`.
+    proj: [Tensor; 7],
+    /// q/k/v biases (qwen2).
+    bias: [Option<Tensor>; 3],
+}
+
+/// A loaded base model.
+#[derive(Debug)]
+pub struct Llama {
+    cfg: ModelConfig,
+    embed: Tensor,
+    layers: Vec<Layer>,
+    norm: Tensor,
+    lm_head: Tensor,
+    rope: RopeTables,
+    device: Device,
+    dtype: DType,
+    path: KernelPath,
+}
+
+/// One sequence's share of a forward step.
+#[derive(Debug, Clone, Copy)]
+pub struct ForwardSeq<'a> {
+    /// New tokens (a prefill chunk, or the one token to decode).
+    pub tokens: &'a [u32],
+    /// Position of `tokens[0]` (tokens already in the cache).
+    pub start_pos: usize,
+    /// Blocks covering positions `0 .. start_pos + tokens.len()`.
+    pub block_table: &'a [u32],
+    /// The adapter, if any.
+    pub adapter: Option<&'a ResidentAdapter>,
+    /// Whether to return logits for this sequence's last token.
+    pub want_logits: bool,
+}
+
+fn get(w: &HashMap<String, Tensor>, name: &str) -> Result<Tensor> {
+    w.get(name).cloned().ok_or_else(|| EngineError::Weights(format!("missing tensor {name}")))
+}
+
+impl Llama {
+    /// Builds the model from Hugging Face-named weights (as `lorad_model::load_model` returns).
+    pub fn new(cfg: &ModelConfig, weights: &HashMap<String, Tensor>) -> Result<Self> {
+        let embed = get(weights, "model.embed_tokens.weight")?;
+        let device = embed.device().clone();
+        let dtype = embed.dtype();
+        let shape = base_shape(cfg);
+        let mut layers = Vec::with_capacity(cfg.num_layers);
+        for l in 0..cfg.num_layers {
+            let p = |m: TargetModule| -> Result<Tensor> {
+                let sub = match m {
+                    TargetModule::GateProj | TargetModule::UpProj | TargetModule::DownProj => "mlp",
+                    _ => "self_attn",
+                };
+                let name = format!("model.layers.{l}.{sub}.{}.weight", m.peft_name());
+                let t = get(weights, &name)?;
+                let (out, inp) = shape.shape(m);
+                if t.dims() != [out, inp] {
+                    return Err(EngineError::Weights(format!("{name} has shape {:?}, expected [{out}, {inp}]", t.dims())));
+                }
+                Ok(t)
+            };
+            let proj = [
+                p(TargetModule::QProj)?,
+                p(TargetModule::KProj)?,
+                p(TargetModule::VProj)?,
+                p(TargetModule::OProj)?,
+                p(TargetModule::GateProj)?,
+                p(TargetModule::UpProj)?,
+                p(TargetModule::DownProj)?,
+            ];
+            let bias = if cfg.attention_bias {
+                let b = |n: &str| get(weights, &format!("model.layers.{l}.self_attn.{n}.bias")).map(Some);
+                [b("q_proj")?, b("k_proj")?, b("v_proj")?]
+            } else {
+                [None, None, None]
+            };
+            layers.push(Layer {
+                input_norm: get(weights, &format!("model.layers.{l}.input_layernorm.weight"))?,
+                post_norm: get(weights, &format!("model.layers.{l}.post_attention_layernorm.weight"))?,
+                proj,
+                bias,
+            });
+        }
+        let lm_head = match weights.get("lm_head.weight") {
+            Some(t) => t.clone(),
+            None if cfg.tie_word_embeddings => embed.clone(),
+            None => return Err(EngineError::Weights("missing tensor lm_head.weight (embeddings are not tied)".into())),
+        };
+        let rope = RopeTables::new(&cfg.rope_inv_freq(), cfg.max_position_embeddings, dtype, &device)?;
+        Ok(Self {
+            cfg: cfg.clone(),
+            embed,
+            layers,
+            norm: get(weights, "model.norm.weight")?,
+            lm_head,
+            rope,
+            device,
+            dtype,
+            path: KernelPath::Auto,
+        })
+    }
+
+    /// Forces the device-generic kernels (tests pin the fused CPU kernels against them).
+    pub fn set_kernel_path(&mut self, path: KernelPath) {
+        self.path = path;
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The weights' dtype.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Adapter-facing projection shapes.
+    pub fn base_shape(&self) -> BaseShape {
+        base_shape(&self.cfg)
+    }
+
+    /// Runs one step for all `seqs`: writes their new K/V into `kv` and returns `f32` logits,
+    /// one row per sequence with `want_logits`, in order.
+    pub fn forward(&self, seqs: &[ForwardSeq<'_>], kv: &KvCache) -> Result<Tensor> {
+        let cfg = &self.cfg;
+        let (heads, kvh, hd) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
+        let mut tokens = Vec::new();
+        let mut positions = Vec::new();
+        let mut slots = Vec::new();
+        let mut paged = Vec::with_capacity(seqs.len());
+        let mut logit_rows = Vec::new();
+        // Rows grouped by adapter identity, so each adapter's rows form one LoRA group.
+        let mut groups: Vec<(&ResidentAdapter, Vec<u32>)> = Vec::new();
+        for s in seqs {
+            if s.tokens.is_empty() {
+                return Err(EngineError::EmptyPrompt);
+            }
+            let q_start = tokens.len();
+            let len = s.start_pos + s.tokens.len();
+            if len > self.rope.max_positions() {
+                return Err(EngineError::ContextLength {
+                    max: self.rope.max_positions(),
+                    requested: len,
+                    prompt: len,
+                    completion: 0,
+                });
+            }
+            if s.block_table.len() * kv.block_size < len {
+                return Err(EngineError::Config(format!("block table too short for {len} tokens")));
+            }
+            for (i, &t) in s.tokens.iter().enumerate() {
+                let p = s.start_pos + i;
+                tokens.push(t);
+                positions.push(p as u32);
+                slots.push(s.block_table[p / kv.block_size] * kv.block_size as u32 + (p % kv.block_size) as u32);
+            }
+            paged.push(PagedSeq { block_table: s.block_table, len, q_start, q_len: s.tokens.len() });
+            if let Some(a) = s.adapter {
+                let rows = (q_start as u32)..(tokens.len() as u32);
+                match groups.iter_mut().find(|(g, _)| std::ptr::eq(*g, a)) {
+                    Some((_, v)) => v.extend(rows),
+                    None => groups.push((a, rows.collect())),
+                }
+            }
+            if s.want_logits {
+                logit_rows.push(tokens.len() as u32 - 1);
+            }
+        }
+        if tokens.iter().any(|&t| t as usize >= cfg.vocab_size) {
+            return Err(EngineError::Tokenizer(format!("token id out of range (vocab {})", cfg.vocab_size)));
+        }
+        let t = tokens.len();
+        let dev = &self.device;
+        let tok = Tensor::from_vec(tokens, t, dev)?;
+        let pos = Tensor::from_vec(positions, t, dev)?;
+        let scale = 1.0 / (hd as f32).sqrt();
+        let eps = cfg.rms_norm_eps as f32;
+        let mut x = self.embed.index_select(&tok, 0)?;
+        for (l, layer) in self.layers.iter().enumerate() {
+            let linear = |m: TargetModule, input: &Tensor| -> Result<Tensor> {
+                let mut y = input.matmul(&layer.proj[m.index()].t()?)?;
+                if m.index() < 3 {
+                    if let Some(b) = &layer.bias[m.index()] {
+                        y = y.broadcast_add(b)?;
+                    }
+                }
+                let lg: Vec<LoraGroup<'_>> = groups
+                    .iter()
+                    .filter_map(|(a, rows)| a.pair(l, m).map(|pair| LoraGroup { pair, rows }))
+                    .collect();
+                Ok(lorad_kernels::add_lora(&y, input, &lg, self.path)?)
+            };
+            let h = lorad_kernels::rms_norm(&x, &layer.input_norm, eps)?;
+            let q = linear(TargetModule::QProj, &h)?.reshape((t, heads, hd))?;
+            let k = linear(TargetModule::KProj, &h)?.reshape((t, kvh, hd))?;
+            let v = linear(TargetModule::VProj, &h)?.reshape((t, kvh, hd))?;
+            let q = lorad_kernels::apply_rope(&q, &self.rope, &pos)?;
+            let k = lorad_kernels::apply_rope(&k, &self.rope, &pos)?;
+            let pool = &kv.pools[l];
+            lorad_kernels::write_kv(pool, &k, &v.contiguous()?, &slots, self.path)?;
+            let att = lorad_kernels::paged_attention(&q, pool, &paged, scale, self.path)?;
+            let o = linear(TargetModule::OProj, &att.reshape((t, heads * hd))?)?;
+            x = (x + o)?;
+            let h = lorad_kernels::rms_norm(&x, &layer.post_norm, eps)?;
+            let act = lorad_kernels::swiglu(&linear(TargetModule::GateProj, &h)?, &linear(TargetModule::UpProj, &h)?)?;
+            x = (x + linear(TargetModule::DownProj, &act)?)?;
+        }
+        if logit_rows.is_empty() {
+            return Ok(Tensor::zeros((0, cfg.vocab_size), DType::F32, dev)?);
+        }
+        let n = logit_rows.len();
+        let rows = Tensor::from_vec(logit_rows, n, dev)?;
+        let last = x.index_select(&rows, 0)?;
+        let last = lorad_kernels::rms_norm(&last, &self.norm, eps)?;
+        Ok(last.matmul(&self.lm_head.t()?)?.to_dtype(DType::F32)?)
+    }
+}
+
+/// Adapter-facing projection shapes of a config.
+pub fn base_shape(cfg: &ModelConfig) -> BaseShape {
+    BaseShape {
+        num_layers: cfg.num_layers,
+        hidden_size: cfg.hidden_size,
+        q_dim: cfg.num_heads * cfg.head_dim,
+        kv_dim: cfg.num_kv_heads * cfg.head_dim,
+        intermediate_size: cfg.intermediate_size,
+    }
+}
+

@@ -1,0 +1,139 @@
+//! What callers submit to the engine and what they get back.
+
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::sampling::SamplingParams;
+use crate::{EngineError, Result};
+
+/// A generation request, already tokenized.
+#[derive(Debug, Clone)]
+pub struct GenerateRequest {
+    /// Prompt token ids.
+    pub prompt: Vec<u32>,
+    /// Adapter name; `None` runs the base model.
+    pub adapter: Option<String>,
+    /// Sampling parameters.
+    pub sampling: SamplingParams,
+    /// Completion token limit; `None` means "up to the context window".
+    pub max_tokens: Option<usize>,
+    /// Stop strings: generation ends before the first occurrence, which is not returned.
+    pub stop: Vec<String>,
+    /// Keep generating past end-of-sequence tokens (benchmarks).
+    pub ignore_eos: bool,
+}
+
+impl GenerateRequest {
+    /// A greedy request on the base model.
+    pub fn greedy(prompt: Vec<u32>, max_tokens: usize) -> Self {
+        Self {
+            prompt,
+            adapter: None,
+            sampling: SamplingParams::greedy(),
+            max_tokens: Some(max_tokens),
+            stop: Vec::new(),
+            ignore_eos: false,
+        }
+    }
+}
+
+/// Why generation ended (OpenAI's `finish_reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// An end-of-sequence token or a stop string.
+    Stop,
+    /// `max_tokens` or the context window.
+    Length,
+}
+
+impl FinishReason {
+    /// The OpenAI wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stop => "stop",
+            Self::Length => "length",
+        }
+    }
+}
+
+/// Token counts of a finished request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    /// Prompt tokens.
+    pub prompt_tokens: usize,
+    /// Generated tokens.
+    pub completion_tokens: usize,
+}
+
+/// Events of one request, in order: any number of `Delta`, then one `Done` or `Error`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GenerationEvent {
+    /// New text (possibly empty while a multi-byte character or a possible stop string is
+    /// still incomplete) and the token ids that produced it.
+    Delta {
+        /// Text to append.
+        text: String,
+        /// Token ids sampled this step.
+        tokens: Vec<u32>,
+    },
+    /// The request finished.
+    Done {
+        /// Why.
+        finish_reason: FinishReason,
+        /// Token counts.
+        usage: Usage,
+    },
+    /// The request failed inside the engine.
+    Error(String),
+}
+
+/// The receiving end of a request. Dropping it cancels the request and frees its slot.
+#[derive(Debug)]
+pub struct GenerationStream {
+    pub(crate) rx: UnboundedReceiver<GenerationEvent>,
+    /// Prompt length in tokens.
+    pub prompt_tokens: usize,
+}
+
+/// A finished request, collected.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    /// Generated text.
+    pub text: String,
+    /// Generated token ids (including a final end-of-sequence token, if any).
+    pub tokens: Vec<u32>,
+    /// Why it ended.
+    pub finish_reason: FinishReason,
+    /// Token counts.
+    pub usage: Usage,
+}
+
+impl GenerationStream {
+    /// The next event; `None` once the request is over.
+    pub async fn next(&mut self) -> Option<GenerationEvent> {
+        self.rx.recv().await
+    }
+
+    /// Blocking twin of [`Self::next`], for threads outside an async runtime.
+    pub fn blocking_next(&mut self) -> Option<GenerationEvent> {
+        self.rx.blocking_recv()
+    }
+
+    /// Waits for the whole completion (blocking).
+    pub fn collect_blocking(mut self) -> Result<Completion> {
+        let mut text = String::new();
+        let mut tokens = Vec::new();
+        while let Some(ev) = self.blocking_next() {
+            match ev {
+                GenerationEvent::Delta { text: t, tokens: ids } => {
+                    text.push_str(&t);
+                    tokens.extend(ids);
+                }
+                GenerationEvent::Done { finish_reason, usage } => {
+                    return Ok(Completion { text, tokens, finish_reason, usage });
+                }
+                GenerationEvent::Error(e) => return Err(EngineError::Config(e)),
+            }
+        }
+        Err(EngineError::Shutdown)
+    }
+}

@@ -1,0 +1,320 @@
+//! Iteration-level continuous batching. Between two forward steps requests join (admitted from
+//! the waiting queue when a batch slot and KV blocks are free) and leave (finished, cancelled by
+//! a dropped stream, or preempted when the KV cache runs out).
+//!
+//! Each step packs every running sequence's pending tokens: one token for a decoding sequence,
+//! a prefill chunk for a new one, within `max_batch_tokens`. Preemption is by recompute: the
+//! youngest sequence gives back its blocks and re-queues at the front with all its tokens, its
+//! sampler state kept so seeded output stays reproducible.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, mpsc};
+
+use lorad_model::Tokenizer;
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::adapters::ResidentAdapter;
+use crate::engine::{EngineConfig, EngineStats};
+use crate::kv::KvCache;
+use crate::llama::{ForwardSeq, Llama};
+use crate::output::OutputState;
+use crate::request::{FinishReason, GenerationEvent, Usage};
+use crate::sampling::{Sampler, SamplingParams};
+
+/// Messages from handles to the engine thread.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Submit(Box<SeqInit>),
+    Shutdown,
+}
+
+/// A validated request as the handle hands it over.
+#[derive(Debug)]
+pub(crate) struct SeqInit {
+    pub(crate) prompt: Vec<u32>,
+    pub(crate) adapter: Option<Arc<ResidentAdapter>>,
+    pub(crate) sampling: SamplingParams,
+    pub(crate) max_tokens: usize,
+    pub(crate) stop: Vec<String>,
+    pub(crate) ignore_eos: bool,
+    pub(crate) tx: UnboundedSender<GenerationEvent>,
+}
+
+#[derive(Debug)]
+struct Seq {
+    /// Prompt followed by generated tokens.
+    tokens: Vec<u32>,
+    prompt_len: usize,
+    /// Tokens whose K/V are in the cache.
+    computed: usize,
+    blocks: Vec<u32>,
+    adapter: Option<Arc<ResidentAdapter>>,
+    sampler: Sampler,
+    out: OutputState,
+    max_tokens: usize,
+    ignore_eos: bool,
+    tx: UnboundedSender<GenerationEvent>,
+}
+
+impl Seq {
+    fn generated(&self) -> usize {
+        self.tokens.len() - self.prompt_len
+    }
+}
+
+pub(crate) struct Scheduler {
+    model: Llama,
+    kv: KvCache,
+    rx: mpsc::Receiver<Command>,
+    cfg: EngineConfig,
+    tokenizer: Arc<Tokenizer>,
+    stats: Arc<EngineStats>,
+    max_seq_len: usize,
+    eos: Vec<u32>,
+    waiting: VecDeque<Seq>,
+    running: Vec<Seq>,
+}
+
+impl Scheduler {
+    pub(crate) fn new(
+        model: Llama,
+        kv: KvCache,
+        rx: mpsc::Receiver<Command>,
+        cfg: EngineConfig,
+        tokenizer: Arc<Tokenizer>,
+        stats: Arc<EngineStats>,
+        max_seq_len: usize,
+    ) -> Self {
+        let eos = tokenizer.eos_token_ids().to_vec();
+        Self { model, kv, rx, cfg, tokenizer, stats, max_seq_len, eos, waiting: VecDeque::new(), running: Vec::new() }
+    }
+
+    pub(crate) fn run(mut self) {
+        loop {
+            // Idle: block until work arrives. Busy: take whatever has arrived, then step.
+            if self.running.is_empty() && self.waiting.is_empty() {
+                match self.rx.recv() {
+                    Ok(cmd) => {
+                        if !self.handle(cmd) {
+                            return;
+                        }
+                    }
+                    Err(_) => return,
+                }
+            }
+            while let Ok(cmd) = self.rx.try_recv() {
+                if !self.handle(cmd) {
+                    self.abort_all("the engine is shutting down");
+                    return;
+                }
+            }
+            self.drop_cancelled();
+            self.admit();
+            self.step();
+        }
+    }
+
+    fn handle(&mut self, cmd: Command) -> bool {
+        match cmd {
+            Command::Submit(init) => {
+                let init = *init;
+                self.waiting.push_back(Seq {
+                    prompt_len: init.prompt.len(),
+                    tokens: init.prompt,
+                    computed: 0,
+                    blocks: Vec::new(),
+                    adapter: init.adapter,
+                    sampler: Sampler::new(init.sampling),
+                    out: OutputState::new(init.stop),
+                    max_tokens: init.max_tokens,
+                    ignore_eos: init.ignore_eos,
+                    tx: init.tx,
+                });
+                true
+            }
+            Command::Shutdown => false,
+        }
+    }
+
+    fn abort_all(&mut self, why: &str) {
+        for s in self.running.drain(..).chain(self.waiting.drain(..)) {
+            let _ = s.tx.send(GenerationEvent::Error(why.into()));
+        }
+    }
+
+    /// A client that hung up frees its slot and blocks before the next step.
+    fn drop_cancelled(&mut self) {
+        let kv = &mut self.kv;
+        self.running.retain_mut(|s| {
+            let keep = !s.tx.is_closed();
+            if !keep {
+                kv.blocks.free(std::mem::take(&mut s.blocks));
+            }
+            keep
+        });
+        let before = self.waiting.len();
+        self.waiting.retain(|s| !s.tx.is_closed() || !s.blocks.is_empty());
+        // Requests that never ran were counted as waiting by the handle.
+        self.stats.waiting.fetch_sub(before - self.waiting.len(), Ordering::SeqCst);
+        self.stats.running.store(self.running.len(), Ordering::Relaxed);
+    }
+
+    /// FIFO admission: a request joins when a slot is free and its whole known sequence fits.
+    fn admit(&mut self) {
+        while self.running.len() < self.cfg.max_batch_size {
+            let Some(front) = self.waiting.front() else { break };
+            let need = self.kv.blocks_for(front.tokens.len() + 1);
+            let Some(blocks) = self.kv.blocks.alloc(need) else { break };
+            let Some(mut s) = self.waiting.pop_front() else { break };
+            s.blocks = blocks;
+            // Preempted sequences re-enter with `computed == 0` and were never counted as new.
+            if s.generated() == 0 && s.computed == 0 {
+                self.stats.waiting.fetch_sub(1, Ordering::SeqCst);
+            }
+            self.running.push(s);
+        }
+        self.stats.running.store(self.running.len(), Ordering::Relaxed);
+    }
+
+    /// Plans token counts per running sequence and makes sure each has blocks for them,
+    /// preempting the youngest sequences when the cache is full.
+    fn plan(&mut self) -> Vec<usize> {
+        loop {
+            let mut budget = self.cfg.max_batch_tokens;
+            let mut plan = vec![0usize; self.running.len()];
+            // Decoding sequences first (one token each), then prefill chunks.
+            for (i, s) in self.running.iter().enumerate() {
+                if s.tokens.len() - s.computed == 1 && budget > 0 {
+                    plan[i] = 1;
+                    budget -= 1;
+                }
+            }
+            for (i, s) in self.running.iter().enumerate() {
+                let pending = s.tokens.len() - s.computed;
+                if pending > 1 && budget > 0 {
+                    plan[i] = pending.min(budget);
+                    budget -= plan[i];
+                }
+            }
+            let mut short = None;
+            for (i, s) in self.running.iter_mut().enumerate() {
+                let need = self.kv.blocks_for(s.computed + plan[i]);
+                if need > s.blocks.len() {
+                    match self.kv.blocks.alloc(need - s.blocks.len()) {
+                        Some(b) => s.blocks.extend(b),
+                        None => {
+                            short = Some(i);
+                            break;
+                        }
+                    }
+                }
+            }
+            if short.is_none() {
+                return plan;
+            }
+            // Preempt the youngest running sequence and retry.
+            let Some(mut victim) = self.running.pop() else { return Vec::new() };
+            tracing::debug!(tokens = victim.tokens.len(), "KV cache full: preempting a sequence");
+            self.kv.blocks.free(std::mem::take(&mut victim.blocks));
+            victim.computed = 0;
+            self.waiting.push_front(victim);
+        }
+    }
+
+    fn step(&mut self) {
+        if self.running.is_empty() {
+            return;
+        }
+        let plan = self.plan();
+        let mut fwd = Vec::with_capacity(self.running.len());
+        let mut sampled_idx = Vec::new();
+        for (i, s) in self.running.iter().enumerate() {
+            let n = plan[i];
+            if n == 0 {
+                continue;
+            }
+            let want = s.computed + n == s.tokens.len();
+            if want {
+                sampled_idx.push(i);
+            }
+            fwd.push(ForwardSeq {
+                tokens: &s.tokens[s.computed..s.computed + n],
+                start_pos: s.computed,
+                block_table: &s.blocks,
+                adapter: s.adapter.as_deref(),
+                want_logits: want,
+            });
+        }
+        if fwd.is_empty() {
+            return;
+        }
+        let logits = self.model.forward(&fwd, &self.kv).and_then(|l| Ok(l.to_vec2::<f32>()?));
+        drop(fwd);
+        self.stats.steps.fetch_add(1, Ordering::Relaxed);
+        let logits = match logits {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "forward step failed; failing the batch");
+                let msg = format!("internal error: {e}");
+                for s in self.running.drain(..) {
+                    self.kv.blocks.free(s.blocks);
+                    let _ = s.tx.send(GenerationEvent::Error(msg.clone()));
+                }
+                return;
+            }
+        };
+        for (i, s) in self.running.iter_mut().enumerate() {
+            s.computed += plan[i];
+        }
+        let mut finished = Vec::new();
+        for (row, &i) in sampled_idx.iter().enumerate() {
+            let mut l = logits[row].clone();
+            if let Some(reason) = self.sample_one(i, &mut l) {
+                finished.push((i, reason));
+            }
+        }
+        // Remove finished sequences, highest index first so indices stay valid.
+        finished.sort_by(|a, b| b.0.cmp(&a.0));
+        for (i, reason) in finished {
+            let mut s = self.running.remove(i);
+            let tail = s.out.flush();
+            if !tail.is_empty() {
+                let _ = s.tx.send(GenerationEvent::Delta { text: tail, tokens: Vec::new() });
+            }
+            let usage = Usage { prompt_tokens: s.prompt_len, completion_tokens: s.generated() };
+            let _ = s.tx.send(GenerationEvent::Done { finish_reason: reason, usage });
+            self.kv.blocks.free(std::mem::take(&mut s.blocks));
+        }
+        self.stats.running.store(self.running.len(), Ordering::Relaxed);
+    }
+
+    /// Samples the next token of running sequence `i`; returns a finish reason when it is done.
+    fn sample_one(&mut self, i: usize, logits: &mut [f32]) -> Option<FinishReason> {
+        let s = &mut self.running[i];
+        let tok = s.sampler.sample(logits);
+        s.sampler.observe(tok);
+        s.tokens.push(tok);
+        self.stats.generated_tokens.fetch_add(1, Ordering::Relaxed);
+        if !s.ignore_eos && self.eos.contains(&tok) {
+            let _ = s.tx.send(GenerationEvent::Delta { text: String::new(), tokens: vec![tok] });
+            return Some(FinishReason::Stop);
+        }
+        match s.out.push(tok, &self.tokenizer) {
+            Ok((text, stopped)) => {
+                let _ = s.tx.send(GenerationEvent::Delta { text, tokens: vec![tok] });
+                if stopped {
+                    return Some(FinishReason::Stop);
+                }
+            }
+            Err(e) => {
+                let _ = s.tx.send(GenerationEvent::Error(e.to_string()));
+                return Some(FinishReason::Stop);
+            }
+        }
+        if s.generated() >= s.max_tokens || s.tokens.len() >= self.max_seq_len {
+            return Some(FinishReason::Length);
+        }
+        None
+    }
+}
