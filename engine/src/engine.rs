@@ -101,6 +101,8 @@ pub struct EngineStats {
     pub steps: AtomicUsize,
     /// Tokens generated.
     pub generated_tokens: AtomicUsize,
+    /// Sequences preempted (KV cache full) and later recomputed.
+    pub preemptions: AtomicUsize,
 }
 
 #[derive(Debug)]

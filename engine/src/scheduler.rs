@@ -217,6 +217,7 @@ impl Scheduler {
             let Some(mut victim) = self.running.pop() else { return Vec::new() };
             tracing::debug!(tokens = victim.tokens.len(), "KV cache full: preempting a sequence");
             self.kv.blocks.free(std::mem::take(&mut victim.blocks));
+            self.stats.preemptions.fetch_add(1, Ordering::Relaxed);
             victim.computed = 0;
             self.waiting.push_front(victim);
         }
