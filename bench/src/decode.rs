@@ -1,0 +1,211 @@
+//! `lorad-bench decode`: generation throughput of one batch of requests in three set-ups,
+//! measured back to back on the same loaded model:
+//!
+//! * **a** — every request on the base model (the ceiling);
+//! * **b** — every request on its own adapter, all batched over the shared base (lorad);
+//! * **c** — merge-per-request: for each request merge `W + s·B·A` into a copy of the targeted
+//!   weights, run the request alone, drop the merge (what serving without multi-LoRA costs).
+//!
+//! Goals (issue 2): b/a ≥ 0.90 with 32 distinct rank-16 adapters; b/c ≥ 10 with 100.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use candle_core::{DType, Device, Tensor};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use lorad_engine::{EngineConfig, EngineHandle, ForwardSeq, GenerateRequest, KvCache, Llama, ResidentAdapter};
+use lorad_model::LoadOptions;
+use lorad_store::{Adapter, RandomAdapterSpec, TargetModule};
+
+/// Options of `lorad-bench decode`.
+#[derive(Debug, Args)]
+pub(crate) struct DecodeArgs {
+    /// Model file or directory (default: the default model under --home).
+    #[arg(long)]
+    model: Option<std::path::PathBuf>,
+    /// Requests in the batch, each on its own adapter in set-up b.
+    #[arg(long, default_value_t = 32)]
+    requests: usize,
+    /// Tokens generated per request (EOS ignored so every request generates exactly this many).
+    #[arg(long, default_value_t = 32)]
+    max_tokens: usize,
+    /// LoRA rank of every adapter.
+    #[arg(long, default_value_t = 16)]
+    rank: usize,
+    /// Projections the adapters target (comma-separated PEFT names).
+    #[arg(long, default_value = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj")]
+    targets: String,
+    /// Requests run in the merge-per-request baseline (it is slow; the rate is per request).
+    #[arg(long, default_value_t = 4)]
+    merge_requests: usize,
+    /// Skip set-up c.
+    #[arg(long)]
+    no_merge: bool,
+}
+
+const PROMPTS: [&str; 8] = [
+    "The history of Rome begins with",
+    "Write a short poem about the sea:",
+    "def quicksort(xs):",
+    "The three most important things about",
+    "Dear customer, thank you for",
+    "In 1969, the first humans",
+    "A good recipe for bread needs",
+    "The weather tomorrow will be",
+];
+
+pub(crate) fn run(home: &Path, out: &Path, args: &DecodeArgs) -> anyhow::Result<()> {
+    if args.requests == 0 || args.max_tokens == 0 || args.rank == 0 {
+        bail!("--requests, --max-tokens and --rank must be at least 1");
+    }
+    let targets: Vec<TargetModule> = args
+        .targets
+        .split(',')
+        .map(|t| TargetModule::from_peft_name(t.trim()).with_context(|| format!("--targets: unknown projection '{t}'")))
+        .collect::<anyhow::Result<_>>()?;
+    let path = match &args.model {
+        Some(p) => p.clone(),
+        None => lorad_model::fetch_default_model(home, true)?,
+    };
+    let opts = LoadOptions { dtype: DType::F32, device: Device::Cpu };
+    let model = lorad_model::load_model(&path, &opts)?;
+    let base = lorad_engine::base_shape(&model.config);
+    let adapters: Vec<Adapter> = (0..args.requests)
+        .map(|i| {
+            let spec = RandomAdapterSpec { rank: args.rank, alpha: 2.0 * args.rank as f64, targets: targets.clone(), use_rslora: false, layers: None, seed: 1000 + i as u64 };
+            lorad_store::random_adapter(&format!("bench-{i}"), &base, &spec)
+        })
+        .collect();
+    let prompts: Vec<Vec<u32>> =
+        (0..args.requests).map(|i| model.tokenizer.encode(PROMPTS[i % PROMPTS.len()])).collect::<Result<_, _>>()?;
+
+    let merge_weights = model.weights.clone();
+    let merge_cfg = model.config.clone();
+    let cfg = EngineConfig {
+        max_batch_size: args.requests,
+        max_waiting: args.requests,
+        kv_cache_tokens: args.requests * (args.max_tokens + 64),
+        ..EngineConfig::default()
+    };
+    let engine = EngineHandle::start(model, cfg)?;
+    for a in &adapters {
+        engine.add_adapter(a)?;
+    }
+    // Warm-up (first-touch page faults, thread pools).
+    run_batch(&engine, &prompts[..1], None, 4)?;
+    let (a_tps, a_secs) = run_batch(&engine, &prompts, None, args.max_tokens)?;
+    let names: Vec<String> = adapters.iter().map(|a| a.name.clone()).collect();
+    let (b_tps, b_secs) = run_batch(&engine, &prompts, Some(&names), args.max_tokens)?;
+    engine.shutdown();
+    let c = if args.no_merge {
+        None
+    } else {
+        let n = args.merge_requests.min(args.requests).max(1);
+        Some(run_merge(&merge_cfg, &merge_weights, &adapters[..n], &prompts[..n], args.max_tokens)?)
+    };
+    let (b_over_a, b_over_c) = (b_tps / a_tps, c.map(|(tps, _)| b_tps / tps));
+    let mut md = format!(
+        "# lorad-bench decode\n\n{} requests × {} tokens, rank {}, targets {}, f32 on CPU ({} threads).\n\n| set-up | tokens/s | seconds |\n|---|---:|---:|\n| a: base only | {a_tps:.1} | {a_secs:.2} |\n| b: {} distinct adapters, batched | {b_tps:.1} | {b_secs:.2} |\n",
+        args.requests, args.max_tokens, args.rank, args.targets,
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), args.requests
+    );
+    if let Some((tps, secs)) = c {
+        md += &format!("| c: merge per request ({} requests, sequential) | {tps:.1} | {secs:.2} |\n", args.merge_requests.min(args.requests));
+    }
+    md += &format!("\n**b/a = {b_over_a:.3}** (goal ≥ 0.90)");
+    if let Some(r) = b_over_c {
+        md += &format!(", **b/c = {r:.2}** (goal ≥ 10 with 100 distinct adapters)");
+    }
+    md += "\n";
+    println!("{md}");
+    let json = serde_json::json!({
+        "benchmark": "decode",
+        "machine": crate::report::machine(),
+        "requests": args.requests, "max_tokens": args.max_tokens, "rank": args.rank, "targets": args.targets,
+        "a_base_tokens_per_s": a_tps, "b_multi_lora_tokens_per_s": b_tps,
+        "c_merge_per_request_tokens_per_s": c.map(|x| x.0),
+        "b_over_a": b_over_a, "b_over_c": b_over_c,
+    });
+    crate::report::write(out, &format!("decode-{}x{}-r{}", args.requests, args.max_tokens, args.rank), &json, &md)
+}
+
+/// Submits all prompts at once and waits for all; returns (generated tokens/s, seconds).
+fn run_batch(engine: &EngineHandle, prompts: &[Vec<u32>], adapters: Option<&[String]>, max_tokens: usize) -> anyhow::Result<(f64, f64)> {
+    let bar = progress(prompts.len(), if adapters.is_some() { "b: multi-LoRA" } else { "a: base" });
+    let start = Instant::now();
+    let streams: Vec<_> = prompts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let req = GenerateRequest { adapter: adapters.map(|a| a[i].clone()), ignore_eos: true, ..GenerateRequest::greedy(p.clone(), max_tokens) };
+            engine.submit(req)
+        })
+        .collect::<Result<_, _>>()?;
+    let mut tokens = 0;
+    for s in streams {
+        tokens += s.collect_blocking()?.usage.completion_tokens;
+        bar.inc(1);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    Ok((tokens as f64 / secs, secs))
+}
+
+/// The merge-per-request baseline; returns (generated tokens/s, seconds) over its requests.
+fn run_merge(
+    cfg: &lorad_model::ModelConfig,
+    weights: &std::collections::HashMap<String, Tensor>,
+    adapters: &[Adapter],
+    prompts: &[Vec<u32>],
+    max_tokens: usize,
+) -> anyhow::Result<(f64, f64)> {
+    let bar = progress(adapters.len(), "c: merge per request");
+    let start = Instant::now();
+    let mut tokens = 0;
+    for (a, p) in adapters.iter().zip(prompts) {
+        let mut merged = weights.clone();
+        for w in &a.weights {
+            let sub = if matches!(w.module, TargetModule::GateProj | TargetModule::UpProj | TargetModule::DownProj) { "mlp" } else { "self_attn" };
+            let name = format!("model.layers.{}.{sub}.{}.weight", w.layer, w.module.peft_name());
+            let base = &weights[&name];
+            let (o, i) = base.dims2()?;
+            let aa = Tensor::from_slice(&w.a, (w.rank, i), &Device::Cpu)?;
+            let bb = (Tensor::from_slice(&w.b, (o, w.rank), &Device::Cpu)? * f64::from(w.scale))?;
+            merged.insert(name, (base + bb.matmul(&aa)?)?);
+        }
+        let llama = Llama::new(cfg, &merged)?;
+        tokens += greedy_alone(&llama, p, max_tokens)?;
+        bar.inc(1);
+        // Unmerge = dropping the merged copies; the base tensors were never modified.
+    }
+    let secs = start.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    Ok((tokens as f64 / secs, secs))
+}
+
+/// One request alone, greedy, EOS ignored; returns tokens generated.
+fn greedy_alone(llama: &Llama, prompt: &[u32], max_tokens: usize) -> anyhow::Result<usize> {
+    let c = llama.config();
+    let len = prompt.len() + max_tokens;
+    let kv = KvCache::new(c.num_layers, len, 16, c.num_kv_heads, c.head_dim, llama.dtype(), llama.device())?;
+    let blocks: Vec<u32> = (0..len.div_ceil(16) as u32).collect();
+    let mut tokens = prompt.to_vec();
+    let mut pos = 0;
+    for _ in 0..max_tokens {
+        let seq = ForwardSeq { tokens: &tokens[pos..], start_pos: pos, block_table: &blocks, adapter: None::<&ResidentAdapter>, want_logits: true };
+        let logits = llama.forward(&[seq], &kv)?.to_vec2::<f32>()?;
+        pos = tokens.len();
+        tokens.push(lorad_engine::argmax(&logits[0]));
+    }
+    Ok(max_tokens)
+}
+
+fn progress(n: usize, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(n as u64);
+    bar.set_style(ProgressStyle::with_template("{msg:>24} [{bar:30}] {pos}/{len} {elapsed}").unwrap_or_else(|_| ProgressStyle::default_bar()));
+    bar.set_message(what.to_string());
+    bar
+}
+
