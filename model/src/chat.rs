@@ -1,0 +1,203 @@
+//! Chat templates: turning a conversation into the prompt text a model was fine-tuned on.
+//!
+//! Hugging Face ships these as Jinja templates. They are rendered with minijinja configured like
+//! transformers' own environment (`trim_blocks`, `lstrip_blocks`, loop controls,
+//! `raise_exception`), plus the handful of Python string/dict methods templates commonly call.
+
+use minijinja::value::Value;
+use minijinja::{Environment, Error, ErrorKind, State, context};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ModelError;
+
+/// One turn of a conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    /// `system`, `user`, `assistant` (templates may accept others).
+    pub role: String,
+    /// The turn's text.
+    pub content: String,
+}
+
+impl ChatMessage {
+    /// A message with the given role and content.
+    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
+        Self { role: role.into(), content: content.into() }
+    }
+}
+
+/// Plain ChatML, for models that ship no template.
+const CHATML: &str = "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+const NAME: &str = "chat";
+
+/// A compiled chat template, with the `bos_token` / `eos_token` strings it may reference.
+#[derive(Debug, Clone)]
+pub struct ChatTemplate {
+    env: Environment<'static>,
+    bos_token: String,
+    eos_token: String,
+}
+
+impl ChatTemplate {
+    /// Plain ChatML (`<|im_start|>role\ncontent<|im_end|>\n` per message).
+    pub fn chatml() -> Self {
+        // The ChatML source is a constant known to compile (a unit test checks it); should that
+        // ever break, an empty template is a safer fallback than a panic in a server.
+        Self::new(CHATML).unwrap_or_else(|_| Self::from_env(Environment::new()))
+    }
+
+    /// Compiles a Hugging Face Jinja chat template. Templates calling `strftime_now` or other
+    /// transformers-only globals fail at render time with an error naming the missing function.
+    pub fn new(source: &str) -> Result<Self, ModelError> {
+        let mut env = Environment::new();
+        // transformers renders with trim_blocks and lstrip_blocks; without them the block tags'
+        // newlines would leak into prompts.
+        env.set_trim_blocks(true);
+        env.set_lstrip_blocks(true);
+        env.add_function("raise_exception", raise_exception);
+        env.set_unknown_method_callback(python_method);
+        env.add_template_owned(NAME, source.to_owned())
+            .map_err(|source| ModelError::Template { source })?;
+        Ok(Self::from_env(env))
+    }
+
+    fn from_env(env: Environment<'static>) -> Self {
+        Self { env, bos_token: String::new(), eos_token: String::new() }
+    }
+
+    /// Sets the `bos_token` / `eos_token` template variables (empty strings when `None`).
+    pub fn with_special_tokens(mut self, bos: Option<String>, eos: Option<String>) -> Self {
+        self.bos_token = bos.unwrap_or_default();
+        self.eos_token = eos.unwrap_or_default();
+        self
+    }
+
+    /// Renders `messages`; with `add_generation_prompt` the text ends with the assistant's turn
+    /// header, ready for generation.
+    pub fn render(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<String, ModelError> {
+        let tmpl = self.env.get_template(NAME).map_err(|source| ModelError::Template { source })?;
+        tmpl.render(context! {
+            messages => messages,
+            add_generation_prompt => add_generation_prompt,
+            bos_token => &self.bos_token,
+            eos_token => &self.eos_token,
+        })
+        .map_err(|source| ModelError::Template { source })
+    }
+}
+
+/// transformers' `raise_exception(msg)`: templates use it to reject conversations they cannot
+/// format (e.g. roles out of order).
+fn raise_exception(msg: String) -> Result<Value, Error> {
+    Err(Error::new(ErrorKind::InvalidOperation, format!("template raised: {msg}")))
+}
+
+/// The Python methods chat templates call on strings and dicts (`.strip()`, `.startswith()`,
+/// `.items()`, ...), which Jinja2 gets for free from Python and minijinja does not have.
+fn python_method(
+    _state: &State<'_, '_>,
+    value: &Value,
+    method: &str,
+    args: &[Value],
+) -> Result<Value, Error> {
+    let arg_str = |i: usize| -> Result<Option<&str>, Error> {
+        match args.get(i) {
+            None => Ok(None),
+            Some(v) if v.is_none() => Ok(None),
+            Some(v) => v.as_str().map(Some).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::InvalidOperation,
+                    format!("{method}() expects a string argument"),
+                )
+            }),
+        }
+    };
+    if let Some(s) = value.as_str() {
+        let chars = arg_str(0)?;
+        let strip_set = |c: char| chars.map_or(c.is_whitespace(), |set| set.contains(c));
+        return Ok(match method {
+            "strip" => Value::from(s.trim_matches(strip_set)),
+            "lstrip" => Value::from(s.trim_start_matches(strip_set)),
+            "rstrip" => Value::from(s.trim_end_matches(strip_set)),
+            "lower" => Value::from(s.to_lowercase()),
+            "upper" => Value::from(s.to_uppercase()),
+            "startswith" => Value::from(chars.is_some_and(|p| s.starts_with(p))),
+            "endswith" => Value::from(chars.is_some_and(|p| s.ends_with(p))),
+            "replace" => {
+                let (from, to) = (chars.unwrap_or(""), arg_str(1)?.unwrap_or(""));
+                Value::from(s.replace(from, to))
+            }
+            "split" => {
+                let parts: Vec<Value> = match chars {
+                    Some(sep) => s.split(sep).map(Value::from).collect(),
+                    None => s.split_whitespace().map(Value::from).collect(),
+                };
+                Value::from(parts)
+            }
+            _ => return Err(Error::from(ErrorKind::UnknownMethod)),
+        });
+    }
+    match method {
+        "items" | "keys" | "values" if value.as_object().is_some() => {
+            let mut out = Vec::new();
+            for key in value.try_iter()? {
+                let item = value.get_item(&key)?;
+                out.push(match method {
+                    "items" => Value::from(vec![key, item]),
+                    "keys" => key,
+                    _ => item,
+                });
+            }
+            Ok(Value::from(out))
+        }
+        "get" => {
+            let key = args.first().cloned().unwrap_or(Value::UNDEFINED);
+            let found = value.get_item(&key)?;
+            Ok(if found.is_undefined() {
+                args.get(1).cloned().unwrap_or(Value::from(()))
+            } else {
+                found
+            })
+        }
+        _ => Err(Error::from(ErrorKind::UnknownMethod)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chatml_renders() -> Result<(), ModelError> {
+        let t = ChatTemplate::new(CHATML)?;
+        let out =
+            t.render(&[ChatMessage::new("system", "S"), ChatMessage::new("user", "Hi")], true)?;
+        assert_eq!(
+            out,
+            "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+        );
+        let out = ChatTemplate::chatml().render(&[ChatMessage::new("user", "Hi")], false)?;
+        assert_eq!(out, "<|im_start|>user\nHi<|im_end|>\n");
+        Ok(())
+    }
+
+    #[test]
+    fn hf_features() -> Result<(), ModelError> {
+        // Expected output produced by Python jinja2 with transformers' settings.
+        let src = "{{ bos_token }}{% for m in messages %}\n  {% if m.role == 'bad' %}{{ raise_exception('no bad roles') }}{% endif %}\n  [{{ m['content'].strip() }}|{% if m.content.startswith(' x') %}yes{% endif %}|{{ {'a': 1}.get('b', 'dflt') }}|{% for k, v in {'k': 1}.items() %}{{ k }}={{ v }}{% endfor %}|{{ m.content.split() | length }}]\n{% endfor %}{{ eos_token }}";
+        let t =
+            ChatTemplate::new(src)?.with_special_tokens(Some("<s>".into()), Some("</s>".into()));
+        let out = t.render(&[ChatMessage::new("user", " x y ")], false)?;
+        assert_eq!(out, "<s>  [x y|yes|dflt|k=1|2]\n</s>");
+        let e = t.render(&[ChatMessage::new("bad", "")], false).unwrap_err().to_string();
+        assert!(e.contains("no bad roles"), "{e}");
+        let e = ChatTemplate::new("{% for %}").unwrap_err().to_string();
+        assert!(e.contains("chat template"), "{e}");
+        Ok(())
+    }
+}

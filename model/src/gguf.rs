@@ -1,0 +1,427 @@
+//! GGUF (llama.cpp) models: metadata to [`ModelConfig`], tensors to dequantized Hugging Face
+//! weights.
+
+use std::collections::HashMap;
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+use candle_core::quantized::gguf_file::{Content, Value};
+use candle_core::{Device, Tensor};
+use sha2::{Digest, Sha256};
+
+use crate::chat::ChatTemplate;
+use crate::config::{Arch, ModelConfig};
+use crate::error::ModelError;
+use crate::fetch::{DEFAULT_GGUF_SHA256, DEFAULT_MODEL_ID};
+use crate::tokenizer::Tokenizer;
+use crate::weights::{
+    Expected, LoadOptions, LoadedModel, Part, check_shape, expected_tensors, tensor_err,
+};
+
+/// Typed access to GGUF metadata, with errors naming the file and key.
+#[derive(Clone, Copy)]
+pub(crate) struct Meta<'a> {
+    pub(crate) path: &'a Path,
+    pub(crate) content: &'a Content,
+}
+
+impl<'a> Meta<'a> {
+    pub(crate) fn get(&self, key: &str) -> Option<&'a Value> {
+        self.content.metadata.get(key)
+    }
+
+    fn require(&self, key: &str) -> Result<&'a Value, ModelError> {
+        self.get(key).ok_or_else(|| ModelError::MissingMetadata {
+            path: self.path.to_owned(),
+            key: key.to_owned(),
+        })
+    }
+
+    pub(crate) fn bad(&self, key: &str, reason: impl Into<String>) -> ModelError {
+        ModelError::BadMetadata {
+            path: self.path.to_owned(),
+            key: key.to_owned(),
+            reason: reason.into(),
+        }
+    }
+
+    fn as_u64(&self, key: &str, v: &Value) -> Result<u64, ModelError> {
+        let n: Option<u64> = match *v {
+            Value::U8(x) => Some(x.into()),
+            Value::U16(x) => Some(x.into()),
+            Value::U32(x) => Some(x.into()),
+            Value::U64(x) => Some(x),
+            Value::I8(x) => u64::try_from(x).ok(),
+            Value::I16(x) => u64::try_from(x).ok(),
+            Value::I32(x) => u64::try_from(x).ok(),
+            Value::I64(x) => u64::try_from(x).ok(),
+            _ => None,
+        };
+        n.ok_or_else(|| self.bad(key, format!("expected a non-negative integer, found {v:?}")))
+    }
+
+    pub(crate) fn usize(&self, key: &str) -> Result<usize, ModelError> {
+        let n = self.as_u64(key, self.require(key)?)?;
+        usize::try_from(n).map_err(|_| self.bad(key, format!("{n} is too large")))
+    }
+
+    pub(crate) fn opt_usize(&self, key: &str) -> Result<Option<usize>, ModelError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(_) => self.usize(key).map(Some),
+        }
+    }
+
+    pub(crate) fn opt_u32(&self, key: &str) -> Result<Option<u32>, ModelError> {
+        match self.opt_usize(key)? {
+            None => Ok(None),
+            Some(n) => u32::try_from(n).map(Some).map_err(|_| self.bad(key, "not a token id")),
+        }
+    }
+
+    /// A float; f32 values are widened through their shortest decimal form so that e.g. an
+    /// epsilon stored as f32 `1e-5` reads as f64 `1e-5`, not `9.99999974e-6`.
+    pub(crate) fn opt_f64(&self, key: &str) -> Result<Option<f64>, ModelError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::F64(x)) => Ok(Some(*x)),
+            Some(Value::F32(x)) => Ok(Some(x.to_string().parse().unwrap_or(f64::from(*x)))),
+            Some(v) => Err(self.bad(key, format!("expected a float, found {v:?}"))),
+        }
+    }
+
+    pub(crate) fn opt_bool(&self, key: &str) -> Result<Option<bool>, ModelError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(v) => Err(self.bad(key, format!("expected a bool, found {v:?}"))),
+        }
+    }
+
+    pub(crate) fn opt_str(&self, key: &str) -> Result<Option<&'a str>, ModelError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(v) => Err(self.bad(key, format!("expected a string, found {:?}", v.value_type()))),
+        }
+    }
+
+    pub(crate) fn str(&self, key: &str) -> Result<&'a str, ModelError> {
+        self.require(key)?;
+        self.opt_str(key)?.ok_or_else(|| self.bad(key, "missing"))
+    }
+
+    fn array(&self, key: &str) -> Result<&'a [Value], ModelError> {
+        match self.require(key)? {
+            Value::Array(a) => Ok(a),
+            v => Err(self.bad(key, format!("expected an array, found {:?}", v.value_type()))),
+        }
+    }
+
+    pub(crate) fn strings(&self, key: &str) -> Result<Vec<&'a str>, ModelError> {
+        self.array(key)?
+            .iter()
+            .enumerate()
+            .map(|(i, v)| match v {
+                Value::String(s) => Ok(s.as_str()),
+                _ => Err(self.bad(key, format!("element {i} is not a string"))),
+            })
+            .collect()
+    }
+
+    pub(crate) fn i32s(&self, key: &str) -> Result<Vec<i32>, ModelError> {
+        self.array(key)?
+            .iter()
+            .enumerate()
+            .map(|(i, v)| match *v {
+                Value::I32(x) => Ok(x),
+                Value::U32(x) => i32::try_from(x).map_err(|_| self.bad(key, "value out of range")),
+                _ => Err(self.bad(key, format!("element {i} is not an i32"))),
+            })
+            .collect()
+    }
+}
+
+/// Parses the header (metadata and tensor directory) of the GGUF file at `path`.
+fn read_content(path: &Path) -> Result<Content, ModelError> {
+    let file = std::fs::File::open(path).map_err(ModelError::io("opening", path))?;
+    Content::read(&mut std::io::BufReader::new(file))
+        .map_err(|source| ModelError::Gguf { path: path.to_owned(), source: Box::new(source) })
+}
+
+/// The config of the GGUF file at `path`, reading only its header.
+pub(crate) fn read_config(path: &Path) -> Result<ModelConfig, ModelError> {
+    let content = read_content(path)?;
+    config_from_meta(Meta { path, content: &content })
+}
+
+fn config_from_meta(m: Meta<'_>) -> Result<ModelConfig, ModelError> {
+    let arch_name = m.str("general.architecture")?;
+    let arch = match arch_name {
+        "llama" => Arch::Llama,
+        "qwen2" => Arch::Qwen2,
+        other => {
+            return Err(ModelError::Unsupported {
+                path: m.path.to_owned(),
+                what: format!("general.architecture `{other}` (supported: llama, qwen2)"),
+            });
+        }
+    };
+    let key = |k: &str| format!("{arch_name}.{k}");
+    let hidden_size = m.usize(&key("embedding_length"))?;
+    let num_heads = m.usize(&key("attention.head_count"))?;
+    let num_kv_heads = m.opt_usize(&key("attention.head_count_kv"))?.unwrap_or(num_heads);
+    let head_dim = match m.opt_usize(&key("attention.key_length"))? {
+        Some(d) => d,
+        None if num_heads > 0 && hidden_size % num_heads == 0 => hidden_size / num_heads,
+        None => return Err(m.bad(&key("attention.head_count"), "does not divide embedding_length")),
+    };
+    // lorad rotates the whole head; partial rotary embeddings would silently corrupt outputs.
+    if let Some(rot) = m.opt_usize(&key("rope.dimension_count"))?
+        && rot != head_dim
+    {
+        return Err(ModelError::Unsupported {
+            path: m.path.to_owned(),
+            what: format!(
+                "{} = {rot} (partial rotary; head_dim is {head_dim})",
+                key("rope.dimension_count")
+            ),
+        });
+    }
+    if let Some(kind) = m.opt_str(&key("rope.scaling.type"))?
+        && kind != "none"
+    {
+        return Err(ModelError::Unsupported {
+            path: m.path.to_owned(),
+            what: format!("{} `{kind}`", key("rope.scaling.type")),
+        });
+    }
+    // llama.cpp stores LLaMA-3 RoPE scaling as precomputed per-frequency factors, not as the
+    // parameters lorad's config carries.
+    if m.content.tensor_infos.contains_key("rope_freqs.weight") {
+        return Err(ModelError::Unsupported {
+            path: m.path.to_owned(),
+            what: "tensor `rope_freqs.weight` (LLaMA-3 RoPE scaling in GGUF form)".into(),
+        });
+    }
+    let vocab_size = match m.opt_usize(&key("vocab_size"))? {
+        Some(v) => v,
+        None => m.strings("tokenizer.ggml.tokens")?.len(),
+    };
+    let config = ModelConfig {
+        arch,
+        hidden_size,
+        intermediate_size: m.usize(&key("feed_forward_length"))?,
+        num_layers: m.usize(&key("block_count"))?,
+        num_heads,
+        num_kv_heads,
+        head_dim,
+        vocab_size,
+        rms_norm_eps: m.opt_f64(&key("attention.layer_norm_rms_epsilon"))?.ok_or_else(|| {
+            ModelError::MissingMetadata {
+                path: m.path.to_owned(),
+                key: key("attention.layer_norm_rms_epsilon"),
+            }
+        })?,
+        rope_theta: m.opt_f64(&key("rope.freq_base"))?.unwrap_or(10_000.0),
+        rope_scaling: None,
+        max_position_embeddings: m.usize(&key("context_length"))?,
+        tie_word_embeddings: !m.content.tensor_infos.contains_key("output.weight"),
+        attention_bias: arch == Arch::Qwen2,
+    };
+    config.validate()?;
+    Ok(config)
+}
+
+/// The GGUF name of an expected tensor (llama.cpp's `LLM_TENSOR_NAMES`).
+fn gguf_name(e: &Expected) -> String {
+    let global = match e.part {
+        Part::Embed => Some("token_embd.weight"),
+        Part::Norm => Some("output_norm.weight"),
+        Part::LmHead => Some("output.weight"),
+        _ => None,
+    };
+    if let Some(g) = global {
+        return g.to_owned();
+    }
+    let suffix = match e.part {
+        Part::InputNorm => "attn_norm.weight",
+        Part::PostNorm => "ffn_norm.weight",
+        Part::Q => "attn_q.weight",
+        Part::K => "attn_k.weight",
+        Part::V => "attn_v.weight",
+        Part::O => "attn_output.weight",
+        Part::QBias => "attn_q.bias",
+        Part::KBias => "attn_k.bias",
+        Part::VBias => "attn_v.bias",
+        Part::Gate => "ffn_gate.weight",
+        Part::Up => "ffn_up.weight",
+        Part::Down => "ffn_down.weight",
+        Part::Embed | Part::Norm | Part::LmHead => "",
+    };
+    format!("blk.{}.{suffix}", e.layer.unwrap_or(0))
+}
+
+/// Inverse of llama.cpp's `permute` for a q or k projection `[n_heads * head_dim, in]`.
+///
+/// llama.cpp's converter reorders each head's rows from the Hugging Face "rotate half" layout to
+/// the interleaved-pairs layout its RoPE kernel wants; undoing it lets the engine (and PEFT
+/// adapters trained on Hugging Face weights) use the same rows as the original checkpoint.
+pub(crate) fn unpermute_qk(w: &Tensor, n_heads: usize) -> candle_core::Result<Tensor> {
+    let (rows, cols) = w.dims2()?;
+    let half = rows / n_heads / 2;
+    w.reshape((n_heads, half, 2, cols))?.transpose(1, 2)?.contiguous()?.reshape((rows, cols))
+}
+
+/// Loads the GGUF file at `path` completely.
+pub(crate) fn load(path: &Path, opts: &LoadOptions) -> Result<LoadedModel, ModelError> {
+    // One read serves both the hash and the tensors; the page cache makes a second pass cheap, but
+    // hashing from memory on another core hides its cost entirely behind dequantization.
+    let bytes = std::fs::read(path).map_err(ModelError::io("reading", path))?;
+    std::thread::scope(|s| {
+        let hasher = s.spawn(|| hex::encode(Sha256::digest(&bytes)));
+        let parsed = load_parsed(path, &bytes, opts);
+        // The hashing thread cannot panic (no fallible step), but if it somehow did, report a hash
+        // that matches nothing rather than panicking the caller.
+        let base_hash = hasher.join().unwrap_or_default();
+        let (config, weights, tokenizer, chat_template) = parsed?;
+        let name = if base_hash == DEFAULT_GGUF_SHA256 {
+            DEFAULT_MODEL_ID.to_owned()
+        } else {
+            file_stem(path)
+        };
+        Ok(LoadedModel { name, config, weights, tokenizer, chat_template, base_hash })
+    })
+}
+
+type Parsed = (ModelConfig, HashMap<String, Tensor>, Tokenizer, ChatTemplate);
+
+fn load_parsed(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<Parsed, ModelError> {
+    let content = Content::read(&mut Cursor::new(bytes))
+        .map_err(|source| ModelError::Gguf { path: path.to_owned(), source: Box::new(source) })?;
+    let meta = Meta { path, content: &content };
+    let config = config_from_meta(meta)?;
+    let tokenizer = Tokenizer::from_gguf_meta(meta)?;
+    let chat_template = match meta.opt_str("tokenizer.chat_template")? {
+        Some(src) => ChatTemplate::new(src)?,
+        None => ChatTemplate::chatml(),
+    }
+    .with_special_tokens(tokenizer.bos_token(), tokenizer.eos_token());
+    let weights = load_weights(path, bytes, &content, &config, opts)?;
+    Ok((config, weights, tokenizer, chat_template))
+}
+
+fn load_weights(
+    path: &Path,
+    bytes: &[u8],
+    content: &Content,
+    config: &ModelConfig,
+    opts: &LoadOptions,
+) -> Result<HashMap<String, Tensor>, ModelError> {
+    let expected = expected_tensors(config);
+    // Check names and shapes from the directory first so a bad file fails before any work.
+    for e in &expected {
+        let name = gguf_name(e);
+        let info = content.tensor_infos.get(&name).ok_or_else(|| ModelError::MissingTensor {
+            path: path.to_owned(),
+            name: name.clone(),
+        })?;
+        check_shape(path, &name, &e.shape, info.shape.dims())?;
+    }
+    // Dequantization is CPU work per tensor: spread it over the cores when the target is the CPU
+    // (on an accelerator the device does the work and one feeding thread suffices).
+    let threads = match opts.device {
+        Device::Cpu => std::thread::available_parallelism().map_or(1, |n| n.get()).min(8),
+        _ => 1,
+    };
+    let loaded: Vec<Result<Vec<(String, Tensor)>, ModelError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let mine: Vec<&Expected> = expected.iter().skip(t).step_by(threads).collect();
+                s.spawn(move || {
+                    mine.into_iter()
+                        .map(|e| load_one(path, bytes, content, config, opts, e))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(ModelError::Gguf {
+                        path: path.to_owned(),
+                        source: Box::new(candle_core::Error::Msg(
+                            "a weight-loading thread panicked".into(),
+                        )),
+                    })
+                })
+            })
+            .collect()
+    });
+    let mut weights = HashMap::with_capacity(expected.len());
+    for chunk in loaded {
+        weights.extend(chunk?);
+    }
+    Ok(weights)
+}
+
+fn load_one(
+    path: &Path,
+    bytes: &[u8],
+    content: &Content,
+    config: &ModelConfig,
+    opts: &LoadOptions,
+    e: &Expected,
+) -> Result<(String, Tensor), ModelError> {
+    let name = gguf_name(e);
+    let err = || tensor_err(path, &name);
+    let q = content.tensor(&mut Cursor::new(bytes), &name, &opts.device).map_err(err())?;
+    let mut w = q.dequantize(&opts.device).map_err(err())?;
+    if config.arch == Arch::Llama {
+        match e.part {
+            Part::Q => w = unpermute_qk(&w, config.num_heads).map_err(err())?,
+            Part::K => w = unpermute_qk(&w, config.num_kv_heads).map_err(err())?,
+            _ => {}
+        }
+    }
+    let w = w.to_dtype(opts.dtype).map_err(err())?;
+    Ok((e.name.clone(), w))
+}
+
+fn file_stem(path: &Path) -> String {
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+    stem.unwrap_or_else(|| PathBuf::from(path).display().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// llama.cpp's `permute` (convert_hf_to_gguf.py), written independently of `unpermute_qk`:
+    /// row `h*hd + 2*i + j` of the result is row `h*hd + j*hd/2 + i` of the input.
+    fn permute_rows(rows: &[Vec<f32>], n_heads: usize) -> Vec<Vec<f32>> {
+        let hd = rows.len() / n_heads;
+        let mut out = vec![Vec::new(); rows.len()];
+        for h in 0..n_heads {
+            for i in 0..hd / 2 {
+                for j in 0..2 {
+                    out[h * hd + 2 * i + j] = rows[h * hd + j * (hd / 2) + i].clone();
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn unpermute_inverts_llama_cpp_permute() -> candle_core::Result<()> {
+        let (n, hd, cols) = (3, 8, 5);
+        let w =
+            Tensor::arange(0f32, (n * hd * cols) as f32, &Device::Cpu)?.reshape((n * hd, cols))?;
+        let un = unpermute_qk(&w, n)?;
+        let back = permute_rows(&un.to_vec2::<f32>()?, n);
+        assert_eq!(back, w.to_vec2::<f32>()?);
+        assert_ne!(un.to_vec2::<f32>()?, w.to_vec2::<f32>()?);
+        Ok(())
+    }
+}

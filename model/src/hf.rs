@@ -1,0 +1,315 @@
+//! Hugging Face model directories: `config.json`, safetensors weights (single file or sharded with
+//! `model.safetensors.index.json`), `tokenizer.json` and friends.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use candle_core::Tensor;
+use candle_core::safetensors::SliceSafetensors;
+use serde_json::Value as Json;
+use sha2::{Digest, Sha256};
+
+use crate::chat::ChatTemplate;
+use crate::config::{Arch, ModelConfig, RopeScaling};
+use crate::error::ModelError;
+use crate::tokenizer::{Tokenizer, read_json_opt};
+use crate::weights::{LoadOptions, LoadedModel, check_shape, expected_tensors, tensor_err};
+
+/// Typed access to the fields of one JSON file, with errors naming the file and field.
+struct Fields<'a> {
+    path: &'a Path,
+    json: &'a Json,
+}
+
+impl Fields<'_> {
+    fn err(&self, field: &str, reason: impl Into<String>) -> ModelError {
+        ModelError::ConfigField {
+            path: self.path.to_owned(),
+            field: field.to_owned(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The field's value; JSON `null` counts as absent (transformers writes `"head_dim": null`).
+    fn get(&self, field: &str) -> Option<&Json> {
+        self.json.get(field).filter(|v| !v.is_null())
+    }
+
+    fn opt_usize(&self, field: &str) -> Result<Option<usize>, ModelError> {
+        self.get(field)
+            .map(|v| {
+                v.as_u64().and_then(|n| usize::try_from(n).ok()).ok_or_else(|| {
+                    self.err(field, format!("expected a non-negative integer, found {v}"))
+                })
+            })
+            .transpose()
+    }
+
+    fn usize(&self, field: &str) -> Result<usize, ModelError> {
+        self.opt_usize(field)?.ok_or_else(|| self.err(field, "missing"))
+    }
+
+    fn opt_f64(&self, field: &str) -> Result<Option<f64>, ModelError> {
+        self.get(field)
+            .map(|v| {
+                v.as_f64().ok_or_else(|| self.err(field, format!("expected a number, found {v}")))
+            })
+            .transpose()
+    }
+
+    fn opt_bool(&self, field: &str) -> Result<Option<bool>, ModelError> {
+        self.get(field)
+            .map(|v| {
+                v.as_bool().ok_or_else(|| self.err(field, format!("expected a bool, found {v}")))
+            })
+            .transpose()
+    }
+
+    fn opt_str(&self, field: &str) -> Result<Option<&str>, ModelError> {
+        self.get(field)
+            .map(|v| {
+                v.as_str().ok_or_else(|| self.err(field, format!("expected a string, found {v}")))
+            })
+            .transpose()
+    }
+}
+
+fn read_json(path: &Path) -> Result<Json, ModelError> {
+    read_json_opt(path)?.ok_or_else(|| ModelError::Io {
+        action: "reading",
+        path: path.to_owned(),
+        source: std::io::ErrorKind::NotFound.into(),
+    })
+}
+
+/// The config of the Hugging Face model directory `dir`, from its `config.json`.
+pub(crate) fn read_config(dir: &Path) -> Result<ModelConfig, ModelError> {
+    let path = dir.join("config.json");
+    let json = read_json(&path)?;
+    parse_config(Fields { path: &path, json: &json })
+}
+
+fn parse_config(f: Fields<'_>) -> Result<ModelConfig, ModelError> {
+    let model_type = f.opt_str("model_type")?.ok_or_else(|| f.err("model_type", "missing"))?;
+    let arch = match model_type {
+        "llama" => Arch::Llama,
+        "mistral" => Arch::Mistral,
+        "qwen2" => Arch::Qwen2,
+        other => {
+            return Err(f.err(
+                "model_type",
+                format!("unsupported model type `{other}` (supported: llama, mistral, qwen2)"),
+            ));
+        }
+    };
+    if let Some(act) = f.opt_str("hidden_act")?
+        && act != "silu"
+    {
+        return Err(f.err("hidden_act", format!("unsupported activation `{act}` (only silu)")));
+    }
+    // LLaMA's optional biases also cover o_proj and the MLP, which no supported family has.
+    for field in ["attention_bias", "mlp_bias"] {
+        if arch != Arch::Qwen2 && f.opt_bool(field)? == Some(true) {
+            return Err(f.err(field, format!("biases are not supported for {arch}")));
+        }
+    }
+    let hidden_size = f.usize("hidden_size")?;
+    let num_heads = f.usize("num_attention_heads")?;
+    let head_dim = match f.opt_usize("head_dim")? {
+        Some(d) => d,
+        None if num_heads > 0 && hidden_size % num_heads == 0 => hidden_size / num_heads,
+        None => return Err(f.err("num_attention_heads", "does not divide hidden_size")),
+    };
+    // transformers 5 moved rope settings into `rope_parameters`; read either spelling.
+    let rope_params = f.get("rope_parameters").map(|json| Fields { path: f.path, json });
+    let rope_theta = match f.opt_f64("rope_theta")? {
+        Some(t) => t,
+        None => match &rope_params {
+            Some(p) => p.opt_f64("rope_theta")?.unwrap_or(10_000.0),
+            None => 10_000.0,
+        },
+    };
+    let (scaling_field, scaling) = match f.get("rope_scaling") {
+        Some(json) => ("rope_scaling", Some(Fields { path: f.path, json })),
+        None => ("rope_parameters", rope_params),
+    };
+    let rope_scaling = match scaling {
+        Some(s) => parse_rope_scaling(&f, scaling_field, &s)?,
+        None => None,
+    };
+    let default_max_pos = match arch {
+        Arch::Llama => 2048,
+        Arch::Mistral | Arch::Qwen2 => 32768,
+    };
+    let config = ModelConfig {
+        arch,
+        hidden_size,
+        intermediate_size: f.usize("intermediate_size")?,
+        num_layers: f.usize("num_hidden_layers")?,
+        num_heads,
+        num_kv_heads: f.opt_usize("num_key_value_heads")?.unwrap_or(num_heads),
+        head_dim,
+        vocab_size: f.usize("vocab_size")?,
+        rms_norm_eps: f.opt_f64("rms_norm_eps")?.unwrap_or(1e-6),
+        rope_theta,
+        rope_scaling,
+        max_position_embeddings: f.opt_usize("max_position_embeddings")?.unwrap_or(default_max_pos),
+        tie_word_embeddings: f.opt_bool("tie_word_embeddings")?.unwrap_or(false),
+        attention_bias: arch == Arch::Qwen2,
+    };
+    config.validate()?;
+    Ok(config)
+}
+
+fn parse_rope_scaling(
+    f: &Fields<'_>,
+    field: &str,
+    s: &Fields<'_>,
+) -> Result<Option<RopeScaling>, ModelError> {
+    let kind = match s.opt_str("rope_type")? {
+        Some(k) => Some(k),
+        None => s.opt_str("type")?,
+    };
+    match kind {
+        None | Some("default") => Ok(None),
+        Some("llama3") => {
+            let num = |k: &str| {
+                s.opt_f64(k)?
+                    .ok_or_else(|| f.err(&format!("{field}.{k}"), "missing for llama3 scaling"))
+            };
+            let original = s.opt_usize("original_max_position_embeddings")?.ok_or_else(|| {
+                f.err(&format!("{field}.original_max_position_embeddings"), "missing")
+            })?;
+            Ok(Some(RopeScaling {
+                factor: num("factor")?,
+                low_freq_factor: num("low_freq_factor")?,
+                high_freq_factor: num("high_freq_factor")?,
+                original_max_position_embeddings: original,
+            }))
+        }
+        Some(other) => Err(f.err(
+            &format!("{field}.rope_type"),
+            format!("unsupported RoPE scaling `{other}` (only llama3)"),
+        )),
+    }
+}
+
+/// The safetensors files of `dir`, sorted by file name.
+fn weight_files(dir: &Path) -> Result<Vec<PathBuf>, ModelError> {
+    let index_path = dir.join("model.safetensors.index.json");
+    let mut names = BTreeSet::new();
+    if let Some(index) = read_json_opt(&index_path)? {
+        let idx = Fields { path: &index_path, json: &index };
+        let map = idx
+            .get("weight_map")
+            .and_then(Json::as_object)
+            .ok_or_else(|| idx.err("weight_map", "missing or not an object"))?;
+        for (tensor, file) in map {
+            let file = file
+                .as_str()
+                .ok_or_else(|| idx.err(&format!("weight_map.{tensor}"), "not a file name"))?;
+            names.insert(file.to_owned());
+        }
+    } else if dir.join("model.safetensors").is_file() {
+        names.insert("model.safetensors".to_owned());
+    } else {
+        // Shards without an index (some exporters omit it): take every safetensors file.
+        let entries = std::fs::read_dir(dir).map_err(ModelError::io("listing", dir))?;
+        for entry in entries {
+            let name = entry.map_err(ModelError::io("listing", dir))?.file_name();
+            let name = name.to_string_lossy();
+            if name.ends_with(".safetensors") {
+                names.insert(name.into_owned());
+            }
+        }
+    }
+    if names.is_empty() {
+        return Err(ModelError::Io {
+            action: "reading",
+            path: dir.join("model.safetensors"),
+            source: std::io::ErrorKind::NotFound.into(),
+        });
+    }
+    Ok(names.into_iter().map(|n| dir.join(n)).collect())
+}
+
+/// Loads the Hugging Face model directory `dir` completely.
+pub(crate) fn load(dir: &Path, opts: &LoadOptions) -> Result<LoadedModel, ModelError> {
+    let config = read_config(dir)?;
+    let expected = expected_tensors(&config);
+    let mut weights: HashMap<String, Tensor> = HashMap::with_capacity(expected.len());
+    let mut hasher = Sha256::new();
+    // One file in memory at a time: hash it, then take the tensors it holds.
+    for file in weight_files(dir)? {
+        let bytes = std::fs::read(&file).map_err(ModelError::io("reading", &file))?;
+        hasher.update(&bytes);
+        let st = SliceSafetensors::new(&bytes).map_err(|source| ModelError::Safetensors {
+            path: file.clone(),
+            source: Box::new(source),
+        })?;
+        for e in &expected {
+            if weights.contains_key(&e.name) {
+                continue;
+            }
+            let Ok(view) = st.get(&e.name) else { continue };
+            check_shape(&file, &e.name, &e.shape, view.shape())?;
+            let t = st
+                .load(&e.name, &opts.device)
+                .and_then(|t| t.to_dtype(opts.dtype))
+                .map_err(tensor_err(&file, &e.name))?;
+            weights.insert(e.name.clone(), t);
+        }
+    }
+    if let Some(e) = expected.iter().find(|e| !weights.contains_key(&e.name)) {
+        return Err(ModelError::MissingTensor { path: dir.to_owned(), name: e.name.clone() });
+    }
+    let tokenizer = Tokenizer::from_hf_dir(dir)?;
+    let chat_template =
+        read_chat_template(dir)?.with_special_tokens(tokenizer.bos_token(), tokenizer.eos_token());
+    Ok(LoadedModel {
+        name: dir_name(dir),
+        config,
+        weights,
+        tokenizer,
+        chat_template,
+        base_hash: hex::encode(hasher.finalize()),
+    })
+}
+
+/// `chat_template.jinja` (what recent transformers saves, and prefers), else the
+/// `chat_template` of `tokenizer_config.json` (a string, or a list of named templates of which
+/// `default` is used), else plain ChatML.
+fn read_chat_template(dir: &Path) -> Result<ChatTemplate, ModelError> {
+    let jinja = dir.join("chat_template.jinja");
+    match std::fs::read_to_string(&jinja) {
+        Ok(src) => return ChatTemplate::new(&src),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(ModelError::io("reading", &jinja)(e)),
+    }
+    let path = dir.join("tokenizer_config.json");
+    let Some(json) = read_json_opt(&path)? else { return Ok(ChatTemplate::chatml()) };
+    let f = Fields { path: &path, json: &json };
+    match f.get("chat_template") {
+        None => Ok(ChatTemplate::chatml()),
+        Some(Json::String(src)) => ChatTemplate::new(src),
+        Some(Json::Array(list)) => {
+            let default =
+                list.iter().find(|t| t.get("name").and_then(Json::as_str) == Some("default"));
+            match default.and_then(|t| t.get("template")).and_then(Json::as_str) {
+                Some(src) => ChatTemplate::new(src),
+                None => Err(f.err("chat_template", "a list without a `default` template")),
+            }
+        }
+        Some(other) => Err(f.err("chat_template", format!("expected a string, found {other}"))),
+    }
+}
+
+/// The served name of a model directory: its last path component (resolving `.` and the like).
+fn dir_name(dir: &Path) -> String {
+    let canonical = dir.canonicalize().ok();
+    let named = canonical.as_deref().unwrap_or(dir);
+    match named.file_name() {
+        Some(n) => n.to_string_lossy().into_owned(),
+        None => named.display().to_string(),
+    }
+}

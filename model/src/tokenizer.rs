@@ -1,0 +1,342 @@
+//! The tokenizer of a base model, built from GGUF metadata or read from `tokenizer.json`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::Value as Json;
+use tokenizers::decoders::byte_level::ByteLevel;
+use tokenizers::models::bpe::{BPE, Vocab};
+use tokenizers::pre_tokenizers::digits::Digits;
+use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::pre_tokenizers::split::Split;
+use tokenizers::{AddedToken, PreTokenizerWrapper, SplitDelimiterBehavior};
+
+use crate::decode::IncrementalDecoder;
+use crate::error::ModelError;
+use crate::gguf::Meta;
+
+/// Names llama.cpp treats as end-of-generation when they are control tokens (its `special_eog_ids`
+/// heuristic): instruct models end turns with these even when the GGUF's `eos_token_id` names
+/// another token (SmolLM2 declares `<|im_end|>` but also emits `<|endoftext|>`).
+const EOG_NAMES: &[&str] = &[
+    "<|endoftext|>",
+    "<|im_end|>",
+    "<|eot_id|>",
+    "<|eom_id|>",
+    "<|end|>",
+    "<end_of_turn>",
+    "<|end_of_text|>",
+];
+
+/// Pre-tokenizer split regexes of the upstream `tokenizer.json` files, for the GGUF
+/// `tokenizer.ggml.pre` types that are not plain GPT-2.
+const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// A model's tokenizer plus the special-token facts generation needs (BOS, end-of-generation ids).
+///
+/// Cheap to clone (the vocabulary is shared), and `Send + Sync`.
+#[derive(Clone)]
+pub struct Tokenizer {
+    inner: Arc<tokenizers::Tokenizer>,
+    eos: Vec<u32>,
+    bos: Option<u32>,
+    add_bos: bool,
+    /// The `bos_token` / `eos_token` strings chat templates see.
+    bos_text: Option<String>,
+    eos_text: Option<String>,
+}
+
+impl std::fmt::Debug for Tokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokenizer")
+            .field("vocab_size", &self.vocab_size())
+            .field("bos", &self.bos)
+            .field("add_bos", &self.add_bos)
+            .field("eos", &self.eos)
+            .finish_non_exhaustive()
+    }
+}
+
+fn tk_err(context: impl Into<String>) -> impl FnOnce(tokenizers::Error) -> ModelError {
+    let context = context.into();
+    move |source| ModelError::Tokenizer { context, source }
+}
+
+impl Tokenizer {
+    /// Builds the tokenizer described by GGUF metadata (`tokenizer.ggml.*`).
+    ///
+    /// Only byte-level BPE (`tokenizer.ggml.model = gpt2`) is supported. candle's own
+    /// `from_gguf` is deliberately not used: it adds a prefix space, so "Once upon" would encode as
+    /// " Once upon".
+    pub fn from_gguf(
+        content: &candle_core::quantized::gguf_file::Content,
+    ) -> Result<Self, ModelError> {
+        Self::from_gguf_meta(Meta { path: Path::new("<GGUF metadata>"), content })
+    }
+
+    pub(crate) fn from_gguf_meta(m: Meta<'_>) -> Result<Self, ModelError> {
+        let model = m.str("tokenizer.ggml.model")?;
+        if model != "gpt2" {
+            return Err(ModelError::Unsupported {
+                path: m.path.to_owned(),
+                what: format!("tokenizer.ggml.model `{model}` (only byte-level BPE `gpt2` is)"),
+            });
+        }
+        let tokens = m.strings("tokenizer.ggml.tokens")?;
+        let types = match m.get("tokenizer.ggml.token_type") {
+            Some(_) => m.i32s("tokenizer.ggml.token_type")?,
+            None => vec![1; tokens.len()],
+        };
+        if types.len() != tokens.len() {
+            return Err(m.bad(
+                "tokenizer.ggml.token_type",
+                format!("{} entries for {} tokens", types.len(), tokens.len()),
+            ));
+        }
+        let merges = m
+            .strings("tokenizer.ggml.merges")?
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| match s.split_once(' ') {
+                Some((a, b)) => Ok((a.to_owned(), b.to_owned())),
+                None => {
+                    Err(m.bad("tokenizer.ggml.merges", format!("entry {i} `{s}` has no space")))
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let vocab: Vocab = (0u32..).zip(&tokens).map(|(i, t)| ((*t).to_owned(), i)).collect();
+
+        let pre = m.opt_str("tokenizer.ggml.pre")?.unwrap_or("default");
+        let byte_level =
+            |regex: bool| PreTokenizerWrapper::from(ByteLevel::new(false, true, regex));
+        let split = |re: &str| {
+            Split::new(
+                tokenizers::pre_tokenizers::split::SplitPattern::Regex(re.into()),
+                SplitDelimiterBehavior::Isolated,
+                false,
+            )
+            .map(PreTokenizerWrapper::from)
+            .map_err(tk_err(format!("{}: split regex", m.path.display())))
+        };
+        // llama.cpp's pre-tokenizer types, expressed as Hugging Face pre-tokenizers.
+        let (pre_tokenizers, ignore_merges) = match pre {
+            // `\p{N}` then the GPT-2 regex; no prefix space (that is SmolLM's whole point here).
+            "smollm" => (vec![Digits::new(true).into(), byte_level(true)], false),
+            "default" | "gpt2" | "gpt-2" => (vec![byte_level(true)], false),
+            "llama-bpe" | "llama3" => (vec![split(LLAMA3_SPLIT)?, byte_level(false)], true),
+            "qwen2" => (vec![split(QWEN2_SPLIT)?, byte_level(false)], false),
+            other => {
+                return Err(ModelError::Unsupported {
+                    path: m.path.to_owned(),
+                    what: format!(
+                        "tokenizer.ggml.pre `{other}` (supported: smollm, default, gpt2, llama-bpe, qwen2)"
+                    ),
+                });
+            }
+        };
+        let bpe = BPE::builder()
+            .vocab_and_merges(vocab, merges)
+            .ignore_merges(ignore_merges)
+            .build()
+            .map_err(tk_err(format!("{}: BPE vocabulary", m.path.display())))?;
+        let mut tk = tokenizers::Tokenizer::new(bpe);
+        tk.with_pre_tokenizer(Some(Sequence::new(pre_tokenizers)));
+        tk.with_decoder(Some(ByteLevel::default()));
+        tk.with_post_processor(Some(ByteLevel::new(true, false, true)));
+        // Control (3) and user-defined (4) tokens must match as whole strings in input text and be
+        // skippable on output, which is what "special added tokens" means to the library.
+        let specials: Vec<AddedToken> = tokens
+            .iter()
+            .zip(&types)
+            .filter(|(_, t)| matches!(**t, 3 | 4))
+            .map(|(s, _)| AddedToken::from((*s).to_owned(), true))
+            .collect();
+        tk.add_special_tokens(specials)
+            .map_err(tk_err(format!("{}: control tokens", m.path.display())))?;
+
+        let id_key = |k: &str| m.opt_u32(k);
+        let mut eos = Vec::new();
+        for key in [
+            "tokenizer.ggml.eos_token_id",
+            "tokenizer.ggml.eot_token_id",
+            "tokenizer.ggml.eom_token_id",
+        ] {
+            eos.extend(id_key(key)?);
+        }
+        for (id, (tok, ty)) in (0u32..).zip(tokens.iter().zip(&types)) {
+            if *ty == 3 && EOG_NAMES.contains(tok) {
+                eos.push(id);
+            }
+        }
+        let bos = id_key("tokenizer.ggml.bos_token_id")?;
+        let add_bos = m.opt_bool("tokenizer.ggml.add_bos_token")?.unwrap_or(false);
+        Ok(Self::assemble(tk, eos, bos, add_bos))
+    }
+
+    /// Reads `tokenizer.json` from a Hugging Face model directory, with the BOS/EOS facts from
+    /// `tokenizer_config.json`, `generation_config.json` and `config.json` when present.
+    pub fn from_hf_dir(dir: &Path) -> Result<Self, ModelError> {
+        let file = dir.join("tokenizer.json");
+        if !file.is_file() {
+            return Err(ModelError::Io {
+                action: "reading",
+                path: file,
+                source: std::io::ErrorKind::NotFound.into(),
+            });
+        }
+        let tk =
+            tokenizers::Tokenizer::from_file(&file).map_err(tk_err(file.display().to_string()))?;
+        let tk_config = read_json_opt(&dir.join("tokenizer_config.json"))?;
+        let gen_config = read_json_opt(&dir.join("generation_config.json"))?;
+        let model_config = read_json_opt(&dir.join("config.json"))?;
+        let token_text = |name: &str| -> Option<String> {
+            let v = tk_config.as_ref()?.get(name)?;
+            let s = v.as_str().or_else(|| v.get("content")?.as_str())?;
+            Some(s.to_owned())
+        };
+        let ids_field = |cfg: &Option<Json>, name: &str| -> Vec<u32> {
+            match cfg.as_ref().and_then(|c| c.get(name)) {
+                Some(Json::Number(n)) => {
+                    n.as_u64().and_then(|n| u32::try_from(n).ok()).into_iter().collect()
+                }
+                Some(Json::Array(a)) => a
+                    .iter()
+                    .filter_map(|v| v.as_u64().and_then(|n| u32::try_from(n).ok()))
+                    .collect(),
+                _ => Vec::new(),
+            }
+        };
+        let eos_text = token_text("eos_token");
+        let bos_text = token_text("bos_token");
+        // The declared EOS first, then what `generate()` stops on (generation_config.json), then
+        // config.json's.
+        let mut eos: Vec<u32> =
+            eos_text.as_deref().and_then(|t| tk.token_to_id(t)).into_iter().collect();
+        eos.extend(ids_field(&gen_config, "eos_token_id"));
+        eos.extend(ids_field(&model_config, "eos_token_id"));
+        if eos.is_empty() {
+            eos.extend(EOG_NAMES.iter().filter_map(|n| tk.token_to_id(n)));
+        }
+        // What the tokenizer.json post-processor prepends when asked to add special tokens: the
+        // BOS of most LLaMA-style tokenizers, even without a tokenizer_config.json. Best effort:
+        // lorad never runs the post-processor itself, so one that fails is simply ignored.
+        let probe = |add: bool| tk.encode("a", add).ok().map(|e| e.get_ids().to_vec());
+        let post_bos = match (probe(true), probe(false)) {
+            (Some(with), Some(without))
+                if with.len() > without.len() && with.first() != without.first() =>
+            {
+                with.first().copied()
+            }
+            _ => None,
+        };
+        let bos = bos_text
+            .as_deref()
+            .and_then(|t| tk.token_to_id(t))
+            .or_else(|| ids_field(&gen_config, "bos_token_id").first().copied())
+            .or_else(|| ids_field(&model_config, "bos_token_id").first().copied())
+            .or(post_bos);
+        let add_bos =
+            match tk_config.as_ref().and_then(|c| c.get("add_bos_token")).and_then(Json::as_bool) {
+                Some(b) => b,
+                None => post_bos.is_some() && post_bos == bos,
+            };
+        let mut out = Self::assemble(tk, eos, bos, add_bos);
+        out.bos_text = bos_text.or_else(|| bos.and_then(|id| out.id_to_token(id)));
+        out.eos_text = eos_text.or_else(|| out.eos.first().and_then(|&id| out.id_to_token(id)));
+        Ok(out)
+    }
+
+    fn assemble(tk: tokenizers::Tokenizer, eos: Vec<u32>, bos: Option<u32>, add_bos: bool) -> Self {
+        let mut unique = Vec::with_capacity(eos.len());
+        for id in eos {
+            if !unique.contains(&id) {
+                unique.push(id);
+            }
+        }
+        let mut out =
+            Self { inner: Arc::new(tk), eos: unique, bos, add_bos, bos_text: None, eos_text: None };
+        out.bos_text = bos.and_then(|id| out.id_to_token(id));
+        out.eos_text = out.eos.first().and_then(|&id| out.id_to_token(id));
+        out
+    }
+
+    /// Token ids of `text`. Special tokens written in the text (e.g. `<|im_start|>`) become their
+    /// ids. BOS is prepended only if the model asks for it and the text does not already start
+    /// with it (chat templates often write it themselves).
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>, ModelError> {
+        // The post-processor is bypassed (`false`): BOS handling is done here, uniformly for both
+        // formats, and nothing else it might add (EOS, say) belongs in a generation prompt.
+        let enc = self.inner.encode(text, false).map_err(tk_err("encode"))?;
+        let mut ids = enc.get_ids().to_vec();
+        if let Some(bos) = self.bos
+            && self.add_bos
+            && ids.first() != Some(&bos)
+        {
+            ids.insert(0, bos);
+        }
+        Ok(ids)
+    }
+
+    /// The text of `ids`; special tokens are left out when `skip_special`.
+    pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String, ModelError> {
+        self.inner.decode(ids, skip_special).map_err(tk_err("decode"))
+    }
+
+    /// Number of token ids, added tokens included.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// The id of token `t` (a vocabulary entry such as `"Ġthe"` or a special token).
+    pub fn token_to_id(&self, t: &str) -> Option<u32> {
+        self.inner.token_to_id(t)
+    }
+
+    /// The token string of `id`, if it exists.
+    pub fn id_to_token(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+
+    /// Ids that end generation: the declared EOS first, then other end-of-turn tokens.
+    pub fn eos_token_ids(&self) -> &[u32] {
+        &self.eos
+    }
+
+    /// The beginning-of-sequence token, if the model has one.
+    pub fn bos_token_id(&self) -> Option<u32> {
+        self.bos
+    }
+
+    /// The BOS token's text (the `bos_token` chat-template variable).
+    pub fn bos_token(&self) -> Option<String> {
+        self.bos_text.clone()
+    }
+
+    /// The declared EOS token's text (the `eos_token` chat-template variable).
+    pub fn eos_token(&self) -> Option<String> {
+        self.eos_text.clone()
+    }
+
+    /// A streaming decoder for generated ids. It owns a handle on the shared vocabulary (no
+    /// borrow), so it can live in per-request state across tasks.
+    pub fn incremental_decoder(&self) -> IncrementalDecoder {
+        IncrementalDecoder::new(Arc::clone(&self.inner))
+    }
+
+    /// Writes the tokenizer as a Hugging Face `tokenizer.json` (e.g. to export a GGUF tokenizer).
+    pub fn save(&self, path: &Path) -> Result<(), ModelError> {
+        self.inner.save(path, false).map_err(tk_err(path.display().to_string()))
+    }
+}
+
+/// Parses the JSON file at `path`, or `None` if it does not exist.
+pub(crate) fn read_json_opt(path: &Path) -> Result<Option<Json>, ModelError> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|source| ModelError::Json { path: PathBuf::from(path), source }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ModelError::io("reading", path)(e)),
+    }
+}

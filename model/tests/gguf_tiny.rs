@@ -1,0 +1,244 @@
+//! Loading small synthetic GGUF files written here (no downloaded model needed), and their errors.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::quantized::gguf_file::{self, Value};
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{Device, Tensor};
+use lorad_model::{Arch, LoadOptions, load_model, read_config};
+use sha2::{Digest, Sha256};
+
+const H: usize = 32;
+const HEADS: usize = 4;
+const KV: usize = 2;
+const HD: usize = 8;
+const FF: usize = 64;
+const TOKENS: &[&str] =
+    &["<|endoftext|>", "<|im_start|>", "<|im_end|>", "h", "i", "hi", "Ġ", "Ġhi"];
+
+fn det(shape: &[usize], seed: f64) -> Tensor {
+    let n: usize = shape.iter().product();
+    Tensor::arange(0f32, n as f32, &Device::Cpu)
+        .and_then(|t| t.affine(0.61, seed))
+        .and_then(|t| t.cos())
+        .and_then(|t| t.reshape(shape))
+        .unwrap()
+}
+
+/// llama.cpp's `permute` as in convert_hf_to_gguf.py: `reshape(n, 2, hd/2, in).swapaxes(1, 2)`.
+fn permute(w: &Tensor, n: usize) -> Tensor {
+    let (rows, cols) = w.dims2().unwrap();
+    w.reshape((n, 2, rows / n / 2, cols))
+        .and_then(|t| t.transpose(1, 2))
+        .and_then(|t| t.contiguous())
+        .and_then(|t| t.reshape((rows, cols)))
+        .unwrap()
+}
+
+struct Spec {
+    meta: BTreeMap<String, Value>,
+    /// HF name -> (GGUF name, HF-layout tensor).
+    tensors: BTreeMap<String, (String, Tensor)>,
+}
+
+fn spec() -> Spec {
+    let strs = |v: &[&str]| Value::Array(v.iter().map(|s| Value::String((*s).into())).collect());
+    let mut meta = BTreeMap::new();
+    let mut put = |k: &str, v: Value| {
+        meta.insert(k.to_owned(), v);
+    };
+    put("general.architecture", Value::String("llama".into()));
+    put("llama.block_count", Value::U32(2));
+    put("llama.context_length", Value::U32(128));
+    put("llama.embedding_length", Value::U32(H as u32));
+    put("llama.feed_forward_length", Value::U32(FF as u32));
+    put("llama.attention.head_count", Value::U32(HEADS as u32));
+    put("llama.attention.head_count_kv", Value::U32(KV as u32));
+    put("llama.rope.dimension_count", Value::U32(HD as u32));
+    put("llama.rope.freq_base", Value::F32(10000.0));
+    put("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-6));
+    put("tokenizer.ggml.model", Value::String("gpt2".into()));
+    put("tokenizer.ggml.pre", Value::String("smollm".into()));
+    put("tokenizer.ggml.tokens", strs(TOKENS));
+    put(
+        "tokenizer.ggml.token_type",
+        Value::Array([3, 3, 3, 1, 1, 1, 1, 1].map(Value::I32).to_vec()),
+    );
+    put("tokenizer.ggml.merges", strs(&["h i", "Ġ hi"]));
+    put("tokenizer.ggml.bos_token_id", Value::U32(1));
+    put("tokenizer.ggml.eos_token_id", Value::U32(2));
+    put(
+        "tokenizer.chat_template",
+        Value::String("{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}".into()),
+    );
+
+    let mut tensors = BTreeMap::new();
+    let mut seed = 0.0;
+    let mut add = |hf: String, gguf: String, shape: &[usize]| {
+        seed += 1.0;
+        tensors.insert(hf, (gguf, det(shape, seed)));
+    };
+    let v = TOKENS.len();
+    add("model.embed_tokens.weight".into(), "token_embd.weight".into(), &[v, H]);
+    add("model.norm.weight".into(), "output_norm.weight".into(), &[H]);
+    for i in 0..2 {
+        let (l, b) = (format!("model.layers.{i}"), format!("blk.{i}"));
+        for (hf, gguf, shape) in [
+            ("input_layernorm.weight", "attn_norm.weight", vec![H]),
+            ("post_attention_layernorm.weight", "ffn_norm.weight", vec![H]),
+            ("self_attn.q_proj.weight", "attn_q.weight", vec![HEADS * HD, H]),
+            ("self_attn.k_proj.weight", "attn_k.weight", vec![KV * HD, H]),
+            ("self_attn.v_proj.weight", "attn_v.weight", vec![KV * HD, H]),
+            ("self_attn.o_proj.weight", "attn_output.weight", vec![H, HEADS * HD]),
+            ("mlp.gate_proj.weight", "ffn_gate.weight", vec![FF, H]),
+            ("mlp.up_proj.weight", "ffn_up.weight", vec![FF, H]),
+            ("mlp.down_proj.weight", "ffn_down.weight", vec![H, FF]),
+        ] {
+            add(format!("{l}.{hf}"), format!("{b}.{gguf}"), &shape);
+        }
+    }
+    Spec { meta, tensors }
+}
+
+impl Spec {
+    /// Writes the GGUF with q/k permuted as llama.cpp's converter does.
+    fn write(&self, path: &Path) {
+        let qtensors: Vec<(String, QTensor)> = self
+            .tensors
+            .iter()
+            .map(|(hf, (gguf, t))| {
+                let t = if hf.ends_with("q_proj.weight") {
+                    permute(t, HEADS)
+                } else if hf.ends_with("k_proj.weight") {
+                    permute(t, KV)
+                } else {
+                    t.clone()
+                };
+                (gguf.clone(), QTensor::quantize(&t, GgmlDType::F32).unwrap())
+            })
+            .collect();
+        let meta: Vec<(&str, &Value)> = self.meta.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        let tensors: Vec<(&str, &QTensor)> =
+            qtensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        let mut file = std::fs::File::create(path).unwrap();
+        gguf_file::write(&mut file, &meta, &tensors).unwrap();
+    }
+}
+
+fn write_tmp(spec: &Spec, dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(name);
+    spec.write(&path);
+    path
+}
+
+#[test]
+fn loads_and_unpermutes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = spec();
+    let path = write_tmp(&spec, tmp.path(), "tiny-model.gguf");
+    let m = load_model(&path, &LoadOptions::default()).unwrap();
+    assert_eq!(m.name, "tiny-model");
+    assert_eq!(m.base_hash, hex::encode(Sha256::digest(std::fs::read(&path).unwrap())));
+    let c = &m.config;
+    assert_eq!(
+        (c.arch, c.num_layers, c.hidden_size, c.num_heads, c.num_kv_heads),
+        (Arch::Llama, 2, H, HEADS, KV)
+    );
+    assert_eq!(
+        (c.head_dim, c.intermediate_size, c.vocab_size, c.max_position_embeddings),
+        (HD, FF, TOKENS.len(), 128)
+    );
+    assert_eq!((c.rms_norm_eps, c.rope_theta), (1e-6, 10000.0));
+    assert!(c.tie_word_embeddings);
+    assert_eq!(&read_config(&path).unwrap(), c);
+    // Exactly the HF tensors, q/k back in HF row order.
+    assert_eq!(m.weights.len(), spec.tensors.len());
+    for (hf, (_, want)) in &spec.tensors {
+        let got = m.weights[hf].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(got, want.flatten_all().unwrap().to_vec1::<f32>().unwrap(), "{hf}");
+    }
+    // Tokenizer and template come from the metadata.
+    assert_eq!(m.tokenizer.encode("hi hi").unwrap(), [5, 7]);
+    assert_eq!(m.tokenizer.encode("<|im_start|>hi").unwrap(), [1, 5]);
+    assert_eq!(m.tokenizer.eos_token_ids(), [2, 0]);
+    let msgs = [lorad_model::ChatMessage::new("user", "x")];
+    assert_eq!(m.chat_template.render(&msgs, false).unwrap(), "<user>x");
+}
+
+#[test]
+fn untied_output_becomes_lm_head() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut spec = spec();
+    let head = det(&[TOKENS.len(), H], 99.0);
+    spec.tensors.insert("lm_head.weight".into(), ("output.weight".into(), head.clone()));
+    let path = write_tmp(&spec, tmp.path(), "untied.gguf");
+    let m = load_model(&path, &LoadOptions::default()).unwrap();
+    assert!(!m.config.tie_word_embeddings);
+    assert_eq!(
+        m.weights["lm_head.weight"].to_vec2::<f32>().unwrap(),
+        head.to_vec2::<f32>().unwrap()
+    );
+}
+
+fn load_err(spec: &Spec) -> String {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = write_tmp(spec, tmp.path(), "bad.gguf");
+    match load_model(&path, &LoadOptions::default()) {
+        Ok(_) => panic!("loading should fail"),
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(msg.contains("bad.gguf"), "{msg}");
+            msg
+        }
+    }
+}
+
+#[test]
+fn errors_name_the_culprit() {
+    let mut s = spec();
+    s.meta.remove("llama.block_count");
+    let e = load_err(&s);
+    assert!(e.contains("lacks metadata key `llama.block_count`"), "{e}");
+
+    let mut s = spec();
+    s.meta.insert("general.architecture".into(), Value::String("gpt2".into()));
+    let e = load_err(&s);
+    assert!(e.contains("general.architecture `gpt2`"), "{e}");
+
+    let mut s = spec();
+    s.meta.insert("llama.attention.head_count".into(), Value::String("nine".into()));
+    let e = load_err(&s);
+    assert!(e.contains("`llama.attention.head_count`"), "{e}");
+
+    let mut s = spec();
+    s.tensors.remove("model.layers.1.mlp.up_proj.weight");
+    let e = load_err(&s);
+    assert!(e.contains("missing tensor `blk.1.ffn_up.weight`"), "{e}");
+
+    let mut s = spec();
+    s.tensors.insert(
+        "model.layers.0.self_attn.v_proj.weight".into(),
+        ("blk.0.attn_v.weight".into(), det(&[HEADS * HD, H], 5.0)),
+    );
+    let e = load_err(&s);
+    assert!(e.contains("`blk.0.attn_v.weight` has shape [32, 32], expected [16, 32]"), "{e}");
+
+    let mut s = spec();
+    s.tensors.insert("rope".into(), ("rope_freqs.weight".into(), det(&[HD / 2], 1.0)));
+    let e = load_err(&s);
+    assert!(e.contains("rope_freqs.weight"), "{e}");
+
+    let mut s = spec();
+    s.meta.insert("tokenizer.ggml.model".into(), Value::String("llama".into()));
+    let e = load_err(&s);
+    assert!(e.contains("tokenizer.ggml.model `llama`"), "{e}");
+
+    let mut s = spec();
+    s.meta.insert(
+        "tokenizer.ggml.merges".into(),
+        Value::Array(vec![Value::String("nospace".into())]),
+    );
+    let e = load_err(&s);
+    assert!(e.contains("tokenizer.ggml.merges") && e.contains("nospace"), "{e}");
+}

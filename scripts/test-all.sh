@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace on a fresh machine: fetches the default model (once; it is
+# cached under $LORAD_HOME), runs the Rust test suites, then the end-to-end suite that drives a
+# real `lorad serve` with the official OpenAI Python client and curl.
+#
+# Needs: a Rust toolchain (rust-toolchain.toml pins it), python3 with pip and venv. Everything
+# else (the model, the Python packages) is installed by this script.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Build outside the checkout so repeated runs (and CI on the same machine) reuse the cache.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lorad/target}"
+export LORAD_HOME="${LORAD_HOME:-$HOME/.local/share/lorad}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+echo "==> fetching the default model into $LORAD_HOME (no-op when cached)"
+cargo run --quiet -p lorad -- model fetch
+
+echo "==> cargo test --workspace"
+cargo test --workspace --all-targets
+
+echo "==> end-to-end: lorad serve + OpenAI client + curl"
+bash tests/e2e/run.sh
