@@ -5,10 +5,16 @@ use std::path::Path;
 use anyhow::Context;
 
 /// Writes `<out>/<name>.json` and `<out>/<name>.md`; returns the Markdown.
-pub(crate) fn write(out: &Path, name: &str, json: &serde_json::Value, markdown: &str) -> anyhow::Result<()> {
+pub(crate) fn write(
+    out: &Path,
+    name: &str,
+    json: &serde_json::Value,
+    markdown: &str,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let jp = out.join(format!("{name}.json"));
-    std::fs::write(&jp, serde_json::to_string_pretty(json)? + "\n").with_context(|| format!("writing {}", jp.display()))?;
+    std::fs::write(&jp, serde_json::to_string_pretty(json)? + "\n")
+        .with_context(|| format!("writing {}", jp.display()))?;
     let mp = out.join(format!("{name}.md"));
     std::fs::write(&mp, markdown).with_context(|| format!("writing {}", mp.display()))?;
     eprintln!("wrote {} and {}", jp.display(), mp.display());
@@ -19,7 +25,11 @@ pub(crate) fn write(out: &Path, name: &str, json: &serde_json::Value, markdown: 
 pub(crate) fn machine() -> serde_json::Value {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_default();
     serde_json::json!({
         "cpu": cpu,

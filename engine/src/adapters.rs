@@ -32,12 +32,16 @@ impl ResidentAdapter {
     /// Uploads `adapter` to `device` in `dtype`, folding each pair's scale into `B`.
     pub fn new(adapter: &Adapter, base: &BaseShape, dtype: DType, device: &Device) -> Result<Self> {
         let bad = |reason: String| EngineError::BadAdapter { name: adapter.name.clone(), reason };
-        let mut layers: Vec<[Option<LoraPair>; 7]> = (0..base.num_layers).map(|_| Default::default()).collect();
+        let mut layers: Vec<[Option<LoraPair>; 7]> =
+            (0..base.num_layers).map(|_| Default::default()).collect();
         let mut bytes = 0;
         for w in &adapter.weights {
             let (out, inp) = base.shape(w.module);
             if w.layer >= base.num_layers {
-                return Err(bad(format!("layer {} out of range (base has {})", w.layer, base.num_layers)));
+                return Err(bad(format!(
+                    "layer {} out of range (base has {})",
+                    w.layer, base.num_layers
+                )));
             }
             if w.a.len() != w.rank * inp || w.b.len() != out * w.rank || w.rank == 0 {
                 return Err(bad(format!(
@@ -50,7 +54,8 @@ impl ResidentAdapter {
                 )));
             }
             let a = Tensor::from_slice(&w.a, (w.rank, inp), device)?.to_dtype(dtype)?;
-            let b = (Tensor::from_slice(&w.b, (out, w.rank), device)? * f64::from(w.scale))?.to_dtype(dtype)?;
+            let b = (Tensor::from_slice(&w.b, (out, w.rank), device)? * f64::from(w.scale))?
+                .to_dtype(dtype)?;
             bytes += (w.a.len() + w.b.len()) * dtype.size_in_bytes();
             let slot = &mut layers[w.layer][w.module.index()];
             if slot.is_some() {
@@ -98,8 +103,13 @@ impl AdapterPool {
 
     /// Names of all resident adapters, sorted.
     pub fn names(&self) -> Vec<String> {
-        let mut v: Vec<String> =
-            self.inner.read().unwrap_or_else(std::sync::PoisonError::into_inner).keys().cloned().collect();
+        let mut v: Vec<String> = self
+            .inner
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect();
         v.sort();
         v
     }

@@ -132,7 +132,8 @@ impl EngineHandle {
         let llama = Llama::new(&model.config, &model.weights)?;
         drop(model.weights);
         let mc = &model.config;
-        let max_seq_len = cfg.max_seq_len.unwrap_or(mc.max_position_embeddings).min(mc.max_position_embeddings);
+        let max_seq_len =
+            cfg.max_seq_len.unwrap_or(mc.max_position_embeddings).min(mc.max_position_embeddings);
         let kv = KvCache::new(
             mc.num_layers,
             cfg.kv_cache_tokens,
@@ -155,7 +156,15 @@ impl EngineHandle {
         let (tx, rx) = mpsc::channel();
         let (device, dtype) = (llama.device().clone(), llama.dtype());
         let kv_capacity = kv.capacity_tokens();
-        let sched = Scheduler::new(llama, kv, rx, cfg.clone(), tokenizer.clone(), stats.clone(), max_seq_len);
+        let sched = Scheduler::new(
+            llama,
+            kv,
+            rx,
+            cfg.clone(),
+            tokenizer.clone(),
+            stats.clone(),
+            max_seq_len,
+        );
         let thread = std::thread::Builder::new()
             .name("lorad-engine".into())
             .spawn(move || sched.run())
@@ -199,7 +208,12 @@ impl EngineHandle {
     /// Makes `adapter` servable (replacing one of the same name). Requests already running on an
     /// older version finish on it.
     pub fn add_adapter(&self, adapter: &Adapter) -> Result<()> {
-        let r = ResidentAdapter::new(adapter, &self.inner.info.base_shape, self.inner.dtype, &self.inner.device)?;
+        let r = ResidentAdapter::new(
+            adapter,
+            &self.inner.info.base_shape,
+            self.inner.dtype,
+            &self.inner.device,
+        )?;
         self.inner.adapters.insert(r);
         Ok(())
     }
@@ -228,23 +242,42 @@ impl EngineHandle {
         }
         let vocab = self.inner.info.config.vocab_size;
         if let Some(&bad) = req.prompt.iter().find(|&&t| t as usize >= vocab) {
-            return Err(EngineError::InvalidParam { field: "prompt", reason: format!("token id {bad} is not in the vocabulary ({vocab})") });
+            return Err(EngineError::InvalidParam {
+                field: "prompt",
+                reason: format!("token id {bad} is not in the vocabulary ({vocab})"),
+            });
         }
         let adapter = match &req.adapter {
-            Some(name) => Some(self.inner.adapters.get(name).ok_or_else(|| EngineError::UnknownAdapter(name.clone()))?),
+            Some(name) => Some(
+                self.inner
+                    .adapters
+                    .get(name)
+                    .ok_or_else(|| EngineError::UnknownAdapter(name.clone()))?,
+            ),
             None => None,
         };
         let max_len = self.inner.info.max_seq_len;
         let prompt = req.prompt.len();
         if req.max_tokens == Some(0) {
-            return Err(EngineError::InvalidParam { field: "max_tokens", reason: "must be at least 1".into() });
+            return Err(EngineError::InvalidParam {
+                field: "max_tokens",
+                reason: "must be at least 1".into(),
+            });
         }
         let completion = req.max_tokens.unwrap_or(max_len.saturating_sub(prompt));
         if prompt >= max_len || prompt + completion > max_len {
-            return Err(EngineError::ContextLength { max: max_len, requested: prompt + completion.max(1), prompt, completion: completion.max(1) });
+            return Err(EngineError::ContextLength {
+                max: max_len,
+                requested: prompt + completion.max(1),
+                prompt,
+                completion: completion.max(1),
+            });
         }
         if prompt + 1 > self.inner.kv_capacity {
-            return Err(EngineError::ExceedsKvCache { tokens: prompt + 1, capacity: self.inner.kv_capacity });
+            return Err(EngineError::ExceedsKvCache {
+                tokens: prompt + 1,
+                capacity: self.inner.kv_capacity,
+            });
         }
         let waiting = &self.inner.stats.waiting;
         if waiting.fetch_add(1, Ordering::SeqCst) >= self.inner.cfg.max_waiting {
@@ -252,8 +285,21 @@ impl EngineHandle {
             return Err(EngineError::QueueFull(self.inner.cfg.max_waiting));
         }
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let init = SeqInit { prompt: req.prompt, adapter, sampling: req.sampling, max_tokens: completion, stop: req.stop, ignore_eos: req.ignore_eos, tx };
-        let sent = self.inner.tx.lock().unwrap_or_else(std::sync::PoisonError::into_inner).send(Command::Submit(Box::new(init)));
+        let init = SeqInit {
+            prompt: req.prompt,
+            adapter,
+            sampling: req.sampling,
+            max_tokens: completion,
+            stop: req.stop,
+            ignore_eos: req.ignore_eos,
+            tx,
+        };
+        let sent = self
+            .inner
+            .tx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .send(Command::Submit(Box::new(init)));
         if sent.is_err() {
             waiting.fetch_sub(1, Ordering::SeqCst);
             return Err(EngineError::Shutdown);
@@ -263,8 +309,15 @@ impl EngineHandle {
 
     /// Stops the engine thread after the current step; running requests get an error event.
     pub fn shutdown(&self) {
-        let _ = self.inner.tx.lock().unwrap_or_else(std::sync::PoisonError::into_inner).send(Command::Shutdown);
-        if let Some(t) = self.inner.thread.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+        let _ = self
+            .inner
+            .tx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .send(Command::Shutdown);
+        if let Some(t) =
+            self.inner.thread.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
+        {
             let _ = t.join();
         }
     }

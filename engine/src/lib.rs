@@ -25,7 +25,9 @@ pub use adapters::{AdapterPool, ResidentAdapter};
 pub use engine::{EngineConfig, EngineHandle, EngineStats, ModelInfo};
 pub use error::{EngineError, Result};
 pub use kv::{BlockAllocator, KvCache};
-pub use llama::{ForwardSeq, Llama, base_shape};
+pub use llama::{ForwardSeq, Llama, base_shape, projection_weight_name};
 pub use lorad_kernels::KernelPath;
-pub use request::{Completion, FinishReason, GenerateRequest, GenerationEvent, GenerationStream, Usage};
+pub use request::{
+    Completion, FinishReason, GenerateRequest, GenerationEvent, GenerationStream, Usage,
+};
 pub use sampling::{Sampler, SamplingParams, argmax};

@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 
-
 use candle_core::{DType, Device, Tensor};
 use lorad_kernels::{KernelPath, LoraGroup, PagedSeq, RopeTables};
 use lorad_model::ModelConfig;
@@ -71,15 +70,14 @@ impl Llama {
         let mut layers = Vec::with_capacity(cfg.num_layers);
         for l in 0..cfg.num_layers {
             let p = |m: TargetModule| -> Result<Tensor> {
-                let sub = match m {
-                    TargetModule::GateProj | TargetModule::UpProj | TargetModule::DownProj => "mlp",
-                    _ => "self_attn",
-                };
-                let name = format!("model.layers.{l}.{sub}.{}.weight", m.peft_name());
+                let name = projection_weight_name(l, m);
                 let t = get(weights, &name)?;
                 let (out, inp) = shape.shape(m);
                 if t.dims() != [out, inp] {
-                    return Err(EngineError::Weights(format!("{name} has shape {:?}, expected [{out}, {inp}]", t.dims())));
+                    return Err(EngineError::Weights(format!(
+                        "{name} has shape {:?}, expected [{out}, {inp}]",
+                        t.dims()
+                    )));
                 }
                 Ok(t)
             };
@@ -93,14 +91,19 @@ impl Llama {
                 p(TargetModule::DownProj)?,
             ];
             let bias = if cfg.attention_bias {
-                let b = |n: &str| get(weights, &format!("model.layers.{l}.self_attn.{n}.bias")).map(Some);
+                let b = |n: &str| {
+                    get(weights, &format!("model.layers.{l}.self_attn.{n}.bias")).map(Some)
+                };
                 [b("q_proj")?, b("k_proj")?, b("v_proj")?]
             } else {
                 [None, None, None]
             };
             layers.push(Layer {
                 input_norm: get(weights, &format!("model.layers.{l}.input_layernorm.weight"))?,
-                post_norm: get(weights, &format!("model.layers.{l}.post_attention_layernorm.weight"))?,
+                post_norm: get(
+                    weights,
+                    &format!("model.layers.{l}.post_attention_layernorm.weight"),
+                )?,
                 proj,
                 bias,
             });
@@ -108,9 +111,14 @@ impl Llama {
         let lm_head = match weights.get("lm_head.weight") {
             Some(t) => t.clone(),
             None if cfg.tie_word_embeddings => embed.clone(),
-            None => return Err(EngineError::Weights("missing tensor lm_head.weight (embeddings are not tied)".into())),
+            None => {
+                return Err(EngineError::Weights(
+                    "missing tensor lm_head.weight (embeddings are not tied)".into(),
+                ));
+            }
         };
-        let rope = RopeTables::new(&cfg.rope_inv_freq(), cfg.max_position_embeddings, dtype, &device)?;
+        let rope =
+            RopeTables::new(&cfg.rope_inv_freq(), cfg.max_position_embeddings, dtype, &device)?;
         Ok(Self {
             cfg: cfg.clone(),
             embed,
@@ -182,9 +190,17 @@ impl Llama {
                 let p = s.start_pos + i;
                 tokens.push(t);
                 positions.push(p as u32);
-                slots.push(s.block_table[p / kv.block_size] * kv.block_size as u32 + (p % kv.block_size) as u32);
+                slots.push(
+                    s.block_table[p / kv.block_size] * kv.block_size as u32
+                        + (p % kv.block_size) as u32,
+                );
             }
-            paged.push(PagedSeq { block_table: s.block_table, len, q_start, q_len: s.tokens.len() });
+            paged.push(PagedSeq {
+                block_table: s.block_table,
+                len,
+                q_start,
+                q_len: s.tokens.len(),
+            });
             if let Some(a) = s.adapter {
                 let rows = (q_start as u32)..(tokens.len() as u32);
                 match groups.iter_mut().find(|(g, _)| std::ptr::eq(*g, a)) {
@@ -197,7 +213,10 @@ impl Llama {
             }
         }
         if tokens.iter().any(|&t| t as usize >= cfg.vocab_size) {
-            return Err(EngineError::Tokenizer(format!("token id out of range (vocab {})", cfg.vocab_size)));
+            return Err(EngineError::Tokenizer(format!(
+                "token id out of range (vocab {})",
+                cfg.vocab_size
+            )));
         }
         let t = tokens.len();
         let dev = &self.device;
@@ -209,10 +228,8 @@ impl Llama {
         for (l, layer) in self.layers.iter().enumerate() {
             let linear = |m: TargetModule, input: &Tensor| -> Result<Tensor> {
                 let mut y = input.matmul(&layer.proj[m.index()].t()?)?;
-                if m.index() < 3 {
-                    if let Some(b) = &layer.bias[m.index()] {
-                        y = y.broadcast_add(b)?;
-                    }
+                if let Some(Some(b)) = layer.bias.get(m.index()) {
+                    y = y.broadcast_add(b)?;
                 }
                 let lg: Vec<LoraGroup<'_>> = groups
                     .iter()
@@ -232,7 +249,10 @@ impl Llama {
             let o = linear(TargetModule::OProj, &att.reshape((t, heads * hd))?)?;
             x = (x + o)?;
             let h = lorad_kernels::rms_norm(&x, &layer.post_norm, eps)?;
-            let act = lorad_kernels::swiglu(&linear(TargetModule::GateProj, &h)?, &linear(TargetModule::UpProj, &h)?)?;
+            let act = lorad_kernels::swiglu(
+                &linear(TargetModule::GateProj, &h)?,
+                &linear(TargetModule::UpProj, &h)?,
+            )?;
             x = (x + linear(TargetModule::DownProj, &act)?)?;
         }
         if logit_rows.is_empty() {
@@ -246,6 +266,16 @@ impl Llama {
     }
 }
 
+/// Hugging Face name of projection `m`'s weight in layer `layer`
+/// (`model.layers.{layer}.self_attn.q_proj.weight`, `model.layers.{layer}.mlp.up_proj.weight`, …).
+pub fn projection_weight_name(layer: usize, m: TargetModule) -> String {
+    let sub = match m {
+        TargetModule::GateProj | TargetModule::UpProj | TargetModule::DownProj => "mlp",
+        _ => "self_attn",
+    };
+    format!("model.layers.{layer}.{sub}.{}.weight", m.peft_name())
+}
+
 /// Adapter-facing projection shapes of a config.
 pub fn base_shape(cfg: &ModelConfig) -> BaseShape {
     BaseShape {
@@ -256,4 +286,3 @@ pub fn base_shape(cfg: &ModelConfig) -> BaseShape {
         intermediate_size: cfg.intermediate_size,
     }
 }
-

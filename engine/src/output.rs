@@ -22,13 +22,22 @@ pub(crate) struct OutputState {
 impl OutputState {
     pub(crate) fn new(stop: Vec<String>) -> Self {
         let max_stop = stop.iter().map(String::len).max().unwrap_or(0);
-        Self { ids: Vec::new(), prefix_offset: 0, read_offset: 0, text: String::new(), emitted: 0, stop, max_stop }
+        Self {
+            ids: Vec::new(),
+            prefix_offset: 0,
+            read_offset: 0,
+            text: String::new(),
+            emitted: 0,
+            stop,
+            max_stop,
+        }
     }
 
     /// Adds a token; returns the text that may be sent now and whether a stop string matched.
     pub(crate) fn push(&mut self, id: u32, tok: &Tokenizer) -> Result<(String, bool)> {
         self.ids.push(id);
-        let dec = |ids: &[u32]| tok.decode(ids, true).map_err(|e| EngineError::Tokenizer(e.to_string()));
+        let dec =
+            |ids: &[u32]| tok.decode(ids, true).map_err(|e| EngineError::Tokenizer(e.to_string()));
         // Decode a small window: the text of ids[prefix..read] is already out; what the window
         // adds beyond it is new, unless it ends in a replacement char (an incomplete UTF-8
         // sequence that the next token will complete).
@@ -42,7 +51,11 @@ impl OutputState {
         }
         if self.max_stop > 0 {
             let from = floor_boundary(&self.text, self.emitted.saturating_sub(self.max_stop));
-            let hit = self.stop.iter().filter_map(|s| self.text[from..].find(s.as_str()).map(|p| from + p)).min();
+            let hit = self
+                .stop
+                .iter()
+                .filter_map(|s| self.text[from..].find(s.as_str()).map(|p| from + p))
+                .min();
             if let Some(at) = hit {
                 self.text.truncate(at);
                 let out = self.text[self.emitted.min(at)..].to_string();
@@ -71,7 +84,10 @@ impl OutputState {
         for s in &self.stop {
             for k in (1..s.len().min(pending.len() + 1)).rev() {
                 let cut = self.text.len() - k;
-                if k > hold && self.text.is_char_boundary(cut) && s.as_bytes().starts_with(&self.text.as_bytes()[cut..]) {
+                if k > hold
+                    && self.text.is_char_boundary(cut)
+                    && s.as_bytes().starts_with(&self.text.as_bytes()[cut..])
+                {
                     hold = k;
                     break;
                 }

@@ -27,7 +27,14 @@ pub struct SamplingParams {
 
 impl Default for SamplingParams {
     fn default() -> Self {
-        Self { temperature: 1.0, top_k: 0, top_p: 1.0, presence_penalty: 0.0, frequency_penalty: 0.0, seed: None }
+        Self {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
+            seed: None,
+        }
     }
 }
 
@@ -39,7 +46,8 @@ impl SamplingParams {
 
     /// Checks ranges, naming the API field at fault.
     pub fn validate(&self) -> Result<()> {
-        let bad = |field, reason: &str| Err(EngineError::InvalidParam { field, reason: reason.into() });
+        let bad =
+            |field, reason: &str| Err(EngineError::InvalidParam { field, reason: reason.into() });
         if !self.temperature.is_finite() || !(0.0..=2.0).contains(&self.temperature) {
             return bad("temperature", "must be between 0 and 2");
         }
@@ -95,17 +103,21 @@ impl Sampler {
             return argmax(logits);
         }
         // Candidates sorted by logit, descending; ties broken by id for determinism.
-        let mut idx: Vec<u32> = (0..logits.len() as u32).filter(|&i| logits[i as usize].is_finite()).collect();
+        let mut idx: Vec<u32> =
+            (0..logits.len() as u32).filter(|&i| logits[i as usize].is_finite()).collect();
         if idx.is_empty() {
             return argmax(logits);
         }
-        idx.sort_unstable_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]).then(a.cmp(&b)));
+        idx.sort_unstable_by(|&a, &b| {
+            logits[b as usize].total_cmp(&logits[a as usize]).then(a.cmp(&b))
+        });
         if p.top_k > 0 && idx.len() > p.top_k {
             idx.truncate(p.top_k);
         }
         let max = logits[idx[0] as usize];
         let inv_t = 1.0 / p.temperature;
-        let mut probs: Vec<f64> = idx.iter().map(|&i| f64::from((logits[i as usize] - max) * inv_t).exp()).collect();
+        let mut probs: Vec<f64> =
+            idx.iter().map(|&i| f64::from((logits[i as usize] - max) * inv_t).exp()).collect();
         let total: f64 = probs.iter().sum();
         probs.iter_mut().for_each(|q| *q /= total);
         if p.top_p < 1.0 {
@@ -158,7 +170,8 @@ mod tests {
 
     #[test]
     fn seeded_sampling_is_reproducible_and_respects_top_k() {
-        let params = SamplingParams { temperature: 1.0, top_k: 2, seed: Some(42), ..Default::default() };
+        let params =
+            SamplingParams { temperature: 1.0, top_k: 2, seed: Some(42), ..Default::default() };
         let logits = [1.0f32, 0.5, 0.9, 0.2, 0.0];
         let draw = || {
             let mut s = Sampler::new(params.clone());
@@ -173,19 +186,21 @@ mod tests {
     #[test]
     fn top_p_keeps_the_nucleus() {
         // p(0) ≈ 0.84 at temperature 1, so top_p 0.5 keeps token 0 only.
-        let params = SamplingParams { temperature: 1.0, top_p: 0.5, seed: Some(1), ..Default::default() };
+        let params =
+            SamplingParams { temperature: 1.0, top_p: 0.5, seed: Some(1), ..Default::default() };
         let mut s = Sampler::new(params);
         for _ in 0..32 {
-            assert_eq!(s.sample(&mut vec![3.0, 1.0, 0.5, 0.0]), 0);
+            assert_eq!(s.sample(&mut [3.0, 1.0, 0.5, 0.0]), 0);
         }
     }
 
     #[test]
     fn penalties_push_away_repeated_tokens() {
-        let mut s = Sampler::new(SamplingParams { frequency_penalty: 2.0, ..SamplingParams::greedy() });
+        let mut s =
+            Sampler::new(SamplingParams { frequency_penalty: 2.0, ..SamplingParams::greedy() });
         s.observe(0);
         s.observe(0);
-        assert_eq!(s.sample(&mut vec![3.0, 0.0]), 1);
+        assert_eq!(s.sample(&mut [3.0, 0.0]), 1);
     }
 
     #[test]

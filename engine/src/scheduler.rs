@@ -87,7 +87,18 @@ impl Scheduler {
         max_seq_len: usize,
     ) -> Self {
         let eos = tokenizer.eos_token_ids().to_vec();
-        Self { model, kv, rx, cfg, tokenizer, stats, max_seq_len, eos, waiting: VecDeque::new(), running: Vec::new() }
+        Self {
+            model,
+            kv,
+            rx,
+            cfg,
+            tokenizer,
+            stats,
+            max_seq_len,
+            eos,
+            waiting: VecDeque::new(),
+            running: Vec::new(),
+        }
     }
 
     pub(crate) fn run(mut self) {
@@ -276,7 +287,7 @@ impl Scheduler {
             }
         }
         // Remove finished sequences, highest index first so indices stay valid.
-        finished.sort_by(|a, b| b.0.cmp(&a.0));
+        finished.sort_by_key(|f| std::cmp::Reverse(f.0));
         for (i, reason) in finished {
             let mut s = self.running.remove(i);
             let tail = s.out.flush();

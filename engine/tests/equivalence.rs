@@ -27,19 +27,48 @@ fn check(rank: usize, rslora: bool, targets: &[TargetModule], seed: u64) {
         llama.set_kernel_path(path);
         // X's sequence sits between a base-only sequence and another adapter's.
         let cfg = &model.config;
-        let kv = KvCache::new(cfg.num_layers, 1024, 16, cfg.num_kv_heads, cfg.head_dim, DType::F32, llama.device()).unwrap();
+        let kv = KvCache::new(
+            cfg.num_layers,
+            1024,
+            16,
+            cfg.num_kv_heads,
+            cfg.head_dim,
+            DType::F32,
+            llama.device(),
+        )
+        .unwrap();
         let t: Vec<Vec<u32>> = (0..3).map(|i| (i * 16..(i + 1) * 16).collect()).collect();
         let p0 = common::encode(&model, "Hello there, how are");
         let p2 = common::encode(&model, "1 2 3 4 5 6");
         let seqs = [
-            ForwardSeq { tokens: &p0, start_pos: 0, block_table: &t[0], adapter: None, want_logits: true },
-            ForwardSeq { tokens: &prompt, start_pos: 0, block_table: &t[1], adapter: Some(&rx), want_logits: true },
-            ForwardSeq { tokens: &p2, start_pos: 0, block_table: &t[2], adapter: Some(&ro), want_logits: true },
+            ForwardSeq {
+                tokens: &p0,
+                start_pos: 0,
+                block_table: &t[0],
+                adapter: None,
+                want_logits: true,
+            },
+            ForwardSeq {
+                tokens: &prompt,
+                start_pos: 0,
+                block_table: &t[1],
+                adapter: Some(&rx),
+                want_logits: true,
+            },
+            ForwardSeq {
+                tokens: &p2,
+                start_pos: 0,
+                block_table: &t[2],
+                adapter: Some(&ro),
+                want_logits: true,
+            },
         ];
         let got = llama.forward(&seqs, &kv).unwrap().to_vec2::<f32>().unwrap();
         let diff = common::max_diff(&got[1], &want);
         let effect = common::max_diff(&base, &want);
-        eprintln!("rank {rank} rslora {rslora} {path:?}: max|batched - merged| = {diff:.2e}, adapter effect {effect:.2e}");
+        eprintln!(
+            "rank {rank} rslora {rslora} {path:?}: max|batched - merged| = {diff:.2e}, adapter effect {effect:.2e}"
+        );
         assert!(diff <= 1e-4, "rank {rank} rslora {rslora} {path:?}: max diff {diff}");
         // The adapter must actually change the logits, or this test proves nothing.
         assert!(effect > 1e-2, "adapter has no visible effect ({effect})");

@@ -29,7 +29,8 @@ fn base_logits_match_candle_quantized_llama_dequantized() {
         let content = candle_core::quantized::gguf_file::Content::read(&mut file).unwrap();
         let mut theirs = ModelWeights::from_gguf(content, &mut file, &Device::Cpu).unwrap();
         let input = Tensor::new(ids.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
-        let want: Vec<f32> = theirs.forward(&input, 0).unwrap().squeeze(0).unwrap().to_vec1().unwrap();
+        let want: Vec<f32> =
+            theirs.forward(&input, 0).unwrap().squeeze(0).unwrap().to_vec1().unwrap();
         let got = common::prefill_logits(&ours, &ids, None);
         let diff = common::max_diff(&got, &want);
         eprintln!("{p:?}: max|lorad - quantized_llama| = {diff:.2e}");

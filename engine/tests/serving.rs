@@ -5,7 +5,8 @@
 mod common;
 
 use lorad_engine::{
-    EngineConfig, EngineError, EngineHandle, FinishReason, GenerateRequest, GenerationEvent, SamplingParams,
+    EngineConfig, EngineError, EngineHandle, FinishReason, GenerateRequest, GenerationEvent,
+    SamplingParams,
 };
 use lorad_model::ChatMessage;
 use lorad_store::TargetModule;
@@ -36,18 +37,24 @@ const PROMPTS: [&str; 8] = [
 /// adapters of mixed ranks that join at different steps.
 #[test]
 fn greedy_output_is_batch_invariant() {
-    let Some((h, model)) = engine(EngineConfig { kv_cache_tokens: 4096, ..Default::default() }) else { return };
+    let Some((h, model)) = engine(EngineConfig { kv_cache_tokens: 4096, ..Default::default() })
+    else {
+        return;
+    };
     let ranks = [4, 8, 16, 4, 8, 16, 12, 6];
-    let targets: [&[TargetModule]; 2] = [&TargetModule::ALL, &[TargetModule::QProj, TargetModule::VProj]];
+    let targets: [&[TargetModule]; 2] =
+        [&TargetModule::ALL, &[TargetModule::QProj, TargetModule::VProj]];
     for (i, &r) in ranks.iter().enumerate() {
-        let a = common::adapter(&model, &format!("a{i}"), r, targets[i % 2], i % 3 == 0, 50 + i as u64);
+        let a =
+            common::adapter(&model, &format!("a{i}"), r, targets[i % 2], i % 3 == 0, 50 + i as u64);
         h.add_adapter(&a).unwrap();
     }
     let req = |i: usize| GenerateRequest {
         adapter: Some(format!("a{i}")),
         ..GenerateRequest::greedy(common::encode(&model, PROMPTS[i]), 12)
     };
-    let alone: Vec<_> = (0..8).map(|i| h.submit(req(i)).unwrap().collect_blocking().unwrap()).collect();
+    let alone: Vec<_> =
+        (0..8).map(|i| h.submit(req(i)).unwrap().collect_blocking().unwrap()).collect();
     // Together: request i joins after request i-1 has produced two tokens, so joins happen at
     // different decode steps while earlier requests are mid-generation.
     let mut streams = Vec::new();
@@ -64,7 +71,8 @@ fn greedy_output_is_batch_invariant() {
     }
     for (i, (head, s)) in streams.into_iter().enumerate() {
         let rest = s.collect_blocking().unwrap();
-        let tokens: Vec<u32> = head.iter().flat_map(|(_, t)| t.clone()).chain(rest.tokens).collect();
+        let tokens: Vec<u32> =
+            head.iter().flat_map(|(_, t)| t.clone()).chain(rest.tokens).collect();
         let text: String = head.iter().map(|(t, _)| t.as_str()).collect::<String>() + &rest.text;
         assert_eq!(tokens, alone[i].tokens, "request {i}: batched tokens differ from alone");
         assert_eq!(text, alone[i].text, "request {i}");
@@ -73,7 +81,10 @@ fn greedy_output_is_batch_invariant() {
     let p = common::encode(&model, PROMPTS[0]);
     let outs: Vec<Vec<u32>> = (0..3)
         .map(|i| {
-            let r = GenerateRequest { adapter: Some(format!("a{i}")), ..GenerateRequest::greedy(p.clone(), 8) };
+            let r = GenerateRequest {
+                adapter: Some(format!("a{i}")),
+                ..GenerateRequest::greedy(p.clone(), 8)
+            };
             h.submit(r).unwrap().collect_blocking().unwrap().tokens
         })
         .collect();
@@ -84,7 +95,9 @@ fn greedy_output_is_batch_invariant() {
 /// Greedy chat answer of the default model names Paris.
 #[test]
 fn default_model_knows_the_capital_of_france() {
-    let Some((h, _)) = engine(EngineConfig { kv_cache_tokens: 1024, ..Default::default() }) else { return };
+    let Some((h, _)) = engine(EngineConfig { kv_cache_tokens: 1024, ..Default::default() }) else {
+        return;
+    };
     let prompt = chat_prompt(&h, "What is the capital of France?");
     let out = h.submit(GenerateRequest::greedy(prompt, 24)).unwrap().collect_blocking().unwrap();
     eprintln!("answer: {:?}", out.text);
@@ -96,9 +109,13 @@ fn default_model_knows_the_capital_of_france() {
 /// Stop strings end generation before the match and are never sent; max_tokens gives "length".
 #[test]
 fn stop_strings_and_length() {
-    let Some((h, model)) = engine(EngineConfig { kv_cache_tokens: 1024, ..Default::default() }) else { return };
+    let Some((h, model)) = engine(EngineConfig { kv_cache_tokens: 1024, ..Default::default() })
+    else {
+        return;
+    };
     let prompt = common::encode(&model, "Count: 1, 2, 3, 4,");
-    let full = h.submit(GenerateRequest::greedy(prompt.clone(), 10)).unwrap().collect_blocking().unwrap();
+    let full =
+        h.submit(GenerateRequest::greedy(prompt.clone(), 10)).unwrap().collect_blocking().unwrap();
     assert_eq!(full.finish_reason, FinishReason::Length);
     assert_eq!(full.usage.completion_tokens, 10);
     // Stop at the first " 7" in whatever the model generated.
@@ -113,10 +130,18 @@ fn stop_strings_and_length() {
 /// Sampling with a seed is reproducible and differs from another seed.
 #[test]
 fn seeded_sampling_is_reproducible() {
-    let Some((h, model)) = engine(EngineConfig { kv_cache_tokens: 1024, ..Default::default() }) else { return };
+    let Some((h, model)) = engine(EngineConfig { kv_cache_tokens: 1024, ..Default::default() })
+    else {
+        return;
+    };
     let prompt = common::encode(&model, "Once upon a time");
     let run = |seed| {
-        let sampling = SamplingParams { temperature: 1.0, top_p: 0.95, seed: Some(seed), ..Default::default() };
+        let sampling = SamplingParams {
+            temperature: 1.0,
+            top_p: 0.95,
+            seed: Some(seed),
+            ..Default::default()
+        };
         let req = GenerateRequest { sampling, ..GenerateRequest::greedy(prompt.clone(), 16) };
         h.submit(req).unwrap().collect_blocking().unwrap().tokens
     };
@@ -128,7 +153,12 @@ fn seeded_sampling_is_reproducible() {
 /// Dropping a stream frees its slot; a full queue is refused; bad requests fail at submit.
 #[test]
 fn cancellation_admission_and_validation() {
-    let cfg = EngineConfig { max_batch_size: 1, max_waiting: 1, kv_cache_tokens: 1024, ..Default::default() };
+    let cfg = EngineConfig {
+        max_batch_size: 1,
+        max_waiting: 1,
+        kv_cache_tokens: 1024,
+        ..Default::default()
+    };
     let Some((h, model)) = engine(cfg) else { return };
     let prompt = common::encode(&model, "Tell me a long story about");
     let mut running = h.submit(GenerateRequest::greedy(prompt.clone(), 400)).unwrap();
@@ -152,9 +182,21 @@ fn cancellation_admission_and_validation() {
         h.submit(GenerateRequest::greedy(prompt.clone(), ctx)),
         Err(EngineError::ContextLength { .. })
     ));
-    assert!(matches!(h.submit(GenerateRequest { adapter: Some("nope".into()), ..GenerateRequest::greedy(prompt.clone(), 4) }), Err(EngineError::UnknownAdapter(_))));
-    assert!(matches!(h.submit(GenerateRequest::greedy(Vec::new(), 4)), Err(EngineError::EmptyPrompt)));
-    let bad = GenerateRequest { sampling: SamplingParams { top_p: 1.5, ..Default::default() }, ..GenerateRequest::greedy(prompt, 4) };
+    assert!(matches!(
+        h.submit(GenerateRequest {
+            adapter: Some("nope".into()),
+            ..GenerateRequest::greedy(prompt.clone(), 4)
+        }),
+        Err(EngineError::UnknownAdapter(_))
+    ));
+    assert!(matches!(
+        h.submit(GenerateRequest::greedy(Vec::new(), 4)),
+        Err(EngineError::EmptyPrompt)
+    ));
+    let bad = GenerateRequest {
+        sampling: SamplingParams { top_p: 1.5, ..Default::default() },
+        ..GenerateRequest::greedy(prompt, 4)
+    };
     assert!(matches!(h.submit(bad), Err(EngineError::InvalidParam { field: "top_p", .. })));
     h.shutdown();
 }
@@ -168,9 +210,15 @@ fn preemption_preserves_greedy_outputs() {
     // ignore_eos: every sequence grows to prompt + 24 tokens (2 blocks each, 8 > 6 in total).
     let reqs: Vec<_> = PROMPTS[..4]
         .iter()
-        .map(|p| GenerateRequest { ignore_eos: true, ..GenerateRequest::greedy(common::encode(&model, p), 24) })
+        .map(|p| GenerateRequest {
+            ignore_eos: true,
+            ..GenerateRequest::greedy(common::encode(&model, p), 24)
+        })
         .collect();
-    let alone: Vec<_> = reqs.iter().map(|r| h.submit(r.clone()).unwrap().collect_blocking().unwrap().tokens).collect();
+    let alone: Vec<_> = reqs
+        .iter()
+        .map(|r| h.submit(r.clone()).unwrap().collect_blocking().unwrap().tokens)
+        .collect();
     let streams: Vec<_> = reqs.iter().map(|r| h.submit(r.clone()).unwrap()).collect();
     for (i, s) in streams.into_iter().enumerate() {
         assert_eq!(s.collect_blocking().unwrap().tokens, alone[i], "request {i}");

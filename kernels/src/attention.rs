@@ -69,7 +69,13 @@ impl PagedSeq<'_> {
 }
 
 /// Writes row `t` of `k`/`v` (`[T, kv_heads, head_dim]`) into slot `slots[t]` of the pool.
-pub fn write_kv(pool: &KvPool, k: &Tensor, v: &Tensor, slots: &[u32], path: KernelPath) -> Result<()> {
+pub fn write_kv(
+    pool: &KvPool,
+    k: &Tensor,
+    v: &Tensor,
+    slots: &[u32],
+    path: KernelPath,
+) -> Result<()> {
     let (t, kvh, hd) = k.dims3()?;
     let pool_dims = pool.k.dims();
     if v.dims() != k.dims() || slots.len() != t || pool_dims[1..] != [kvh, hd] {
@@ -77,7 +83,11 @@ pub fn write_kv(pool: &KvPool, k: &Tensor, v: &Tensor, slots: &[u32], path: Kern
             op: "write_kv",
             what: "k/v",
             got: k.dims().to_vec(),
-            expected: format!("[{}, {:?}] rows matching the pool and slot list", slots.len(), &pool_dims[1..]),
+            expected: format!(
+                "[{}, {:?}] rows matching the pool and slot list",
+                slots.len(),
+                &pool_dims[1..]
+            ),
         });
     }
     if let Some(&bad) = slots.iter().find(|&&s| s as usize >= pool.num_slots()) {
@@ -124,12 +134,14 @@ impl InplaceOp2 for ScatterRows<'_> {
         src: &CpuStorage,
         sl: &Layout,
     ) -> candle_core::Result<()> {
-        let src = slice_of(src, sl).ok_or_else(|| candle_core::Error::Msg("write_kv src".into()))?;
+        let src =
+            slice_of(src, sl).ok_or_else(|| candle_core::Error::Msg("write_kv src".into()))?;
         let dst =
             slice_of_mut(dst, dl).ok_or_else(|| candle_core::Error::Msg("write_kv pool".into()))?;
         for (t, &s) in self.slots.iter().enumerate() {
             let s = s as usize;
-            dst[s * self.row..(s + 1) * self.row].copy_from_slice(&src[t * self.row..(t + 1) * self.row]);
+            dst[s * self.row..(s + 1) * self.row]
+                .copy_from_slice(&src[t * self.row..(t + 1) * self.row]);
         }
         Ok(())
     }
@@ -158,7 +170,11 @@ pub fn paged_attention(
     let mut next = 0;
     for s in seqs {
         let blocks_needed = s.len.div_ceil(pool.block_size);
-        if s.q_start != next || s.q_len == 0 || s.q_len > s.len || s.block_table.len() < blocks_needed {
+        if s.q_start != next
+            || s.q_len == 0
+            || s.q_len > s.len
+            || s.block_table.len() < blocks_needed
+        {
             return Err(KernelError::Shape {
                 op: "attention",
                 what: "sequence layout",
@@ -166,7 +182,9 @@ pub fn paged_attention(
                 expected: format!("rows starting at {next}, 1 <= q_len <= len, enough blocks"),
             });
         }
-        if let Some(&b) = s.block_table.iter().find(|&&b| (b as usize + 1) * pool.block_size > pool.num_slots()) {
+        if let Some(&b) =
+            s.block_table.iter().find(|&&b| (b as usize + 1) * pool.block_size > pool.num_slots())
+        {
             return Err(KernelError::OutOfRange {
                 op: "attention",
                 what: "block",
@@ -243,7 +261,12 @@ fn attention_cpu(q: &Tensor, pool: &KvPool, seqs: &[PagedSeq<'_>], scale: f32) -
 }
 
 /// Device-generic twin: gather each sequence's K/V by slot, masked softmax, one matmul pair.
-fn attention_generic(q: &Tensor, pool: &KvPool, seqs: &[PagedSeq<'_>], scale: f32) -> Result<Tensor> {
+fn attention_generic(
+    q: &Tensor,
+    pool: &KvPool,
+    seqs: &[PagedSeq<'_>],
+    scale: f32,
+) -> Result<Tensor> {
     let (_t, heads, hd) = q.dims3()?;
     let kvh = pool.k.dims()[1];
     let group = heads / kvh;
@@ -257,7 +280,11 @@ fn attention_generic(q: &Tensor, pool: &KvPool, seqs: &[PagedSeq<'_>], scale: f3
         let k = pool.k.index_select(&idx, 0)?.transpose(0, 1)?.contiguous()?;
         let v = pool.v.index_select(&idx, 0)?.transpose(0, 1)?.contiguous()?;
         // [n, heads, hd] -> [heads, n, hd] -> [kvh, group*n, hd] (heads h = kv*group + g)
-        let qs = q.narrow(0, s.q_start, n)?.transpose(0, 1)?.contiguous()?.reshape((kvh, group * n, hd))?;
+        let qs = q.narrow(0, s.q_start, n)?.transpose(0, 1)?.contiguous()?.reshape((
+            kvh,
+            group * n,
+            hd,
+        ))?;
         let att = (qs.matmul(&k.t()?)? * f64::from(scale))?; // [kvh, group*n, len]
         let mut mask = vec![0f32; n * len];
         for i in 0..n {
@@ -267,7 +294,8 @@ fn attention_generic(q: &Tensor, pool: &KvPool, seqs: &[PagedSeq<'_>], scale: f3
         }
         let mask = Tensor::from_vec(mask, (1, 1, n, len), dev)?.to_dtype(att.dtype())?;
         let att = att.reshape((kvh, group, n, len))?.broadcast_add(&mask)?;
-        let att = candle_nn::ops::softmax_last_dim(&att.contiguous()?)?.reshape((kvh, group * n, len))?;
+        let att =
+            candle_nn::ops::softmax_last_dim(&att.contiguous()?)?.reshape((kvh, group * n, len))?;
         let o = att.matmul(&v)?.reshape((heads, n, hd))?.transpose(0, 1)?.contiguous()?;
         outs.push(o);
     }

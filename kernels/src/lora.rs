@@ -75,7 +75,12 @@ pub struct LoraGroup<'a> {
 }
 
 /// Returns `y + LoRA(x)` for all groups; `x` is `[T, in]`, `y` is `[T, out]`.
-pub fn add_lora(y: &Tensor, x: &Tensor, groups: &[LoraGroup<'_>], path: KernelPath) -> Result<Tensor> {
+pub fn add_lora(
+    y: &Tensor,
+    x: &Tensor,
+    groups: &[LoraGroup<'_>],
+    path: KernelPath,
+) -> Result<Tensor> {
     let (t, in_dim) = x.dims2()?;
     let (ty, out_dim) = y.dims2()?;
     if ty != t {
@@ -99,7 +104,12 @@ pub fn add_lora(y: &Tensor, x: &Tensor, groups: &[LoraGroup<'_>], path: KernelPa
         for &r in g.rows {
             let r = r as usize;
             if r >= t || seen[r] {
-                return Err(KernelError::OutOfRange { op: "lora", what: "row", index: r, limit: t });
+                return Err(KernelError::OutOfRange {
+                    op: "lora",
+                    what: "row",
+                    index: r,
+                    limit: t,
+                });
             }
             seen[r] = true;
         }
@@ -126,15 +136,19 @@ fn add_lora_cpu(
     let t = x.dims()[0];
     let mut out = with_f32(y, "lora", "y", <[f32]>::to_vec)?;
     // Hold every adapter's read guard for the duration of the kernel.
-    let guards: Vec<_> =
-        groups.iter().map(|g| (g.pair.a.storage_and_layout(), g.pair.b.storage_and_layout())).collect();
+    let guards: Vec<_> = groups
+        .iter()
+        .map(|g| (g.pair.a.storage_and_layout(), g.pair.b.storage_and_layout()))
+        .collect();
     let mut slices: Vec<(&[f32], &[f32], usize)> = Vec::with_capacity(groups.len());
     for (g, ((sa, la), (sb, lb))) in groups.iter().zip(&guards) {
         let (candle_core::Storage::Cpu(ca), candle_core::Storage::Cpu(cb)) = (&**sa, &**sb) else {
             return Err(KernelError::NotCpuF32 { op: "lora", what: "adapter" });
         };
-        let a = crate::cpu::slice_of(ca, la).ok_or(KernelError::NotCpuF32 { op: "lora", what: "A" })?;
-        let b = crate::cpu::slice_of(cb, lb).ok_or(KernelError::NotCpuF32 { op: "lora", what: "B" })?;
+        let a =
+            crate::cpu::slice_of(ca, la).ok_or(KernelError::NotCpuF32 { op: "lora", what: "A" })?;
+        let b =
+            crate::cpu::slice_of(cb, lb).ok_or(KernelError::NotCpuF32 { op: "lora", what: "B" })?;
         slices.push((a, b, g.pair.rank()));
     }
     let mut row_group = vec![u32::MAX; t];

@@ -19,7 +19,10 @@ pub fn rms_norm(x: &[f32], w: &[f32], d: usize, eps: f64) -> Vec<f64> {
         .flat_map(|row| {
             let ms = row.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>() / d as f64;
             let inv = 1.0 / (ms + eps).sqrt();
-            row.iter().zip(w).map(move |(&v, &g)| f64::from(v) * inv * f64::from(g)).collect::<Vec<_>>()
+            row.iter()
+                .zip(w)
+                .map(move |(&v, &g)| f64::from(v) * inv * f64::from(g))
+                .collect::<Vec<_>>()
         })
         .collect()
 }
@@ -46,7 +49,18 @@ pub fn rope(x: &[f32], heads: usize, d: usize, positions: &[u32], inv_freq: &[f3
 
 /// Causal GQA attention for one sequence: `q` is `[n, heads, d]` for the last `n` positions,
 /// `k`/`v` are `[len, kv_heads, d]` for positions `0..len`. Returns `[n, heads, d]`.
-pub fn attention(q: &[f32], k: &[f32], v: &[f32], n: usize, len: usize, heads: usize, kv_heads: usize, d: usize, scale: f64) -> Vec<f64> {
+#[allow(clippy::too_many_arguments)] // a reference spells every dimension out on purpose
+pub fn attention(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    n: usize,
+    len: usize,
+    heads: usize,
+    kv_heads: usize,
+    d: usize,
+    scale: f64,
+) -> Vec<f64> {
     let group = heads / kv_heads;
     let mut out = vec![0f64; n * heads * d];
     for i in 0..n {
@@ -57,7 +71,8 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], n: usize, len: usize, heads: u
             let scores: Vec<f64> = (0..ctx)
                 .map(|j| {
                     let kr = &k[(j * kv_heads + kv) * d..(j * kv_heads + kv + 1) * d];
-                    qv.iter().zip(kr).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum::<f64>() * scale
+                    qv.iter().zip(kr).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum::<f64>()
+                        * scale
                 })
                 .collect();
             let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -75,7 +90,15 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], n: usize, len: usize, heads: u
 }
 
 /// LoRA delta of each row: `(x·Aᵀ)·Bᵀ` with `a` `[r, in]`, `b` `[out, r]` (scale folded in).
-pub fn lora_delta(x: &[f32], a: &[f32], b: &[f32], m: usize, inp: usize, r: usize, out: usize) -> Vec<f64> {
+pub fn lora_delta(
+    x: &[f32],
+    a: &[f32],
+    b: &[f32],
+    m: usize,
+    inp: usize,
+    r: usize,
+    out: usize,
+) -> Vec<f64> {
     let mut y = vec![0f64; m * out];
     for i in 0..m {
         let v: Vec<f64> = (0..r)

@@ -18,7 +18,12 @@ pub struct RopeTables {
 impl RopeTables {
     /// Tables for positions `0..max_positions` from the per-pair inverse frequencies (already
     /// scaled, e.g. llama3 rope scaling). Angles are computed in f32 as Hugging Face does.
-    pub fn new(inv_freq: &[f32], max_positions: usize, dtype: DType, device: &Device) -> Result<Self> {
+    pub fn new(
+        inv_freq: &[f32],
+        max_positions: usize,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
         let half = inv_freq.len();
         let mut cos = Vec::with_capacity(max_positions * half);
         let mut sin = Vec::with_capacity(max_positions * half);

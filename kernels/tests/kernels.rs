@@ -5,8 +5,8 @@
 use candle_core::{Device, Tensor};
 use lorad_kernels::reference as r;
 use lorad_kernels::{
-    KernelPath, KvPool, LoraGroup, LoraPair, PagedSeq, RopeTables, add_lora, apply_rope, paged_attention,
-    rms_norm, write_kv,
+    KernelPath, KvPool, LoraGroup, LoraPair, PagedSeq, RopeTables, add_lora, apply_rope,
+    paged_attention, rms_norm, write_kv,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -34,7 +34,10 @@ fn lora_matches_reference(dev: &Device) {
     for (&rk, rows) in ranks.iter().zip(rows) {
         let a = randv(&mut rng, rk * inp);
         let b = randv(&mut rng, out * rk);
-        let xs: Vec<f32> = rows.iter().flat_map(|&i| x[i as usize * inp..(i as usize + 1) * inp].to_vec()).collect();
+        let xs: Vec<f32> = rows
+            .iter()
+            .flat_map(|&i| x[i as usize * inp..(i as usize + 1) * inp].to_vec())
+            .collect();
         let d = r::lora_delta(&xs, &a, &b, rows.len(), inp, rk, out);
         for (k, &i) in rows.iter().enumerate() {
             for o in 0..out {
@@ -71,23 +74,39 @@ fn lora_matches_reference(dev: &Device) {
 }
 
 fn lora_rejects_bad_input(dev: &Device) {
-    let pair = LoraPair::new(Tensor::zeros((4, 8), candle_core::DType::F32, dev).unwrap(), Tensor::zeros((6, 4), candle_core::DType::F32, dev).unwrap()).unwrap();
+    let pair = LoraPair::new(
+        Tensor::zeros((4, 8), candle_core::DType::F32, dev).unwrap(),
+        Tensor::zeros((6, 4), candle_core::DType::F32, dev).unwrap(),
+    )
+    .unwrap();
     let x = Tensor::zeros((3, 8), candle_core::DType::F32, dev).unwrap();
     let y = Tensor::zeros((3, 6), candle_core::DType::F32, dev).unwrap();
     let bad_row = [LoraGroup { pair: &pair, rows: &[3] }];
-    assert!(add_lora(&y, &x, &bad_row, KernelPath::Auto).unwrap_err().to_string().contains("row index 3"));
+    assert!(
+        add_lora(&y, &x, &bad_row, KernelPath::Auto)
+            .unwrap_err()
+            .to_string()
+            .contains("row index 3")
+    );
     let twice = [LoraGroup { pair: &pair, rows: &[1] }, LoraGroup { pair: &pair, rows: &[1] }];
     assert!(add_lora(&y, &x, &twice, KernelPath::Auto).is_err());
     let y_wrong = Tensor::zeros((3, 5), candle_core::DType::F32, dev).unwrap();
     let ok = [LoraGroup { pair: &pair, rows: &[0] }];
     assert!(add_lora(&y_wrong, &x, &ok, KernelPath::Auto).is_err());
-    assert!(LoraPair::new(Tensor::zeros((4, 8), candle_core::DType::F32, dev).unwrap(), Tensor::zeros((6, 3), candle_core::DType::F32, dev).unwrap()).is_err());
+    assert!(
+        LoraPair::new(
+            Tensor::zeros((4, 8), candle_core::DType::F32, dev).unwrap(),
+            Tensor::zeros((6, 3), candle_core::DType::F32, dev).unwrap()
+        )
+        .is_err()
+    );
 }
 
 fn rope_and_norm_match_reference(dev: &Device) {
     let mut rng = ChaCha8Rng::seed_from_u64(11);
     let (t, heads, d) = (5, 3, 16);
-    let inv: Vec<f32> = (0..d / 2).map(|i| 1.0 / 10000f32.powf(2.0 * i as f32 / d as f32)).collect();
+    let inv: Vec<f32> =
+        (0..d / 2).map(|i| 1.0 / 10000f32.powf(2.0 * i as f32 / d as f32)).collect();
     let tables = RopeTables::new(&inv, 64, candle_core::DType::F32, dev).unwrap();
     let x = randv(&mut rng, t * heads * d);
     let positions = [0u32, 7, 3, 63, 1];
@@ -102,7 +121,12 @@ fn rope_and_norm_match_reference(dev: &Device) {
 
     let w = randv(&mut rng, d);
     let xs = randv(&mut rng, t * d);
-    let got = rms_norm(&Tensor::from_vec(xs.clone(), (t, d), dev).unwrap(), &Tensor::from_vec(w.clone(), d, dev).unwrap(), 1e-5).unwrap();
+    let got = rms_norm(
+        &Tensor::from_vec(xs.clone(), (t, d), dev).unwrap(),
+        &Tensor::from_vec(w.clone(), d, dev).unwrap(),
+        1e-5,
+    )
+    .unwrap();
     let diff = r::max_abs_diff(&to_vec(&got), &r::rms_norm(&xs, &w, d, 1e-5));
     assert!(diff < 1e-5, "rms diff {diff}");
 }
@@ -121,7 +145,8 @@ fn paged_attention_matches_reference(dev: &Device) {
         let k_all: Vec<Vec<f32>> = lens.iter().map(|&l| randv(&mut rng, l * kvh * d)).collect();
         let v_all: Vec<Vec<f32>> = lens.iter().map(|&l| randv(&mut rng, l * kvh * d)).collect();
         // History of B first (positions 0..9), as an earlier step would have written it.
-        let hist_slots: Vec<u32> = (0..9).map(|p| (tables[1][p / bs] as usize * bs + p % bs) as u32).collect();
+        let hist_slots: Vec<u32> =
+            (0..9).map(|p| (tables[1][p / bs] as usize * bs + p % bs) as u32).collect();
         write_kv(
             &pool,
             &Tensor::from_vec(k_all[1][..9 * kvh * d].to_vec(), (9, kvh, d), dev).unwrap(),
@@ -141,15 +166,33 @@ fn paged_attention_matches_reference(dev: &Device) {
                 slots.push((tables[s][p / bs] as usize * bs + p % bs) as u32);
             }
         }
-        write_kv(&pool, &Tensor::from_vec(ks, (6, kvh, d), dev).unwrap(), &Tensor::from_vec(vs, (6, kvh, d), dev).unwrap(), &slots, path).unwrap();
+        write_kv(
+            &pool,
+            &Tensor::from_vec(ks, (6, kvh, d), dev).unwrap(),
+            &Tensor::from_vec(vs, (6, kvh, d), dev).unwrap(),
+            &slots,
+            path,
+        )
+        .unwrap();
         let q = randv(&mut rng, 6 * heads * d);
         let seqs = [
             PagedSeq { block_table: tables[0], len: 5, q_start: 0, q_len: 5 },
             PagedSeq { block_table: tables[1], len: 10, q_start: 5, q_len: 1 },
         ];
-        let got = to_vec(&paged_attention(&Tensor::from_vec(q.clone(), (6, heads, d), dev).unwrap(), &pool, &seqs, scale as f32, path).unwrap());
-        let want_a = r::attention(&q[..5 * heads * d], &k_all[0], &v_all[0], 5, 5, heads, kvh, d, scale);
-        let want_b = r::attention(&q[5 * heads * d..], &k_all[1], &v_all[1], 1, 10, heads, kvh, d, scale);
+        let got = to_vec(
+            &paged_attention(
+                &Tensor::from_vec(q.clone(), (6, heads, d), dev).unwrap(),
+                &pool,
+                &seqs,
+                scale as f32,
+                path,
+            )
+            .unwrap(),
+        );
+        let want_a =
+            r::attention(&q[..5 * heads * d], &k_all[0], &v_all[0], 5, 5, heads, kvh, d, scale);
+        let want_b =
+            r::attention(&q[5 * heads * d..], &k_all[1], &v_all[1], 1, 10, heads, kvh, d, scale);
         let want: Vec<f64> = want_a.into_iter().chain(want_b).collect();
         let diff = r::max_abs_diff(&got, &want);
         assert!(diff < 1e-5, "{path:?}: attention diff {diff}");
@@ -174,4 +217,9 @@ macro_rules! device_tests {
     };
 }
 
-device_tests!(lora_matches_reference, lora_rejects_bad_input, rope_and_norm_match_reference, paged_attention_matches_reference);
+device_tests!(
+    lora_matches_reference,
+    lora_rejects_bad_input,
+    rope_and_norm_match_reference,
+    paged_attention_matches_reference
+);

@@ -12,25 +12,61 @@ use lorad_store::{Adapter, RandomAdapterSpec, TargetModule};
 /// The default model, or `None` (test skipped loudly; fails under CI=true).
 pub fn load() -> Option<LoadedModel> {
     let path = lorad_model::testing::test_model_path()?;
-    Some(lorad_model::load_model(&path, &LoadOptions { dtype: DType::F32, device: Device::Cpu }).expect("load model"))
+    Some(
+        lorad_model::load_model(&path, &LoadOptions { dtype: DType::F32, device: Device::Cpu })
+            .expect("load model"),
+    )
 }
 
 /// A seeded random adapter on `targets` with rank `rank`.
-pub fn adapter(model: &LoadedModel, name: &str, rank: usize, targets: &[TargetModule], rslora: bool, seed: u64) -> Adapter {
+pub fn adapter(
+    model: &LoadedModel,
+    name: &str,
+    rank: usize,
+    targets: &[TargetModule],
+    rslora: bool,
+    seed: u64,
+) -> Adapter {
     let base = lorad_engine::base_shape(&model.config);
     lorad_store::random_adapter(
         name,
         &base,
-        &RandomAdapterSpec { rank, alpha: 2.0 * rank as f64, targets: targets.to_vec(), use_rslora: rslora, layers: None, seed },
+        &RandomAdapterSpec {
+            rank,
+            alpha: 2.0 * rank as f64,
+            targets: targets.to_vec(),
+            use_rslora: rslora,
+            layers: None,
+            seed,
+        },
     )
 }
 
 /// Runs a whole prompt through `model` in one prefill and returns the last position's logits.
-pub fn prefill_logits(model: &Llama, prompt: &[u32], adapter: Option<&ResidentAdapter>) -> Vec<f32> {
+pub fn prefill_logits(
+    model: &Llama,
+    prompt: &[u32],
+    adapter: Option<&ResidentAdapter>,
+) -> Vec<f32> {
     let cfg = model.config();
-    let kv = KvCache::new(cfg.num_layers, 256, 16, cfg.num_kv_heads, cfg.head_dim, model.dtype(), model.device()).unwrap();
+    let kv = KvCache::new(
+        cfg.num_layers,
+        256,
+        16,
+        cfg.num_kv_heads,
+        cfg.head_dim,
+        model.dtype(),
+        model.device(),
+    )
+    .unwrap();
     let blocks: Vec<u32> = (0..16).collect();
-    let seq = ForwardSeq { tokens: prompt, start_pos: 0, block_table: &blocks, adapter, want_logits: true };
+    let seq = ForwardSeq {
+        tokens: prompt,
+        start_pos: 0,
+        block_table: &blocks,
+        adapter,
+        want_logits: true,
+    };
     model.forward(&[seq], &kv).unwrap().to_vec2::<f32>().unwrap().remove(0)
 }
 
@@ -41,21 +77,27 @@ pub fn max_diff(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// `W + s·B·A` for every pair of `adapter`, as new weights.
-pub fn merged_weights(model: &LoadedModel, adapter: &Adapter) -> std::collections::HashMap<String, Tensor> {
+pub fn merged_weights(
+    model: &LoadedModel,
+    adapter: &Adapter,
+) -> std::collections::HashMap<String, Tensor> {
     let mut w = model.weights.clone();
     for p in &adapter.weights {
-        let sub = match p.module {
-            TargetModule::GateProj | TargetModule::UpProj | TargetModule::DownProj => "mlp",
-            _ => "self_attn",
-        };
-        let name = format!("model.layers.{}.{sub}.{}.weight", p.layer, p.module.peft_name());
+        let name = lorad_engine::projection_weight_name(p.layer, p.module);
         let base = &w[&name];
         let (out, inp) = base.dims2().unwrap();
         // Merge in f64 so the merged reference is not itself the source of error.
-        let a = Tensor::from_slice(&p.a, (p.rank, inp), &Device::Cpu).unwrap().to_dtype(DType::F64).unwrap();
-        let b = Tensor::from_slice(&p.b, (out, p.rank), &Device::Cpu).unwrap().to_dtype(DType::F64).unwrap();
+        let a = Tensor::from_slice(&p.a, (p.rank, inp), &Device::Cpu)
+            .unwrap()
+            .to_dtype(DType::F64)
+            .unwrap();
+        let b = Tensor::from_slice(&p.b, (out, p.rank), &Device::Cpu)
+            .unwrap()
+            .to_dtype(DType::F64)
+            .unwrap();
         let delta = (b.matmul(&a).unwrap() * f64::from(p.scale)).unwrap();
-        let merged = (base.to_dtype(DType::F64).unwrap() + delta).unwrap().to_dtype(DType::F32).unwrap();
+        let merged =
+            (base.to_dtype(DType::F64).unwrap() + delta).unwrap().to_dtype(DType::F32).unwrap();
         w.insert(name, merged);
     }
     w
