@@ -1,1 +1,34 @@
-fn main() {}
+//! `lorad`: the daemon's entry point. See the library crate for everything else.
+//!
+//! # Exit statuses
+//!
+//! | status | meaning | examples |
+//! |---|---|---|
+//! | 0 | success | `serve` stopped by SIGINT/SIGTERM after a graceful shutdown |
+//! | 1 | runtime failure | the engine failed, a write to stdout failed |
+//! | 2 | command-line syntax error (clap) | unknown flag, `--dtype f8`, `--listen nowhere` |
+//! | 64 (`EX_USAGE`) | an argument value is unusable | `--max-batch-size 0`, invalid `--log-level`, `adapter rm` / `generate --adapter` of an unknown adapter |
+//! | 65 (`EX_DATAERR`) | a bad input file | `adapter import` of an adapter that fails validation or conflicts with an existing one |
+//! | 69 (`EX_UNAVAILABLE`) | the listen address cannot be bound | port in use, address not local |
+//! | 78 (`EX_CONFIG`) | misconfiguration | unusable home directory, `--model` missing or unloadable, default model absent and not fetchable |
+//!
+//! For systemd: `RestartPreventExitStatus=2 64 65 78` keeps a misconfigured unit from restart
+//! loops; 1 and 69 are worth retrying.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use lorad::cli::Cli;
+use lorad::exit::exit_code_of;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = lorad::logging::init(cli.log_level.as_deref()).and_then(|()| lorad::try_main(cli));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(exit_code_of(&err))
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! `POST /v1/chat/completions`.
+
+use axum::extract::State;
+use axum::response::Response;
+use lorad_model::ChatMessage;
+use serde_json::Value;
+
+use super::errors::ApiError;
+use super::extract::ApiJson;
+use super::generate::{Kind, respond};
+use super::openai::{ChatRequest, MessageIn};
+use super::params::{gen_params, is_default, refuse_unless_default};
+use super::state::AppState;
+
+/// The handler.
+pub(crate) async fn handle(
+    State(state): State<AppState>,
+    ApiJson(mut req): ApiJson<ChatRequest>,
+) -> Result<Response, ApiError> {
+    let serving = state.serving()?;
+    let common = req.take_common();
+    refuse_unless_default("top_logprobs", req.top_logprobs.as_ref())?;
+    refuse_unless_default("tools", req.tools.as_ref())?;
+    refuse_unless_default("functions", req.functions.as_ref())?;
+    let text_format = req.response_format.as_ref().and_then(|f| f.get("type")).and_then(Value::as_str) == Some("text");
+    if !is_default(req.response_format.as_ref()) && !text_format {
+        return Err(ApiError::unsupported("response_format", "; only {\"type\": \"text\"} is"));
+    }
+    let (max_tokens, max_param) = match req.max_completion_tokens {
+        Some(m) => (Some(m), "max_completion_tokens"),
+        None => (common.max_tokens, "max_tokens"),
+    };
+    let params = gen_params(common, max_tokens, max_param, None)?;
+    let messages = convert_messages(&req.messages)?;
+    let target = state.resolve(serving, &params.model).await?;
+    let engine = serving.engine.clone();
+    let ids = tokio::task::spawn_blocking(move || {
+        let text = engine.info().chat_template.render(&messages, true).map_err(|e| {
+            ApiError::bad_request("messages", format!("The chat template cannot format these messages: {e}"))
+                .code("invalid_value")
+        })?;
+        engine.tokenizer().encode(&text).map_err(|e| ApiError::internal(format!("cannot tokenize the prompt: {e}")))
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("tokenizer task failed: {e}")))??;
+    respond(serving, Kind::Chat, target, ids, params).await
+}
+
+/// Checks roles and flattens content parts into text. `developer` (OpenAI's newer name for
+/// `system`) is mapped to `system`.
+fn convert_messages(messages: &[MessageIn]) -> Result<Vec<ChatMessage>, ApiError> {
+    if messages.is_empty() {
+        return Err(ApiError::bad_request("messages", "'messages' must contain at least one message").code("invalid_value"));
+    }
+    messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let role = match m.role.as_str() {
+                "system" | "developer" => "system",
+                "user" => "user",
+                "assistant" => "assistant",
+                other => {
+                    return Err(ApiError::bad_request(
+                        format!("messages[{i}].role"),
+                        format!("Invalid value for 'messages[{i}].role': '{other}'; supported roles are system, developer, user and assistant"),
+                    )
+                    .code("invalid_value"));
+                }
+            };
+            Ok(ChatMessage::new(role, content_text(&m.content, i)?))
+        })
+        .collect()
+}
+
+/// `content`: a string, null (empty), or an array of `{type: "text", text}` parts.
+fn content_text(content: &Value, i: usize) -> Result<String, ApiError> {
+    let param = format!("messages[{i}].content");
+    let bad = |why: &str| ApiError::bad_request(param.clone(), format!("Invalid value for '{param}': {why}")).code("invalid_value");
+    match content {
+        Value::Null => Ok(String::new()),
+        Value::String(s) => Ok(s.clone()),
+        Value::Array(parts) => {
+            let mut text = String::new();
+            for part in parts {
+                match (part.get("type").and_then(Value::as_str), part.get("text").and_then(Value::as_str)) {
+                    (Some("text"), Some(t)) => text.push_str(t),
+                    (Some("text"), None) => return Err(bad("a text part needs a string 'text'")),
+                    (Some(other), _) => return Err(bad(&format!("content parts of type '{other}' are not supported; only 'text' is"))),
+                    (None, _) => return Err(bad("each content part needs a 'type'")),
+                }
+            }
+            Ok(text)
+        }
+        _ => Err(bad("expected a string or an array of content parts")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn msg(role: &str, content: Value) -> MessageIn {
+        MessageIn { role: role.into(), content }
+    }
+
+    #[test]
+    fn messages_convert() {
+        let out = convert_messages(&[
+            msg("developer", json!("be brief")),
+            msg("user", json!([{"type": "text", "text": "a"}, {"type": "text", "text": "b"}])),
+            msg("assistant", Value::Null),
+        ])
+        .unwrap();
+        assert_eq!(out, vec![ChatMessage::new("system", "be brief"), ChatMessage::new("user", "ab"), ChatMessage::new("assistant", "")]);
+        let e = convert_messages(&[msg("tool", json!("x"))]).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages[0].role"));
+        let e = convert_messages(&[msg("user", json!([{"type": "image_url"}]))]).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages[0].content"));
+        assert_eq!(convert_messages(&[]).unwrap_err().param.as_deref(), Some("messages"));
+    }
+}

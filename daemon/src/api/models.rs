@@ -1,0 +1,62 @@
+//! `GET /v1/models` and `GET /v1/models/{model}`: the base model and every adapter, loaded in the
+//! engine or registered (registered ones load on first use).
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, State};
+
+use super::errors::ApiError;
+use super::openai::{ModelCard, ModelList};
+use super::state::{AppState, Serving};
+
+const OWNER: &str = "lorad";
+
+fn base_card(serving: &Serving) -> ModelCard {
+    ModelCard { id: serving.model_name.clone(), object: "model", created: serving.created, owned_by: OWNER, parent: None }
+}
+
+fn adapter_card(serving: &Serving, name: String, created: Option<u64>) -> ModelCard {
+    ModelCard {
+        id: name,
+        object: "model",
+        created: created.unwrap_or(serving.created),
+        owned_by: OWNER,
+        parent: Some(serving.model_name.clone()),
+    }
+}
+
+/// Lists the base model, then adapters sorted by name.
+pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<ModelList>, ApiError> {
+    let serving = state.serving()?;
+    let registry = state.registry().clone();
+    let registered = tokio::task::spawn_blocking(move || registry.list())
+        .await
+        .map_err(|e| ApiError::internal(format!("registry task failed: {e}")))?
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot list the adapter registry; listing loaded adapters only");
+            Vec::new()
+        });
+    let mut adapters: BTreeMap<String, Option<u64>> =
+        serving.engine.adapter_names().into_iter().map(|n| (n, None)).collect();
+    for info in registered {
+        adapters.insert(info.name, Some(info.created));
+    }
+    adapters.remove(&serving.model_name);
+    let mut data = vec![base_card(serving)];
+    data.extend(adapters.into_iter().map(|(name, created)| adapter_card(serving, name, created)));
+    Ok(Json(ModelList { object: "list", data }))
+}
+
+/// One model's card, or 404.
+pub(crate) async fn get(State(state): State<AppState>, Path(model): Path<String>) -> Result<Json<ModelCard>, ApiError> {
+    let serving = state.serving()?;
+    if model == serving.model_name {
+        return Ok(Json(base_card(serving)));
+    }
+    let created = state.registry().get(&model).ok().map(|i| i.created);
+    if created.is_some() || serving.engine.has_adapter(&model) {
+        return Ok(Json(adapter_card(serving, model, created)));
+    }
+    Err(ApiError::model_not_found(&model))
+}

@@ -1,0 +1,212 @@
+//! OpenAI wire types: request bodies (only the fields lorad reads; unknown fields are ignored)
+//! and response bodies / stream chunks.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// `stream_options`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub(crate) struct StreamOptions {
+    /// Send a final chunk with `choices: []` and `usage`.
+    #[serde(default)]
+    pub(crate) include_usage: Option<bool>,
+}
+
+/// Fields shared by both endpoints (see `request_struct!`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CommonParams {
+    pub(crate) model: String,
+    pub(crate) max_tokens: Option<u32>,
+    pub(crate) temperature: Option<f32>,
+    pub(crate) top_p: Option<f32>,
+    /// Extension (vLLM-style): keep the k most likely tokens; 0 or -1 turn it off.
+    pub(crate) top_k: Option<i64>,
+    pub(crate) seed: Option<i64>,
+    /// A string or an array of up to 4 strings.
+    pub(crate) stop: Option<Value>,
+    pub(crate) presence_penalty: Option<f32>,
+    pub(crate) frequency_penalty: Option<f32>,
+    pub(crate) n: Option<u32>,
+    pub(crate) stream: Option<bool>,
+    pub(crate) stream_options: Option<StreamOptions>,
+    pub(crate) logit_bias: Option<Value>,
+    /// Completions: an integer; chat: a boolean.
+    pub(crate) logprobs: Option<Value>,
+}
+
+/// Defines a request struct with the [`CommonParams`] fields inline plus its own, and
+/// `common()` to take the shared ones out. (Not `#[serde(flatten)]`: flattened fields lose their
+/// error path, so a bad `temperature` could not be named in the 400.)
+macro_rules! request_struct {
+    ($(#[$m:meta])* $name:ident { $($(#[$fm:meta])* $field:ident : $ty:ty,)* }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Deserialize)]
+        pub(crate) struct $name {
+            model: String,
+            max_tokens: Option<u32>,
+            temperature: Option<f32>,
+            top_p: Option<f32>,
+            top_k: Option<i64>,
+            seed: Option<i64>,
+            stop: Option<Value>,
+            presence_penalty: Option<f32>,
+            frequency_penalty: Option<f32>,
+            n: Option<u32>,
+            stream: Option<bool>,
+            stream_options: Option<StreamOptions>,
+            logit_bias: Option<Value>,
+            logprobs: Option<Value>,
+            /// Accepted and ignored.
+            #[allow(dead_code)]
+            user: Option<Value>,
+            $($(#[$fm])* pub(crate) $field: $ty,)*
+        }
+
+        impl $name {
+            /// Takes the shared parameters out.
+            pub(crate) fn take_common(&mut self) -> CommonParams {
+                CommonParams {
+                    model: std::mem::take(&mut self.model),
+                    max_tokens: self.max_tokens,
+                    temperature: self.temperature,
+                    top_p: self.top_p,
+                    top_k: self.top_k,
+                    seed: self.seed,
+                    stop: self.stop.take(),
+                    presence_penalty: self.presence_penalty,
+                    frequency_penalty: self.frequency_penalty,
+                    n: self.n,
+                    stream: self.stream,
+                    stream_options: self.stream_options.take(),
+                    logit_bias: self.logit_bias.take(),
+                    logprobs: self.logprobs.take(),
+                }
+            }
+        }
+    };
+}
+
+request_struct! {
+    /// `POST /v1/completions`.
+    CompletionRequest {
+        /// A string, an array of one string, an array of token ids or an array of one such array.
+        prompt: Value,
+        echo: Option<Value>,
+        best_of: Option<Value>,
+        suffix: Option<Value>,
+    }
+}
+
+/// One input message.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct MessageIn {
+    pub(crate) role: String,
+    /// A string, an array of `{type: "text", text}` parts, or null.
+    #[serde(default)]
+    pub(crate) content: Value,
+}
+
+request_struct! {
+    /// `POST /v1/chat/completions`.
+    ChatRequest {
+        messages: Vec<MessageIn>,
+        /// Preferred over `max_tokens` when both are set.
+        max_completion_tokens: Option<u32>,
+        top_logprobs: Option<Value>,
+        tools: Option<Value>,
+        functions: Option<Value>,
+        response_format: Option<Value>,
+    }
+}
+
+/// Token counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub(crate) struct UsageOut {
+    pub(crate) prompt_tokens: usize,
+    pub(crate) completion_tokens: usize,
+    pub(crate) total_tokens: usize,
+}
+
+impl From<lorad_engine::Usage> for UsageOut {
+    fn from(u: lorad_engine::Usage) -> Self {
+        Self {
+            prompt_tokens: u.prompt_tokens,
+            completion_tokens: u.completion_tokens,
+            total_tokens: u.prompt_tokens + u.completion_tokens,
+        }
+    }
+}
+
+/// A completions choice (whole or streamed).
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct CompletionChoice {
+    pub(crate) index: u32,
+    pub(crate) text: String,
+    /// Always null (logprobs are not supported).
+    pub(crate) logprobs: Option<()>,
+    pub(crate) finish_reason: Option<&'static str>,
+}
+
+/// A completions response or stream chunk (`object: "text_completion"` for both).
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct CompletionResponse {
+    pub(crate) id: String,
+    pub(crate) object: &'static str,
+    pub(crate) created: u64,
+    pub(crate) model: String,
+    pub(crate) choices: Vec<CompletionChoice>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) usage: Option<UsageOut>,
+}
+
+/// An assistant message (whole) or delta (streamed).
+#[derive(Debug, Clone, Default, Serialize)]
+pub(crate) struct MessageOut {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) content: Option<String>,
+}
+
+/// A chat choice: `message` in responses, `delta` in chunks.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ChatChoice {
+    pub(crate) index: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) message: Option<MessageOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) delta: Option<MessageOut>,
+    /// Always null (logprobs are not supported).
+    pub(crate) logprobs: Option<()>,
+    pub(crate) finish_reason: Option<&'static str>,
+}
+
+/// A chat response (`chat.completion`) or chunk (`chat.completion.chunk`).
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ChatResponse {
+    pub(crate) id: String,
+    pub(crate) object: &'static str,
+    pub(crate) created: u64,
+    pub(crate) model: String,
+    pub(crate) choices: Vec<ChatChoice>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) usage: Option<UsageOut>,
+}
+
+/// `GET /v1/models` entry.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ModelCard {
+    pub(crate) id: String,
+    pub(crate) object: &'static str,
+    pub(crate) created: u64,
+    pub(crate) owned_by: &'static str,
+    /// The base model for adapters, null for the base.
+    pub(crate) parent: Option<String>,
+}
+
+/// `GET /v1/models`.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ModelList {
+    pub(crate) object: &'static str,
+    pub(crate) data: Vec<ModelCard>,
+}

@@ -1,0 +1,146 @@
+//! Request parameters → engine parameters, with 400s naming the field for values lorad cannot
+//! honour. Ranges the engine checks itself (temperature, top_p, penalties) are left to it: its
+//! errors name the field too.
+
+use lorad_engine::SamplingParams;
+use serde_json::Value;
+
+use super::errors::ApiError;
+use super::openai::CommonParams;
+
+/// Most stop sequences a request may give (OpenAI's limit).
+const MAX_STOP: usize = 4;
+
+/// What both endpoints take from a request besides the prompt.
+#[derive(Debug, Clone)]
+pub(crate) struct GenParams {
+    pub(crate) model: String,
+    pub(crate) sampling: SamplingParams,
+    pub(crate) stop: Vec<String>,
+    pub(crate) max_tokens: Option<usize>,
+    pub(crate) stream: bool,
+    pub(crate) include_usage: bool,
+}
+
+/// Whether `v` is absent or one of the values meaning "feature off".
+pub(crate) fn is_default(v: Option<&Value>) -> bool {
+    match v {
+        None | Some(Value::Null) => true,
+        Some(Value::Bool(b)) => !b,
+        Some(Value::Number(n)) => n.as_f64() == Some(0.0),
+        Some(Value::String(s)) => s.is_empty(),
+        Some(Value::Array(a)) => a.is_empty(),
+        Some(Value::Object(o)) => o.is_empty(),
+    }
+}
+
+/// Refuses `param` when it is set to something other than its default.
+pub(crate) fn refuse_unless_default(param: &str, v: Option<&Value>) -> Result<(), ApiError> {
+    if is_default(v) { Ok(()) } else { Err(ApiError::unsupported(param, "")) }
+}
+
+/// Converts the shared fields; `max_tokens` is the endpoint's effective limit field, named
+/// `max_tokens_param` in errors, and `default_max_tokens` applies when it is absent.
+pub(crate) fn gen_params(
+    c: CommonParams,
+    max_tokens: Option<u32>,
+    max_tokens_param: &str,
+    default_max_tokens: Option<usize>,
+) -> Result<GenParams, ApiError> {
+    if let Some(n) = c.n
+        && n != 1
+    {
+        return Err(ApiError::bad_request("n", format!("Invalid value for 'n': {n}; this server only supports n=1"))
+            .code("unsupported_value"));
+    }
+    refuse_unless_default("logprobs", c.logprobs.as_ref())?;
+    refuse_unless_default("logit_bias", c.logit_bias.as_ref())?;
+    if max_tokens == Some(0) {
+        return Err(ApiError::bad_request(
+            max_tokens_param,
+            format!("Invalid value for '{max_tokens_param}': must be at least 1"),
+        )
+        .code("invalid_value"));
+    }
+    let top_k = match c.top_k {
+        None | Some(0 | -1) => 0,
+        Some(k) if k > 0 => usize::try_from(k).unwrap_or(usize::MAX),
+        Some(k) => {
+            return Err(ApiError::bad_request(
+                "top_k",
+                format!("Invalid value for 'top_k': {k}; must be positive, or 0 / -1 to disable"),
+            )
+            .code("invalid_value"));
+        }
+    };
+    let defaults = SamplingParams::default();
+    let sampling = SamplingParams {
+        temperature: c.temperature.unwrap_or(defaults.temperature),
+        top_k,
+        top_p: c.top_p.unwrap_or(defaults.top_p),
+        presence_penalty: c.presence_penalty.unwrap_or(0.0),
+        frequency_penalty: c.frequency_penalty.unwrap_or(0.0),
+        // Negative seeds are valid OpenAI seeds: reinterpret the bits.
+        seed: c.seed.map(|s| s as u64),
+    };
+    Ok(GenParams {
+        model: c.model,
+        sampling,
+        stop: stop_list(c.stop.as_ref())?,
+        max_tokens: max_tokens.map(|m| m as usize).or(default_max_tokens),
+        stream: c.stream.unwrap_or(false),
+        include_usage: c.stream_options.and_then(|o| o.include_usage).unwrap_or(false),
+    })
+}
+
+/// `stop`: null, a string, or an array of at most 4 strings. Empty strings are dropped (they
+/// would match at once).
+fn stop_list(v: Option<&Value>) -> Result<Vec<String>, ApiError> {
+    let bad = |why: &str| ApiError::bad_request("stop", format!("Invalid value for 'stop': {why}")).code("invalid_value");
+    let list = match v {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(items)) => {
+            if items.len() > MAX_STOP {
+                return Err(bad(&format!("at most {MAX_STOP} sequences are allowed, got {}", items.len())));
+            }
+            items
+                .iter()
+                .map(|i| i.as_str().map(str::to_owned).ok_or_else(|| bad("expected strings")))
+                .collect::<Result<_, _>>()?
+        }
+        Some(_) => return Err(bad("expected a string or an array of strings")),
+    };
+    Ok(list.into_iter().filter(|s| !s.is_empty()).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn common(v: Value) -> CommonParams {
+        let mut c = CommonParams { model: "m".into(), ..Default::default() };
+        c.stop = v.get("stop").cloned();
+        c.n = v.get("n").and_then(Value::as_u64).map(|n| n as u32);
+        c.top_k = v.get("top_k").and_then(Value::as_i64);
+        c.logprobs = v.get("logprobs").cloned();
+        c
+    }
+
+    #[test]
+    fn conversions_and_refusals() {
+        let p = gen_params(common(json!({"stop": ["a", "", "b"], "top_k": -1})), None, "max_tokens", Some(16)).unwrap();
+        assert_eq!((p.stop, p.sampling.top_k, p.max_tokens), (vec!["a".to_string(), "b".to_string()], 0, Some(16)));
+        let err = |v: Value| gen_params(common(v), None, "max_tokens", None).unwrap_err().param;
+        assert_eq!(err(json!({"n": 2})).as_deref(), Some("n"));
+        assert_eq!(err(json!({"stop": ["1", "2", "3", "4", "5"]})).as_deref(), Some("stop"));
+        assert_eq!(err(json!({"stop": 3})).as_deref(), Some("stop"));
+        assert_eq!(err(json!({"top_k": -3})).as_deref(), Some("top_k"));
+        assert_eq!(err(json!({"logprobs": 2})).as_deref(), Some("logprobs"));
+        assert!(gen_params(common(json!({"logprobs": false, "n": 1})), None, "max_tokens", None).is_ok());
+        let e = gen_params(common(json!({})), Some(0), "max_completion_tokens", None).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("max_completion_tokens"));
+    }
+}

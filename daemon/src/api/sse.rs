@@ -1,0 +1,84 @@
+//! Streaming responses as server-sent events in OpenAI's chunk format: `data: {json}\n\n` per
+//! chunk, always ending with `data: [DONE]\n\n`.
+//!
+//! Order: (chat only) a first chunk with `delta: {role: "assistant", content: ""}`; one chunk per
+//! non-empty text delta; a final chunk with `finish_reason` and `usage`; with
+//! `stream_options.include_usage`, a chunk with `choices: []` and `usage`; `[DONE]`. An engine
+//! failure mid-stream sends `data: {"error": {...}}` before `[DONE]`.
+//!
+//! The event stream owns the [`GenerationStream`]: when the client disconnects, hyper drops the
+//! body, the generation stream drops with it and the engine frees the batch slot.
+
+use std::convert::Infallible;
+
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use lorad_engine::{FinishReason, GenerationEvent, GenerationStream};
+use serde::Serialize;
+
+use super::generate::{Kind, Meta};
+use super::openai::MessageOut;
+
+fn json_event(value: &impl Serialize) -> Event {
+    let data = serde_json::to_string(value)
+        .unwrap_or_else(|e| format!(r#"{{"error":{{"message":"cannot encode chunk: {e}","type":"server_error"}}}}"#));
+    Event::default().data(data)
+}
+
+fn error_event(message: &str) -> Event {
+    json_event(&serde_json::json!({
+        "error": {"message": message, "type": "server_error", "param": null, "code": "internal_error"}
+    }))
+}
+
+/// A chunk with one choice carrying `text` (content delta) and/or a finish reason.
+fn chunk(meta: &Meta, text: Option<String>, finish: Option<FinishReason>, usage: Option<lorad_engine::Usage>) -> Event {
+    match meta.kind {
+        Kind::Completion => json_event(&meta.completion(Some((text.unwrap_or_default(), finish)), usage)),
+        Kind::Chat => json_event(&meta.chat(true, Some((MessageOut { role: None, content: text }, finish)), usage)),
+    }
+}
+
+/// The SSE response for an accepted request.
+pub(crate) fn respond(meta: Meta, mut stream: GenerationStream, include_usage: bool) -> Response {
+    let events = async_stream::stream! {
+        if meta.kind == Kind::Chat {
+            let first = MessageOut { role: Some("assistant"), content: Some(String::new()) };
+            yield json_event(&meta.chat(true, Some((first, None)), None));
+        }
+        let mut ended = false;
+        while let Some(event) = stream.next().await {
+            match event {
+                GenerationEvent::Delta { text, .. } => {
+                    if !text.is_empty() {
+                        yield chunk(&meta, Some(text), None, None);
+                    }
+                }
+                GenerationEvent::Done { finish_reason, usage } => {
+                    meta.log_done(finish_reason.as_str(), usage);
+                    yield chunk(&meta, None, Some(finish_reason), Some(usage));
+                    if include_usage {
+                        yield match meta.kind {
+                            Kind::Completion => json_event(&meta.completion(None, Some(usage))),
+                            Kind::Chat => json_event(&meta.chat(true, None, Some(usage))),
+                        };
+                    }
+                    ended = true;
+                    break;
+                }
+                GenerationEvent::Error(e) => {
+                    tracing::warn!(id = %meta.id, error = %e, "generation failed mid-stream");
+                    yield error_event(&format!("generation failed: {e}"));
+                    ended = true;
+                    break;
+                }
+            }
+        }
+        if !ended {
+            yield error_event("the engine shut down before the request finished");
+        }
+        yield Event::default().data("[DONE]");
+    };
+    Sse::new(events.map(Ok::<_, Infallible>)).into_response()
+}

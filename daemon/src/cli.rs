@@ -1,0 +1,235 @@
+//! The command line (clap derive). Every flag is documented here; `lorad help <command>` shows
+//! the same text.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use candle_core::DType;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use lorad_engine::EngineConfig;
+
+/// lorad: one daemon per GPU node serving many LoRA adapters over one base LLM through an
+/// OpenAI-compatible API.
+#[derive(Debug, Parser)]
+#[command(name = "lorad", version, propagate_version = true)]
+pub struct Cli {
+    /// Data directory holding `models/` and `adapters/` [default: $XDG_DATA_HOME/lorad, else
+    /// ~/.local/share/lorad].
+    #[arg(long, global = true, env = "LORAD_HOME", value_name = "DIR")]
+    pub home: Option<PathBuf>,
+
+    /// Log filter (`error`, `warn`, `info`, `debug`, `trace`, or a tracing `EnvFilter` directive
+    /// such as `lorad=debug,tower_http=debug`); overrides RUST_LOG [default: RUST_LOG, else info].
+    #[arg(long, global = true, value_name = "FILTER")]
+    pub log_level: Option<String>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Manage base models.
+    Model {
+        /// The model subcommand.
+        #[command(subcommand)]
+        command: ModelCommand,
+    },
+    /// Serve the OpenAI-compatible HTTP API until SIGINT/SIGTERM.
+    Serve(ServeArgs),
+    /// Manage the adapter registry (`<home>/adapters`).
+    Adapter {
+        /// The adapter subcommand.
+        #[command(subcommand)]
+        command: AdapterCommand,
+    },
+    /// Generate once, locally, without HTTP, streaming the text to stdout.
+    Generate(GenerateArgs),
+}
+
+/// `lorad model ...`
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Download the default model (SmolLM2-135M-Instruct, Q4_1 GGUF) into `<home>/models`, verify
+    /// it, and print its path. Does nothing but verify when it is already there.
+    Fetch,
+}
+
+/// `lorad adapter ...`
+#[derive(Debug, Subcommand)]
+pub enum AdapterCommand {
+    /// Validate a PEFT LoRA adapter directory against the base model and import it.
+    Import {
+        /// Directory with `adapter_config.json` and `adapter_model.safetensors`.
+        dir: PathBuf,
+        /// Registry name [default: the directory's name].
+        #[arg(long)]
+        name: Option<String>,
+        /// Base model the adapter must fit (`.gguf` file or Hugging Face directory) [default: the
+        /// default model under the home].
+        #[arg(long, value_name = "PATH")]
+        model: Option<PathBuf>,
+    },
+    /// List imported adapters.
+    Ls {
+        /// Print JSON (an array of adapter records) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an imported adapter.
+    Rm {
+        /// The adapter's registry name.
+        name: String,
+    },
+    /// Write a deterministic random PEFT adapter (non-zero A and B) for tests and benchmarks.
+    #[command(hide = true)]
+    GenerateRandom {
+        /// Output directory (created if missing).
+        dir: PathBuf,
+        /// LoRA rank.
+        #[arg(long, default_value_t = 8)]
+        rank: usize,
+        /// `lora_alpha` [default: 2 × rank].
+        #[arg(long)]
+        alpha: Option<f64>,
+        /// PRNG seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Comma-separated target projections.
+        #[arg(long, value_delimiter = ',', default_value = "q_proj,v_proj")]
+        targets: Vec<String>,
+        /// Base model whose shapes the adapter fits [default: the default model].
+        #[arg(long, value_name = "PATH")]
+        model: Option<PathBuf>,
+    },
+}
+
+/// Weight element type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Dtype {
+    /// 32-bit float.
+    F32,
+    /// bfloat16.
+    Bf16,
+    /// IEEE half.
+    F16,
+}
+
+impl Dtype {
+    /// The candle dtype.
+    pub fn to_candle(self) -> DType {
+        match self {
+            Self::F32 => DType::F32,
+            Self::Bf16 => DType::BF16,
+            Self::F16 => DType::F16,
+        }
+    }
+}
+
+/// Which model to load and how.
+#[derive(Debug, Clone, Args)]
+pub struct ModelArgs {
+    /// Base model: a `.gguf` file or a Hugging Face directory [default: the default model under
+    /// the home, fetched on first use].
+    #[arg(long, value_name = "PATH")]
+    pub model: Option<PathBuf>,
+    /// Weight dtype.
+    #[arg(long, value_enum, default_value_t = Dtype::F32)]
+    pub dtype: Dtype,
+}
+
+/// `lorad serve`
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// The model to serve.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Most sequences decoded together in one step.
+    #[arg(long, default_value_t = EngineConfig::default().max_batch_size)]
+    pub max_batch_size: usize,
+    /// Most tokens (prefill chunks + decode tokens) in one step.
+    #[arg(long, default_value_t = EngineConfig::default().max_batch_tokens)]
+    pub max_batch_tokens: usize,
+    /// Requests allowed to wait for a batch slot; beyond that requests get HTTP 429.
+    #[arg(long, default_value_t = EngineConfig::default().max_waiting)]
+    pub max_waiting: usize,
+    /// KV cache size in tokens, shared by all running requests.
+    #[arg(long, default_value_t = EngineConfig::default().kv_cache_tokens)]
+    pub kv_cache_tokens: usize,
+    /// Largest accepted request body in bytes (larger bodies get HTTP 413).
+    #[arg(long, default_value_t = 4 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Model id clients use for the base model [default: the model's name, e.g.
+    /// SmolLM2-135M-Instruct].
+    #[arg(long, value_name = "NAME")]
+    pub served_model_name: Option<String>,
+    /// Seconds in-flight requests get to finish after SIGINT/SIGTERM before they are cancelled.
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    pub shutdown_timeout: u64,
+}
+
+impl ServeArgs {
+    /// The engine limits these flags ask for. The context window is capped at the KV cache
+    /// size: a request that could never fit in the cache is refused up front (400
+    /// `context_length_exceeded`) instead of waiting forever for blocks.
+    pub fn engine_config(&self) -> EngineConfig {
+        EngineConfig {
+            max_batch_size: self.max_batch_size,
+            max_batch_tokens: self.max_batch_tokens,
+            max_waiting: self.max_waiting,
+            kv_cache_tokens: self.kv_cache_tokens,
+            max_seq_len: Some(self.kv_cache_tokens.max(1)),
+            ..EngineConfig::default()
+        }
+    }
+}
+
+/// `lorad generate`
+#[derive(Debug, Clone, Args)]
+pub struct GenerateArgs {
+    /// The model to run.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The prompt (with `--chat`, the user message).
+    #[arg(long)]
+    pub prompt: String,
+    /// Registry adapter to apply [default: the base model].
+    #[arg(long)]
+    pub adapter: Option<String>,
+    /// Most tokens to generate.
+    #[arg(long, default_value_t = 128)]
+    pub max_tokens: usize,
+    /// Render the prompt as a user message with the model's chat template.
+    #[arg(long)]
+    pub chat: bool,
+    /// Sampling temperature (0 = greedy).
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    /// Sampling seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn cli_is_consistent_and_hides_dev_commands() {
+        Cli::command().debug_assert();
+        let help = Cli::command().find_subcommand_mut("adapter").map(|c| c.render_help().to_string());
+        assert!(!help.unwrap_or_default().contains("generate-random"));
+        let cli = Cli::parse_from(["lorad", "serve", "--max-waiting", "0", "--dtype", "bf16"]);
+        let Command::Serve(args) = cli.command else { panic!("not serve") };
+        assert_eq!((args.max_waiting, args.model.dtype), (0, Dtype::Bf16));
+        assert_eq!(args.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(args.max_body_bytes, 4 << 20);
+    }
+}

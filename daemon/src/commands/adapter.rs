@@ -1,0 +1,174 @@
+//! `lorad adapter import | ls | rm | generate-random`.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
+use lorad_store::{AdapterInfo, RandomAdapterSpec, StoreError, TargetModule, TensorDtype};
+
+use super::common::{base_shape_of, existing_model, open_registry};
+use crate::cli::AdapterCommand;
+use crate::exit::{ExitExt, ExitKind, coded};
+
+/// Runs an adapter subcommand.
+pub(crate) fn run(home: &Path, command: AdapterCommand) -> anyhow::Result<()> {
+    match command {
+        AdapterCommand::Import { dir, name, model } => import(home, &dir, name.as_deref(), model.as_deref()),
+        AdapterCommand::Ls { json } => list(home, json),
+        AdapterCommand::Rm { name } => remove(home, &name),
+        AdapterCommand::GenerateRandom { dir, rank, alpha, seed, targets, model } => {
+            let spec = RandomAdapterSpec {
+                rank,
+                alpha: alpha.unwrap_or(2.0 * rank as f64),
+                targets: parse_targets(&targets)?,
+                seed,
+                ..RandomAdapterSpec::default()
+            };
+            generate_random(home, &dir, &spec, model.as_deref())
+        }
+    }
+}
+
+fn import(home: &Path, dir: &Path, name: Option<&str>, model: Option<&Path>) -> anyhow::Result<()> {
+    let model = existing_model(home, model)?;
+    let base = base_shape_of(&model)?;
+    let registry = open_registry(home)?;
+    let info = registry.import(dir, name, &base).map_err(|e| {
+        let kind = if matches!(e, StoreError::InvalidName { .. }) { ExitKind::Usage } else { ExitKind::DataErr };
+        coded(kind, e).context(format!("cannot import adapter {}", dir.display()))
+    })?;
+    tracing::info!(name = %info.name, hash = %info.content_hash, "adapter imported");
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "imported adapter '{}'", info.name)?;
+    writeln!(out, "  rank:    {}", info.rank)?;
+    writeln!(out, "  alpha:   {}", info.alpha)?;
+    writeln!(out, "  targets: {}", targets_str(&info))?;
+    writeln!(out, "  size:    {}", human_bytes(info.bytes))?;
+    writeln!(out, "  hash:    {}", info.content_hash)?;
+    Ok(())
+}
+
+fn list(home: &Path, json: bool) -> anyhow::Result<()> {
+    let registry = open_registry(home)?;
+    let infos = registry.list().context("cannot list the adapter registry")?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &infos)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    let rows: Vec<[String; 6]> = infos
+        .iter()
+        .map(|i| {
+            [
+                i.name.clone(),
+                i.rank.to_string(),
+                i.alpha.to_string(),
+                targets_str(i),
+                human_bytes(i.bytes),
+                i.content_hash.chars().take(12).collect(),
+            ]
+        })
+        .collect();
+    write!(out, "{}", table(&["NAME", "RANK", "ALPHA", "TARGETS", "SIZE", "HASH"], &rows))?;
+    Ok(())
+}
+
+fn remove(home: &Path, name: &str) -> anyhow::Result<()> {
+    let registry = open_registry(home)?;
+    registry.remove(name).map_err(|e| {
+        let kind = match e {
+            StoreError::NotFound { .. } | StoreError::InvalidName { .. } => ExitKind::Usage,
+            _ => ExitKind::Runtime,
+        };
+        coded(kind, e).context(format!("cannot remove adapter '{name}'"))
+    })?;
+    println!("removed adapter '{name}'");
+    Ok(())
+}
+
+fn generate_random(home: &Path, dir: &Path, spec: &RandomAdapterSpec, model: Option<&Path>) -> anyhow::Result<()> {
+    let model = existing_model(home, model)?;
+    let base = base_shape_of(&model)?;
+    let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("random");
+    let adapter = lorad_store::random_adapter(name, &base, spec);
+    lorad_store::write_peft_dir(dir, &adapter, TensorDtype::F32)
+        .with_context(|| format!("cannot write a random adapter to {}", dir.display()))?;
+    println!("{}", dir.display());
+    Ok(())
+}
+
+fn parse_targets(names: &[String]) -> anyhow::Result<Vec<TargetModule>> {
+    names
+        .iter()
+        .map(|n| {
+            TargetModule::from_peft_name(n.trim()).ok_or_else(|| {
+                let all: Vec<&str> = TargetModule::ALL.iter().map(|m| m.peft_name()).collect();
+                anyhow::anyhow!("unknown target module '{n}'; expected one of {}", all.join(", "))
+            })
+        })
+        .collect::<anyhow::Result<_>>()
+        .exit_kind(ExitKind::Usage)
+}
+
+fn targets_str(info: &AdapterInfo) -> String {
+    info.targets.iter().map(|t| t.peft_name()).collect::<Vec<_>>().join(",")
+}
+
+/// `1.5 MiB`-style sizes.
+pub(crate) fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut v = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
+/// Left-aligned columns separated by two spaces.
+fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
+    let mut widths: [usize; N] = header.map(str::len);
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut l = String::new();
+        for (i, c) in cells.enumerate() {
+            if i + 1 == N {
+                l.push_str(c);
+            } else {
+                l.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(&mut header.iter().copied());
+    for row in rows {
+        line(&mut row.iter().map(String::as_str));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(3 << 20), "3.0 MiB");
+        let t = table(&["NAME", "RANK"], &[["a-long-name".into(), "8".into()]]);
+        assert_eq!(t, "NAME         RANK\na-long-name  8\n");
+        assert!(parse_targets(&["q_proj".into(), "nope".into()]).is_err());
+    }
+}

@@ -1,0 +1,103 @@
+//! What several commands share: the registry, finding and loading the base model, the device.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use candle_core::Device;
+use lorad_model::{LoadOptions, LoadedModel, default_model_path, fetch_default_model};
+use lorad_store::{BaseShape, Registry};
+
+use crate::cli::ModelArgs;
+use crate::exit::{ExitExt, ExitKind, coded};
+
+/// The adapter registry directory under `home`.
+pub(crate) fn adapters_dir(home: &Path) -> PathBuf {
+    home.join("adapters")
+}
+
+/// Opens (creating if needed) the registry under `home`; failure is a configuration error.
+pub(crate) fn open_registry(home: &Path) -> anyhow::Result<Registry> {
+    let dir = adapters_dir(home);
+    Registry::open(&dir)
+        .exit_kind(ExitKind::Config)
+        .with_context(|| format!("cannot open the adapter registry in home {}", home.display()))
+}
+
+/// The model to use for something that only reads it (import, random adapters): `explicit`, or
+/// the default model, which must already be there.
+pub(crate) fn existing_model(home: &Path, explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+    match explicit {
+        Some(p) if p.exists() => Ok(p.to_owned()),
+        Some(p) => Err(coded(
+            ExitKind::Config,
+            anyhow::anyhow!("model {} does not exist", p.display()),
+        )),
+        None => {
+            let p = default_model_path(home);
+            if p.is_file() {
+                Ok(p)
+            } else {
+                Err(coded(
+                    ExitKind::Config,
+                    anyhow::anyhow!(
+                        "the default model is not at {}; run `lorad model fetch` first (or pass --model)",
+                        p.display()
+                    ),
+                ))
+            }
+        }
+    }
+}
+
+/// The model to run: `explicit` (must exist), else the default model, fetched (with progress on
+/// the terminal) when it is not there yet. Blocking.
+pub(crate) fn model_to_run(home: &Path, explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if explicit.is_some() {
+        return existing_model(home, explicit);
+    }
+    let path = default_model_path(home);
+    if path.is_file() {
+        return Ok(path);
+    }
+    tracing::info!(path = %path.display(), "default model not found; fetching it");
+    fetch_default_model(home, true)
+        .exit_kind(ExitKind::Config)
+        .context("cannot fetch the default model (run `lorad model fetch` to retry, or pass --model)")
+}
+
+/// The device to run on: the first CUDA GPU in a `cuda` build that finds one, else the CPU.
+pub(crate) fn device() -> Device {
+    match Device::cuda_if_available(0) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(error = %e, "CUDA unavailable; using the CPU");
+            Device::Cpu
+        }
+    }
+}
+
+/// Loads the model at `path`, logging how long it took. Blocking.
+pub(crate) fn load(path: &Path, args: &ModelArgs) -> anyhow::Result<LoadedModel> {
+    let device = device();
+    let start = Instant::now();
+    tracing::info!(path = %path.display(), dtype = ?args.dtype, device = ?device, "loading model");
+    let model = lorad_model::load_model(path, &LoadOptions { dtype: args.dtype.to_candle(), device })
+        .exit_kind(ExitKind::Config)
+        .with_context(|| format!("cannot load model {}", path.display()))?;
+    tracing::info!(
+        name = %model.name,
+        layers = model.config.num_layers,
+        secs = format_args!("{:.2}", start.elapsed().as_secs_f64()),
+        "model loaded"
+    );
+    Ok(model)
+}
+
+/// The projection shapes adapters must fit, read from the model's config only (cheap).
+pub(crate) fn base_shape_of(path: &Path) -> anyhow::Result<BaseShape> {
+    let config = lorad_model::read_config(path)
+        .exit_kind(ExitKind::Config)
+        .with_context(|| format!("cannot read the model config of {}", path.display()))?;
+    Ok(lorad_engine::base_shape(&config))
+}

@@ -1,0 +1,7 @@
+//! The subcommands' implementations, one module each.
+
+pub(crate) mod adapter;
+pub(crate) mod common;
+pub(crate) mod generate;
+pub(crate) mod model;
+pub(crate) mod serve;

@@ -1,0 +1,188 @@
+//! `lorad serve`.
+//!
+//! Start-up order: check flags, open the registry, bind the listen address (so a taken port fails
+//! at once, before seconds of model loading), serve `/healthz` (200) and `/readyz` (503) while
+//! the model is found (fetched on first start), loaded and the engine started and given every
+//! registry adapter; then readiness flips to 200.
+//!
+//! Shutdown on SIGINT/SIGTERM: readiness goes 503 and new generation requests get 503, the
+//! listener closes, in-flight requests get `--shutdown-timeout` seconds to finish (a second
+//! signal cuts that short), then the engine stops, which ends whatever is still running with an
+//! error event.
+
+use std::path::{Path, PathBuf};
+use std::pin::pin;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use lorad_engine::{EngineConfig, EngineHandle};
+use lorad_store::Registry;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use super::common::{load, model_to_run, open_registry};
+use crate::api::{self, ApiConfig, AppState};
+use crate::cli::ServeArgs;
+use crate::exit::{ExitExt, ExitKind, coded};
+
+/// Runs the server until a signal (or a start-up failure).
+pub(crate) fn run(home: &Path, args: ServeArgs) -> anyhow::Result<()> {
+    let cfg = args.engine_config();
+    cfg.validate().exit_kind(ExitKind::Usage).context("invalid engine limits")?;
+    if args.max_body_bytes == 0 {
+        return Err(coded(ExitKind::Usage, anyhow::anyhow!("--max-body-bytes must be at least 1")));
+    }
+    if args.served_model_name.as_deref().is_some_and(|n| n.trim().is_empty()) {
+        return Err(coded(ExitKind::Usage, anyhow::anyhow!("--served-model-name must not be empty")));
+    }
+    let registry = open_registry(home)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("lorad-http")
+        .build()
+        .context("cannot start the async runtime")?;
+    let result = rt.block_on(serve(home.to_owned(), args, cfg, registry));
+    // A model load abandoned by a signal may still be running on a blocking thread.
+    rt.shutdown_timeout(Duration::from_secs(5));
+    result
+}
+
+async fn serve(home: PathBuf, args: ServeArgs, cfg: EngineConfig, registry: Registry) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .exit_kind(ExitKind::Unavailable)
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr().context("cannot read the bound address")?;
+    let state = AppState::new(registry.clone(), ApiConfig { max_body_bytes: args.max_body_bytes });
+    let app = api::router(state.clone());
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let mut server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.wait_for(|stop| *stop).await;
+            })
+            .await
+    });
+    tracing::info!(%addr, "listening; /readyz reports 503 until the model is loaded");
+
+    let mut signal = pin!(shutdown_signal());
+    let started = tokio::select! {
+        r = start_engine(home, args.clone(), cfg, registry) => r,
+        sig = &mut signal => {
+            tracing::info!(signal = sig, "signal received while starting; exiting");
+            let _ = stop_tx.send(true);
+            let _ = server.await;
+            return Ok(());
+        }
+    };
+    let (engine, name) = match started {
+        Ok(ok) => ok,
+        Err(e) => {
+            let _ = stop_tx.send(true);
+            let _ = server.await;
+            return Err(e);
+        }
+    };
+    state.set_ready(engine.clone(), name.clone());
+    tracing::info!(%addr, model = %name, "ready");
+
+    tokio::select! {
+        sig = &mut signal => tracing::info!(signal = sig, "shutting down"),
+        r = &mut server => {
+            // The accept loop only ends on shutdown; anything else is a bug worth a restart.
+            engine.shutdown();
+            return match r {
+                Ok(Ok(())) => Err(anyhow::anyhow!("the HTTP server stopped unexpectedly")),
+                Ok(Err(e)) => Err(anyhow::Error::new(e).context("the HTTP server failed")),
+                Err(e) => Err(anyhow::Error::new(e).context("the HTTP server task failed")),
+            };
+        }
+    }
+    state.begin_drain();
+    let _ = stop_tx.send(true);
+    let grace = Duration::from_secs(args.shutdown_timeout);
+    let drained = tokio::select! {
+        _ = &mut server => true,
+        () = tokio::time::sleep(grace) => {
+            tracing::warn!(secs = grace.as_secs(), "in-flight requests did not finish in time; cancelling them");
+            false
+        }
+        sig = shutdown_signal() => {
+            tracing::warn!(signal = sig, "second signal; cancelling in-flight requests");
+            false
+        }
+    };
+    // Stopping the engine ends any request still running with an error event, which closes its
+    // response, which lets the server finish.
+    let stopping = engine.clone();
+    let _ = tokio::task::spawn_blocking(move || stopping.shutdown()).await;
+    if !drained && tokio::time::timeout(Duration::from_secs(5), &mut server).await.is_err() {
+        tracing::warn!("connections still open after the engine stopped; exiting anyway");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Finds and loads the model, starts the engine, loads the registry's adapters.
+async fn start_engine(
+    home: PathBuf,
+    args: ServeArgs,
+    cfg: EngineConfig,
+    registry: Registry,
+) -> anyhow::Result<(EngineHandle, String)> {
+    tokio::task::spawn_blocking(move || {
+        let path = model_to_run(&home, args.model.model.as_deref())?;
+        let model = load(&path, &args.model)?;
+        let name = args.served_model_name.clone().unwrap_or_else(|| model.name.clone());
+        let start = Instant::now();
+        let engine = EngineHandle::start(model, cfg.clone())
+            .exit_kind(ExitKind::Config)
+            .context("cannot start the engine")?;
+        tracing::info!(
+            max_batch_size = cfg.max_batch_size,
+            max_batch_tokens = cfg.max_batch_tokens,
+            max_waiting = cfg.max_waiting,
+            kv_cache_tokens = cfg.kv_cache_tokens,
+            context = engine.info().max_seq_len,
+            ms = start.elapsed().as_millis() as u64,
+            "engine started"
+        );
+        crate::adapters::load_all_adapters(&engine, &registry, &name);
+        Ok((engine, name))
+    })
+    .await
+    .context("the start-up task failed")?
+}
+
+/// Resolves on SIGINT or SIGTERM with the signal's name. If a handler cannot be installed, that
+/// signal is logged and never fires (rather than shutting down at once).
+async fn shutdown_signal() -> &'static str {
+    let interrupt = async {
+        match tokio::signal::ctrl_c().await {
+            Ok(()) => "SIGINT",
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGINT");
+                std::future::pending().await
+            }
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+                "SIGTERM"
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending().await
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<&'static str>();
+    tokio::select! {
+        s = interrupt => s,
+        s = terminate => s,
+    }
+}

@@ -1,0 +1,29 @@
+//! lorad, the daemon: one process per GPU node serving many LoRA adapters over one base LLM
+//! through an OpenAI-compatible HTTP API.
+//!
+//! The binary (`main.rs`) only parses the command line, sets up logging and maps errors to exit
+//! statuses ([`exit`]); everything else lives here so integration tests can drive it:
+//! - [`cli`]: the command line;
+//! - [`api`]: the HTTP API ([`api::router`] over an [`api::AppState`]);
+//! - [`adapters`]: moving adapters from the registry into the engine;
+//! - [`try_main`]: runs a parsed command.
+
+pub mod adapters;
+pub mod api;
+pub mod cli;
+mod commands;
+pub mod exit;
+pub mod logging;
+
+use cli::{Cli, Command};
+
+/// Runs the command `cli` asks for.
+pub fn try_main(cli: Cli) -> anyhow::Result<()> {
+    let home = cli.home.unwrap_or_else(lorad_model::default_home);
+    match cli.command {
+        Command::Model { command } => commands::model::run(&home, command),
+        Command::Serve(args) => commands::serve::run(&home, args),
+        Command::Adapter { command } => commands::adapter::run(&home, command),
+        Command::Generate(args) => commands::generate::run(&home, args),
+    }
+}
