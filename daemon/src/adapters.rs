@@ -18,7 +18,11 @@ pub enum AdapterLoadError {
 }
 
 /// Loads registry adapter `name` into `engine` (replacing a loaded one of that name).
-pub fn load_adapter(engine: &EngineHandle, registry: &Registry, name: &str) -> Result<(), AdapterLoadError> {
+pub fn load_adapter(
+    engine: &EngineHandle,
+    registry: &Registry,
+    name: &str,
+) -> Result<(), AdapterLoadError> {
     let start = Instant::now();
     let adapter = registry.load(name, &engine.info().base_shape)?;
     engine.add_adapter(&adapter)?;
@@ -49,7 +53,9 @@ pub fn load_all_adapters(engine: &EngineHandle, registry: &Registry, base_name: 
         }
         match load_adapter(engine, registry, &info.name) {
             Ok(()) => loaded += 1,
-            Err(e) => tracing::error!(adapter = %info.name, error = %e, "skipping adapter that cannot be loaded"),
+            Err(e) => {
+                tracing::error!(adapter = %info.name, error = %e, "skipping adapter that cannot be loaded")
+            }
         }
     }
     tracing::info!(loaded, registered = infos.len(), "adapters loaded");

@@ -224,7 +224,8 @@ mod tests {
     #[test]
     fn cli_is_consistent_and_hides_dev_commands() {
         Cli::command().debug_assert();
-        let help = Cli::command().find_subcommand_mut("adapter").map(|c| c.render_help().to_string());
+        let help =
+            Cli::command().find_subcommand_mut("adapter").map(|c| c.render_help().to_string());
         assert!(!help.unwrap_or_default().contains("generate-random"));
         let cli = Cli::parse_from(["lorad", "serve", "--max-waiting", "0", "--dtype", "bf16"]);
         let Command::Serve(args) = cli.command else { panic!("not serve") };

@@ -35,14 +35,25 @@ impl ExitKind {
     }
 }
 
-/// An error tagged with the exit status it should produce. Displays as the wrapped error's
-/// whole chain, so wrapping never changes the message.
-#[derive(Debug, thiserror::Error)]
-#[error("{error:#}")]
+/// An error tagged with the exit status it should produce. Transparent: it displays as the
+/// wrapped error and forwards its source chain, so wrapping never changes the message.
+#[derive(Debug)]
 pub struct Coded {
     /// The class of the failure.
     pub kind: ExitKind,
     error: anyhow::Error,
+}
+
+impl std::fmt::Display for Coded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.error, f)
+    }
+}
+
+impl std::error::Error for Coded {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.error.source()
+    }
 }
 
 /// Tags a `Result`'s error with an [`ExitKind`].
@@ -65,10 +76,24 @@ pub fn coded(kind: ExitKind, error: impl Into<anyhow::Error>) -> anyhow::Error {
 
 /// The exit status for `err`: the kind of the outermost [`Coded`] in its chain, else 1.
 pub fn exit_code_of(err: &anyhow::Error) -> u8 {
-    err.chain()
-        .find_map(|e| e.downcast_ref::<Coded>())
-        .map_or(ExitKind::Runtime, |c| c.kind)
-        .code()
+    err.chain().find_map(|e| e.downcast_ref::<Coded>()).map_or(ExitKind::Runtime, |c| c.kind).code()
+}
+
+/// `err` and its causes as one line, `outer: inner: root`. Causes whose text the previous
+/// message already ends with are skipped: many library errors (I/O wrappers) print their source
+/// in their own message and return it from `source()` too.
+pub fn render(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in err.chain() {
+        let msg = cause.to_string();
+        if out.is_empty() {
+            out = msg;
+        } else if !out.ends_with(&msg) {
+            out.push_str(": ");
+            out.push_str(&msg);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -80,11 +105,27 @@ mod tests {
     #[test]
     fn code_survives_context_and_message_is_unchanged() {
         let r: Result<(), std::io::Error> = Err(std::io::Error::other("port taken"));
-        let err = r.exit_kind(ExitKind::Unavailable).context("cannot listen on 127.0.0.1:1").unwrap_err();
+        let err =
+            r.exit_kind(ExitKind::Unavailable).context("cannot listen on 127.0.0.1:1").unwrap_err();
         assert_eq!(exit_code_of(&err), 69);
         assert_eq!(format!("{err:#}"), "cannot listen on 127.0.0.1:1: port taken");
         assert_eq!(exit_code_of(&anyhow::anyhow!("plain")), 1);
         let err = coded(ExitKind::Config, anyhow::anyhow!("no model"));
         assert_eq!((exit_code_of(&err), err.to_string()), (78, "no model".to_string()));
+        let inner = anyhow::anyhow!("disk full").context("cannot write x");
+        let err = coded(ExitKind::DataErr, inner).context("cannot import");
+        assert_eq!(
+            (exit_code_of(&err), format!("{err:#}")),
+            (65, "cannot import: cannot write x: disk full".into())
+        );
+        assert_eq!(render(&err), "cannot import: cannot write x: disk full");
+        let io = std::io::Error::other("Not a directory");
+        let err = anyhow::Error::new(WithSource(io)).context("cannot open");
+        assert_eq!(format!("{err:#}"), "cannot open: creating x: Not a directory: Not a directory");
+        assert_eq!(render(&err), "cannot open: creating x: Not a directory");
     }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("creating x: {0}")]
+    struct WithSource(#[source] std::io::Error);
 }

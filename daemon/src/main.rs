@@ -19,7 +19,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use lorad::cli::Cli;
-use lorad::exit::exit_code_of;
+use lorad::exit::{exit_code_of, render};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -27,7 +27,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", render(&err));
             ExitCode::from(exit_code_of(&err))
         }
     }

@@ -22,7 +22,9 @@ pub(crate) async fn handle(
     refuse_unless_default("top_logprobs", req.top_logprobs.as_ref())?;
     refuse_unless_default("tools", req.tools.as_ref())?;
     refuse_unless_default("functions", req.functions.as_ref())?;
-    let text_format = req.response_format.as_ref().and_then(|f| f.get("type")).and_then(Value::as_str) == Some("text");
+    let text_format =
+        req.response_format.as_ref().and_then(|f| f.get("type")).and_then(Value::as_str)
+            == Some("text");
     if !is_default(req.response_format.as_ref()) && !text_format {
         return Err(ApiError::unsupported("response_format", "; only {\"type\": \"text\"} is"));
     }
@@ -36,10 +38,16 @@ pub(crate) async fn handle(
     let engine = serving.engine.clone();
     let ids = tokio::task::spawn_blocking(move || {
         let text = engine.info().chat_template.render(&messages, true).map_err(|e| {
-            ApiError::bad_request("messages", format!("The chat template cannot format these messages: {e}"))
-                .code("invalid_value")
+            ApiError::bad_request(
+                "messages",
+                format!("The chat template cannot format these messages: {e}"),
+            )
+            .code("invalid_value")
         })?;
-        engine.tokenizer().encode(&text).map_err(|e| ApiError::internal(format!("cannot tokenize the prompt: {e}")))
+        engine
+            .tokenizer()
+            .encode(&text)
+            .map_err(|e| ApiError::internal(format!("cannot tokenize the prompt: {e}")))
     })
     .await
     .map_err(|e| ApiError::internal(format!("tokenizer task failed: {e}")))??;
@@ -50,7 +58,11 @@ pub(crate) async fn handle(
 /// `system`) is mapped to `system`.
 fn convert_messages(messages: &[MessageIn]) -> Result<Vec<ChatMessage>, ApiError> {
     if messages.is_empty() {
-        return Err(ApiError::bad_request("messages", "'messages' must contain at least one message").code("invalid_value"));
+        return Err(ApiError::bad_request(
+            "messages",
+            "'messages' must contain at least one message",
+        )
+        .code("invalid_value"));
     }
     messages
         .iter()
@@ -76,17 +88,27 @@ fn convert_messages(messages: &[MessageIn]) -> Result<Vec<ChatMessage>, ApiError
 /// `content`: a string, null (empty), or an array of `{type: "text", text}` parts.
 fn content_text(content: &Value, i: usize) -> Result<String, ApiError> {
     let param = format!("messages[{i}].content");
-    let bad = |why: &str| ApiError::bad_request(param.clone(), format!("Invalid value for '{param}': {why}")).code("invalid_value");
+    let bad = |why: &str| {
+        ApiError::bad_request(param.clone(), format!("Invalid value for '{param}': {why}"))
+            .code("invalid_value")
+    };
     match content {
         Value::Null => Ok(String::new()),
         Value::String(s) => Ok(s.clone()),
         Value::Array(parts) => {
             let mut text = String::new();
             for part in parts {
-                match (part.get("type").and_then(Value::as_str), part.get("text").and_then(Value::as_str)) {
+                match (
+                    part.get("type").and_then(Value::as_str),
+                    part.get("text").and_then(Value::as_str),
+                ) {
                     (Some("text"), Some(t)) => text.push_str(t),
                     (Some("text"), None) => return Err(bad("a text part needs a string 'text'")),
-                    (Some(other), _) => return Err(bad(&format!("content parts of type '{other}' are not supported; only 'text' is"))),
+                    (Some(other), _) => {
+                        return Err(bad(&format!(
+                            "content parts of type '{other}' are not supported; only 'text' is"
+                        )));
+                    }
                     (None, _) => return Err(bad("each content part needs a 'type'")),
                 }
             }
@@ -114,7 +136,14 @@ mod tests {
             msg("assistant", Value::Null),
         ])
         .unwrap();
-        assert_eq!(out, vec![ChatMessage::new("system", "be brief"), ChatMessage::new("user", "ab"), ChatMessage::new("assistant", "")]);
+        assert_eq!(
+            out,
+            vec![
+                ChatMessage::new("system", "be brief"),
+                ChatMessage::new("user", "ab"),
+                ChatMessage::new("assistant", "")
+            ]
+        );
         let e = convert_messages(&[msg("tool", json!("x"))]).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("messages[0].role"));
         let e = convert_messages(&[msg("user", json!([{"type": "image_url"}]))]).unwrap_err();

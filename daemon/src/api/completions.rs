@@ -30,7 +30,9 @@ pub(crate) async fn handle(
     let common = req.take_common();
     refuse_unless_default("echo", req.echo.as_ref())?;
     refuse_unless_default("suffix", req.suffix.as_ref())?;
-    if !matches!(&req.best_of, None | Some(Value::Null)) && req.best_of.as_ref().and_then(Value::as_u64) != Some(1) {
+    if !matches!(&req.best_of, None | Some(Value::Null))
+        && req.best_of.as_ref().and_then(Value::as_u64) != Some(1)
+    {
         return Err(ApiError::unsupported("best_of", "; only best_of=1 is"));
     }
     let max_tokens = common.max_tokens;
@@ -52,11 +54,18 @@ pub(crate) async fn handle(
 
 /// `prompt`: a string, `[string]`, `[ids...]` or `[[ids...]]`; several prompts are refused.
 fn parse_prompt(v: &Value) -> Result<Prompt, ApiError> {
-    let bad = |why: &str| ApiError::bad_request("prompt", format!("Invalid value for 'prompt': {why}")).code("invalid_value");
+    let bad = |why: &str| {
+        ApiError::bad_request("prompt", format!("Invalid value for 'prompt': {why}"))
+            .code("invalid_value")
+    };
     let ids = |items: &[Value]| -> Result<Vec<u32>, ApiError> {
         items
             .iter()
-            .map(|i| i.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or_else(|| bad("token ids must be non-negative integers")))
+            .map(|i| {
+                i.as_u64()
+                    .and_then(|n| u32::try_from(n).ok())
+                    .ok_or_else(|| bad("token ids must be non-negative integers"))
+            })
             .collect()
     };
     let several = || bad("only one prompt per request is supported (n prompts in an array)");
@@ -90,7 +99,9 @@ mod tests {
         assert_eq!(parse_prompt(&json!(["hi"])).unwrap(), Prompt::Text("hi".into()));
         assert_eq!(parse_prompt(&json!([1, 2])).unwrap(), Prompt::Ids(vec![1, 2]));
         assert_eq!(parse_prompt(&json!([[3]])).unwrap(), Prompt::Ids(vec![3]));
-        for bad in [json!(["a", "b"]), json!([[1], [2]]), json!([]), json!(3), json!([-1]), json!(null)] {
+        for bad in
+            [json!(["a", "b"]), json!([[1], [2]]), json!([]), json!(3), json!([-1]), json!(null)]
+        {
             assert_eq!(parse_prompt(&bad).unwrap_err().param.as_deref(), Some("prompt"), "{bad}");
         }
     }

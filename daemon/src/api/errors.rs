@@ -76,7 +76,8 @@ impl ApiError {
 
     /// 503: the engine is not serving (starting, shutting down).
     pub(crate) fn unavailable(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", message).code("service_unavailable")
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", message)
+            .code("service_unavailable")
     }
 
     /// 500.
@@ -95,12 +96,14 @@ impl ApiError {
         match err {
             EngineError::UnknownAdapter(name) => Self::model_not_found(&name),
             EngineError::InvalidParam { field, reason } => {
-                Self::bad_request(field, format!("Invalid value for '{field}': {reason}")).code("invalid_value")
-            }
-            EngineError::EmptyPrompt => {
-                Self::bad_request(prompt_param, format!("'{prompt_param}' must contain at least one token"))
+                Self::bad_request(field, format!("Invalid value for '{field}': {reason}"))
                     .code("invalid_value")
             }
+            EngineError::EmptyPrompt => Self::bad_request(
+                prompt_param,
+                format!("'{prompt_param}' must contain at least one token"),
+            )
+            .code("invalid_value"),
             EngineError::ContextLength { max, requested, prompt, completion } => {
                 let message = if prompt_param == "prompt" {
                     // OpenAI's wording for the completions endpoint.
@@ -116,7 +119,8 @@ impl ApiError {
                 Self::bad_request(prompt_param, e.to_string()).code("context_length_exceeded")
             }
             e @ EngineError::QueueFull(_) => {
-                Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", e.to_string()).code("queue_full")
+                Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", e.to_string())
+                    .code("queue_full")
             }
             EngineError::Shutdown => Self::unavailable("the engine has shut down"),
             other => Self::internal(other.to_string()),
@@ -127,7 +131,12 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Body {
-            error: Inner { message: &self.message, kind: self.kind, param: self.param.as_deref(), code: self.code },
+            error: Inner {
+                message: &self.message,
+                kind: self.kind,
+                param: self.param.as_deref(),
+                code: self.code,
+            },
         };
         let mut resp = (self.status, Json(body)).into_response();
         if matches!(self.status, StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE) {

@@ -58,7 +58,8 @@ pub(crate) fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             None => path,
         };
         let shown = msg.split(" at line ").next().unwrap_or(&msg);
-        ApiError::bad_request(param.clone(), format!("Invalid value for '{param}': {shown}")).code("invalid_type")
+        ApiError::bad_request(param.clone(), format!("Invalid value for '{param}': {shown}"))
+            .code("invalid_type")
     })?;
     // Trailing garbage after the JSON value.
     de.end().map_err(syntax)?;
@@ -97,7 +98,10 @@ mod tests {
         let e = parse::<Req>(br#"{"model": "m", "messages": [{}]}"#).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("messages[0].role"));
         let e = parse::<Req>(b"{\"model\": ").unwrap_err();
-        assert_eq!((e.status, e.param, e.code), (StatusCode::BAD_REQUEST, None, Some("invalid_json")));
+        assert_eq!(
+            (e.status, e.param, e.code),
+            (StatusCode::BAD_REQUEST, None, Some("invalid_json"))
+        );
         let e = parse::<Req>(br#"{"model": "m"} x"#).unwrap_err();
         assert_eq!(e.code, Some("invalid_json"));
         assert!(parse::<Req>(br#"{"model": "m", "extra": [1]}"#).is_ok());

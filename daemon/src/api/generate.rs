@@ -14,7 +14,9 @@ use lorad_engine::{FinishReason, GenerateRequest, GenerationEvent, GenerationStr
 
 use super::errors::ApiError;
 use super::ids::{new_id, unix_now};
-use super::openai::{ChatChoice, ChatResponse, CompletionChoice, CompletionResponse, MessageOut, UsageOut};
+use super::openai::{
+    ChatChoice, ChatResponse, CompletionChoice, CompletionResponse, MessageOut, UsageOut,
+};
 use super::params::GenParams;
 use super::sse;
 use super::state::{Serving, Target};
@@ -94,8 +96,15 @@ impl Meta {
             model: self.model.clone(),
             choices: choice
                 .map(|(msg, finish)| {
-                    let (message, delta) = if chunk { (None, Some(msg)) } else { (Some(msg), None) };
-                    ChatChoice { index: 0, message, delta, logprobs: None, finish_reason: finish.map(FinishReason::as_str) }
+                    let (message, delta) =
+                        if chunk { (None, Some(msg)) } else { (Some(msg), None) };
+                    ChatChoice {
+                        index: 0,
+                        message,
+                        delta,
+                        logprobs: None,
+                        finish_reason: finish.map(FinishReason::as_str),
+                    }
                 })
                 .into_iter()
                 .collect(),
@@ -137,8 +146,15 @@ pub(crate) async fn respond(
         stop: params.stop,
         ignore_eos: false,
     };
-    let stream = serving.engine.submit(req).map_err(|e| ApiError::from_engine(e, kind.prompt_param()))?;
-    let meta = Meta { kind, id: new_id(kind.id_prefix()), created: unix_now(), model: params.model, started: Instant::now() };
+    let stream =
+        serving.engine.submit(req).map_err(|e| ApiError::from_engine(e, kind.prompt_param()))?;
+    let meta = Meta {
+        kind,
+        id: new_id(kind.id_prefix()),
+        created: unix_now(),
+        model: params.model,
+        started: Instant::now(),
+    };
     if params.stream {
         Ok(sse::respond(meta, stream, params.include_usage))
     } else {
@@ -156,15 +172,23 @@ async fn collect(meta: Meta, mut stream: GenerationStream) -> Result<Response, A
                 meta.log_done(finish_reason.as_str(), usage);
                 let finish = Some(finish_reason);
                 return Ok(match meta.kind {
-                    Kind::Completion => Json(meta.completion(Some((text, finish)), Some(usage))).into_response(),
+                    Kind::Completion => {
+                        Json(meta.completion(Some((text, finish)), Some(usage))).into_response()
+                    }
                     Kind::Chat => {
                         let msg = MessageOut { role: Some("assistant"), content: Some(text) };
                         Json(meta.chat(false, Some((msg, finish)), Some(usage))).into_response()
                     }
                 });
             }
-            Some(GenerationEvent::Error(e)) => return Err(ApiError::internal(format!("generation failed: {e}"))),
-            None => return Err(ApiError::unavailable("the engine shut down before the request finished")),
+            Some(GenerationEvent::Error(e)) => {
+                return Err(ApiError::internal(format!("generation failed: {e}")));
+            }
+            None => {
+                return Err(ApiError::unavailable(
+                    "the engine shut down before the request finished",
+                ));
+            }
         }
     }
 }

@@ -28,7 +28,8 @@ fn mix(mut z: u64) -> u64 {
 mod tests {
     #[test]
     fn ids_are_unique_and_prefixed() {
-        let ids: std::collections::HashSet<String> = (0..1000).map(|_| super::new_id("cmpl")).collect();
+        let ids: std::collections::HashSet<String> =
+            (0..1000).map(|_| super::new_id("cmpl")).collect();
         assert_eq!(ids.len(), 1000);
         assert!(ids.iter().all(|i| i.starts_with("cmpl-") && i.len() == 5 + 24));
     }

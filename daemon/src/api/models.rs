@@ -13,7 +13,13 @@ use super::state::{AppState, Serving};
 const OWNER: &str = "lorad";
 
 fn base_card(serving: &Serving) -> ModelCard {
-    ModelCard { id: serving.model_name.clone(), object: "model", created: serving.created, owned_by: OWNER, parent: None }
+    ModelCard {
+        id: serving.model_name.clone(),
+        object: "model",
+        created: serving.created,
+        owned_by: OWNER,
+        parent: None,
+    }
 }
 
 fn adapter_card(serving: &Serving, name: String, created: Option<u64>) -> ModelCard {
@@ -49,7 +55,10 @@ pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<ModelList
 }
 
 /// One model's card, or 404.
-pub(crate) async fn get(State(state): State<AppState>, Path(model): Path<String>) -> Result<Json<ModelCard>, ApiError> {
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    Path(model): Path<String>,
+) -> Result<Json<ModelCard>, ApiError> {
     let serving = state.serving()?;
     if model == serving.model_name {
         return Ok(Json(base_card(serving)));

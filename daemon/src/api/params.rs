@@ -50,8 +50,11 @@ pub(crate) fn gen_params(
     if let Some(n) = c.n
         && n != 1
     {
-        return Err(ApiError::bad_request("n", format!("Invalid value for 'n': {n}; this server only supports n=1"))
-            .code("unsupported_value"));
+        return Err(ApiError::bad_request(
+            "n",
+            format!("Invalid value for 'n': {n}; this server only supports n=1"),
+        )
+        .code("unsupported_value"));
     }
     refuse_unless_default("logprobs", c.logprobs.as_ref())?;
     refuse_unless_default("logit_bias", c.logit_bias.as_ref())?;
@@ -96,13 +99,19 @@ pub(crate) fn gen_params(
 /// `stop`: null, a string, or an array of at most 4 strings. Empty strings are dropped (they
 /// would match at once).
 fn stop_list(v: Option<&Value>) -> Result<Vec<String>, ApiError> {
-    let bad = |why: &str| ApiError::bad_request("stop", format!("Invalid value for 'stop': {why}")).code("invalid_value");
+    let bad = |why: &str| {
+        ApiError::bad_request("stop", format!("Invalid value for 'stop': {why}"))
+            .code("invalid_value")
+    };
     let list = match v {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::String(s)) => vec![s.clone()],
         Some(Value::Array(items)) => {
             if items.len() > MAX_STOP {
-                return Err(bad(&format!("at most {MAX_STOP} sequences are allowed, got {}", items.len())));
+                return Err(bad(&format!(
+                    "at most {MAX_STOP} sequences are allowed, got {}",
+                    items.len()
+                )));
             }
             items
                 .iter()
@@ -131,15 +140,27 @@ mod tests {
 
     #[test]
     fn conversions_and_refusals() {
-        let p = gen_params(common(json!({"stop": ["a", "", "b"], "top_k": -1})), None, "max_tokens", Some(16)).unwrap();
-        assert_eq!((p.stop, p.sampling.top_k, p.max_tokens), (vec!["a".to_string(), "b".to_string()], 0, Some(16)));
+        let p = gen_params(
+            common(json!({"stop": ["a", "", "b"], "top_k": -1})),
+            None,
+            "max_tokens",
+            Some(16),
+        )
+        .unwrap();
+        assert_eq!(
+            (p.stop, p.sampling.top_k, p.max_tokens),
+            (vec!["a".to_string(), "b".to_string()], 0, Some(16))
+        );
         let err = |v: Value| gen_params(common(v), None, "max_tokens", None).unwrap_err().param;
         assert_eq!(err(json!({"n": 2})).as_deref(), Some("n"));
         assert_eq!(err(json!({"stop": ["1", "2", "3", "4", "5"]})).as_deref(), Some("stop"));
         assert_eq!(err(json!({"stop": 3})).as_deref(), Some("stop"));
         assert_eq!(err(json!({"top_k": -3})).as_deref(), Some("top_k"));
         assert_eq!(err(json!({"logprobs": 2})).as_deref(), Some("logprobs"));
-        assert!(gen_params(common(json!({"logprobs": false, "n": 1})), None, "max_tokens", None).is_ok());
+        assert!(
+            gen_params(common(json!({"logprobs": false, "n": 1})), None, "max_tokens", None)
+                .is_ok()
+        );
         let e = gen_params(common(json!({})), Some(0), "max_completion_tokens", None).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("max_completion_tokens"));
     }

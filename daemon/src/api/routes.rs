@@ -54,7 +54,11 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 async fn not_found(method: Method, uri: Uri) -> ApiError {
-    ApiError::http(StatusCode::NOT_FOUND, format!("Invalid URL ({method} {})", uri.path()), "unknown_url")
+    ApiError::http(
+        StatusCode::NOT_FOUND,
+        format!("Invalid URL ({method} {})", uri.path()),
+        "unknown_url",
+    )
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {

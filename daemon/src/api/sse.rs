@@ -21,8 +21,9 @@ use super::generate::{Kind, Meta};
 use super::openai::MessageOut;
 
 fn json_event(value: &impl Serialize) -> Event {
-    let data = serde_json::to_string(value)
-        .unwrap_or_else(|e| format!(r#"{{"error":{{"message":"cannot encode chunk: {e}","type":"server_error"}}}}"#));
+    let data = serde_json::to_string(value).unwrap_or_else(|e| {
+        format!(r#"{{"error":{{"message":"cannot encode chunk: {e}","type":"server_error"}}}}"#)
+    });
     Event::default().data(data)
 }
 
@@ -33,10 +34,21 @@ fn error_event(message: &str) -> Event {
 }
 
 /// A chunk with one choice carrying `text` (content delta) and/or a finish reason.
-fn chunk(meta: &Meta, text: Option<String>, finish: Option<FinishReason>, usage: Option<lorad_engine::Usage>) -> Event {
+fn chunk(
+    meta: &Meta,
+    text: Option<String>,
+    finish: Option<FinishReason>,
+    usage: Option<lorad_engine::Usage>,
+) -> Event {
     match meta.kind {
-        Kind::Completion => json_event(&meta.completion(Some((text.unwrap_or_default(), finish)), usage)),
-        Kind::Chat => json_event(&meta.chat(true, Some((MessageOut { role: None, content: text }, finish)), usage)),
+        Kind::Completion => {
+            json_event(&meta.completion(Some((text.unwrap_or_default(), finish)), usage))
+        }
+        Kind::Chat => json_event(&meta.chat(
+            true,
+            Some((MessageOut { role: None, content: text }, finish)),
+            usage,
+        )),
     }
 }
 

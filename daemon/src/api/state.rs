@@ -9,8 +9,8 @@ use lorad_engine::EngineHandle;
 use lorad_store::{Registry, StoreError};
 
 use super::errors::ApiError;
-use crate::adapters::AdapterLoadError;
 use super::ids::unix_now;
+use crate::adapters::AdapterLoadError;
 
 /// Limits of the HTTP layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,7 +106,10 @@ impl AppState {
         if self.inner.draining.load(Ordering::SeqCst) {
             return Err(ApiError::unavailable("the server is shutting down"));
         }
-        self.inner.serving.get().ok_or_else(|| ApiError::unavailable("the model is still loading; retry shortly"))
+        self.inner
+            .serving
+            .get()
+            .ok_or_else(|| ApiError::unavailable("the model is still loading; retry shortly"))
     }
 
     /// Resolves a request's `model`: the base name, a loaded adapter, or a registry adapter
@@ -125,13 +128,18 @@ impl AppState {
         if serving.engine.has_adapter(name) {
             return Ok(Target::Adapter(name.to_owned()));
         }
-        let (engine, registry, owned) = (serving.engine.clone(), self.inner.registry.clone(), name.to_owned());
-        let loaded =
-            tokio::task::spawn_blocking(move || crate::adapters::load_adapter(&engine, &registry, &owned)).await;
+        let (engine, registry, owned) =
+            (serving.engine.clone(), self.inner.registry.clone(), name.to_owned());
+        let loaded = tokio::task::spawn_blocking(move || {
+            crate::adapters::load_adapter(&engine, &registry, &owned)
+        })
+        .await;
         match loaded {
             Ok(Ok(())) => Ok(Target::Adapter(name.to_owned())),
             // Removed between the check and the load.
-            Ok(Err(AdapterLoadError::Store(StoreError::NotFound { .. }))) => Err(ApiError::model_not_found(name)),
+            Ok(Err(AdapterLoadError::Store(StoreError::NotFound { .. }))) => {
+                Err(ApiError::model_not_found(name))
+            }
             Ok(Err(e)) => {
                 tracing::error!(adapter = name, error = %e, "on-demand adapter load failed");
                 Err(ApiError::internal(format!("the adapter '{name}' could not be loaded: {e}")))

@@ -13,7 +13,9 @@ use crate::exit::{ExitExt, ExitKind, coded};
 /// Runs an adapter subcommand.
 pub(crate) fn run(home: &Path, command: AdapterCommand) -> anyhow::Result<()> {
     match command {
-        AdapterCommand::Import { dir, name, model } => import(home, &dir, name.as_deref(), model.as_deref()),
+        AdapterCommand::Import { dir, name, model } => {
+            import(home, &dir, name.as_deref(), model.as_deref())
+        }
         AdapterCommand::Ls { json } => list(home, json),
         AdapterCommand::Rm { name } => remove(home, &name),
         AdapterCommand::GenerateRandom { dir, rank, alpha, seed, targets, model } => {
@@ -34,7 +36,11 @@ fn import(home: &Path, dir: &Path, name: Option<&str>, model: Option<&Path>) -> 
     let base = base_shape_of(&model)?;
     let registry = open_registry(home)?;
     let info = registry.import(dir, name, &base).map_err(|e| {
-        let kind = if matches!(e, StoreError::InvalidName { .. }) { ExitKind::Usage } else { ExitKind::DataErr };
+        let kind = if matches!(e, StoreError::InvalidName { .. }) {
+            ExitKind::Usage
+        } else {
+            ExitKind::DataErr
+        };
         coded(kind, e).context(format!("cannot import adapter {}", dir.display()))
     })?;
     tracing::info!(name = %info.name, hash = %info.content_hash, "adapter imported");
@@ -87,7 +93,12 @@ fn remove(home: &Path, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn generate_random(home: &Path, dir: &Path, spec: &RandomAdapterSpec, model: Option<&Path>) -> anyhow::Result<()> {
+fn generate_random(
+    home: &Path,
+    dir: &Path,
+    spec: &RandomAdapterSpec,
+    model: Option<&Path>,
+) -> anyhow::Result<()> {
     let model = existing_model(home, model)?;
     let base = base_shape_of(&model)?;
     let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("random");

@@ -29,10 +29,9 @@ pub(crate) fn open_registry(home: &Path) -> anyhow::Result<Registry> {
 pub(crate) fn existing_model(home: &Path, explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
     match explicit {
         Some(p) if p.exists() => Ok(p.to_owned()),
-        Some(p) => Err(coded(
-            ExitKind::Config,
-            anyhow::anyhow!("model {} does not exist", p.display()),
-        )),
+        Some(p) => {
+            Err(coded(ExitKind::Config, anyhow::anyhow!("model {} does not exist", p.display())))
+        }
         None => {
             let p = default_model_path(home);
             if p.is_file() {
@@ -61,9 +60,9 @@ pub(crate) fn model_to_run(home: &Path, explicit: Option<&Path>) -> anyhow::Resu
         return Ok(path);
     }
     tracing::info!(path = %path.display(), "default model not found; fetching it");
-    fetch_default_model(home, true)
-        .exit_kind(ExitKind::Config)
-        .context("cannot fetch the default model (run `lorad model fetch` to retry, or pass --model)")
+    fetch_default_model(home, true).exit_kind(ExitKind::Config).context(
+        "cannot fetch the default model (run `lorad model fetch` to retry, or pass --model)",
+    )
 }
 
 /// The device to run on: the first CUDA GPU in a `cuda` build that finds one, else the CPU.
@@ -82,9 +81,10 @@ pub(crate) fn load(path: &Path, args: &ModelArgs) -> anyhow::Result<LoadedModel>
     let device = device();
     let start = Instant::now();
     tracing::info!(path = %path.display(), dtype = ?args.dtype, device = ?device, "loading model");
-    let model = lorad_model::load_model(path, &LoadOptions { dtype: args.dtype.to_candle(), device })
-        .exit_kind(ExitKind::Config)
-        .with_context(|| format!("cannot load model {}", path.display()))?;
+    let model =
+        lorad_model::load_model(path, &LoadOptions { dtype: args.dtype.to_candle(), device })
+            .exit_kind(ExitKind::Config)
+            .with_context(|| format!("cannot load model {}", path.display()))?;
     tracing::info!(
         name = %model.name,
         layers = model.config.num_layers,

@@ -17,7 +17,12 @@ pub(crate) fn run(home: &Path, args: GenerateArgs) -> anyhow::Result<()> {
     let path = model_to_run(home, args.model.model.as_deref())?;
     let model = load(&path, &args.model)?;
     // One request: a small cache is plenty. The context is capped to it (see `ServeArgs`).
-    let cfg = EngineConfig { max_batch_size: 1, kv_cache_tokens: 4096, max_seq_len: Some(4096), ..EngineConfig::default() };
+    let cfg = EngineConfig {
+        max_batch_size: 1,
+        kv_cache_tokens: 4096,
+        max_seq_len: Some(4096),
+        ..EngineConfig::default()
+    };
     let engine = EngineHandle::start(model, cfg).context("cannot start the engine")?;
     let result = generate(home, &engine, &args);
     engine.shutdown();
@@ -30,11 +35,18 @@ fn generate(home: &Path, engine: &EngineHandle, args: &GenerateArgs) -> anyhow::
         let adapter = registry
             .load(name, &engine.info().base_shape)
             .map_err(|e| {
-                let kind = if matches!(e, lorad_store::StoreError::NotFound { .. }) { ExitKind::Usage } else { ExitKind::DataErr };
+                let kind = if matches!(e, lorad_store::StoreError::NotFound { .. }) {
+                    ExitKind::Usage
+                } else {
+                    ExitKind::DataErr
+                };
                 coded(kind, e)
             })
             .with_context(|| format!("cannot load adapter '{name}'"))?;
-        engine.add_adapter(&adapter).exit_kind(ExitKind::DataErr).with_context(|| format!("cannot load adapter '{name}'"))?;
+        engine
+            .add_adapter(&adapter)
+            .exit_kind(ExitKind::DataErr)
+            .with_context(|| format!("cannot load adapter '{name}'"))?;
     }
     let text = if args.chat {
         engine
@@ -46,14 +58,19 @@ fn generate(home: &Path, engine: &EngineHandle, args: &GenerateArgs) -> anyhow::
         args.prompt.clone()
     };
     let prompt = engine.tokenizer().encode(&text).context("cannot tokenize the prompt")?;
-    let sampling = SamplingParams { temperature: args.temperature, seed: args.seed, ..SamplingParams::default() };
+    let sampling = SamplingParams {
+        temperature: args.temperature,
+        seed: args.seed,
+        ..SamplingParams::default()
+    };
     let req = GenerateRequest {
         adapter: args.adapter.clone(),
         sampling,
         ..GenerateRequest::greedy(prompt, args.max_tokens)
     };
     let start = Instant::now();
-    let mut stream = engine.submit(req).exit_kind(ExitKind::Usage).context("the request was refused")?;
+    let mut stream =
+        engine.submit(req).exit_kind(ExitKind::Usage).context("the request was refused")?;
     let mut out = std::io::stdout().lock();
     while let Some(event) = stream.blocking_next() {
         match event {
@@ -68,7 +85,8 @@ fn generate(home: &Path, engine: &EngineHandle, args: &GenerateArgs) -> anyhow::
                     finish_reason = finish_reason.as_str(),
                     prompt_tokens = usage.prompt_tokens,
                     completion_tokens = usage.completion_tokens,
-                    tokens_per_sec = format_args!("{:.1}", usage.completion_tokens as f64 / secs.max(1e-9)),
+                    tokens_per_sec =
+                        format_args!("{:.1}", usage.completion_tokens as f64 / secs.max(1e-9)),
                     "done"
                 );
                 return Ok(());

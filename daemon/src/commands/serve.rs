@@ -33,7 +33,10 @@ pub(crate) fn run(home: &Path, args: ServeArgs) -> anyhow::Result<()> {
         return Err(coded(ExitKind::Usage, anyhow::anyhow!("--max-body-bytes must be at least 1")));
     }
     if args.served_model_name.as_deref().is_some_and(|n| n.trim().is_empty()) {
-        return Err(coded(ExitKind::Usage, anyhow::anyhow!("--served-model-name must not be empty")));
+        return Err(coded(
+            ExitKind::Usage,
+            anyhow::anyhow!("--served-model-name must not be empty"),
+        ));
     }
     let registry = open_registry(home)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -47,7 +50,12 @@ pub(crate) fn run(home: &Path, args: ServeArgs) -> anyhow::Result<()> {
     result
 }
 
-async fn serve(home: PathBuf, args: ServeArgs, cfg: EngineConfig, registry: Registry) -> anyhow::Result<()> {
+async fn serve(
+    home: PathBuf,
+    args: ServeArgs,
+    cfg: EngineConfig,
+    registry: Registry,
+) -> anyhow::Result<()> {
     let listener = TcpListener::bind(args.listen)
         .await
         .exit_kind(ExitKind::Unavailable)

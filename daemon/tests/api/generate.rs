@@ -1,0 +1,132 @@
+//! Successful generation: non-streaming and streaming, completions and chat, on the base model,
+//! on an adapter loaded at start-up and on one imported while serving (loaded on demand).
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::common::{BASE, call, import_random, post, shared, sse_data};
+
+/// Streams `body` to `path`; returns the parsed JSON chunks (the `[DONE]` marker checked and
+/// removed).
+async fn stream(path: &str, body: Value) -> Vec<Value> {
+    let s = shared().expect("checked by the caller");
+    let (status, headers, text) = call(&s.router, "POST", path, body.to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert_eq!(headers["content-type"], "text/event-stream");
+    let mut data = sse_data(&text);
+    assert_eq!(data.pop().as_deref(), Some("[DONE]"), "stream must end with [DONE]: {text}");
+    assert!(text.ends_with("data: [DONE]\n\n"));
+    data.iter()
+        .map(|d| serde_json::from_str(d).unwrap_or_else(|e| panic!("chunk {d} is not JSON: {e}")))
+        .collect()
+}
+
+fn assert_usage(u: &Value) -> u64 {
+    let (p, c, t) = (
+        u["prompt_tokens"].as_u64().unwrap(),
+        u["completion_tokens"].as_u64().unwrap(),
+        u["total_tokens"].as_u64().unwrap(),
+    );
+    assert!(p > 0 && c > 0 && p + c == t, "{u}");
+    c
+}
+
+#[tokio::test]
+async fn completion_on_base_is_openai_shaped() {
+    let Some(s) = shared() else { return };
+    let body = json!({"model": BASE, "prompt": "The capital of France is", "max_tokens": 6, "temperature": 0});
+    let (status, _, v) = post(&s.router, "/v1/completions", body).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert!(v["id"].as_str().unwrap().starts_with("cmpl-"));
+    assert_eq!((v["object"].as_str(), v["model"].as_str()), (Some("text_completion"), Some(BASE)));
+    assert!(v["created"].as_u64().unwrap() > 1_600_000_000);
+    let choice = &v["choices"][0];
+    assert_eq!((choice["index"].as_u64(), &choice["logprobs"]), (Some(0), &Value::Null));
+    assert!(choice["text"].as_str().unwrap().contains("Paris"), "{v}");
+    assert_eq!(choice["finish_reason"], "length");
+    assert_eq!(assert_usage(&v["usage"]), 6);
+
+    // Token ids work as a prompt too.
+    let ids = s.engine.tokenizer().encode("The capital of France is").unwrap();
+    let (status, _, w) = post(
+        &s.router,
+        "/v1/completions",
+        json!({"model": BASE, "prompt": ids, "max_tokens": 6, "temperature": 0}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{w}");
+    assert_eq!(w["choices"][0]["text"], choice["text"]);
+}
+
+#[tokio::test]
+async fn streaming_chat_on_base() {
+    if shared().is_none() {
+        return;
+    }
+    let body = json!({
+        "model": BASE,
+        "messages": [{"role": "system", "content": "You are helpful."}, {"role": "user", "content": "What is the capital of France?"}],
+        "max_tokens": 16, "temperature": 0, "stream": true, "stream_options": {"include_usage": true},
+    });
+    let chunks = stream("/v1/chat/completions", body).await;
+    let id = chunks[0]["id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("chatcmpl-"));
+    for c in &chunks {
+        assert_eq!(
+            (c["object"].as_str(), c["model"].as_str(), c["id"].as_str()),
+            (Some("chat.completion.chunk"), Some(BASE), Some(id.as_str()))
+        );
+    }
+    assert_eq!(chunks[0]["choices"][0]["delta"], json!({"role": "assistant", "content": ""}));
+    let text: String =
+        chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+    assert!(text.contains("Paris"), "{text}");
+    // Final chunk: finish_reason and usage; then the include_usage chunk with no choices.
+    let (finish, usage_chunk) = (&chunks[chunks.len() - 2], &chunks[chunks.len() - 1]);
+    assert!(finish["choices"][0]["finish_reason"].is_string(), "{finish}");
+    assert_eq!(finish["choices"][0]["delta"], json!({}));
+    assert_usage(&finish["usage"]);
+    assert_eq!(usage_chunk["choices"], json!([]));
+    assert_eq!(usage_chunk["usage"], finish["usage"]);
+    // Content chunks have no finish reason.
+    assert!(chunks[1..chunks.len() - 2].iter().all(|c| c["choices"][0]["finish_reason"].is_null()));
+}
+
+#[tokio::test]
+async fn streaming_completion_without_include_usage_still_reports_usage_last() {
+    if shared().is_none() {
+        return;
+    }
+    let chunks = stream("/v1/completions", json!({"model": BASE, "prompt": "Once upon a time", "max_tokens": 5, "stream": true, "seed": 3})).await;
+    assert!(chunks.iter().all(|c| c["object"] == "text_completion"));
+    let last = chunks.last().unwrap();
+    assert_eq!(last["choices"][0]["finish_reason"], "length");
+    assert_eq!(assert_usage(&last["usage"]), 5);
+    assert!(chunks[..chunks.len() - 1].iter().all(|c| c.get("usage").is_none()));
+}
+
+#[tokio::test]
+async fn adapters_at_start_up_and_imported_while_serving() {
+    let Some(s) = shared() else { return };
+    // Loaded at start-up: non-streaming chat.
+    let body = json!({"model": "ada", "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 6, "temperature": 0});
+    let (status, _, v) = post(&s.router, "/v1/chat/completions", body).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!((v["object"].as_str(), v["model"].as_str()), (Some("chat.completion"), Some("ada")));
+    assert!(v["id"].as_str().unwrap().starts_with("chatcmpl-"));
+    assert_eq!(v["choices"][0]["message"]["role"], "assistant");
+    assert!(v["choices"][0]["message"]["content"].is_string());
+    assert_usage(&v["usage"]);
+
+    // Imported after start-up: unknown to the engine, found in the registry, loaded on demand.
+    import_random(&s.engine, s.state.registry(), s.home.path(), "late", 11);
+    assert!(!s.engine.has_adapter("late"));
+    let chunks = stream(
+        "/v1/chat/completions",
+        json!({"model": "late", "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 4, "stream": true, "temperature": 0}),
+    )
+    .await;
+    assert!(s.engine.has_adapter("late"));
+    assert!(chunks.iter().all(|c| c["model"] == "late" && c["object"] == "chat.completion.chunk"));
+    assert_usage(&chunks.last().unwrap()["usage"]);
+}

@@ -1,0 +1,222 @@
+#!/usr/bin/env bash
+# End-to-end test of the real `lorad` binary on the real default model:
+#   1. builds lorad, prepares a Python venv with the official `openai` client and pytest;
+#   2. makes a throw-away LORAD_HOME whose models/ links to the real model (nothing is
+#      downloaded again), writes a random PEFT adapter and imports it with `lorad adapter import`;
+#   3. checks CLI exit codes (docs/exit-codes.md);
+#   4. starts `lorad serve` on a free loopback port, waits for /readyz, runs
+#      tests/e2e/test_openai.py (openai client: completions and chat, streaming and not, base and
+#      adapter, error classes), then curl checks of every HTTP error (400/404/405/413, and 429 on a
+#      second server started with --max-waiting 0);
+#   5. stops the servers with SIGTERM and checks they exit 0.
+# Exits non-zero on any failure. Offline except for the first `pip install` (and, if the model
+# is not on this machine yet, `lorad model fetch`, which uses pip too).
+#
+# Environment: VENV (default $HOME/.cache/lorad/venv), CARGO_TARGET_DIR (default
+# $HOME/.cache/lorad/target), LORAD_HOME (where the real model is; default
+# $XDG_DATA_HOME/lorad or ~/.local/share/lorad).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$ROOT"
+VENV="${VENV:-$HOME/.cache/lorad/venv}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lorad/target}"
+SRC_HOME="${LORAD_HOME:-${XDG_DATA_HOME:-$HOME/.local/share}/lorad}"
+MODEL_DIR_NAME="smollm2-135m-instruct"
+BASE="SmolLM2-135M-Instruct"
+export PYTHONDONTWRITEBYTECODE=1
+OPENAI_VERSION="3.54.0"
+PYTEST_VERSION="9.2.0"
+
+PASSED=0
+FAILED=0
+ok() { PASSED=$((PASSED + 1)); echo "  ok: $*"; }
+fail() { FAILED=$((FAILED + 1)); echo "  FAIL: $*" >&2; }
+
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/lorad-e2e.XXXXXX")"
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do
+        if kill -0 "$pid" 2>/dev/null; then
+            kill -TERM "$pid" 2>/dev/null || true
+            wait "$pid" 2>/dev/null || true
+        fi
+    done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+echo "==> python venv ($VENV)"
+if [ ! -x "$VENV/bin/python" ]; then
+    python3 -m venv "$VENV"
+fi
+# Only touch the network when the pinned versions are not installed yet.
+if ! "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(not (m.version('openai') == '$OPENAI_VERSION' and m.version('pytest') == '$PYTEST_VERSION'))" 2>/dev/null; then
+    "$VENV/bin/pip" install -q --disable-pip-version-check "openai==$OPENAI_VERSION" "pytest==$PYTEST_VERSION"
+fi
+
+echo "==> cargo build -p lorad"
+cargo build -q -p lorad
+LORAD="$CARGO_TARGET_DIR/debug/lorad"
+
+echo "==> test home in $TMP"
+if [ ! -f "$SRC_HOME/models/$MODEL_DIR_NAME/$BASE.Q4_1.gguf" ]; then
+    echo "model not in $SRC_HOME; fetching it"
+    "$LORAD" --home "$SRC_HOME" model fetch
+fi
+HOME_DIR="$TMP/home"
+mkdir -p "$HOME_DIR/models"
+ln -s "$SRC_HOME/models/$MODEL_DIR_NAME" "$HOME_DIR/models/$MODEL_DIR_NAME"
+lorad() { "$LORAD" --home "$HOME_DIR" "$@"; }
+
+"$LORAD" --home "$HOME_DIR" adapter generate-random "$TMP/ada" --rank 8 --seed 7 >/dev/null
+lorad adapter import "$TMP/ada" --name ada
+lorad adapter ls
+if lorad adapter ls --json | "$VENV/bin/python" -c 'import json,sys; a=json.load(sys.stdin); assert [x["name"] for x in a] == ["ada"] and a[0]["rank"] == 8'; then
+    ok "adapter ls --json lists the imported adapter"
+else
+    fail "adapter ls --json"
+fi
+
+free_port() { "$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# start_server LOG ARGS... : starts lorad serve in the background, sets SERVER_PID.
+start_server() {
+    local log="$1"
+    shift
+    "$LORAD" --home "$HOME_DIR" serve "$@" >"$log" 2>&1 &
+    SERVER_PID=$!
+    PIDS+=("$SERVER_PID")
+}
+
+# wait_ready PORT PID LOG
+wait_ready() {
+    local port="$1" pid="$2" log="$3"
+    for _ in $(seq 1 240); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            echo "server exited during start-up:" >&2
+            cat "$log" >&2
+            return 1
+        fi
+        if [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/readyz")" = 200 ]; then
+            return 0
+        fi
+        sleep 0.25
+    done
+    echo "server not ready after 60 s:" >&2
+    cat "$log" >&2
+    return 1
+}
+
+# stop_server PID NAME : SIGTERM, expect exit status 0 within 30 s.
+stop_server() {
+    local pid="$1" name="$2" status=0
+    kill -TERM "$pid"
+    for _ in $(seq 1 120); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.25
+    done
+    wait "$pid" || status=$?
+    if [ "$status" = 0 ]; then ok "$name stopped on SIGTERM with status 0"; else fail "$name exited with $status after SIGTERM"; fi
+}
+
+# expect_exit CODE DESCRIPTION CMD... : runs CMD, checks its exit status.
+expect_exit() {
+    local want="$1" what="$2" got=0
+    shift 2
+    "$@" >"$TMP/cmd.out" 2>&1 || got=$?
+    if [ "$got" = "$want" ]; then ok "exit $want: $what"; else fail "$what: exit $got, expected $want: $(tail -3 "$TMP/cmd.out")"; fi
+}
+
+echo "==> CLI exit codes"
+mkdir -p "$TMP/broken" && echo '{}' >"$TMP/broken/adapter_config.json"
+expect_exit 2 "unknown flag" lorad serve --no-such-flag
+expect_exit 64 "--max-batch-size 0" lorad serve --max-batch-size 0
+expect_exit 64 "adapter rm of an unknown adapter" lorad adapter rm no-such-adapter
+expect_exit 65 "adapter import of a broken adapter" lorad adapter import "$TMP/broken"
+expect_exit 78 "adapter import without a model" "$LORAD" --home "$TMP/empty-home" adapter import "$TMP/ada"
+expect_exit 78 "serve with a missing --model" lorad serve --model "$TMP/missing.gguf" --listen "127.0.0.1:$(free_port)"
+
+echo "==> lorad serve"
+PORT="$(free_port)"
+URL="http://127.0.0.1:$PORT"
+start_server "$TMP/server.log" --listen "127.0.0.1:$PORT" --kv-cache-tokens 4096
+MAIN_PID=$SERVER_PID
+wait_ready "$PORT" "$MAIN_PID" "$TMP/server.log"
+echo "ready on $URL"
+expect_exit 69 "serve on a port already in use" lorad serve --listen "127.0.0.1:$PORT"
+
+echo "==> pytest (official openai client $OPENAI_VERSION)"
+PYTEST_STATUS=0
+LORAD_BASE_URL="$URL/v1" LORAD_BASE_MODEL="$BASE" LORAD_ADAPTER=ada \
+    "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/e2e/test_openai.py || PYTEST_STATUS=$?
+if [ "$PYTEST_STATUS" = 0 ]; then ok "pytest suite"; else fail "pytest suite (status $PYTEST_STATUS)"; fi
+
+echo "==> curl checks"
+# check NAME STATUS METHOD PATH [BODY|@FILE] [JQ-LIKE PYTHON ASSERTION ON THE JSON BODY `b`]
+check() {
+    local name="$1" want="$2" method="$3" path="$4" body="${5:-}" assertion="${6:-}" got
+    local args=(-s -o "$TMP/resp.body" -D "$TMP/resp.headers" -w '%{http_code}' -X "$method" -H 'content-type: application/json')
+    if [ -n "$body" ]; then
+        if [ "${body:0:1}" = "@" ]; then args+=(--data-binary "$body"); else args+=(-d "$body"); fi
+    fi
+    got="$(curl "${args[@]}" "$URL$path")" || true
+    if [ "$got" != "$want" ]; then
+        fail "$name: HTTP $got, expected $want: $(head -c 300 "$TMP/resp.body")"
+        return
+    fi
+    if [ -n "$assertion" ] && ! "$VENV/bin/python" -c "import json,sys; b=json.load(open(sys.argv[1])); assert $assertion, b" "$TMP/resp.body" 2>"$TMP/assert.err"; then
+        fail "$name: $(tail -1 "$TMP/assert.err")"
+        return
+    fi
+    ok "$name: HTTP $want"
+}
+M="\"model\": \"$BASE\""
+check "healthz" 200 GET /healthz
+check "readyz" 200 GET /readyz
+check "models list" 200 GET /v1/models "" "[m['id'] for m in b['data']] == ['$BASE', 'ada'] and b['data'][1]['parent'] == '$BASE'"
+check "completion" 200 POST /v1/completions "{$M, \"prompt\": \"The capital of France is\", \"max_tokens\": 4, \"temperature\": 0}" "b['object'] == 'text_completion' and b['usage']['completion_tokens'] == 4"
+check "unknown model" 404 POST /v1/chat/completions '{"model": "nope", "messages": [{"role": "user", "content": "hi"}]}' "b['error']['code'] == 'model_not_found' and b['error']['message'] == \"The model 'nope' does not exist\""
+check "bad temperature" 400 POST /v1/completions "{$M, \"prompt\": \"hi\", \"temperature\": -1}" "b['error']['param'] == 'temperature'"
+check "wrong type" 400 POST /v1/completions "{$M, \"prompt\": \"hi\", \"max_tokens\": \"many\"}" "b['error']['param'] == 'max_tokens'"
+check "bad top_p" 400 POST /v1/completions "{$M, \"prompt\": \"hi\", \"top_p\": 2}" "b['error']['param'] == 'top_p'"
+check "n=2" 400 POST /v1/completions "{$M, \"prompt\": \"hi\", \"n\": 2}" "b['error']['param'] == 'n'"
+check "logprobs" 400 POST /v1/completions "{$M, \"prompt\": \"hi\", \"logprobs\": 3}" "b['error']['param'] == 'logprobs'"
+check "echo" 400 POST /v1/completions "{$M, \"prompt\": \"hi\", \"echo\": true}" "b['error']['param'] == 'echo'"
+check "several prompts" 400 POST /v1/completions "{$M, \"prompt\": [\"a\", \"b\"]}" "b['error']['param'] == 'prompt'"
+check "missing model" 400 POST /v1/completions '{"prompt": "hi"}' "b['error']['param'] == 'model'"
+check "malformed JSON" 400 POST /v1/completions '{"model": ' "b['error']['code'] == 'invalid_json'"
+check "context length" 400 POST /v1/chat/completions "{$M, \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"max_tokens\": 100000}" "b['error']['code'] == 'context_length_exceeded' and b['error']['param'] == 'messages'"
+"$VENV/bin/python" -c "import json,sys; json.dump({'model': '$BASE', 'prompt': 'a' * (5 << 20)}, open(sys.argv[1], 'w'))" "$TMP/big.json"
+check "body over 4 MiB" 413 POST /v1/completions "@$TMP/big.json" "b['error']['code'] == 'request_too_large'"
+check "wrong method" 405 GET /v1/chat/completions "" "b['error']['code'] == 'method_not_allowed'"
+check "unknown path" 404 GET /v1/nothing "" "b['error']['code'] == 'unknown_url'"
+check "streaming ends with [DONE]" 200 POST /v1/completions "{$M, \"prompt\": \"Hi\", \"max_tokens\": 3, \"stream\": true}" ""
+if tail -c 14 "$TMP/resp.body" | grep -q '^data: \[DONE\]$' && grep -q '"usage"' "$TMP/resp.body"; then
+    ok "stream has usage and ends with data: [DONE]"
+else
+    fail "stream format: $(tail -c 300 "$TMP/resp.body")"
+fi
+
+echo "==> 429 from a second server with --max-waiting 0 (every request is refused)"
+PORT2="$(free_port)"
+start_server "$TMP/server2.log" --listen "127.0.0.1:$PORT2" --max-waiting 0 --max-batch-size 1 --kv-cache-tokens 1024
+BUSY_PID=$SERVER_PID
+if wait_ready "$PORT2" "$BUSY_PID" "$TMP/server2.log"; then
+    SAVED_URL="$URL"
+    URL="http://127.0.0.1:$PORT2"
+    check "queue full" 429 POST /v1/completions "{$M, \"prompt\": \"hi\", \"max_tokens\": 2}" "b['error']['code'] == 'queue_full'"
+    if grep -qi '^retry-after: 1' "$TMP/resp.headers"; then ok "429 carries Retry-After: 1"; else fail "429 without Retry-After"; fi
+    URL="$SAVED_URL"
+    stop_server "$BUSY_PID" "second server"
+else
+    fail "second server did not start"
+fi
+
+echo "==> shutdown"
+stop_server "$MAIN_PID" "server"
+if grep -q "stopped" "$TMP/server.log"; then ok "server logged a graceful stop"; else fail "no graceful stop in the log"; fi
+
+echo
+echo "e2e: $PASSED passed, $FAILED failed"
+[ "$FAILED" = 0 ]

@@ -1,0 +1,153 @@
+"""lorad through the official `openai` Python client.
+
+Run by tests/e2e/run.sh against a live `lorad serve`; configured by environment:
+LORAD_BASE_URL (e.g. http://127.0.0.1:8080/v1), LORAD_BASE_MODEL, LORAD_ADAPTER.
+Generations are short (the model runs ~20 tokens/s on a small CPU).
+"""
+
+import os
+
+import openai
+import pytest
+
+BASE_URL = os.environ["LORAD_BASE_URL"]
+BASE = os.environ.get("LORAD_BASE_MODEL", "SmolLM2-135M-Instruct")
+ADAPTER = os.environ.get("LORAD_ADAPTER", "ada")
+QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+@pytest.fixture(scope="module")
+def client():
+    # No retries: a 429/5xx must surface as the error it is, not be retried away.
+    return openai.OpenAI(base_url=BASE_URL, api_key="unused", max_retries=0, timeout=120)
+
+
+def check_usage(usage, completion_tokens=None):
+    assert usage is not None
+    assert usage.prompt_tokens > 0 and usage.completion_tokens > 0
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+    if completion_tokens is not None:
+        assert usage.completion_tokens == completion_tokens
+
+
+def test_models_list_has_base_and_adapter(client):
+    models = {m.id: m for m in client.models.list()}
+    assert BASE in models and ADAPTER in models, models
+    assert models[BASE].owned_by == "lorad"
+    assert client.models.retrieve(ADAPTER).id == ADAPTER
+
+
+def test_greedy_chat_knows_paris(client):
+    r = client.chat.completions.create(model=BASE, messages=QUESTION, max_tokens=16, temperature=0)
+    assert r.object == "chat.completion" and r.id.startswith("chatcmpl-")
+    assert r.model == BASE
+    assert r.choices[0].message.role == "assistant"
+    assert "Paris" in r.choices[0].message.content, r.choices[0].message.content
+    assert r.choices[0].finish_reason in ("stop", "length")
+    check_usage(r.usage)
+
+
+def test_streaming_chat_on_base(client):
+    stream = client.chat.completions.create(
+        model=BASE,
+        messages=QUESTION,
+        max_tokens=16,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    assert all(c.object == "chat.completion.chunk" for c in chunks)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert "Paris" in text, text
+    finals = [c for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert len(finals) == 1
+    assert chunks[-1].choices == []
+    check_usage(chunks[-1].usage)
+
+
+def test_completion_on_base(client):
+    r = client.completions.create(model=BASE, prompt="The capital of France is", max_tokens=6, temperature=0)
+    assert r.object == "text_completion" and r.id.startswith("cmpl-")
+    assert "Paris" in r.choices[0].text, r.choices[0].text
+    assert r.choices[0].finish_reason == "length"
+    check_usage(r.usage, completion_tokens=6)
+
+
+def test_streaming_completion_on_base(client):
+    chunks = list(client.completions.create(model=BASE, prompt="1, 2, 3, 4,", max_tokens=8, temperature=0, stream=True))
+    text = "".join(c.choices[0].text for c in chunks if c.choices)
+    assert "5" in text, text
+    assert chunks[-1].choices[0].finish_reason == "length"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_chat_on_adapter(client, stream):
+    kwargs = dict(model=ADAPTER, messages=[{"role": "user", "content": "Say hello."}], max_tokens=8, temperature=0)
+    if stream:
+        chunks = list(client.chat.completions.create(stream=True, **kwargs))
+        assert all(c.model == ADAPTER for c in chunks)
+        assert chunks[-1].choices[0].finish_reason in ("stop", "length")
+    else:
+        r = client.chat.completions.create(**kwargs)
+        assert r.model == ADAPTER
+        assert isinstance(r.choices[0].message.content, str)
+        check_usage(r.usage)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_completion_on_adapter(client, stream):
+    kwargs = dict(model=ADAPTER, prompt="Once upon a time", max_tokens=8, temperature=0)
+    if stream:
+        chunks = list(client.completions.create(stream=True, **kwargs))
+        assert all(c.model == ADAPTER for c in chunks)
+    else:
+        r = client.completions.create(**kwargs)
+        assert r.model == ADAPTER
+        check_usage(r.usage)
+
+
+def test_seeded_sampling_is_reproducible(client):
+    kwargs = dict(model=BASE, prompt="My favourite food is", max_tokens=8, temperature=1.0, top_p=0.9, seed=1234)
+    a = client.completions.create(**kwargs).choices[0].text
+    b = client.completions.create(**kwargs).choices[0].text
+    assert a == b
+
+
+def test_stop_sequence(client):
+    r = client.completions.create(model=BASE, prompt="1, 2, 3, 4,", max_tokens=24, temperature=0, stop=[" 8"])
+    assert " 8" not in r.choices[0].text and "7" in r.choices[0].text, r.choices[0].text
+    assert r.choices[0].finish_reason == "stop"
+
+
+def test_unknown_model_is_not_found(client):
+    for stream in (False, True):
+        with pytest.raises(openai.NotFoundError) as e:
+            client.chat.completions.create(model="no-such-model", messages=QUESTION, max_tokens=4, stream=stream)
+        assert e.value.code == "model_not_found"
+        assert "does not exist" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "extra,param",
+    [
+        ({"temperature": 9}, "temperature"),
+        ({"top_p": 0}, "top_p"),
+        ({"n": 2}, "n"),
+        ({"logprobs": True}, "logprobs"),
+        ({"max_tokens": 10_000_000}, "messages"),
+    ],
+)
+def test_bad_requests_name_the_field(client, extra, param):
+    kwargs = dict(model=BASE, messages=QUESTION, max_tokens=4)
+    kwargs.update(extra)
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(**kwargs)
+    assert e.value.param == param
+
+
+def test_context_length_code(client):
+    with pytest.raises(openai.BadRequestError) as e:
+        client.completions.create(model=BASE, prompt="hi", max_tokens=10_000_000)
+    assert e.value.code == "context_length_exceeded"
