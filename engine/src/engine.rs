@@ -132,8 +132,14 @@ impl EngineHandle {
         let llama = Llama::new(&model.config, &model.weights)?;
         drop(model.weights);
         let mc = &model.config;
-        let max_seq_len =
-            cfg.max_seq_len.unwrap_or(mc.max_position_embeddings).min(mc.max_position_embeddings);
+        // A sequence must always fit the KV cache on its own, or preemption could only ever
+        // evict it and retry: the context window is capped at the cache's capacity.
+        let kv_tokens = cfg.kv_cache_tokens.div_ceil(cfg.block_size) * cfg.block_size;
+        let max_seq_len = cfg
+            .max_seq_len
+            .unwrap_or(mc.max_position_embeddings)
+            .min(mc.max_position_embeddings)
+            .min(kv_tokens);
         let kv = KvCache::new(
             mc.num_layers,
             cfg.kv_cache_tokens,

@@ -178,6 +178,7 @@ fn cancellation_admission_and_validation() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let ctx = h.info().max_seq_len;
+    assert_eq!(ctx, 1024, "the context window is capped at the KV cache size");
     assert!(matches!(
         h.submit(GenerateRequest::greedy(prompt.clone(), ctx)),
         Err(EngineError::ContextLength { .. })
