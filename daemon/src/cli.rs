@@ -174,16 +174,16 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
-    /// The engine limits these flags ask for. The context window is capped at the KV cache
-    /// size: a request that could never fit in the cache is refused up front (400
-    /// `context_length_exceeded`) instead of waiting forever for blocks.
+    /// The engine limits these flags ask for. The engine caps the context window at the KV
+    /// cache size itself, so a request that could never fit is refused up front (400
+    /// `context_length_exceeded`).
     pub fn engine_config(&self) -> EngineConfig {
         EngineConfig {
             max_batch_size: self.max_batch_size,
             max_batch_tokens: self.max_batch_tokens,
             max_waiting: self.max_waiting,
             kv_cache_tokens: self.kv_cache_tokens,
-            max_seq_len: Some(self.kv_cache_tokens.max(1)),
+            max_seq_len: None,
             ..EngineConfig::default()
         }
     }

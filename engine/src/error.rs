@@ -63,6 +63,9 @@ pub enum EngineError {
     /// The engine configuration is invalid.
     #[error("engine config: {0}")]
     Config(String),
+    /// A running request failed inside the engine.
+    #[error("generation failed: {0}")]
+    Generation(String),
     /// The engine thread has stopped.
     #[error("the engine has shut down")]
     Shutdown,

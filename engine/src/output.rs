@@ -1,54 +1,34 @@
-//! Turning sampled ids into text for the client: incremental detokenization that never splits
-//! a UTF-8 character, and stop strings that are never sent, not even in part.
+//! Turning sampled ids into text for the client: the model crate's incremental detokenizer
+//! (never splits a UTF-8 character), plus stop strings that are never sent, not even in part.
 
-use lorad_model::Tokenizer;
+use lorad_model::IncrementalDecoder;
 
 use crate::{EngineError, Result};
 
 /// Per-request output state.
 #[derive(Debug)]
 pub(crate) struct OutputState {
-    ids: Vec<u32>,
-    prefix_offset: usize,
-    read_offset: usize,
+    decoder: IncrementalDecoder,
     /// Everything decoded so far (cut at a stop string once one is found).
     text: String,
     /// Bytes of `text` already sent.
     emitted: usize,
     stop: Vec<String>,
     max_stop: usize,
+    /// A stop string matched: nothing after it may be sent.
+    stopped: bool,
 }
 
 impl OutputState {
-    pub(crate) fn new(stop: Vec<String>) -> Self {
+    pub(crate) fn new(stop: Vec<String>, decoder: IncrementalDecoder) -> Self {
         let max_stop = stop.iter().map(String::len).max().unwrap_or(0);
-        Self {
-            ids: Vec::new(),
-            prefix_offset: 0,
-            read_offset: 0,
-            text: String::new(),
-            emitted: 0,
-            stop,
-            max_stop,
-        }
+        Self { decoder, text: String::new(), emitted: 0, stop, max_stop, stopped: false }
     }
 
     /// Adds a token; returns the text that may be sent now and whether a stop string matched.
-    pub(crate) fn push(&mut self, id: u32, tok: &Tokenizer) -> Result<(String, bool)> {
-        self.ids.push(id);
-        let dec =
-            |ids: &[u32]| tok.decode(ids, true).map_err(|e| EngineError::Tokenizer(e.to_string()));
-        // Decode a small window: the text of ids[prefix..read] is already out; what the window
-        // adds beyond it is new, unless it ends in a replacement char (an incomplete UTF-8
-        // sequence that the next token will complete).
-        let prefix = dec(&self.ids[self.prefix_offset..self.read_offset])?;
-        let full = dec(&self.ids[self.prefix_offset..])?;
-        if full.len() > prefix.len() && !full.ends_with('\u{FFFD}') {
-            let piece = full.get(prefix.len()..).unwrap_or(&full);
-            self.text.push_str(piece);
-            self.prefix_offset = self.read_offset;
-            self.read_offset = self.ids.len();
-        }
+    pub(crate) fn push(&mut self, id: u32) -> Result<(String, bool)> {
+        let piece = self.decoder.push(id).map_err(|e| EngineError::Tokenizer(e.to_string()))?;
+        self.text.push_str(&piece);
         if self.max_stop > 0 {
             let from = floor_boundary(&self.text, self.emitted.saturating_sub(self.max_stop));
             let hit = self
@@ -60,6 +40,7 @@ impl OutputState {
                 self.text.truncate(at);
                 let out = self.text[self.emitted.min(at)..].to_string();
                 self.emitted = self.text.len();
+                self.stopped = true;
                 return Ok((out, true));
             }
         }
@@ -69,9 +50,15 @@ impl OutputState {
         Ok((out, false))
     }
 
-    /// Text still held back (a possible stop-string prefix), sent when generation ends for
-    /// another reason.
+    /// Text still held back (a possible stop-string prefix, an incomplete character), sent when
+    /// generation ends for another reason than a stop string.
     pub(crate) fn flush(&mut self) -> String {
+        if self.stopped {
+            return String::new();
+        }
+        if let Ok(tail) = self.decoder.finish() {
+            self.text.push_str(&tail);
+        }
         let out = self.text[self.emitted..].to_string();
         self.emitted = self.text.len();
         out

@@ -118,22 +118,51 @@ impl GenerationStream {
         self.rx.blocking_recv()
     }
 
-    /// Waits for the whole completion (blocking).
-    pub fn collect_blocking(mut self) -> Result<Completion> {
-        let mut text = String::new();
-        let mut tokens = Vec::new();
-        while let Some(ev) = self.blocking_next() {
-            match ev {
-                GenerationEvent::Delta { text: t, tokens: ids } => {
-                    text.push_str(&t);
-                    tokens.extend(ids);
-                }
-                GenerationEvent::Done { finish_reason, usage } => {
-                    return Ok(Completion { text, tokens, finish_reason, usage });
-                }
-                GenerationEvent::Error(e) => return Err(EngineError::Config(e)),
+    /// Waits for the whole completion. Dropping the future cancels the request.
+    pub async fn collect(mut self) -> Result<Completion> {
+        let mut acc = Collector::default();
+        loop {
+            if let Some(done) = acc.take(self.next().await) {
+                return done;
             }
         }
-        Err(EngineError::Shutdown)
+    }
+
+    /// Blocking twin of [`Self::collect`].
+    pub fn collect_blocking(mut self) -> Result<Completion> {
+        let mut acc = Collector::default();
+        loop {
+            if let Some(done) = acc.take(self.blocking_next()) {
+                return done;
+            }
+        }
+    }
+}
+
+/// Folds a request's events into a [`Completion`]; shared by the async and blocking collectors.
+#[derive(Debug, Default)]
+struct Collector {
+    text: String,
+    tokens: Vec<u32>,
+}
+
+impl Collector {
+    /// Takes the next event (`None`: the engine went away); returns the outcome once known.
+    fn take(&mut self, ev: Option<GenerationEvent>) -> Option<Result<Completion>> {
+        match ev {
+            Some(GenerationEvent::Delta { text, tokens }) => {
+                self.text.push_str(&text);
+                self.tokens.extend(tokens);
+                None
+            }
+            Some(GenerationEvent::Done { finish_reason, usage }) => Some(Ok(Completion {
+                text: std::mem::take(&mut self.text),
+                tokens: std::mem::take(&mut self.tokens),
+                finish_reason,
+                usage,
+            })),
+            Some(GenerationEvent::Error(e)) => Some(Err(EngineError::Generation(e))),
+            None => Some(Err(EngineError::Shutdown)),
+        }
     }
 }

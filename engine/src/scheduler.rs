@@ -137,7 +137,7 @@ impl Scheduler {
                     blocks: Vec::new(),
                     adapter: init.adapter,
                     sampler: Sampler::new(init.sampling),
-                    out: OutputState::new(init.stop),
+                    out: OutputState::new(init.stop, self.tokenizer.incremental_decoder()),
                     max_tokens: init.max_tokens,
                     ignore_eos: init.ignore_eos,
                     tx: init.tx,
@@ -280,8 +280,7 @@ impl Scheduler {
             s.computed += plan[i];
         }
         let mut finished = Vec::new();
-        for (row, &i) in sampled_idx.iter().enumerate() {
-            let mut l = logits[row].clone();
+        for (&i, mut l) in sampled_idx.iter().zip(logits) {
             if let Some(reason) = self.sample_one(i, &mut l) {
                 finished.push((i, reason));
             }
@@ -312,7 +311,7 @@ impl Scheduler {
             let _ = s.tx.send(GenerationEvent::Delta { text: String::new(), tokens: vec![tok] });
             return Some(FinishReason::Stop);
         }
-        match s.out.push(tok, &self.tokenizer) {
+        match s.out.push(tok) {
             Ok((text, stopped)) => {
                 let _ = s.tx.send(GenerationEvent::Delta { text, tokens: vec![tok] });
                 if stopped {

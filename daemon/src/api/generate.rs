@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use axum::Json;
 use axum::response::{IntoResponse, Response};
-use lorad_engine::{FinishReason, GenerateRequest, GenerationEvent, GenerationStream, Usage};
+use lorad_engine::{EngineError, FinishReason, GenerateRequest, GenerationStream, Usage};
 
 use super::errors::ApiError;
 use super::ids::{new_id, unix_now};
@@ -163,32 +163,22 @@ pub(crate) async fn respond(
 }
 
 /// Waits for the whole answer. Dropping this future (client gone) cancels the request.
-async fn collect(meta: Meta, mut stream: GenerationStream) -> Result<Response, ApiError> {
-    let mut text = String::new();
-    loop {
-        match stream.next().await {
-            Some(GenerationEvent::Delta { text: t, .. }) => text.push_str(&t),
-            Some(GenerationEvent::Done { finish_reason, usage }) => {
-                meta.log_done(finish_reason.as_str(), usage);
-                let finish = Some(finish_reason);
-                return Ok(match meta.kind {
-                    Kind::Completion => {
-                        Json(meta.completion(Some((text, finish)), Some(usage))).into_response()
-                    }
-                    Kind::Chat => {
-                        let msg = MessageOut { role: Some("assistant"), content: Some(text) };
-                        Json(meta.chat(false, Some((msg, finish)), Some(usage))).into_response()
-                    }
-                });
-            }
-            Some(GenerationEvent::Error(e)) => {
-                return Err(ApiError::internal(format!("generation failed: {e}")));
-            }
-            None => {
-                return Err(ApiError::unavailable(
-                    "the engine shut down before the request finished",
-                ));
-            }
+async fn collect(meta: Meta, stream: GenerationStream) -> Result<Response, ApiError> {
+    let done = stream.collect().await.map_err(|e| match e {
+        EngineError::Shutdown => {
+            ApiError::unavailable("the engine shut down before the request finished")
         }
-    }
+        other => ApiError::internal(other.to_string()),
+    })?;
+    meta.log_done(done.finish_reason.as_str(), done.usage);
+    let finish = Some(done.finish_reason);
+    Ok(match meta.kind {
+        Kind::Completion => {
+            Json(meta.completion(Some((done.text, finish)), Some(done.usage))).into_response()
+        }
+        Kind::Chat => {
+            let msg = MessageOut { role: Some("assistant"), content: Some(done.text) };
+            Json(meta.chat(false, Some((msg, finish)), Some(done.usage))).into_response()
+        }
+    })
 }

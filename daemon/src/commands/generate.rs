@@ -16,11 +16,11 @@ use crate::exit::{ExitExt, ExitKind, coded};
 pub(crate) fn run(home: &Path, args: GenerateArgs) -> anyhow::Result<()> {
     let path = model_to_run(home, args.model.model.as_deref())?;
     let model = load(&path, &args.model)?;
-    // One request: a small cache is plenty. The context is capped to it (see `ServeArgs`).
+    // One request: a small cache is plenty (the engine caps the context window to it).
     let cfg = EngineConfig {
         max_batch_size: 1,
         kv_cache_tokens: 4096,
-        max_seq_len: Some(4096),
+        max_seq_len: None,
         ..EngineConfig::default()
     };
     let engine = EngineHandle::start(model, cfg).context("cannot start the engine")?;
