@@ -54,6 +54,9 @@ struct Seq {
     out: OutputState,
     max_tokens: usize,
     ignore_eos: bool,
+    /// Counted in `EngineStats::waiting` (by the handle at submit) and not yet admitted.
+    /// Preempted sequences re-queue without it: they were admitted once already.
+    counted_waiting: bool,
     tx: UnboundedSender<GenerationEvent>,
 }
 
@@ -140,6 +143,7 @@ impl Scheduler {
                     out: OutputState::new(init.stop, self.tokenizer.incremental_decoder()),
                     max_tokens: init.max_tokens,
                     ignore_eos: init.ignore_eos,
+                    counted_waiting: true,
                     tx: init.tx,
                 });
                 true
@@ -164,10 +168,14 @@ impl Scheduler {
             }
             keep
         });
-        let before = self.waiting.len();
-        self.waiting.retain(|s| !s.tx.is_closed() || !s.blocks.is_empty());
-        // Requests that never ran were counted as waiting by the handle.
-        self.stats.waiting.fetch_sub(before - self.waiting.len(), Ordering::SeqCst);
+        let stats = &self.stats;
+        self.waiting.retain(|s| {
+            let keep = !s.tx.is_closed();
+            if !keep && s.counted_waiting {
+                stats.waiting.fetch_sub(1, Ordering::SeqCst);
+            }
+            keep
+        });
         self.stats.running.store(self.running.len(), Ordering::Relaxed);
     }
 
@@ -179,8 +187,7 @@ impl Scheduler {
             let Some(blocks) = self.kv.blocks.alloc(need) else { break };
             let Some(mut s) = self.waiting.pop_front() else { break };
             s.blocks = blocks;
-            // Preempted sequences re-enter with `computed == 0` and were never counted as new.
-            if s.generated() == 0 && s.computed == 0 {
+            if std::mem::take(&mut s.counted_waiting) {
                 self.stats.waiting.fetch_sub(1, Ordering::SeqCst);
             }
             self.running.push(s);

@@ -228,3 +228,40 @@ fn preemption_preserves_greedy_outputs() {
     assert!(preempted > 0, "the cache was large enough: nothing was preempted");
     h.shutdown();
 }
+
+/// A request preempted in the middle of its prefill (before it generated anything) and later
+/// re-admitted is counted out of the waiting queue once, not twice: afterwards the queue reads
+/// empty and new requests are admitted instead of refused as over capacity.
+#[test]
+fn preemption_during_prefill_keeps_the_queue_count() {
+    // 3 blocks of 16. Two tokens per step: A decodes one, B prefills one, so B is still
+    // prefilling its 30-token prompt when A needs its second block and B is preempted.
+    let cfg = EngineConfig {
+        kv_cache_tokens: 48,
+        block_size: 16,
+        max_batch_tokens: 2,
+        max_waiting: 4,
+        ..Default::default()
+    };
+    let Some((h, model)) = engine(cfg) else { return };
+    let a = GenerateRequest {
+        ignore_eos: true,
+        ..GenerateRequest::greedy(common::encode(&model, PROMPTS[0]), 30)
+    };
+    let long: Vec<u32> =
+        common::encode(&model, &"one two three four five ".repeat(6))[..30].to_vec();
+    let b = GenerateRequest::greedy(long, 2);
+    let mut sa = h.submit(a).unwrap();
+    assert!(matches!(sa.blocking_next(), Some(GenerationEvent::Delta { .. })));
+    let sb = h.submit(b).unwrap();
+    sa.collect_blocking().unwrap();
+    sb.collect_blocking().unwrap();
+    assert!(
+        h.stats().preemptions.load(std::sync::atomic::Ordering::SeqCst) > 0,
+        "B was not preempted"
+    );
+    assert_eq!(h.stats().waiting.load(std::sync::atomic::Ordering::SeqCst), 0);
+    let again = GenerateRequest::greedy(common::encode(&model, PROMPTS[1]), 2);
+    h.submit(again).expect("admitted after the preemption").collect_blocking().unwrap();
+    h.shutdown();
+}
