@@ -151,6 +151,25 @@ pub(crate) fn run(home: &Path, out: &Path, args: &DecodeArgs) -> anyhow::Result<
         md += &format!(", **b/c = {r:.2}** (goal ≥ 10 with 100 distinct adapters)");
     }
     md += "\n";
+    let name = format!(
+        "decode-{}x{}-r{}-{}proj",
+        args.requests,
+        args.max_tokens,
+        args.rank,
+        targets.len()
+    );
+    let mut title = format!(
+        "decode: {} requests × {} tokens, rank {}  |  b/a = {b_over_a:.3}",
+        args.requests, args.max_tokens, args.rank
+    );
+    if let Some(r) = b_over_c {
+        title += &format!(", b/c = {r:.2}");
+    }
+    let png = plot_decode(out, &name, &title, &a_runs, &b_runs, c.map(|x| x.0));
+    if let Some(p) = &png {
+        md +=
+            &format!("\n![tokens/s of a, b, c]({})\n", p.file_name().unwrap_or_default().display());
+    }
     println!("{md}");
     let json = serde_json::json!({
         "benchmark": "decode",
@@ -162,15 +181,48 @@ pub(crate) fn run(home: &Path, out: &Path, args: &DecodeArgs) -> anyhow::Result<
         "b_runs_tokens_per_s": b_runs.iter().map(|r| r.0).collect::<Vec<_>>(),
         "c_merge_per_request_tokens_per_s": c.map(|x| x.0),
         "b_over_a": b_over_a, "b_over_c": b_over_c,
+        "plot": png.as_ref().and_then(|p| p.file_name()).map(|f| f.to_string_lossy().into_owned()),
     });
-    let name = format!(
-        "decode-{}x{}-r{}-{}proj",
-        args.requests,
-        args.max_tokens,
-        args.rank,
-        targets.len()
-    );
     crate::report::write(out, &name, &json, &md)
+}
+
+/// Writes `<out>/<name>.png`: tokens/s of a, b, c (best run, then each interleaved run of a and
+/// b) under `title`. Returns the path, or `None` (with a warning) if it could not be written:
+/// a chart never fails the benchmark.
+fn plot_decode(
+    out: &Path,
+    name: &str,
+    title: &str,
+    a_runs: &[(f64, f64)],
+    b_runs: &[(f64, f64)],
+    c_tps: Option<f64>,
+) -> Option<std::path::PathBuf> {
+    let (a, b) = ("a: base only".to_string(), "b: multi-LoRA batched".to_string());
+    let best = |runs: &[(f64, f64)]| runs.iter().map(|r| r.0).fold(0.0, f64::max);
+    let mut best = vec![(a.clone(), best(a_runs)), (b.clone(), best(b_runs))];
+    if let Some(tps) = c_tps {
+        best.push(("c: merge per request".to_string(), tps));
+    }
+    let mut groups = vec![(format!("best of {}", a_runs.len()), best)];
+    if a_runs.len() > 1 {
+        for (i, (ra, rb)) in a_runs.iter().zip(b_runs).enumerate() {
+            groups.push((format!("run {}", i + 1), vec![(a.clone(), ra.0), (b.clone(), rb.0)]));
+        }
+    }
+    let path = out.join(format!("{name}.png"));
+    let written = std::fs::create_dir_all(out)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| crate::plot::bar_chart(&path, title, "generated tokens/s", &groups));
+    match written {
+        Ok(()) => {
+            println!("chart: {}", path.display());
+            Some(path)
+        }
+        Err(e) => {
+            eprintln!("lorad-bench: warning: no chart: {e:#}");
+            None
+        }
+    }
 }
 
 /// Submits all prompts at once and waits for all; returns (generated tokens/s, seconds).

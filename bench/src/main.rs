@@ -1,9 +1,12 @@
 //! `lorad-bench`: lorad's benchmarks. Every speed goal is a *ratio* of two configurations
 //! measured side by side in one run on one machine, never an absolute number asserted in a test.
-//! Each benchmark prints a table and writes `<out>/<name>.json` and `<out>/<name>.md`.
+//! Each benchmark prints a table and writes `<out>/<name>.json`, `<out>/<name>.md` and a PNG
+//! chart `<out>/<name>.png`.
 
 mod decode;
+mod plot;
 mod report;
+mod store;
 
 use std::path::PathBuf;
 
@@ -15,7 +18,7 @@ struct Cli {
     /// lorad data directory (model cache).
     #[arg(long, env = "LORAD_HOME", global = true)]
     home: Option<PathBuf>,
-    /// Where JSON and Markdown results go.
+    /// Where JSON, Markdown and PNG results go.
     #[arg(long, default_value = "bench/results", global = true)]
     out: PathBuf,
     #[command(subcommand)]
@@ -26,6 +29,9 @@ struct Cli {
 enum Cmd {
     /// Decode throughput: base alone vs one adapter per request vs merge-per-request.
     Decode(decode::DecodeArgs),
+    /// The adapter store at scale: import rate, index open time, cold page-in latency vs disk
+    /// bandwidth, host-tier hits, serving with a 10 % host budget vs unlimited.
+    Store(store::StoreArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -43,5 +49,6 @@ fn try_main() -> anyhow::Result<()> {
     let home = cli.home.unwrap_or_else(lorad_model::default_home);
     match cli.cmd {
         Cmd::Decode(args) => decode::run(&home, &cli.out, &args),
+        Cmd::Store(args) => store::run(&home, &cli.out, &args),
     }
 }

@@ -13,10 +13,16 @@ use lorad_engine::EngineConfig;
 #[derive(Debug, Parser)]
 #[command(name = "lorad", version, propagate_version = true)]
 pub struct Cli {
-    /// Data directory holding `models/` and `adapters/` [default: $XDG_DATA_HOME/lorad, else
-    /// ~/.local/share/lorad].
+    /// Data directory holding `models/` and the adapter store `store/` [default:
+    /// $XDG_DATA_HOME/lorad, else ~/.local/share/lorad].
     #[arg(long, global = true, env = "LORAD_HOME", value_name = "DIR")]
     pub home: Option<PathBuf>,
+
+    /// How the adapter store reads from disk: `auto` (io_uring, falling back to pread with a
+    /// warning where the kernel or a sandbox refuses it), `io-uring` (fail if unavailable) or
+    /// `pread`.
+    #[arg(long, global = true, env = "LORAD_STORE_IO", value_enum, default_value_t = StoreIo::Auto)]
+    pub store_io: StoreIo,
 
     /// Log filter (`error`, `warn`, `info`, `debug`, `trace`, or a tracing `EnvFilter` directive
     /// such as `lorad=debug,tower_http=debug`); overrides RUST_LOG [default: RUST_LOG, else info].
@@ -39,11 +45,17 @@ pub enum Command {
     },
     /// Serve the OpenAI-compatible HTTP API until SIGINT/SIGTERM.
     Serve(ServeArgs),
-    /// Manage the adapter registry (`<home>/adapters`).
+    /// Manage adapters in the store (`<home>/store`).
     Adapter {
         /// The adapter subcommand.
         #[command(subcommand)]
         command: AdapterCommand,
+    },
+    /// Maintain the adapter store.
+    Store {
+        /// The store subcommand.
+        #[command(subcommand)]
+        command: StoreCommand,
     },
     /// Generate once, locally, without HTTP, streaming the text to stdout.
     Generate(GenerateArgs),
@@ -55,6 +67,40 @@ pub enum ModelCommand {
     /// Download the default model (SmolLM2-135M-Instruct, Q4_1 GGUF) into `<home>/models`, verify
     /// it, and print its path. Does nothing but verify when it is already there.
     Fetch,
+}
+
+/// Read path of the adapter store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StoreIo {
+    /// io_uring when available, else pread (logged).
+    Auto,
+    /// io_uring, or fail at start.
+    IoUring,
+    /// Always pread.
+    Pread,
+}
+
+impl StoreIo {
+    /// The store's config for this choice.
+    pub fn store_config(self) -> lorad_store::disk::StoreConfig {
+        use lorad_store::paging::IoMode;
+        let io_mode = match self {
+            Self::Auto => IoMode::Auto,
+            Self::IoUring => IoMode::IoUring,
+            Self::Pread => IoMode::Pread,
+        };
+        lorad_store::disk::StoreConfig { io_mode, ..lorad_store::disk::StoreConfig::default() }
+    }
+}
+
+/// `lorad store ...`
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Check every adapter's bytes against its checksums and content hash; quarantine (and list)
+    /// the ones that fail. Exits 65 when any fails.
+    Verify,
+    /// Reclaim space: torn imports, removed adapters, dead segments.
+    Gc,
 }
 
 /// `lorad adapter ...`
@@ -78,9 +124,19 @@ pub enum AdapterCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Remove an imported adapter.
+    /// Remove an imported adapter (a running server stops serving it on its next refresh).
     Rm {
-        /// The adapter's registry name.
+        /// The adapter's name.
+        name: String,
+    },
+    /// Pin an adapter: a server keeps it resident in every tier (never evicted).
+    Pin {
+        /// The adapter's name.
+        name: String,
+    },
+    /// Unpin an adapter.
+    Unpin {
+        /// The adapter's name.
         name: String,
     },
     /// Write a deterministic random PEFT adapter (non-zero A and B) for tests and benchmarks.
@@ -171,6 +227,40 @@ pub struct ServeArgs {
     /// Seconds in-flight requests get to finish after SIGINT/SIGTERM before they are cancelled.
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     pub shutdown_timeout: u64,
+    /// Byte budget of the device working set of adapters (LoRA weights resident next to the
+    /// base model), e.g. `4GiB`.
+    #[arg(long, default_value = "4GiB", value_parser = parse_bytes, value_name = "BYTES")]
+    pub device_adapter_bytes: u64,
+    /// Byte budget of the host cache of adapters read from the store, e.g. `8GiB`.
+    #[arg(long, default_value = "8GiB", value_parser = parse_bytes, value_name = "BYTES")]
+    pub host_adapter_bytes: u64,
+    /// File holding the bearer token of the admin API (`/v1/adapters` uploads, pins, removals);
+    /// also read from $LORAD_ADMIN_TOKEN. Without one the admin API is disabled (403).
+    #[arg(long, value_name = "PATH")]
+    pub admin_token_file: Option<PathBuf>,
+}
+
+/// Parses `123`, `64KiB`, `512MiB`, `4GiB`, `1TiB` (also `KB`/`MB`/`GB`/`TB` as powers of 1000).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("'{s}' is not a byte size such as 4GiB"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" | "k" => 1 << 10,
+        "mib" | "m" => 1 << 20,
+        "gib" | "g" => 1 << 30,
+        "tib" | "t" => 1 << 40,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        other => {
+            return Err(format!("unknown unit '{other}' in '{s}' (use B, KiB, MiB, GiB, TiB)"));
+        }
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("'{s}' is too large"))
 }
 
 impl ServeArgs {
@@ -184,6 +274,7 @@ impl ServeArgs {
             max_waiting: self.max_waiting,
             kv_cache_tokens: self.kv_cache_tokens,
             max_seq_len: None,
+            adapter_pool_bytes: self.device_adapter_bytes,
             ..EngineConfig::default()
         }
     }
@@ -198,7 +289,7 @@ pub struct GenerateArgs {
     /// The prompt (with `--chat`, the user message).
     #[arg(long)]
     pub prompt: String,
-    /// Registry adapter to apply [default: the base model].
+    /// Stored adapter to apply [default: the base model].
     #[arg(long)]
     pub adapter: Option<String>,
     /// Most tokens to generate.
@@ -232,5 +323,10 @@ mod tests {
         assert_eq!((args.max_waiting, args.model.dtype), (0, Dtype::Bf16));
         assert_eq!(args.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(args.max_body_bytes, 4 << 20);
+        assert_eq!(args.device_adapter_bytes, 4 << 30);
+        assert_eq!(parse_bytes("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_bytes("2 GB"), Ok(2_000_000_000));
+        assert!(parse_bytes("12 parsecs").is_err());
+        assert!(parse_bytes("99999999999TiB").is_err());
     }
 }

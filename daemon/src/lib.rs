@@ -5,10 +5,8 @@
 //! statuses ([`exit`]); everything else lives here so integration tests can drive it:
 //! - [`cli`]: the command line;
 //! - [`api`]: the HTTP API ([`api::router`] over an [`api::AppState`]);
-//! - [`adapters`]: moving adapters from the registry into the engine;
 //! - [`try_main`]: runs a parsed command.
 
-pub mod adapters;
 pub mod api;
 pub mod cli;
 mod commands;
@@ -22,8 +20,9 @@ pub fn try_main(cli: Cli) -> anyhow::Result<()> {
     let home = cli.home.unwrap_or_else(lorad_model::default_home);
     match cli.command {
         Command::Model { command } => commands::model::run(&home, command),
-        Command::Serve(args) => commands::serve::run(&home, args),
-        Command::Adapter { command } => commands::adapter::run(&home, command),
-        Command::Generate(args) => commands::generate::run(&home, args),
+        Command::Serve(args) => commands::serve::run(&home, cli.store_io, args),
+        Command::Adapter { command } => commands::adapter::run(&home, cli.store_io, command),
+        Command::Store { command } => commands::store::run(&home, cli.store_io, command),
+        Command::Generate(args) => commands::generate::run(&home, cli.store_io, args),
     }
 }

@@ -4,11 +4,11 @@
 //! Requests hold an `Arc` to their adapter for their whole life (a lease): removing an adapter
 //! from the pool never pulls weights out from under a running request.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
 use lorad_kernels::LoraPair;
+use lorad_store::tiers::{TierCache, TierStats};
 use lorad_store::{Adapter, BaseShape, TargetModule};
 
 use crate::{EngineError, Result};
@@ -78,39 +78,71 @@ impl ResidentAdapter {
     }
 }
 
-/// Name → resident adapter, shared between the API threads (lookups at submit) and the engine.
-#[derive(Debug, Default, Clone)]
+/// The device working set: name → resident adapter under a byte budget, shared between the API
+/// threads (lookups at submit) and the engine.
+///
+/// A request's `Arc<ResidentAdapter>` is its lease: the pool never evicts an adapter while any
+/// clone of its `Arc` is alive (see [`TierCache`]), so admission can only evict adapters that no
+/// running or queued request holds.
+#[derive(Debug, Clone)]
 pub struct AdapterPool {
-    inner: Arc<RwLock<HashMap<String, Arc<ResidentAdapter>>>>,
+    inner: Arc<TierCache<ResidentAdapter>>,
 }
 
 impl AdapterPool {
-    /// Inserts or replaces an adapter. Requests already running keep the version they leased.
-    pub fn insert(&self, adapter: ResidentAdapter) {
-        let mut map = self.inner.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.insert(adapter.name.clone(), Arc::new(adapter));
+    /// An empty pool holding at most `budget_bytes` of adapter weights.
+    pub fn new(budget_bytes: u64) -> Self {
+        Self { inner: Arc::new(TierCache::new("device", budget_bytes)) }
     }
 
-    /// Looks up an adapter, taking a lease on it.
+    /// Inserts or replaces an adapter, evicting least-recently-used unleased, unpinned ones to
+    /// make room. Requests already running keep the version they leased. Returns the lease.
+    pub fn insert(&self, adapter: ResidentAdapter) -> Result<Arc<ResidentAdapter>> {
+        let name = adapter.name.clone();
+        let bytes = adapter.bytes as u64;
+        let arc = Arc::new(adapter);
+        let evicted = self
+            .inner
+            .insert(&name, arc.clone(), bytes)
+            .map_err(|full| EngineError::AdapterPoolFull { name: name.clone(), full })?;
+        for (old, _) in evicted {
+            tracing::debug!(adapter = %old, "evicted from the device working set");
+        }
+        Ok(arc)
+    }
+
+    /// Looks up an adapter, taking a lease on it (counts a hit or a miss).
     pub fn get(&self, name: &str) -> Option<Arc<ResidentAdapter>> {
-        self.inner.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(name).cloned()
+        self.inner.get(name)
     }
 
-    /// Removes an adapter; returns whether it was present.
+    /// Whether `name` is resident (no statistics, no recency update).
+    pub fn contains(&self, name: &str) -> bool {
+        self.inner.contains(name)
+    }
+
+    /// Removes an adapter; returns whether it was present. Running requests keep their lease.
     pub fn remove(&self, name: &str) -> bool {
-        self.inner.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove(name).is_some()
+        self.inner.remove(name).is_some()
+    }
+
+    /// Pins or unpins `name` (pinned adapters are never evicted; remembered before insertion).
+    pub fn set_pinned(&self, name: &str, pinned: bool) {
+        self.inner.set_pinned(name, pinned);
+    }
+
+    /// Whether a request currently holds `name`.
+    pub fn is_leased(&self, name: &str) -> bool {
+        self.inner.is_leased(name)
     }
 
     /// Names of all resident adapters, sorted.
     pub fn names(&self) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .inner
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .keys()
-            .cloned()
-            .collect();
-        v.sort();
-        v
+        self.inner.keys()
+    }
+
+    /// Hit, miss, eviction and byte counters.
+    pub fn stats(&self) -> TierStats {
+        self.inner.stats()
     }
 }

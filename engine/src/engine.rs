@@ -32,6 +32,8 @@ pub struct EngineConfig {
     pub block_size: usize,
     /// Context window; `None` uses the model's.
     pub max_seq_len: Option<usize>,
+    /// Byte budget of the device working set of adapters (resident LoRA weights).
+    pub adapter_pool_bytes: u64,
 }
 
 impl Default for EngineConfig {
@@ -43,6 +45,7 @@ impl Default for EngineConfig {
             kv_cache_tokens: 16384,
             block_size: 16,
             max_seq_len: None,
+            adapter_pool_bytes: 4 << 30,
         }
     }
 }
@@ -68,6 +71,9 @@ impl EngineConfig {
         }
         if self.max_seq_len == Some(0) {
             return zero("max_seq_len");
+        }
+        if self.adapter_pool_bytes == 0 {
+            return zero("adapter_pool_bytes");
         }
         Ok(())
     }
@@ -178,7 +184,7 @@ impl EngineHandle {
         Ok(Self {
             inner: Arc::new(Shared {
                 tx: Mutex::new(tx),
-                adapters: AdapterPool::default(),
+                adapters: AdapterPool::new(cfg.adapter_pool_bytes),
                 tokenizer,
                 info,
                 stats,
@@ -211,17 +217,22 @@ impl EngineHandle {
         &self.inner.cfg
     }
 
-    /// Makes `adapter` servable (replacing one of the same name). Requests already running on an
-    /// older version finish on it.
-    pub fn add_adapter(&self, adapter: &Adapter) -> Result<()> {
+    /// Makes `adapter` servable (replacing one of the same name), evicting unleased adapters
+    /// from the device working set if its budget requires. Requests already running on an older
+    /// version finish on it. Returns a lease on the resident adapter.
+    pub fn add_adapter(&self, adapter: &Adapter) -> Result<Arc<ResidentAdapter>> {
         let r = ResidentAdapter::new(
             adapter,
             &self.inner.info.base_shape,
             self.inner.dtype,
             &self.inner.device,
         )?;
-        self.inner.adapters.insert(r);
-        Ok(())
+        self.inner.adapters.insert(r)
+    }
+
+    /// The device working set.
+    pub fn adapter_pool(&self) -> &AdapterPool {
+        &self.inner.adapters
     }
 
     /// Stops serving an adapter; returns whether it was loaded.
@@ -231,7 +242,7 @@ impl EngineHandle {
 
     /// Whether an adapter of that name is loaded.
     pub fn has_adapter(&self, name: &str) -> bool {
-        self.inner.adapters.get(name).is_some()
+        self.inner.adapters.contains(name)
     }
 
     /// Names of loaded adapters.

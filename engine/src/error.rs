@@ -69,9 +69,44 @@ pub enum EngineError {
     /// The engine thread has stopped.
     #[error("the engine has shut down")]
     Shutdown,
+    /// The device working set cannot take an adapter: the rest of its budget is pinned or
+    /// leased by requests.
+    #[error("adapter '{name}' cannot be made resident: the device adapter budget {full}")]
+    AdapterPoolFull {
+        /// The adapter.
+        name: String,
+        /// Budget figures.
+        full: lorad_store::tiers::TierFull,
+    },
+    /// Requests are running on the adapter (removal refused).
+    #[error("adapter '{0}' is in use by running requests; drain them first or force the removal")]
+    AdapterInUse(String),
+    /// Reading an adapter from the store failed (names the adapter and what is wrong). Boxed:
+    /// store errors carry paths and reasons, and every `Result` of this crate pays for the
+    /// largest variant.
+    #[error(transparent)]
+    Store(Box<lorad_store::StoreError>),
+    /// The adapter was imported for another base model.
+    #[error(
+        "adapter '{name}' was imported for base model {adapter_base}, but this server runs {served_base}"
+    )]
+    BaseMismatch {
+        /// The adapter.
+        name: String,
+        /// Base hash recorded at import.
+        adapter_base: String,
+        /// Hash of the served base.
+        served_base: String,
+    },
     /// The tokenizer failed.
     #[error("tokenizer: {0}")]
     Tokenizer(String),
+}
+
+impl From<lorad_store::StoreError> for EngineError {
+    fn from(e: lorad_store::StoreError) -> Self {
+        EngineError::Store(Box::new(e))
+    }
 }
 
 /// Result alias of this crate.

@@ -18,6 +18,7 @@ mod kv;
 mod llama;
 mod output;
 mod request;
+mod residency;
 mod sampling;
 mod scheduler;
 
@@ -29,5 +30,8 @@ pub use llama::{ForwardSeq, Llama, base_shape, projection_weight_name};
 pub use lorad_kernels::KernelPath;
 pub use request::{
     Completion, FinishReason, GenerateRequest, GenerationEvent, GenerationStream, Usage,
+};
+pub use residency::{
+    AdapterManager, Histogram, PAGE_IN_BUCKETS, ResidencyConfig, ResidencyStats, Tier,
 };
 pub use sampling::{Sampler, SamplingParams, argmax};

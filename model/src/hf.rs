@@ -195,7 +195,7 @@ fn parse_rope_scaling(
 }
 
 /// The safetensors files of `dir`, sorted by file name.
-fn weight_files(dir: &Path) -> Result<Vec<PathBuf>, ModelError> {
+pub(crate) fn weight_files(dir: &Path) -> Result<Vec<PathBuf>, ModelError> {
     let index_path = dir.join("model.safetensors.index.json");
     let mut names = BTreeSet::new();
     if let Some(index) = read_json_opt(&index_path)? {

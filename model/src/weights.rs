@@ -72,6 +72,24 @@ pub fn read_config(path: &Path) -> Result<ModelConfig, ModelError> {
     }
 }
 
+/// The base-model hash [`load_model`] reports as [`LoadedModel::base_hash`], computed without
+/// loading: hex SHA-256 of the GGUF file, or of a Hugging Face directory's weight files
+/// concatenated in load order. Adapters record it at import so that a server refuses an adapter
+/// trained for another base.
+pub fn base_hash(path: &Path) -> Result<String, ModelError> {
+    use sha2::{Digest, Sha256};
+    let files = match Source::detect(path)? {
+        Source::Gguf => vec![path.to_owned()],
+        Source::HfDir => hf::weight_files(path)?,
+    };
+    let mut hasher = Sha256::new();
+    for file in files {
+        let mut f = std::fs::File::open(&file).map_err(ModelError::io("opening", &file))?;
+        std::io::copy(&mut f, &mut hasher).map_err(ModelError::io("reading", &file))?;
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
 enum Source {
     Gguf,
     HfDir,

@@ -140,6 +140,7 @@ fn loads_and_unpermutes() {
     let m = load_model(&path, &LoadOptions::default()).unwrap();
     assert_eq!(m.name, "tiny-model");
     assert_eq!(m.base_hash, hex::encode(Sha256::digest(std::fs::read(&path).unwrap())));
+    assert_eq!(lorad_model::base_hash(&path).unwrap(), m.base_hash, "hash without loading");
     let c = &m.config;
     assert_eq!(
         (c.arch, c.num_layers, c.hidden_size, c.num_heads, c.num_kv_heads),

@@ -169,6 +169,7 @@ fn sharded_llama() {
         h.update(std::fs::read(dir.join(f)).unwrap());
     }
     assert_eq!(m.base_hash, hex::encode(h.finalize()));
+    assert_eq!(lorad_model::base_hash(&dir).unwrap(), m.base_hash, "hash without loading");
 
     // tokenizer.json's post-processor adds <s>, so BOS is added (once).
     assert_eq!(m.tokenizer.encode("hello world").unwrap(), [0, 3, 4]);

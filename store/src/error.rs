@@ -274,6 +274,133 @@ pub enum StoreError {
         /// What is wrong.
         reason: String,
     },
+    /// A read returned fewer bytes than the store's index promised (truncated segment).
+    #[error("{}: short read at offset {offset}: wanted {expected} bytes, got {got}", path.display())]
+    ShortRead {
+        /// The file read.
+        path: PathBuf,
+        /// Where the read started.
+        offset: u64,
+        /// Bytes wanted.
+        expected: usize,
+        /// Bytes obtained before end of file.
+        got: usize,
+    },
+
+    /// io_uring was required (`IoMode::IoUring`) but the kernel or sandbox refused it.
+    #[error(
+        "io_uring is unavailable: {reason}; use the pread fallback (io mode `pread` or `auto`)"
+    )]
+    IoUringUnavailable {
+        /// What the probe saw.
+        reason: String,
+    },
+
+    /// The adapter store's index file is damaged (bad magic, header checksum, too short).
+    #[error("adapter store index {} is corrupt: {reason}", path.display())]
+    CorruptIndex {
+        /// The index file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// The adapter store's index was written by a lorad with another on-disk format.
+    #[error(
+        "adapter store index {} has format version {found}, but this lorad reads version \
+         {supported}; use the matching lorad version (or re-import the adapters into a new store)",
+        path.display()
+    )]
+    IndexVersion {
+        /// The index file.
+        path: PathBuf,
+        /// The version in its header.
+        found: u32,
+        /// The version this build reads.
+        supported: u32,
+    },
+
+    /// A segment file of the adapter store has a damaged or unknown header.
+    #[error("adapter store segment {} is unusable: {reason}", path.display())]
+    CorruptSegment {
+        /// The segment file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// An adapter's stored blob is damaged (manifest, truncation, content hash); the adapter is
+    /// quarantined.
+    #[error("adapter `{name}` is corrupt on disk ({} at offset {offset}): {reason}; it is quarantined", path.display())]
+    CorruptBlob {
+        /// The adapter name.
+        name: String,
+        /// The segment file holding its blob.
+        path: PathBuf,
+        /// The blob's offset in the segment.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A stored tensor's bytes do not match their CRC32; the adapter is quarantined.
+    #[error(
+        "adapter `{name}`: tensor `{tensor}` in {} fails its checksum (stored crc32 {expected:08x}, \
+         computed {actual:08x}); the adapter is quarantined",
+        path.display()
+    )]
+    Checksum {
+        /// The adapter name.
+        name: String,
+        /// The tensor's canonical PEFT name.
+        tensor: String,
+        /// The segment file.
+        path: PathBuf,
+        /// CRC32 recorded at import.
+        expected: u32,
+        /// CRC32 of the bytes read.
+        actual: u32,
+    },
+
+    /// The adapter was quarantined after failing an integrity check.
+    #[error(
+        "adapter `{name}` is quarantined: {reason}; remove it and import it again \
+         (re-importing the same content under the same name also repairs it)"
+    )]
+    Quarantined {
+        /// The adapter name.
+        name: String,
+        /// Why it was quarantined.
+        reason: String,
+    },
+
+    /// Reading an adapter's blob failed for a reason other than damage (an I/O error).
+    #[error("reading adapter `{name}`: {source}")]
+    AdapterIo {
+        /// The adapter name.
+        name: String,
+        /// The underlying error.
+        #[source]
+        source: Box<StoreError>,
+    },
+
+    /// A stored adapter does not fit the base model it is being loaded for.
+    #[error("adapter `{name}` does not fit the base model: {reason}")]
+    ShapeMismatch {
+        /// The adapter name.
+        name: String,
+        /// Which layer or projection disagrees.
+        reason: String,
+    },
+
+    /// The base-model hash passed to an import is unusable.
+    #[error("invalid base model hash {value:?}: {reason}")]
+    InvalidBaseHash {
+        /// The rejected value (truncated).
+        value: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
 }
 
 impl StoreError {

@@ -78,6 +78,15 @@ else
     fail "adapter ls --json"
 fi
 
+lorad adapter pin ada >/dev/null
+if lorad adapter ls --json | "$VENV/bin/python" -c 'import json,sys; a=json.load(sys.stdin); assert a[0]["pinned"] is True and a[0]["state"] == "ready", a'; then
+    ok "adapter pin is recorded in the store"
+else
+    fail "adapter pin"
+fi
+if lorad store verify | grep -q "1 adapters verified, 0 failed"; then ok "store verify"; else fail "store verify"; fi
+if lorad store gc >/dev/null; then ok "store gc"; else fail "store gc"; fi
+
 free_port() { "$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 # start_server LOG ARGS... : starts lorad serve in the background, sets SERVER_PID.
@@ -140,7 +149,9 @@ expect_exit 78 "serve with a missing --model" lorad serve --model "$TMP/missing.
 echo "==> lorad serve"
 PORT="$(free_port)"
 URL="http://127.0.0.1:$PORT"
-start_server "$TMP/server.log" --listen "127.0.0.1:$PORT" --kv-cache-tokens 4096
+ADMIN_TOKEN="e2e-admin-token-$(date +%s%N)"
+printf '%s\n' "$ADMIN_TOKEN" >"$TMP/admin-token"
+start_server "$TMP/server.log" --listen "127.0.0.1:$PORT" --kv-cache-tokens 4096 --admin-token-file "$TMP/admin-token"
 MAIN_PID=$SERVER_PID
 wait_ready "$PORT" "$MAIN_PID" "$TMP/server.log"
 echo "ready on $URL"
@@ -197,6 +208,33 @@ if tail -c 14 "$TMP/resp.body" | grep -q '^data: \[DONE\]$' && grep -q '"usage"'
 else
     fail "stream format: $(tail -c 300 "$TMP/resp.body")"
 fi
+
+echo "==> admin API and metrics"
+"$LORAD" --home "$HOME_DIR" adapter generate-random "$TMP/uploaded" --rank 4 --seed 9 >/dev/null
+code="$(curl -s -o "$TMP/up.json" -w '%{http_code}' -H "authorization: Bearer $ADMIN_TOKEN" \
+    -F name=uploaded -F "adapter_config.json=@$TMP/uploaded/adapter_config.json" \
+    -F "adapter_model.safetensors=@$TMP/uploaded/adapter_model.safetensors" "$URL/v1/adapters")"
+if [ "$code" = 201 ]; then ok "POST /v1/adapters (multipart upload): HTTP 201"; else fail "upload: HTTP $code: $(head -c 300 "$TMP/up.json")"; fi
+code="$(curl -s -o /dev/null -w '%{http_code}' -F name=x "$URL/v1/adapters")"
+if [ "$code" = 401 ]; then ok "upload without the admin token: HTTP 401"; else fail "upload without token: HTTP $code"; fi
+check "uploaded adapter serves" 200 POST /v1/completions '{"model": "uploaded", "prompt": "Hi", "max_tokens": 2}' "b['model'] == 'uploaded'"
+curl -s -H "authorization: Bearer $ADMIN_TOKEN" "$URL/v1/adapters" >"$TMP/adapters.json"
+if "$VENV/bin/python" -c "import json,sys; d={a['name']: a for a in json.load(open(sys.argv[1]))['data']}; assert d['uploaded']['tier'] == 'device' and d['ada']['pinned'], d" "$TMP/adapters.json"; then
+    ok "GET /v1/adapters lists tiers and pins"
+else
+    fail "GET /v1/adapters: $(head -c 300 "$TMP/adapters.json")"
+fi
+curl -s "$URL/metrics" >"$TMP/metrics.txt"
+if grep -q '^lorad_adapter_tier_hits_total{tier="device"}' "$TMP/metrics.txt" && grep -q '^lorad_store_io_backend{backend="io_uring"} 1' "$TMP/metrics.txt"; then
+    ok "/metrics has tier and store metrics (io_uring in use)"
+else
+    fail "/metrics: $(head -c 400 "$TMP/metrics.txt")"
+fi
+if command -v promtool >/dev/null; then
+    if promtool check metrics <"$TMP/metrics.txt"; then ok "promtool check metrics"; else fail "promtool check metrics"; fi
+fi
+code="$(curl -s -o /dev/null -w '%{http_code}' -X DELETE -H "authorization: Bearer $ADMIN_TOKEN" "$URL/v1/adapters/uploaded")"
+if [ "$code" = 200 ]; then ok "DELETE /v1/adapters/uploaded"; else fail "DELETE: HTTP $code"; fi
 
 echo "==> 429 from a second server with --max-waiting 0 (every request is refused)"
 PORT2="$(free_port)"

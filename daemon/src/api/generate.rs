@@ -135,12 +135,14 @@ pub(crate) async fn respond(
     prompt: Vec<u32>,
     params: GenParams,
 ) -> Result<Response, ApiError> {
+    // Held until the engine has queued the request with its own lease.
+    let lease = match target {
+        Target::Base => None,
+        Target::Adapter(lease) => Some(lease),
+    };
     let req = GenerateRequest {
         prompt,
-        adapter: match target {
-            Target::Base => None,
-            Target::Adapter(name) => Some(name),
-        },
+        adapter: lease.as_ref().map(|l| l.name.clone()),
         sampling: params.sampling,
         max_tokens: params.max_tokens,
         stop: params.stop,
@@ -148,6 +150,7 @@ pub(crate) async fn respond(
     };
     let stream =
         serving.engine.submit(req).map_err(|e| ApiError::from_engine(e, kind.prompt_param()))?;
+    drop(lease);
     let meta = Meta {
         kind,
         id: new_id(kind.id_prefix()),

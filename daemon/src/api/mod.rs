@@ -1,11 +1,13 @@
 //! The OpenAI-compatible HTTP API.
 
+mod admin;
 mod chat;
 mod completions;
 mod errors;
 mod extract;
 mod generate;
 mod ids;
+mod metrics;
 mod models;
 mod openai;
 mod params;

@@ -1,5 +1,5 @@
-//! `GET /v1/models` and `GET /v1/models/{model}`: the base model and every adapter, loaded in the
-//! engine or registered (registered ones load on first use).
+//! `GET /v1/models` and `GET /v1/models/{model}`: the base model and every adapter in the store
+//! (paged in on first use) or resident in the engine.
 
 use std::collections::BTreeMap;
 
@@ -35,14 +35,15 @@ fn adapter_card(serving: &Serving, name: String, created: Option<u64>) -> ModelC
 /// Lists the base model, then adapters sorted by name.
 pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<ModelList>, ApiError> {
     let serving = state.serving()?;
-    let registry = state.registry().clone();
-    let registered = tokio::task::spawn_blocking(move || registry.list())
-        .await
-        .map_err(|e| ApiError::internal(format!("registry task failed: {e}")))?
-        .unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "cannot list the adapter registry; listing loaded adapters only");
-            Vec::new()
-        });
+    let store = state.store().clone();
+    let registered = tokio::task::spawn_blocking(move || {
+        if let Err(e) = store.refresh() {
+            tracing::warn!(error = %e, "cannot refresh the adapter store index");
+        }
+        store.list()
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("store task failed: {e}")))?;
     let mut adapters: BTreeMap<String, Option<u64>> =
         serving.engine.adapter_names().into_iter().map(|n| (n, None)).collect();
     for info in registered {
@@ -63,7 +64,11 @@ pub(crate) async fn get(
     if model == serving.model_name {
         return Ok(Json(base_card(serving)));
     }
-    let created = state.registry().get(&model).ok().map(|i| i.created);
+    let store = state.store().clone();
+    let name = model.clone();
+    let created = tokio::task::spawn_blocking(move || store.get(&name).ok().map(|i| i.created))
+        .await
+        .map_err(|e| ApiError::internal(format!("store task failed: {e}")))?;
     if created.is_some() || serving.engine.has_adapter(&model) {
         return Ok(Json(adapter_card(serving, model, created)));
     }

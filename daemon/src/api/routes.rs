@@ -4,13 +4,13 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use tracing::Level;
 
 use super::errors::ApiError;
 use super::state::AppState;
-use super::{chat, completions, models};
+use super::{admin, chat, completions, metrics, models};
 
 /// The HTTP API over `state`:
 ///
@@ -21,18 +21,29 @@ use super::{chat, completions, models};
 /// | `GET /v1/models`, `GET /v1/models/{model}` | the base model and the adapters |
 /// | `GET /healthz` | 200 `ok` while the process is up |
 /// | `GET /readyz` | 200 `ready` once the engine serves, 503 before and while shutting down |
+/// | `GET /metrics` | Prometheus metrics |
+/// | `/v1/adapters...` | the admin API (bearer token; see `admin.rs`) |
 ///
 /// Bodies over [`super::ApiConfig::max_body_bytes`] get 413; unknown paths 404 and wrong
 /// methods 405, all with OpenAI JSON error bodies.
 pub fn router(state: AppState) -> Router {
     let limit = state.config().max_body_bytes;
+    // Adapter uploads are far larger than generation requests: their own limit.
+    let admin = Router::new()
+        .route("/v1/adapters", get(admin::list).post(admin::upload))
+        .route("/v1/adapters/{name}", delete(admin::remove))
+        .route("/v1/adapters/{name}/pin", post(admin::pin))
+        .route("/v1/adapters/{name}/unpin", post(admin::unpin))
+        .layer(DefaultBodyLimit::max(state.config().max_upload_bytes));
     Router::new()
+        .merge(admin)
         .route("/v1/completions", post(completions::handle))
         .route("/v1/chat/completions", post(chat::handle))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{model}", get(models::get))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::handle))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

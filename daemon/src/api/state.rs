@@ -5,23 +5,27 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use lorad_engine::EngineHandle;
-use lorad_store::{Registry, StoreError};
+use lorad_engine::{AdapterManager, EngineError, EngineHandle, ResidentAdapter};
+use lorad_store::StoreError;
+use lorad_store::disk::Store;
 
 use super::errors::ApiError;
 use super::ids::unix_now;
-use crate::adapters::AdapterLoadError;
 
 /// Limits of the HTTP layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiConfig {
     /// Largest accepted request body; larger bodies get 413.
     pub max_body_bytes: usize,
+    /// Bearer token of the admin API; `None` disables it (403).
+    pub admin_token: Option<String>,
+    /// Largest accepted adapter upload (`POST /v1/adapters`).
+    pub max_upload_bytes: usize,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        Self { max_body_bytes: 4 * 1024 * 1024 }
+        Self { max_body_bytes: 4 * 1024 * 1024, admin_token: None, max_upload_bytes: 1 << 30 }
     }
 }
 
@@ -30,6 +34,8 @@ impl Default for ApiConfig {
 pub struct Serving {
     /// The engine.
     pub engine: EngineHandle,
+    /// Adapter residency (store → host cache → the engine's working set).
+    pub manager: Arc<AdapterManager>,
     /// The id clients use for the base model.
     pub model_name: String,
     /// When serving started (Unix seconds): the base model's `created`.
@@ -38,12 +44,10 @@ pub struct Serving {
 
 #[derive(Debug)]
 struct Inner {
-    registry: Registry,
+    store: Arc<Store>,
     config: ApiConfig,
     serving: OnceLock<Serving>,
     draining: AtomicBool,
-    /// Serializes on-demand adapter loads so concurrent first requests load an adapter once.
-    load_lock: tokio::sync::Mutex<()>,
 }
 
 /// Cheap to clone; every handler gets one.
@@ -53,32 +57,33 @@ pub struct AppState {
 }
 
 /// What a request's `model` resolved to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(crate) enum Target {
     /// The base model.
     Base,
-    /// A loaded adapter.
-    Adapter(String),
+    /// A resident adapter, leased until the request is queued (the engine then holds its own
+    /// lease), so it cannot be evicted in between.
+    Adapter(Arc<ResidentAdapter>),
 }
 
 impl AppState {
-    /// State over `registry`, not ready yet.
-    pub fn new(registry: Registry, config: ApiConfig) -> Self {
+    /// State over the adapter `store`, not ready yet.
+    pub fn new(store: Arc<Store>, config: ApiConfig) -> Self {
         Self {
             inner: Arc::new(Inner {
-                registry,
+                store,
                 config,
                 serving: OnceLock::new(),
                 draining: AtomicBool::new(false),
-                load_lock: tokio::sync::Mutex::new(()),
             }),
         }
     }
 
-    /// Starts serving `engine` with the base model under `model_name`. Only the first call has
-    /// an effect; returns whether this one did.
-    pub fn set_ready(&self, engine: EngineHandle, model_name: String) -> bool {
-        self.inner.serving.set(Serving { engine, model_name, created: unix_now() }).is_ok()
+    /// Starts serving `manager`'s engine with the base model under `model_name`. Only the first
+    /// call has an effect; returns whether this one did.
+    pub fn set_ready(&self, manager: Arc<AdapterManager>, model_name: String) -> bool {
+        let engine = manager.engine().clone();
+        self.inner.serving.set(Serving { engine, manager, model_name, created: unix_now() }).is_ok()
     }
 
     /// Stops accepting generation requests (503) and reports not ready, for shutdown.
@@ -96,9 +101,9 @@ impl AppState {
         &self.inner.config
     }
 
-    /// The adapter registry.
-    pub fn registry(&self) -> &Registry {
-        &self.inner.registry
+    /// The adapter store.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.inner.store
     }
 
     /// The serving engine, or 503 while starting or shutting down.
@@ -112,39 +117,41 @@ impl AppState {
             .ok_or_else(|| ApiError::unavailable("the model is still loading; retry shortly"))
     }
 
-    /// Resolves a request's `model`: the base name, a loaded adapter, or a registry adapter
-    /// imported since start-up, which is loaded now. Anything else is 404 `model_not_found`.
+    /// Resolves a request's `model`: the base name, or an adapter, which is paged in through
+    /// the tiers now if it is not resident (on a blocking thread: the engine keeps stepping).
+    /// Unknown names are 404 `model_not_found`.
     pub(crate) async fn resolve(&self, serving: &Serving, name: &str) -> Result<Target, ApiError> {
         if name == serving.model_name {
             return Ok(Target::Base);
         }
-        if serving.engine.has_adapter(name) {
-            return Ok(Target::Adapter(name.to_owned()));
+        if let Some(lease) = serving.engine.adapter_pool().get(name) {
+            return Ok(Target::Adapter(lease));
         }
-        if !self.inner.registry.contains(name) {
-            return Err(ApiError::model_not_found(name));
-        }
-        let _guard = self.inner.load_lock.lock().await;
-        if serving.engine.has_adapter(name) {
-            return Ok(Target::Adapter(name.to_owned()));
-        }
-        let (engine, registry, owned) =
-            (serving.engine.clone(), self.inner.registry.clone(), name.to_owned());
-        let loaded = tokio::task::spawn_blocking(move || {
-            crate::adapters::load_adapter(&engine, &registry, &owned)
-        })
-        .await;
-        match loaded {
-            Ok(Ok(())) => Ok(Target::Adapter(name.to_owned())),
-            // Removed between the check and the load.
-            Ok(Err(AdapterLoadError::Store(StoreError::NotFound { .. }))) => {
-                Err(ApiError::model_not_found(name))
-            }
-            Ok(Err(e)) => {
-                tracing::error!(adapter = name, error = %e, "on-demand adapter load failed");
-                Err(ApiError::internal(format!("the adapter '{name}' could not be loaded: {e}")))
-            }
+        let (manager, owned) = (serving.manager.clone(), name.to_owned());
+        let acquired = tokio::task::spawn_blocking(move || manager.acquire(&owned)).await;
+        match acquired {
+            Ok(Ok(lease)) => Ok(Target::Adapter(lease)),
+            Ok(Err(e)) => Err(adapter_error(name, e)),
             Err(e) => Err(ApiError::internal(format!("loading the adapter '{name}' failed: {e}"))),
+        }
+    }
+}
+
+/// Maps a failed page-in of adapter `name` to an API error.
+pub(crate) fn adapter_error(name: &str, e: EngineError) -> ApiError {
+    match e {
+        EngineError::Store(e)
+            if matches!(*e, StoreError::NotFound { .. } | StoreError::InvalidName { .. }) =>
+        {
+            ApiError::model_not_found(name)
+        }
+        e @ EngineError::AdapterPoolFull { .. } => {
+            ApiError::unavailable(e.to_string()).code("adapter_capacity")
+        }
+        e => {
+            tracing::error!(adapter = name, error = %e, "adapter page-in failed");
+            ApiError::internal(format!("the adapter '{name}' cannot be served: {e}"))
+                .code("adapter_unavailable")
         }
     }
 }

@@ -1,23 +1,26 @@
-//! `lorad adapter import | ls | rm | generate-random`.
+//! `lorad adapter import | ls | rm | pin | unpin | generate-random`.
 
 use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
-use lorad_store::{AdapterInfo, RandomAdapterSpec, StoreError, TargetModule, TensorDtype};
+use lorad_store::disk::{EntryState, StoredInfo};
+use lorad_store::{RandomAdapterSpec, StoreError, TargetModule, TensorDtype};
 
-use super::common::{base_shape_of, existing_model, open_registry};
-use crate::cli::AdapterCommand;
+use super::common::{base_hash_of, base_shape_of, existing_model, open_store};
+use crate::cli::{AdapterCommand, StoreIo};
 use crate::exit::{ExitExt, ExitKind, coded};
 
 /// Runs an adapter subcommand.
-pub(crate) fn run(home: &Path, command: AdapterCommand) -> anyhow::Result<()> {
+pub(crate) fn run(home: &Path, io: StoreIo, command: AdapterCommand) -> anyhow::Result<()> {
     match command {
         AdapterCommand::Import { dir, name, model } => {
-            import(home, &dir, name.as_deref(), model.as_deref())
+            import(home, io, &dir, name.as_deref(), model.as_deref())
         }
-        AdapterCommand::Ls { json } => list(home, json),
-        AdapterCommand::Rm { name } => remove(home, &name),
+        AdapterCommand::Ls { json } => list(home, io, json),
+        AdapterCommand::Rm { name } => remove(home, io, &name),
+        AdapterCommand::Pin { name } => pin(home, io, &name, true),
+        AdapterCommand::Unpin { name } => pin(home, io, &name, false),
         AdapterCommand::GenerateRandom { dir, rank, alpha, seed, targets, model } => {
             let spec = RandomAdapterSpec {
                 rank,
@@ -31,11 +34,18 @@ pub(crate) fn run(home: &Path, command: AdapterCommand) -> anyhow::Result<()> {
     }
 }
 
-fn import(home: &Path, dir: &Path, name: Option<&str>, model: Option<&Path>) -> anyhow::Result<()> {
+fn import(
+    home: &Path,
+    io: StoreIo,
+    dir: &Path,
+    name: Option<&str>,
+    model: Option<&Path>,
+) -> anyhow::Result<()> {
     let model = existing_model(home, model)?;
     let base = base_shape_of(&model)?;
-    let registry = open_registry(home)?;
-    let info = registry.import(dir, name, &base).map_err(|e| {
+    let base_hash = base_hash_of(&model)?;
+    let store = open_store(home, io)?;
+    let info = store.import_dir(dir, name, &base, &base_hash).map_err(|e| {
         let kind = if matches!(e, StoreError::InvalidName { .. }) {
             ExitKind::Usage
         } else {
@@ -49,21 +59,21 @@ fn import(home: &Path, dir: &Path, name: Option<&str>, model: Option<&Path>) -> 
     writeln!(out, "  rank:    {}", info.rank)?;
     writeln!(out, "  alpha:   {}", info.alpha)?;
     writeln!(out, "  targets: {}", targets_str(&info))?;
-    writeln!(out, "  size:    {}", human_bytes(info.bytes))?;
+    writeln!(out, "  stored:  {} ({})", human_bytes(info.bytes), info.dtype)?;
     writeln!(out, "  hash:    {}", info.content_hash)?;
     Ok(())
 }
 
-fn list(home: &Path, json: bool) -> anyhow::Result<()> {
-    let registry = open_registry(home)?;
-    let infos = registry.list().context("cannot list the adapter registry")?;
+fn list(home: &Path, io: StoreIo, json: bool) -> anyhow::Result<()> {
+    let store = open_store(home, io)?;
+    let infos = store.list();
     let mut out = std::io::stdout().lock();
     if json {
         serde_json::to_writer_pretty(&mut out, &infos)?;
         writeln!(out)?;
         return Ok(());
     }
-    let rows: Vec<[String; 6]> = infos
+    let rows: Vec<[String; 8]> = infos
         .iter()
         .map(|i| {
             [
@@ -71,25 +81,48 @@ fn list(home: &Path, json: bool) -> anyhow::Result<()> {
                 i.rank.to_string(),
                 i.alpha.to_string(),
                 targets_str(i),
-                human_bytes(i.bytes),
+                format!("{} {}", human_bytes(i.bytes), i.dtype),
                 i.content_hash.chars().take(12).collect(),
+                if i.pinned { "yes".into() } else { String::new() },
+                state_str(&i.state),
             ]
         })
         .collect();
-    write!(out, "{}", table(&["NAME", "RANK", "ALPHA", "TARGETS", "SIZE", "HASH"], &rows))?;
+    let header = ["NAME", "RANK", "ALPHA", "TARGETS", "SIZE", "HASH", "PINNED", "STATE"];
+    write!(out, "{}", table(&header, &rows))?;
     Ok(())
 }
 
-fn remove(home: &Path, name: &str) -> anyhow::Result<()> {
-    let registry = open_registry(home)?;
-    registry.remove(name).map_err(|e| {
-        let kind = match e {
-            StoreError::NotFound { .. } | StoreError::InvalidName { .. } => ExitKind::Usage,
-            _ => ExitKind::Runtime,
-        };
-        coded(kind, e).context(format!("cannot remove adapter '{name}'"))
+fn state_str(state: &EntryState) -> String {
+    match state {
+        EntryState::Ready => "ready".into(),
+        EntryState::Quarantined { reason } => format!("quarantined: {reason}"),
+    }
+}
+
+fn usage_or(kind: ExitKind, e: &StoreError) -> ExitKind {
+    match e {
+        StoreError::NotFound { .. } | StoreError::InvalidName { .. } => ExitKind::Usage,
+        _ => kind,
+    }
+}
+
+fn remove(home: &Path, io: StoreIo, name: &str) -> anyhow::Result<()> {
+    let store = open_store(home, io)?;
+    store.remove(name).map_err(|e| {
+        coded(usage_or(ExitKind::Runtime, &e), e).context(format!("cannot remove adapter '{name}'"))
     })?;
     println!("removed adapter '{name}'");
+    Ok(())
+}
+
+fn pin(home: &Path, io: StoreIo, name: &str, pinned: bool) -> anyhow::Result<()> {
+    let store = open_store(home, io)?;
+    let verb = if pinned { "pin" } else { "unpin" };
+    store.set_pinned(name, pinned).map_err(|e| {
+        coded(usage_or(ExitKind::Runtime, &e), e).context(format!("cannot {verb} adapter '{name}'"))
+    })?;
+    println!("{verb}ned adapter '{name}'");
     Ok(())
 }
 
@@ -122,7 +155,7 @@ fn parse_targets(names: &[String]) -> anyhow::Result<Vec<TargetModule>> {
         .exit_kind(ExitKind::Usage)
 }
 
-fn targets_str(info: &AdapterInfo) -> String {
+fn targets_str(info: &StoredInfo) -> String {
     info.targets.iter().map(|t| t.peft_name()).collect::<Vec<_>>().join(",")
 }
 

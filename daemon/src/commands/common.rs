@@ -1,4 +1,5 @@
-//! What several commands share: the registry, finding and loading the base model, the device.
+//! What several commands share: the adapter store, finding and loading the base model, the
+//! device.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -6,22 +7,36 @@ use std::time::Instant;
 use anyhow::Context;
 use candle_core::Device;
 use lorad_model::{LoadOptions, LoadedModel, default_model_path, fetch_default_model};
-use lorad_store::{BaseShape, Registry};
+use std::sync::Arc;
 
-use crate::cli::ModelArgs;
+use lorad_store::BaseShape;
+use lorad_store::disk::Store;
+
+use crate::cli::{ModelArgs, StoreIo};
 use crate::exit::{ExitExt, ExitKind, coded};
 
-/// The adapter registry directory under `home`.
-pub(crate) fn adapters_dir(home: &Path) -> PathBuf {
-    home.join("adapters")
+/// The adapter store directory under `home`.
+pub(crate) fn store_dir(home: &Path) -> PathBuf {
+    home.join("store")
 }
 
-/// Opens (creating if needed) the registry under `home`; failure is a configuration error.
-pub(crate) fn open_registry(home: &Path) -> anyhow::Result<Registry> {
-    let dir = adapters_dir(home);
-    Registry::open(&dir)
+/// Opens (creating if needed) the adapter store under `home`; failure is a configuration error.
+pub(crate) fn open_store(home: &Path, io: StoreIo) -> anyhow::Result<Arc<Store>> {
+    let dir = store_dir(home);
+    let store = Store::open(&dir, io.store_config())
         .exit_kind(ExitKind::Config)
-        .with_context(|| format!("cannot open the adapter registry in home {}", home.display()))
+        .with_context(|| format!("cannot open the adapter store in home {}", home.display()))?;
+    if let Some(reason) = store.io_fallback_reason() {
+        tracing::info!(backend = store.io_backend().as_str(), reason, "adapter store read path");
+    }
+    Ok(Arc::new(store))
+}
+
+/// The hash identifying the base model at `path` (recorded with every imported adapter).
+pub(crate) fn base_hash_of(path: &Path) -> anyhow::Result<String> {
+    lorad_model::base_hash(path)
+        .exit_kind(ExitKind::Config)
+        .with_context(|| format!("cannot hash the model {}", path.display()))
 }
 
 /// The model to use for something that only reads it (import, random adapters): `explicit`, or

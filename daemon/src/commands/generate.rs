@@ -8,12 +8,12 @@ use anyhow::Context;
 use lorad_engine::{EngineConfig, EngineHandle, GenerateRequest, GenerationEvent, SamplingParams};
 use lorad_model::ChatMessage;
 
-use super::common::{load, model_to_run, open_registry};
-use crate::cli::GenerateArgs;
+use super::common::{load, model_to_run, open_store};
+use crate::cli::{GenerateArgs, StoreIo};
 use crate::exit::{ExitExt, ExitKind, coded};
 
 /// Loads the model (and adapter), generates, streams the text to stdout.
-pub(crate) fn run(home: &Path, args: GenerateArgs) -> anyhow::Result<()> {
+pub(crate) fn run(home: &Path, io: StoreIo, args: GenerateArgs) -> anyhow::Result<()> {
     let path = model_to_run(home, args.model.model.as_deref())?;
     let model = load(&path, &args.model)?;
     // One request: a small cache is plenty (the engine caps the context window to it).
@@ -24,15 +24,20 @@ pub(crate) fn run(home: &Path, args: GenerateArgs) -> anyhow::Result<()> {
         ..EngineConfig::default()
     };
     let engine = EngineHandle::start(model, cfg).context("cannot start the engine")?;
-    let result = generate(home, &engine, &args);
+    let result = generate(home, io, &engine, &args);
     engine.shutdown();
     result
 }
 
-fn generate(home: &Path, engine: &EngineHandle, args: &GenerateArgs) -> anyhow::Result<()> {
+fn generate(
+    home: &Path,
+    io: StoreIo,
+    engine: &EngineHandle,
+    args: &GenerateArgs,
+) -> anyhow::Result<()> {
     if let Some(name) = &args.adapter {
-        let registry = open_registry(home)?;
-        let adapter = registry
+        let store = open_store(home, io)?;
+        let adapter = store
             .load(name, &engine.info().base_shape)
             .map_err(|e| {
                 let kind = if matches!(e, lorad_store::StoreError::NotFound { .. }) {

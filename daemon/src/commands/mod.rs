@@ -5,3 +5,4 @@ pub(crate) mod common;
 pub(crate) mod generate;
 pub(crate) mod model;
 pub(crate) mod serve;
+pub(crate) mod store;

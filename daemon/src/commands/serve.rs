@@ -1,9 +1,9 @@
 //! `lorad serve`.
 //!
-//! Start-up order: check flags, open the registry, bind the listen address (so a taken port fails
-//! at once, before seconds of model loading), serve `/healthz` (200) and `/readyz` (503) while
-//! the model is found (fetched on first start), loaded and the engine started and given every
-//! registry adapter; then readiness flips to 200.
+//! Start-up order: check flags, open the adapter store, bind the listen address (so a taken port
+//! fails at once, before seconds of model loading), serve `/healthz` (200) and `/readyz` (503)
+//! while the model is found (fetched on first start), loaded, the engine started and pinned
+//! adapters paged in; then readiness flips to 200. Other adapters page in on first use.
 //!
 //! Shutdown on SIGINT/SIGTERM: readiness goes 503 and new generation requests get 503, the
 //! listener closes, in-flight requests get `--shutdown-timeout` seconds to finish (a second
@@ -12,21 +12,22 @@
 
 use std::path::{Path, PathBuf};
 use std::pin::pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use lorad_engine::{EngineConfig, EngineHandle};
-use lorad_store::Registry;
+use lorad_engine::{AdapterManager, EngineConfig, EngineHandle, ResidencyConfig};
+use lorad_store::disk::Store;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::common::{load, model_to_run, open_registry};
+use super::common::{load, model_to_run, open_store};
 use crate::api::{self, ApiConfig, AppState};
-use crate::cli::ServeArgs;
+use crate::cli::{ServeArgs, StoreIo};
 use crate::exit::{ExitExt, ExitKind, coded};
 
 /// Runs the server until a signal (or a start-up failure).
-pub(crate) fn run(home: &Path, args: ServeArgs) -> anyhow::Result<()> {
+pub(crate) fn run(home: &Path, io: StoreIo, args: ServeArgs) -> anyhow::Result<()> {
     let cfg = args.engine_config();
     cfg.validate().exit_kind(ExitKind::Usage).context("invalid engine limits")?;
     if args.max_body_bytes == 0 {
@@ -38,30 +39,59 @@ pub(crate) fn run(home: &Path, args: ServeArgs) -> anyhow::Result<()> {
             anyhow::anyhow!("--served-model-name must not be empty"),
         ));
     }
-    let registry = open_registry(home)?;
+    if args.host_adapter_bytes == 0 {
+        return Err(coded(
+            ExitKind::Usage,
+            anyhow::anyhow!("--host-adapter-bytes must be at least 1"),
+        ));
+    }
+    let admin_token = admin_token(&args)?;
+    let store = open_store(home, io)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("lorad-http")
         .build()
         .context("cannot start the async runtime")?;
-    let result = rt.block_on(serve(home.to_owned(), args, cfg, registry));
+    let result = rt.block_on(serve(home.to_owned(), args, cfg, store, admin_token));
     // A model load abandoned by a signal may still be running on a blocking thread.
     rt.shutdown_timeout(Duration::from_secs(5));
     result
+}
+
+/// The admin API's bearer token: `--admin-token-file`, else `$LORAD_ADMIN_TOKEN`, else none.
+fn admin_token(args: &ServeArgs) -> anyhow::Result<Option<String>> {
+    let token = match &args.admin_token_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .exit_kind(ExitKind::Config)
+                .with_context(|| format!("cannot read --admin-token-file {}", path.display()))?,
+        ),
+        None => std::env::var("LORAD_ADMIN_TOKEN").ok(),
+    };
+    match token.map(|t| t.trim().to_owned()) {
+        Some(t) if t.len() < 16 => Err(coded(
+            ExitKind::Config,
+            anyhow::anyhow!("the admin token must be at least 16 characters"),
+        )),
+        other => Ok(other),
+    }
 }
 
 async fn serve(
     home: PathBuf,
     args: ServeArgs,
     cfg: EngineConfig,
-    registry: Registry,
+    store: Arc<Store>,
+    admin_token: Option<String>,
 ) -> anyhow::Result<()> {
     let listener = TcpListener::bind(args.listen)
         .await
         .exit_kind(ExitKind::Unavailable)
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr().context("cannot read the bound address")?;
-    let state = AppState::new(registry.clone(), ApiConfig { max_body_bytes: args.max_body_bytes });
+    let api_config =
+        ApiConfig { max_body_bytes: args.max_body_bytes, admin_token, ..ApiConfig::default() };
+    let state = AppState::new(store.clone(), api_config);
     let app = api::router(state.clone());
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let mut server = tokio::spawn(async move {
@@ -75,7 +105,7 @@ async fn serve(
 
     let mut signal = pin!(shutdown_signal());
     let started = tokio::select! {
-        r = start_engine(home, args.clone(), cfg, registry) => r,
+        r = start_engine(home, args.clone(), cfg, store) => r,
         sig = &mut signal => {
             tracing::info!(signal = sig, "signal received while starting; exiting");
             let _ = stop_tx.send(true);
@@ -83,7 +113,7 @@ async fn serve(
             return Ok(());
         }
     };
-    let (engine, name) = match started {
+    let (manager, name) = match started {
         Ok(ok) => ok,
         Err(e) => {
             let _ = stop_tx.send(true);
@@ -91,7 +121,8 @@ async fn serve(
             return Err(e);
         }
     };
-    state.set_ready(engine.clone(), name.clone());
+    let engine = manager.engine().clone();
+    state.set_ready(manager, name.clone());
     tracing::info!(%addr, model = %name, "ready");
 
     tokio::select! {
@@ -131,13 +162,14 @@ async fn serve(
     Ok(())
 }
 
-/// Finds and loads the model, starts the engine, loads the registry's adapters.
+/// Finds and loads the model, starts the engine and the adapter residency manager, pages in the
+/// pinned adapters.
 async fn start_engine(
     home: PathBuf,
     args: ServeArgs,
     cfg: EngineConfig,
-    registry: Registry,
-) -> anyhow::Result<(EngineHandle, String)> {
+    store: Arc<Store>,
+) -> anyhow::Result<(Arc<AdapterManager>, String)> {
     tokio::task::spawn_blocking(move || {
         let path = model_to_run(&home, args.model.model.as_deref())?;
         let model = load(&path, &args.model)?;
@@ -155,11 +187,42 @@ async fn start_engine(
             ms = start.elapsed().as_millis() as u64,
             "engine started"
         );
-        crate::adapters::load_all_adapters(&engine, &registry, &name);
-        Ok((engine, name))
+        let residency = ResidencyConfig {
+            host_cache_bytes: args.host_adapter_bytes,
+            ..ResidencyConfig::default()
+        };
+        let manager = AdapterManager::new(store.clone(), engine, residency)
+            .exit_kind(ExitKind::Usage)
+            .context("invalid adapter residency limits")?;
+        let manager = Arc::new(manager);
+        preload_pinned(&manager, &store, &name);
+        Ok((manager, name))
     })
     .await
     .context("the start-up task failed")?
+}
+
+/// Pages in every pinned adapter; one that fails is logged and skipped (never blocks start-up).
+fn preload_pinned(manager: &AdapterManager, store: &Store, base_name: &str) {
+    let infos = store.list();
+    let mut loaded = 0;
+    for info in infos.iter().filter(|i| i.pinned) {
+        if info.name == base_name {
+            tracing::warn!(adapter = %info.name, "adapter has the base model's name; requests for that name run the base model");
+        }
+        match manager.acquire(&info.name) {
+            Ok(_) => loaded += 1,
+            Err(e) => {
+                tracing::error!(adapter = %info.name, error = %e, "cannot page in pinned adapter")
+            }
+        }
+    }
+    tracing::info!(
+        registered = infos.len(),
+        pinned_resident = loaded,
+        io = store.io_backend().as_str(),
+        "adapter store open"
+    );
 }
 
 /// Resolves on SIGINT or SIGTERM with the signal's name. If a handler cannot be installed, that

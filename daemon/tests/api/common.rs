@@ -1,17 +1,18 @@
 //! Shared set-up: a real engine on the real default model behind the real router, a temporary
-//! home with a registry holding a random adapter, and small HTTP helpers over `oneshot`.
+//! home with an adapter store holding a random adapter, and small HTTP helpers over `oneshot`.
 
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode};
 use lorad::api::{ApiConfig, AppState, router};
-use lorad_engine::{EngineConfig, EngineHandle};
+use lorad_engine::{AdapterManager, EngineConfig, EngineHandle, ResidencyConfig};
 use lorad_model::{LoadOptions, testing::test_model_path};
-use lorad_store::{RandomAdapterSpec, Registry, TensorDtype};
+use lorad_store::disk::{Store, StoreConfig};
+use lorad_store::{RandomAdapterSpec, TensorDtype};
 use serde_json::Value;
 use tempfile::TempDir;
 use tower::ServiceExt;
@@ -24,8 +25,12 @@ pub struct Server {
     pub router: Router,
     pub state: AppState,
     pub engine: EngineHandle,
+    pub manager: Arc<AdapterManager>,
     pub home: TempDir,
 }
+
+/// The admin token of test servers.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
 /// Engine limits for tests: a small KV cache, the context capped to it (as `lorad serve` does).
 pub fn test_config() -> EngineConfig {
@@ -39,33 +44,43 @@ pub fn engine(cfg: EngineConfig) -> Option<EngineHandle> {
     Some(EngineHandle::start(model, cfg).expect("start engine"))
 }
 
-/// Writes a random PEFT adapter to `dir` and imports it into `registry` as `name`.
-pub fn import_random(
-    engine: &EngineHandle,
-    registry: &Registry,
-    scratch: &Path,
-    name: &str,
-    seed: u64,
-) {
+/// Writes a random PEFT adapter to `dir` and imports it into `store` as `name`.
+pub fn import_random(engine: &EngineHandle, store: &Store, scratch: &Path, name: &str, seed: u64) {
     let base = engine.info().base_shape;
     let adapter =
         lorad_store::random_adapter(name, &base, &RandomAdapterSpec { seed, ..Default::default() });
     let dir = scratch.join(format!("src-{name}"));
     lorad_store::write_peft_dir(&dir, &adapter, TensorDtype::F32).expect("write adapter");
-    registry.import(&dir, Some(name), &base).expect("import adapter");
+    store.import_dir(&dir, Some(name), &base, &engine.info().base_hash).expect("import adapter");
 }
 
-/// A ready server over a fresh engine; the registry holds adapter `ada`, loaded at start-up as
-/// `lorad serve` does.
+/// The API configuration of test servers (admin API on).
+pub fn api_config() -> ApiConfig {
+    ApiConfig { admin_token: Some(ADMIN_TOKEN.to_owned()), ..ApiConfig::default() }
+}
+
+/// A residency manager over `store` for `engine`.
+pub fn manager(store: &Arc<Store>, engine: &EngineHandle) -> Arc<AdapterManager> {
+    Arc::new(
+        AdapterManager::new(store.clone(), engine.clone(), ResidencyConfig::default())
+            .expect("manager"),
+    )
+}
+
+/// A ready server over a fresh engine; the store holds adapter `ada`, made resident before the
+/// first request.
 pub fn server(cfg: EngineConfig) -> Option<Server> {
     let engine = engine(cfg)?;
     let home = tempfile::tempdir().expect("tempdir");
-    let registry = Registry::open(&home.path().join("adapters")).expect("registry");
-    import_random(&engine, &registry, home.path(), "ada", 7);
-    assert_eq!(lorad::adapters::load_all_adapters(&engine, &registry, BASE), 1);
-    let state = AppState::new(registry, ApiConfig::default());
-    assert!(state.set_ready(engine.clone(), BASE.to_owned()));
-    Some(Server { router: router(state.clone()), state, engine, home })
+    let store = Arc::new(
+        Store::open(&home.path().join("store"), StoreConfig::default()).expect("open store"),
+    );
+    import_random(&engine, &store, home.path(), "ada", 7);
+    let manager = manager(&store, &engine);
+    manager.acquire("ada").expect("page in ada");
+    let state = AppState::new(store, api_config());
+    assert!(state.set_ready(manager.clone(), BASE.to_owned()));
+    Some(Server { router: router(state.clone()), state, engine, manager, home })
 }
 
 /// One server shared by the tests that do not look at engine counters.

@@ -123,8 +123,11 @@ async fn context_length_is_400_context_length_exceeded() {
 async fn body_over_the_limit_is_413_json() {
     let Some(s) = shared() else { return };
     // A small limit on a second state over the same engine, and the default 4 MiB limit.
-    let small = AppState::new(s.state.registry().clone(), ApiConfig { max_body_bytes: 1024 });
-    small.set_ready(s.engine.clone(), BASE.to_owned());
+    let small = AppState::new(
+        s.state.store().clone(),
+        ApiConfig { max_body_bytes: 1024, ..ApiConfig::default() },
+    );
+    small.set_ready(s.manager.clone(), BASE.to_owned());
     let small = router(small);
     let big = json!({"model": BASE, "prompt": "a".repeat(2000)}).to_string();
     let huge = json!({"model": BASE, "prompt": "a".repeat(5 << 20)}).to_string();
@@ -179,7 +182,7 @@ async fn health_and_readiness() {
     assert_eq!(call(&s.router, "GET", "/readyz", Body::empty()).await.0, StatusCode::OK);
 
     // Before the engine is up: alive, not ready, generation refused with 503.
-    let state = AppState::new(s.state.registry().clone(), ApiConfig::default());
+    let state = AppState::new(s.state.store().clone(), ApiConfig::default());
     let r = router(state.clone());
     assert_eq!(call(&r, "GET", "/healthz", Body::empty()).await.0, StatusCode::OK);
     assert_eq!(call(&r, "GET", "/readyz", Body::empty()).await.0, StatusCode::SERVICE_UNAVAILABLE);
@@ -188,7 +191,7 @@ async fn health_and_readiness() {
     assert_eq!(get(&r, "/v1/models").await.0, StatusCode::SERVICE_UNAVAILABLE);
 
     // Ready, then draining for shutdown.
-    state.set_ready(s.engine.clone(), BASE.to_owned());
+    state.set_ready(s.manager.clone(), BASE.to_owned());
     assert_eq!(call(&r, "GET", "/readyz", Body::empty()).await.0, StatusCode::OK);
     state.begin_drain();
     assert_eq!(call(&r, "GET", "/readyz", Body::empty()).await.0, StatusCode::SERVICE_UNAVAILABLE);

@@ -118,8 +118,8 @@ async fn adapters_at_start_up_and_imported_while_serving() {
     assert!(v["choices"][0]["message"]["content"].is_string());
     assert_usage(&v["usage"]);
 
-    // Imported after start-up: unknown to the engine, found in the registry, loaded on demand.
-    import_random(&s.engine, s.state.registry(), s.home.path(), "late", 11);
+    // Imported after start-up: unknown to the engine, found in the store, paged in on demand.
+    import_random(&s.engine, s.state.store(), s.home.path(), "late", 11);
     assert!(!s.engine.has_adapter("late"));
     let chunks = stream(
         "/v1/chat/completions",

@@ -4,6 +4,7 @@
 
 #![allow(unreachable_pub, dead_code)]
 
+mod admin;
 mod cancel;
 mod common;
 mod errors;

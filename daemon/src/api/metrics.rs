@@ -1,0 +1,203 @@
+//! `GET /metrics`: Prometheus text exposition (format 0.0.4) of the engine, the adapter tiers
+//! and the store. Served before the engine is ready too (store metrics only), so a scrape during
+//! start-up sees the node, not an error.
+
+use std::fmt::Write;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use lorad_engine::PAGE_IN_BUCKETS;
+use lorad_store::disk::EntryState;
+use lorad_store::tiers::TierStats;
+
+use super::state::AppState;
+
+/// Appends one metric family: HELP, TYPE, then `name{labels} value` samples.
+fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str, f64)]) {
+    // Writing to a String cannot fail.
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        let _ = writeln!(out, "{name}{labels} {value}");
+    }
+}
+
+fn tier_families(out: &mut String, tiers: &[(&str, TierStats)]) {
+    let label = |t: &str| format!("{{tier=\"{t}\"}}");
+    let labels: Vec<String> = tiers.iter().map(|(t, _)| label(t)).collect();
+    let pick = |f: fn(&TierStats) -> u64| -> Vec<(&str, f64)> {
+        tiers.iter().zip(&labels).map(|((_, s), l)| (l.as_str(), f(s) as f64)).collect()
+    };
+    family(
+        out,
+        "lorad_adapter_tier_hits_total",
+        "counter",
+        "Adapter lookups served by the tier.",
+        &pick(|s| s.hits),
+    );
+    family(
+        out,
+        "lorad_adapter_tier_misses_total",
+        "counter",
+        "Adapter lookups the tier missed.",
+        &pick(|s| s.misses),
+    );
+    family(
+        out,
+        "lorad_adapter_tier_evictions_total",
+        "counter",
+        "Adapters evicted from the tier to make room.",
+        &pick(|s| s.evictions),
+    );
+    family(
+        out,
+        "lorad_adapter_tier_bytes",
+        "gauge",
+        "Bytes of adapters held by the tier.",
+        &pick(|s| s.bytes),
+    );
+    family(
+        out,
+        "lorad_adapter_tier_budget_bytes",
+        "gauge",
+        "Byte budget of the tier.",
+        &pick(|s| s.budget),
+    );
+    family(
+        out,
+        "lorad_adapter_tier_entries",
+        "gauge",
+        "Adapters held by the tier.",
+        &pick(|s| s.entries),
+    );
+}
+
+/// Renders every metric.
+pub(crate) fn render(state: &AppState) -> String {
+    let mut out = String::new();
+    let store = state.store();
+    let pager = store.pager_stats();
+    let backend = store.io_backend().as_str();
+    let infos = store.list();
+    let quarantined =
+        infos.iter().filter(|i| matches!(i.state, EntryState::Quarantined { .. })).count();
+    family(&mut out, "lorad_up", "gauge", "1 while the process runs.", &[("", 1.0)]);
+    let ready = if state.is_ready() { 1.0 } else { 0.0 };
+    family(&mut out, "lorad_ready", "gauge", "1 when the engine serves requests.", &[("", ready)]);
+    let backend_label = format!("{{backend=\"{backend}\"}}");
+    family(
+        &mut out,
+        "lorad_store_io_backend",
+        "gauge",
+        "Read path of the adapter store (1 for the one in use).",
+        &[(&backend_label, 1.0)],
+    );
+    let fallback = if store.io_fallback_reason().is_some() { 1.0 } else { 0.0 };
+    family(
+        &mut out,
+        "lorad_store_io_fallback",
+        "gauge",
+        "1 when the store reads with pread because io_uring was refused or disabled.",
+        &[("", fallback)],
+    );
+    family(
+        &mut out,
+        "lorad_store_reads_total",
+        "counter",
+        "Reads issued by the adapter store.",
+        &[("", pager.reads as f64)],
+    );
+    family(
+        &mut out,
+        "lorad_store_read_bytes_total",
+        "counter",
+        "Bytes read by the adapter store.",
+        &[("", pager.bytes as f64)],
+    );
+    family(
+        &mut out,
+        "lorad_store_disk_bytes",
+        "gauge",
+        "Bytes of segment files on disk.",
+        &[("", store.disk_bytes() as f64)],
+    );
+    family(
+        &mut out,
+        "lorad_store_adapters",
+        "gauge",
+        "Adapters in the store by state.",
+        &[
+            ("{state=\"ready\"}", (infos.len() - quarantined) as f64),
+            ("{state=\"quarantined\"}", quarantined as f64),
+        ],
+    );
+    let Ok(serving) = state.serving() else { return out };
+    let stats = serving.engine.stats();
+    let load =
+        |a: &std::sync::atomic::AtomicUsize| a.load(std::sync::atomic::Ordering::Relaxed) as f64;
+    family(
+        &mut out,
+        "lorad_requests_waiting",
+        "gauge",
+        "Requests queued for a batch slot.",
+        &[("", load(&stats.waiting))],
+    );
+    family(
+        &mut out,
+        "lorad_requests_running",
+        "gauge",
+        "Requests in the running batch.",
+        &[("", load(&stats.running))],
+    );
+    family(
+        &mut out,
+        "lorad_engine_steps_total",
+        "counter",
+        "Forward steps run.",
+        &[("", load(&stats.steps))],
+    );
+    family(
+        &mut out,
+        "lorad_generated_tokens_total",
+        "counter",
+        "Tokens generated.",
+        &[("", load(&stats.generated_tokens))],
+    );
+    family(
+        &mut out,
+        "lorad_preemptions_total",
+        "counter",
+        "Sequences preempted (KV cache full) and recomputed.",
+        &[("", load(&stats.preemptions))],
+    );
+    let r = serving.manager.stats();
+    tier_families(&mut out, &[("device", r.device), ("host", r.host)]);
+    family(
+        &mut out,
+        "lorad_adapter_page_ins_total",
+        "counter",
+        "Adapters read from the store into the host tier.",
+        &[("", r.page_ins as f64)],
+    );
+    let (buckets, count, sum) = serving.manager.page_in_latency().snapshot();
+    let name = "lorad_adapter_page_in_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Latency of reading one adapter from the store (disk to host tier)."
+    );
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    for (le, n) in PAGE_IN_BUCKETS.iter().zip(&buckets) {
+        let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {n}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+    let _ = writeln!(out, "{name}_sum {sum}");
+    let _ = writeln!(out, "{name}_count {count}");
+    out
+}
+
+/// `GET /metrics`
+pub(crate) async fn handle(State(state): State<AppState>) -> impl IntoResponse {
+    let body = tokio::task::spawn_blocking(move || render(&state)).await.unwrap_or_default();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
+}

@@ -1,0 +1,196 @@
+//! The admin API (upload, list with tiers, pin, remove) and `/metrics`.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use lorad_store::{RandomAdapterSpec, TensorDtype};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use crate::common::*;
+
+const BOUNDARY: &str = "lorad-test-boundary-7d3f";
+
+/// A multipart body with the given (field, bytes) parts.
+fn multipart(parts: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (name, bytes) in parts {
+        body.extend_from_slice(format!("--{BOUNDARY}\r\n").as_bytes());
+        body.extend_from_slice(
+            format!("Content-Disposition: form-data; name=\"{name}\"; filename=\"{name}\"\r\n\r\n")
+                .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    body
+}
+
+async fn admin(
+    s: &Server,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Vec<u8>,
+) -> (StatusCode, Value) {
+    let mut req = Request::builder().method(method).uri(path);
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    if !body.is_empty() {
+        req = req.header("content-type", format!("multipart/form-data; boundary={BOUNDARY}"));
+    }
+    let resp = tokio::time::timeout(
+        TIMEOUT,
+        s.router.clone().oneshot(req.body(Body::from(body)).expect("request")),
+    )
+    .await
+    .expect("timed out")
+    .expect("infallible");
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.expect("body");
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+/// The PEFT files of a random adapter for the served base.
+fn peft_files(s: &Server, name: &str, seed: u64) -> (Vec<u8>, Vec<u8>) {
+    let base = s.engine.info().base_shape;
+    let a =
+        lorad_store::random_adapter(name, &base, &RandomAdapterSpec { seed, ..Default::default() });
+    let dir = s.home.path().join(format!("upload-{name}"));
+    lorad_store::write_peft_dir(&dir, &a, TensorDtype::BF16).expect("write");
+    (
+        std::fs::read(dir.join("adapter_config.json")).expect("config"),
+        std::fs::read(dir.join("adapter_model.safetensors")).expect("weights"),
+    )
+}
+
+#[tokio::test]
+async fn upload_list_pin_remove() {
+    let Some(s) = server(test_config()) else { return };
+    let (config, weights) = peft_files(&s, "up", 21);
+    let form = || {
+        multipart(&[
+            ("name", b"up".to_vec()),
+            ("adapter_config.json", config.clone()),
+            ("adapter_model.safetensors", weights.clone()),
+        ])
+    };
+
+    // No token, wrong token: refused before anything is read.
+    assert_eq!(admin(&s, "POST", "/v1/adapters", None, form()).await.0, StatusCode::UNAUTHORIZED);
+    let wrong = Some("not-the-admin-token-at-all");
+    assert_eq!(admin(&s, "POST", "/v1/adapters", wrong, form()).await.0, StatusCode::UNAUTHORIZED);
+
+    let (status, info) = admin(&s, "POST", "/v1/adapters", Some(ADMIN_TOKEN), form()).await;
+    assert_eq!(status, StatusCode::CREATED, "{info}");
+    assert_eq!((info["name"].as_str(), info["dtype"].as_str()), (Some("up"), Some("bf16")));
+    // The same upload again is idempotent; other content under the name conflicts.
+    let again = admin(&s, "POST", "/v1/adapters", Some(ADMIN_TOKEN), form()).await;
+    assert_eq!(again.0, StatusCode::CREATED, "{}", again.1);
+    let (other_cfg, other_w) = peft_files(&s, "up", 22);
+    let clash = multipart(&[
+        ("name", b"up".to_vec()),
+        ("adapter_config.json", other_cfg),
+        ("adapter_model.safetensors", other_w),
+    ]);
+    let (status, err) = admin(&s, "POST", "/v1/adapters", Some(ADMIN_TOKEN), clash).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{err}");
+    // A broken upload names what is wrong.
+    let broken = multipart(&[
+        ("name", b"bad".to_vec()),
+        ("adapter_config.json", b"{\"r\": 8".to_vec()),
+        ("adapter_model.safetensors", weights.clone()),
+    ]);
+    let (status, err) = admin(&s, "POST", "/v1/adapters", Some(ADMIN_TOKEN), broken).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
+    assert!(err["error"]["message"].as_str().unwrap().contains("adapter_config.json"), "{err}");
+
+    // Listed on disk until used, then on the device.
+    let tier = |list: &Value, name: &str| {
+        list["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .map(|e| e["tier"].clone())
+    };
+    let (_, list) = admin(&s, "GET", "/v1/adapters", Some(ADMIN_TOKEN), Vec::new()).await;
+    assert_eq!(tier(&list, "up"), Some(json!("disk")), "{list}");
+    let body = json!({"model": "up", "prompt": "Hello", "max_tokens": 2, "temperature": 0});
+    assert_eq!(post(&s.router, "/v1/completions", body).await.0, StatusCode::OK);
+    let (_, list) = admin(&s, "GET", "/v1/adapters", Some(ADMIN_TOKEN), Vec::new()).await;
+    assert_eq!(tier(&list, "up"), Some(json!("device")), "{list}");
+
+    // Pin persists in the store.
+    let (status, info) =
+        admin(&s, "POST", "/v1/adapters/up/pin", Some(ADMIN_TOKEN), Vec::new()).await;
+    assert_eq!((status, info["pinned"].as_bool()), (StatusCode::OK, Some(true)), "{info}");
+    assert!(s.state.store().get("up").unwrap().pinned);
+    let (status, info) =
+        admin(&s, "POST", "/v1/adapters/up/unpin", Some(ADMIN_TOKEN), Vec::new()).await;
+    assert_eq!((status, info["pinned"].as_bool()), (StatusCode::OK, Some(false)), "{info}");
+
+    // Removal while a request holds it is refused; forced after drain it goes.
+    let lease = s.manager.acquire("up").unwrap();
+    let (status, _) = admin(&s, "DELETE", "/v1/adapters/up", Some(ADMIN_TOKEN), Vec::new()).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let releaser = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        drop(lease);
+    });
+    let (status, v) = admin(
+        &s,
+        "DELETE",
+        "/v1/adapters/up?force=true&drain_secs=20",
+        Some(ADMIN_TOKEN),
+        Vec::new(),
+    )
+    .await;
+    releaser.join().unwrap();
+    assert_eq!((status, v["deleted"].as_bool()), (StatusCode::OK, Some(true)), "{v}");
+    let body = json!({"model": "up", "prompt": "Hello", "max_tokens": 2});
+    assert_error(
+        &post(&s.router, "/v1/completions", body).await,
+        StatusCode::NOT_FOUND,
+        Some("model"),
+    );
+    let (status, _) = admin(&s, "DELETE", "/v1/adapters/up", Some(ADMIN_TOKEN), Vec::new()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn admin_api_is_off_without_a_token() {
+    let Some(s) = shared() else { return };
+    let state =
+        lorad::api::AppState::new(s.state.store().clone(), lorad::api::ApiConfig::default());
+    state.set_ready(s.manager.clone(), BASE.to_owned());
+    let r = lorad::api::router(state);
+    let (status, _, body) = call(&r, "GET", "/v1/adapters", Body::empty()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+}
+
+#[tokio::test]
+async fn metrics_are_prometheus_text() {
+    let Some(s) = shared() else { return };
+    let body = json!({"model": "ada", "prompt": "Hi", "max_tokens": 2, "temperature": 0});
+    assert_eq!(post(&s.router, "/v1/completions", body).await.0, StatusCode::OK);
+    let (status, headers, text) = call(&s.router, "GET", "/metrics", Body::empty()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+    for family in [
+        "lorad_adapter_tier_hits_total{tier=\"device\"}",
+        "lorad_adapter_tier_misses_total{tier=\"host\"}",
+        "lorad_adapter_page_in_seconds_bucket{le=\"+Inf\"}",
+        "lorad_store_io_backend{backend=",
+        "lorad_store_read_bytes_total",
+        "lorad_generated_tokens_total",
+    ] {
+        assert!(text.contains(family), "missing {family} in\n{text}");
+    }
+    // Every sample line is `name{labels} number`.
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let value = line.rsplit(' ').next().unwrap();
+        assert!(value.parse::<f64>().is_ok(), "bad sample line: {line}");
+    }
+}

@@ -1,0 +1,351 @@
+//! Adapter residency: disk (the store) → host cache (raw verified blobs, byte budget) → device
+//! working set (the engine's [`AdapterPool`], byte budget).
+//!
+//! [`AdapterManager::acquire`] is called for a request *before* it is queued in the engine, on
+//! a blocking thread of the caller's choosing; it pages the adapter in through whichever tiers
+//! miss and returns a lease. The engine's step loop therefore never touches the disk: a request
+//! enters the batch queue only once its adapter is resident, so paging for queued requests
+//! overlaps with the batches that are running (S-LoRA's prefetch, done at admission).
+//!
+//! Concurrent acquires of one adapter share one page-in (single flight per name); acquires of
+//! different adapters run in parallel. When the device budget is held entirely by pinned or
+//! leased adapters, an acquire waits (polling, bounded by [`ResidencyConfig::admit_timeout`])
+//! for running requests to release theirs, then fails with a clear error: admission never
+//! evicts an adapter a request holds.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use lorad_store::disk::{Blob, Store};
+use lorad_store::tiers::{TierCache, TierStats};
+
+use crate::adapters::ResidentAdapter;
+use crate::engine::EngineHandle;
+use crate::{EngineError, Result};
+
+/// Budgets and waits of the residency tiers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResidencyConfig {
+    /// Byte budget of the host cache of adapter blobs.
+    pub host_cache_bytes: u64,
+    /// How long an acquire waits for device budget held by running requests.
+    pub admit_timeout: Duration,
+}
+
+impl Default for ResidencyConfig {
+    fn default() -> Self {
+        Self { host_cache_bytes: 8 << 30, admit_timeout: Duration::from_secs(30) }
+    }
+}
+
+/// Where an adapter currently lives (its fastest tier).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tier {
+    /// In the engine's device working set.
+    Device,
+    /// In the host cache (one decode + upload away).
+    Host,
+    /// Only on disk.
+    Disk,
+}
+
+impl Tier {
+    /// `"device"`, `"host"` or `"disk"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Device => "device",
+            Tier::Host => "host",
+            Tier::Disk => "disk",
+        }
+    }
+}
+
+/// Upper bounds (seconds) of the page-in latency histogram buckets.
+pub const PAGE_IN_BUCKETS: [f64; 12] =
+    [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 5.0];
+
+/// A cumulative latency histogram (Prometheus semantics: bucket `i` counts observations
+/// `<= PAGE_IN_BUCKETS[i]`).
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; PAGE_IN_BUCKETS.len()],
+    count: AtomicU64,
+    sum_ns: AtomicU64,
+}
+
+impl Histogram {
+    fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        for (i, &le) in PAGE_IN_BUCKETS.iter().enumerate() {
+            if secs <= le {
+                self.buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_ns.fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// `(cumulative bucket counts, total count, sum in seconds)`.
+    pub fn snapshot(&self) -> (Vec<u64>, u64, f64) {
+        let b = self.buckets.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+        let sum = self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        (b, self.count.load(Ordering::Relaxed), sum)
+    }
+}
+
+/// Counters of the residency manager.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ResidencyStats {
+    /// Device working set.
+    pub device: TierStats,
+    /// Host cache.
+    pub host: TierStats,
+    /// Adapters read from disk.
+    pub page_ins: u64,
+    /// Bytes read from disk by page-ins.
+    pub disk_bytes_read: u64,
+}
+
+/// One in-progress page-in that other acquirers of the same adapter wait for.
+#[derive(Debug, Default)]
+struct Flight {
+    done: Mutex<bool>,
+    cv: Condvar,
+}
+
+/// Moves adapters between the store, the host cache and the engine (see the module docs).
+#[derive(Debug)]
+pub struct AdapterManager {
+    store: Arc<Store>,
+    engine: EngineHandle,
+    host: TierCache<Blob>,
+    cfg: ResidencyConfig,
+    flights: Mutex<HashMap<String, Arc<Flight>>>,
+    page_ins: AtomicU64,
+    disk_bytes: AtomicU64,
+    page_in_latency: Histogram,
+}
+
+impl AdapterManager {
+    /// A manager over `store` feeding `engine`. Pins recorded in the store apply to both tiers.
+    pub fn new(store: Arc<Store>, engine: EngineHandle, cfg: ResidencyConfig) -> Result<Self> {
+        if cfg.host_cache_bytes == 0 {
+            return Err(EngineError::Config("host_cache_bytes must be at least 1".into()));
+        }
+        let host = TierCache::new("host", cfg.host_cache_bytes);
+        for info in store.list() {
+            if info.pinned {
+                host.set_pinned(&info.name, true);
+                engine.adapter_pool().set_pinned(&info.name, true);
+            }
+        }
+        Ok(Self {
+            store,
+            engine,
+            host,
+            cfg,
+            flights: Mutex::new(HashMap::new()),
+            page_ins: AtomicU64::new(0),
+            disk_bytes: AtomicU64::new(0),
+            page_in_latency: Histogram::default(),
+        })
+    }
+
+    /// The store behind the disk tier.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// The engine whose device working set this fills.
+    pub fn engine(&self) -> &EngineHandle {
+        &self.engine
+    }
+
+    /// Makes `name` resident on the device and returns a lease on it; blocking (disk reads,
+    /// weight upload, waits for device budget). Errors name the adapter: unknown
+    /// ([`lorad_store::StoreError::NotFound`]), quarantined or corrupt, imported for another
+    /// base, or no device budget within the admit timeout.
+    pub fn acquire(&self, name: &str) -> Result<Arc<ResidentAdapter>> {
+        loop {
+            if let Some(lease) = self.engine.adapter_pool().get(name) {
+                return Ok(lease);
+            }
+            match self.join_or_lead(name) {
+                Some(flight) => {
+                    // Someone else is paging it in; wait, then look again (their result may
+                    // have been an error, or already evicted: then we lead the next round).
+                    let mut done = flight.done.lock().unwrap_or_else(PoisonError::into_inner);
+                    while !*done {
+                        done = flight.cv.wait(done).unwrap_or_else(PoisonError::into_inner);
+                    }
+                    // Look again: resident now, or the leader failed (then one of the waiters
+                    // leads the next round and reports its own error).
+                    continue;
+                }
+                None => return self.lead(name),
+            }
+        }
+    }
+
+    /// Registers as the page-in leader for `name` (returns `None`), or returns the flight to
+    /// wait for.
+    fn join_or_lead(&self, name: &str) -> Option<Arc<Flight>> {
+        let mut flights = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(f) = flights.get(name) {
+            return Some(f.clone());
+        }
+        flights.insert(name.to_owned(), Arc::new(Flight::default()));
+        None
+    }
+
+    /// Pages `name` in as the leader of its flight, then wakes the waiters.
+    fn lead(&self, name: &str) -> Result<Arc<ResidentAdapter>> {
+        let result = self.page_in(name);
+        let flight = self.flights.lock().unwrap_or_else(PoisonError::into_inner).remove(name);
+        let Some(flight) = flight else { return result };
+        *flight.done.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        flight.cv.notify_all();
+        result
+    }
+
+    /// Disk → host → device for one adapter.
+    fn page_in(&self, name: &str) -> Result<Arc<ResidentAdapter>> {
+        if let Some(lease) = self.engine.adapter_pool().get(name) {
+            return Ok(lease);
+        }
+        let blob = self.host_blob(name)?;
+        let served = &self.engine.info().base_hash;
+        let info = blob.info();
+        if !info.base_hash.is_empty() && !served.is_empty() && info.base_hash != *served {
+            return Err(EngineError::BaseMismatch {
+                name: name.to_owned(),
+                adapter_base: info.base_hash.clone(),
+                served_base: served.clone(),
+            });
+        }
+        let adapter = self.store.decode(&blob, &self.engine.info().base_shape)?;
+        drop(blob);
+        let deadline = Instant::now() + self.cfg.admit_timeout;
+        loop {
+            match self.engine.add_adapter(&adapter) {
+                Ok(lease) => return Ok(lease),
+                Err(EngineError::AdapterPoolFull { .. }) if Instant::now() < deadline => {
+                    // Budget held by running requests: they release it as they finish.
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The adapter's blob from the host cache, reading it from disk on a miss.
+    fn host_blob(&self, name: &str) -> Result<Arc<Blob>> {
+        if let Some(blob) = self.host.get(name) {
+            return Ok(blob);
+        }
+        let start = Instant::now();
+        let blob = match self.store.read_blob(name) {
+            Ok(b) => Arc::new(b),
+            Err(e) => {
+                // A removed adapter must not linger in the device tier either.
+                self.engine.remove_adapter(name);
+                return Err(e.into());
+            }
+        };
+        self.page_in_latency.observe(start.elapsed());
+        self.page_ins.fetch_add(1, Ordering::Relaxed);
+        self.disk_bytes.fetch_add(blob.len() as u64, Ordering::Relaxed);
+        if let Err(full) = self.host.insert(name, blob.clone(), blob.len() as u64) {
+            // Everything cached is pinned or in use: serve this one uncached.
+            tracing::debug!(adapter = name, %full, "host cache full; not caching");
+        }
+        Ok(blob)
+    }
+
+    /// Reads `name` into the host cache without admitting it to the device (for requests that
+    /// will run later). Errors as [`AdapterManager::acquire`].
+    pub fn prefetch(&self, name: &str) -> Result<()> {
+        if self.engine.adapter_pool().contains(name) || self.host.contains(name) {
+            return Ok(());
+        }
+        self.host_blob(name).map(drop)
+    }
+
+    /// The fastest tier holding `name`.
+    pub fn tier_of(&self, name: &str) -> Tier {
+        if self.engine.adapter_pool().contains(name) {
+            Tier::Device
+        } else if self.host.contains(name) {
+            Tier::Host
+        } else {
+            Tier::Disk
+        }
+    }
+
+    /// Pins (never evicted from either tier) or unpins `name`, persistently.
+    pub fn set_pinned(&self, name: &str, pinned: bool) -> Result<()> {
+        self.store.set_pinned(name, pinned)?;
+        self.host.set_pinned(name, pinned);
+        self.engine.adapter_pool().set_pinned(name, pinned);
+        Ok(())
+    }
+
+    /// Whether a request holds `name`.
+    pub fn in_use(&self, name: &str) -> bool {
+        self.engine.adapter_pool().is_leased(name)
+    }
+
+    /// Removes `name` from every tier and the store. While requests hold it this is refused
+    /// with [`EngineError::AdapterInUse`], unless `drain` is given: then new requests for it
+    /// already fail (it leaves the tiers first) and this waits up to `drain` for the running
+    /// ones to finish before deleting it from the store.
+    pub fn remove(&self, name: &str, drain: Option<Duration>) -> Result<()> {
+        self.store.get(name)?;
+        if self.in_use(name) {
+            let Some(wait) = drain else {
+                return Err(EngineError::AdapterInUse(name.to_owned()));
+            };
+            let lease = self.engine.adapter_pool().get(name);
+            self.engine.remove_adapter(name);
+            self.host.remove(name);
+            let deadline = Instant::now() + wait;
+            if let Some(lease) = lease {
+                // Our own clone counts once; wait for the requests' clones to go.
+                while Arc::strong_count(&lease) > 1 && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                if Arc::strong_count(&lease) > 1 {
+                    return Err(EngineError::AdapterInUse(name.to_owned()));
+                }
+            }
+        }
+        self.store.remove(name)?;
+        self.engine.remove_adapter(name);
+        self.host.remove(name);
+        Ok(())
+    }
+
+    /// Drops `name` from the host and device tiers (e.g. after a re-import under that name).
+    pub fn invalidate(&self, name: &str) {
+        self.engine.remove_adapter(name);
+        self.host.remove(name);
+    }
+
+    /// Counters of every tier.
+    pub fn stats(&self) -> ResidencyStats {
+        ResidencyStats {
+            device: self.engine.adapter_pool().stats(),
+            host: self.host.stats(),
+            page_ins: self.page_ins.load(Ordering::Relaxed),
+            disk_bytes_read: self.disk_bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Page-in latency (disk → host) histogram.
+    pub fn page_in_latency(&self) -> &Histogram {
+        &self.page_in_latency
+    }
+}
