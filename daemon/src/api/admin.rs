@@ -115,6 +115,10 @@ fn store_error(name: &str, e: StoreError) -> ApiError {
     }
 }
 
+fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
+    ApiError::http(e.status(), format!("invalid multipart body: {}", e.body_text()), "invalid_body")
+}
+
 /// `POST /v1/adapters` (multipart: `name`, `adapter_config.json`, `adapter_model.safetensors`).
 pub(crate) async fn upload(
     State(state): State<AppState>,
@@ -125,22 +129,10 @@ pub(crate) async fn upload(
     let serving = state.serving()?.clone();
     let (mut name, mut config, mut weights) = (None, None, None);
     loop {
-        let field = form.next_field().await.map_err(|e| {
-            ApiError::http(
-                e.status(),
-                format!("invalid multipart body: {}", e.body_text()),
-                "invalid_body",
-            )
-        })?;
+        let field = form.next_field().await.map_err(multipart_error)?;
         let Some(field) = field else { break };
         let field_name = field.name().unwrap_or_default().to_owned();
-        let bytes = field.bytes().await.map_err(|e| {
-            ApiError::http(
-                e.status(),
-                format!("invalid multipart body: {}", e.body_text()),
-                "invalid_body",
-            )
-        })?;
+        let bytes = field.bytes().await.map_err(multipart_error)?;
         match field_name.as_str() {
             "name" => {
                 let text = String::from_utf8(bytes.to_vec())
