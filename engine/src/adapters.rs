@@ -116,6 +116,11 @@ impl AdapterPool {
         self.inner.get(name)
     }
 
+    /// The resident adapter without counting a lookup or refreshing its recency.
+    pub fn peek(&self, name: &str) -> Option<Arc<ResidentAdapter>> {
+        self.inner.peek(name)
+    }
+
     /// Whether `name` is resident (no statistics, no recency update).
     pub fn contains(&self, name: &str) -> bool {
         self.inner.contains(name)

@@ -334,6 +334,32 @@ impl AdapterManager {
         self.host.remove(name);
     }
 
+    /// Picks up changes other processes made to the store (e.g. `lorad adapter rm` from the CLI):
+    /// re-reads the index and drops from the host and device tiers every adapter that is gone or
+    /// whose content changed. Running requests keep their leases. Returns the names dropped.
+    pub fn reconcile(&self) -> Result<Vec<String>> {
+        self.store.refresh()?;
+        let mut resident = self.engine.adapter_pool().names();
+        resident.extend(self.host.keys());
+        resident.sort();
+        resident.dedup();
+        let mut dropped = Vec::new();
+        for name in resident {
+            let current = self.store.get(&name).ok().map(|i| i.content_hash);
+            let loaded = self
+                .engine
+                .adapter_pool()
+                .peek(&name)
+                .map(|r| r.content_hash.clone())
+                .or_else(|| self.host.peek(&name).map(|b| b.info().content_hash.clone()));
+            if current.is_none() || current != loaded {
+                self.invalidate(&name);
+                dropped.push(name);
+            }
+        }
+        Ok(dropped)
+    }
+
     /// Counters of every tier.
     pub fn stats(&self) -> ResidencyStats {
         ResidencyStats {

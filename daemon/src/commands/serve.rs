@@ -122,6 +122,7 @@ async fn serve(
         }
     };
     let engine = manager.engine().clone();
+    let reconciler = tokio::spawn(reconcile_loop(manager.clone()));
     state.set_ready(manager, name.clone());
     tracing::info!(%addr, model = %name, "ready");
 
@@ -137,6 +138,7 @@ async fn serve(
             };
         }
     }
+    reconciler.abort();
     state.begin_drain();
     let _ = stop_tx.send(true);
     let grace = Duration::from_secs(args.shutdown_timeout);
@@ -200,6 +202,29 @@ async fn start_engine(
     })
     .await
     .context("the start-up task failed")?
+}
+
+/// How often the server re-reads the store index to notice imports and removals made by other
+/// processes (the CLI).
+const RECONCILE_EVERY: Duration = Duration::from_secs(5);
+
+/// Periodically drops adapters removed or replaced in the store from the host and device tiers.
+async fn reconcile_loop(manager: Arc<AdapterManager>) {
+    let mut tick = tokio::time::interval(RECONCILE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let m = manager.clone();
+        match tokio::task::spawn_blocking(move || m.reconcile()).await {
+            Ok(Ok(dropped)) => {
+                for name in dropped {
+                    tracing::info!(adapter = %name, "adapter removed or replaced in the store; unloaded");
+                }
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot re-read the adapter store index"),
+            Err(e) => tracing::warn!(error = %e, "store reconcile task failed"),
+        }
+    }
 }
 
 /// Pages in every pinned adapter; one that fails is logged and skipped (never blocks start-up).

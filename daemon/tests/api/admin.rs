@@ -194,3 +194,24 @@ async fn metrics_are_prometheus_text() {
         assert!(value.parse::<f64>().is_ok(), "bad sample line: {line}");
     }
 }
+
+/// `lorad adapter rm` from another process: the server's periodic reconcile unloads it.
+#[tokio::test]
+async fn removal_by_another_process_is_picked_up() {
+    let Some(s) = server(test_config()) else { return };
+    let body = json!({"model": "ada", "prompt": "Hi", "max_tokens": 2, "temperature": 0});
+    assert_eq!(post(&s.router, "/v1/completions", body.clone()).await.0, StatusCode::OK);
+    assert!(s.engine.has_adapter("ada"));
+    // A second store handle on the same root stands in for the CLI process.
+    let cli = lorad_store::Store::open(&s.home.path().join("store"), Default::default()).unwrap();
+    cli.remove("ada").unwrap();
+    assert!(s.engine.has_adapter("ada"), "nothing noticed yet");
+    assert_eq!(s.manager.reconcile().unwrap(), vec!["ada".to_owned()]);
+    assert!(!s.engine.has_adapter("ada"));
+    assert_error(
+        &post(&s.router, "/v1/completions", body).await,
+        StatusCode::NOT_FOUND,
+        Some("model"),
+    );
+    assert!(s.manager.reconcile().unwrap().is_empty(), "nothing left to drop");
+}
