@@ -52,7 +52,8 @@ fn expected(i: usize) -> Adapter {
 
 /// The writer process. Inert unless the parent set its environment.
 #[test]
-#[ignore = "child process of kill_9_at_random_points_never_exposes_partial_adapters"]
+#[ignore = "not a test on its own: the crash tests in this file re-run this binary with \
+            `--ignored --exact crash_child` and its environment set, then SIGKILL it"]
 fn crash_child() {
     let Ok(root) = std::env::var(ENV_ROOT) else { return };
     let start: usize = std::env::var(ENV_START).unwrap().parse().unwrap();

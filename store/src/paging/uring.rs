@@ -10,6 +10,7 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
+use std::mem::ManuallyDrop;
 use std::os::fd::AsRawFd;
 use std::sync::{Condvar, Mutex, MutexGuard};
 
@@ -125,7 +126,7 @@ impl RingPool {
         chunks: &mut [Chunk],
         bufs: Vec<AlignedBuf>,
     ) -> Result<Vec<AlignedBuf>, StoreError> {
-        let mut lease = Lease { pool: self, ring: Some(self.take()?), broken: false };
+        let mut lease = Lease { pool: self, ring: ManuallyDrop::new(self.take()?), broken: false };
         let mut batch = Batch { lease: &mut lease, in_flight: 0, bufs };
         batch.run(reqs, direct, chunks, self.depth)?;
         Ok(std::mem::take(&mut batch.bufs))
@@ -135,28 +136,33 @@ impl RingPool {
 /// A ring lent out of the pool; goes back on drop (or is retired when `broken`).
 struct Lease<'p> {
     pool: &'p RingPool,
-    /// `Some` until dropped.
-    ring: Option<IoUring>,
+    /// Moved out only in `Drop` (back to the pool or closed).
+    ring: ManuallyDrop<IoUring>,
     /// Completions of earlier reads may still arrive: never reuse.
     broken: bool,
 }
 
 impl Lease<'_> {
     fn ring(&mut self) -> &mut IoUring {
-        self.ring.as_mut().expect("a lease holds its ring until dropped")
+        &mut self.ring
     }
 }
 
 impl Drop for Lease<'_> {
     fn drop(&mut self) {
-        let ring = self.ring.take();
+        // SAFETY: `ring` is initialised from construction until here and never used after:
+        // this is the only place it is taken, and `drop` runs once.
+        let ring = unsafe { ManuallyDrop::take(&mut self.ring) };
         let mut s = self.pool.lock();
-        match ring {
-            Some(ring) if !self.broken => s.idle.push(ring),
+        if self.broken {
+            s.total -= 1;
+            drop(s);
             // Dropping the ring closes it; the kernel cancels or finishes what is left.
-            _ => s.total -= 1,
+            drop(ring);
+        } else {
+            s.idle.push(ring);
+            drop(s);
         }
-        drop(s);
         self.pool.freed.notify_one();
     }
 }
@@ -246,7 +252,7 @@ impl Batch<'_, '_> {
         pending: &mut VecDeque<usize>,
         depth: usize,
     ) {
-        let ring = self.lease.ring.as_mut().expect("a lease holds its ring until dropped");
+        let ring = self.lease.ring();
         let mut sq = ring.submission();
         while self.in_flight < depth && !sq.is_full() {
             let Some(ci) = pending.pop_front() else { break };
