@@ -264,11 +264,12 @@ impl EngineHandle {
                 reason: format!("token id {bad} is not in the vocabulary ({vocab})"),
             });
         }
+        // `peek`: the caller already counted this lookup when it acquired the adapter.
         let adapter = match &req.adapter {
             Some(name) => Some(
                 self.inner
                     .adapters
-                    .get(name)
+                    .peek(name)
                     .ok_or_else(|| EngineError::UnknownAdapter(name.clone()))?,
             ),
             None => None,

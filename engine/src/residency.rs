@@ -164,6 +164,13 @@ impl AdapterManager {
         &self.engine
     }
 
+    /// A lease on `name` if it is already resident on the device (counted as a device hit),
+    /// without blocking; `None` otherwise (nothing counted: [`AdapterManager::acquire`] will).
+    pub fn resident(&self, name: &str) -> Option<Arc<ResidentAdapter>> {
+        let pool = self.engine.adapter_pool();
+        if pool.contains(name) { pool.get(name) } else { None }
+    }
+
     /// Makes `name` resident on the device and returns a lease on it; blocking (disk reads,
     /// weight upload, waits for device budget). Errors name the adapter: unknown
     /// ([`lorad_store::StoreError::NotFound`]), quarantined or corrupt, imported for another
@@ -213,7 +220,8 @@ impl AdapterManager {
 
     /// Disk → host → device for one adapter.
     fn page_in(&self, name: &str) -> Result<Arc<ResidentAdapter>> {
-        if let Some(lease) = self.engine.adapter_pool().get(name) {
+        // `acquire` already counted the miss that brought us here.
+        if let Some(lease) = self.engine.adapter_pool().peek(name) {
             return Ok(lease);
         }
         let blob = self.host_blob(name)?;
@@ -308,7 +316,7 @@ impl AdapterManager {
             let Some(wait) = drain else {
                 return Err(EngineError::AdapterInUse(name.to_owned()));
             };
-            let lease = self.engine.adapter_pool().get(name);
+            let lease = self.engine.adapter_pool().peek(name);
             self.engine.remove_adapter(name);
             self.host.remove(name);
             let deadline = Instant::now() + wait;

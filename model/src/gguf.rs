@@ -398,28 +398,13 @@ fn file_stem(path: &Path) -> String {
 mod tests {
     use super::*;
 
-    /// llama.cpp's `permute` (convert_hf_to_gguf.py), written independently of `unpermute_qk`:
-    /// row `h*hd + 2*i + j` of the result is row `h*hd + j*hd/2 + i` of the input.
-    fn permute_rows(rows: &[Vec<f32>], n_heads: usize) -> Vec<Vec<f32>> {
-        let hd = rows.len() / n_heads;
-        let mut out = vec![Vec::new(); rows.len()];
-        for h in 0..n_heads {
-            for i in 0..hd / 2 {
-                for j in 0..2 {
-                    out[h * hd + 2 * i + j] = rows[h * hd + j * (hd / 2) + i].clone();
-                }
-            }
-        }
-        out
-    }
-
     #[test]
     fn unpermute_inverts_llama_cpp_permute() -> candle_core::Result<()> {
         let (n, hd, cols) = (3, 8, 5);
         let w =
             Tensor::arange(0f32, (n * hd * cols) as f32, &Device::Cpu)?.reshape((n * hd, cols))?;
         let un = unpermute_qk(&w, n)?;
-        let back = permute_rows(&un.to_vec2::<f32>()?, n);
+        let back = crate::testing::llama_cpp_permute_rows(&un.to_vec2::<f32>()?, n);
         assert_eq!(back, w.to_vec2::<f32>()?);
         assert_ne!(un.to_vec2::<f32>()?, w.to_vec2::<f32>()?);
         Ok(())

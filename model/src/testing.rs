@@ -37,3 +37,20 @@ pub fn test_model_path() -> Option<PathBuf> {
     );
     None
 }
+
+/// llama.cpp's `permute` of q/k weights (convert_hf_to_gguf.py:
+/// `w.reshape(n, 2, hd/2, in).swapaxes(1, 2)`), written on rows and independently of the loader's
+/// un-permutation, as an oracle: row `h*hd + 2*i + j` of the GGUF tensor is row `h*hd + j*hd/2 + i`
+/// of Hugging Face's.
+pub fn llama_cpp_permute_rows(rows: &[Vec<f32>], n_heads: usize) -> Vec<Vec<f32>> {
+    let hd = rows.len() / n_heads;
+    let mut out = vec![Vec::new(); rows.len()];
+    for h in 0..n_heads {
+        for i in 0..hd / 2 {
+            for j in 0..2 {
+                out[h * hd + 2 * i + j] = rows[h * hd + j * (hd / 2) + i].clone();
+            }
+        }
+    }
+    out
+}

@@ -72,21 +72,6 @@ fn every_weight_with_its_shape() {
     }
 }
 
-/// llama.cpp's `permute` (convert_hf_to_gguf.py: `w.reshape(n, 2, hd/2, in).swapaxes(1, 2)`),
-/// written on rows: row `h*hd + 2*i + j` of the GGUF tensor is row `h*hd + j*hd/2 + i` of HF's.
-fn llama_cpp_permute(rows: &[Vec<f32>], n_heads: usize) -> Vec<Vec<f32>> {
-    let hd = rows.len() / n_heads;
-    let mut out = vec![Vec::new(); rows.len()];
-    for h in 0..n_heads {
-        for i in 0..hd / 2 {
-            for j in 0..2 {
-                out[h * hd + 2 * i + j] = rows[h * hd + j * (hd / 2) + i].clone();
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn qk_unpermuted_to_hf_layout() {
     let Some(m) = common::model() else { return };
@@ -103,7 +88,11 @@ fn qk_unpermuted_to_hf_layout() {
                 .unwrap();
             let gguf = raw(&format!("blk.{layer}.{gguf}.weight")).to_vec2::<f32>().unwrap();
             assert_ne!(loaded, gguf, "layer {layer} {part} was not reordered");
-            assert_eq!(llama_cpp_permute(&loaded, heads), gguf, "layer {layer} {part}");
+            assert_eq!(
+                testing::llama_cpp_permute_rows(&loaded, heads),
+                gguf,
+                "layer {layer} {part}"
+            );
         }
         // Other tensors are taken as they are.
         let v = m.weights[&format!("model.layers.{layer}.self_attn.v_proj.weight")]

@@ -124,7 +124,7 @@ impl AppState {
         if name == serving.model_name {
             return Ok(Target::Base);
         }
-        if let Some(lease) = serving.engine.adapter_pool().get(name) {
+        if let Some(lease) = serving.manager.resident(name) {
             return Ok(Target::Adapter(lease));
         }
         let (manager, owned) = (serving.manager.clone(), name.to_owned());
