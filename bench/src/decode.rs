@@ -278,7 +278,7 @@ fn run_merge(
             merged.insert(name, (base + bb.matmul(&aa)?)?);
         }
         let llama = Llama::new(cfg, &merged)?;
-        tokens += greedy_alone(&llama, p, max_tokens)?;
+        tokens += greedy_alone(&llama, p, max_tokens, None)?.len();
         bar.inc(1);
         // Unmerge = dropping the merged copies; the base tensors were never modified.
     }
@@ -287,8 +287,13 @@ fn run_merge(
     Ok((tokens as f64 / secs, secs))
 }
 
-/// One request alone, greedy, EOS ignored; returns tokens generated.
-fn greedy_alone(llama: &Llama, prompt: &[u32], max_tokens: usize) -> anyhow::Result<usize> {
+/// One request alone, greedy, EOS ignored; returns the generated tokens.
+pub(crate) fn greedy_alone(
+    llama: &Llama,
+    prompt: &[u32],
+    max_tokens: usize,
+    adapter: Option<&ResidentAdapter>,
+) -> anyhow::Result<Vec<u32>> {
     let c = llama.config();
     let len = prompt.len() + max_tokens;
     let kv = KvCache::new(
@@ -308,14 +313,14 @@ fn greedy_alone(llama: &Llama, prompt: &[u32], max_tokens: usize) -> anyhow::Res
             tokens: &tokens[pos..],
             start_pos: pos,
             block_table: &blocks,
-            adapter: None::<&ResidentAdapter>,
+            adapter,
             want_logits: true,
         };
         let logits = llama.forward(&[seq], &kv)?.to_vec2::<f32>()?;
         pos = tokens.len();
         tokens.push(lorad_engine::argmax(&logits[0]));
     }
-    Ok(max_tokens)
+    Ok(tokens.split_off(prompt.len()))
 }
 
 fn progress(n: usize, what: &str) -> ProgressBar {

@@ -59,6 +59,132 @@ pub enum Command {
     },
     /// Generate once, locally, without HTTP, streaming the text to stdout.
     Generate(GenerateArgs),
+    /// Manage Datanets: contributed training records, tokenized and Merkle-committed
+    /// (`<home>/datanets`).
+    Datanet {
+        /// The datanet subcommand.
+        #[command(subcommand)]
+        command: DatanetCommand,
+    },
+    /// Fine-tune a LoRA adapter on a Datanet (CPU, candle autograd), import it into the store and
+    /// build its gradient attribution index.
+    Finetune(FinetuneArgs),
+    /// Proof-of-Attribution indexes.
+    Attribution {
+        /// The attribution subcommand.
+        #[command(subcommand)]
+        command: AttributionCommand,
+    },
+}
+
+/// `lorad datanet ...`
+#[derive(Debug, Subcommand)]
+pub enum DatanetCommand {
+    /// Build a Datanet from a JSONL file of `{id, contributor, text}` or
+    /// `{id, contributor, messages}` records; bad records are listed with their line numbers.
+    Build {
+        /// The JSONL file.
+        input: PathBuf,
+        /// The Datanet's name.
+        #[arg(long)]
+        name: String,
+        /// Build from the valid records and list the skipped ones (default: refuse the file).
+        #[arg(long)]
+        skip_invalid: bool,
+        /// Replace an existing Datanet of that name.
+        #[arg(long)]
+        force: bool,
+        /// Base model whose tokenizer to use [default: the default model].
+        #[arg(long, value_name = "PATH")]
+        model: Option<PathBuf>,
+    },
+    /// List Datanets.
+    Ls {
+        /// Print JSON manifests instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Recompute every record hash and the Merkle root of a Datanet; exit 65 on a mismatch.
+    Verify {
+        /// The Datanet's name.
+        name: String,
+    },
+}
+
+/// `lorad finetune ...`
+#[derive(Debug, Args)]
+pub struct FinetuneArgs {
+    /// The Datanet to train on.
+    #[arg(long)]
+    pub datanet: String,
+    /// Name of the adapter to create.
+    #[arg(long)]
+    pub name: String,
+    /// LoRA rank.
+    #[arg(long, default_value_t = 8)]
+    pub rank: usize,
+    /// LoRA alpha.
+    #[arg(long, default_value_t = 16.0)]
+    pub alpha: f64,
+    /// Projections to adapt: q,k,v,o,gate,up,down (or their PEFT names `q_proj`, ...).
+    #[arg(long, value_delimiter = ',', default_value = "q,v")]
+    pub targets: Vec<String>,
+    /// Optimizer steps.
+    #[arg(long, default_value_t = 100)]
+    pub steps: usize,
+    /// Peak learning rate (linear warm-up over 10 % of the steps, cosine decay to a tenth).
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Records per step.
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Seed of the initialisation, the record order and the held-out split.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Records longer than this many tokens are cut.
+    #[arg(long, default_value_t = 256)]
+    pub max_len: usize,
+    /// Share of the records held out to measure the loss before and after (0 to train on all).
+    #[arg(long, default_value_t = 0.1)]
+    pub eval_fraction: f64,
+    /// Skip building the gradient attribution index.
+    #[arg(long)]
+    pub no_index: bool,
+    /// Replace an existing adapter of that name.
+    #[arg(long)]
+    pub force: bool,
+    /// Base model [default: the default model].
+    #[arg(long, value_name = "PATH")]
+    pub model: Option<PathBuf>,
+}
+
+/// `lorad attribution ...`
+#[derive(Debug, Subcommand)]
+pub enum AttributionCommand {
+    /// Build the gradient attribution index of an adapter over a Datanet.
+    Index {
+        /// The adapter (in the store).
+        #[arg(long)]
+        adapter: String,
+        /// The Datanet it was trained on.
+        #[arg(long)]
+        datanet: String,
+        /// Projected input width per LoRA pair.
+        #[arg(long, default_value_t = 16)]
+        k_in: usize,
+        /// Projected output width per LoRA pair.
+        #[arg(long, default_value_t = 16)]
+        k_out: usize,
+        /// Records longer than this many tokens are cut.
+        #[arg(long, default_value_t = 256)]
+        max_len: usize,
+        /// Replace an existing index.
+        #[arg(long)]
+        force: bool,
+        /// Base model [default: the default model].
+        #[arg(long, value_name = "PATH")]
+        model: Option<PathBuf>,
+    },
 }
 
 /// `lorad model ...`

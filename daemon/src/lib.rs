@@ -24,5 +24,10 @@ pub fn try_main(cli: Cli) -> anyhow::Result<()> {
         Command::Adapter { command } => commands::adapter::run(&home, cli.store_io, command),
         Command::Store { command } => commands::store::run(&home, cli.store_io, command),
         Command::Generate(args) => commands::generate::run(&home, cli.store_io, args),
+        Command::Datanet { command } => commands::datanet::run(&home, command),
+        Command::Finetune(args) => commands::finetune::run(&home, cli.store_io, args),
+        Command::Attribution { command } => {
+            commands::attribution::run(&home, cli.store_io, command)
+        }
     }
 }

@@ -296,17 +296,28 @@ pub(crate) fn load(path: &Path, opts: &LoadOptions) -> Result<LoadedModel, Model
 
 type Parsed = (ModelConfig, HashMap<String, Tensor>, Tokenizer, ChatTemplate);
 
-fn load_parsed(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<Parsed, ModelError> {
-    let content = Content::read(&mut Cursor::new(bytes))
-        .map_err(|source| ModelError::Gguf { path: path.to_owned(), source: Box::new(source) })?;
-    let meta = Meta { path, content: &content };
-    let config = config_from_meta(meta)?;
+/// Tokenizer and chat template of the GGUF file at `path`, from its header alone.
+pub(crate) fn load_text(path: &Path) -> Result<(Tokenizer, ChatTemplate), ModelError> {
+    let content = read_content(path)?;
+    text_from_meta(Meta { path, content: &content })
+}
+
+fn text_from_meta(meta: Meta<'_>) -> Result<(Tokenizer, ChatTemplate), ModelError> {
     let tokenizer = Tokenizer::from_gguf_meta(meta)?;
     let chat_template = match meta.opt_str("tokenizer.chat_template")? {
         Some(src) => ChatTemplate::new(src)?,
         None => ChatTemplate::chatml(),
     }
     .with_special_tokens(tokenizer.bos_token(), tokenizer.eos_token());
+    Ok((tokenizer, chat_template))
+}
+
+fn load_parsed(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<Parsed, ModelError> {
+    let content = Content::read(&mut Cursor::new(bytes))
+        .map_err(|source| ModelError::Gguf { path: path.to_owned(), source: Box::new(source) })?;
+    let meta = Meta { path, content: &content };
+    let config = config_from_meta(meta)?;
+    let (tokenizer, chat_template) = text_from_meta(meta)?;
     let weights = load_weights(path, bytes, &content, &config, opts)?;
     Ok((config, weights, tokenizer, chat_template))
 }

@@ -263,9 +263,7 @@ pub(crate) fn load(dir: &Path, opts: &LoadOptions) -> Result<LoadedModel, ModelE
     if let Some(e) = expected.iter().find(|e| !weights.contains_key(&e.name)) {
         return Err(ModelError::MissingTensor { path: dir.to_owned(), name: e.name.clone() });
     }
-    let tokenizer = Tokenizer::from_hf_dir(dir)?;
-    let chat_template =
-        read_chat_template(dir)?.with_special_tokens(tokenizer.bos_token(), tokenizer.eos_token());
+    let (tokenizer, chat_template) = load_text(dir)?;
     Ok(LoadedModel {
         name: dir_name(dir),
         config,
@@ -274,6 +272,14 @@ pub(crate) fn load(dir: &Path, opts: &LoadOptions) -> Result<LoadedModel, ModelE
         chat_template,
         base_hash: hex::encode(hasher.finalize()),
     })
+}
+
+/// Tokenizer and chat template of the Hugging Face directory `dir`, without its weights.
+pub(crate) fn load_text(dir: &Path) -> Result<(Tokenizer, ChatTemplate), ModelError> {
+    let tokenizer = Tokenizer::from_hf_dir(dir)?;
+    let chat_template =
+        read_chat_template(dir)?.with_special_tokens(tokenizer.bos_token(), tokenizer.eos_token());
+    Ok((tokenizer, chat_template))
 }
 
 /// `chat_template.jinja` (what recent transformers saves, and prefers), else the

@@ -26,4 +26,4 @@ pub use error::ModelError;
 pub use fetch::{DEFAULT_MODEL_ID, default_model_path, fetch_default_model};
 pub use paths::{default_home, models_dir};
 pub use tokenizer::Tokenizer;
-pub use weights::{LoadOptions, LoadedModel, base_hash, load_model, read_config};
+pub use weights::{LoadOptions, LoadedModel, base_hash, load_model, load_text, read_config};

@@ -63,6 +63,15 @@ pub fn load_model(path: &Path, opts: &LoadOptions) -> Result<LoadedModel, ModelE
     }
 }
 
+/// Reads only the text side of a model, its tokenizer and chat template, without touching tensor
+/// data: what tokenizing a Datanet needs, at a fraction of a full load's time and memory.
+pub fn load_text(path: &Path) -> Result<(Tokenizer, ChatTemplate), ModelError> {
+    match Source::detect(path)? {
+        Source::Gguf => gguf::load_text(path),
+        Source::HfDir => hf::load_text(path),
+    }
+}
+
 /// Reads only the architecture config of a model (GGUF metadata or `config.json`), without
 /// touching tensor data; used to check adapters against a base cheaply.
 pub fn read_config(path: &Path) -> Result<ModelConfig, ModelError> {

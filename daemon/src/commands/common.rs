@@ -116,3 +116,28 @@ pub(crate) fn base_shape_of(path: &Path) -> anyhow::Result<BaseShape> {
         .with_context(|| format!("cannot read the model config of {}", path.display()))?;
     Ok(lorad_engine::base_shape(&config))
 }
+
+/// Where Datanets live under `home`.
+pub(crate) fn datanets_dir(home: &Path) -> PathBuf {
+    home.join("datanets")
+}
+
+/// Where the gradient index of the adapter with content hash `adapter_hash` over Datanet
+/// `datanet` lives: keyed by the adapter's content, so a re-import under the same name with other
+/// weights never meets a stale index.
+pub(crate) fn grad_index_dir(home: &Path, adapter_hash: &str, datanet: &str) -> PathBuf {
+    home.join("attribution").join(adapter_hash).join(datanet)
+}
+
+/// A progress bar on stderr for `len` steps of `what` (hidden when stderr is not a terminal).
+pub(crate) fn progress_bar(len: usize, what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg:>12} [{bar:30}] {pos}/{len} {elapsed} {per_sec}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message(what.to_owned());
+    bar
+}

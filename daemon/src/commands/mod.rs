@@ -1,7 +1,10 @@
 //! The subcommands' implementations, one module each.
 
 pub(crate) mod adapter;
+pub(crate) mod attribution;
 pub(crate) mod common;
+pub(crate) mod datanet;
+pub(crate) mod finetune;
 pub(crate) mod generate;
 pub(crate) mod model;
 pub(crate) mod serve;

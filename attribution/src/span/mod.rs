@@ -1,0 +1,1 @@
+//! Suffix-array span attribution (being written).

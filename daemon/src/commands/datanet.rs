@@ -1,0 +1,108 @@
+//! `lorad datanet build | ls | verify`.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
+use lorad_datanet::{BuildOptions, Datanet, DatanetError, TextSide};
+
+use super::common::{base_hash_of, datanets_dir, existing_model};
+use crate::cli::DatanetCommand;
+use crate::exit::{ExitExt, ExitKind, coded};
+
+/// Exit kind of a Datanet error: bad input data is 65, a missing or existing name a usage error.
+fn kind_of(e: &DatanetError) -> ExitKind {
+    match e {
+        DatanetError::BadRecords { .. } | DatanetError::Corrupt { .. } => ExitKind::DataErr,
+        DatanetError::Io { .. } => ExitKind::Runtime,
+        _ => ExitKind::Usage,
+    }
+}
+
+/// Maps a Datanet error to its exit kind.
+pub(crate) fn coded_datanet(e: DatanetError) -> anyhow::Error {
+    let kind = kind_of(&e);
+    coded(kind, e)
+}
+
+/// Opens Datanet `name` under `home`.
+pub(crate) fn open(home: &Path, name: &str) -> anyhow::Result<Datanet> {
+    Datanet::open_named(&datanets_dir(home), name).map_err(coded_datanet)
+}
+
+/// Runs a datanet subcommand.
+pub(crate) fn run(home: &Path, command: DatanetCommand) -> anyhow::Result<()> {
+    let root = datanets_dir(home);
+    let mut out = std::io::stdout().lock();
+    match command {
+        DatanetCommand::Build { input, name, skip_invalid, force, model } => {
+            let model = existing_model(home, model.as_deref())?;
+            let (tokenizer, chat_template) = lorad_model::load_text(&model)
+                .exit_kind(ExitKind::Config)
+                .with_context(|| format!("cannot read the tokenizer of {}", model.display()))?;
+            let base_hash = base_hash_of(&model)?;
+            let text = TextSide {
+                tokenizer: &tokenizer,
+                chat_template: &chat_template,
+                base_hash: &base_hash,
+            };
+            let opts = BuildOptions { skip_invalid, force, progress: true };
+            let report =
+                lorad_datanet::build(&input, &name, &root, &text, &opts).map_err(coded_datanet)?;
+            for p in &report.skipped {
+                writeln!(out, "skipped line {}: {}", p.line, p.reason)?;
+            }
+            writeln!(
+                out,
+                "datanet {}: {} records, {} tokens, {} contributors, merkle root 0x{} ({:.2} s)",
+                report.name,
+                report.records,
+                report.tokens,
+                report.contributors.len(),
+                hex_of(&report.merkle_root),
+                report.elapsed.as_secs_f64()
+            )?;
+            for c in &report.contributors {
+                writeln!(out, "  {:<24} {:>8} records {:>10} tokens", c.name, c.records, c.tokens)?;
+            }
+        }
+        DatanetCommand::Ls { json } => {
+            let all = lorad_datanet::list(&root).map_err(coded_datanet)?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&all)?)?;
+            } else {
+                writeln!(
+                    out,
+                    "{:<24} {:>10} {:>12} {:>12}  merkle root",
+                    "NAME", "RECORDS", "TOKENS", "CONTRIBUTORS"
+                )?;
+                for m in &all {
+                    writeln!(
+                        out,
+                        "{:<24} {:>10} {:>12} {:>12}  0x{}",
+                        m.name,
+                        m.records,
+                        m.tokens,
+                        m.contributors.len(),
+                        hex_of(&m.merkle_root)
+                    )?;
+                }
+            }
+        }
+        DatanetCommand::Verify { name } => {
+            let dn = open(home, &name)?;
+            dn.verify().map_err(coded_datanet)?;
+            writeln!(
+                out,
+                "datanet {name}: {} records verified, merkle root 0x{}",
+                dn.len(),
+                hex_of(&dn.merkle_root())
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn hex_of(b: &[u8; 32]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

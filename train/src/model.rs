@@ -1,0 +1,304 @@
+//! The llama-family forward as a differentiable function of LoRA parameters.
+//!
+//! Same math as the serving engine's `Llama::forward` (pinned against it by a test), but over a
+//! padded `[B, T]` batch with a causal mask instead of a paged KV cache, and built only from candle
+//! ops that have backward rules: `rms_norm_slow`, `rope_slow` and the plain softmax rather than
+//! the fused kernels, which have none.
+
+use std::collections::HashMap;
+
+use candle_core::{CpuStorage, D, DType, Device, Layout, Shape, Tensor};
+use lorad_model::ModelConfig;
+use lorad_store::{BaseShape, TargetModule};
+
+use crate::batch::Batch;
+use crate::lora::LoraSet;
+use crate::probe::ProbeBatch;
+use crate::{Result, TrainError};
+
+/// One layer's frozen weights; projections `[out, in]`, indexed by `TargetModule::index()`.
+#[derive(Debug)]
+struct Layer {
+    input_norm: Tensor,
+    post_norm: Tensor,
+    proj: [Tensor; 7],
+    bias: [Option<Tensor>; 3],
+}
+
+/// The frozen base model, differentiable with respect to LoRA parameters and probes.
+#[derive(Debug)]
+pub struct DiffLlama {
+    cfg: ModelConfig,
+    embed: Tensor,
+    layers: Vec<Layer>,
+    norm: Tensor,
+    lm_head: Tensor,
+    cos: Tensor,
+    sin: Tensor,
+    device: Device,
+}
+
+fn get(w: &HashMap<String, Tensor>, name: &str) -> Result<Tensor> {
+    w.get(name)
+        .ok_or_else(|| TrainError::Weights(format!("missing tensor {name}")))?
+        .to_dtype(DType::F32)
+        .map_err(Into::into)
+}
+
+impl DiffLlama {
+    /// Builds the model from Hugging Face-named weights (as `lorad_model::load_model` returns),
+    /// converted to f32: gradients in bf16 are too coarse for attribution scores to be stable.
+    pub fn new(cfg: &ModelConfig, weights: &HashMap<String, Tensor>) -> Result<Self> {
+        let embed = get(weights, "model.embed_tokens.weight")?;
+        let device = embed.device().clone();
+        let shape = base_shape(cfg);
+        let mut layers = Vec::with_capacity(cfg.num_layers);
+        for l in 0..cfg.num_layers {
+            let p = |m: TargetModule| -> Result<Tensor> {
+                let sub = match m {
+                    TargetModule::GateProj | TargetModule::UpProj | TargetModule::DownProj => "mlp",
+                    _ => "self_attn",
+                };
+                let name = format!("model.layers.{l}.{sub}.{}.weight", m.peft_name());
+                let t = get(weights, &name)?;
+                let (out, inp) = shape.shape(m);
+                if t.dims() != [out, inp] {
+                    return Err(TrainError::Weights(format!(
+                        "{name} has shape {:?}, expected [{out}, {inp}]",
+                        t.dims()
+                    )));
+                }
+                Ok(t)
+            };
+            let proj = TargetModule::ALL.map(p);
+            let [q, k, v, o, g, u, d] = proj;
+            let bias = if cfg.attention_bias {
+                let b = |n: &str| get(weights, &format!("model.layers.{l}.self_attn.{n}.bias"));
+                [Some(b("q_proj")?), Some(b("k_proj")?), Some(b("v_proj")?)]
+            } else {
+                [None, None, None]
+            };
+            layers.push(Layer {
+                input_norm: get(weights, &format!("model.layers.{l}.input_layernorm.weight"))?,
+                post_norm: get(
+                    weights,
+                    &format!("model.layers.{l}.post_attention_layernorm.weight"),
+                )?,
+                proj: [q?, k?, v?, o?, g?, u?, d?],
+                bias,
+            });
+        }
+        let lm_head = match weights.get("lm_head.weight") {
+            Some(_) => get(weights, "lm_head.weight")?,
+            None if cfg.tie_word_embeddings => embed.clone(),
+            None => {
+                return Err(TrainError::Weights(
+                    "missing tensor lm_head.weight (embeddings are not tied)".into(),
+                ));
+            }
+        };
+        let inv = cfg.rope_inv_freq();
+        let half = inv.len();
+        let max = cfg.max_position_embeddings;
+        let mut cos = Vec::with_capacity(max * half);
+        let mut sin = Vec::with_capacity(max * half);
+        for p in 0..max {
+            for &f in &inv {
+                let a = p as f32 * f;
+                cos.push(a.cos());
+                sin.push(a.sin());
+            }
+        }
+        Ok(Self {
+            cfg: cfg.clone(),
+            embed,
+            layers,
+            norm: get(weights, "model.norm.weight")?,
+            lm_head,
+            cos: Tensor::from_vec(cos, (max, half), &device)?,
+            sin: Tensor::from_vec(sin, (max, half), &device)?,
+            device,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Adapter-facing projection shapes.
+    pub fn base_shape(&self) -> BaseShape {
+        base_shape(&self.cfg)
+    }
+
+    /// The batch's loss: each scored token's negative log-likelihood times its weight, summed.
+    pub fn loss(
+        &self,
+        batch: &Batch,
+        lora: Option<&LoraSet>,
+        probes: Option<&ProbeBatch<'_>>,
+    ) -> Result<Tensor> {
+        let logp = self.target_log_probs(batch, lora, probes)?;
+        Ok((logp * &batch.weights)?.sum_all()?.neg()?)
+    }
+
+    /// Log-probability of every scored token, `[M]`, in the batch's row order.
+    pub fn target_log_probs(
+        &self,
+        batch: &Batch,
+        lora: Option<&LoraSet>,
+        probes: Option<&ProbeBatch<'_>>,
+    ) -> Result<Tensor> {
+        let h = self.hidden(batch, lora, probes)?;
+        let h = h.index_select(&batch.rows, 0)?;
+        let h = candle_nn::ops::rms_norm_slow(&h, &self.norm, self.cfg.rms_norm_eps as f32)?;
+        let logits = frozen_linear(&h, &self.lm_head)?;
+        let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+        Ok(logp.gather(&batch.targets.unsqueeze(1)?, 1)?.squeeze(1)?)
+    }
+
+    /// Final hidden states before the last norm, `[B * T, hidden]`.
+    fn hidden(
+        &self,
+        batch: &Batch,
+        lora: Option<&LoraSet>,
+        probes: Option<&ProbeBatch<'_>>,
+    ) -> Result<Tensor> {
+        let cfg = &self.cfg;
+        let (b, t) = (batch.batch, batch.len);
+        let n = b * t;
+        let (heads, kvh, hd) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
+        let eps = cfg.rms_norm_eps as f32;
+        let scale = 1.0 / (hd as f64).sqrt();
+        if t > self.cos.dims()[0] {
+            return Err(TrainError::Config(format!(
+                "batch length {t} exceeds the model's {} positions",
+                self.cos.dims()[0]
+            )));
+        }
+        let cos = self.cos.narrow(0, 0, t)?;
+        let sin = self.sin.narrow(0, 0, t)?;
+        let mask = causal_mask(t, &self.device)?;
+        let mut x = self.embed.index_select(&batch.tokens.flatten_all()?, 0)?;
+        for (l, layer) in self.layers.iter().enumerate() {
+            let linear = |m: TargetModule, input: &Tensor| -> Result<Tensor> {
+                let mut y = frozen_linear(input, &layer.proj[m.index()])?;
+                if let Some(Some(bias)) = layer.bias.get(m.index()) {
+                    y = y.broadcast_add(bias)?;
+                }
+                let Some(pair) = lora.and_then(|s| s.pair(l, m)) else { return Ok(y) };
+                let z = input.matmul(&pair.a.t()?)?;
+                let probe = probes.and_then(|p| p.get(l, m));
+                let z_in = match &probe {
+                    Some(p) => (&z + p.side_a(input, b, t)?)?,
+                    None => z.clone(),
+                };
+                let mut delta = z_in.matmul(&pair.b.t()?)?;
+                if let Some(p) = &probe {
+                    delta = (delta + p.side_b(&z, b, t)?)?;
+                }
+                Ok((y + (delta * pair.scale as f64)?)?)
+            };
+            let h = candle_nn::ops::rms_norm_slow(&x, &layer.input_norm, eps)?;
+            let q = linear(TargetModule::QProj, &h)?;
+            let k = linear(TargetModule::KProj, &h)?;
+            let v = linear(TargetModule::VProj, &h)?;
+            // [B, T, heads, hd] -> [B, heads, T, hd]
+            let q = q.reshape((b, t, heads, hd))?.transpose(1, 2)?.contiguous()?;
+            let k = k.reshape((b, t, kvh, hd))?.transpose(1, 2)?.contiguous()?;
+            let v = v.reshape((b, t, kvh, hd))?.transpose(1, 2)?.contiguous()?;
+            let q = candle_nn::rotary_emb::rope_slow(&q, &cos, &sin)?;
+            let k = candle_nn::rotary_emb::rope_slow(&k, &cos, &sin)?;
+            let (k, v) = (repeat_kv(&k, heads / kvh)?, repeat_kv(&v, heads / kvh)?);
+            let att = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&mask)?;
+            let att = candle_nn::ops::softmax(&att, D::Minus1)?;
+            let o = att.matmul(&v)?.transpose(1, 2)?.reshape((n, heads * hd))?;
+            x = (x + linear(TargetModule::OProj, &o)?)?;
+            let h = candle_nn::ops::rms_norm_slow(&x, &layer.post_norm, eps)?;
+            let act =
+                (linear(TargetModule::GateProj, &h)?.silu()? * linear(TargetModule::UpProj, &h)?)?;
+            x = (x + linear(TargetModule::DownProj, &act)?)?;
+        }
+        Ok(x)
+    }
+}
+
+/// `[T, T]` additive mask: 0 on and below the diagonal, -inf above.
+fn causal_mask(t: usize, device: &Device) -> Result<Tensor> {
+    let m: Vec<f32> =
+        (0..t * t).map(|i| if i % t > i / t { f32::NEG_INFINITY } else { 0.0 }).collect();
+    Ok(Tensor::from_vec(m, (t, t), device)?)
+}
+
+/// `[B, kvh, T, hd]` -> `[B, kvh * groups, T, hd]`, each KV head shared by `groups` query heads.
+fn repeat_kv(x: &Tensor, groups: usize) -> Result<Tensor> {
+    if groups == 1 {
+        return Ok(x.clone());
+    }
+    let (b, kvh, t, hd) = x.dims4()?;
+    Ok(x.unsqueeze(2)?.broadcast_as((b, kvh, groups, t, hd))?.reshape((b, kvh * groups, t, hd))?)
+}
+
+/// `x @ w^T` for a frozen `w` (`[out, in]`).
+///
+/// candle's matmul backward always computes the gradient of both operands; for a frozen weight
+/// that is a wasted `[out, in]` product per call, as much work again as the forward. This op's
+/// backward returns the input's gradient only (on the CPU; other devices take the plain matmul).
+fn frozen_linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    if !x.device().is_cpu() || !x.track_op() {
+        return Ok(x.matmul(&w.t()?)?);
+    }
+    Ok(x.contiguous()?.apply_op1(FrozenLinear { w: w.clone() })?)
+}
+
+struct FrozenLinear {
+    w: Tensor,
+}
+
+impl candle_core::CustomOp1 for FrozenLinear {
+    fn name(&self) -> &'static str {
+        "frozen-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let CpuStorage::F32(data) = storage else {
+            candle_core::bail!("frozen-linear: only f32 inputs are supported");
+        };
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("frozen-linear: input must be contiguous");
+        };
+        let x = Tensor::from_slice(&data[start..end], layout.shape(), &Device::Cpu)?;
+        let y = x.matmul(&self.w.t()?)?;
+        let shape = y.shape().clone();
+        Ok((CpuStorage::F32(y.flatten_all()?.to_vec1()?), shape))
+    }
+
+    fn bwd(
+        &self,
+        _arg: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(grad_res.matmul(&self.w)?))
+    }
+}
+
+/// Adapter-facing projection shapes of a config.
+pub(crate) fn base_shape(cfg: &ModelConfig) -> BaseShape {
+    BaseShape {
+        num_layers: cfg.num_layers,
+        hidden_size: cfg.hidden_size,
+        q_dim: cfg.num_heads * cfg.head_dim,
+        kv_dim: cfg.num_kv_heads * cfg.head_dim,
+        intermediate_size: cfg.intermediate_size,
+    }
+}
