@@ -364,6 +364,11 @@ pub struct ServeArgs {
     /// also read from $LORAD_ADMIN_TOKEN. Without one the admin API is disabled (403).
     #[arg(long, value_name = "PATH")]
     pub admin_token_file: Option<PathBuf>,
+    /// Proof of Attribution on adapter answers that have a gradient index (`lorad finetune` or
+    /// `lorad attribution index` builds it): `on` (every answer unless the request sends
+    /// `"attribution": false`), `opt-in` (only requests sending `"attribution": true`), `off`.
+    #[arg(long, value_enum, default_value_t = crate::api::AttributionMode::On, env = "LORAD_ATTRIBUTION")]
+    pub attribution: crate::api::AttributionMode,
 }
 
 /// Parses `123`, `64KiB`, `512MiB`, `4GiB`, `1TiB` (also `KB`/`MB`/`GB`/`TB` as powers of 1000).

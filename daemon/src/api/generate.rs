@@ -6,12 +6,14 @@
 //! drops with it, and the engine frees the request's batch slot. Nothing here spawns a task
 //! that could outlive the request.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Json;
 use axum::response::{IntoResponse, Response};
 use lorad_engine::{EngineError, FinishReason, GenerateRequest, GenerationStream, Usage};
 
+use super::attribution::{AttributionCost, AttributionOut, Attributor};
 use super::errors::ApiError;
 use super::ids::{new_id, unix_now};
 use super::openai::{
@@ -47,6 +49,17 @@ impl Kind {
     }
 }
 
+/// The last response (or chunk) of a request, of either endpoint; serialized as the inner
+/// type, fields in declaration order.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(untagged)]
+pub(crate) enum Finished {
+    /// `/v1/completions`.
+    Completion(CompletionResponse),
+    /// `/v1/chat/completions`.
+    Chat(ChatResponse),
+}
+
 /// What every response and chunk of one request repeats.
 #[derive(Debug, Clone)]
 pub(crate) struct Meta {
@@ -79,6 +92,7 @@ impl Meta {
                 .into_iter()
                 .collect(),
             usage: usage.map(UsageOut::from),
+            attribution: None,
         }
     }
 
@@ -109,6 +123,42 @@ impl Meta {
                 .into_iter()
                 .collect(),
             usage: usage.map(UsageOut::from),
+            attribution: None,
+        }
+    }
+
+    /// The final response or chunk (`chunk`) of a finished request, with its attribution.
+    pub(crate) fn finished(
+        &self,
+        chunk: bool,
+        text: String,
+        finish: FinishReason,
+        usage: Usage,
+        attribution: Option<(AttributionOut, AttributionCost)>,
+    ) -> Finished {
+        let (attribution, cost) = attribution.map_or((None, None), |(a, c)| (Some(a), Some(c)));
+        let with_cost = |u: &mut Option<UsageOut>| {
+            if let (Some(u), Some(c)) = (u.as_mut(), cost) {
+                u.attribution_ms = Some(c.ms);
+                u.attribution_tokens = Some(c.tokens);
+            }
+        };
+        match self.kind {
+            Kind::Completion => {
+                let mut r = self.completion(Some((text, Some(finish))), Some(usage));
+                with_cost(&mut r.usage);
+                r.attribution = attribution;
+                Finished::Completion(r)
+            }
+            Kind::Chat => {
+                let role = if chunk { None } else { Some("assistant") };
+                let content = if chunk && text.is_empty() { None } else { Some(text) };
+                let msg = MessageOut { role, content };
+                let mut r = self.chat(chunk, Some((msg, Some(finish))), Some(usage));
+                with_cost(&mut r.usage);
+                r.attribution = attribution;
+                Finished::Chat(r)
+            }
         }
     }
 
@@ -140,6 +190,14 @@ pub(crate) async fn respond(
         Target::Base => None,
         Target::Adapter(lease) => Some(lease),
     };
+    let job = match (&lease, &serving.attributor) {
+        (Some(l), Some(a)) if a.wants(params.attribution) => Some(AttributionJob {
+            attributor: a.clone(),
+            adapter: l.name.clone(),
+            prompt: prompt.clone(),
+        }),
+        _ => None,
+    };
     let req = GenerateRequest {
         prompt,
         adapter: lease.as_ref().map(|l| l.name.clone()),
@@ -159,14 +217,55 @@ pub(crate) async fn respond(
         started: Instant::now(),
     };
     if params.stream {
-        Ok(sse::respond(meta, stream, params.include_usage))
+        Ok(sse::respond(meta, stream, params.include_usage, job))
     } else {
-        collect(meta, stream).await
+        collect(meta, stream, job).await
     }
 }
 
-/// Waits for the whole answer. Dropping this future (client gone) cancels the request.
-async fn collect(meta: Meta, stream: GenerationStream) -> Result<Response, ApiError> {
+/// An answer to attribute once it is complete.
+#[derive(Debug)]
+pub(crate) struct AttributionJob {
+    attributor: Arc<Attributor>,
+    adapter: String,
+    prompt: Vec<u32>,
+}
+
+impl AttributionJob {
+    /// Attributes `completion` on a blocking thread. A failure is logged and leaves the answer
+    /// unattributed rather than failing a request whose text is already complete.
+    pub(crate) async fn run(
+        self,
+        id: &str,
+        completion: Vec<u32>,
+    ) -> Option<(AttributionOut, AttributionCost)> {
+        let AttributionJob { attributor, adapter, prompt } = self;
+        let name = adapter.clone();
+        let joined = tokio::task::spawn_blocking(move || {
+            attributor.attribute(&adapter, &prompt, &completion)
+        })
+        .await;
+        match joined {
+            Ok(Ok(out)) => out,
+            Ok(Err(e)) => {
+                tracing::warn!(%id, adapter = %name, error = %e, "attribution failed");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(%id, adapter = %name, error = %e, "attribution task failed");
+                None
+            }
+        }
+    }
+}
+
+/// Waits for the whole answer (and its attribution). Dropping this future (client gone) cancels
+/// the request.
+async fn collect(
+    meta: Meta,
+    stream: GenerationStream,
+    job: Option<AttributionJob>,
+) -> Result<Response, ApiError> {
     let done = stream.collect().await.map_err(|e| match e {
         EngineError::Shutdown => {
             ApiError::unavailable("the engine shut down before the request finished")
@@ -174,14 +273,10 @@ async fn collect(meta: Meta, stream: GenerationStream) -> Result<Response, ApiEr
         other => ApiError::internal(other.to_string()),
     })?;
     meta.log_done(done.finish_reason.as_str(), done.usage);
-    let finish = Some(done.finish_reason);
-    Ok(match meta.kind {
-        Kind::Completion => {
-            Json(meta.completion(Some((done.text, finish)), Some(done.usage))).into_response()
-        }
-        Kind::Chat => {
-            let msg = MessageOut { role: Some("assistant"), content: Some(done.text) };
-            Json(meta.chat(false, Some((msg, finish)), Some(done.usage))).into_response()
-        }
-    })
+    let attribution = match job {
+        Some(job) => job.run(&meta.id, done.tokens).await,
+        None => None,
+    };
+    Ok(Json(meta.finished(false, done.text, done.finish_reason, done.usage, attribution))
+        .into_response())
 }

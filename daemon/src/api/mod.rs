@@ -1,6 +1,7 @@
 //! The OpenAI-compatible HTTP API.
 
 mod admin;
+mod attribution;
 mod chat;
 mod completions;
 mod errors;
@@ -15,5 +16,6 @@ mod routes;
 mod sse;
 mod state;
 
+pub use attribution::{AttributionMode, Attributor};
 pub use routes::router;
 pub use state::{ApiConfig, AppState, Serving};

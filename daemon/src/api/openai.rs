@@ -4,6 +4,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::attribution::AttributionOut;
+
 /// `stream_options`.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub(crate) struct StreamOptions {
@@ -32,6 +34,8 @@ pub(crate) struct CommonParams {
     pub(crate) logit_bias: Option<Value>,
     /// Completions: an integer; chat: a boolean.
     pub(crate) logprobs: Option<Value>,
+    /// Extension: attribute this answer (`true`) or not (`false`); absent: the server's mode.
+    pub(crate) attribution: Option<bool>,
 }
 
 /// Defines a request struct with the [`CommonParams`] fields inline plus its own, and
@@ -56,6 +60,7 @@ macro_rules! request_struct {
             stream_options: Option<StreamOptions>,
             logit_bias: Option<Value>,
             logprobs: Option<Value>,
+            attribution: Option<bool>,
             /// Accepted and ignored.
             #[allow(dead_code)]
             user: Option<Value>,
@@ -80,6 +85,7 @@ macro_rules! request_struct {
                     stream_options: self.stream_options.take(),
                     logit_bias: self.logit_bias.take(),
                     logprobs: self.logprobs.take(),
+                    attribution: self.attribution,
                 }
             }
         }
@@ -119,12 +125,18 @@ request_struct! {
     }
 }
 
-/// Token counts.
+/// Token counts, and what attributing the answer cost when it was attributed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub(crate) struct UsageOut {
     pub(crate) prompt_tokens: usize,
     pub(crate) completion_tokens: usize,
     pub(crate) total_tokens: usize,
+    /// Wall milliseconds spent attributing the answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) attribution_ms: Option<u64>,
+    /// Tokens re-scored to attribute it (prompt and completion).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) attribution_tokens: Option<usize>,
 }
 
 impl From<lorad_engine::Usage> for UsageOut {
@@ -133,6 +145,8 @@ impl From<lorad_engine::Usage> for UsageOut {
             prompt_tokens: u.prompt_tokens,
             completion_tokens: u.completion_tokens,
             total_tokens: u.prompt_tokens + u.completion_tokens,
+            attribution_ms: None,
+            attribution_tokens: None,
         }
     }
 }
@@ -157,6 +171,9 @@ pub(crate) struct CompletionResponse {
     pub(crate) choices: Vec<CompletionChoice>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) usage: Option<UsageOut>,
+    /// Proof of Attribution (extension): which contributors' data shaped the answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) attribution: Option<AttributionOut>,
 }
 
 /// An assistant message (whole) or delta (streamed).
@@ -191,6 +208,9 @@ pub(crate) struct ChatResponse {
     pub(crate) choices: Vec<ChatChoice>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) usage: Option<UsageOut>,
+    /// Proof of Attribution (extension): which contributors' data shaped the answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) attribution: Option<AttributionOut>,
 }
 
 /// `GET /v1/models` entry.

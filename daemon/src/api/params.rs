@@ -20,6 +20,8 @@ pub(crate) struct GenParams {
     pub(crate) max_tokens: Option<usize>,
     pub(crate) stream: bool,
     pub(crate) include_usage: bool,
+    /// The request's `attribution` field.
+    pub(crate) attribution: Option<bool>,
 }
 
 /// Whether `v` is absent or one of the values meaning "feature off".
@@ -93,6 +95,7 @@ pub(crate) fn gen_params(
         max_tokens: max_tokens.map(|m| m as usize).or(default_max_tokens),
         stream: c.stream.unwrap_or(false),
         include_usage: c.stream_options.and_then(|o| o.include_usage).unwrap_or(false),
+        attribution: c.attribution,
     })
 }
 

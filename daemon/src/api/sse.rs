@@ -17,7 +17,7 @@ use futures::StreamExt;
 use lorad_engine::{FinishReason, GenerationEvent, GenerationStream};
 use serde::Serialize;
 
-use super::generate::{Kind, Meta};
+use super::generate::{AttributionJob, Kind, Meta};
 use super::openai::MessageOut;
 
 fn json_event(value: &impl Serialize) -> Event {
@@ -53,23 +53,38 @@ fn chunk(
 }
 
 /// The SSE response for an accepted request.
-pub(crate) fn respond(meta: Meta, mut stream: GenerationStream, include_usage: bool) -> Response {
+pub(crate) fn respond(
+    meta: Meta,
+    mut stream: GenerationStream,
+    include_usage: bool,
+    job: Option<AttributionJob>,
+) -> Response {
     let events = async_stream::stream! {
         if meta.kind == Kind::Chat {
             let first = MessageOut { role: Some("assistant"), content: Some(String::new()) };
             yield json_event(&meta.chat(true, Some((first, None)), None));
         }
         let mut ended = false;
+        let mut job = job;
+        let mut generated: Vec<u32> = Vec::new();
         while let Some(event) = stream.next().await {
             match event {
-                GenerationEvent::Delta { text, .. } => {
+                GenerationEvent::Delta { text, tokens } => {
+                    if job.is_some() {
+                        generated.extend(tokens);
+                    }
                     if !text.is_empty() {
                         yield chunk(&meta, Some(text), None, None);
                     }
                 }
                 GenerationEvent::Done { finish_reason, usage } => {
                     meta.log_done(finish_reason.as_str(), usage);
-                    yield chunk(&meta, None, Some(finish_reason), Some(usage));
+                    // The final chunk carries the attribution, so it waits for it.
+                    let attribution = match job.take() {
+                        Some(j) => j.run(&meta.id, std::mem::take(&mut generated)).await,
+                        None => None,
+                    };
+                    yield json_event(&meta.finished(true, String::new(), finish_reason, usage, attribution));
                     if include_usage {
                         yield match meta.kind {
                             Kind::Completion => json_event(&meta.completion(None, Some(usage))),

@@ -9,6 +9,7 @@ use lorad_engine::{AdapterManager, EngineError, EngineHandle, ResidentAdapter};
 use lorad_store::StoreError;
 use lorad_store::disk::Store;
 
+use super::attribution::Attributor;
 use super::errors::ApiError;
 use super::ids::unix_now;
 
@@ -40,6 +41,8 @@ pub struct Serving {
     pub model_name: String,
     /// When serving started (Unix seconds): the base model's `created`.
     pub created: u64,
+    /// Attributes adapter answers (`None`: attribution is off).
+    pub attributor: Option<Arc<Attributor>>,
 }
 
 #[derive(Debug)]
@@ -82,8 +85,19 @@ impl AppState {
     /// Starts serving `manager`'s engine with the base model under `model_name`. Only the first
     /// call has an effect; returns whether this one did.
     pub fn set_ready(&self, manager: Arc<AdapterManager>, model_name: String) -> bool {
+        self.set_ready_with(manager, model_name, None)
+    }
+
+    /// [`Self::set_ready`], attributing adapter answers with `attributor`.
+    pub fn set_ready_with(
+        &self,
+        manager: Arc<AdapterManager>,
+        model_name: String,
+        attributor: Option<Arc<Attributor>>,
+    ) -> bool {
         let engine = manager.engine().clone();
-        self.inner.serving.set(Serving { engine, manager, model_name, created: unix_now() }).is_ok()
+        let serving = Serving { engine, manager, model_name, created: unix_now(), attributor };
+        self.inner.serving.set(serving).is_ok()
     }
 
     /// Stops accepting generation requests (503) and reports not ready, for shutdown.

@@ -18,11 +18,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use lorad_engine::{AdapterManager, EngineConfig, EngineHandle, ResidencyConfig};
 use lorad_store::disk::Store;
+use lorad_train::DiffLlama;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::common::{load, model_to_run, open_store};
-use crate::api::{self, ApiConfig, AppState};
+use crate::api::{self, ApiConfig, AppState, AttributionMode, Attributor};
 use crate::cli::{ServeArgs, StoreIo};
 use crate::exit::{ExitExt, ExitKind, coded};
 
@@ -113,7 +114,7 @@ async fn serve(
             return Ok(());
         }
     };
-    let (manager, name) = match started {
+    let (manager, name, attributor) = match started {
         Ok(ok) => ok,
         Err(e) => {
             let _ = stop_tx.send(true);
@@ -123,7 +124,7 @@ async fn serve(
     };
     let engine = manager.engine().clone();
     let reconciler = tokio::spawn(reconcile_loop(manager.clone()));
-    state.set_ready(manager, name.clone());
+    state.set_ready_with(manager, name.clone(), attributor);
     tracing::info!(%addr, model = %name, "ready");
 
     tokio::select! {
@@ -171,11 +172,22 @@ async fn start_engine(
     args: ServeArgs,
     cfg: EngineConfig,
     store: Arc<Store>,
-) -> anyhow::Result<(Arc<AdapterManager>, String)> {
+) -> anyhow::Result<(Arc<AdapterManager>, String, Option<Arc<Attributor>>)> {
     tokio::task::spawn_blocking(move || {
         let path = model_to_run(&home, args.model.model.as_deref())?;
         let model = load(&path, &args.model)?;
         let name = args.served_model_name.clone().unwrap_or_else(|| model.name.clone());
+        // The differentiable twin shares the engine's f32 weights (other dtypes are converted).
+        let attributor = match args.attribution {
+            AttributionMode::Off => None,
+            mode => {
+                let diff = DiffLlama::new(&model.config, &model.weights)
+                    .exit_kind(ExitKind::Config)
+                    .context("cannot prepare the model for attribution")?;
+                let root = home.join("attribution");
+                Some(Arc::new(Attributor::new(mode, Arc::new(diff), store.clone(), root)))
+            }
+        };
         let start = Instant::now();
         let engine = EngineHandle::start(model, cfg.clone())
             .exit_kind(ExitKind::Config)
@@ -198,7 +210,7 @@ async fn start_engine(
             .context("invalid adapter residency limits")?;
         let manager = Arc::new(manager);
         preload_pinned(&manager, &store, &name);
-        Ok((manager, name))
+        Ok((manager, name, attributor))
     })
     .await
     .context("the start-up task failed")?

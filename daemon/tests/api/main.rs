@@ -5,6 +5,7 @@
 #![allow(unreachable_pub, dead_code)]
 
 mod admin;
+mod attribution;
 mod cancel;
 mod common;
 mod errors;
