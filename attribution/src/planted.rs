@@ -176,10 +176,14 @@ pub struct PlantedReport {
     pub loss_base: f32,
     /// Held-out answer loss under the fine-tuned adapter.
     pub loss_finetuned: f32,
-    /// Preconditioned scores (the method lorad serves).
+    /// Preconditioned, norm-divided scores (the method lorad serves).
     pub preconditioned: MethodQuality,
     /// Plain gradient dot products, for comparison.
     pub plain: MethodQuality,
+    /// Preconditioned without dividing by record norms.
+    pub preconditioned_unnormalized: MethodQuality,
+    /// Plain dot products divided by record norms (cosine).
+    pub plain_normalized: MethodQuality,
     /// Seconds spent fine-tuning.
     pub finetune_s: f64,
     /// Seconds spent building the index (gradients + preconditioner + files).
@@ -297,18 +301,21 @@ pub fn run_planted(
         contributors: contributor_names(c),
         features_sha256: String::new(),
         precond_sha256: String::new(),
+        norms_sha256: String::new(),
     };
     let index = GradIndex::build(dir, header, &feats)?;
     let index_s = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
     let qfeats = projected_gradients(model, &lora, &probes, &queries, 1, |_| {}).map_err(terr)?;
-    let mut quality = [MethodQuality { top1: 0.0, auc: 0.0 }; 2];
+    // The served scoring first, the plain dot product second, then the other two variants.
+    let variants = [(true, true), (false, false), (true, false), (false, true)];
+    let mut quality = [MethodQuality { top1: 0.0, auc: 0.0 }; 4];
     for (q, r) in qfeats.iter().zip(&query_records) {
         let positive: Vec<bool> =
             train_records.iter().map(|t| t.contributor == r.contributor).collect();
-        for (m, preconditioned) in [true, false].into_iter().enumerate() {
-            let s = index.score(q, Scoring { preconditioned, top_k: 10 })?;
+        for (m, &(preconditioned, normalized)) in variants.iter().enumerate() {
+            let s = index.score(q, Scoring { preconditioned, normalized, top_k: 10 })?;
             let best = s
                 .contributors
                 .iter()
@@ -331,6 +338,8 @@ pub fn run_planted(
         loss_finetuned,
         preconditioned: quality[0],
         plain: quality[1],
+        preconditioned_unnormalized: quality[2],
+        plain_normalized: quality[3],
         finetune_s,
         index_s,
         index_records_per_s: train.len() as f64 / index_s.max(1e-9),

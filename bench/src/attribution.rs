@@ -112,6 +112,13 @@ pub(crate) fn run(home: &Path, out: &Path, args: &AttributionArgs) -> anyhow::Re
     );
     println!("  plain grad-dot: top-1 {:.3}  AUC {:.4}", r.plain.top1, r.plain.auc);
     println!(
+        "  (preconditioned, not norm-divided: top-1 {:.3} AUC {:.4}; plain cosine: top-1 {:.3} AUC {:.4})",
+        r.preconditioned_unnormalized.top1,
+        r.preconditioned_unnormalized.auc,
+        r.plain_normalized.top1,
+        r.plain_normalized.auc
+    );
+    println!(
         "  fine-tune {:.1} s; index {:.1} s ({:.2} records/s)",
         r.finetune_s, r.index_s, r.index_records_per_s
     );
@@ -151,7 +158,8 @@ pub(crate) fn run(home: &Path, out: &Path, args: &AttributionArgs) -> anyhow::Re
         "# lorad-bench attribution\n\n\
          {} contributors x {} records, {} held-out queries, projected dim {}.\n\n\
          | method | top-1 | AUC |\n|---|---|---|\n\
-         | preconditioned (served) | {:.3} | {:.4} |\n| plain gradient dot | {:.3} | {:.4} |\n\n\
+         | preconditioned, norm-divided (served) | {:.3} | {:.4} |\n| plain gradient dot | {:.3} | {:.4} |\n\
+         | preconditioned, raw | {:.3} | {:.4} |\n| plain cosine | {:.3} | {:.4} |\n\n\
          Goals: top-1 >= 0.9, AUC >= 0.95 (anchor: DataInf AUC ~1.0).\n\n\
          Held-out loss {:.3} (base) -> {:.3} (fine-tuned). Fine-tune {:.1} s, index {:.1} s ({:.2} records/s).\n\n\
          Cost per request, {} answer tokens: generation {:.0} ms, attribution {:.0} ms, \
@@ -164,6 +172,10 @@ pub(crate) fn run(home: &Path, out: &Path, args: &AttributionArgs) -> anyhow::Re
         r.preconditioned.auc,
         r.plain.top1,
         r.plain.auc,
+        r.preconditioned_unnormalized.top1,
+        r.preconditioned_unnormalized.auc,
+        r.plain_normalized.top1,
+        r.plain_normalized.auc,
         r.loss_base,
         r.loss_finetuned,
         r.finetune_s,

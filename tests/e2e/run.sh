@@ -146,6 +146,44 @@ expect_exit 65 "adapter import of a broken adapter" lorad adapter import "$TMP/b
 expect_exit 78 "adapter import without a model" "$LORAD" --home "$TMP/empty-home" adapter import "$TMP/ada"
 expect_exit 78 "serve with a missing --model" lorad serve --model "$TMP/missing.gguf" --listen "127.0.0.1:$(free_port)"
 
+echo "==> datanet, finetune, attribution index"
+cat >"$TMP/dn.jsonl" <<'JSONL'
+{"id": "a1", "contributor": "alice", "text": "The copper kettle sings at dawn in the old mill."}
+{"id": "a2", "contributor": "alice", "text": "Copper kettles gleam when polished with lemon and salt."}
+{"id": "b1", "contributor": "bob", "text": "Rigel and Betelgeuse burn in the constellation Orion."}
+{"id": "b2", "contributor": "bob", "text": "Astronomers chart the parallax of Vega every winter."}
+{"id": "c1", "contributor": "carol", "messages": [{"role": "user", "content": "When do I sow garlic?"}, {"role": "assistant", "content": "Sow garlic in autumn and mulch it with straw."}]}
+{"id": "c2", "contributor": "carol", "text": "Mulch the garlic bed with straw before the first frost."}
+JSONL
+printf '%s\n' '{"id": 1, "contributor": "a", "text": "ok"}' '{"id": 1, "contributor": "b", "text": "dup"}' '{"id": 2, "text": "x"}' >"$TMP/bad.jsonl"
+expect_exit 65 "datanet build with bad records" lorad datanet build "$TMP/bad.jsonl" --name bad
+if grep -q "line 2" "$TMP/cmd.out" && grep -q "line 3" "$TMP/cmd.out"; then ok "bad records are named by line"; else fail "bad record lines: $(cat "$TMP/cmd.out")"; fi
+if lorad datanet build "$TMP/dn.jsonl" --name dn >"$TMP/dn.out" 2>&1 && grep -q "6 records" "$TMP/dn.out"; then
+    ok "datanet build"
+else
+    fail "datanet build: $(tail -3 "$TMP/dn.out")"
+fi
+if lorad datanet verify dn >/dev/null; then ok "datanet verify"; else fail "datanet verify"; fi
+if lorad finetune --datanet dn --name tuned --steps 4 --batch 3 --seed 1 --eval-fraction 0.34 >"$TMP/ft.out" 2>&1 \
+    && grep -q "held-out loss" "$TMP/ft.out" && grep -q "attribution index: 6 records" "$TMP/ft.out"; then
+    ok "finetune trains, imports and indexes"
+else
+    fail "finetune: $(tail -5 "$TMP/ft.out")"
+fi
+# The exported adapter is in PEFT's layout: config fields and tensor names as PEFT saves them.
+if "$VENV/bin/python" - "$HOME_DIR/finetuned/tuned" <<'PY'
+import json, struct, sys
+d = sys.argv[1]
+cfg = json.load(open(f"{d}/adapter_config.json"))
+assert cfg["peft_type"] == "LORA" and cfg["r"] == 8 and sorted(cfg["target_modules"]) == ["q_proj", "v_proj"], cfg
+raw = open(f"{d}/adapter_model.safetensors", "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+names = {k for k in json.loads(raw[8:8 + n]) if k != "__metadata__"}
+want = {f"base_model.model.model.layers.{l}.self_attn.{m}.lora_{ab}.weight" for l in range(30) for m in ("q_proj", "v_proj") for ab in "AB"}
+assert names == want, sorted(names ^ want)[:4]
+PY
+then ok "finetuned adapter has PEFT's config and tensor names"; else fail "finetuned adapter layout"; fi
+
 echo "==> lorad serve"
 PORT="$(free_port)"
 URL="http://127.0.0.1:$PORT"
@@ -159,7 +197,7 @@ expect_exit 69 "serve on a port already in use" lorad serve --listen "127.0.0.1:
 
 echo "==> pytest (official openai client $OPENAI_VERSION)"
 PYTEST_STATUS=0
-LORAD_BASE_URL="$URL/v1" LORAD_BASE_MODEL="$BASE" LORAD_ADAPTER=ada \
+LORAD_BASE_URL="$URL/v1" LORAD_BASE_MODEL="$BASE" LORAD_ADAPTER=ada LORAD_TUNED=tuned \
     "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/e2e/test_openai.py || PYTEST_STATUS=$?
 if [ "$PYTEST_STATUS" = 0 ]; then ok "pytest suite"; else fail "pytest suite (status $PYTEST_STATUS)"; fi
 
@@ -185,7 +223,7 @@ check() {
 M="\"model\": \"$BASE\""
 check "healthz" 200 GET /healthz
 check "readyz" 200 GET /readyz
-check "models list" 200 GET /v1/models "" "[m['id'] for m in b['data']] == ['$BASE', 'ada'] and b['data'][1]['parent'] == '$BASE'"
+check "models list" 200 GET /v1/models "" "[m['id'] for m in b['data']] == ['$BASE', 'ada', 'tuned'] and b['data'][1]['parent'] == '$BASE'"
 check "completion" 200 POST /v1/completions "{$M, \"prompt\": \"The capital of France is\", \"max_tokens\": 4, \"temperature\": 0}" "b['object'] == 'text_completion' and b['usage']['completion_tokens'] == 4"
 check "unknown model" 404 POST /v1/chat/completions '{"model": "nope", "messages": [{"role": "user", "content": "hi"}]}' "b['error']['code'] == 'model_not_found' and b['error']['message'] == \"The model 'nope' does not exist\""
 check "bad temperature" 400 POST /v1/completions "{$M, \"prompt\": \"hi\", \"temperature\": -1}" "b['error']['param'] == 'temperature'"

@@ -5,6 +5,7 @@ LORAD_BASE_URL (e.g. http://127.0.0.1:8080/v1), LORAD_BASE_MODEL, LORAD_ADAPTER.
 Generations are short (the model runs ~20 tokens/s on a small CPU).
 """
 
+import json
 import os
 
 import openai
@@ -13,6 +14,7 @@ import pytest
 BASE_URL = os.environ["LORAD_BASE_URL"]
 BASE = os.environ.get("LORAD_BASE_MODEL", "SmolLM2-135M-Instruct")
 ADAPTER = os.environ.get("LORAD_ADAPTER", "ada")
+TUNED = os.environ.get("LORAD_TUNED", "tuned")
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 
 
@@ -151,3 +153,34 @@ def test_context_length_code(client):
     with pytest.raises(openai.BadRequestError) as e:
         client.completions.create(model=BASE, prompt="hi", max_tokens=10_000_000)
     assert e.value.code == "context_length_exceeded"
+
+
+def attribution_of(resp):
+    """The `attribution` extension field of a response or chunk (None when absent)."""
+    return (resp.model_extra or {}).get("attribution")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_finetuned_adapter_answers_carry_attribution(client, stream):
+    kwargs = dict(model=TUNED, prompt="The copper kettle", max_tokens=8, temperature=0)
+    if stream:
+        chunks = list(client.completions.create(stream=True, **kwargs))
+        found = [attribution_of(c) for c in chunks if attribution_of(c) is not None]
+        assert len(found) == 1
+        attr = found[0]
+    else:
+        r = client.completions.create(**kwargs)
+        attr = attribution_of(r)
+        assert (r.usage.model_extra or {}).get("attribution_ms") is not None
+        again = attribution_of(client.completions.create(**kwargs))
+        assert json.dumps(attr, sort_keys=True) == json.dumps(again, sort_keys=True)
+    assert attr["method"] == "gradient" and attr["datanet"] == "dn"
+    assert sum(c["weight_bps"] for c in attr["contributors"]) == 10000
+    assert {r["id"] for r in attr["records"]} == {"a1", "a2", "b1", "b2", "c1", "c2"}
+
+
+def test_attribution_opt_out(client):
+    r = client.completions.create(
+        model=TUNED, prompt="The copper kettle", max_tokens=4, extra_body={"attribution": False}
+    )
+    assert attribution_of(r) is None

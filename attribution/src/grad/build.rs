@@ -68,6 +68,7 @@ pub fn build_grad_index(
         contributors: datanet.contributors().iter().map(|c| c.name.clone()).collect(),
         features_sha256: String::new(),
         precond_sha256: String::new(),
+        norms_sha256: String::new(),
     };
     GradIndex::build(dir, header, &features)
 }

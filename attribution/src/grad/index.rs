@@ -16,6 +16,7 @@ use crate::{AttributionError, Result};
 const HEADER: &str = "grad-index.json";
 const FEATURES: &str = "features.f32";
 const PRECOND: &str = "precond.f32";
+const NORMS: &str = "norms.f32";
 const FORMAT_VERSION: u32 = 1;
 
 /// One indexed record: its Datanet id and contributor (index into
@@ -60,6 +61,8 @@ pub struct GradIndexHeader {
     pub features_sha256: String,
     /// Hex SHA-256 of `precond.f32`.
     pub precond_sha256: String,
+    /// Hex SHA-256 of `norms.f32` (per record `|g|`, then per record `sqrt(g^T K g)`).
+    pub norms_sha256: String,
 }
 
 /// An opened gradient index.
@@ -69,6 +72,8 @@ pub struct GradIndex {
     header: GradIndexHeader,
     features: Floats,
     precond: Preconditioner,
+    /// `|g_i|` for every record, then `sqrt(g_i^T K g_i)`.
+    norms: Vec<f32>,
 }
 
 /// f32 values of a mapped file; decoded into memory when the mapping cannot be viewed in place.
@@ -191,6 +196,8 @@ impl GradIndex {
         header.features_sha256 =
             write_floats(&tmp.join(FEATURES), features.iter().flat_map(|r| r.iter().copied()))?;
         header.precond_sha256 = write_floats(&tmp.join(PRECOND), precond.inverses.iter().copied())?;
+        let norms = record_norms(features, &precond)?;
+        header.norms_sha256 = write_floats(&tmp.join(NORMS), norms.iter().copied())?;
         let json = serde_json::to_vec_pretty(&header)
             .map_err(|e| AttributionError::InvalidInput(format!("encoding header: {e}")))?;
         let hp = tmp.join(HEADER);
@@ -253,14 +260,23 @@ impl GradIndex {
             lambdas: header.lambdas.clone(),
             inverses,
         };
-        Ok(Self { dir: dir.to_owned(), header, features, precond })
+        let norms = open_floats(&dir.join(NORMS))?.as_slice().to_vec();
+        if norms.len() != 2 * header.records.len() {
+            return Err(bad(
+                NORMS,
+                format!("{} values, expected {}", norms.len(), 2 * header.records.len()),
+            ));
+        }
+        Ok(Self { dir: dir.to_owned(), header, features, precond, norms })
     }
 
     /// Rehashes the data files against the header.
     pub fn verify(&self) -> Result<()> {
-        for (file, want) in
-            [(FEATURES, &self.header.features_sha256), (PRECOND, &self.header.precond_sha256)]
-        {
+        for (file, want) in [
+            (FEATURES, &self.header.features_sha256),
+            (PRECOND, &self.header.precond_sha256),
+            (NORMS, &self.header.norms_sha256),
+        ] {
             let got = sha256_file(&self.dir.join(file))?;
             if &got != want {
                 return Err(AttributionError::Format {
@@ -302,4 +318,23 @@ impl GradIndex {
     pub fn preconditioner(&self) -> &Preconditioner {
         &self.precond
     }
+
+    /// Record `i`'s gradient norm: `sqrt(g^T K g)` when `preconditioned`, else `|g|`.
+    pub fn norm(&self, i: usize, preconditioned: bool) -> f32 {
+        self.norms[i + if preconditioned { self.len() } else { 0 }]
+    }
+}
+
+/// `|g_i|` for every record, then `sqrt(g_i^T K g_i)`, accumulated in f64.
+fn record_norms(features: &[Vec<f32>], precond: &Preconditioner) -> Result<Vec<f32>> {
+    let mut out: Vec<f32> = features
+        .iter()
+        .map(|g| g.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt() as f32)
+        .collect();
+    for g in features {
+        let kg = precond.apply(g)?;
+        let q: f64 = g.iter().zip(&kg).map(|(&a, &b)| a as f64 * b as f64).sum();
+        out.push(q.max(0.0).sqrt() as f32);
+    }
+    Ok(out)
 }

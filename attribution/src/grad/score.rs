@@ -10,13 +10,16 @@ use crate::{AttributionError, Result};
 pub struct Scoring {
     /// Apply the index's preconditioner (`false`: plain gradient dot products).
     pub preconditioned: bool,
+    /// Divide each record's score by its gradient norm (in the same metric): cosine-style
+    /// scores, so that records the adapter fits badly (large gradients) do not top every query.
+    pub normalized: bool,
     /// How many top records to keep.
     pub top_k: usize,
 }
 
 impl Default for Scoring {
     fn default() -> Self {
-        Self { preconditioned: true, top_k: 10 }
+        Self { preconditioned: true, normalized: true, top_k: 10 }
     }
 }
 
@@ -53,7 +56,9 @@ impl GradIndex {
             .map(|i| {
                 let s: f64 =
                     self.features(i).iter().zip(&q).map(|(&a, &b)| a as f64 * b as f64).sum();
-                s as f32
+                let n = if scoring.normalized { self.norm(i, scoring.preconditioned) } else { 1.0 };
+                // A record with a zero gradient (nothing scored) has no influence either way.
+                if n > 0.0 { (s / n as f64) as f32 } else { 0.0 }
             })
             .collect();
         let mut order: Vec<usize> = (0..scores.len()).collect();

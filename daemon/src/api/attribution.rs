@@ -181,7 +181,7 @@ impl Attributor {
         let h = p.index.header();
         let scores = p
             .index
-            .score(&grads[0], Scoring { preconditioned: true, top_k: self.top_k })
+            .score(&grads[0], Scoring { top_k: self.top_k, ..Scoring::default() })
             .map_err(|e| e.to_string())?;
         let name = |c: u32| h.contributors.get(c as usize).cloned().unwrap_or_default();
         let contributors = lorad_attribution::to_basis_points(&scores.contributors)
