@@ -30,6 +30,9 @@ pub enum AttributionError {
     /// A caller passed something unusable (an out-of-range token, an empty corpus, ...).
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    /// Suffix array construction (libsais) failed, e.g. out of memory.
+    #[error("suffix array construction failed: {0}")]
+    SuffixArray(String),
 }
 
 impl AttributionError {

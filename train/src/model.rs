@@ -51,15 +51,11 @@ impl DiffLlama {
     pub fn new(cfg: &ModelConfig, weights: &HashMap<String, Tensor>) -> Result<Self> {
         let embed = get(weights, "model.embed_tokens.weight")?;
         let device = embed.device().clone();
-        let shape = base_shape(cfg);
+        let shape = lorad_engine::base_shape(cfg);
         let mut layers = Vec::with_capacity(cfg.num_layers);
         for l in 0..cfg.num_layers {
             let p = |m: TargetModule| -> Result<Tensor> {
-                let sub = match m {
-                    TargetModule::GateProj | TargetModule::UpProj | TargetModule::DownProj => "mlp",
-                    _ => "self_attn",
-                };
-                let name = format!("model.layers.{l}.{sub}.{}.weight", m.peft_name());
+                let name = lorad_engine::projection_weight_name(l, m);
                 let t = get(weights, &name)?;
                 let (out, inp) = shape.shape(m);
                 if t.dims() != [out, inp] {
@@ -133,7 +129,7 @@ impl DiffLlama {
 
     /// Adapter-facing projection shapes.
     pub fn base_shape(&self) -> BaseShape {
-        base_shape(&self.cfg)
+        lorad_engine::base_shape(&self.cfg)
     }
 
     /// The batch's loss: each scored token's negative log-likelihood times its weight, summed.
@@ -289,16 +285,5 @@ impl candle_core::CustomOp1 for FrozenLinear {
         grad_res: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
         Ok(Some(grad_res.matmul(&self.w)?))
-    }
-}
-
-/// Adapter-facing projection shapes of a config.
-pub(crate) fn base_shape(cfg: &ModelConfig) -> BaseShape {
-    BaseShape {
-        num_layers: cfg.num_layers,
-        hidden_size: cfg.hidden_size,
-        q_dim: cfg.num_heads * cfg.head_dim,
-        kv_dim: cfg.num_kv_heads * cfg.head_dim,
-        intermediate_size: cfg.intermediate_size,
     }
 }
