@@ -7,6 +7,7 @@ mod attribution;
 mod decode;
 mod plot;
 mod report;
+mod span;
 mod store;
 
 use std::path::PathBuf;
@@ -36,6 +37,9 @@ enum Cmd {
     /// Proof of Attribution by gradients: planted-contributor top-1 and AUC (preconditioned vs
     /// plain dot products), index build throughput, attribution time / generation time.
     Attribution(attribution::AttributionArgs),
+    /// Suffix-array span index: build throughput, peak RSS and bytes/token on a synthetic Zipf
+    /// corpus; `attribute` p50/p99 per answer (random vs spliced corpus passages).
+    Span(span::SpanArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -55,5 +59,6 @@ fn try_main() -> anyhow::Result<()> {
         Cmd::Decode(args) => decode::run(&home, &cli.out, &args),
         Cmd::Store(args) => store::run(&home, &cli.out, &args),
         Cmd::Attribution(args) => attribution::run(&home, &cli.out, &args),
+        Cmd::Span(args) => span::run(&cli.out, &args),
     }
 }

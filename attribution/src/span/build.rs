@@ -58,8 +58,9 @@ impl Corpus {
 }
 
 impl SpanIndex {
-    /// Builds the span index of `docs` (one token slice per Datanet record, in record order; the
-    /// document index is the record index) into `dir`, which must not exist yet (its parent is
+    /// Builds the span index of `docs` (one token sequence per Datanet record, in record order:
+    /// the document index is the record index; slices or owned vectors, so a caller can produce
+    /// them lazily) into `dir`, which must not exist yet (its parent is
     /// created).
     ///
     /// Tokens must be below `vocab_size`. Tokens are stored 2 bytes wide when
@@ -67,8 +68,8 @@ impl SpanIndex {
     /// document) must stay below 2^31 positions. The directory is written under a temporary
     /// name, fsynced and renamed into place, so readers and crashes see either no index or a
     /// complete one.
-    pub fn build<'a>(
-        docs: impl IntoIterator<Item = &'a [u32]>,
+    pub fn build<D: AsRef<[u32]>>(
+        docs: impl IntoIterator<Item = D>,
         vocab_size: usize,
         dir: &Path,
     ) -> Result<SpanIndexStats> {
@@ -149,14 +150,15 @@ impl SpanIndex {
 
 /// Concatenates the documents, each preceded by the separator; returns the corpus and the
 /// position of each document's first token.
-fn assemble<'a>(
-    docs: impl IntoIterator<Item = &'a [u32]>,
+fn assemble<D: AsRef<[u32]>>(
+    docs: impl IntoIterator<Item = D>,
     vocab_size: usize,
 ) -> Result<(Corpus, Vec<u64>)> {
     let wide = token_width_for(vocab_size) == 4;
     let mut corpus = if wide { Corpus::I32(Vec::new()) } else { Corpus::U16(Vec::new()) };
     let mut starts = Vec::new();
     for (d, doc) in docs.into_iter().enumerate() {
+        let doc = doc.as_ref();
         let len = corpus.len();
         if (len + 1 + doc.len()) as u64 > MAX_TOKENS {
             return Err(AttributionError::InvalidInput(format!(
@@ -303,7 +305,8 @@ impl TempDir {
             let _ = d.sync_all();
         }
         // rename(2) refuses a non-empty target, so a racing builder cannot be overwritten.
-        std::fs::rename(&self.path, dir).map_err(AttributionError::io("renaming into place", dir))?;
+        std::fs::rename(&self.path, dir)
+            .map_err(AttributionError::io("renaming into place", dir))?;
         self.published = true;
         if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty())
             && let Ok(d) = File::open(parent)
