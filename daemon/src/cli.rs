@@ -109,6 +109,19 @@ pub enum DatanetCommand {
         /// The Datanet's name.
         name: String,
     },
+    /// Build a Datanet's suffix-array span index (`<home>/datanets/<name>/span`), which
+    /// attributes answers of the base model (and adds exact-match spans to adapter answers).
+    Index {
+        /// The Datanet's name.
+        name: String,
+        /// Build the suffix array (the only index kind so far; required, so that later kinds
+        /// can be added without changing what the bare command does).
+        #[arg(long, required = true)]
+        suffix_array: bool,
+        /// Replace an existing span index.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// `lorad finetune ...`

@@ -164,6 +164,11 @@ else
     fail "datanet build: $(tail -3 "$TMP/dn.out")"
 fi
 if lorad datanet verify dn >/dev/null; then ok "datanet verify"; else fail "datanet verify"; fi
+if lorad datanet index dn --suffix-array >"$TMP/span.out" 2>&1 && grep -q "bytes/token" "$TMP/span.out"; then
+    ok "datanet suffix-array index"
+else
+    fail "datanet index: $(tail -3 "$TMP/span.out")"
+fi
 if lorad finetune --datanet dn --name tuned --steps 4 --batch 3 --seed 1 --eval-fraction 0.34 >"$TMP/ft.out" 2>&1 \
     && grep -q "held-out loss" "$TMP/ft.out" && grep -q "attribution index: 6 records" "$TMP/ft.out"; then
     ok "finetune trains, imports and indexes"

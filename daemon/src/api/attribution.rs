@@ -1,6 +1,8 @@
 //! Proof of Attribution on answers: after an adapter's answer is complete, the projected
 //! gradient of its log-likelihood (the prompt as context) is scored against the adapter's
-//! gradient index, and the response carries which contributors' records shaped it.
+//! gradient index, and the response carries which contributors' records shaped it. Answers of
+//! the base model are traced instead to the exact spans they share with a Datanet (its suffix-array
+//! index), and adapter answers list those spans too when their Datanet has one.
 //!
 //! Runs on a blocking thread after generation (the engine keeps stepping other requests); the
 //! result depends only on the adapter, the index and the token ids, so an identical request with
@@ -12,6 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use lorad_attribution::grad::{GradIndex, Scoring};
+use lorad_attribution::span::{SpanIndex, SpanParams};
+use lorad_datanet::Datanet;
+use lorad_model::Tokenizer;
 use lorad_store::disk::Store;
 use lorad_train::{DiffLlama, Example, LoraSet, Probes, projected_gradients};
 use serde::Serialize;
@@ -43,13 +48,30 @@ pub(crate) struct RecordScore {
     pub(crate) score: f32,
 }
 
+/// A stretch of the answer that occurs verbatim in the Datanet.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) struct SpanOut {
+    /// Token offsets in the answer, end exclusive.
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+    pub(crate) text: String,
+    /// Occurrences in the Datanet.
+    pub(crate) count: u64,
+    /// Records it occurs in (at most `max_docs_per_span`).
+    pub(crate) records: Vec<String>,
+    /// Their contributors, deduplicated, in record order.
+    pub(crate) contributors: Vec<String>,
+}
+
 /// The `attribution` object of a response (and of the final stream chunk).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub(crate) struct AttributionOut {
-    /// `"gradient"`.
+    /// `"gradient"` (adapter answers with a gradient index) or `"span"` (base answers).
     pub(crate) method: &'static str,
-    pub(crate) adapter: String,
-    pub(crate) adapter_hash: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) adapter: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) adapter_hash: Option<String>,
     pub(crate) datanet: String,
     /// The Datanet's Merkle root: the records these ids and contributors belong to.
     pub(crate) datanet_root: String,
@@ -57,8 +79,8 @@ pub(crate) struct AttributionOut {
     pub(crate) contributors: Vec<ContributorWeight>,
     /// The top records by influence score.
     pub(crate) records: Vec<RecordScore>,
-    /// Exact-match spans (the suffix-array method); empty for the gradient method.
-    pub(crate) spans: Vec<serde_json::Value>,
+    /// Exact-match spans of the answer in the Datanet (empty without a span index).
+    pub(crate) spans: Vec<SpanOut>,
 }
 
 /// What attributing one answer cost, for `usage`.
@@ -76,6 +98,17 @@ struct Prepared {
     index: GradIndex,
 }
 
+/// A Datanet's span index with what maps its documents (records) to ids and contributors.
+#[derive(Debug)]
+struct SpanSide {
+    index: SpanIndex,
+    datanet: String,
+    root: String,
+    ids: Vec<String>,
+    doc_contributor: Vec<u32>,
+    contributors: Vec<String>,
+}
+
 /// Attributes answers; shared by every request.
 #[derive(Debug)]
 pub struct Attributor {
@@ -83,21 +116,48 @@ pub struct Attributor {
     model: Arc<DiffLlama>,
     store: Arc<Store>,
     root: PathBuf,
+    datanets: PathBuf,
+    tokenizer: Tokenizer,
+    /// Per token id: may a span start there (a word start: `Ġ`/`Ċ`/`ĉ`-prefixed or special).
+    word_start: Vec<bool>,
     top_k: usize,
     /// By adapter content hash (`None`: no index for it).
     prepared: Mutex<HashMap<String, Option<Arc<Prepared>>>>,
+    /// By Datanet name (`None`: no span index).
+    spans: Mutex<HashMap<String, Option<Arc<SpanSide>>>>,
 }
 
 impl Attributor {
     /// An attributor over `model` (the served base, differentiable) reading adapters from
-    /// `store` and indexes from `root` (`<home>/attribution`).
+    /// `store` and indexes from `root` (`<home>/attribution`). Base answers are traced in the
+    /// Datanets under `datanets` that have a span index.
     pub fn new(
         mode: AttributionMode,
         model: Arc<DiffLlama>,
         store: Arc<Store>,
         root: PathBuf,
+        datanets: PathBuf,
+        tokenizer: Tokenizer,
     ) -> Self {
-        Self { mode, model, store, root, top_k: 10, prepared: Mutex::new(HashMap::new()) }
+        let word_start = (0..tokenizer.vocab_size() as u32)
+            .map(|id| {
+                tokenizer.id_to_token(id).is_some_and(|t| {
+                    t.starts_with(['\u{120}', '\u{10a}', '\u{109}']) || t.starts_with("<|")
+                })
+            })
+            .collect();
+        Self {
+            mode,
+            model,
+            store,
+            root,
+            datanets,
+            tokenizer,
+            word_start,
+            top_k: 10,
+            prepared: Mutex::new(HashMap::new()),
+            spans: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Whether a request with `"attribution": requested` is attributed.
@@ -157,14 +217,150 @@ impl Attributor {
         self.prepared.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Attributes `completion` (generated after `prompt`) on `adapter`. Blocking. `Ok(None)` when
-    /// the adapter has no index or the answer has no token to score.
+    /// Datanet `name`'s span side, or `None` when it has no span index.
+    fn span_side(&self, name: &str) -> Result<Option<Arc<SpanSide>>, String> {
+        let lock = || self.spans.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(s) = lock().get(name) {
+            return Ok(s.clone());
+        }
+        let dir = self.datanets.join(name);
+        let side = if dir.join("span").is_dir() {
+            let dn = Datanet::open(&dir).map_err(|e| e.to_string())?;
+            let index = SpanIndex::open(&dir.join("span")).map_err(|e| e.to_string())?;
+            if index.num_docs() != dn.len() {
+                return Err(format!(
+                    "span index of {name} has {} documents for {} records",
+                    index.num_docs(),
+                    dn.len()
+                ));
+            }
+            Some(Arc::new(SpanSide {
+                index,
+                datanet: name.to_owned(),
+                root: format!("0x{}", hex_of(&dn.merkle_root())),
+                ids: dn.records().iter().map(|r| r.id.clone()).collect(),
+                doc_contributor: dn.records().iter().map(|r| r.contributor).collect(),
+                contributors: dn.contributors().iter().map(|c| c.name.clone()).collect(),
+            }))
+        } else {
+            None
+        };
+        lock().insert(name.to_owned(), side.clone());
+        Ok(side)
+    }
+
+    /// The Datanet base answers are traced in: the first by name that has a span index.
+    fn base_span_side(&self) -> Result<Option<Arc<SpanSide>>, String> {
+        let mut names: Vec<String> = match std::fs::read_dir(&self.datanets) {
+            Ok(rd) => rd
+                .filter_map(|e| e.ok())
+                .filter(|e| e.path().join("span").is_dir())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with('.'))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        names.sort();
+        match names.first() {
+            Some(n) => self.span_side(n),
+            None => Ok(None),
+        }
+    }
+
+    /// Exact-match spans of `answer` in `side`, and the doc weights they give.
+    fn trace(
+        &self,
+        side: &SpanSide,
+        answer: &[u32],
+    ) -> Result<(Vec<SpanOut>, Vec<(u32, f64)>), String> {
+        let mut word_start: Vec<bool> = answer
+            .iter()
+            .map(|&t| self.word_start.get(t as usize).copied().unwrap_or(false))
+            .collect();
+        if let Some(first) = word_start.first_mut() {
+            *first = true;
+        }
+        let params = SpanParams { word_start: Some(word_start), ..SpanParams::default() };
+        let found = side.index.attribute(answer, &params).map_err(|e| e.to_string())?;
+        let mut spans = Vec::with_capacity(found.spans.len());
+        for sp in &found.spans {
+            let mut contributors: Vec<String> = Vec::new();
+            let mut records = Vec::new();
+            for hit in &sp.docs {
+                let d = hit.doc as usize;
+                records.push(side.ids.get(d).cloned().unwrap_or_default());
+                let c =
+                    side.doc_contributor.get(d).and_then(|&c| side.contributors.get(c as usize));
+                if let Some(c) = c
+                    && !contributors.contains(c)
+                {
+                    contributors.push(c.clone());
+                }
+            }
+            spans.push(SpanOut {
+                start: sp.start,
+                end: sp.end,
+                text: self.tokenizer.decode(&answer[sp.start..sp.end], false).unwrap_or_default(),
+                count: sp.count,
+                records,
+                contributors,
+            });
+        }
+        Ok((spans, found.doc_weights))
+    }
+
+    /// Span attribution of a base-model answer. Blocking.
+    fn attribute_base(
+        &self,
+        completion: &[u32],
+    ) -> Result<Option<(AttributionOut, AttributionCost)>, String> {
+        let start = Instant::now();
+        let Some(side) = self.base_span_side()? else { return Ok(None) };
+        if completion.is_empty() {
+            return Ok(None);
+        }
+        let (spans, doc_weights) = self.trace(&side, completion)?;
+        let per_contributor =
+            lorad_attribution::span::contributor_weights(&doc_weights, &side.doc_contributor)
+                .map_err(|e| e.to_string())?;
+        let name = |c: u32| side.contributors.get(c as usize).cloned().unwrap_or_default();
+        let out = AttributionOut {
+            method: "span",
+            adapter: None,
+            adapter_hash: None,
+            datanet: side.datanet.clone(),
+            datanet_root: side.root.clone(),
+            contributors: lorad_attribution::to_basis_points(&per_contributor)
+                .into_iter()
+                .map(|(c, weight_bps)| ContributorWeight { contributor: name(c), weight_bps })
+                .collect(),
+            records: doc_weights
+                .iter()
+                .take(self.top_k)
+                .map(|&(d, w)| RecordScore {
+                    id: side.ids.get(d as usize).cloned().unwrap_or_default(),
+                    contributor: name(
+                        side.doc_contributor.get(d as usize).copied().unwrap_or(u32::MAX),
+                    ),
+                    score: w as f32,
+                })
+                .collect(),
+            spans,
+        };
+        let cost =
+            AttributionCost { ms: start.elapsed().as_millis() as u64, tokens: completion.len() };
+        Ok(Some((out, cost)))
+    }
+
+    /// Attributes `completion` (generated after `prompt`) on `adapter` (`None`: the base model).
+    /// Blocking. `Ok(None)` when there is no index to score against or nothing to score.
     pub(crate) fn attribute(
         &self,
-        adapter: &str,
+        adapter: Option<&str>,
         prompt: &[u32],
         completion: &[u32],
     ) -> Result<Option<(AttributionOut, AttributionCost)>, String> {
+        let Some(adapter) = adapter else { return self.attribute_base(completion) };
         let start = Instant::now();
         let Some(p) = self.prepare(adapter)? else { return Ok(None) };
         let max = self.model.config().max_position_embeddings;
@@ -197,17 +393,25 @@ impl Attributor {
                 score,
             })
             .collect();
+        let spans = match self.span_side(&h.datanet)? {
+            Some(side) => self.trace(&side, completion)?.0,
+            None => Vec::new(),
+        };
         let out = AttributionOut {
             method: "gradient",
-            adapter: adapter.to_owned(),
-            adapter_hash: h.adapter_hash.clone(),
+            adapter: Some(adapter.to_owned()),
+            adapter_hash: Some(h.adapter_hash.clone()),
             datanet: h.datanet.clone(),
             datanet_root: h.datanet_root.clone(),
             contributors,
             records,
-            spans: Vec::new(),
+            spans,
         };
         let cost = AttributionCost { ms: start.elapsed().as_millis() as u64, tokens: scored };
         Ok(Some((out, cost)))
     }
+}
+
+fn hex_of(b: &[u8; 32]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }

@@ -190,10 +190,10 @@ pub(crate) async fn respond(
         Target::Base => None,
         Target::Adapter(lease) => Some(lease),
     };
-    let job = match (&lease, &serving.attributor) {
-        (Some(l), Some(a)) if a.wants(params.attribution) => Some(AttributionJob {
+    let job = match &serving.attributor {
+        Some(a) if a.wants(params.attribution) => Some(AttributionJob {
             attributor: a.clone(),
-            adapter: l.name.clone(),
+            adapter: lease.as_ref().map(|l| l.name.clone()),
             prompt: prompt.clone(),
         }),
         _ => None,
@@ -227,7 +227,8 @@ pub(crate) async fn respond(
 #[derive(Debug)]
 pub(crate) struct AttributionJob {
     attributor: Arc<Attributor>,
-    adapter: String,
+    /// `None`: the base model.
+    adapter: Option<String>,
     prompt: Vec<u32>,
 }
 
@@ -240,9 +241,9 @@ impl AttributionJob {
         completion: Vec<u32>,
     ) -> Option<(AttributionOut, AttributionCost)> {
         let AttributionJob { attributor, adapter, prompt } = self;
-        let name = adapter.clone();
+        let name = adapter.clone().unwrap_or_default();
         let joined = tokio::task::spawn_blocking(move || {
-            attributor.attribute(&adapter, &prompt, &completion)
+            attributor.attribute(adapter.as_deref(), &prompt, &completion)
         })
         .await;
         match joined {

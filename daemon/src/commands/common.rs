@@ -122,6 +122,12 @@ pub(crate) fn datanets_dir(home: &Path) -> PathBuf {
     home.join("datanets")
 }
 
+/// Where Datanet `name`'s suffix-array span index lives (inside the Datanet, so rebuilding the
+/// Datanet drops it with its old records).
+pub(crate) fn span_index_dir(home: &Path, name: &str) -> PathBuf {
+    datanets_dir(home).join(name).join("span")
+}
+
 /// Where the gradient index of the adapter with content hash `adapter_hash` over Datanet
 /// `datanet` lives: keyed by the adapter's content, so a re-import under the same name with other
 /// weights never meets a stale index.

@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::Context;
 use lorad_datanet::{BuildOptions, Datanet, DatanetError, TextSide};
 
-use super::common::{base_hash_of, datanets_dir, existing_model};
+use super::common::{base_hash_of, datanets_dir, existing_model, span_index_dir};
 use crate::cli::DatanetCommand;
 use crate::exit::{ExitExt, ExitKind, coded};
 
@@ -88,6 +88,36 @@ pub(crate) fn run(home: &Path, command: DatanetCommand) -> anyhow::Result<()> {
                     )?;
                 }
             }
+        }
+        DatanetCommand::Index { name, suffix_array: _, force } => {
+            let dn = open(home, &name)?;
+            let dir = span_index_dir(home, &name);
+            if dir.exists() {
+                if !force {
+                    return Err(coded(
+                        ExitKind::Usage,
+                        anyhow::anyhow!("{} exists; pass --force to rebuild it", dir.display()),
+                    ));
+                }
+                std::fs::remove_dir_all(&dir)
+                    .with_context(|| format!("removing {}", dir.display()))?;
+            }
+            let vocab = dn.manifest().tokenizer.vocab_size as usize;
+            let stats = lorad_attribution::span::SpanIndex::build(
+                (0..dn.len()).map(|i| dn.tokens(i)),
+                vocab,
+                &dir,
+            )
+            .with_context(|| format!("cannot build the span index of datanet {name}"))?;
+            writeln!(
+                out,
+                "span index of {name}: {} tokens in {} records, {:.2} bytes/token, built in {:.2} s at {}",
+                stats.num_tokens,
+                stats.num_docs,
+                stats.bytes_per_token,
+                stats.total_secs,
+                dir.display()
+            )?;
         }
         DatanetCommand::Verify { name } => {
             let dn = open(home, &name)?;

@@ -185,7 +185,16 @@ async fn start_engine(
                     .exit_kind(ExitKind::Config)
                     .context("cannot prepare the model for attribution")?;
                 let root = home.join("attribution");
-                Some(Arc::new(Attributor::new(mode, Arc::new(diff), store.clone(), root)))
+                let datanets = super::common::datanets_dir(&home);
+                let tok = model.tokenizer.clone();
+                Some(Arc::new(Attributor::new(
+                    mode,
+                    Arc::new(diff),
+                    store.clone(),
+                    root,
+                    datanets,
+                    tok,
+                )))
             }
         };
         let start = Instant::now();

@@ -60,7 +60,21 @@ async fn answers_carry_deterministic_attribution() {
 
     let manager = manager(&store, &engine);
     let state = AppState::new(store.clone(), api_config());
-    let attributor = Attributor::new(AttributionMode::On, diff, store.clone(), root);
+    // And the Datanet's span index, which attributes base answers.
+    lorad_attribution::span::SpanIndex::build(
+        (0..dn.len()).map(|i| dn.tokens(i)),
+        tok.vocab_size(),
+        &dn_root.join("dn").join("span"),
+    )
+    .expect("span index");
+    let attributor = Attributor::new(
+        AttributionMode::On,
+        diff,
+        store.clone(),
+        root,
+        dn_root.clone(),
+        tok.clone(),
+    );
     assert!(state.set_ready_with(manager, BASE.to_owned(), Some(Arc::new(attributor))));
     let app = router(state);
 
@@ -103,10 +117,27 @@ async fn answers_carry_deterministic_attribution() {
         none.get("attribution").is_none() && none["usage"].get("attribution_ms").is_none(),
         "{none}"
     );
-    let mut base = req.clone();
-    base["model"] = json!(BASE);
+    // A base answer that repeats a record verbatim is traced to it by the span index.
+    let line = "The copper kettle sings at dawn in the old mill.";
+    let base = json!({"model": BASE, "prompt": format!("Repeat: {line}\nRepeat: {line}\nRepeat:"), "max_tokens": 14, "temperature": 0});
     let (_, _, plain) = post(&app, "/v1/completions", base).await;
-    assert!(plain.get("attribution").is_none(), "{plain}");
+    let text = plain["choices"][0]["text"].as_str().expect("text");
+    assert!(
+        text.contains("copper kettle sings at dawn"),
+        "the base did not repeat the line: {text:?}"
+    );
+    let attr = &plain["attribution"];
+    assert_eq!(attr["method"], "span", "{plain}");
+    assert!(attr.get("adapter").is_none());
+    assert_eq!(
+        attr["contributors"],
+        json!([{"contributor": "alice", "weight_bps": 10000}]),
+        "{attr}"
+    );
+    let span = &attr["spans"][0];
+    assert_eq!(span["records"], json!(["a1"]), "{attr}");
+    assert!(span["text"].as_str().is_some_and(|t| t.contains("kettle sings")), "{span}");
+    assert!(span["end"].as_u64() >= Some(span["start"].as_u64().unwrap_or(0) + 8));
 
     // Streaming: the chunk with the finish reason carries the same attribution.
     let mut stream = req.clone();
