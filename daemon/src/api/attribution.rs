@@ -98,6 +98,9 @@ struct Prepared {
     index: GradIndex,
 }
 
+/// An answer's spans and the per-record (document) weights they give.
+type Traced = (Vec<SpanOut>, Vec<(u32, f64)>);
+
 /// A Datanet's span index with what maps its documents (records) to ids and contributors.
 #[derive(Debug)]
 struct SpanSide {
@@ -268,11 +271,7 @@ impl Attributor {
     }
 
     /// Exact-match spans of `answer` in `side`, and the doc weights they give.
-    fn trace(
-        &self,
-        side: &SpanSide,
-        answer: &[u32],
-    ) -> Result<(Vec<SpanOut>, Vec<(u32, f64)>), String> {
+    fn trace(&self, side: &SpanSide, answer: &[u32]) -> Result<Traced, String> {
         let mut word_start: Vec<bool> = answer
             .iter()
             .map(|&t| self.word_start.get(t as usize).copied().unwrap_or(false))
