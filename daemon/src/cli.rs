@@ -69,6 +69,12 @@ pub enum Command {
     /// Fine-tune a LoRA adapter on a Datanet (CPU, candle autograd), import it into the store and
     /// build its gradient attribution index.
     Finetune(FinetuneArgs),
+    /// The embedded light client (offline verification for now).
+    Lightclient {
+        /// The lightclient subcommand.
+        #[command(subcommand)]
+        command: LightclientCommand,
+    },
     /// Proof-of-Attribution indexes.
     Attribution {
         /// The attribution subcommand.
@@ -169,6 +175,21 @@ pub struct FinetuneArgs {
     /// Base model [default: the default model].
     #[arg(long, value_name = "PATH")]
     pub model: Option<PathBuf>,
+}
+
+/// `lorad lightclient ...`
+#[derive(Debug, Subcommand)]
+pub enum LightclientCommand {
+    /// Verify a saved `eth_getProof` response (the result object, or a JSON-RPC envelope) against
+    /// a state root: the account proof and every storage proof. Exits 0 only when all verify,
+    /// 65 with the typed error otherwise. No network.
+    VerifyProof {
+        /// The saved `eth_getProof` response.
+        file: PathBuf,
+        /// The (already verified) state root, `0x` + 64 hex digits.
+        #[arg(long)]
+        state_root: String,
+    },
 }
 
 /// `lorad attribution ...`
