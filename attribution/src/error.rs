@@ -24,9 +24,9 @@ pub enum AttributionError {
         /// What is wrong with it.
         reason: String,
     },
-    /// Computing gradients through the model failed.
-    #[error("gradient computation: {0}")]
-    Gradient(String),
+    /// Fine-tuning or computing gradients through the model failed.
+    #[error(transparent)]
+    Train(#[from] lorad_train::TrainError),
     /// A caller passed something unusable (an out-of-range token, an empty corpus, ...).
     #[error("invalid input: {0}")]
     InvalidInput(String),

@@ -260,28 +260,24 @@ pub fn run_planted(
         train_records.iter().map(|r| example(tok, r)).collect::<Result<_>>()?;
     let queries: Vec<Example> =
         query_records.iter().map(|r| example(tok, r)).collect::<Result<_>>()?;
-    let terr = |e: lorad_train::TrainError| AttributionError::InvalidInput(e.to_string());
 
-    let loss_base = mean_loss(model, None, &queries, 8).map_err(terr)?;
+    let loss_base = mean_loss(model, None, &queries, 8)?;
     let t = Instant::now();
     let ft = finetune(model, &train, &cfg.finetune, |s| {
         progress(&format!("finetune step {} loss {:.3}", s.step, s.loss));
-    })
-    .map_err(terr)?;
+    })?;
     let finetune_s = t.elapsed().as_secs_f64();
-    let adapter = ft.lora.to_adapter("planted").map_err(terr)?;
-    let lora =
-        LoraSet::from_adapter(&adapter, &model.base_shape(), model.device()).map_err(terr)?;
-    let loss_finetuned = mean_loss(model, Some(&lora), &queries, 8).map_err(terr)?;
+    let adapter = ft.lora.to_adapter("planted")?;
+    let lora = LoraSet::from_adapter(&adapter, &model.base_shape(), model.device())?;
+    let loss_finetuned = mean_loss(model, Some(&lora), &queries, 8)?;
 
     let t = Instant::now();
-    let probes = Probes::new(&lora, cfg.probe, model.device()).map_err(terr)?;
+    let probes = Probes::new(&lora, cfg.probe, model.device())?;
     let mut done = 0;
     let feats = projected_gradients(model, &lora, &probes, &train, cfg.grad_batch, |n| {
         done += n;
         progress(&format!("indexed {done}/{}", train.len()));
-    })
-    .map_err(terr)?;
+    })?;
     let header = GradIndexHeader {
         format_version: 0,
         adapter: "planted".into(),
@@ -307,7 +303,7 @@ pub fn run_planted(
     let index_s = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
-    let qfeats = projected_gradients(model, &lora, &probes, &queries, 1, |_| {}).map_err(terr)?;
+    let qfeats = projected_gradients(model, &lora, &probes, &queries, 1, |_| {})?;
     // The served scoring first, the plain dot product second, then the other two variants.
     let variants = [(true, true), (false, false), (true, false), (false, true)];
     let mut quality = [MethodQuality { top1: 0.0, auc: 0.0 }; 4];

@@ -14,7 +14,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use candle_core::{DType, Device, Tensor};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use lorad_engine::{
     EngineConfig, EngineHandle, ForwardSeq, GenerateRequest, KvCache, Llama, ResidentAdapter,
 };
@@ -324,11 +324,5 @@ pub(crate) fn greedy_alone(
 }
 
 fn progress(n: usize, what: &str) -> ProgressBar {
-    let bar = ProgressBar::new(n as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{msg:>24} [{bar:30}] {pos}/{len} {elapsed}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar.set_message(what.to_string());
-    bar
+    crate::scratch::progress(n as u64, what)
 }

@@ -7,6 +7,7 @@ mod attribution;
 mod decode;
 mod plot;
 mod report;
+mod scratch;
 mod span;
 mod store;
 

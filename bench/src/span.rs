@@ -17,11 +17,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use lorad_attribution::span::{SpanIndex, SpanIndexStats, SpanParams};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Zipf};
+
+use crate::scratch::{Scratch, progress};
 
 /// The latency goal per answer.
 const GOAL_MS: f64 = 20.0;
@@ -131,7 +132,7 @@ pub(crate) fn run(out: &Path, args: &SpanArgs) -> anyhow::Result<()> {
     if args.vocab < 2 || !(args.zipf.is_finite() && args.zipf > 0.0) {
         bail!("--vocab must be at least 2 and --zipf a finite number > 0");
     }
-    let scratch = Scratch::create(args.dir.as_deref(), args.keep)?;
+    let scratch = Scratch::create(args.dir.as_deref(), args.keep, "index")?;
     let dir = scratch.path.join("span-index");
     eprintln!("span index at {} ({})", dir.display(), if args.keep { "kept" } else { "scratch" });
 
@@ -192,12 +193,7 @@ pub(crate) fn run(out: &Path, args: &SpanArgs) -> anyhow::Result<()> {
 /// process's peak RSS right after the build.
 fn build(args: &SpanArgs, dir: &Path) -> anyhow::Result<(SpanIndexStats, Option<u64>)> {
     let mut corpus = CorpusGen::new(args)?;
-    let bar = ProgressBar::new(args.tokens as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{msg:>26} [{bar:30}] {pos}/{len} {elapsed} (eta {eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar.set_message("generating + assembling");
+    let bar = progress(args.tokens as u64, "generating + assembling");
     bar.enable_steady_tick(Duration::from_millis(500));
     let docs = std::iter::from_fn(|| {
         let doc = corpus.next_doc();
@@ -384,33 +380,4 @@ fn peak_rss() -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
-}
-
-/// The scratch directory: created fresh, removed on drop unless kept.
-#[derive(Debug)]
-struct Scratch {
-    path: PathBuf,
-    keep: bool,
-}
-
-impl Scratch {
-    fn create(parent: Option<&Path>, keep: bool) -> anyhow::Result<Scratch> {
-        let parent = parent.map_or_else(std::env::temp_dir, Path::to_path_buf);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let path = parent.join(format!("lorad-bench-span-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
-        Ok(Scratch { path, keep })
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if self.keep {
-            eprintln!("kept the scratch index at {}", self.path.display());
-        } else if let Err(e) = std::fs::remove_dir_all(&self.path) {
-            eprintln!("lorad-bench: warning: cannot remove {}: {e}", self.path.display());
-        }
-    }
 }

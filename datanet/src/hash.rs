@@ -63,7 +63,7 @@ fn put_prefixed(out: &mut Vec<u8>, bytes: &[u8]) {
 }
 
 /// `0x` followed by lowercase hex: how 32-byte hashes appear in the manifest (EVM style).
-pub(crate) fn to_0x_hex(h: &[u8; 32]) -> String {
+pub fn to_0x_hex(h: &[u8; 32]) -> String {
     format!("0x{}", hex::encode(h))
 }
 

@@ -32,7 +32,7 @@ mod tokens;
 pub use build::{BuildOptions, BuildReport, build};
 pub use datanet::{Datanet, list};
 pub use error::{DatanetError, RecordProblem, SHOWN_PROBLEMS};
-pub use hash::{RECORD_HASH_SCHEME, RECORD_TAG, canonical_record_bytes, record_hash};
+pub use hash::{RECORD_HASH_SCHEME, RECORD_TAG, canonical_record_bytes, record_hash, to_0x_hex};
 pub use manifest::{
     ContributorInfo, FORMAT_VERSION, MANIFEST_FILE, Manifest, RECORDS_FILE, RecordMeta, SourceInfo,
     TOKENS_FILE, TokenizerInfo,

@@ -21,6 +21,7 @@ mod request;
 mod residency;
 mod sampling;
 mod scheduler;
+mod weights;
 
 pub use adapters::{AdapterPool, ResidentAdapter};
 pub use engine::{EngineConfig, EngineHandle, EngineStats, ModelInfo};
@@ -35,3 +36,4 @@ pub use residency::{
     AdapterManager, Histogram, PAGE_IN_BUCKETS, ResidencyConfig, ResidencyStats, Tier,
 };
 pub use sampling::{Sampler, SamplingParams, argmax};
+pub use weights::{BaseWeights, LayerWeights};

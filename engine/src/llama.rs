@@ -14,25 +14,15 @@ use lorad_store::{BaseShape, TargetModule};
 
 use crate::adapters::ResidentAdapter;
 use crate::kv::KvCache;
+use crate::weights::{BaseWeights, LayerWeights};
 use crate::{EngineError, Result};
-
-/// One layer's weights. Projections are `[out, in]` as in Hugging Face checkpoints.
-#[derive(Debug)]
-struct Layer {
-    input_norm: Tensor,
-    post_norm: Tensor,
-    /// Indexed by `TargetModule::index()`.
-    proj: [Tensor; 7],
-    /// q/k/v biases (qwen2).
-    bias: [Option<Tensor>; 3],
-}
 
 /// A loaded base model.
 #[derive(Debug)]
 pub struct Llama {
     cfg: ModelConfig,
     embed: Tensor,
-    layers: Vec<Layer>,
+    layers: Vec<LayerWeights>,
     norm: Tensor,
     lm_head: Tensor,
     rope: RopeTables,
@@ -56,74 +46,19 @@ pub struct ForwardSeq<'a> {
     pub want_logits: bool,
 }
 
-fn get(w: &HashMap<String, Tensor>, name: &str) -> Result<Tensor> {
-    w.get(name).cloned().ok_or_else(|| EngineError::Weights(format!("missing tensor {name}")))
-}
-
 impl Llama {
     /// Builds the model from Hugging Face-named weights (as `lorad_model::load_model` returns).
     pub fn new(cfg: &ModelConfig, weights: &HashMap<String, Tensor>) -> Result<Self> {
-        let embed = get(weights, "model.embed_tokens.weight")?;
+        let BaseWeights { embed, layers, norm, lm_head } = BaseWeights::gather(cfg, weights)?;
         let device = embed.device().clone();
         let dtype = embed.dtype();
-        let shape = base_shape(cfg);
-        let mut layers = Vec::with_capacity(cfg.num_layers);
-        for l in 0..cfg.num_layers {
-            let p = |m: TargetModule| -> Result<Tensor> {
-                let name = projection_weight_name(l, m);
-                let t = get(weights, &name)?;
-                let (out, inp) = shape.shape(m);
-                if t.dims() != [out, inp] {
-                    return Err(EngineError::Weights(format!(
-                        "{name} has shape {:?}, expected [{out}, {inp}]",
-                        t.dims()
-                    )));
-                }
-                Ok(t)
-            };
-            let proj = [
-                p(TargetModule::QProj)?,
-                p(TargetModule::KProj)?,
-                p(TargetModule::VProj)?,
-                p(TargetModule::OProj)?,
-                p(TargetModule::GateProj)?,
-                p(TargetModule::UpProj)?,
-                p(TargetModule::DownProj)?,
-            ];
-            let bias = if cfg.attention_bias {
-                let b = |n: &str| {
-                    get(weights, &format!("model.layers.{l}.self_attn.{n}.bias")).map(Some)
-                };
-                [b("q_proj")?, b("k_proj")?, b("v_proj")?]
-            } else {
-                [None, None, None]
-            };
-            layers.push(Layer {
-                input_norm: get(weights, &format!("model.layers.{l}.input_layernorm.weight"))?,
-                post_norm: get(
-                    weights,
-                    &format!("model.layers.{l}.post_attention_layernorm.weight"),
-                )?,
-                proj,
-                bias,
-            });
-        }
-        let lm_head = match weights.get("lm_head.weight") {
-            Some(t) => t.clone(),
-            None if cfg.tie_word_embeddings => embed.clone(),
-            None => {
-                return Err(EngineError::Weights(
-                    "missing tensor lm_head.weight (embeddings are not tied)".into(),
-                ));
-            }
-        };
         let rope =
             RopeTables::new(&cfg.rope_inv_freq(), cfg.max_position_embeddings, dtype, &device)?;
         Ok(Self {
             cfg: cfg.clone(),
             embed,
             layers,
-            norm: get(weights, "model.norm.weight")?,
+            norm,
             lm_head,
             rope,
             device,

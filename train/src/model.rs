@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 
 use candle_core::{CpuStorage, D, DType, Device, Layout, Shape, Tensor};
+use lorad_engine::{BaseWeights, LayerWeights};
 use lorad_model::ModelConfig;
 use lorad_store::{BaseShape, TargetModule};
 
@@ -16,21 +17,12 @@ use crate::lora::LoraSet;
 use crate::probe::ProbeBatch;
 use crate::{Result, TrainError};
 
-/// One layer's frozen weights; projections `[out, in]`, indexed by `TargetModule::index()`.
-#[derive(Debug)]
-struct Layer {
-    input_norm: Tensor,
-    post_norm: Tensor,
-    proj: [Tensor; 7],
-    bias: [Option<Tensor>; 3],
-}
-
 /// The frozen base model, differentiable with respect to LoRA parameters and probes.
 #[derive(Debug)]
 pub struct DiffLlama {
     cfg: ModelConfig,
     embed: Tensor,
-    layers: Vec<Layer>,
+    layers: Vec<LayerWeights>,
     norm: Tensor,
     lm_head: Tensor,
     cos: Tensor,
@@ -38,81 +30,31 @@ pub struct DiffLlama {
     device: Device,
 }
 
-fn get(w: &HashMap<String, Tensor>, name: &str) -> Result<Tensor> {
-    w.get(name)
-        .ok_or_else(|| TrainError::Weights(format!("missing tensor {name}")))?
-        .to_dtype(DType::F32)
-        .map_err(Into::into)
-}
-
 impl DiffLlama {
     /// Builds the model from Hugging Face-named weights (as `lorad_model::load_model` returns),
     /// converted to f32: gradients in bf16 are too coarse for attribution scores to be stable.
     pub fn new(cfg: &ModelConfig, weights: &HashMap<String, Tensor>) -> Result<Self> {
-        let embed = get(weights, "model.embed_tokens.weight")?;
+        let weights = BaseWeights::gather(cfg, weights)
+            .and_then(|w| w.to_dtype(DType::F32))
+            .map_err(|e| TrainError::Weights(e.to_string()))?;
+        let BaseWeights { embed, layers, norm, lm_head } = weights;
         let device = embed.device().clone();
-        let shape = lorad_engine::base_shape(cfg);
-        let mut layers = Vec::with_capacity(cfg.num_layers);
-        for l in 0..cfg.num_layers {
-            let p = |m: TargetModule| -> Result<Tensor> {
-                let name = lorad_engine::projection_weight_name(l, m);
-                let t = get(weights, &name)?;
-                let (out, inp) = shape.shape(m);
-                if t.dims() != [out, inp] {
-                    return Err(TrainError::Weights(format!(
-                        "{name} has shape {:?}, expected [{out}, {inp}]",
-                        t.dims()
-                    )));
-                }
-                Ok(t)
-            };
-            let proj = TargetModule::ALL.map(p);
-            let [q, k, v, o, g, u, d] = proj;
-            let bias = if cfg.attention_bias {
-                let b = |n: &str| get(weights, &format!("model.layers.{l}.self_attn.{n}.bias"));
-                [Some(b("q_proj")?), Some(b("k_proj")?), Some(b("v_proj")?)]
-            } else {
-                [None, None, None]
-            };
-            layers.push(Layer {
-                input_norm: get(weights, &format!("model.layers.{l}.input_layernorm.weight"))?,
-                post_norm: get(
-                    weights,
-                    &format!("model.layers.{l}.post_attention_layernorm.weight"),
-                )?,
-                proj: [q?, k?, v?, o?, g?, u?, d?],
-                bias,
-            });
-        }
-        let lm_head = match weights.get("lm_head.weight") {
-            Some(_) => get(weights, "lm_head.weight")?,
-            None if cfg.tie_word_embeddings => embed.clone(),
-            None => {
-                return Err(TrainError::Weights(
-                    "missing tensor lm_head.weight (embeddings are not tied)".into(),
-                ));
-            }
-        };
-        let inv = cfg.rope_inv_freq();
-        let half = inv.len();
-        let max = cfg.max_position_embeddings;
-        let mut cos = Vec::with_capacity(max * half);
-        let mut sin = Vec::with_capacity(max * half);
-        for p in 0..max {
-            for &f in &inv {
-                let a = p as f32 * f;
-                cos.push(a.cos());
-                sin.push(a.sin());
-            }
-        }
+        // The serving engine's RoPE tables, in f32: the same angles, computed once.
+        let rope = lorad_kernels::RopeTables::new(
+            &cfg.rope_inv_freq(),
+            cfg.max_position_embeddings,
+            DType::F32,
+            &device,
+        )
+        .map_err(|e| TrainError::Weights(e.to_string()))?;
         Ok(Self {
             cfg: cfg.clone(),
             embed,
             layers,
-            norm: get(weights, "model.norm.weight")?,
+            norm,
             lm_head,
-            cos: Tensor::from_vec(cos, (max, half), &device)?,
-            sin: Tensor::from_vec(sin, (max, half), &device)?,
+            cos: rope.cos,
+            sin: rope.sin,
             device,
         })
     }

@@ -196,6 +196,7 @@ pub fn projected_gradients(
     for (i, e) in examples.iter().enumerate() {
         e.check(i, cfg.vocab_size, cfg.max_position_embeddings)?;
     }
+    let dim = probes.dim();
     let mut out = Vec::with_capacity(examples.len());
     for chunk in examples.chunks(batch_size.max(1)) {
         let refs: Vec<&Example> = chunk.iter().collect();
@@ -211,7 +212,7 @@ pub fn projected_gradients(
             per_pair.push(gb.flatten_from(1)?.to_vec2::<f32>()?);
         }
         for b in 0..chunk.len() {
-            let mut v = Vec::with_capacity(probes.dim());
+            let mut v = Vec::with_capacity(dim);
             for block in &per_pair {
                 v.extend_from_slice(&block[b]);
             }

@@ -7,7 +7,7 @@ use lorad_store::Adapter;
 use lorad_train::{DiffLlama, Example, LoraSet, ProbeSpec, Probes, projected_gradients};
 
 use super::index::{GradIndex, GradIndexHeader, IndexedRecord};
-use crate::{AttributionError, Result};
+use crate::Result;
 
 /// Record `i` of `datanet` as a training example, cut to `max_len` tokens (the prompt part is
 /// kept as context; a record whose completion is cut away entirely has no targets).
@@ -15,10 +15,6 @@ pub fn datanet_example(datanet: &Datanet, i: usize, max_len: usize) -> Example {
     let tokens = datanet.tokens(i);
     let keep = tokens.len().min(max_len.max(2));
     Example { tokens: tokens[..keep].to_vec(), prompt_len: datanet.prompt_len(i).min(keep) }
-}
-
-fn train_err(e: lorad_train::TrainError) -> AttributionError {
-    AttributionError::Gradient(e.to_string())
 }
 
 /// Projects every record's gradient under `adapter`, fits the preconditioner and writes the
@@ -35,16 +31,14 @@ pub fn build_grad_index(
     dir: &Path,
     mut progress: impl FnMut(usize),
 ) -> Result<GradIndex> {
-    let lora =
-        LoraSet::from_adapter(adapter, &model.base_shape(), model.device()).map_err(train_err)?;
-    let probes = Probes::new(&lora, probe, model.device()).map_err(train_err)?;
+    let lora = LoraSet::from_adapter(adapter, &model.base_shape(), model.device())?;
+    let probes = Probes::new(&lora, probe, model.device())?;
     let examples: Vec<Example> =
         (0..datanet.len()).map(|i| datanet_example(datanet, i, max_len)).collect();
     let scored: Vec<usize> =
         (0..examples.len()).filter(|&i| examples[i].num_targets() > 0).collect();
     let subset: Vec<Example> = scored.iter().map(|&i| examples[i].clone()).collect();
-    let grads = projected_gradients(model, &lora, &probes, &subset, batch, &mut progress)
-        .map_err(train_err)?;
+    let grads = projected_gradients(model, &lora, &probes, &subset, batch, &mut progress)?;
     let mut features = vec![vec![0f32; probes.dim()]; examples.len()];
     for (&i, g) in scored.iter().zip(grads) {
         features[i] = g;
@@ -54,7 +48,7 @@ pub fn build_grad_index(
         adapter: adapter.name.clone(),
         adapter_hash: adapter.content_hash.clone(),
         datanet: datanet.name().to_owned(),
-        datanet_root: format!("0x{}", hex::encode(datanet.merkle_root())),
+        datanet_root: lorad_datanet::to_0x_hex(&datanet.merkle_root()),
         probe,
         blocks: probes.block_sizes(),
         dim: 0,

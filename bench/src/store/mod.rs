@@ -26,7 +26,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
+
+use crate::scratch::Scratch;
 use lorad_model::{LoadOptions, LoadedModel};
 use lorad_store::paging::IoMode;
 use lorad_store::{Store, StoreConfig};
@@ -102,35 +104,6 @@ pub(crate) struct StoreArgs {
     device_adapters: usize,
 }
 
-/// The scratch directory: created fresh, removed on drop unless kept.
-#[derive(Debug)]
-struct Scratch {
-    path: PathBuf,
-    keep: bool,
-}
-
-impl Scratch {
-    fn create(parent: Option<&Path>, keep: bool) -> anyhow::Result<Scratch> {
-        let parent = parent.map_or_else(std::env::temp_dir, Path::to_path_buf);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let path = parent.join(format!("lorad-bench-store-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
-        Ok(Scratch { path, keep })
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if self.keep {
-            eprintln!("kept the scratch store at {}", self.path.display());
-        } else if let Err(e) = std::fs::remove_dir_all(&self.path) {
-            eprintln!("lorad-bench: warning: cannot remove {}: {e}", self.path.display());
-        }
-    }
-}
-
 /// The store under test: where it lives and how it is opened.
 #[derive(Debug, Clone)]
 pub(super) struct StoreSpot {
@@ -172,7 +145,7 @@ pub(crate) fn run(home: &Path, out: &Path, args: &StoreArgs) -> anyhow::Result<(
     let model = load()?;
     let base = lorad_engine::base_shape(&model.config);
     let base_hash = model.base_hash.clone();
-    let scratch = Scratch::create(args.dir.as_deref(), args.keep)?;
+    let scratch = Scratch::create(args.dir.as_deref(), args.keep, "store")?;
     let spot = StoreSpot {
         root: scratch.path.join("store"),
         cfg: StoreConfig { io_mode: args.io.into(), ..StoreConfig::default() },
@@ -471,11 +444,5 @@ pub(super) fn sorted_ms(durations: &[Duration]) -> Vec<f64> {
 
 /// A progress bar over `n` steps labelled `what`.
 pub(super) fn progress(n: usize, what: &str) -> ProgressBar {
-    let bar = ProgressBar::new(n as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{msg:>24} [{bar:30}] {pos}/{len} {elapsed} (eta {eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar.set_message(what.to_string());
-    bar
+    crate::scratch::progress(n as u64, what)
 }

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use lorad_attribution::grad::{GradIndex, Scoring};
@@ -128,6 +128,8 @@ pub struct Attributor {
     prepared: Mutex<HashMap<String, Option<Arc<Prepared>>>>,
     /// By Datanet name (`None`: no span index).
     spans: Mutex<HashMap<String, Option<Arc<SpanSide>>>>,
+    /// The Datanet base answers are traced in, once chosen.
+    base_datanet: OnceLock<Option<String>>,
 }
 
 impl Attributor {
@@ -160,6 +162,7 @@ impl Attributor {
             top_k: 10,
             prepared: Mutex::new(HashMap::new()),
             spans: Mutex::new(HashMap::new()),
+            base_datanet: OnceLock::new(),
         }
     }
 
@@ -180,22 +183,10 @@ impl Attributor {
         if let Some(p) = self.lock().get(&hash) {
             return Ok(p.clone());
         }
-        let dir = self.root.join(&hash);
-        let mut datanets: Vec<PathBuf> = match std::fs::read_dir(&dir) {
-            Ok(rd) => rd
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| {
-                    p.is_dir()
-                        && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
-                })
-                .collect(),
-            Err(_) => Vec::new(),
-        };
-        datanets.sort();
-        let prepared = match datanets.first() {
+        let prepared = match first_subdir(&self.root.join(&hash), |p| p.is_dir()) {
             None => None,
             Some(d) => {
-                let index = GradIndex::open(d).map_err(|e| e.to_string())?;
+                let index = GradIndex::open(&d).map_err(|e| e.to_string())?;
                 if index.header().adapter_hash != hash {
                     return Err(format!("index {} is for other adapter weights", d.display()));
                 }
@@ -240,7 +231,7 @@ impl Attributor {
             Some(Arc::new(SpanSide {
                 index,
                 datanet: name.to_owned(),
-                root: format!("0x{}", hex_of(&dn.merkle_root())),
+                root: lorad_datanet::to_0x_hex(&dn.merkle_root()),
                 ids: dn.records().iter().map(|r| r.id.clone()).collect(),
                 doc_contributor: dn.records().iter().map(|r| r.contributor).collect(),
                 contributors: dn.contributors().iter().map(|c| c.name.clone()).collect(),
@@ -252,20 +243,18 @@ impl Attributor {
         Ok(side)
     }
 
-    /// The Datanet base answers are traced in: the first by name that has a span index.
+    /// The Datanet base answers are traced in: the first by name that has a span index, chosen
+    /// at the first base answer (like the gradient indexes, found once per process).
     fn base_span_side(&self) -> Result<Option<Arc<SpanSide>>, String> {
-        let mut names: Vec<String> = match std::fs::read_dir(&self.datanets) {
-            Ok(rd) => rd
-                .filter_map(|e| e.ok())
-                .filter(|e| e.path().join("span").is_dir())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| !n.starts_with('.'))
-                .collect(),
-            Err(_) => Vec::new(),
-        };
-        names.sort();
-        match names.first() {
-            Some(n) => self.span_side(n),
+        let name = self
+            .base_datanet
+            .get_or_init(|| {
+                first_subdir(&self.datanets, |p| p.join("span").is_dir())
+                    .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            })
+            .clone();
+        match name {
+            Some(n) => self.span_side(&n),
             None => Ok(None),
         }
     }
@@ -411,6 +400,14 @@ impl Attributor {
     }
 }
 
-fn hex_of(b: &[u8; 32]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+/// The first entry of `dir` by name that is not hidden (temporary builds start with `.`) and
+/// satisfies `keep`; `None` when there is none or `dir` cannot be read.
+fn first_subdir(dir: &std::path::Path, keep: impl Fn(&std::path::Path) -> bool) -> Option<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) && keep(p))
+        .collect();
+    found.sort();
+    found.into_iter().next()
 }

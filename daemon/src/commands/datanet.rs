@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
-use lorad_datanet::{BuildOptions, Datanet, DatanetError, TextSide};
+use lorad_datanet::{BuildOptions, Datanet, DatanetError, TextSide, to_0x_hex};
 
 use super::common::{base_hash_of, datanets_dir, existing_model, span_index_dir};
 use crate::cli::DatanetCommand;
@@ -54,12 +54,12 @@ pub(crate) fn run(home: &Path, command: DatanetCommand) -> anyhow::Result<()> {
             }
             writeln!(
                 out,
-                "datanet {}: {} records, {} tokens, {} contributors, merkle root 0x{} ({:.2} s)",
+                "datanet {}: {} records, {} tokens, {} contributors, merkle root {} ({:.2} s)",
                 report.name,
                 report.records,
                 report.tokens,
                 report.contributors.len(),
-                hex_of(&report.merkle_root),
+                to_0x_hex(&report.merkle_root),
                 report.elapsed.as_secs_f64()
             )?;
             for c in &report.contributors {
@@ -79,12 +79,12 @@ pub(crate) fn run(home: &Path, command: DatanetCommand) -> anyhow::Result<()> {
                 for m in &all {
                     writeln!(
                         out,
-                        "{:<24} {:>10} {:>12} {:>12}  0x{}",
+                        "{:<24} {:>10} {:>12} {:>12}  {}",
                         m.name,
                         m.records,
                         m.tokens,
                         m.contributors.len(),
-                        hex_of(&m.merkle_root)
+                        to_0x_hex(&m.merkle_root)
                     )?;
                 }
             }
@@ -124,15 +124,11 @@ pub(crate) fn run(home: &Path, command: DatanetCommand) -> anyhow::Result<()> {
             dn.verify().map_err(coded_datanet)?;
             writeln!(
                 out,
-                "datanet {name}: {} records verified, merkle root 0x{}",
+                "datanet {name}: {} records verified, merkle root {}",
                 dn.len(),
-                hex_of(&dn.merkle_root())
+                to_0x_hex(&dn.merkle_root())
             )?;
         }
     }
     Ok(())
-}
-
-fn hex_of(b: &[u8; 32]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }

@@ -86,7 +86,7 @@ async fn answers_carry_deterministic_attribution() {
     assert_eq!(attr["method"], "gradient", "{first}");
     assert_eq!(attr["adapter"], "ada");
     assert_eq!(attr["datanet"], "dn");
-    assert_eq!(attr["datanet_root"], format!("0x{}", hex_of(&dn.merkle_root())));
+    assert_eq!(attr["datanet_root"], lorad_datanet::to_0x_hex(&dn.merkle_root()));
     let bps: u64 = attr["contributors"]
         .as_array()
         .expect("contributors")
@@ -153,8 +153,4 @@ async fn answers_carry_deterministic_attribution() {
         chunks.iter().find(|c| c["choices"][0]["finish_reason"].is_string()).expect("final chunk");
     assert_eq!(last["attribution"].to_string(), first["attribution"].to_string());
     assert_eq!(chunks.iter().filter(|c| c.get("attribution").is_some()).count(), 1);
-}
-
-fn hex_of(b: &[u8; 32]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
