@@ -190,6 +190,31 @@ pub enum LightclientCommand {
         #[arg(long)]
         state_root: String,
     },
+    /// Replay saved Beacon-API light-client responses (`bootstrap.json`, and optionally
+    /// `updates.json`, `finality.json`, `optimistic.json`) from a trusted checkpoint; prints
+    /// each verified step and the verified finalized execution block. Exits 0 only when
+    /// everything verifies, 65 with the typed error otherwise. No network.
+    Replay {
+        /// Directory holding the saved responses.
+        dir: PathBuf,
+        /// The trusted checkpoint: a beacon block root, `0x` + 64 hex digits.
+        #[arg(long)]
+        checkpoint: String,
+        /// `mainnet`, `sepolia`, or a JSON file with a custom network config.
+        #[arg(long, default_value = "mainnet")]
+        network: String,
+        /// The clock's slot [default: the latest signature slot in the data, i.e. verify the
+        /// data as of when it was saved].
+        #[arg(long)]
+        current_slot: Option<u64>,
+        /// Refuse a checkpoint older than this many seconds before now (weak subjectivity;
+        /// off by default because saved data is usually old).
+        #[arg(long, value_name = "SECONDS")]
+        max_checkpoint_age: Option<u64>,
+        /// Print the report as JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `lorad attribution ...`

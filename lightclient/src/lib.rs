@@ -6,16 +6,20 @@
 //! daemon decides where data comes from and the verifiers stay easy to test.
 //!
 //! Contents (see `docs/lightclient.md` for the trust model):
+//! - [`consensus`]: the L1 sync-committee light client (bootstrap, updates, finality).
 //! - [`error`]: [`LightClientError`], the crate's single error type.
 //! - [`header`]: execution header hashing (`keccak(rlp(header))`) and RPC header parsing.
+//! - [`op`]: OP Stack output roots and sequencer gossip envelopes.
 //! - [`proof`]: EIP-1186 (`eth_getProof`) account/storage proofs against a verified state
 //!   root, and contract code against a proven code hash.
-//!
-//! Later slices add the L1 sync-committee client and OP Stack output-root anchoring.
+//! - [`replay`]: offline replay of saved Beacon-API light-client responses.
 
+pub mod consensus;
 pub mod error;
 pub mod header;
+pub mod op;
 pub mod proof;
+pub mod replay;
 
 pub use error::LightClientError;
 pub use header::{parse_rpc_block_header, verify_header_hash};

@@ -189,7 +189,7 @@ assert names == want, sorted(names ^ want)[:4]
 PY
 then ok "finetuned adapter has PEFT's config and tensor names"; else fail "finetuned adapter layout"; fi
 
-echo "==> lightclient verify-proof (offline audit)"
+echo "==> lightclient verify-proof and replay (offline audits)"
 LC_FIXTURES="${LORAD_LIGHTCLIENT_FIXTURES:-$ROOT/../shared/fixtures/lightclient}"
 LC_RPC="$LC_FIXTURES/a16z-helios/tests/testdata/rpc"
 LC_ROOT=0x7b3d5a01f69b7d2ea7479fd7ae35f4bac2700ab6d6d7b4807a7fedf53ced710e
@@ -200,6 +200,22 @@ if [ -f "$LC_RPC/proof.json" ]; then
         fail "verify-proof of a valid proof"
     fi
     expect_exit 65 "verify-proof against a wrong state root" lorad lightclient verify-proof "$LC_RPC/proof.json" --state-root "${LC_ROOT%?}f"
+    LC_CHAIN="$LC_FIXTURES/a16z-helios/ethereum/testdata"
+    LC_CHECKPOINT=0x5afc212a7924789b2bc86acad3ab3a6ffb1f6e97253ea50bee7f4f51422c9275
+    if lorad lightclient replay "$LC_CHAIN" --checkpoint "$LC_CHECKPOINT" | grep -q "verified finalized execution block 17923026 "; then
+        ok "replay: mainnet bootstrap -> 6 periods -> finality gives execution block 17923026"
+    else
+        fail "replay of the saved mainnet light-client chain"
+    fi
+    if lorad lightclient replay "$LC_CHAIN" --checkpoint "$LC_CHECKPOINT" --json \
+        | python3 -c 'import json,sys; r=json.load(sys.stdin); assert r["optimistic"]["execution_block_number"] == 17923113, r["optimistic"]'; then
+        ok "replay --json: optimistic head 17923113"
+    else
+        fail "replay --json report"
+    fi
+    expect_exit 65 "replay from a checkpoint that is not the bootstrap's" lorad lightclient replay "$LC_CHAIN" --checkpoint "${LC_CHECKPOINT%?}4"
+    expect_exit 65 "replay with a two-week checkpoint-age policy (data from 2023)" lorad lightclient replay "$LC_CHAIN" --checkpoint "$LC_CHECKPOINT" --max-checkpoint-age 1209600
+    expect_exit 64 "replay of a directory without bootstrap.json" lorad lightclient replay "$TMP" --checkpoint "$LC_CHECKPOINT"
 elif [ "${CI:-}" = "true" ]; then
     fail "light-client fixtures not found at $LC_FIXTURES (CI=true)"
 else

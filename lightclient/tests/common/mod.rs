@@ -100,3 +100,35 @@ pub(crate) fn block_proofs(dir: &Path) -> Vec<(&'static str, EIP1186AccountProof
         ("block_miner_account.json", miner_acct),
     ]
 }
+
+/// helios' real mainnet light-client chain (Capella, August 2023).
+pub(crate) const HELIOS_LC: &str = "a16z-helios/ethereum/testdata";
+
+/// The trusted checkpoint (weak-subjectivity root) the helios chain starts from.
+pub(crate) const MAINNET_CHECKPOINT: B256 =
+    alloy_primitives::b256!("0x5afc212a7924789b2bc86acad3ab3a6ffb1f6e97253ea50bee7f4f51422c9275");
+
+/// The saved Beacon-API responses of the mainnet chain, parsed.
+pub(crate) struct MainnetChain {
+    pub(crate) bootstrap: lorad_lightclient::consensus::LightClientBootstrap,
+    pub(crate) updates: Vec<lorad_lightclient::consensus::LightClientUpdate>,
+    pub(crate) finality: lorad_lightclient::consensus::LightClientUpdate,
+    pub(crate) optimistic: lorad_lightclient::consensus::LightClientUpdate,
+}
+
+/// Parses `bootstrap.json`, `updates.json`, `finality.json`, `optimistic.json`.
+pub(crate) fn mainnet_chain(dir: &Path) -> MainnetChain {
+    use lorad_lightclient::consensus::*;
+    let size = Preset::MAINNET.sync_committee_size;
+    let file = |f: &str| read(dir, &format!("{HELIOS_LC}/{f}"));
+    MainnetChain {
+        bootstrap: parse_bootstrap_json(&file("bootstrap.json"), size).unwrap().0,
+        updates: parse_updates_json(&file("updates.json"), size)
+            .unwrap()
+            .into_iter()
+            .map(|(u, _)| u)
+            .collect(),
+        finality: parse_finality_update_json(&file("finality.json"), size).unwrap().0,
+        optimistic: parse_optimistic_update_json(&file("optimistic.json"), size).unwrap().0,
+    }
+}

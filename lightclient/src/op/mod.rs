@@ -1,0 +1,1 @@
+//! OP Stack: output roots and sequencer gossip (being written).
