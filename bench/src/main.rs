@@ -5,10 +5,12 @@
 
 mod attribution;
 mod decode;
+mod lightclient;
 mod plot;
 mod report;
 mod scratch;
 mod span;
+mod stats;
 mod store;
 
 use std::path::PathBuf;
@@ -41,6 +43,9 @@ enum Cmd {
     /// Suffix-array span index: build throughput, peak RSS and bytes/token on a synthetic Zipf
     /// corpus; `attribute` p50/p99 per answer (random vs spliced corpus passages).
     Span(span::SpanArgs),
+    /// Light client: bootstrap → finality over real mainnet data (incl. BLS), storage-proof
+    /// verification per proof, peak RSS.
+    Lightclient(lightclient::LightclientArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -61,5 +66,6 @@ fn try_main() -> anyhow::Result<()> {
         Cmd::Store(args) => store::run(&home, &cli.out, &args),
         Cmd::Attribution(args) => attribution::run(&home, &cli.out, &args),
         Cmd::Span(args) => span::run(&cli.out, &args),
+        Cmd::Lightclient(args) => lightclient::run(&cli.out, &args),
     }
 }

@@ -23,6 +23,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Zipf};
 
 use crate::scratch::{Scratch, progress};
+use crate::stats::{peak_rss, percentile};
 
 /// The latency goal per answer.
 const GOAL_MS: f64 = 20.0;
@@ -363,21 +364,4 @@ fn plot(out: &Path, name: &str, lat: &[Latency]) -> Option<PathBuf> {
             None
         }
     }
-}
-
-/// Nearest-rank percentile `q` (0..=1) of `sorted` (ascending); 0 when empty.
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-/// The process's peak resident set size (`VmHWM`), in bytes; `None` off Linux.
-fn peak_rss() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
 }

@@ -215,6 +215,69 @@ pub enum LightclientCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Sync the L1 light client from a beacon node: bootstrap from the checkpoint (or the
+    /// last finalized root saved under `<home>/lightclient/<network>`), verify every period up
+    /// to now, then finality and the optimistic head. Prints each verified step and saves the
+    /// new finalized root for the next start.
+    Sync(LightclientSyncArgs),
+    /// Print the saved light-client state (no network).
+    Status {
+        /// `mainnet`, `sepolia`, or a custom network config file.
+        #[arg(long, default_value = "mainnet")]
+        network: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read one storage slot with proofs: on L1 at the verified finalized block, or with
+    /// `--l2` on the rollup at the newest L2 block its L1 contracts anchor.
+    Storage {
+        /// Contract address.
+        address: String,
+        /// Storage slot (`0x` + up to 64 hex digits, or decimal).
+        slot: String,
+        /// Read on the L2 named by `--rollup` instead of L1.
+        #[arg(long)]
+        l2: bool,
+        /// L1 execution JSON-RPC endpoint (serves `eth_getProof`).
+        #[arg(long, env = "LORAD_EXECUTION_URL")]
+        execution_url: String,
+        /// L2 execution JSON-RPC endpoint (with `--l2`).
+        #[arg(long, env = "LORAD_L2_URL")]
+        l2_url: Option<String>,
+        /// Rollup config JSON: chain id and the L1 anchor contract (with `--l2`).
+        #[arg(long)]
+        rollup: Option<PathBuf>,
+        /// How the L1 side is synced.
+        #[command(flatten)]
+        sync: LightclientSyncArgs,
+    },
+}
+
+/// How the L1 light client syncs (shared by `sync` and `storage`).
+#[derive(Debug, clap::Args)]
+pub struct LightclientSyncArgs {
+    /// Beacon node REST endpoint (serves the light-client API).
+    #[arg(long, env = "LORAD_BEACON_URL")]
+    pub beacon_url: String,
+    /// Trusted checkpoint block root [default: the saved finalized root].
+    #[arg(long)]
+    pub checkpoint: Option<String>,
+    /// `mainnet`, `sepolia`, or a custom network config file.
+    #[arg(long, default_value = "mainnet")]
+    pub network: String,
+    /// Refuse a checkpoint older than this many seconds (weak subjectivity).
+    #[arg(long, value_name = "SECONDS", default_value_t = 14 * 24 * 3600)]
+    pub max_checkpoint_age: u64,
+    /// Sync as if the clock were at this slot [default: now] (audits of old data, tests).
+    #[arg(long)]
+    pub current_slot: Option<u64>,
+    /// Seconds before an HTTP request gives up.
+    #[arg(long, default_value_t = 30)]
+    pub timeout_secs: u64,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `lorad attribution ...`

@@ -325,6 +325,41 @@ pub enum LightClientError {
         source: std::io::Error,
     },
 
+    /// Proven L1 rollup-contract state does not support the claimed L2 output (index past
+    /// the list, wrong creator, challenged game, missing slot, wrong block number, ...).
+    #[error("L1 anchor: {reason}")]
+    AnchorData {
+        /// What does not hold.
+        reason: String,
+    },
+
+    /// No verified L2 block satisfies a read policy's label.
+    #[error("no verified L2 block is at least {min_label:?}")]
+    NoBlockForPolicy {
+        /// The label the policy requires.
+        min_label: crate::op::anchor::L2Label,
+    },
+
+    /// The newest block satisfying a read policy is older than it allows.
+    #[error("newest eligible L2 block {number} is {age_secs} s old; the policy allows {max_age_secs} s")]
+    StaleBlock {
+        /// The block's number.
+        number: u64,
+        /// Its age.
+        age_secs: u64,
+        /// The allowed maximum.
+        max_age_secs: u64,
+    },
+
+    /// An RPC transport failed (connection, HTTP status, malformed body).
+    #[error("{endpoint}: {reason}")]
+    Rpc {
+        /// The endpoint or method.
+        endpoint: String,
+        /// What went wrong.
+        reason: String,
+    },
+
     /// A JSON-RPC envelope carried `"result": null` (e.g. unknown block) or an `error`.
     #[error("JSON-RPC response for {what} has no result")]
     MissingResult {

@@ -9,17 +9,25 @@
 //! - [`consensus`]: the L1 sync-committee light client (bootstrap, updates, finality).
 //! - [`error`]: [`LightClientError`], the crate's single error type.
 //! - [`header`]: execution header hashing (`keccak(rlp(header))`) and RPC header parsing.
+//! - [`l2`]: the L2 driver: newest L1-anchored output → verified L2 block.
 //! - [`op`]: OP Stack output roots and sequencer gossip envelopes.
 //! - [`proof`]: EIP-1186 (`eth_getProof`) account/storage proofs against a verified state
 //!   root, and contract code against a proven code hash.
 //! - [`replay`]: offline replay of saved Beacon-API light-client responses.
+//! - [`rpc`]: the I/O boundary: Beacon-API and execution JSON-RPC traits, HTTP clients.
+//! - [`sync`]: the sync driver (checkpoint → periods → finality → optimistic).
+//! - [`verified`]: policy-checked, per-block-cached verified L2 reads for the daemon.
 
 pub mod consensus;
 pub mod error;
 pub mod header;
+pub mod l2;
 pub mod op;
 pub mod proof;
 pub mod replay;
+pub mod rpc;
+pub mod sync;
+pub mod verified;
 
 pub use error::LightClientError;
 pub use header::{parse_rpc_block_header, verify_header_hash};

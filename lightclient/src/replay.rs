@@ -3,19 +3,18 @@
 //! An operator saves `bootstrap.json`, `updates.json`, `finality.json` and
 //! `optimistic.json` (the last three optional) from any beacon node; an auditor replays
 //! them against a checkpoint root they trust and gets the verified finalized execution
-//! block. [`SavedChain::read_dir`] is the only I/O; [`replay`] is pure.
+//! block. [`SavedChain::read_dir`] is the only I/O; [`replay`] is pure. `SavedChain` also
+//! implements [`BeaconApi`], so the same saved files drive [`crate::sync`] in tests.
 
 use std::path::{Path, PathBuf};
 
 use alloy_primitives::B256;
-use serde::Serialize;
+use serde_json::Value;
 
-use crate::consensus::{
-    LightClientHeader, LightClientStore, LightClientUpdate, NetworkConfig, UpdateOutcome,
-    parse_bootstrap_json, parse_finality_update_json, parse_optimistic_update_json,
-    parse_updates_json, verify_checkpoint_age,
-};
+use crate::consensus::NetworkConfig;
 use crate::error::LightClientError;
+use crate::rpc::BeaconApi;
+use crate::sync::{SyncOptions, SyncReport, sync};
 
 /// The saved responses, as text.
 #[derive(Debug, Clone, Default)]
@@ -51,148 +50,68 @@ impl SavedChain {
     }
 }
 
-/// Replay options.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ReplayOptions {
-    /// The clock's slot. `None`: the latest signature slot in the data, i.e. verify the
-    /// data as of when it was saved.
-    pub current_slot: Option<u64>,
-    /// `(now_unix, max_age_secs)`: refuse a checkpoint older than this.
-    pub max_checkpoint_age: Option<(u64, u64)>,
+fn missing(what: &str) -> LightClientError {
+    LightClientError::Rpc { endpoint: format!("saved {what}"), reason: "not saved".into() }
 }
 
-/// A verified header, summarised.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct HeadSummary {
-    /// Beacon slot.
-    pub slot: u64,
-    /// Beacon block root.
-    pub beacon_root: B256,
-    /// Execution block number.
-    pub execution_block_number: u64,
-    /// Execution block hash.
-    pub execution_block_hash: B256,
-    /// Execution state root (what storage proofs verify against).
-    pub execution_state_root: B256,
+fn slot_of(v: &Value, pointer: &str) -> Option<u64> {
+    v.pointer(pointer).and_then(Value::as_str).and_then(|s| s.parse().ok())
 }
 
-impl HeadSummary {
-    /// Summarises a verified header.
-    pub fn of(h: &LightClientHeader) -> Self {
-        HeadSummary {
-            slot: h.beacon.slot,
-            beacon_root: h.beacon.hash_tree_root(),
-            execution_block_number: h.execution.block_number,
-            execution_block_hash: h.execution.block_hash,
-            execution_state_root: h.execution.state_root,
+impl SavedChain {
+    /// The latest signature slot in the saved updates: the clock as of saving.
+    pub fn latest_signature_slot(&self) -> Option<u64> {
+        let mut docs: Vec<Value> = Vec::new();
+        if let Some(Ok(Value::Array(list))) = self.updates.as_deref().map(serde_json::from_str) {
+            docs.extend(list);
         }
+        for text in [&self.finality, &self.optimistic].into_iter().flatten() {
+            if let Ok(v) = serde_json::from_str(text) {
+                docs.push(v);
+            }
+        }
+        docs.iter().filter_map(|d| slot_of(d, "/data/signature_slot")).max()
     }
 }
 
-/// One verified step.
-#[derive(Debug, Clone, Serialize)]
-pub struct ReplayStep {
-    /// `bootstrap`, `update N`, `finality` or `optimistic`.
-    pub what: String,
-    /// Signature slot (the checkpoint slot for the bootstrap).
-    pub signature_slot: u64,
-    /// Sync-committee participants (0 for the bootstrap).
-    pub participants: u64,
-    /// Store period after the step.
-    pub period: u64,
-    /// What the step changed.
-    #[serde(skip)]
-    pub outcome: UpdateOutcome,
-    /// Finalized head after the step.
-    pub finalized: HeadSummary,
-    /// Optimistic head after the step.
-    pub optimistic: HeadSummary,
-}
+impl BeaconApi for SavedChain {
+    fn bootstrap(&self, _block_root: B256) -> Result<String, LightClientError> {
+        // The caller checks the root; a saved bootstrap for another root fails there.
+        Ok(self.bootstrap.clone())
+    }
 
-/// The result of a full replay.
-#[derive(Debug, Clone, Serialize)]
-pub struct ReplayReport {
-    /// Network replayed on.
-    pub network: String,
-    /// The trusted checkpoint.
-    pub checkpoint: B256,
-    /// The clock slot used.
-    pub current_slot: u64,
-    /// Every verified step, in order.
-    pub steps: Vec<ReplayStep>,
-    /// Final finalized head.
-    pub finalized: HeadSummary,
-    /// Final optimistic head.
-    pub optimistic: HeadSummary,
+    fn updates(&self, _start_period: u64, _count: u64) -> Result<String, LightClientError> {
+        // The saved list is the answer to the request the operator made when saving; the
+        // driver checks every update's period against the store itself.
+        Ok(self.updates.clone().unwrap_or_else(|| "[]".into()))
+    }
+
+    fn finality_update(&self) -> Result<String, LightClientError> {
+        self.finality.clone().ok_or_else(|| missing("finality update"))
+    }
+
+    fn optimistic_update(&self) -> Result<String, LightClientError> {
+        self.optimistic.clone().ok_or_else(|| missing("optimistic update"))
+    }
 }
 
 /// Verifies the saved chain from `checkpoint`; `on_step` sees each step as it verifies.
-/// Stops at the first error, which names the step.
+/// Stops at the first error, which names the step. Without `current_slot`, the clock is
+/// the latest signature slot in the data.
 pub fn replay(
     cfg: &NetworkConfig,
     checkpoint: B256,
     saved: &SavedChain,
-    opts: ReplayOptions,
-    mut on_step: impl FnMut(&ReplayStep),
-) -> Result<ReplayReport, LightClientError> {
-    cfg.validate()?;
-    let size = cfg.preset.sync_committee_size;
-    let (bootstrap, _) = parse_bootstrap_json(&saved.bootstrap, size)?;
-    let checkpoint_slot = bootstrap.header.beacon.slot;
-    if let Some((now, max_age)) = opts.max_checkpoint_age {
-        verify_checkpoint_age(cfg, checkpoint_slot, now, max_age)?;
-    }
-    let mut queue: Vec<(String, LightClientUpdate, bool)> = Vec::new();
-    if let Some(json) = &saved.updates {
-        for (i, (u, _)) in parse_updates_json(json, size)?.into_iter().enumerate() {
-            queue.push((format!("update {i}"), u, false));
-        }
-    }
-    if let Some(json) = &saved.finality {
-        queue.push(("finality".into(), parse_finality_update_json(json, size)?.0, true));
-    }
-    if let Some(json) = &saved.optimistic {
-        queue.push(("optimistic".into(), parse_optimistic_update_json(json, size)?.0, false));
-    }
-    let current_slot = opts.current_slot.unwrap_or_else(|| {
-        queue.iter().map(|(_, u, _)| u.signature_slot).max().unwrap_or(checkpoint_slot)
-    });
-
-    let mut store = LightClientStore::bootstrap(cfg, checkpoint, bootstrap)?;
-    let mut steps = Vec::with_capacity(queue.len() + 1);
-    let step = |what: String, slot: u64, participants: u64, outcome, store: &LightClientStore| {
-        ReplayStep {
-            what,
-            signature_slot: slot,
-            participants,
-            period: store.period(cfg),
-            outcome,
-            finalized: HeadSummary::of(&store.finalized_header),
-            optimistic: HeadSummary::of(&store.optimistic_header),
-        }
-    };
-    let first = step("bootstrap".into(), checkpoint_slot, 0, UpdateOutcome::default(), &store);
-    on_step(&first);
-    steps.push(first);
-    for (what, update, finality) in queue {
-        let (slot, participants) = (update.signature_slot, update.sync_aggregate.participants());
-        let result = if finality {
-            store.process_finality_update(cfg, update, current_slot)
-        } else {
-            store.process_update(cfg, update, current_slot)
-        };
-        let outcome = result
-            .map_err(|e| LightClientError::Step { step: what.clone(), source: Box::new(e) })?;
-        let s = step(what, slot, participants, outcome, &store);
-        on_step(&s);
-        steps.push(s);
-    }
-    Ok(ReplayReport {
-        network: cfg.name.clone(),
-        checkpoint,
+    current_slot: Option<u64>,
+    max_checkpoint_age: Option<(u64, u64)>,
+    on_step: impl FnMut(&crate::sync::SyncStep),
+) -> Result<SyncReport, LightClientError> {
+    let current_slot = current_slot.or_else(|| saved.latest_signature_slot()).unwrap_or_default();
+    let opts = SyncOptions {
         current_slot,
-        steps,
-        finalized: HeadSummary::of(&store.finalized_header),
-        optimistic: HeadSummary::of(&store.optimistic_header),
-    })
+        max_checkpoint_age,
+        finality: saved.finality.is_some(),
+        optimistic: saved.optimistic.is_some(),
+    };
+    sync(cfg, saved, checkpoint, opts, on_step).map(|(_, report)| report)
 }

@@ -94,12 +94,12 @@ fn wrong_checkpoint_and_old_checkpoint_are_refused() {
 
 #[test]
 fn replay_of_the_saved_directory_reports_each_step_and_names_a_failing_one() {
-    use lorad_lightclient::replay::{ReplayOptions, SavedChain, replay};
+    use lorad_lightclient::replay::{SavedChain, replay};
     let Some(dir) = common::fixtures_dir() else { return };
     let cfg = NetworkConfig::mainnet();
     let saved = SavedChain::read_dir(&dir.join(common::HELIOS_LC)).unwrap();
     let mut seen = Vec::new();
-    let report = replay(&cfg, common::MAINNET_CHECKPOINT, &saved, ReplayOptions::default(), |s| {
+    let report = replay(&cfg, common::MAINNET_CHECKPOINT, &saved, None, None, |s| {
         seen.push(s.what.clone())
     })
     .unwrap();
@@ -119,13 +119,12 @@ fn replay_of_the_saved_directory_reports_each_step_and_names_a_failing_one() {
         format!("{}{}", &sig[..40], if &sig[40..41] == "0" { "1" } else { "0" }) + &sig[41..];
     updates[2]["data"]["sync_aggregate"]["sync_committee_signature"] = flipped.into();
     let bad = SavedChain { updates: Some(updates.to_string()), ..saved.clone() };
-    let err = replay(&cfg, common::MAINNET_CHECKPOINT, &bad, ReplayOptions::default(), |_| {})
+    let err = replay(&cfg, common::MAINNET_CHECKPOINT, &bad, None, None, |_| {})
         .unwrap_err();
     assert!(matches!(&err, LightClientError::Step { step, .. } if step == "update 2"), "{err}");
 
     // A clock before the data's signatures is refused.
-    let early = ReplayOptions { current_slot: Some(7_000_000), ..Default::default() };
-    let err = replay(&cfg, common::MAINNET_CHECKPOINT, &saved, early, |_| {}).unwrap_err();
+    let err = replay(&cfg, common::MAINNET_CHECKPOINT, &saved, Some(7_080_000), None, |_| {}).unwrap_err();
     assert!(
         matches!(&err, LightClientError::Step { source, .. } if matches!(**source, LightClientError::InvalidTiming { .. })),
         "{err}"

@@ -216,6 +216,35 @@ if [ -f "$LC_RPC/proof.json" ]; then
     expect_exit 65 "replay from a checkpoint that is not the bootstrap's" lorad lightclient replay "$LC_CHAIN" --checkpoint "${LC_CHECKPOINT%?}4"
     expect_exit 65 "replay with a two-week checkpoint-age policy (data from 2023)" lorad lightclient replay "$LC_CHAIN" --checkpoint "$LC_CHECKPOINT" --max-checkpoint-age 1209600
     expect_exit 64 "replay of a directory without bootstrap.json" lorad lightclient replay "$TMP" --checkpoint "$LC_CHECKPOINT"
+    # A local beacon node answering from the saved responses (python's static file server:
+    # the query string of `updates?start_period=..` is ignored, which is what we want).
+    LC_API="$TMP/beacon/eth/v1/beacon/light_client"
+    mkdir -p "$LC_API/bootstrap"
+    cp "$LC_CHAIN/bootstrap.json" "$LC_API/bootstrap/$LC_CHECKPOINT"
+    cp "$LC_CHAIN/updates.json" "$LC_API/updates"
+    cp "$LC_CHAIN/finality.json" "$LC_API/finality_update"
+    cp "$LC_CHAIN/optimistic.json" "$LC_API/optimistic_update"
+    LC_PORT="$(free_port)"
+    "$VENV/bin/python" -m http.server --bind 127.0.0.1 "$LC_PORT" --directory "$TMP/beacon" >"$TMP/beacon.log" 2>&1 &
+    PIDS+=($!)
+    for _ in $(seq 50); do curl -sf "http://127.0.0.1:$LC_PORT/eth/v1/beacon/light_client/finality_update" >/dev/null && break; sleep 0.1; done
+    LC_URL="http://127.0.0.1:$LC_PORT"
+    expect_exit 69 "lightclient status before any sync" lorad lightclient status
+    if lorad lightclient sync --beacon-url "$LC_URL" --checkpoint "$LC_CHECKPOINT" --current-slot 7109432 | grep -q "synced: finalized execution block 17923026 "; then
+        ok "lightclient sync over HTTP: finalized execution block 17923026"
+    else
+        fail "lightclient sync over HTTP"
+    fi
+    if lorad lightclient status | grep -q "finalized   slot 7109344 root 0xa9bb1965"; then
+        ok "lightclient status shows the saved finalized root"
+    else
+        fail "lightclient status"
+    fi
+    # The next start bootstraps from the saved finalized root, which this server does not have.
+    expect_exit 69 "lightclient sync resumes from the saved root (this server lacks its bootstrap)" lorad lightclient sync --beacon-url "$LC_URL" --current-slot 7109432
+    if grep -q "bootstrap/0xa9bb1965" "$TMP/cmd.out"; then ok "resume asked for the saved finalized root's bootstrap"; else fail "resume error: $(tail -2 "$TMP/cmd.out")"; fi
+    expect_exit 65 "lightclient sync with a 2023 checkpoint under the default 14-day policy" lorad lightclient sync --beacon-url "$LC_URL" --checkpoint "$LC_CHECKPOINT"
+    expect_exit 69 "lightclient sync against a closed port" lorad lightclient sync --beacon-url "http://127.0.0.1:$(free_port)" --checkpoint "$LC_CHECKPOINT" --current-slot 7109432
 elif [ "${CI:-}" = "true" ]; then
     fail "light-client fixtures not found at $LC_FIXTURES (CI=true)"
 else

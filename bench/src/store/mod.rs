@@ -426,14 +426,7 @@ fn human(bytes: f64) -> String {
     if u == 0 { format!("{v:.0} B") } else { format!("{v:.1} {}", UNITS[u]) }
 }
 
-/// Nearest-rank percentile `q` (0..=1) of `sorted` (ascending); 0 when empty.
-pub(super) fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
+pub(super) use crate::stats::percentile;
 
 /// `durations` in milliseconds, sorted ascending.
 pub(super) fn sorted_ms(durations: &[Duration]) -> Vec<f64> {

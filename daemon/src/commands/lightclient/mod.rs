@@ -1,4 +1,7 @@
-//! `lorad lightclient verify-proof|replay`: offline audits of saved proofs and light-client data.
+//! `lorad lightclient ...`: offline audits (`verify-proof`, `replay`) here, live sync and
+//! verified reads in [`online`].
+
+mod online;
 
 use std::io::Write;
 use std::path::Path;
@@ -6,13 +9,14 @@ use std::path::Path;
 use alloy_primitives::B256;
 use anyhow::Context;
 use lorad_lightclient::consensus::NetworkConfig;
-use lorad_lightclient::replay::{ReplayOptions, ReplayStep, SavedChain, replay};
+use lorad_lightclient::replay::{SavedChain, replay};
+use lorad_lightclient::sync::SyncStep;
 
 use crate::cli::LightclientCommand;
 use crate::exit::{ExitKind, coded};
 
 /// Runs a lightclient subcommand.
-pub(crate) fn run(command: LightclientCommand) -> anyhow::Result<()> {
+pub(crate) fn run(home: &Path, command: LightclientCommand) -> anyhow::Result<()> {
     match command {
         LightclientCommand::VerifyProof { file, state_root } => {
             let root = parse_root("--state-root", &state_root)?;
@@ -58,17 +62,14 @@ pub(crate) fn run(command: LightclientCommand) -> anyhow::Result<()> {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or_default();
-            let opts = ReplayOptions {
-                current_slot,
-                max_checkpoint_age: max_checkpoint_age.map(|age| (now, age)),
-            };
             let mut out = std::io::stdout().lock();
-            let print = |s: &ReplayStep| {
+            let print = |s: &SyncStep| {
                 if !json {
                     let _ = writeln!(std::io::stdout().lock(), "{}", step_line(s));
                 }
             };
-            let report = replay(&cfg, checkpoint, &saved, opts, print)
+            let max_age = max_checkpoint_age.map(|age| (now, age));
+            let report = replay(&cfg, checkpoint, &saved, current_slot, max_age, print)
                 .map_err(|e| coded(ExitKind::DataErr, e))
                 .with_context(|| {
                     format!("replay of {} from checkpoint {checkpoint} failed", dir.display())
@@ -93,6 +94,20 @@ pub(crate) fn run(command: LightclientCommand) -> anyhow::Result<()> {
                     o.execution_block_number, o.execution_block_hash, o.slot
                 )?;
             }
+        }
+        LightclientCommand::Sync(args) => online::run_sync(home, &args)?,
+        LightclientCommand::Status { network, json } => online::run_status(home, &network, json)?,
+        LightclientCommand::Storage { address, slot, l2, execution_url, l2_url, rollup, sync } => {
+            online::run_storage(
+                home,
+                &address,
+                &slot,
+                l2,
+                &execution_url,
+                l2_url.as_deref(),
+                rollup.as_deref(),
+                &sync,
+            )?;
         }
     }
     Ok(())
@@ -126,7 +141,7 @@ fn network_config(network: &str) -> anyhow::Result<NetworkConfig> {
     Ok(cfg)
 }
 
-fn step_line(s: &ReplayStep) -> String {
+fn step_line(s: &SyncStep) -> String {
     let mut changed = Vec::new();
     if s.outcome.next_committee_learned {
         changed.push("next committee");

@@ -1,0 +1,145 @@
+//! The L2 driver: from a verified L1 block to a verified L2 block, fetching through
+//! [`ExecutionRpc`] and checking everything with [`crate::op::anchor`].
+//!
+//! The rollup's L1 contracts are named in a [`RollupConfig`]; the newest proposal (oracle
+//! output, factory game) or the registry anchor is proven at the L1 block, then the L2
+//! header it names is fetched, hash-checked and tied to the output root through an L2
+//! proof of the message passer's storage root (valid before and after Isthmus).
+
+use alloy_primitives::{Address, B256, U256};
+use serde::{Deserialize, Serialize};
+
+use crate::error::LightClientError;
+use crate::header::verify_header_hash;
+use crate::op::L2_TO_L1_MESSAGE_PASSER;
+use crate::op::anchor::{
+    FACTORY_GAME_LIST_SLOT, L1Anchor, ORACLE_OUTPUTS_SLOT, ProvenOutput, REGISTRY_ANCHOR_GAME_SLOT,
+    REGISTRY_STARTING_ROOT_SLOT, VerifiedL2Block, array_element_slot, verify_game_output,
+    verify_l2_header, verify_oracle_output, verify_registry_anchor,
+};
+use crate::proof::verify_eip1186;
+use crate::rpc::ExecutionRpc;
+
+/// Which L1 contract anchors the rollup's output roots.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AnchorConfig {
+    /// Legacy `L2OutputOracle`: the newest proposal.
+    Oracle {
+        /// Oracle address on L1.
+        address: Address,
+        /// `FINALIZATION_PERIOD_SECONDS` of the deployment.
+        finalization_period_secs: u64,
+    },
+    /// `DisputeGameFactory`: the newest game.
+    Game {
+        /// Factory address on L1.
+        factory: Address,
+        /// Slot of `_disputeGameList` (104 for factory v1.0.0+).
+        #[serde(default = "default_list_slot")]
+        list_slot: u64,
+        /// `disputeGameFinalityDelaySeconds` of the deployment.
+        finality_delay_secs: u64,
+    },
+    /// `AnchorStateRegistry`: the anchor (finalized) root.
+    Registry {
+        /// Registry address on L1.
+        address: Address,
+    },
+}
+
+fn default_list_slot() -> u64 {
+    FACTORY_GAME_LIST_SLOT
+}
+
+/// An OP Stack rollup as the light client sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollupConfig {
+    /// L2 chain id (gossip signatures are bound to it).
+    pub chain_id: u64,
+    /// Where output roots are anchored on L1.
+    pub anchor: AnchorConfig,
+    /// L1 `SystemConfig` (holds the unsafe-block signer).
+    pub system_config: Option<Address>,
+}
+
+fn slot(n: u64) -> B256 {
+    B256::from(U256::from(n).to_be_bytes::<32>())
+}
+
+/// Reads one proven storage word of `address` at the L1 anchor.
+fn l1_word(l1: &L1Anchor, rpc: &dyn ExecutionRpc, address: Address, at: B256) -> Result<U256, LightClientError> {
+    let proof = rpc.get_proof(address, &[at], l1.block_number)?;
+    if proof.address != address {
+        return Err(LightClientError::AnchorData { reason: format!("asked for {address}, got {}", proof.address) });
+    }
+    let verified = verify_eip1186(l1.state_root, &proof)?;
+    proven_value(&verified.storage, at)
+}
+
+/// The proven value of `at` (looked up by slot: a server may reorder the proofs).
+fn proven_value(storage: &[(B256, U256)], at: B256) -> Result<U256, LightClientError> {
+    storage
+        .iter()
+        .find(|(s, _)| *s == at)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| LightClientError::AnchorData { reason: format!("no storage proof for {at}") })
+}
+
+fn newest_index(len: U256, what: &str) -> Result<u64, LightClientError> {
+    let len = u64::try_from(len)
+        .map_err(|_| LightClientError::AnchorData { reason: format!("{what} length {len} exceeds u64") })?;
+    len.checked_sub(1).ok_or_else(|| LightClientError::AnchorData { reason: format!("{what} is empty") })
+}
+
+/// Proves the newest output root the rollup's L1 anchor holds at `l1`.
+pub fn prove_latest_output(
+    l1: &L1Anchor,
+    l1_rpc: &dyn ExecutionRpc,
+    anchor: &AnchorConfig,
+) -> Result<ProvenOutput, LightClientError> {
+    match anchor {
+        AnchorConfig::Oracle { address, finalization_period_secs } => {
+            let index = newest_index(l1_word(l1, l1_rpc, *address, slot(ORACLE_OUTPUTS_SLOT))?, "l2Outputs")?;
+            let root = array_element_slot(ORACLE_OUTPUTS_SLOT, index, 2);
+            let meta = B256::from(U256::from_be_bytes(root.0).wrapping_add(U256::from(1)).to_be_bytes::<32>());
+            let proof = l1_rpc.get_proof(*address, &[slot(ORACLE_OUTPUTS_SLOT), root, meta], l1.block_number)?;
+            verify_oracle_output(l1, *address, index, *finalization_period_secs, &proof)
+        }
+        AnchorConfig::Game { factory, list_slot, finality_delay_secs } => {
+            let index = newest_index(l1_word(l1, l1_rpc, *factory, slot(*list_slot))?, "dispute game list")?;
+            let element = array_element_slot(*list_slot, index, 1);
+            let factory_proof = l1_rpc.get_proof(*factory, &[slot(*list_slot), element], l1.block_number)?;
+            let game_id = proven_value(&verify_eip1186(l1.state_root, &factory_proof)?.storage, element)?;
+            let game = Address::from_slice(&game_id.to_be_bytes::<32>()[12..]);
+            let game_proof = l1_rpc.get_proof(game, &[slot(0)], l1.block_number)?;
+            let code = l1_rpc.get_code(game, l1.block_number)?;
+            verify_game_output(l1, *factory, *list_slot, index, &factory_proof, &game_proof, &code, *finality_delay_secs)
+        }
+        AnchorConfig::Registry { address } => {
+            let slots = [
+                slot(REGISTRY_ANCHOR_GAME_SLOT),
+                slot(REGISTRY_STARTING_ROOT_SLOT),
+                slot(REGISTRY_STARTING_ROOT_SLOT + 1),
+            ];
+            let proof = l1_rpc.get_proof(*address, &slots, l1.block_number)?;
+            let word = proven_value(&verify_eip1186(l1.state_root, &proof)?.storage, slots[0])?;
+            let anchor_game = Address::from_slice(&word.to_be_bytes::<32>()[12..]);
+            if anchor_game.is_zero() {
+                return verify_registry_anchor(l1, *address, &proof, None);
+            }
+            let game_proof = l1_rpc.get_proof(anchor_game, &[slot(0)], l1.block_number)?;
+            let code = l1_rpc.get_code(anchor_game, l1.block_number)?;
+            verify_registry_anchor(l1, *address, &proof, Some((&game_proof, &code)))
+        }
+    }
+}
+
+/// Fetches the L2 header `output` names, checks its hash, proves the message passer's
+/// storage root under it and the output root over both.
+pub fn prove_l2_block(output: &ProvenOutput, l2_rpc: &dyn ExecutionRpc) -> Result<VerifiedL2Block, LightClientError> {
+    let (header, claimed) = l2_rpc.get_header(output.l2_block_number)?;
+    verify_header_hash(&header, claimed)?;
+    let message_passer = l2_rpc.get_proof(L2_TO_L1_MESSAGE_PASSER, &[], header.number)?;
+    verify_l2_header(output, &header, Some(&message_passer))
+}
