@@ -341,7 +341,9 @@ pub enum LightClientError {
     },
 
     /// The newest block satisfying a read policy is older than it allows.
-    #[error("newest eligible L2 block {number} is {age_secs} s old; the policy allows {max_age_secs} s")]
+    #[error(
+        "newest eligible L2 block {number} is {age_secs} s old; the policy allows {max_age_secs} s"
+    )]
     StaleBlock {
         /// The block's number.
         number: u64,
@@ -358,6 +360,22 @@ pub enum LightClientError {
         endpoint: String,
         /// What went wrong.
         reason: String,
+    },
+
+    /// EVM execution over proven state failed (revert, halt, unsupported opcode input).
+    #[error("EVM execution over proven state failed: {reason}")]
+    Evm {
+        /// What happened.
+        reason: String,
+    },
+
+    /// A call touched state that no proof covers (it would otherwise read a silent zero).
+    #[error("the call touched unproven state: account {address}{}", slot.map(|s| format!(" slot {s}")).unwrap_or_default())]
+    UnprovenState {
+        /// The account.
+        address: Address,
+        /// The storage slot, if a slot was read.
+        slot: Option<B256>,
     },
 
     /// A JSON-RPC envelope carried `"result": null` (e.g. unknown block) or an `error`.

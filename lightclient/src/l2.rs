@@ -13,9 +13,9 @@ use crate::error::LightClientError;
 use crate::header::verify_header_hash;
 use crate::op::L2_TO_L1_MESSAGE_PASSER;
 use crate::op::anchor::{
-    FACTORY_GAME_LIST_SLOT, L1Anchor, ORACLE_OUTPUTS_SLOT, ProvenOutput, REGISTRY_ANCHOR_GAME_SLOT,
-    REGISTRY_STARTING_ROOT_SLOT, VerifiedL2Block, array_element_slot, verify_game_output,
-    verify_l2_header, verify_oracle_output, verify_registry_anchor,
+    FACTORY_GAME_LIST_SLOT, GameQuery, L1Anchor, ORACLE_OUTPUTS_SLOT, ProvenOutput,
+    REGISTRY_ANCHOR_GAME_SLOT, REGISTRY_STARTING_ROOT_SLOT, VerifiedL2Block, array_element_slot,
+    verify_game_output, verify_l2_header, verify_oracle_output, verify_registry_anchor,
 };
 use crate::proof::verify_eip1186;
 use crate::rpc::ExecutionRpc;
@@ -38,6 +38,8 @@ pub enum AnchorConfig {
         /// Slot of `_disputeGameList` (104 for factory v1.0.0+).
         #[serde(default = "default_list_slot")]
         list_slot: u64,
+        /// The respected game type (0 permissionless cannon, 1 permissioned).
+        game_type: u32,
         /// `disputeGameFinalityDelaySeconds` of the deployment.
         finality_delay_secs: u64,
     },
@@ -68,10 +70,17 @@ fn slot(n: u64) -> B256 {
 }
 
 /// Reads one proven storage word of `address` at the L1 anchor.
-fn l1_word(l1: &L1Anchor, rpc: &dyn ExecutionRpc, address: Address, at: B256) -> Result<U256, LightClientError> {
+fn l1_word(
+    l1: &L1Anchor,
+    rpc: &dyn ExecutionRpc,
+    address: Address,
+    at: B256,
+) -> Result<U256, LightClientError> {
     let proof = rpc.get_proof(address, &[at], l1.block_number)?;
     if proof.address != address {
-        return Err(LightClientError::AnchorData { reason: format!("asked for {address}, got {}", proof.address) });
+        return Err(LightClientError::AnchorData {
+            reason: format!("asked for {address}, got {}", proof.address),
+        });
     }
     let verified = verify_eip1186(l1.state_root, &proof)?;
     proven_value(&verified.storage, at)
@@ -79,17 +88,17 @@ fn l1_word(l1: &L1Anchor, rpc: &dyn ExecutionRpc, address: Address, at: B256) ->
 
 /// The proven value of `at` (looked up by slot: a server may reorder the proofs).
 fn proven_value(storage: &[(B256, U256)], at: B256) -> Result<U256, LightClientError> {
-    storage
-        .iter()
-        .find(|(s, _)| *s == at)
-        .map(|(_, v)| *v)
-        .ok_or_else(|| LightClientError::AnchorData { reason: format!("no storage proof for {at}") })
+    storage.iter().find(|(s, _)| *s == at).map(|(_, v)| *v).ok_or_else(|| {
+        LightClientError::AnchorData { reason: format!("no storage proof for {at}") }
+    })
 }
 
 fn newest_index(len: U256, what: &str) -> Result<u64, LightClientError> {
-    let len = u64::try_from(len)
-        .map_err(|_| LightClientError::AnchorData { reason: format!("{what} length {len} exceeds u64") })?;
-    len.checked_sub(1).ok_or_else(|| LightClientError::AnchorData { reason: format!("{what} is empty") })
+    let len = u64::try_from(len).map_err(|_| LightClientError::AnchorData {
+        reason: format!("{what} length {len} exceeds u64"),
+    })?;
+    len.checked_sub(1)
+        .ok_or_else(|| LightClientError::AnchorData { reason: format!("{what} is empty") })
 }
 
 /// Proves the newest output root the rollup's L1 anchor holds at `l1`.
@@ -100,21 +109,42 @@ pub fn prove_latest_output(
 ) -> Result<ProvenOutput, LightClientError> {
     match anchor {
         AnchorConfig::Oracle { address, finalization_period_secs } => {
-            let index = newest_index(l1_word(l1, l1_rpc, *address, slot(ORACLE_OUTPUTS_SLOT))?, "l2Outputs")?;
+            let index = newest_index(
+                l1_word(l1, l1_rpc, *address, slot(ORACLE_OUTPUTS_SLOT))?,
+                "l2Outputs",
+            )?;
             let root = array_element_slot(ORACLE_OUTPUTS_SLOT, index, 2);
-            let meta = B256::from(U256::from_be_bytes(root.0).wrapping_add(U256::from(1)).to_be_bytes::<32>());
-            let proof = l1_rpc.get_proof(*address, &[slot(ORACLE_OUTPUTS_SLOT), root, meta], l1.block_number)?;
+            let meta = B256::from(
+                U256::from_be_bytes(root.0).wrapping_add(U256::from(1)).to_be_bytes::<32>(),
+            );
+            let proof = l1_rpc.get_proof(
+                *address,
+                &[slot(ORACLE_OUTPUTS_SLOT), root, meta],
+                l1.block_number,
+            )?;
             verify_oracle_output(l1, *address, index, *finalization_period_secs, &proof)
         }
-        AnchorConfig::Game { factory, list_slot, finality_delay_secs } => {
-            let index = newest_index(l1_word(l1, l1_rpc, *factory, slot(*list_slot))?, "dispute game list")?;
+        AnchorConfig::Game { factory, list_slot, game_type, finality_delay_secs } => {
+            let index = newest_index(
+                l1_word(l1, l1_rpc, *factory, slot(*list_slot))?,
+                "dispute game list",
+            )?;
             let element = array_element_slot(*list_slot, index, 1);
-            let factory_proof = l1_rpc.get_proof(*factory, &[slot(*list_slot), element], l1.block_number)?;
-            let game_id = proven_value(&verify_eip1186(l1.state_root, &factory_proof)?.storage, element)?;
+            let factory_proof =
+                l1_rpc.get_proof(*factory, &[slot(*list_slot), element], l1.block_number)?;
+            let game_id =
+                proven_value(&verify_eip1186(l1.state_root, &factory_proof)?.storage, element)?;
             let game = Address::from_slice(&game_id.to_be_bytes::<32>()[12..]);
             let game_proof = l1_rpc.get_proof(game, &[slot(0)], l1.block_number)?;
             let code = l1_rpc.get_code(game, l1.block_number)?;
-            verify_game_output(l1, *factory, *list_slot, index, &factory_proof, &game_proof, &code, *finality_delay_secs)
+            let q = GameQuery {
+                factory: *factory,
+                list_slot: *list_slot,
+                index,
+                game_type: *game_type,
+                finality_delay_secs: *finality_delay_secs,
+            };
+            verify_game_output(l1, &q, &factory_proof, &game_proof, &code)
         }
         AnchorConfig::Registry { address } => {
             let slots = [
@@ -137,7 +167,10 @@ pub fn prove_latest_output(
 
 /// Fetches the L2 header `output` names, checks its hash, proves the message passer's
 /// storage root under it and the output root over both.
-pub fn prove_l2_block(output: &ProvenOutput, l2_rpc: &dyn ExecutionRpc) -> Result<VerifiedL2Block, LightClientError> {
+pub fn prove_l2_block(
+    output: &ProvenOutput,
+    l2_rpc: &dyn ExecutionRpc,
+) -> Result<VerifiedL2Block, LightClientError> {
     let (header, claimed) = l2_rpc.get_header(output.l2_block_number)?;
     verify_header_hash(&header, claimed)?;
     let message_passer = l2_rpc.get_proof(L2_TO_L1_MESSAGE_PASSER, &[], header.number)?;

@@ -128,7 +128,8 @@ pub fn sync(
 ) -> Result<(LightClientStore, SyncReport), LightClientError> {
     cfg.validate()?;
     let size = cfg.preset.sync_committee_size;
-    let (bootstrap, _) = in_step("bootstrap", parse_bootstrap_json(&beacon.bootstrap(checkpoint)?, size))?;
+    let (bootstrap, _) =
+        in_step("bootstrap", parse_bootstrap_json(&beacon.bootstrap(checkpoint)?, size))?;
     let checkpoint_slot = bootstrap.header.beacon.slot;
     if let Some((now, max_age)) = opts.max_checkpoint_age {
         verify_checkpoint_age(cfg, checkpoint_slot, now, max_age)?;
@@ -139,7 +140,10 @@ pub fn sync(
         on_step(&s);
         steps.push(s);
     };
-    record(step_of(cfg, "bootstrap".into(), checkpoint_slot, 0, UpdateOutcome::default(), &store), &mut steps);
+    record(
+        step_of(cfg, "bootstrap".into(), checkpoint_slot, 0, UpdateOutcome::default(), &store),
+        &mut steps,
+    );
 
     let target = cfg.period_at_slot(opts.current_slot);
     let mut n = 0usize;
@@ -154,7 +158,8 @@ pub fn sync(
         for (update, _) in updates {
             let what = format!("update {n}");
             n += 1;
-            let (slot, participants) = (update.signature_slot, update.sync_aggregate.participants());
+            let (slot, participants) =
+                (update.signature_slot, update.sync_aggregate.participants());
             let outcome = in_step(&what, store.process_update(cfg, update, opts.current_slot))?;
             record(step_of(cfg, what, slot, participants, outcome, &store), &mut steps);
         }
@@ -163,14 +168,18 @@ pub fn sync(
         }
     }
     if opts.finality {
-        let (update, _) = in_step("finality", parse_finality_update_json(&beacon.finality_update()?, size))?;
+        let (update, _) =
+            in_step("finality", parse_finality_update_json(&beacon.finality_update()?, size))?;
         let (slot, participants) = (update.signature_slot, update.sync_aggregate.participants());
-        let outcome = in_step("finality", store.process_finality_update(cfg, update, opts.current_slot))?;
+        let outcome =
+            in_step("finality", store.process_finality_update(cfg, update, opts.current_slot))?;
         record(step_of(cfg, "finality".into(), slot, participants, outcome, &store), &mut steps);
     }
     if opts.optimistic {
-        let (update, _) =
-            in_step("optimistic", parse_optimistic_update_json(&beacon.optimistic_update()?, size))?;
+        let (update, _) = in_step(
+            "optimistic",
+            parse_optimistic_update_json(&beacon.optimistic_update()?, size),
+        )?;
         let (slot, participants) = (update.signature_slot, update.sync_aggregate.participants());
         let outcome = in_step("optimistic", store.process_update(cfg, update, opts.current_slot))?;
         record(step_of(cfg, "optimistic".into(), slot, participants, outcome, &store), &mut steps);

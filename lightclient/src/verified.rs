@@ -73,7 +73,11 @@ impl VerifiedState {
     }
 
     /// The newest block with at least the policy's label, if it is young enough.
-    pub fn select(&self, policy: ReadPolicy, now_unix: u64) -> Result<&VerifiedL2Block, LightClientError> {
+    pub fn select(
+        &self,
+        policy: ReadPolicy,
+        now_unix: u64,
+    ) -> Result<&VerifiedL2Block, LightClientError> {
         let block = self
             .blocks
             .values()
@@ -83,7 +87,11 @@ impl VerifiedState {
         if let Some(max_age_secs) = policy.max_age_secs {
             let age_secs = now_unix.saturating_sub(block.timestamp);
             if age_secs > max_age_secs {
-                return Err(LightClientError::StaleBlock { number: block.number, age_secs, max_age_secs });
+                return Err(LightClientError::StaleBlock {
+                    number: block.number,
+                    age_secs,
+                    max_age_secs,
+                });
             }
         }
         Ok(block)
@@ -116,9 +124,11 @@ impl VerifiedState {
             });
         }
         let verified = verify_eip1186(block.state_root, &proof)?;
-        let value = verified.storage.iter().find(|(s, _)| *s == slot).map(|(_, v)| *v).ok_or_else(|| {
-            LightClientError::AnchorData { reason: format!("proof of {address} lacks slot {slot}") }
-        })?;
+        let value = verified.storage.iter().find(|(s, _)| *s == slot).map(|(_, v)| *v).ok_or_else(
+            || LightClientError::AnchorData {
+                reason: format!("proof of {address} lacks slot {slot}"),
+            },
+        )?;
         self.accounts.insert((block.hash, address), verified.account);
         self.storage.insert((block.hash, address, slot), value);
         Ok(read(value, false))

@@ -99,10 +99,9 @@ fn replay_of_the_saved_directory_reports_each_step_and_names_a_failing_one() {
     let cfg = NetworkConfig::mainnet();
     let saved = SavedChain::read_dir(&dir.join(common::HELIOS_LC)).unwrap();
     let mut seen = Vec::new();
-    let report = replay(&cfg, common::MAINNET_CHECKPOINT, &saved, None, None, |s| {
-        seen.push(s.what.clone())
-    })
-    .unwrap();
+    let report =
+        replay(&cfg, common::MAINNET_CHECKPOINT, &saved, None, None, |s| seen.push(s.what.clone()))
+            .unwrap();
     assert_eq!(seen.len(), 9, "bootstrap + 6 updates + finality + optimistic: {seen:?}");
     assert_eq!(report.current_slot, DATA_SLOT);
     assert_eq!(report.finalized.execution_block_number, 17_923_026);
@@ -119,12 +118,12 @@ fn replay_of_the_saved_directory_reports_each_step_and_names_a_failing_one() {
         format!("{}{}", &sig[..40], if &sig[40..41] == "0" { "1" } else { "0" }) + &sig[41..];
     updates[2]["data"]["sync_aggregate"]["sync_committee_signature"] = flipped.into();
     let bad = SavedChain { updates: Some(updates.to_string()), ..saved.clone() };
-    let err = replay(&cfg, common::MAINNET_CHECKPOINT, &bad, None, None, |_| {})
-        .unwrap_err();
+    let err = replay(&cfg, common::MAINNET_CHECKPOINT, &bad, None, None, |_| {}).unwrap_err();
     assert!(matches!(&err, LightClientError::Step { step, .. } if step == "update 2"), "{err}");
 
     // A clock before the data's signatures is refused.
-    let err = replay(&cfg, common::MAINNET_CHECKPOINT, &saved, Some(7_080_000), None, |_| {}).unwrap_err();
+    let err = replay(&cfg, common::MAINNET_CHECKPOINT, &saved, Some(7_080_000), None, |_| {})
+        .unwrap_err();
     assert!(
         matches!(&err, LightClientError::Step { source, .. } if matches!(**source, LightClientError::InvalidTiming { .. })),
         "{err}"

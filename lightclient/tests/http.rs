@@ -53,7 +53,9 @@ fn serve(dir: PathBuf) -> (String, Arc<Mutex<Vec<String>>>) {
                 Some(lc.join("finality.json"))
             } else if path == "/eth/v1/beacon/light_client/optimistic_update" {
                 Some(lc.join("optimistic.json"))
-            } else if line.starts_with("POST") && String::from_utf8_lossy(&body).contains("eth_getProof") {
+            } else if line.starts_with("POST")
+                && String::from_utf8_lossy(&body).contains("eth_getProof")
+            {
                 Some(dir.join(common::HELIOS_RPC).join("proof.json"))
             } else {
                 None
@@ -77,8 +79,14 @@ fn sync_over_http_reaches_the_verified_finalized_block() {
     let Some(dir) = common::fixtures_dir() else { return };
     let (url, log) = serve(dir);
     let beacon = HttpBeacon::new(&url, Duration::from_secs(10));
-    let opts = SyncOptions { current_slot: 7_109_432, finality: true, optimistic: true, ..Default::default() };
-    let (store, report) = sync(&NetworkConfig::mainnet(), &beacon, common::MAINNET_CHECKPOINT, opts, |_| {}).unwrap();
+    let opts = SyncOptions {
+        current_slot: 7_109_432,
+        finality: true,
+        optimistic: true,
+        ..Default::default()
+    };
+    let (store, report) =
+        sync(&NetworkConfig::mainnet(), &beacon, common::MAINNET_CHECKPOINT, opts, |_| {}).unwrap();
     assert_eq!(report.finalized.execution_block_number, 17_923_026);
     assert_eq!(store.optimistic_header.execution.block_number, 17_923_113);
     let log = log.lock().unwrap().clone();

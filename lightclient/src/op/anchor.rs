@@ -166,9 +166,12 @@ fn proven_slots(
     let verified = verify_eip1186(l1.state_root, proof)?;
     let mut values = Vec::with_capacity(needed.len());
     for slot in needed {
-        let value = verified.storage.iter().find(|(s, _)| s == slot).map(|(_, v)| *v).ok_or_else(|| {
-            LightClientError::AnchorData { reason: format!("proof for {address} lacks slot {slot}") }
-        })?;
+        let value =
+            verified.storage.iter().find(|(s, _)| s == slot).map(|(_, v)| *v).ok_or_else(|| {
+                LightClientError::AnchorData {
+                    reason: format!("proof for {address} lacks slot {slot}"),
+                }
+            })?;
         values.push(value);
     }
     Ok((verified, values))
@@ -179,7 +182,8 @@ fn low_address(v: U256) -> Address {
 }
 
 fn to_u64(v: U256, what: &str) -> Result<u64, LightClientError> {
-    u64::try_from(v).map_err(|_| LightClientError::AnchorData { reason: format!("{what} {v} exceeds u64") })
+    u64::try_from(v)
+        .map_err(|_| LightClientError::AnchorData { reason: format!("{what} {v} exceeds u64") })
 }
 
 /// Proves `L2OutputOracle.l2Outputs[index]` at the L1 anchor. `proof` must hold slot 3
@@ -202,7 +206,9 @@ pub fn verify_oracle_output(
     let length = to_u64(values[0], "l2Outputs length")?;
     if index >= length {
         return Err(LightClientError::AnchorData {
-            reason: format!("output index {index} is past l2Outputs length {length} (deleted or never proposed)"),
+            reason: format!(
+                "output index {index} is past l2Outputs length {length} (deleted or never proposed)"
+            ),
         });
     }
     // OutputProposal { bytes32 outputRoot; uint128 timestamp; uint128 l2BlockNumber }:
@@ -210,7 +216,8 @@ pub fn verify_oracle_output(
     let meta = values[2];
     let timestamp = to_u64(meta & U256::from(u128::MAX), "proposal timestamp")?;
     let l2_block_number = to_u64(meta >> 128, "proposal l2BlockNumber")?;
-    let label = if l1.timestamp >= timestamp.saturating_add(finalization_period_secs) {
+    // Strictly after, as `OptimismPortal._isFinalizationPeriodElapsed`.
+    let label = if l1.timestamp > timestamp.saturating_add(finalization_period_secs) {
         L2Label::Finalized
     } else {
         L2Label::Safe
@@ -234,7 +241,8 @@ pub fn parse_clone_args(code: &[u8]) -> Result<(Address, &[u8]), LightClientErro
     const EIP1167_HEAD: [u8; 10] = [0x36, 0x3d, 0x3d, 0x37, 0x3d, 0x3d, 0x3d, 0x36, 0x3d, 0x73];
     const EIP1167_TAIL: [u8; 15] =
         [0x5a, 0xf4, 0x3d, 0x82, 0x80, 0x3e, 0x90, 0x3d, 0x91, 0x60, 0x2b, 0x57, 0xfd, 0x5b, 0xf3];
-    let bad = |reason: &str| LightClientError::AnchorData { reason: format!("game code: {reason}") };
+    let bad =
+        |reason: &str| LightClientError::AnchorData { reason: format!("game code: {reason}") };
     if code.len() >= 56 && code[..5] == CWIA_HEAD && code[18..21] == [0x01, 0x3d, 0x73] {
         let extra = usize::from(u16::from_be_bytes([code[5], code[6]]));
         if code.len() != 56 + extra || extra < 2 {
@@ -252,19 +260,22 @@ pub fn parse_clone_args(code: &[u8]) -> Result<(Address, &[u8]), LightClientErro
     Err(bad("not a clone proxy"))
 }
 
-/// A dispute game's immutable args: creator, root claim, L1 head, L2 block number.
+/// A dispute game's immutable args we rely on: root claim and L2 block number.
 struct GameArgs {
-    creator: Address,
     root_claim: B256,
     l2_block_number: u64,
 }
 
+/// Parses `proposer(20) ‖ rootClaim(32) ‖ l1Head(32) ‖ l2BlockNumber(32)`: exactly 116 bytes,
+/// the fault-dispute-game layout. Longer layouts (factories that append a game type and
+/// `gameArgs`) move the block number, so they are refused rather than misread.
 fn game_args(args: &[u8]) -> Result<GameArgs, LightClientError> {
-    if args.len() < 116 {
-        return Err(LightClientError::AnchorData { reason: format!("game args are {} bytes, need 116", args.len()) });
+    if args.len() != 116 {
+        return Err(LightClientError::AnchorData {
+            reason: format!("game args are {} bytes; the supported layout has 116", args.len()),
+        });
     }
     Ok(GameArgs {
-        creator: Address::from_slice(&args[..20]),
         root_claim: B256::from_slice(&args[20..52]),
         l2_block_number: to_u64(U256::from_be_slice(&args[84..116]), "game l2BlockNumber")?,
     })
@@ -283,50 +294,77 @@ fn proven_game(
     Ok((game_args(args)?, values[0]))
 }
 
-/// Proves game `index` of a `DisputeGameFactory` and the game it points to.
+/// Which factory game to prove, and the deployment's rules for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GameQuery {
+    /// The `DisputeGameFactory`.
+    pub factory: Address,
+    /// Slot of `_disputeGameList` (normally [`FACTORY_GAME_LIST_SLOT`]).
+    pub list_slot: u64,
+    /// Game index in the list.
+    pub index: u64,
+    /// The game type the deployment respects (0 = permissionless cannon, 1 = permissioned);
+    /// games of any other type are refused.
+    pub game_type: u32,
+    /// `disputeGameFinalityDelaySeconds`.
+    pub finality_delay_secs: u64,
+}
+
+/// Proves game `q.index` of a `DisputeGameFactory` and the game it points to.
 ///
-/// `factory_proof` must hold the game list's length slot and element slot (list at
-/// `list_slot`, normally [`FACTORY_GAME_LIST_SLOT`]); `game_proof` the game's account and
-/// slot 0; `game_code` its runtime code (checked against the proven code hash). A game won
-/// by the challenger is rejected; one won by the defender and resolved at least
-/// `finality_delay_secs` before the L1 block is `Finalized`; otherwise `Safe`.
-#[allow(clippy::too_many_arguments)]
+/// `factory_proof` must hold the game list's length slot and element slot; `game_proof` the
+/// game's account and slot 0; `game_code` its runtime code (checked against the proven code
+/// hash). The game must be of `q.game_type`. A game won by the challenger is rejected; one
+/// won by the defender and resolved more than `q.finality_delay_secs` before the L1 block is
+/// `Finalized` (strictly more, as `AnchorStateRegistry.isGameFinalized`); otherwise `Safe`.
 pub fn verify_game_output(
     l1: &L1Anchor,
-    factory: Address,
-    list_slot: u64,
-    index: u64,
+    q: &GameQuery,
     factory_proof: &EIP1186AccountProofResponse,
     game_proof: &EIP1186AccountProofResponse,
     game_code: &[u8],
-    finality_delay_secs: u64,
 ) -> Result<ProvenOutput, LightClientError> {
+    let GameQuery { factory, list_slot, index, game_type, finality_delay_secs } = *q;
     let needed = [slot_b256(list_slot), array_element_slot(list_slot, index, 1)];
     let (_, values) = proven_slots(l1, factory, factory_proof, &needed)?;
     let count = to_u64(values[0], "game count")?;
     if index >= count {
-        return Err(LightClientError::AnchorData { reason: format!("game index {index} is past the game count {count}") });
+        return Err(LightClientError::AnchorData {
+            reason: format!("game index {index} is past the game count {count}"),
+        });
     }
     // GameId = gameType (4 bytes) ‖ timestamp (8) ‖ proxy (20), big-endian.
+    let id = values[1].to_be_bytes::<32>();
+    let listed_type = u32::from_be_bytes([id[0], id[1], id[2], id[3]]);
+    if listed_type != game_type {
+        return Err(LightClientError::AnchorData {
+            reason: format!(
+                "game {index} is of type {listed_type}, the deployment respects type {game_type}"
+            ),
+        });
+    }
     let game = low_address(values[1]);
     if game_proof.address != game {
         return Err(LightClientError::AnchorData {
             reason: format!("game proof is for {}, the factory lists {game}", game_proof.address),
         });
     }
+    // The factory listing this proxy, and the proxy's code proven by hash, tie the game to
+    // the factory; the clone's first arg is the proposer (`msg.sender` of `create`).
     let (args, status_word) = proven_game(l1, game, game_proof, game_code)?;
-    if args.creator != factory {
-        return Err(LightClientError::AnchorData { reason: format!("game {game} was not created by {factory}") });
-    }
     let word = status_word.to_be_bytes::<32>();
     // Packed from the low-order end: createdAt bytes 24..32, resolvedAt 16..24, status 15.
     let resolved_at = u64::from_be_bytes(word[16..24].try_into().unwrap_or_default());
     let status = word[15];
     let label = match status {
         GAME_CHALLENGER_WINS => {
-            return Err(LightClientError::AnchorData { reason: format!("game {game} was won by the challenger") });
+            return Err(LightClientError::AnchorData {
+                reason: format!("game {game} was won by the challenger"),
+            });
         }
-        GAME_DEFENDER_WINS if l1.timestamp >= resolved_at.saturating_add(finality_delay_secs) => L2Label::Finalized,
+        GAME_DEFENDER_WINS if l1.timestamp > resolved_at.saturating_add(finality_delay_secs) => {
+            L2Label::Finalized
+        }
         _ => L2Label::Safe,
     };
     Ok(ProvenOutput {
@@ -385,7 +423,10 @@ pub fn verify_l2_header(
 ) -> Result<VerifiedL2Block, LightClientError> {
     if header.number != output.l2_block_number {
         return Err(LightClientError::AnchorData {
-            reason: format!("L2 header is block {}, the output root is for {}", header.number, output.l2_block_number),
+            reason: format!(
+                "L2 header is block {}, the output root is for {}",
+                header.number, output.l2_block_number
+            ),
         });
     }
     let storage_root = match message_passer {
@@ -426,7 +467,9 @@ pub fn verify_unsafe_signer(
     let (_, values) = proven_slots(l1, system_config, proof, &[UNSAFE_BLOCK_SIGNER_SLOT])?;
     let signer = low_address(values[0]);
     if signer.is_zero() {
-        return Err(LightClientError::AnchorData { reason: "SystemConfig has no unsafe block signer".into() });
+        return Err(LightClientError::AnchorData {
+            reason: "SystemConfig has no unsafe block signer".into(),
+        });
     }
     Ok(signer)
 }

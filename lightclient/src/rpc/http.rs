@@ -37,7 +37,12 @@ impl HttpBeacon {
 
     fn get(&self, path: &str) -> Result<String, LightClientError> {
         let url = format!("{}{path}", self.base);
-        let mut resp = self.agent.get(&url).header("accept", "application/json").call().map_err(|e| rpc_err(&url, e))?;
+        let mut resp = self
+            .agent
+            .get(&url)
+            .header("accept", "application/json")
+            .call()
+            .map_err(|e| rpc_err(&url, e))?;
         resp.body_mut().read_to_string().map_err(|e| rpc_err(&url, e))
     }
 }
@@ -48,7 +53,9 @@ impl BeaconApi for HttpBeacon {
     }
 
     fn updates(&self, start_period: u64, count: u64) -> Result<String, LightClientError> {
-        self.get(&format!("/eth/v1/beacon/light_client/updates?start_period={start_period}&count={count}"))
+        self.get(&format!(
+            "/eth/v1/beacon/light_client/updates?start_period={start_period}&count={count}"
+        ))
     }
 
     fn finality_update(&self) -> Result<String, LightClientError> {
@@ -75,7 +82,8 @@ impl HttpExecution {
 
     /// One JSON-RPC call; returns the whole response text (the parsers accept envelopes).
     fn call(&self, method: &str, params: Value) -> Result<String, LightClientError> {
-        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
+        let body =
+            json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
         let mut resp = self
             .agent
             .post(&self.url)
@@ -105,7 +113,8 @@ impl ExecutionRpc for HttpExecution {
 
     fn get_code(&self, address: Address, block: u64) -> Result<Bytes, LightClientError> {
         let text = self.call("eth_getCode", json!([address, format!("{block:#x}")]))?;
-        let v: Value = serde_json::from_str(&text).map_err(|source| LightClientError::Json { what: "eth_getCode", source })?;
+        let v: Value = serde_json::from_str(&text)
+            .map_err(|source| LightClientError::Json { what: "eth_getCode", source })?;
         serde_json::from_value(v.get("result").cloned().unwrap_or(Value::Null))
             .map_err(|source| LightClientError::Json { what: "eth_getCode", source })
     }
