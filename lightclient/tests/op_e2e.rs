@@ -130,7 +130,7 @@ fn game_output(
         &GameQuery {
             factory: FACTORY,
             list_slot: FACTORY_GAME_LIST_SLOT,
-            index: index,
+            index,
             game_type: GAME_TYPE_CANNON,
             finality_delay_secs: delay,
         },
