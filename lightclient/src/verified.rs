@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::LightClientError;
 use crate::op::anchor::{L2Label, VerifiedL2Block};
-use crate::proof::{VerifiedAccount, verify_eip1186};
+use crate::proof::{VerifiedAccount, VerifiedProof, verify_eip1186};
 use crate::rpc::ExecutionRpc;
 
 /// What a read requires of the block it is answered at.
@@ -34,6 +34,34 @@ pub struct VerifiedRead<T> {
     pub label: L2Label,
     /// Whether the value came from the per-block cache.
     pub cached: bool,
+}
+
+impl<T> VerifiedRead<T> {
+    fn at(block: &VerifiedL2Block, value: T, cached: bool) -> Self {
+        VerifiedRead {
+            value,
+            block_number: block.number,
+            block_hash: block.hash,
+            label: block.label,
+            cached,
+        }
+    }
+}
+
+/// Fetches and verifies a proof of `address` (and `slots`) at `block`.
+fn proven(
+    rpc: &dyn ExecutionRpc,
+    block: &VerifiedL2Block,
+    address: Address,
+    slots: &[B256],
+) -> Result<VerifiedProof, LightClientError> {
+    let proof = rpc.get_proof(address, slots, block.number)?;
+    if proof.address != address {
+        return Err(LightClientError::AnchorData {
+            reason: format!("asked for a proof of {address}, got {}", proof.address),
+        });
+    }
+    verify_eip1186(block.state_root, &proof)
 }
 
 /// Verified L2 blocks and the reads proven against them.
@@ -107,23 +135,10 @@ impl VerifiedState {
         now_unix: u64,
     ) -> Result<VerifiedRead<U256>, LightClientError> {
         let block = self.select(policy, now_unix)?.clone();
-        let read = |value, cached| VerifiedRead {
-            value,
-            block_number: block.number,
-            block_hash: block.hash,
-            label: block.label,
-            cached,
-        };
         if let Some(v) = self.storage.get(&(block.hash, address, slot)) {
-            return Ok(read(*v, true));
+            return Ok(VerifiedRead::at(&block, *v, true));
         }
-        let proof = rpc.get_proof(address, &[slot], block.number)?;
-        if proof.address != address {
-            return Err(LightClientError::AnchorData {
-                reason: format!("asked for a proof of {address}, got {}", proof.address),
-            });
-        }
-        let verified = verify_eip1186(block.state_root, &proof)?;
+        let verified = proven(rpc, &block, address, &[slot])?;
         let value = verified.storage.iter().find(|(s, _)| *s == slot).map(|(_, v)| *v).ok_or_else(
             || LightClientError::AnchorData {
                 reason: format!("proof of {address} lacks slot {slot}"),
@@ -131,7 +146,7 @@ impl VerifiedState {
         )?;
         self.accounts.insert((block.hash, address), verified.account);
         self.storage.insert((block.hash, address, slot), value);
-        Ok(read(value, false))
+        Ok(VerifiedRead::at(&block, value, false))
     }
 
     /// The account at `address`, proven at the block the policy selects.
@@ -143,25 +158,12 @@ impl VerifiedState {
         now_unix: u64,
     ) -> Result<VerifiedRead<VerifiedAccount>, LightClientError> {
         let block = self.select(policy, now_unix)?.clone();
-        let read = |value, cached| VerifiedRead {
-            value,
-            block_number: block.number,
-            block_hash: block.hash,
-            label: block.label,
-            cached,
-        };
         if let Some(a) = self.accounts.get(&(block.hash, address)) {
-            return Ok(read(a.clone(), true));
+            return Ok(VerifiedRead::at(&block, a.clone(), true));
         }
-        let proof = rpc.get_proof(address, &[], block.number)?;
-        if proof.address != address {
-            return Err(LightClientError::AnchorData {
-                reason: format!("asked for a proof of {address}, got {}", proof.address),
-            });
-        }
-        let account = verify_eip1186(block.state_root, &proof)?.account;
+        let account = proven(rpc, &block, address, &[])?.account;
         self.accounts.insert((block.hash, address), account.clone());
-        Ok(read(account, false))
+        Ok(VerifiedRead::at(&block, account, false))
     }
 
     /// Every verified block, oldest first.

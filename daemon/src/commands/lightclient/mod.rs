@@ -75,8 +75,7 @@ pub(crate) fn run(home: &Path, command: LightclientCommand) -> anyhow::Result<()
                     format!("replay of {} from checkpoint {checkpoint} failed", dir.display())
                 })?;
             if json {
-                serde_json::to_writer_pretty(&mut out, &report)?;
-                writeln!(out)?;
+                print_json(&mut out, &report)?;
             } else {
                 let f = &report.finalized;
                 writeln!(
@@ -110,6 +109,13 @@ pub(crate) fn run(home: &Path, command: LightclientCommand) -> anyhow::Result<()
             )?;
         }
     }
+    Ok(())
+}
+
+/// Pretty JSON and a newline.
+fn print_json(out: &mut impl Write, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, value)?;
+    writeln!(out)?;
     Ok(())
 }
 

@@ -20,7 +20,7 @@ use lorad_lightclient::verified::{ReadPolicy, VerifiedState};
 use lorad_lightclient::verify_eip1186;
 use serde::{Deserialize, Serialize};
 
-use super::{network_config, parse_root, step_line};
+use super::{network_config, parse_root, print_json, step_line};
 use crate::cli::LightclientSyncArgs;
 use crate::exit::{ExitKind, coded};
 
@@ -135,8 +135,7 @@ pub(super) fn run_sync(home: &Path, args: &LightclientSyncArgs) -> anyhow::Resul
     let (_, _, report) = sync_l1(home, args, false)?;
     let mut out = std::io::stdout().lock();
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &report)?;
-        writeln!(out)?;
+        print_json(&mut out, &report)?;
     } else {
         let f = &report.finalized;
         writeln!(
@@ -160,9 +159,7 @@ pub(super) fn run_status(home: &Path, network: &str, json: bool) -> anyhow::Resu
     })?;
     let mut out = std::io::stdout().lock();
     if json {
-        serde_json::to_writer_pretty(&mut out, &state)?;
-        writeln!(out)?;
-        return Ok(());
+        return print_json(&mut out, &state);
     }
     let age = now_unix().saturating_sub(state.synced_at_unix);
     writeln!(out, "network     {}", state.network)?;
@@ -263,8 +260,7 @@ pub(super) fn run_storage(
 
 fn print_read(out: &mut impl Write, json: bool, v: &serde_json::Value) -> anyhow::Result<()> {
     if json {
-        serde_json::to_writer_pretty(&mut *out, v)?;
-        writeln!(out)?;
+        print_json(out, v)?;
     } else {
         writeln!(
             out,
