@@ -79,6 +79,15 @@ pub fn exit_code_of(err: &anyhow::Error) -> u8 {
     err.chain().find_map(|e| e.downcast_ref::<Coded>()).map_or(ExitKind::Runtime, |c| c.kind).code()
 }
 
+/// Whether `err` is a write to a closed pipe (`lorad ... | head`): the reader has all it
+/// wanted, so like other Unix tools the process ends quietly with success.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 /// `err` and its causes as one line, `outer: inner: root`. Causes whose text the previous
 /// message already ends with are skipped: many library errors (I/O wrappers) print their source
 /// in their own message and return it from `source()` too.
@@ -98,6 +107,15 @@ pub fn render(err: &anyhow::Error) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn broken_pipe_is_recognised_through_context() {
+        let e = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+            .context("printing");
+        assert!(super::is_broken_pipe(&e));
+        let other = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::NotFound));
+        assert!(!super::is_broken_pipe(&other));
+    }
+
     use anyhow::Context;
 
     use super::*;

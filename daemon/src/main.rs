@@ -5,7 +5,7 @@
 //! | status | meaning | examples |
 //! |---|---|---|
 //! | 0 | success | `serve` stopped by SIGINT/SIGTERM after a graceful shutdown |
-//! | 1 | runtime failure | the engine failed, a write to stdout failed |
+//! | 1 | runtime failure | the engine failed, a write to stdout failed (a closed pipe, as in `lorad ... \| head`, is success) |
 //! | 2 | command-line syntax error (clap) | unknown flag, `--dtype f8`, `--listen nowhere` |
 //! | 64 (`EX_USAGE`) | an argument value is unusable | `--max-batch-size 0`, invalid `--log-level`, `adapter rm` / `generate --adapter` of an unknown adapter |
 //! | 65 (`EX_DATAERR`) | a bad input file | `adapter import` of an adapter that fails validation or conflicts with an existing one |
@@ -19,13 +19,14 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use lorad::cli::Cli;
-use lorad::exit::{exit_code_of, render};
+use lorad::exit::{exit_code_of, is_broken_pipe, render};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = lorad::logging::init(cli.log_level.as_deref()).and_then(|()| lorad::try_main(cli));
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {}", render(&err));
             ExitCode::from(exit_code_of(&err))
