@@ -8,6 +8,7 @@
 //! Contents (see `docs/lightclient.md` for the trust model):
 //! - [`consensus`]: the L1 sync-committee light client (bootstrap, updates, finality).
 //! - [`error`]: [`LightClientError`], the crate's single error type.
+//! - [`evm`]: verified `eth_call`: revm over state that comes only from proofs.
 //! - [`header`]: execution header hashing (`keccak(rlp(header))`) and RPC header parsing.
 //! - [`l2`]: the L2 driver: newest L1-anchored output → verified L2 block.
 //! - [`op`]: OP Stack output roots and sequencer gossip envelopes.
@@ -20,6 +21,7 @@
 
 pub mod consensus;
 pub mod error;
+pub mod evm;
 pub mod header;
 pub mod l2;
 pub mod op;
