@@ -12,6 +12,7 @@ pub mod cli;
 mod commands;
 pub mod exit;
 pub mod logging;
+mod notify;
 
 use cli::{Cli, Command};
 

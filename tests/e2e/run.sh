@@ -189,6 +189,20 @@ assert names == want, sorted(names ^ want)[:4]
 PY
 then ok "finetuned adapter has PEFT's config and tensor names"; else fail "finetuned adapter layout"; fi
 
+echo "==> systemd unit"
+if command -v systemd-analyze >/dev/null; then
+    sed "s|/usr/bin/lorad|$LORAD|" systemd/lorad.service >"$TMP/lorad.service"
+    if out="$(systemd-analyze verify "$TMP/lorad.service" 2>&1)" && [ -z "$out" ]; then
+        ok "systemd-analyze verify lorad.service: clean"
+    else
+        fail "systemd-analyze verify: $out"
+    fi
+elif [ "${CI:-}" = "true" ]; then
+    fail "systemd-analyze not found (CI=true)"
+else
+    echo "SKIPPING the unit check: systemd-analyze not found" >&2
+fi
+
 echo "==> lightclient verify-proof and replay (offline audits)"
 LC_FIXTURES="${LORAD_LIGHTCLIENT_FIXTURES:-$ROOT/../shared/fixtures/lightclient}"
 LC_RPC="$LC_FIXTURES/a16z-helios/tests/testdata/rpc"
@@ -343,7 +357,19 @@ if [ "$code" = 200 ]; then ok "DELETE /v1/adapters/uploaded"; else fail "DELETE:
 
 echo "==> 429 from a second server with --max-waiting 0 (every request is refused)"
 PORT2="$(free_port)"
-start_server "$TMP/server2.log" --listen "127.0.0.1:$PORT2" --max-waiting 0 --max-batch-size 1 --kv-cache-tokens 1024
+# This server also runs under a stand-in for systemd's notify socket (Type=notify).
+"$VENV/bin/python" - "$TMP/notify.sock" "$TMP/notify.log" <<'PY' &
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+with open(sys.argv[2], "a") as log:
+    while True:
+        log.write(s.recv(4096).decode() + "\n--\n")
+        log.flush()
+PY
+PIDS+=($!)
+for _ in $(seq 50); do [ -S "$TMP/notify.sock" ] && break; sleep 0.1; done
+NOTIFY_SOCKET="$TMP/notify.sock" start_server "$TMP/server2.log" --listen "127.0.0.1:$PORT2" --max-waiting 0 --max-batch-size 1 --kv-cache-tokens 1024
 BUSY_PID=$SERVER_PID
 if wait_ready "$PORT2" "$BUSY_PID" "$TMP/server2.log"; then
     SAVED_URL="$URL"
@@ -351,7 +377,13 @@ if wait_ready "$PORT2" "$BUSY_PID" "$TMP/server2.log"; then
     check "queue full" 429 POST /v1/completions "{$M, \"prompt\": \"hi\", \"max_tokens\": 2}" "b['error']['code'] == 'queue_full'"
     if grep -qi '^retry-after: 1' "$TMP/resp.headers"; then ok "429 carries Retry-After: 1"; else fail "429 without Retry-After"; fi
     URL="$SAVED_URL"
+    if grep -q "^READY=1" "$TMP/notify.log" && grep -q "^STATUS=listening on" "$TMP/notify.log"; then
+        ok "sd_notify: STATUS during start-up, READY=1 once serving"
+    else
+        fail "sd_notify start-up messages: $(cat "$TMP/notify.log" 2>/dev/null)"
+    fi
     stop_server "$BUSY_PID" "second server"
+    if grep -q "^STOPPING=1" "$TMP/notify.log"; then ok "sd_notify: STOPPING=1 on SIGTERM"; else fail "no STOPPING=1: $(cat "$TMP/notify.log")"; fi
 else
     fail "second server did not start"
 fi

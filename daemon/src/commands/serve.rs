@@ -103,6 +103,7 @@ async fn serve(
             .await
     });
     tracing::info!(%addr, "listening; /readyz reports 503 until the model is loaded");
+    crate::notify::status(&format!("listening on {addr}; loading the model"));
 
     let mut signal = pin!(shutdown_signal());
     let started = tokio::select! {
@@ -126,6 +127,7 @@ async fn serve(
     let reconciler = tokio::spawn(reconcile_loop(manager.clone()));
     state.set_ready_with(manager, name.clone(), attributor);
     tracing::info!(%addr, model = %name, "ready");
+    crate::notify::ready(&format!("serving {name} on {addr}"));
 
     tokio::select! {
         sig = &mut signal => tracing::info!(signal = sig, "shutting down"),
@@ -140,6 +142,7 @@ async fn serve(
         }
     }
     reconciler.abort();
+    crate::notify::stopping();
     state.begin_drain();
     let _ = stop_tx.send(true);
     let grace = Duration::from_secs(args.shutdown_timeout);
