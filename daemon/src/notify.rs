@@ -25,3 +25,24 @@ pub(crate) fn ready(line: &str) {
 pub(crate) fn stopping() {
     send(&[NotifyState::Stopping, NotifyState::Status("draining in-flight requests")]);
 }
+
+/// Feeds systemd's watchdog (`WatchdogSec=`) while the engine's scheduler loop answers.
+/// Pings every half period; a ping unanswered for that long (a wedged forward step, a dead
+/// engine thread) stops the feeding, so systemd kills and restarts the service. Returns at
+/// once when no watchdog is configured.
+pub(crate) async fn feed_watchdog(engine: lorad_engine::EngineHandle) {
+    let Some(period) = sd_notify::watchdog_enabled() else { return };
+    let half = period / 2;
+    tracing::info!(period_ms = period.as_millis() as u64, "systemd watchdog enabled");
+    loop {
+        let probe = engine.clone();
+        let alive =
+            tokio::task::spawn_blocking(move || probe.is_responsive(half)).await.unwrap_or(false);
+        if alive {
+            send(&[NotifyState::Watchdog]);
+        } else {
+            tracing::error!("the engine's scheduler did not answer; withholding the watchdog");
+        }
+        tokio::time::sleep(half).await;
+    }
+}

@@ -325,6 +325,20 @@ impl EngineHandle {
         Ok(GenerationStream { rx, prompt_tokens: prompt })
     }
 
+    /// Whether the scheduler loop answers within `timeout`. It answers between forward
+    /// steps, so a wedged step (or a dead engine thread) makes this false; the daemon feeds
+    /// the systemd watchdog only while it is true.
+    pub fn is_responsive(&self, timeout: std::time::Duration) -> bool {
+        let (reply, answered) = mpsc::sync_channel(1);
+        let sent = self
+            .inner
+            .tx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .send(Command::Ping(reply));
+        sent.is_ok() && answered.recv_timeout(timeout).is_ok()
+    }
+
     /// Stops the engine thread after the current step; running requests get an error event.
     pub fn shutdown(&self) {
         let _ = self

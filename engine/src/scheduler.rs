@@ -26,6 +26,8 @@ use crate::sampling::{Sampler, SamplingParams};
 #[derive(Debug)]
 pub(crate) enum Command {
     Submit(Box<SeqInit>),
+    /// Answered between steps: proves the loop is turning (the service watchdog).
+    Ping(std::sync::mpsc::SyncSender<()>),
     Shutdown,
 }
 
@@ -146,6 +148,10 @@ impl Scheduler {
                     counted_waiting: true,
                     tx: init.tx,
                 });
+                true
+            }
+            Command::Ping(reply) => {
+                let _ = reply.try_send(());
                 true
             }
             Command::Shutdown => false,

@@ -265,3 +265,20 @@ fn preemption_during_prefill_keeps_the_queue_count() {
     h.submit(again).expect("admitted after the preemption").collect_blocking().unwrap();
     h.shutdown();
 }
+
+/// The watchdog probe: the loop answers when idle and between steps while busy, and not
+/// once the engine has stopped.
+#[test]
+fn scheduler_answers_watchdog_pings_until_shutdown() {
+    let Some((h, _)) = engine(EngineConfig { kv_cache_tokens: 1024, ..Default::default() }) else {
+        return;
+    };
+    let wait = std::time::Duration::from_secs(10);
+    assert!(h.is_responsive(wait), "idle engine");
+    let prompt = chat_prompt(&h, "Count from one to twenty.");
+    let stream = h.submit(GenerateRequest::greedy(prompt, 32)).unwrap();
+    assert!(h.is_responsive(wait), "busy engine");
+    stream.collect_blocking().unwrap();
+    h.shutdown();
+    assert!(!h.is_responsive(std::time::Duration::from_millis(200)), "stopped engine");
+}

@@ -369,7 +369,7 @@ with open(sys.argv[2], "a") as log:
 PY
 PIDS+=($!)
 for _ in $(seq 50); do [ -S "$TMP/notify.sock" ] && break; sleep 0.1; done
-NOTIFY_SOCKET="$TMP/notify.sock" start_server "$TMP/server2.log" --listen "127.0.0.1:$PORT2" --max-waiting 0 --max-batch-size 1 --kv-cache-tokens 1024
+NOTIFY_SOCKET="$TMP/notify.sock" WATCHDOG_USEC=1000000 start_server "$TMP/server2.log" --listen "127.0.0.1:$PORT2" --max-waiting 0 --max-batch-size 1 --kv-cache-tokens 1024
 BUSY_PID=$SERVER_PID
 if wait_ready "$PORT2" "$BUSY_PID" "$TMP/server2.log"; then
     SAVED_URL="$URL"
@@ -381,6 +381,12 @@ if wait_ready "$PORT2" "$BUSY_PID" "$TMP/server2.log"; then
         ok "sd_notify: STATUS during start-up, READY=1 once serving"
     else
         fail "sd_notify start-up messages: $(cat "$TMP/notify.log" 2>/dev/null)"
+    fi
+    for _ in $(seq 30); do grep -q "^WATCHDOG=1" "$TMP/notify.log" && break; sleep 0.1; done
+    if grep -q "^WATCHDOG=1" "$TMP/notify.log"; then
+        ok "sd_notify: WATCHDOG=1 while the scheduler answers"
+    else
+        fail "no WATCHDOG=1 with WATCHDOG_USEC set"
     fi
     stop_server "$BUSY_PID" "second server"
     if grep -q "^STOPPING=1" "$TMP/notify.log"; then ok "sd_notify: STOPPING=1 on SIGTERM"; else fail "no STOPPING=1: $(cat "$TMP/notify.log")"; fi

@@ -125,6 +125,7 @@ async fn serve(
     };
     let engine = manager.engine().clone();
     let reconciler = tokio::spawn(reconcile_loop(manager.clone()));
+    let watchdog = tokio::spawn(crate::notify::feed_watchdog(engine.clone()));
     state.set_ready_with(manager, name.clone(), attributor);
     tracing::info!(%addr, model = %name, "ready");
     crate::notify::ready(&format!("serving {name} on {addr}"));
@@ -142,6 +143,7 @@ async fn serve(
         }
     }
     reconciler.abort();
+    watchdog.abort();
     crate::notify::stopping();
     state.begin_drain();
     let _ = stop_tx.send(true);
