@@ -13,11 +13,12 @@ use crate::error::LightClientError;
 use crate::header::verify_header_hash;
 use crate::op::L2_TO_L1_MESSAGE_PASSER;
 use crate::op::anchor::{
-    FACTORY_GAME_LIST_SLOT, GameQuery, L1Anchor, ORACLE_OUTPUTS_SLOT, ProvenOutput,
-    REGISTRY_ANCHOR_GAME_SLOT, REGISTRY_STARTING_ROOT_SLOT, VerifiedL2Block, array_element_slot,
-    verify_game_output, verify_l2_header, verify_oracle_output, verify_registry_anchor,
+    FACTORY_GAME_LIST_SLOT, GAME_STATUS_SLOT, GameQuery, L1Anchor, ORACLE_OUTPUTS_SLOT,
+    ProvenOutput, VerifiedL2Block, factory_game_slots, low_address, oracle_output_slots,
+    registry_anchor_slots, slot_b256, verify_game_output, verify_l2_header, verify_oracle_output,
+    verify_registry_anchor,
 };
-use crate::proof::verify_eip1186;
+use crate::proof::{VerifiedProof, verify_eip1186};
 use crate::rpc::ExecutionRpc;
 
 /// Which L1 contract anchors the rollup's output roots.
@@ -65,10 +66,6 @@ pub struct RollupConfig {
     pub system_config: Option<Address>,
 }
 
-fn slot(n: u64) -> B256 {
-    B256::from(U256::from(n).to_be_bytes::<32>())
-}
-
 /// Reads one proven storage word of `address` at the L1 anchor.
 fn l1_word(
     l1: &L1Anchor,
@@ -82,14 +79,12 @@ fn l1_word(
             reason: format!("asked for {address}, got {}", proof.address),
         });
     }
-    let verified = verify_eip1186(l1.state_root, &proof)?;
-    proven_value(&verified.storage, at)
+    proven_value(&verify_eip1186(l1.state_root, &proof)?, at)
 }
 
-/// The proven value of `at` (looked up by slot: a server may reorder the proofs).
-fn proven_value(storage: &[(B256, U256)], at: B256) -> Result<U256, LightClientError> {
-    storage.iter().find(|(s, _)| *s == at).map(|(_, v)| *v).ok_or_else(|| {
-        LightClientError::AnchorData { reason: format!("no storage proof for {at}") }
+fn proven_value(proof: &VerifiedProof, at: B256) -> Result<U256, LightClientError> {
+    proof.value_of(at).ok_or_else(|| LightClientError::AnchorData {
+        reason: format!("no storage proof for {at}"),
     })
 }
 
@@ -110,32 +105,23 @@ pub fn prove_latest_output(
     match anchor {
         AnchorConfig::Oracle { address, finalization_period_secs } => {
             let index = newest_index(
-                l1_word(l1, l1_rpc, *address, slot(ORACLE_OUTPUTS_SLOT))?,
+                l1_word(l1, l1_rpc, *address, slot_b256(ORACLE_OUTPUTS_SLOT))?,
                 "l2Outputs",
             )?;
-            let root = array_element_slot(ORACLE_OUTPUTS_SLOT, index, 2);
-            let meta = B256::from(
-                U256::from_be_bytes(root.0).wrapping_add(U256::from(1)).to_be_bytes::<32>(),
-            );
-            let proof = l1_rpc.get_proof(
-                *address,
-                &[slot(ORACLE_OUTPUTS_SLOT), root, meta],
-                l1.block_number,
-            )?;
+            let proof = l1_rpc.get_proof(*address, &oracle_output_slots(index), l1.block_number)?;
             verify_oracle_output(l1, *address, index, *finalization_period_secs, &proof)
         }
         AnchorConfig::Game { factory, list_slot, game_type, finality_delay_secs } => {
             let index = newest_index(
-                l1_word(l1, l1_rpc, *factory, slot(*list_slot))?,
+                l1_word(l1, l1_rpc, *factory, slot_b256(*list_slot))?,
                 "dispute game list",
             )?;
-            let element = array_element_slot(*list_slot, index, 1);
-            let factory_proof =
-                l1_rpc.get_proof(*factory, &[slot(*list_slot), element], l1.block_number)?;
-            let game_id =
-                proven_value(&verify_eip1186(l1.state_root, &factory_proof)?.storage, element)?;
-            let game = Address::from_slice(&game_id.to_be_bytes::<32>()[12..]);
-            let game_proof = l1_rpc.get_proof(game, &[slot(0)], l1.block_number)?;
+            let slots = factory_game_slots(*list_slot, index);
+            let factory_proof = l1_rpc.get_proof(*factory, &slots, l1.block_number)?;
+            let game_id = proven_value(&verify_eip1186(l1.state_root, &factory_proof)?, slots[1])?;
+            let game = low_address(game_id);
+            let game_proof =
+                l1_rpc.get_proof(game, &[slot_b256(GAME_STATUS_SLOT)], l1.block_number)?;
             let code = l1_rpc.get_code(game, l1.block_number)?;
             let q = GameQuery {
                 factory: *factory,
@@ -147,18 +133,15 @@ pub fn prove_latest_output(
             verify_game_output(l1, &q, &factory_proof, &game_proof, &code)
         }
         AnchorConfig::Registry { address } => {
-            let slots = [
-                slot(REGISTRY_ANCHOR_GAME_SLOT),
-                slot(REGISTRY_STARTING_ROOT_SLOT),
-                slot(REGISTRY_STARTING_ROOT_SLOT + 1),
-            ];
+            let slots = registry_anchor_slots();
             let proof = l1_rpc.get_proof(*address, &slots, l1.block_number)?;
-            let word = proven_value(&verify_eip1186(l1.state_root, &proof)?.storage, slots[0])?;
-            let anchor_game = Address::from_slice(&word.to_be_bytes::<32>()[12..]);
+            let word = proven_value(&verify_eip1186(l1.state_root, &proof)?, slots[0])?;
+            let anchor_game = low_address(word);
             if anchor_game.is_zero() {
                 return verify_registry_anchor(l1, *address, &proof, None);
             }
-            let game_proof = l1_rpc.get_proof(anchor_game, &[slot(0)], l1.block_number)?;
+            let game_proof =
+                l1_rpc.get_proof(anchor_game, &[slot_b256(GAME_STATUS_SLOT)], l1.block_number)?;
             let code = l1_rpc.get_code(anchor_game, l1.block_number)?;
             verify_registry_anchor(l1, *address, &proof, Some((&game_proof, &code)))
         }

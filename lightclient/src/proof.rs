@@ -47,6 +47,14 @@ pub struct VerifiedProof {
     pub storage: Vec<(B256, U256)>,
 }
 
+impl VerifiedProof {
+    /// The proven value of `slot`, looked up by slot (a server may reorder or omit proofs);
+    /// `None` when the response carried no proof for it.
+    pub fn value_of(&self, slot: B256) -> Option<U256> {
+        self.storage.iter().find(|(s, _)| *s == slot).map(|(_, v)| *v)
+    }
+}
+
 /// Verifies the account part of an `eth_getProof` response against `state_root`.
 ///
 /// `state_root` must come from a header whose hash was verified (see

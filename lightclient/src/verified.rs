@@ -139,11 +139,9 @@ impl VerifiedState {
             return Ok(VerifiedRead::at(&block, *v, true));
         }
         let verified = proven(rpc, &block, address, &[slot])?;
-        let value = verified.storage.iter().find(|(s, _)| *s == slot).map(|(_, v)| *v).ok_or_else(
-            || LightClientError::AnchorData {
-                reason: format!("proof of {address} lacks slot {slot}"),
-            },
-        )?;
+        let value = verified.value_of(slot).ok_or_else(|| LightClientError::AnchorData {
+            reason: format!("proof of {address} lacks slot {slot}"),
+        })?;
         self.accounts.insert((block.hash, address), verified.account);
         self.storage.insert((block.hash, address, slot), value);
         Ok(VerifiedRead::at(&block, value, false))

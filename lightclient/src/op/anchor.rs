@@ -146,7 +146,32 @@ pub const GAME_DEFENDER_WINS: u8 = 2;
 /// Game status `CHALLENGER_WINS`.
 pub const GAME_CHALLENGER_WINS: u8 = 1;
 
-fn slot_b256(slot: u64) -> B256 {
+/// The storage slots `verify_oracle_output` needs for output `index`: the array length,
+/// the output root and the packed `(l2BlockNumber, timestamp)` word.
+pub fn oracle_output_slots(index: u64) -> [B256; 3] {
+    let root = array_element_slot(ORACLE_OUTPUTS_SLOT, index, 2);
+    let meta =
+        B256::from(U256::from_be_bytes(root.0).wrapping_add(U256::from(1)).to_be_bytes::<32>());
+    [slot_b256(ORACLE_OUTPUTS_SLOT), root, meta]
+}
+
+/// The storage slots `verify_game_output` needs from the factory: the game list's length
+/// and its element `index`.
+pub fn factory_game_slots(list_slot: u64, index: u64) -> [B256; 2] {
+    [slot_b256(list_slot), array_element_slot(list_slot, index, 1)]
+}
+
+/// The storage slots `verify_registry_anchor` needs: `anchorGame` and the starting root.
+pub fn registry_anchor_slots() -> [B256; 3] {
+    [
+        slot_b256(REGISTRY_ANCHOR_GAME_SLOT),
+        slot_b256(REGISTRY_STARTING_ROOT_SLOT),
+        slot_b256(REGISTRY_STARTING_ROOT_SLOT + 1),
+    ]
+}
+
+/// The storage slot numbered `slot` as a 32-byte key.
+pub fn slot_b256(slot: u64) -> B256 {
     B256::from(U256::from(slot).to_be_bytes::<32>())
 }
 
@@ -166,18 +191,16 @@ fn proven_slots(
     let verified = verify_eip1186(l1.state_root, proof)?;
     let mut values = Vec::with_capacity(needed.len());
     for slot in needed {
-        let value =
-            verified.storage.iter().find(|(s, _)| s == slot).map(|(_, v)| *v).ok_or_else(|| {
-                LightClientError::AnchorData {
-                    reason: format!("proof for {address} lacks slot {slot}"),
-                }
-            })?;
+        let value = verified.value_of(*slot).ok_or_else(|| LightClientError::AnchorData {
+            reason: format!("proof for {address} lacks slot {slot}"),
+        })?;
         values.push(value);
     }
     Ok((verified, values))
 }
 
-fn low_address(v: U256) -> Address {
+/// The address in the low 20 bytes of a storage word (an `address` field, a GameId's proxy).
+pub fn low_address(v: U256) -> Address {
     Address::from_slice(&v.to_be_bytes::<32>()[12..])
 }
 
@@ -197,12 +220,7 @@ pub fn verify_oracle_output(
     finalization_period_secs: u64,
     proof: &EIP1186AccountProofResponse,
 ) -> Result<ProvenOutput, LightClientError> {
-    let root_slot = array_element_slot(ORACLE_OUTPUTS_SLOT, index, 2);
-    let meta_slot = B256::from(
-        U256::from_be_bytes(root_slot.0).wrapping_add(U256::from(1)).to_be_bytes::<32>(),
-    );
-    let needed = [slot_b256(ORACLE_OUTPUTS_SLOT), root_slot, meta_slot];
-    let (_, values) = proven_slots(l1, oracle, proof, &needed)?;
+    let (_, values) = proven_slots(l1, oracle, proof, &oracle_output_slots(index))?;
     let length = to_u64(values[0], "l2Outputs length")?;
     if index >= length {
         return Err(LightClientError::AnchorData {
@@ -325,8 +343,8 @@ pub fn verify_game_output(
     game_code: &[u8],
 ) -> Result<ProvenOutput, LightClientError> {
     let GameQuery { factory, list_slot, index, game_type, finality_delay_secs } = *q;
-    let needed = [slot_b256(list_slot), array_element_slot(list_slot, index, 1)];
-    let (_, values) = proven_slots(l1, factory, factory_proof, &needed)?;
+    let (_, values) =
+        proven_slots(l1, factory, factory_proof, &factory_game_slots(list_slot, index))?;
     let count = to_u64(values[0], "game count")?;
     if index >= count {
         return Err(LightClientError::AnchorData {
@@ -385,12 +403,7 @@ pub fn verify_registry_anchor(
     registry_proof: &EIP1186AccountProofResponse,
     game: Option<(&EIP1186AccountProofResponse, &[u8])>,
 ) -> Result<ProvenOutput, LightClientError> {
-    let needed = [
-        slot_b256(REGISTRY_ANCHOR_GAME_SLOT),
-        slot_b256(REGISTRY_STARTING_ROOT_SLOT),
-        slot_b256(REGISTRY_STARTING_ROOT_SLOT + 1),
-    ];
-    let (_, values) = proven_slots(l1, registry, registry_proof, &needed)?;
+    let (_, values) = proven_slots(l1, registry, registry_proof, &registry_anchor_slots())?;
     let anchor_game = low_address(values[0]);
     let (output_root, l2_block_number, game_addr) = if anchor_game.is_zero() {
         (B256::from(values[1].to_be_bytes::<32>()), to_u64(values[2], "anchor l2 block")?, None)

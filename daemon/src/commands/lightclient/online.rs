@@ -227,8 +227,13 @@ pub(super) fn run_storage(
     if !l2 {
         let proof = l1_rpc.get_proof(address, &[slot], l1.block_number).map_err(data_err)?;
         let verified = verify_eip1186(l1.state_root, &proof).map_err(data_err)?;
-        let value =
-            verified.storage.iter().find(|(s, _)| *s == slot).map(|(_, v)| *v).unwrap_or_default();
+        // A response without the slot's proof proves nothing about it: never print a zero.
+        let value = verified.value_of(slot).ok_or_else(|| {
+            coded(
+                ExitKind::DataErr,
+                anyhow::anyhow!("the eth_getProof answer has no proof for slot {slot}"),
+            )
+        })?;
         let line = serde_json::json!({"layer": "l1", "address": address, "slot": slot, "value": value,
             "block_number": l1.block_number, "block_hash": l1.block_hash, "label": "finalized"});
         return print_read(&mut out, args.json, &line);
