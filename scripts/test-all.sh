@@ -4,7 +4,7 @@
 # real `lorad serve` with the official OpenAI Python client and curl.
 #
 # Needs: a Rust toolchain (rust-toolchain.toml pins it), python3 with pip and venv. Everything
-# else (the model, the Python packages) is installed by this script.
+# else (the model, the Python packages, node and solc-js) is installed by this script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +15,14 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 echo "==> fetching the default model into $LORAD_HOME (no-op when cached)"
 cargo run --quiet -p lorad -- model fetch
+
+echo "==> contracts: committed artifacts equal a fresh solc compile"
+if ! command -v npm >/dev/null; then
+  echo "==> installing node and npm (apt)"
+  sudo=$(command -v sudo || true)
+  $sudo apt-get update -qq && $sudo apt-get install -y -qq nodejs npm >/dev/null
+fi
+bash scripts/contracts.sh check
 
 echo "==> cargo test --workspace"
 cargo test --workspace --all-targets
