@@ -224,7 +224,7 @@ pub(crate) fn run(out: &Path, args: &LightclientArgs) -> anyhow::Result<()> {
     let json = serde_json::json!({
         "benchmark": "lightclient",
         "machine": crate::report::machine(),
-        "profile": profile(),
+        "profile": crate::report::profile(),
         "args": {
             "reps": args.reps, "proof_iters": args.proof_iters, "update_iters": args.update_iters,
         },
@@ -433,14 +433,6 @@ fn time_calls<E>(
 }
 
 /// The build profile the numbers come from.
-fn profile() -> &'static str {
-    if cfg!(debug_assertions) {
-        "debug (dev profile: lorad crates opt-level 1, dependencies 3)"
-    } else {
-        "release"
-    }
-}
-
 /// The human-readable report (also printed).
 fn markdown(
     args: &LightclientArgs,
@@ -455,7 +447,7 @@ fn markdown(
         "# lorad-bench lightclient\n\nReal mainnet data from {} (helios fixtures); build: {}; \
          single-threaded.\n\n",
         fixtures.display(),
-        profile(),
+        crate::report::profile(),
     );
     md += "## Goals\n\nmeasured = p50; ratio = measured / goal (≤ 1 meets it).\n\n\
            | what | p50 | p99 | goal | ratio | |\n|---|---:|---:|---:|---:|:-:|\n";

@@ -7,6 +7,7 @@ mod attribution;
 mod decode;
 mod lightclient;
 mod plot;
+mod receipts;
 mod report;
 mod scratch;
 mod span;
@@ -46,6 +47,9 @@ enum Cmd {
     /// Light client: bootstrap → finality over real mainnet data (incl. BLS), storage-proof
     /// verification per proof, peak RSS.
     Lightclient(lightclient::LightclientArgs),
+    /// Receipts: signed / s / core, durable (fsynced) receipts / s by concurrency, settlement
+    /// gas per receipt.
+    Receipts(receipts::ReceiptsArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -67,5 +71,6 @@ fn try_main() -> anyhow::Result<()> {
         Cmd::Attribution(args) => attribution::run(&home, &cli.out, &args),
         Cmd::Span(args) => span::run(&cli.out, &args),
         Cmd::Lightclient(args) => lightclient::run(&cli.out, &args),
+        Cmd::Receipts(args) => receipts::run(&cli.out, &args),
     }
 }

@@ -37,3 +37,12 @@ pub(crate) fn machine() -> serde_json::Value {
         "os": std::env::consts::OS,
     })
 }
+
+/// The build profile, recorded with every result (debug numbers are not release numbers).
+pub(crate) fn profile() -> &'static str {
+    if cfg!(debug_assertions) {
+        "debug (dev profile: lorad crates opt-level 1, dependencies 3)"
+    } else {
+        "release"
+    }
+}
