@@ -162,10 +162,11 @@ impl SignedReceipt {
     }
 
     /// The receipt as the HTTP API and `lorad receipts export` show it: hex strings for
-    /// hashes and addresses, numbers as JSON numbers, plus the digest it was signed over.
-    pub fn to_json(&self, domain: &Eip712Domain) -> serde_json::Value {
+    /// hashes and addresses, numbers as JSON numbers, plus the digest it was signed over
+    /// when the Settlement's `domain` is known.
+    pub fn to_json(&self, domain: Option<&Eip712Domain>) -> serde_json::Value {
         let r = &self.receipt;
-        json!({
+        let mut v = json!({
             "jobId": r.jobId,
             "requester": r.requester,
             "node": r.node,
@@ -182,8 +183,11 @@ impl SignedReceipt {
             "l2BlockNumber": r.l2BlockNumber,
             "l2BlockHash": r.l2BlockHash,
             "timestamp": r.timestamp,
-            "digest": self.digest(domain),
             "signature": self.signature,
-        })
+        });
+        if let (Some(d), Some(o)) = (domain, v.as_object_mut()) {
+            o.insert("digest".into(), json!(self.digest(d)));
+        }
+        v
     }
 }

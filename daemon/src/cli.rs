@@ -75,6 +75,12 @@ pub enum Command {
         #[command(subcommand)]
         command: LightclientCommand,
     },
+    /// The node's receipt-signing key and its receipt journal.
+    Receipts {
+        /// The receipts subcommand.
+        #[command(subcommand)]
+        command: ReceiptsCommand,
+    },
     /// Proof-of-Attribution indexes.
     Attribution {
         /// The attribution subcommand.
@@ -309,6 +315,30 @@ pub enum AttributionCommand {
     },
 }
 
+/// `lorad receipts ...`
+#[derive(Debug, Subcommand)]
+pub enum ReceiptsCommand {
+    /// Print the node's address (what to stake in NodeRegistry), creating the key file
+    /// (mode 0600) if it does not exist.
+    Key {
+        /// The key file [default: <home>/node.key].
+        #[arg(long, value_name = "PATH", env = "LORAD_NODE_KEY")]
+        node_key: Option<PathBuf>,
+    },
+    /// Print every journaled receipt as one JSON object per line (safe while lorad runs).
+    Export {
+        /// The journal [default: <home>/receipts/receipts.log].
+        #[arg(long, value_name = "PATH")]
+        journal: Option<PathBuf>,
+        /// Chain id of the Settlement contract (adds each receipt's EIP-712 digest).
+        #[arg(long)]
+        chain_id: Option<u64>,
+        /// Address of the Settlement contract (with --chain-id).
+        #[arg(long, value_name = "ADDRESS")]
+        settlement: Option<alloy_primitives::Address>,
+    },
+}
+
 /// `lorad model ...`
 #[derive(Debug, Subcommand)]
 pub enum ModelCommand {
@@ -491,6 +521,23 @@ pub struct ServeArgs {
     /// `"attribution": false`), `opt-in` (only requests sending `"attribution": true`), `off`.
     #[arg(long, value_enum, default_value_t = crate::api::AttributionMode::On, env = "LORAD_ATTRIBUTION")]
     pub attribution: crate::api::AttributionMode,
+    /// Settlement contract address: turns signed receipts on (with --chain-id). Answers then
+    /// carry `receipt` (or `receipt: null` and `receipt_refused` with the reason).
+    #[arg(long, env = "LORAD_SETTLEMENT", value_name = "ADDRESS", requires = "chain_id")]
+    pub settlement: Option<alloy_primitives::Address>,
+    /// Chain id of the Settlement contract (part of every receipt's signing domain).
+    #[arg(long, env = "LORAD_CHAIN_ID", requires = "settlement")]
+    pub chain_id: Option<u64>,
+    /// Receipt-signing key file [default: <home>/node.key]; created (mode 0600) on first start,
+    /// refused when group or others can read it.
+    #[arg(long, env = "LORAD_NODE_KEY", value_name = "PATH")]
+    pub node_key: Option<PathBuf>,
+    /// Oldest verified L2 block a receipt may rest on, in seconds.
+    #[arg(long, default_value_t = 120, value_name = "SECS")]
+    pub receipt_max_block_age: u64,
+    /// NodeRegistry's minimum stake in OPEN base units (the gate refuses below it).
+    #[arg(long, default_value = "1000000000000000000000", value_name = "WEI")]
+    pub min_stake: alloy_primitives::U256,
 }
 
 /// Parses `123`, `64KiB`, `512MiB`, `4GiB`, `1TiB` (also `KB`/`MB`/`GB`/`TB` as powers of 1000).

@@ -270,7 +270,9 @@ PORT="$(free_port)"
 URL="http://127.0.0.1:$PORT"
 ADMIN_TOKEN="e2e-admin-token-$(date +%s%N)"
 printf '%s\n' "$ADMIN_TOKEN" >"$TMP/admin-token"
-start_server "$TMP/server.log" --listen "127.0.0.1:$PORT" --kv-cache-tokens 4096 --admin-token-file "$TMP/admin-token"
+SETTLEMENT=0x5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e
+start_server "$TMP/server.log" --listen "127.0.0.1:$PORT" --kv-cache-tokens 4096 --admin-token-file "$TMP/admin-token" \
+    --settlement "$SETTLEMENT" --chain-id 31337
 MAIN_PID=$SERVER_PID
 wait_ready "$PORT" "$MAIN_PID" "$TMP/server.log"
 echo "ready on $URL"
@@ -328,6 +330,25 @@ else
     fail "stream format: $(tail -c 300 "$TMP/resp.body")"
 fi
 
+echo "==> receipts (signing gate without a verified chain: every answer says why it has no receipt)"
+REQ=0x1111111111111111111111111111111111111111
+check "tuned adapter answer: receipt null, no verified chain" 200 POST /v1/chat/completions \
+    "{\"model\": \"tuned\", \"user\": \"$REQ\", \"messages\": [{\"role\": \"user\", \"content\": \"SELECT\"}], \"max_tokens\": 4}" \
+    "b['receipt'] is None and b['receipt_refused']['code'] == 'no_verified_chain' and b['attribution']['contributors']"
+check "no requester address: no_requester" 200 POST /v1/completions '{"model": "tuned", "prompt": "Hi", "max_tokens": 2}' \
+    "b['receipt'] is None and b['receipt_refused']['code'] == 'no_requester'"
+check "base model answer: no_adapter" 200 POST /v1/completions "{$M, \"user\": \"$REQ\", \"prompt\": \"Hi\", \"max_tokens\": 2}" \
+    "b['receipt'] is None and b['receipt_refused']['code'] == 'no_adapter'"
+check "GET /v1/receipts/<not an id>" 400 GET /v1/receipts/0xzz "" "b['error']['param'] == 'job_id'"
+check "GET /v1/receipts/<unknown id>" 404 GET "/v1/receipts/0x$(printf '0%.0s' $(seq 64))" "" "b['error']['code'] == 'receipt_not_found'"
+if [ "$(stat -c %a "$HOME_DIR/node.key")" = 600 ]; then ok "node key created with mode 0600"; else fail "node key mode $(stat -c %a "$HOME_DIR/node.key")"; fi
+ADDR="$(lorad receipts key)"
+if [[ "$ADDR" =~ ^0x[0-9a-fA-F]{40}$ ]] && grep -q "node=$ADDR" "$TMP/server.log"; then ok "receipts key prints the serving node's address"; else fail "receipts key: '$ADDR'"; fi
+if lorad receipts export 2>&1 >/dev/null | grep -q "^0 receipts"; then ok "receipts export of an empty journal"; else fail "receipts export"; fi
+cp "$HOME_DIR/node.key" "$TMP/exposed.key"; chmod 644 "$TMP/exposed.key"
+expect_exit 78 "serve with a group/world-readable node key" lorad serve --listen "127.0.0.1:$(free_port)" --settlement "$SETTLEMENT" --chain-id 1 --node-key "$TMP/exposed.key"
+expect_exit 2 "--settlement without --chain-id" lorad serve --settlement "$SETTLEMENT"
+
 echo "==> admin API and metrics"
 "$LORAD" --home "$HOME_DIR" adapter generate-random "$TMP/uploaded" --rank 4 --seed 9 >/dev/null
 code="$(curl -s -o "$TMP/up.json" -w '%{http_code}' -H "authorization: Bearer $ADMIN_TOKEN" \
@@ -348,6 +369,11 @@ if grep -q '^lorad_adapter_tier_hits_total{tier="device"}' "$TMP/metrics.txt" &&
     ok "/metrics has tier and store metrics (io_uring in use)"
 else
     fail "/metrics: $(head -c 400 "$TMP/metrics.txt")"
+fi
+if grep -q '^lorad_receipts_refused_total{reason="no_verified_chain"} 1$' "$TMP/metrics.txt" && grep -q '^lorad_receipts_signed_total 0$' "$TMP/metrics.txt"; then
+    ok "/metrics counts refused receipts by reason"
+else
+    fail "/metrics receipts: $(grep receipts "$TMP/metrics.txt")"
 fi
 if command -v promtool >/dev/null; then
     if promtool check metrics <"$TMP/metrics.txt"; then ok "promtool check metrics"; else fail "promtool check metrics"; fi

@@ -20,6 +20,7 @@ use super::openai::{
     ChatChoice, ChatResponse, CompletionChoice, CompletionResponse, MessageOut, UsageOut,
 };
 use super::params::GenParams;
+use super::receipts::{ReceiptJob, ReceiptOut, prompt_hash};
 use super::sse;
 use super::state::{Serving, Target};
 
@@ -93,6 +94,8 @@ impl Meta {
                 .collect(),
             usage: usage.map(UsageOut::from),
             attribution: None,
+            receipt: None,
+            receipt_refused: None,
         }
     }
 
@@ -124,10 +127,13 @@ impl Meta {
                 .collect(),
             usage: usage.map(UsageOut::from),
             attribution: None,
+            receipt: None,
+            receipt_refused: None,
         }
     }
 
-    /// The final response or chunk (`chunk`) of a finished request, with its attribution.
+    /// The final response or chunk (`chunk`) of a finished request, with its attribution and
+    /// receipt.
     pub(crate) fn finished(
         &self,
         chunk: bool,
@@ -135,7 +141,10 @@ impl Meta {
         finish: FinishReason,
         usage: Usage,
         attribution: Option<(AttributionOut, AttributionCost)>,
+        receipt: Option<ReceiptOut>,
     ) -> Finished {
+        let (receipt, receipt_refused) =
+            receipt.map_or((None, None), |r| (Some(r.receipt), r.refused));
         let (attribution, cost) = attribution.map_or((None, None), |(a, c)| (Some(a), Some(c)));
         let with_cost = |u: &mut Option<UsageOut>| {
             if let (Some(u), Some(c)) = (u.as_mut(), cost) {
@@ -148,6 +157,7 @@ impl Meta {
                 let mut r = self.completion(Some((text, Some(finish))), Some(usage));
                 with_cost(&mut r.usage);
                 r.attribution = attribution;
+                (r.receipt, r.receipt_refused) = (receipt, receipt_refused);
                 Finished::Completion(r)
             }
             Kind::Chat => {
@@ -157,6 +167,7 @@ impl Meta {
                 let mut r = self.chat(chunk, Some((msg, Some(finish))), Some(usage));
                 with_cost(&mut r.usage);
                 r.attribution = attribution;
+                (r.receipt, r.receipt_refused) = (receipt, receipt_refused);
                 Finished::Chat(r)
             }
         }
@@ -198,6 +209,14 @@ pub(crate) async fn respond(
         }),
         _ => None,
     };
+    let receipt = serving.receipts.as_ref().map(|desk| ReceiptJob {
+        desk: desk.clone(),
+        adapter: lease.as_ref().map(|l| (l.name.clone(), l.content_hash.clone())),
+        base_hash: serving.engine.info().base_hash.clone(),
+        prompt_hash: prompt_hash(&prompt),
+        tokens_in: u32::try_from(prompt.len()).unwrap_or(u32::MAX),
+        user: params.user.clone(),
+    });
     let req = GenerateRequest {
         prompt,
         adapter: lease.as_ref().map(|l| l.name.clone()),
@@ -217,9 +236,9 @@ pub(crate) async fn respond(
         started: Instant::now(),
     };
     if params.stream {
-        Ok(sse::respond(meta, stream, params.include_usage, job))
+        Ok(sse::respond(meta, stream, params.include_usage, job, receipt))
     } else {
-        collect(meta, stream, job).await
+        collect(meta, stream, job, receipt).await
     }
 }
 
@@ -266,6 +285,7 @@ async fn collect(
     meta: Meta,
     stream: GenerationStream,
     job: Option<AttributionJob>,
+    receipt: Option<ReceiptJob>,
 ) -> Result<Response, ApiError> {
     let done = stream.collect().await.map_err(|e| match e {
         EngineError::Shutdown => {
@@ -274,10 +294,17 @@ async fn collect(
         other => ApiError::internal(other.to_string()),
     })?;
     meta.log_done(done.finish_reason.as_str(), done.usage);
+    let tokens_out = done.tokens.len();
     let attribution = match job {
         Some(job) => job.run(&meta.id, done.tokens).await,
         None => None,
     };
-    Ok(Json(meta.finished(false, done.text, done.finish_reason, done.usage, attribution))
+    let receipt = match receipt {
+        Some(r) => Some(
+            r.run(&meta.id, &done.text, tokens_out, attribution.as_ref().map(|(a, _)| a)).await,
+        ),
+        None => None,
+    };
+    Ok(Json(meta.finished(false, done.text, done.finish_reason, done.usage, attribution, receipt))
         .into_response())
 }

@@ -132,6 +132,26 @@ pub(crate) fn render(state: &AppState) -> String {
             ("{state=\"quarantined\"}", quarantined as f64),
         ],
     );
+    if let Some(desk) = state.receipts() {
+        let (signed, refused) = desk.counts();
+        family(
+            &mut out,
+            "lorad_receipts_signed_total",
+            "counter",
+            "Receipts signed (and made durable) for answers.",
+            &[("", signed as f64)],
+        );
+        let labels: Vec<(String, f64)> =
+            refused.iter().map(|(code, n)| (format!("{{reason=\"{code}\"}}"), *n as f64)).collect();
+        let samples: Vec<(&str, f64)> = labels.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+        family(
+            &mut out,
+            "lorad_receipts_refused_total",
+            "counter",
+            "Answers returned with receipt: null, by reason.",
+            &samples,
+        );
+    }
     let Ok(serving) = state.serving() else { return out };
     let stats = serving.engine.stats();
     let load =

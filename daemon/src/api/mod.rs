@@ -12,10 +12,12 @@ mod metrics;
 mod models;
 mod openai;
 mod params;
+mod receipts;
 mod routes;
 mod sse;
 mod state;
 
 pub use attribution::{AttributionMode, Attributor};
+pub use receipts::ReceiptDesk;
 pub use routes::router;
 pub use state::{ApiConfig, AppState, Serving};

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::attribution::AttributionOut;
+use super::receipts::RefusedOut;
 
 /// `stream_options`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -36,6 +37,8 @@ pub(crate) struct CommonParams {
     pub(crate) logprobs: Option<Value>,
     /// Extension: attribute this answer (`true`) or not (`false`); absent: the server's mode.
     pub(crate) attribution: Option<bool>,
+    /// OpenAI's end-user id; lorad reads a 0x address here as the receipt's requester.
+    pub(crate) user: Option<Value>,
 }
 
 /// Defines a request struct with the [`CommonParams`] fields inline plus its own, and
@@ -61,8 +64,7 @@ macro_rules! request_struct {
             logit_bias: Option<Value>,
             logprobs: Option<Value>,
             attribution: Option<bool>,
-            /// Accepted and ignored.
-            #[allow(dead_code)]
+            /// The requester's 0x address when it wants a receipt (whose escrow pays).
             user: Option<Value>,
             $($(#[$fm])* pub(crate) $field: $ty,)*
         }
@@ -86,6 +88,7 @@ macro_rules! request_struct {
                     logit_bias: self.logit_bias.take(),
                     logprobs: self.logprobs.take(),
                     attribution: self.attribution,
+                    user: self.user.take(),
                 }
             }
         }
@@ -174,6 +177,13 @@ pub(crate) struct CompletionResponse {
     /// Proof of Attribution (extension): which contributors' data shaped the answer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) attribution: Option<AttributionOut>,
+    /// The signed receipt (extension), or `null` when it was refused; absent when receipts
+    /// are off or on intermediate chunks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) receipt: Option<Value>,
+    /// Why `receipt` is null.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) receipt_refused: Option<RefusedOut>,
 }
 
 /// An assistant message (whole) or delta (streamed).
@@ -211,6 +221,13 @@ pub(crate) struct ChatResponse {
     /// Proof of Attribution (extension): which contributors' data shaped the answer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) attribution: Option<AttributionOut>,
+    /// The signed receipt (extension), or `null` when it was refused; absent when receipts
+    /// are off or on intermediate chunks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) receipt: Option<Value>,
+    /// Why `receipt` is null.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) receipt_refused: Option<RefusedOut>,
 }
 
 /// `GET /v1/models` entry.

@@ -22,6 +22,8 @@ pub(crate) struct GenParams {
     pub(crate) include_usage: bool,
     /// The request's `attribution` field.
     pub(crate) attribution: Option<bool>,
+    /// The request's `user` field (a 0x address asks for a receipt).
+    pub(crate) user: Option<Value>,
 }
 
 /// Whether `v` is absent or one of the values meaning "feature off".
@@ -96,6 +98,7 @@ pub(crate) fn gen_params(
         stream: c.stream.unwrap_or(false),
         include_usage: c.stream_options.and_then(|o| o.include_usage).unwrap_or(false),
         attribution: c.attribution,
+        user: c.user,
     })
 }
 

@@ -10,7 +10,7 @@ use tracing::Level;
 
 use super::errors::ApiError;
 use super::state::AppState;
-use super::{admin, chat, completions, metrics, models};
+use super::{admin, chat, completions, metrics, models, receipts};
 
 /// The HTTP API over `state`:
 ///
@@ -19,6 +19,7 @@ use super::{admin, chat, completions, metrics, models};
 /// | `POST /v1/completions` | OpenAI completions (streaming or not) |
 /// | `POST /v1/chat/completions` | OpenAI chat completions (streaming or not) |
 /// | `GET /v1/models`, `GET /v1/models/{model}` | the base model and the adapters |
+/// | `GET /v1/receipts/{job_id}` | a signed receipt from the journal |
 /// | `GET /healthz` | 200 `ok` while the process is up |
 /// | `GET /readyz` | 200 `ready` once the engine serves, 503 before and while shutting down |
 /// | `GET /metrics` | Prometheus metrics |
@@ -41,6 +42,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/chat/completions", post(chat::handle))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{model}", get(models::get))
+        .route("/v1/receipts/{job_id}", get(receipts::get))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::handle))

@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use super::generate::{AttributionJob, Kind, Meta};
 use super::openai::MessageOut;
+use super::receipts::ReceiptJob;
 
 fn json_event(value: &impl Serialize) -> Event {
     let data = serde_json::to_string(value).unwrap_or_else(|e| {
@@ -58,6 +59,7 @@ pub(crate) fn respond(
     mut stream: GenerationStream,
     include_usage: bool,
     job: Option<AttributionJob>,
+    receipt: Option<ReceiptJob>,
 ) -> Response {
     let events = async_stream::stream! {
         if meta.kind == Kind::Chat {
@@ -66,12 +68,18 @@ pub(crate) fn respond(
         }
         let mut ended = false;
         let mut job = job;
+        let mut receipt = receipt;
         let mut generated: Vec<u32> = Vec::new();
+        // The answer's text, for the receipt's output hash.
+        let mut answer = String::new();
         while let Some(event) = stream.next().await {
             match event {
                 GenerationEvent::Delta { text, tokens } => {
                     if job.is_some() {
                         generated.extend(tokens);
+                    }
+                    if receipt.is_some() {
+                        answer.push_str(&text);
                     }
                     if !text.is_empty() {
                         yield chunk(&meta, Some(text), None, None);
@@ -79,12 +87,16 @@ pub(crate) fn respond(
                 }
                 GenerationEvent::Done { finish_reason, usage } => {
                     meta.log_done(finish_reason.as_str(), usage);
-                    // The final chunk carries the attribution, so it waits for it.
+                    // The final chunk carries the attribution and the receipt, so it waits for them.
                     let attribution = match job.take() {
                         Some(j) => j.run(&meta.id, std::mem::take(&mut generated)).await,
                         None => None,
                     };
-                    yield json_event(&meta.finished(true, String::new(), finish_reason, usage, attribution));
+                    let signed = match receipt.take() {
+                        Some(r) => Some(r.run(&meta.id, &answer, usage.completion_tokens, attribution.as_ref().map(|(a, _)| a)).await),
+                        None => None,
+                    };
+                    yield json_event(&meta.finished(true, String::new(), finish_reason, usage, attribution, signed));
                     if include_usage {
                         yield match meta.kind {
                             Kind::Completion => json_event(&meta.completion(None, Some(usage))),

@@ -12,6 +12,7 @@ use lorad_store::disk::Store;
 use super::attribution::Attributor;
 use super::errors::ApiError;
 use super::ids::unix_now;
+use super::receipts::ReceiptDesk;
 
 /// Limits of the HTTP layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +44,8 @@ pub struct Serving {
     pub created: u64,
     /// Attributes adapter answers (`None`: attribution is off).
     pub attributor: Option<Arc<Attributor>>,
+    /// Signs receipts behind the gate (`None`: receipts are off).
+    pub receipts: Option<Arc<ReceiptDesk>>,
 }
 
 #[derive(Debug)]
@@ -50,6 +53,7 @@ struct Inner {
     store: Arc<Store>,
     config: ApiConfig,
     serving: OnceLock<Serving>,
+    receipts: OnceLock<Arc<ReceiptDesk>>,
     draining: AtomicBool,
 }
 
@@ -77,6 +81,7 @@ impl AppState {
                 store,
                 config,
                 serving: OnceLock::new(),
+                receipts: OnceLock::new(),
                 draining: AtomicBool::new(false),
             }),
         }
@@ -96,8 +101,21 @@ impl AppState {
         attributor: Option<Arc<Attributor>>,
     ) -> bool {
         let engine = manager.engine().clone();
-        let serving = Serving { engine, manager, model_name, created: unix_now(), attributor };
+        let receipts = self.inner.receipts.get().cloned();
+        let serving =
+            Serving { engine, manager, model_name, created: unix_now(), attributor, receipts };
         self.inner.serving.set(serving).is_ok()
+    }
+
+    /// Turns receipts on (call before [`Self::set_ready`]). Only the first call has an effect;
+    /// returns whether this one did.
+    pub fn set_receipts(&self, desk: Arc<ReceiptDesk>) -> bool {
+        self.inner.receipts.set(desk).is_ok()
+    }
+
+    /// The receipt desk, when receipts are on.
+    pub(crate) fn receipts(&self) -> Option<Arc<ReceiptDesk>> {
+        self.inner.receipts.get().cloned()
     }
 
     /// Stops accepting generation requests (503) and reports not ready, for shutdown.

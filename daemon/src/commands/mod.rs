@@ -8,5 +8,6 @@ pub(crate) mod finetune;
 pub(crate) mod generate;
 pub(crate) mod lightclient;
 pub(crate) mod model;
+pub(crate) mod receipts;
 pub(crate) mod serve;
 pub(crate) mod store;

@@ -48,12 +48,13 @@ pub(crate) fn run(home: &Path, io: StoreIo, args: ServeArgs) -> anyhow::Result<(
     }
     let admin_token = admin_token(&args)?;
     let store = open_store(home, io)?;
+    let receipts = super::receipts::open_desk(home, &args)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("lorad-http")
         .build()
         .context("cannot start the async runtime")?;
-    let result = rt.block_on(serve(home.to_owned(), args, cfg, store, admin_token));
+    let result = rt.block_on(serve(home.to_owned(), args, cfg, store, admin_token, receipts));
     // A model load abandoned by a signal may still be running on a blocking thread.
     rt.shutdown_timeout(Duration::from_secs(5));
     result
@@ -84,6 +85,7 @@ async fn serve(
     cfg: EngineConfig,
     store: Arc<Store>,
     admin_token: Option<String>,
+    receipts: Option<Arc<api::ReceiptDesk>>,
 ) -> anyhow::Result<()> {
     let listener = TcpListener::bind(args.listen)
         .await
@@ -93,6 +95,9 @@ async fn serve(
     let api_config =
         ApiConfig { max_body_bytes: args.max_body_bytes, admin_token, ..ApiConfig::default() };
     let state = AppState::new(store.clone(), api_config);
+    if let Some(desk) = receipts {
+        state.set_receipts(desk);
+    }
     let app = api::router(state.clone());
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let mut server = tokio::spawn(async move {
