@@ -10,6 +10,7 @@
 //! - [`error`]: [`ContractsError`], the crate's single error type.
 //! - [`fees`]: the fee split in Rust, the reference the contract tests check balances against.
 //! - [`key`]: the node's secp256k1 key file.
+//! - [`rpc`]: [`rpc::RpcChain`], the contracts on a real node over JSON-RPC.
 //! - [`receipt`]: the EIP-712 receipt, signed receipts and their canonical bytes.
 //! - [`slots`]: storage slots the light client proves before signing.
 
@@ -20,6 +21,7 @@ pub mod error;
 pub mod fees;
 pub mod key;
 pub mod receipt;
+pub mod rpc;
 pub mod slots;
 
 pub use chain::{EvmBackend, EvmBackendExt, EvmChain};

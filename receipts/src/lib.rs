@@ -1,5 +1,6 @@
 //! lorad's receipts after signing: kept durably, served by id, and settled exactly once.
 //!
+//! - [`facts`]: the gate's facts from storage proofs at a verified L2 block.
 //! - [`gate`]: the signing gate (proven registration and stake) and the [`gate::Notary`].
 //! - [`journal`]: the append-only, CRC-checked, group-committed receipt journal.
 //! - [`record`]: its on-disk record format and crash recovery scan.
@@ -7,6 +8,7 @@
 //! - [`error`]: [`ReceiptsError`], the crate's single error type.
 
 pub mod error;
+pub mod facts;
 pub mod gate;
 pub mod journal;
 pub mod record;

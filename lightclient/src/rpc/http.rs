@@ -80,6 +80,17 @@ impl HttpExecution {
         HttpExecution { url: url.to_owned(), agent: agent(timeout) }
     }
 
+    /// `eth_blockNumber`: the newest block the node has (unverified: a hint of where to read).
+    pub fn block_number(&self) -> Result<u64, LightClientError> {
+        let text = self.call("eth_blockNumber", json!([]))?;
+        let v: Value = serde_json::from_str(&text)
+            .map_err(|source| LightClientError::Json { what: "eth_blockNumber", source })?;
+        let hex = v.get("result").and_then(Value::as_str).unwrap_or_default();
+        u64::from_str_radix(hex.trim_start_matches("0x"), 16).map_err(|_| {
+            LightClientError::MissingField { what: "eth_blockNumber response", field: "result" }
+        })
+    }
+
     /// One JSON-RPC call; returns the whole response text (the parsers accept envelopes).
     fn call(&self, method: &str, params: Value) -> Result<String, LightClientError> {
         let body =
