@@ -23,6 +23,11 @@ pub fn adapter_base_model_hash(adapter_id: B256) -> U256 {
     mapping_slot(adapter_id, 0) + U256::from(2)
 }
 
+/// `AdapterRegistry.adapters[adapterId].datanetId` (member 3).
+pub fn adapter_datanet_id(adapter_id: B256) -> U256 {
+    mapping_slot(adapter_id, 0) + U256::from(3)
+}
+
 /// `NodeRegistry.nodes[node].stake` (mapping at slot 0, member 0).
 pub fn node_stake(node: Address) -> U256 {
     mapping_slot(node.into_word(), 0)

@@ -28,6 +28,7 @@ pub fn try_main(cli: Cli) -> anyhow::Result<()> {
         Command::Datanet { command } => commands::datanet::run(&home, command),
         Command::Finetune(args) => commands::finetune::run(&home, cli.store_io, args),
         Command::Lightclient { command } => commands::lightclient::run(&home, command),
+        Command::Chain { command } => commands::chain::run(&home, cli.store_io, command),
         Command::Receipts { command } => commands::receipts::run(&home, command),
         Command::Attribution { command } => {
             commands::attribution::run(&home, cli.store_io, command)

@@ -142,7 +142,11 @@ impl FactSource for ProofFacts {
         let adapter = self.proven(
             &block,
             self.adapter_registry,
-            &[slots::adapter_content_hash(adapter_id), slots::adapter_base_model_hash(adapter_id)],
+            &[
+                slots::adapter_content_hash(adapter_id),
+                slots::adapter_base_model_hash(adapter_id),
+                slots::adapter_datanet_id(adapter_id),
+            ],
         )?;
         let stake = self.proven(
             &block,
@@ -155,6 +159,7 @@ impl FactSource for ProofFacts {
             block_timestamp: block.timestamp,
             adapter_content_hash: B256::from(adapter[0]),
             adapter_base_model_hash: B256::from(adapter[1]),
+            adapter_datanet_id: B256::from(adapter[2]),
             node_stake: stake[0],
             node_slashed: slots::flags_slashed(stake[1]),
         })

@@ -29,6 +29,8 @@ pub struct ProvenFacts {
     pub adapter_content_hash: B256,
     /// `AdapterRegistry.adapters[id].baseModelHash`.
     pub adapter_base_model_hash: B256,
+    /// `AdapterRegistry.adapters[id].datanetId`.
+    pub adapter_datanet_id: B256,
     /// `NodeRegistry.nodes[node].stake`.
     pub node_stake: U256,
     /// `NodeRegistry.nodes[node].slashed`.
@@ -98,13 +100,14 @@ impl Refusal {
 }
 
 /// Every refusal code [`verify_gate`] and [`Notary`] can give (metrics pre-register them).
-pub const REFUSAL_CODES: [&str; 11] = [
+pub const REFUSAL_CODES: [&str; 12] = [
     "no_verified_chain",
     "chain_unavailable",
     "stale_l2_block",
     "adapter_not_registered",
     "adapter_hash_mismatch",
     "base_model_mismatch",
+    "datanet_mismatch",
     "node_not_staked",
     "node_slashed",
     "no_attribution",
@@ -153,6 +156,18 @@ pub fn verify_gate(
             format!(
                 "the adapter is registered for base model {}, this node runs {}",
                 facts.adapter_base_model_hash, answer.base_model_hash
+            ),
+        ));
+    }
+    // Settlement reverts a whole batch over one receipt whose Datanet differs from the
+    // registration, so such a receipt must never be signed. (A zero id: the answer has no
+    // attribution, which the notary refuses as `no_attribution`.)
+    if !answer.datanet_id.is_zero() && facts.adapter_datanet_id != answer.datanet_id {
+        return Err(Refusal::new(
+            "datanet_mismatch",
+            format!(
+                "the answer was attributed over Datanet {}, the adapter is registered with {}",
+                answer.datanet_id, facts.adapter_datanet_id
             ),
         ));
     }

@@ -36,6 +36,7 @@ fn facts() -> ProvenFacts {
         block_timestamp: NOW - 10,
         adapter_content_hash: keccak256("loaded adapter"),
         adapter_base_model_hash: keccak256("base"),
+        adapter_datanet_id: keccak256("datanet"),
         node_stake: U256::from(1_000u64),
         node_slashed: false,
     }
@@ -50,11 +51,12 @@ const POLICY: GatePolicy =
 #[test]
 fn every_broken_fact_is_refused_with_its_own_code() {
     verify_gate(&answer(), &facts(), &POLICY, NOW).expect("all facts hold");
-    let cases: [(&str, Breaks); 6] = [
+    let cases: [(&str, Breaks); 7] = [
         ("stale_l2_block", |f| f.block_timestamp = NOW - 61),
         ("adapter_not_registered", |f| f.adapter_content_hash = B256::ZERO),
         ("adapter_hash_mismatch", |f| f.adapter_content_hash = keccak256("tampered")),
         ("base_model_mismatch", |f| f.adapter_base_model_hash = keccak256("other base")),
+        ("datanet_mismatch", |f| f.adapter_datanet_id = keccak256("other datanet")),
         ("node_slashed", |f| f.node_slashed = true),
         ("node_not_staked", |f| f.node_stake = U256::from(999u64)),
     ];

@@ -127,7 +127,10 @@ fn receipts_are_gated_by_proofs_and_settle_once_on_a_real_node() {
         now,
     };
     let f = facts.facts(adapter, n_addr).expect("proven facts");
-    assert_eq!((f.adapter_content_hash, f.adapter_base_model_hash), (adapter_hash, base));
+    assert_eq!(
+        (f.adapter_content_hash, f.adapter_base_model_hash, f.adapter_datanet_id),
+        (adapter_hash, base, datanet)
+    );
     assert_eq!((f.node_stake, f.node_slashed), (U256::from(1_000 * OPEN), false));
     let unknown = facts
         .facts(keccak256("never registered"), Address::repeat_byte(9))

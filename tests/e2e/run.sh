@@ -424,6 +424,102 @@ echo "==> shutdown"
 stop_server "$MAIN_PID" "server"
 if grep -q "stopped" "$TMP/server.log"; then ok "server logged a graceful stop"; else fail "no graceful stop in the log"; fi
 
+echo "==> settlement on a local chain (hardhat): deploy, register, serve, receipt, submit, balances"
+bash scripts/contracts.sh install >/dev/null
+HPORT="$(free_port)"
+(cd contracts && exec node_modules/.bin/hardhat --config hardhat.config.cjs node --hostname 127.0.0.1 --port "$HPORT") >"$TMP/hardhat.log" 2>&1 &
+PIDS+=($!)
+RPC="http://127.0.0.1:$HPORT"
+for _ in $(seq 300); do curl -s -o /dev/null "$RPC" -X POST -H 'content-type: application/json' -d '{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}' && break; sleep 0.2; done
+# hardhat's first development account (a public test key): deployer, treasury, Datanet and
+# adapter owner, and the requester whose escrow pays.
+DEV="$TMP/dev.key"
+(umask 077; echo 0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80 >"$DEV")
+REQ=0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266
+NODE_ADDR="$(lorad receipts key)"
+curl -s -o /dev/null "$RPC" -X POST -H 'content-type: application/json' \
+    -d "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"hardhat_setBalance\",\"params\":[\"$NODE_ADDR\",\"0x56BC75E2D63100000\"]}"
+PAY_ALICE=0xa1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1
+PAY_BOB=0xb0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0
+PAY_CAROL=0xc0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0
+# "ada" is registered, then its file is swapped for a tampered copy: served != registered.
+cp -r "$TMP/ada" "$TMP/ada-tampered"
+"$VENV/bin/python" - "$TMP/ada-tampered/adapter_model.safetensors" <<'PY'
+import sys
+p = sys.argv[1]
+b = bytearray(open(p, "rb").read())
+b[-3] ^= 0x01  # one bit of one weight
+open(p, "wb").write(bytes(b))
+PY
+if lorad chain deploy --rpc "$RPC" --key "$DEV" >"$TMP/deploy.out" 2>&1 \
+    && lorad chain transfer --rpc "$RPC" --key "$DEV" --to "$NODE_ADDR" --amount 1000 >/dev/null 2>&1 \
+    && lorad chain stake --rpc "$RPC" --amount 1000 >/dev/null 2>&1 \
+    && lorad chain create-datanet --rpc "$RPC" --key "$DEV" --datanet dn --payout "alice=$PAY_ALICE" --payout "bob=$PAY_BOB" --payout "carol=$PAY_CAROL" >/dev/null 2>&1 \
+    && lorad chain register-adapter --rpc "$RPC" --key "$DEV" --adapter tuned --datanet dn --price-in 2 --price-out 3 >/dev/null 2>&1 \
+    && lorad chain register-adapter --rpc "$RPC" --key "$DEV" --adapter ada --datanet dn --price-in 2 --price-out 3 >/dev/null 2>&1 \
+    && lorad chain deposit --rpc "$RPC" --key "$DEV" --node "$NODE_ADDR" --amount 100 >/dev/null 2>&1; then
+    ok "chain: deploy, stake, datanet with payouts, two adapters, escrow"
+else
+    fail "chain setup: $(tail -5 "$TMP/deploy.out")"
+fi
+lorad chain status --rpc "$RPC" >"$TMP/status.json" 2>/dev/null
+if "$VENV/bin/python" -c "import json,sys; s=json.load(open(sys.argv[1])); assert s['staked'] and s['stake'] == str(1000 * 10**18), s" "$TMP/status.json"; then
+    ok "chain status: the node is staked"
+else
+    fail "chain status: $(cat "$TMP/status.json")"
+fi
+lorad adapter rm ada >/dev/null && lorad adapter import "$TMP/ada-tampered" --name ada >/dev/null
+expect_exit 64 "--l2-rpc without the light client or --l2-trust-rpc-head" lorad serve --listen "127.0.0.1:$(free_port)" --deployment "$HOME_DIR/deployment.json" --l2-rpc "$RPC"
+PORT3="$(free_port)"
+start_server "$TMP/server3.log" --listen "127.0.0.1:$PORT3" --kv-cache-tokens 2048 \
+    --deployment "$HOME_DIR/deployment.json" --l2-rpc "$RPC" --l2-trust-rpc-head
+SETTLE_PID=$SERVER_PID
+if wait_ready "$PORT3" "$SETTLE_PID" "$TMP/server3.log"; then
+    URL="http://127.0.0.1:$PORT3"
+    check "registered adapter: signed receipt with attribution" 200 POST /v1/chat/completions \
+        "{\"model\": \"tuned\", \"user\": \"$REQ\", \"messages\": [{\"role\": \"user\", \"content\": \"When do I sow garlic?\"}], \"max_tokens\": 6}" \
+        "b['receipt'] and b['receipt']['node'].lower() == '$NODE_ADDR'.lower() and b['receipt']['requester'].lower() == '$REQ'.lower() and sum(s['bps'] for s in b['receipt']['shares']) == 10000 and 'receipt_refused' not in b"
+    cp "$TMP/resp.body" "$TMP/receipted.json"
+    JOB="$("$VENV/bin/python" -c "import json,sys; print(json.load(open(sys.argv[1]))['receipt']['jobId'])" "$TMP/receipted.json" 2>/dev/null)"
+    check "GET /v1/receipts/{job_id}" 200 GET "/v1/receipts/$JOB" "" "b['jobId'] == '$JOB' and b['signature']"
+    check "tampered adapter file: receipt null" 200 POST /v1/completions \
+        "{\"model\": \"ada\", \"user\": \"$REQ\", \"prompt\": \"Hi\", \"max_tokens\": 2}" \
+        "b['receipt'] is None and b['receipt_refused']['code'] == 'adapter_hash_mismatch'"
+    stop_server "$SETTLE_PID" "settlement server"
+    if lorad receipts export 2>/dev/null | grep -c jobId | grep -qx 1; then ok "the journal holds exactly the one receipt"; else fail "receipts export: $(lorad receipts export 2>&1 | tail -3)"; fi
+    if lorad receipts submit --rpc "$RPC" >"$TMP/submit.json" 2>"$TMP/submit.err" \
+        && "$VENV/bin/python" -c "import json,sys; r=json.load(open(sys.argv[1])); assert r['submitted'] == 1 and r['batches'] == 1, r" "$TMP/submit.json"; then
+        ok "receipts submit settles the receipt"
+    else
+        fail "receipts submit: $(cat "$TMP/submit.json" "$TMP/submit.err" | tail -5)"
+    fi
+    if lorad receipts submit --rpc "$RPC" >"$TMP/submit2.json" 2>/dev/null \
+        && "$VENV/bin/python" -c "import json,sys; r=json.load(open(sys.argv[1])); assert r['submitted'] == 0 and r['known_settled'] == 1, r" "$TMP/submit2.json"; then
+        ok "a second submit sends nothing"
+    else
+        fail "second submit: $(cat "$TMP/submit2.json")"
+    fi
+    # Each contributor's credit is pool · bps / 10000, pool = 40 % of the fee (2 and 3 OPEN per 1k tokens).
+    for who in alice bob carol; do
+        eval "addr=\$PAY_$(echo "$who" | tr a-z A-Z)"
+        lorad chain status --rpc "$RPC" --address "$addr" >"$TMP/st-$who.json" 2>/dev/null
+        if "$VENV/bin/python" - "$TMP/receipted.json" "$TMP/st-$who.json" "$who" <<'PY'
+import json, sys
+answer, status, who = json.load(open(sys.argv[1])), json.load(open(sys.argv[2])), sys.argv[3]
+r = answer["receipt"]
+fee = (r["tokensIn"] * 2 * 10**18 + r["tokensOut"] * 3 * 10**18) // 1000
+pool = fee * 4000 // 10000
+bps = {c["contributor"]: c["weight_bps"] for c in answer["attribution"]["contributors"]}
+expected = pool * bps.get(who, 0) // 10000
+assert int(status["claimable"]) == expected, (who, status["claimable"], expected, bps)
+assert sum(bps.values()) == 10000
+PY
+        then ok "$who's credit is the documented share of the fee, to the wei"; else fail "$who's credit"; fi
+    done
+else
+    fail "settlement server did not start: $(tail -5 "$TMP/server3.log")"
+fi
+
 echo
 echo "e2e: $PASSED passed, $FAILED failed"
 [ "$FAILED" = 0 ]

@@ -18,6 +18,7 @@ mod sse;
 mod state;
 
 pub use attribution::{AttributionMode, Attributor};
+pub use ids::unix_now;
 pub use receipts::ReceiptDesk;
 pub use routes::router;
 pub use state::{ApiConfig, AppState, Serving};

@@ -137,11 +137,13 @@ impl ReceiptJob {
             ));
         };
         let requester = requester(self.user.as_ref())?;
-        let Some(att) = attribution else {
-            return Err(Refusal::new(
-                "no_attribution",
-                "the answer has no attribution to pay contributors by",
-            ));
+        // Without an attribution the gate still runs (its reasons come first); the notary then
+        // refuses for lack of shares (`no_attribution`).
+        let attribution_json = match attribution {
+            Some(att) => serde_json::to_vec(att).map_err(|e| {
+                Refusal::new("no_attribution", format!("cannot encode the attribution: {e}"))
+            })?,
+            None => Vec::new(),
         };
         let hex32 = |what: &str, s: &str| -> Result<B256, Refusal> {
             s.trim_start_matches("0x").parse::<B256>().map_err(|_| {
@@ -151,9 +153,6 @@ impl ReceiptJob {
         let node = self.desk.notary.node();
         let mut job = node.to_vec();
         job.extend_from_slice(response_id.as_bytes());
-        let attribution_json = serde_json::to_vec(att).map_err(|e| {
-            Refusal::new("no_attribution", format!("cannot encode the attribution: {e}"))
-        })?;
         Ok(Answer {
             job_id: keccak256(&job),
             requester,
@@ -164,13 +163,20 @@ impl ReceiptJob {
             output_hash: keccak256(text.as_bytes()),
             tokens_in: self.tokens_in,
             tokens_out: u32::try_from(tokens_out).unwrap_or(u32::MAX),
-            datanet_id: keccak256(att.datanet.as_bytes()),
-            attribution_root: keccak256(&attribution_json),
-            weights: att
-                .contributors
-                .iter()
-                .map(|c| (contributor_id(&c.contributor), f64::from(c.weight_bps)))
-                .collect(),
+            datanet_id: attribution.map_or(B256::ZERO, |a| keccak256(a.datanet.as_bytes())),
+            attribution_root: if attribution.is_some() {
+                keccak256(&attribution_json)
+            } else {
+                B256::ZERO
+            },
+            weights: attribution
+                .map(|a| {
+                    a.contributors
+                        .iter()
+                        .map(|c| (contributor_id(&c.contributor), f64::from(c.weight_bps)))
+                        .collect()
+                })
+                .unwrap_or_default(),
         })
     }
 }

@@ -2,6 +2,7 @@
 
 pub(crate) mod adapter;
 pub(crate) mod attribution;
+pub(crate) mod chain;
 pub(crate) mod common;
 pub(crate) mod datanet;
 pub(crate) mod finetune;
@@ -11,3 +12,5 @@ pub(crate) mod model;
 pub(crate) mod receipts;
 pub(crate) mod serve;
 pub(crate) mod store;
+
+pub(crate) use chain::parse_open;

@@ -9,8 +9,13 @@ use lorad_contracts::{NodeKey, SignedReceipt};
 
 use std::sync::Arc;
 
+use lorad_contracts::Deployment;
+use lorad_lightclient::rpc::http::HttpExecution;
 use lorad_receipts::Journal;
+use lorad_receipts::facts::{HeadRpc, ProofFacts, RpcHeadBlocks};
+use lorad_receipts::gate::FactSource;
 use lorad_receipts::gate::{GatePolicy, Notary};
+use lorad_receipts::submit::{Cursor, SubmitOptions, submit};
 
 use crate::api::ReceiptDesk;
 use crate::cli::{ReceiptsCommand, ServeArgs};
@@ -40,13 +45,20 @@ pub(crate) fn load_key(path: &Path) -> anyhow::Result<NodeKey> {
     Ok(key)
 }
 
-/// The receipt desk `lorad serve` runs with, when `--settlement` is given: the node key, the
-/// journal (recovered after a crash) and the gate. Until the light client feeds it proven L2
-/// state, every answer is refused with `no_verified_chain`.
+/// The receipt desk `lorad serve` runs with, when `--settlement` or `--deployment` is given:
+/// the node key, the journal (recovered after a crash) and the gate. Without `--l2-rpc` the
+/// gate has no proven L2 state and every answer is refused with `no_verified_chain`.
 pub(crate) fn open_desk(home: &Path, args: &ServeArgs) -> anyhow::Result<Option<Arc<ReceiptDesk>>> {
-    let (Some(settlement), Some(chain_id)) = (args.settlement, args.chain_id) else {
-        return Ok(None);
+    let deployment = match &args.deployment {
+        Some(path) => Some(super::chain::read_deployment(path)?),
+        None => None,
     };
+    let (settlement, chain_id) = match (&deployment, args.settlement, args.chain_id) {
+        (Some(d), _, _) => (d.settlement, d.chain_id),
+        (None, Some(s), Some(c)) => (s, c),
+        _ => return Ok(None),
+    };
+    let facts = fact_source(args, deployment.as_ref())?;
     let key = load_key(&args.node_key.clone().unwrap_or_else(|| default_key_path(home)))?;
     let path = journal_path(home);
     if let Some(dir) = path.parent() {
@@ -66,8 +78,38 @@ pub(crate) fn open_desk(home: &Path, args: &ServeArgs) -> anyhow::Result<Option<
     tracing::info!(node = %key.address(), %settlement, chain_id, receipts = recovery.records, "receipts on");
     let policy =
         GatePolicy { max_block_age_secs: args.receipt_max_block_age, min_stake: args.min_stake };
-    let notary = Notary::new(key, Arc::new(journal), domain(chain_id, settlement), None, policy);
+    let notary = Notary::new(key, Arc::new(journal), domain(chain_id, settlement), facts, policy);
     Ok(Some(Arc::new(ReceiptDesk::new(notary))))
+}
+
+/// Where the gate's facts come from: storage proofs over `--l2-rpc`, at blocks chosen by
+/// the light client (not wired into serve yet) or, on development chains, the RPC's head.
+fn fact_source(
+    args: &ServeArgs,
+    deployment: Option<&Deployment>,
+) -> anyhow::Result<Option<Arc<dyn FactSource>>> {
+    let (Some(url), Some(d)) = (&args.l2_rpc, deployment) else { return Ok(None) };
+    if !args.l2_trust_rpc_head {
+        return Err(anyhow::anyhow!(
+            "--l2-rpc without --l2-trust-rpc-head needs the light client's L2 follower, which `lorad serve` \
+             does not run yet; on a development chain pass --l2-trust-rpc-head"
+        ))
+        .exit_kind(ExitKind::Usage);
+    }
+    tracing::warn!(
+        %url,
+        "receipts rest on the L2 RPC's newest block (--l2-trust-rpc-head): values are proven, \
+         but which block is canonical is the RPC's word. Development chains only."
+    );
+    let rpc: Arc<dyn HeadRpc> =
+        Arc::new(HttpExecution::new(url, std::time::Duration::from_secs(10)));
+    Ok(Some(Arc::new(ProofFacts {
+        blocks: Arc::new(RpcHeadBlocks { rpc: rpc.clone() }),
+        rpc,
+        adapter_registry: d.adapter_registry,
+        node_registry: d.node_registry,
+        now: crate::api::unix_now,
+    })))
 }
 
 pub(crate) fn run(home: &Path, command: ReceiptsCommand) -> anyhow::Result<()> {
@@ -122,6 +164,51 @@ pub(crate) fn run(home: &Path, command: ReceiptsCommand) -> anyhow::Result<()> {
                 );
             }
             eprintln!("{} receipts", lines.len());
+        }
+        ReceiptsCommand::Submit { conn, batch } => {
+            if batch == 0 {
+                return Err(anyhow::anyhow!("--batch must be at least 1"))
+                    .exit_kind(ExitKind::Usage);
+            }
+            let d = super::chain::read_deployment(&super::chain::deployment_path(home, &conn))?;
+            let (mut chain, me) = super::chain::connect(home, &conn)?;
+            if lorad_contracts::EvmBackend::chain_id(&chain) != d.chain_id {
+                return Err(anyhow::anyhow!(
+                    "the RPC serves chain {}, the deployment is on chain {}",
+                    lorad_contracts::EvmBackend::chain_id(&chain),
+                    d.chain_id
+                ))
+                .exit_kind(ExitKind::Config);
+            }
+            let path = journal_path(home);
+            let mut cursor = Cursor::open(&home.join("receipts").join("submitted"))
+                .exit_kind(ExitKind::Config)?;
+            let options = SubmitOptions { settlement: d.settlement, from: me, batch };
+            let bar = indicatif::ProgressBar::new(0);
+            let report = submit(&path, &mut cursor, &mut chain, &options, |done, total| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            });
+            bar.finish_and_clear();
+            let report = report.exit_kind(ExitKind::Runtime)?;
+            writeln!(
+                out,
+                "{}",
+                serde_json::json!({
+                    "journaled": report.journaled, "known_settled": report.known_settled,
+                    "found_settled": report.found_settled, "other_domain": report.other_domain,
+                    "submitted": report.submitted, "batches": report.batches, "gas_used": report.gas_used,
+                    "conflicts": report.conflicts,
+                })
+            )
+            .context("writing to stdout")?;
+            if !report.conflicts.is_empty() {
+                return Err(anyhow::anyhow!(
+                    "{} job ids were settled on chain with a different receipt than the journal's",
+                    report.conflicts.len()
+                ))
+                .exit_kind(ExitKind::DataErr);
+            }
         }
     }
     Ok(())
