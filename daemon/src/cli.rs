@@ -44,7 +44,7 @@ pub enum Command {
         command: ModelCommand,
     },
     /// Serve the OpenAI-compatible HTTP API until SIGINT/SIGTERM.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage adapters in the store (`<home>/store`).
     Adapter {
         /// The adapter subcommand.
@@ -680,6 +680,24 @@ pub struct ServeArgs {
     /// and this node's stake from it (needs --deployment).
     #[arg(long, env = "LORAD_L2_RPC", value_name = "URL", requires = "deployment")]
     pub l2_rpc: Option<String>,
+    /// L1 Beacon API the light client syncs from (for --l2-rpc).
+    #[arg(long, env = "LORAD_BEACON_URL", value_name = "URL")]
+    pub l1_beacon_url: Option<String>,
+    /// L1 execution JSON-RPC serving eth_getProof of the rollup's L1 contracts (for --l2-rpc).
+    #[arg(long, env = "LORAD_EXECUTION_URL", value_name = "URL")]
+    pub l1_execution_url: Option<String>,
+    /// The rollup's config (chain id, L1 anchor contract), as for `lorad lightclient storage --l2`.
+    #[arg(long, value_name = "PATH")]
+    pub rollup: Option<PathBuf>,
+    /// The L1 network of the light client (`mainnet`, `sepolia` or a config file).
+    #[arg(long, default_value = "mainnet", value_name = "NETWORK")]
+    pub lc_network: String,
+    /// Trusted beacon block root to start from when no light-client state is saved yet.
+    #[arg(long, value_name = "ROOT")]
+    pub lc_checkpoint: Option<String>,
+    /// Seconds between rounds of the L2 follower (sync L1, prove the newest anchored L2 block).
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    pub l2_follow_secs: u64,
     /// Development chains only: read at the L2 RPC's newest block (its hash checked, every
     /// value proven against its state root) instead of a block the light client anchored to L1.
     #[arg(long, requires = "l2_rpc")]
@@ -688,9 +706,13 @@ pub struct ServeArgs {
     /// refused when group or others can read it.
     #[arg(long, env = "LORAD_NODE_KEY", value_name = "PATH")]
     pub node_key: Option<PathBuf>,
-    /// Oldest verified L2 block a receipt may rest on, in seconds.
-    #[arg(long, default_value_t = 120, value_name = "SECS")]
+    /// Oldest verified L2 block a receipt may rest on, in seconds. L1-anchored output roots
+    /// trail the L2 head by the proposal interval (about an hour on OP mainnet).
+    #[arg(long, default_value_t = 4 * 3600, value_name = "SECS")]
     pub receipt_max_block_age: u64,
+    /// Weakest label of that block: `safe` (output proposed on finalized L1) or `finalized`.
+    #[arg(long, default_value = "safe", value_parser = ["safe", "finalized"])]
+    pub receipt_min_label: String,
     /// NodeRegistry's minimum stake in OPEN base units (the gate refuses below it).
     #[arg(long, default_value = "1000000000000000000000", value_name = "WEI")]
     pub min_stake: alloy_primitives::U256,

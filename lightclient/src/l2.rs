@@ -159,3 +159,30 @@ pub fn prove_l2_block(
     let message_passer = l2_rpc.get_proof(L2_TO_L1_MESSAGE_PASSER, &[], header.number)?;
     verify_l2_header(output, &header, Some(&message_passer))
 }
+
+/// One round of the L2 follower the daemon runs: sync L1 from `checkpoint` (a verified
+/// finalized beacon root, the previous round's), prove the newest output root the rollup's
+/// anchor holds at the finalized L1 block, and the L2 block it names. Returns the block (to
+/// insert into a [`crate::verified::VerifiedState`]) and the sync report, whose finalized
+/// root is the next round's checkpoint.
+pub fn follow_once(
+    cfg: &crate::consensus::NetworkConfig,
+    beacon: &dyn crate::rpc::BeaconApi,
+    checkpoint: B256,
+    opts: crate::sync::SyncOptions,
+    l1_rpc: &dyn ExecutionRpc,
+    l2_rpc: &dyn ExecutionRpc,
+    anchor: &AnchorConfig,
+) -> Result<(VerifiedL2Block, crate::sync::SyncReport), LightClientError> {
+    let (store, report) = crate::sync::sync(cfg, beacon, checkpoint, opts, |_| {})?;
+    let e = &store.finalized_header.execution;
+    let l1 = L1Anchor {
+        block_number: e.block_number,
+        block_hash: e.block_hash,
+        state_root: e.state_root,
+        timestamp: e.timestamp,
+    };
+    let output = prove_latest_output(&l1, l1_rpc, anchor)?;
+    let block = prove_l2_block(&output, l2_rpc)?;
+    Ok((block, report))
+}

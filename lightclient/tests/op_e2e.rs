@@ -880,3 +880,55 @@ fn l2_driver_proves_the_newest_anchored_block_per_anchor_kind() {
     let err = prove_latest_output(&l1, &l1_rpc, &permissioned).unwrap_err();
     assert!(matches!(err, LightClientError::AnchorData { .. }), "{err:?}");
 }
+
+/// The follower round the daemon runs (`l2::follow_once`): checkpoint → L1 finality over the
+/// Beacon API → newest anchored output → L2 block, which then answers verified reads; a
+/// node serving a forged finality update yields nothing.
+#[test]
+fn follower_round_goes_from_checkpoint_to_a_readable_l2_block() {
+    use lorad_lightclient::l2::{AnchorConfig, follow_once};
+    let w = world();
+    let cfg = &w.cfg;
+    let optimistic = LightClientUpdate::from_optimistic(
+        w.finality_update.attested_header.clone(),
+        w.finality_update.sync_aggregate.clone(),
+        w.finality_update.signature_slot,
+        cfg.fork_at_slot(w.finality_update.attested_header.beacon.slot),
+    );
+    let node = |finality: &LightClientUpdate| BeaconNode {
+        checkpoint: w.checkpoint,
+        bootstrap: bootstrap_json(cfg, &w.bootstrap),
+        updates: vec![(0, update_value(cfg, &w.sync_update))],
+        finality: update_value(cfg, finality).to_string(),
+        optimistic: update_value(cfg, &optimistic).to_string(),
+        requests: RefCell::new(Vec::new()),
+    };
+    let opts = SyncOptions {
+        current_slot: w.current_slot,
+        max_checkpoint_age: Some((w.now, 3600)),
+        finality: true,
+        optimistic: true,
+    };
+    let (l1_rpc, l2_rpc) = (Rpc::new(&w.l1), Rpc::new(&w.l2));
+    let anchor = AnchorConfig::Registry { address: REGISTRY };
+    let (block, report) =
+        follow_once(cfg, &node(&w.finality_update), w.checkpoint, opts, &l1_rpc, &l2_rpc, &anchor)
+            .unwrap();
+    assert_eq!((block.number, block.label), (L2_FINAL, L2Label::Finalized));
+    assert_eq!(block.hash, w.l2.block(L2_FINAL).header.hash_slow());
+    assert_eq!(report.finalized.execution_block_number, w.l1_number);
+    let mut state = VerifiedState::new(4);
+    state.insert(block);
+    let policy = ReadPolicy { min_label: L2Label::Safe, max_age_secs: None };
+    let read = state
+        .verified_storage(&l2_rpc, L2_REGISTRY, adapter_slot(ADAPTER_A), policy, w.now)
+        .unwrap();
+    assert_eq!(read.block_number, L2_FINAL);
+
+    let mut forged = w.finality_update.clone();
+    forged.sync_aggregate =
+        w.committees[0].sign(cfg, &forged.attested_header.beacon, forged.signature_slot, |_| true);
+    let err = follow_once(cfg, &node(&forged), w.checkpoint, opts, &l1_rpc, &l2_rpc, &anchor)
+        .unwrap_err();
+    assert!(matches!(err, LightClientError::Step { .. }), "{err:?}");
+}

@@ -6,6 +6,7 @@ pub(crate) mod chain;
 pub(crate) mod common;
 pub(crate) mod datanet;
 pub(crate) mod finetune;
+pub(crate) mod follow;
 pub(crate) mod generate;
 pub(crate) mod lightclient;
 pub(crate) mod model;

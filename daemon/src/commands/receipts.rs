@@ -10,9 +10,11 @@ use lorad_contracts::{NodeKey, SignedReceipt};
 use std::sync::Arc;
 
 use lorad_contracts::Deployment;
+use lorad_lightclient::op::anchor::L2Label;
 use lorad_lightclient::rpc::http::HttpExecution;
+use lorad_lightclient::verified::{ReadPolicy, VerifiedState};
 use lorad_receipts::Journal;
-use lorad_receipts::facts::{HeadRpc, ProofFacts, RpcHeadBlocks};
+use lorad_receipts::facts::{BlockSource, HeadRpc, ProofFacts, RpcHeadBlocks, VerifiedStateBlocks};
 use lorad_receipts::gate::FactSource;
 use lorad_receipts::gate::{GatePolicy, Notary};
 use lorad_receipts::submit::{Cursor, SubmitOptions, submit};
@@ -58,7 +60,7 @@ pub(crate) fn open_desk(home: &Path, args: &ServeArgs) -> anyhow::Result<Option<
         (None, Some(s), Some(c)) => (s, c),
         _ => return Ok(None),
     };
-    let facts = fact_source(args, deployment.as_ref())?;
+    let facts = fact_source(home, args, deployment.as_ref())?;
     let key = load_key(&args.node_key.clone().unwrap_or_else(|| default_key_path(home)))?;
     let path = journal_path(home);
     if let Some(dir) = path.parent() {
@@ -82,29 +84,41 @@ pub(crate) fn open_desk(home: &Path, args: &ServeArgs) -> anyhow::Result<Option<
     Ok(Some(Arc::new(ReceiptDesk::new(notary))))
 }
 
-/// Where the gate's facts come from: storage proofs over `--l2-rpc`, at blocks chosen by
-/// the light client (not wired into serve yet) or, on development chains, the RPC's head.
+/// Where the gate's facts come from: storage proofs over `--l2-rpc`, at blocks the light
+/// client's L2 follower proved from L1 or, on development chains (`--l2-trust-rpc-head`), at
+/// the RPC's head.
 fn fact_source(
+    home: &Path,
     args: &ServeArgs,
     deployment: Option<&Deployment>,
 ) -> anyhow::Result<Option<Arc<dyn FactSource>>> {
     let (Some(url), Some(d)) = (&args.l2_rpc, deployment) else { return Ok(None) };
-    if !args.l2_trust_rpc_head {
-        return Err(anyhow::anyhow!(
-            "--l2-rpc without --l2-trust-rpc-head needs the light client's L2 follower, which `lorad serve` \
-             does not run yet; on a development chain pass --l2-trust-rpc-head"
-        ))
-        .exit_kind(ExitKind::Usage);
-    }
-    tracing::warn!(
-        %url,
-        "receipts rest on the L2 RPC's newest block (--l2-trust-rpc-head): values are proven, \
-         but which block is canonical is the RPC's word. Development chains only."
-    );
     let rpc: Arc<dyn HeadRpc> =
         Arc::new(HttpExecution::new(url, std::time::Duration::from_secs(10)));
+    let blocks: Arc<dyn BlockSource> = match super::follow::FollowConfig::from_args(home, args)? {
+        Some(follow) => {
+            let state = Arc::new(std::sync::Mutex::new(VerifiedState::new(64)));
+            follow.spawn(state.clone())?;
+            let min_label = if args.receipt_min_label == "finalized" {
+                L2Label::Finalized
+            } else {
+                L2Label::Safe
+            };
+            // The gate applies the age limit itself (with its own refusal code).
+            let policy = ReadPolicy { min_label, max_age_secs: None };
+            Arc::new(VerifiedStateBlocks { state, policy })
+        }
+        None => {
+            tracing::warn!(
+                %url,
+                "receipts rest on the L2 RPC's newest block (--l2-trust-rpc-head): values are \
+                 proven, but which block is canonical is the RPC's word. Development chains only."
+            );
+            Arc::new(RpcHeadBlocks { rpc: rpc.clone() })
+        }
+    };
     Ok(Some(Arc::new(ProofFacts {
-        blocks: Arc::new(RpcHeadBlocks { rpc: rpc.clone() }),
+        blocks,
         rpc,
         adapter_registry: d.adapter_registry,
         node_registry: d.node_registry,

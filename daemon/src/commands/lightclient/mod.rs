@@ -1,7 +1,7 @@
 //! `lorad lightclient ...`: offline audits (`verify-proof`, `replay`) here, live sync and
 //! verified reads in [`online`].
 
-mod online;
+pub(crate) mod online;
 
 use std::io::Write;
 use std::path::Path;
@@ -119,14 +119,14 @@ fn print_json(out: &mut impl Write, value: &impl serde::Serialize) -> anyhow::Re
     Ok(())
 }
 
-fn parse_root(flag: &str, value: &str) -> anyhow::Result<B256> {
+pub(crate) fn parse_root(flag: &str, value: &str) -> anyhow::Result<B256> {
     value.parse().map_err(|e| {
         coded(ExitKind::Usage, anyhow::anyhow!("{flag} {value:?} is not a 32-byte hex value: {e}"))
     })
 }
 
 /// A built-in network by name, or a custom one from a JSON file.
-fn network_config(network: &str) -> anyhow::Result<NetworkConfig> {
+pub(crate) fn network_config(network: &str) -> anyhow::Result<NetworkConfig> {
     if let Ok(cfg) = NetworkConfig::by_name(network) {
         return Ok(cfg);
     }

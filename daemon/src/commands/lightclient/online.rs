@@ -26,25 +26,25 @@ use crate::exit::{ExitKind, coded};
 
 /// What is kept between runs.
 #[derive(Debug, Serialize, Deserialize)]
-struct SavedState {
-    network: String,
+pub(crate) struct SavedState {
+    pub(crate) network: String,
     /// The checkpoint the last sync started from.
-    checkpoint: B256,
-    finalized: HeadSummary,
-    optimistic: HeadSummary,
-    synced_at_unix: u64,
+    pub(crate) checkpoint: B256,
+    pub(crate) finalized: HeadSummary,
+    pub(crate) optimistic: HeadSummary,
+    pub(crate) synced_at_unix: u64,
 }
 
-fn state_path(home: &Path, network: &str) -> PathBuf {
+pub(crate) fn state_path(home: &Path, network: &str) -> PathBuf {
     // A custom network's config path is not a directory name; its `name` field is.
     home.join("lightclient").join(network.replace(['/', '\\'], "_")).join("state.json")
 }
 
-fn now_unix() -> u64 {
+pub(crate) fn now_unix() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
 }
 
-fn load_state(path: &Path) -> anyhow::Result<Option<SavedState>> {
+pub(crate) fn load_state(path: &Path) -> anyhow::Result<Option<SavedState>> {
     match std::fs::read_to_string(path) {
         Ok(text) => serde_json::from_str(&text)
             .with_context(|| {
@@ -61,7 +61,7 @@ fn load_state(path: &Path) -> anyhow::Result<Option<SavedState>> {
 }
 
 /// Writes via a temporary file and rename, so a crash never leaves half a state file.
-fn save_state(path: &Path, state: &SavedState) -> anyhow::Result<()> {
+pub(crate) fn save_state(path: &Path, state: &SavedState) -> anyhow::Result<()> {
     let dir = path.parent().context("state path has no parent")?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let tmp = path.with_extension("json.tmp");
