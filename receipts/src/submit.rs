@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use alloy_primitives::hex;
 use alloy_primitives::{Address, B256};
+use alloy_sol_types::SolInterface;
 use lorad_contracts::bindings::Settlement;
 use lorad_contracts::chain::TxOutcome;
 use lorad_contracts::receipt::domain;
@@ -117,6 +118,10 @@ pub struct SubmitReport {
     pub gas_used: u64,
     /// Job ids Settlement settled with a different receipt than the journal's (hex).
     pub conflicts: Vec<String>,
+    /// Receipts Settlement refused (job id, its error), taken out of their batch so the rest
+    /// settle. Not recorded as settled: a later run tries them again (after a top-up of the
+    /// escrow, say).
+    pub rejected: Vec<(String, String)>,
 }
 
 /// Submits every journaled receipt not yet settled, in batches, recording progress in
@@ -176,20 +181,77 @@ pub fn submit<B: EvmBackend + ?Sized>(
 
     let total = pending.len();
     for chunk in pending.chunks(options.batch.max(1)) {
-        let outcome = send_batch(chain, options, chunk)?;
-        report.batches += 1;
-        report.gas_used += outcome.gas_used;
-        report.submitted += chunk.len();
-        cursor.mark(&chunk.iter().map(|r| r.job_id().0).collect::<Vec<_>>())?;
-        progress(report.submitted, total);
+        let mut queue: Vec<&SignedReceipt> = chunk.iter().collect();
+        while !queue.is_empty() {
+            let data = match send_batch(chain, options, &queue) {
+                Ok(outcome) => {
+                    report.batches += 1;
+                    report.gas_used += outcome.gas_used;
+                    report.submitted += queue.len();
+                    cursor.mark(&queue.iter().map(|r| r.job_id().0).collect::<Vec<_>>())?;
+                    progress(report.submitted, total);
+                    break;
+                }
+                Err(ReceiptsError::Chain { source }) => match source.revert_data() {
+                    Some(data) if !data.is_empty() => data.clone(),
+                    _ => return Err(ReceiptsError::Chain { source }),
+                },
+                Err(e) => return Err(e),
+            };
+            // One receipt Settlement refuses must not hold back the others in its batch.
+            let Some(refused) = refused_receipts(&data, &queue) else {
+                return Err(ReceiptsError::Chain {
+                    source: lorad_contracts::chain::reverted("settle", data),
+                });
+            };
+            let reason = lorad_contracts::chain::decode_revert(&data);
+            let mut settled_meanwhile = Vec::new();
+            for &i in refused.iter().rev() {
+                let r = queue.remove(i);
+                if reason.contains("AlreadySettled") {
+                    settled_meanwhile.push(r.job_id().0);
+                } else {
+                    report.rejected.push((hex::encode_prefixed(r.job_id()), reason.clone()));
+                }
+            }
+            report.found_settled += settled_meanwhile.len();
+            cursor.mark(&settled_meanwhile)?;
+        }
     }
     Ok(report)
+}
+
+/// Which receipts of `queue` a `settle` revert names: the index Settlement's errors carry,
+/// or every receipt of an adapter AdapterRegistry does not know. `None`: not a per-receipt
+/// refusal (the whole submission stops).
+fn refused_receipts(data: &[u8], queue: &[&SignedReceipt]) -> Option<Vec<usize>> {
+    use lorad_contracts::bindings::AdapterRegistry::AdapterRegistryErrors;
+    use lorad_contracts::bindings::Settlement::SettlementErrors as E;
+    if let Ok(AdapterRegistryErrors::UnknownAdapter(u)) = AdapterRegistryErrors::abi_decode(data) {
+        let all: Vec<usize> =
+            (0..queue.len()).filter(|&i| queue[i].receipt.adapterId == u.adapterId).collect();
+        return (!all.is_empty()).then_some(all);
+    }
+    let index = match E::abi_decode(data).ok()? {
+        E::BadSignature(e) => e.index,
+        E::WrongSigner(e) => e.index,
+        E::NodeNotStaked(e) => e.index,
+        E::AlreadySettled(e) => e.index,
+        E::AdapterHashMismatch(e) => e.index,
+        E::BaseModelMismatch(e) => e.index,
+        E::DatanetMismatch(e) => e.index,
+        E::BadShares(e) => e.index,
+        E::InsufficientEscrow(e) => e.index,
+        _ => return None,
+    };
+    let i = usize::try_from(index).ok().filter(|&i| i < queue.len())?;
+    Some(vec![i])
 }
 
 fn send_batch<B: EvmBackend + ?Sized>(
     chain: &mut B,
     options: &SubmitOptions,
-    chunk: &[SignedReceipt],
+    chunk: &[&SignedReceipt],
 ) -> Result<TxOutcome, ReceiptsError> {
     let call = Settlement::settleCall {
         receipts: chunk.iter().map(|r| r.receipt.clone()).collect(),

@@ -213,6 +213,7 @@ pub(crate) fn run(home: &Path, command: ReceiptsCommand) -> anyhow::Result<()> {
                     "found_settled": report.found_settled, "other_domain": report.other_domain,
                     "submitted": report.submitted, "batches": report.batches, "gas_used": report.gas_used,
                     "conflicts": report.conflicts,
+                    "rejected": report.rejected.iter().map(|(job, why)| serde_json::json!({"jobId": job, "reason": why})).collect::<Vec<_>>(),
                 })
             )
             .context("writing to stdout")?;
