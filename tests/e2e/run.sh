@@ -482,19 +482,32 @@ if wait_ready "$PORT3" "$SETTLE_PID" "$TMP/server3.log"; then
     cp "$TMP/resp.body" "$TMP/receipted.json"
     JOB="$("$VENV/bin/python" -c "import json,sys; print(json.load(open(sys.argv[1]))['receipt']['jobId'])" "$TMP/receipted.json" 2>/dev/null)"
     check "GET /v1/receipts/{job_id}" 200 GET "/v1/receipts/$JOB" "" "b['jobId'] == '$JOB' and b['signature']"
+    curl -sN "$URL/v1/chat/completions" -H 'content-type: application/json' \
+        -d "{\"model\": \"tuned\", \"user\": \"$REQ\", \"stream\": true, \"messages\": [{\"role\": \"user\", \"content\": \"Copper?\"}], \"max_tokens\": 4}" >"$TMP/stream.sse"
+    if "$VENV/bin/python" - "$TMP/stream.sse" "$TMP/receipted2.json" <<'PY'
+import json, sys
+events = [l[6:] for l in open(sys.argv[1]).read().splitlines() if l.startswith("data: ")]
+assert events[-1] == "[DONE]", events[-1]
+chunks = [json.loads(e) for e in events[:-1]]
+final = [c for c in chunks if c.get("choices") and c["choices"][0].get("finish_reason")]
+assert len(final) == 1 and final[0]["receipt"]["jobId"] and final[0]["attribution"], final
+assert all("receipt" not in c for c in chunks if c is not final[0]), "receipt only on the final chunk"
+json.dump(final[0], open(sys.argv[2], "w"))
+PY
+    then ok "streamed answer: the final chunk carries the signed receipt"; else fail "streamed receipt: $(tail -c 400 "$TMP/stream.sse")"; fi
     check "tampered adapter file: receipt null" 200 POST /v1/completions \
         "{\"model\": \"ada\", \"user\": \"$REQ\", \"prompt\": \"Hi\", \"max_tokens\": 2}" \
         "b['receipt'] is None and b['receipt_refused']['code'] == 'adapter_hash_mismatch'"
     stop_server "$SETTLE_PID" "settlement server"
-    if lorad receipts export 2>/dev/null | grep -c jobId | grep -qx 1; then ok "the journal holds exactly the one receipt"; else fail "receipts export: $(lorad receipts export 2>&1 | tail -3)"; fi
+    if lorad receipts export 2>/dev/null | grep -c jobId | grep -qx 2; then ok "the journal holds exactly the two receipts"; else fail "receipts export: $(lorad receipts export 2>&1 | tail -3)"; fi
     if lorad receipts submit --rpc "$RPC" >"$TMP/submit.json" 2>"$TMP/submit.err" \
-        && "$VENV/bin/python" -c "import json,sys; r=json.load(open(sys.argv[1])); assert r['submitted'] == 1 and r['batches'] == 1, r" "$TMP/submit.json"; then
-        ok "receipts submit settles the receipt"
+        && "$VENV/bin/python" -c "import json,sys; r=json.load(open(sys.argv[1])); assert r['submitted'] == 2 and r['batches'] == 1, r" "$TMP/submit.json"; then
+        ok "receipts submit settles both receipts"
     else
         fail "receipts submit: $(cat "$TMP/submit.json" "$TMP/submit.err" | tail -5)"
     fi
     if lorad receipts submit --rpc "$RPC" >"$TMP/submit2.json" 2>/dev/null \
-        && "$VENV/bin/python" -c "import json,sys; r=json.load(open(sys.argv[1])); assert r['submitted'] == 0 and r['known_settled'] == 1, r" "$TMP/submit2.json"; then
+        && "$VENV/bin/python" -c "import json,sys; r=json.load(open(sys.argv[1])); assert r['submitted'] == 0 and r['known_settled'] == 2, r" "$TMP/submit2.json"; then
         ok "a second submit sends nothing"
     else
         fail "second submit: $(cat "$TMP/submit2.json")"
@@ -503,16 +516,19 @@ if wait_ready "$PORT3" "$SETTLE_PID" "$TMP/server3.log"; then
     for who in alice bob carol; do
         eval "addr=\$PAY_$(echo "$who" | tr a-z A-Z)"
         lorad chain status --rpc "$RPC" --address "$addr" >"$TMP/st-$who.json" 2>/dev/null
-        if "$VENV/bin/python" - "$TMP/receipted.json" "$TMP/st-$who.json" "$who" <<'PY'
+        if "$VENV/bin/python" - "$TMP/st-$who.json" "$who" "$TMP/receipted.json" "$TMP/receipted2.json" <<'PY'
 import json, sys
-answer, status, who = json.load(open(sys.argv[1])), json.load(open(sys.argv[2])), sys.argv[3]
-r = answer["receipt"]
-fee = (r["tokensIn"] * 2 * 10**18 + r["tokensOut"] * 3 * 10**18) // 1000
-pool = fee * 4000 // 10000
-bps = {c["contributor"]: c["weight_bps"] for c in answer["attribution"]["contributors"]}
-expected = pool * bps.get(who, 0) // 10000
-assert int(status["claimable"]) == expected, (who, status["claimable"], expected, bps)
-assert sum(bps.values()) == 10000
+status, who = json.load(open(sys.argv[1])), sys.argv[2]
+expected = 0
+for path in sys.argv[3:]:
+    answer = json.load(open(path))
+    r = answer["receipt"]
+    fee = (r["tokensIn"] * 2 * 10**18 + r["tokensOut"] * 3 * 10**18) // 1000
+    pool = fee * 4000 // 10000
+    bps = {c["contributor"]: c["weight_bps"] for c in answer["attribution"]["contributors"]}
+    assert sum(bps.values()) == 10000, bps
+    expected += pool * bps.get(who, 0) // 10000
+assert int(status["claimable"]) == expected, (who, status["claimable"], expected)
 PY
         then ok "$who's credit is the documented share of the fee, to the wei"; else fail "$who's credit"; fi
     done
