@@ -24,6 +24,10 @@ pub struct Cli {
     #[arg(long, global = true, env = "LORAD_STORE_IO", value_enum, default_value_t = StoreIo::Auto)]
     pub store_io: StoreIo,
 
+    /// Configuration file (docs/configuration.md); flags and environment variables override it.
+    #[arg(long, global = true, env = "LORAD_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
     /// Log filter (`error`, `warn`, `info`, `debug`, `trace`, or a tracing `EnvFilter` directive
     /// such as `lorad=debug,tower_http=debug`); overrides RUST_LOG [default: RUST_LOG, else info].
     #[arg(long, global = true, value_name = "FILTER")]
@@ -74,6 +78,12 @@ pub enum Command {
         /// The lightclient subcommand.
         #[command(subcommand)]
         command: LightclientCommand,
+    },
+    /// The configuration file.
+    Config {
+        /// The config subcommand.
+        #[command(subcommand)]
+        command: ConfigCommand,
     },
     /// The settlement contracts over JSON-RPC: deploy, stake, register, fund, inspect.
     Chain {
@@ -319,6 +329,14 @@ pub enum AttributionCommand {
         #[arg(long, value_name = "PATH")]
         model: Option<PathBuf>,
     },
+}
+
+/// `lorad config ...`
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Check the file `--config` names as `lorad serve` would load it: keys, limits, files,
+    /// key permissions, endpoints, the listen address. Exit 78 naming every bad key.
+    Check,
 }
 
 /// Where `lorad chain` and `lorad receipts submit` talk to, and as whom.

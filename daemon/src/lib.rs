@@ -5,11 +5,13 @@
 //! statuses ([`exit`]); everything else lives here so integration tests can drive it:
 //! - [`cli`]: the command line;
 //! - [`api`]: the HTTP API ([`api::router`] over an [`api::AppState`]);
+//! - [`config`]: the configuration file, merged under flags and environment;
 //! - [`try_main`]: runs a parsed command.
 
 pub mod api;
 pub mod cli;
 mod commands;
+pub mod config;
 pub mod exit;
 pub mod logging;
 mod notify;
@@ -28,6 +30,9 @@ pub fn try_main(cli: Cli) -> anyhow::Result<()> {
         Command::Datanet { command } => commands::datanet::run(&home, command),
         Command::Finetune(args) => commands::finetune::run(&home, cli.store_io, args),
         Command::Lightclient { command } => commands::lightclient::run(&home, command),
+        Command::Config { command: cli::ConfigCommand::Check } => {
+            commands::config::check(cli.config.as_deref())
+        }
         Command::Chain { command } => commands::chain::run(&home, cli.store_io, command),
         Command::Receipts { command } => commands::receipts::run(&home, command),
         Command::Attribution { command } => {

@@ -17,13 +17,21 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use lorad::cli::Cli;
 use lorad::exit::{exit_code_of, is_broken_pipe, render};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = lorad::logging::init(cli.log_level.as_deref()).and_then(|()| lorad::try_main(cli));
+    let matches = Cli::command().get_matches();
+    let mut cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    // The config file fills in what flags and environment left at their defaults, before
+    // logging starts (it may set the log level).
+    let result = lorad::config::merge(&mut cli, &matches)
+        .and_then(|()| lorad::logging::init(cli.log_level.as_deref()))
+        .and_then(|()| lorad::try_main(cli));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,

@@ -203,6 +203,20 @@ else
     echo "SKIPPING the unit check: systemd-analyze not found" >&2
 fi
 
+echo "==> configuration file"
+if lorad --config systemd/lorad.toml config check >"$TMP/cc.out" 2>&1 && grep -q "is valid" "$TMP/cc.out"; then
+    ok "config check passes on the shipped config (systemd/lorad.toml)"
+else
+    fail "config check of the shipped config: $(tail -5 "$TMP/cc.out")"
+fi
+printf '[server]\nlisten = "127.0.0.1:1"\nmax_body_bytez = 5\n' >"$TMP/typo.toml"
+expect_exit 78 "config check: unknown key" lorad --config "$TMP/typo.toml" config check
+if grep -q "max_body_bytez" "$TMP/cmd.out"; then ok "the unknown key is named"; else fail "unknown key not named: $(cat "$TMP/cmd.out")"; fi
+printf '[engine]\nmax_batch_size = 0\n[chain]\nl2_rpc = "https://l2.invalid"\n' >"$TMP/bad.toml"
+expect_exit 78 "config check: a zero batch size and an l2_rpc without a deployment" lorad --config "$TMP/bad.toml" config check
+if grep -q "error limits" "$TMP/cmd.out" && grep -q "error chain.l2_rpc" "$TMP/cmd.out"; then ok "every bad key is reported"; else fail "config check report: $(cat "$TMP/cmd.out")"; fi
+expect_exit 78 "serve with a config naming an unknown key" lorad --config "$TMP/typo.toml" serve
+
 echo "==> lightclient verify-proof and replay (offline audits)"
 LC_FIXTURES="${LORAD_LIGHTCLIENT_FIXTURES:-$ROOT/../shared/fixtures/lightclient}"
 LC_RPC="$LC_FIXTURES/a16z-helios/tests/testdata/rpc"
@@ -381,7 +395,7 @@ fi
 code="$(curl -s -o /dev/null -w '%{http_code}' -X DELETE -H "authorization: Bearer $ADMIN_TOKEN" "$URL/v1/adapters/uploaded")"
 if [ "$code" = 200 ]; then ok "DELETE /v1/adapters/uploaded"; else fail "DELETE: HTTP $code"; fi
 
-echo "==> 429 from a second server with --max-waiting 0 (every request is refused)"
+echo "==> 429 from a second server configured with max_waiting = 0 (every request is refused)"
 PORT2="$(free_port)"
 # This server also runs under a stand-in for systemd's notify socket (Type=notify).
 "$VENV/bin/python" - "$TMP/notify.sock" "$TMP/notify.log" <<'PY' &
@@ -395,7 +409,9 @@ with open(sys.argv[2], "a") as log:
 PY
 PIDS+=($!)
 for _ in $(seq 50); do [ -S "$TMP/notify.sock" ] && break; sleep 0.1; done
-NOTIFY_SOCKET="$TMP/notify.sock" WATCHDOG_USEC=1000000 start_server "$TMP/server2.log" --listen "127.0.0.1:$PORT2" --max-waiting 0 --max-batch-size 1 --kv-cache-tokens 1024
+# Its limits come from a config file (flags would override them; the listen port is a flag).
+printf '[engine]\nmax_waiting = 0\nmax_batch_size = 1\nkv_cache_tokens = 1024\n' >"$TMP/busy.toml"
+NOTIFY_SOCKET="$TMP/notify.sock" WATCHDOG_USEC=1000000 start_server "$TMP/server2.log" --config "$TMP/busy.toml" --listen "127.0.0.1:$PORT2"
 BUSY_PID=$SERVER_PID
 if wait_ready "$PORT2" "$BUSY_PID" "$TMP/server2.log"; then
     SAVED_URL="$URL"

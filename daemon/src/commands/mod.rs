@@ -4,6 +4,7 @@ pub(crate) mod adapter;
 pub(crate) mod attribution;
 pub(crate) mod chain;
 pub(crate) mod common;
+pub(crate) mod config;
 pub(crate) mod datanet;
 pub(crate) mod finetune;
 pub(crate) mod follow;

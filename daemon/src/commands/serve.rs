@@ -29,6 +29,23 @@ use crate::exit::{ExitExt, ExitKind, coded};
 
 /// Runs the server until a signal (or a start-up failure).
 pub(crate) fn run(home: &Path, io: StoreIo, args: ServeArgs) -> anyhow::Result<()> {
+    let cfg = validate(&args)?;
+    let admin_token = admin_token(&args)?;
+    let store = open_store(home, io)?;
+    let receipts = super::receipts::open_desk(home, &args)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("lorad-http")
+        .build()
+        .context("cannot start the async runtime")?;
+    let result = rt.block_on(serve(home.to_owned(), args, cfg, store, admin_token, receipts));
+    // A model load abandoned by a signal may still be running on a blocking thread.
+    rt.shutdown_timeout(Duration::from_secs(5));
+    result
+}
+
+/// The limits `serve` refuses before doing anything (also `lorad config check`).
+pub(crate) fn validate(args: &ServeArgs) -> anyhow::Result<EngineConfig> {
     let cfg = args.engine_config();
     cfg.validate().exit_kind(ExitKind::Usage).context("invalid engine limits")?;
     if args.max_body_bytes == 0 {
@@ -46,22 +63,11 @@ pub(crate) fn run(home: &Path, io: StoreIo, args: ServeArgs) -> anyhow::Result<(
             anyhow::anyhow!("--host-adapter-bytes must be at least 1"),
         ));
     }
-    let admin_token = admin_token(&args)?;
-    let store = open_store(home, io)?;
-    let receipts = super::receipts::open_desk(home, &args)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("lorad-http")
-        .build()
-        .context("cannot start the async runtime")?;
-    let result = rt.block_on(serve(home.to_owned(), args, cfg, store, admin_token, receipts));
-    // A model load abandoned by a signal may still be running on a blocking thread.
-    rt.shutdown_timeout(Duration::from_secs(5));
-    result
+    Ok(cfg)
 }
 
 /// The admin API's bearer token: `--admin-token-file`, else `$LORAD_ADMIN_TOKEN`, else none.
-fn admin_token(args: &ServeArgs) -> anyhow::Result<Option<String>> {
+pub(crate) fn admin_token(args: &ServeArgs) -> anyhow::Result<Option<String>> {
     let token = match &args.admin_token_file {
         Some(path) => Some(
             std::fs::read_to_string(path)

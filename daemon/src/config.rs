@@ -1,0 +1,424 @@
+//! The configuration file (`/etc/lorad/lorad.toml`, `--config` or `$LORAD_CONFIG`): every
+//! `lorad serve` setting under a documented key (docs/configuration.md).
+//!
+//! Precedence, highest first: a command-line flag, its environment variable, the file, the
+//! built-in default. The file only fills in what the command line and the environment left
+//! at its default, which [`clap::parser::ValueSource`] tells apart. Unknown keys are errors
+//! (a typo must not silently fall back to a default), and every error names its key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::ArgMatches;
+use clap::ValueEnum;
+use clap::parser::ValueSource;
+use serde::Deserialize;
+
+use crate::cli::{Cli, Command, ServeArgs, parse_bytes};
+use crate::exit::{ExitExt, ExitKind, coded};
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Data directory (`--home`).
+    pub home: Option<PathBuf>,
+    /// Log filter (`--log-level`).
+    pub log_level: Option<String>,
+    /// `[server]`.
+    #[serde(default)]
+    pub server: Server,
+    /// `[model]`.
+    #[serde(default)]
+    pub model: Model,
+    /// `[engine]`.
+    #[serde(default)]
+    pub engine: Engine,
+    /// `[adapters]`.
+    #[serde(default)]
+    pub adapters: Adapters,
+    /// `[attribution]`.
+    #[serde(default)]
+    pub attribution: Attribution,
+    /// `[receipts]`.
+    #[serde(default)]
+    pub receipts: Receipts,
+    /// `[chain]`.
+    #[serde(default)]
+    pub chain: Chain,
+}
+
+/// `[server]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    /// `--listen`.
+    pub listen: Option<String>,
+    /// `--max-body-bytes` (an integer or "4MiB").
+    pub max_body_bytes: Option<Bytes>,
+    /// `--served-model-name`.
+    pub served_model_name: Option<String>,
+    /// `--shutdown-timeout`.
+    pub shutdown_timeout_secs: Option<u64>,
+    /// `--admin-token-file`.
+    pub admin_token_file: Option<PathBuf>,
+}
+
+/// `[model]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Model {
+    /// `--model`.
+    pub path: Option<PathBuf>,
+    /// `--dtype`.
+    pub dtype: Option<String>,
+}
+
+/// `[engine]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Engine {
+    /// `--max-batch-size`.
+    pub max_batch_size: Option<usize>,
+    /// `--max-batch-tokens`.
+    pub max_batch_tokens: Option<usize>,
+    /// `--max-waiting`.
+    pub max_waiting: Option<usize>,
+    /// `--kv-cache-tokens`.
+    pub kv_cache_tokens: Option<usize>,
+}
+
+/// `[adapters]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Adapters {
+    /// `--device-adapter-bytes`.
+    pub device_bytes: Option<Bytes>,
+    /// `--host-adapter-bytes`.
+    pub host_bytes: Option<Bytes>,
+    /// `--store-io`.
+    pub store_io: Option<String>,
+}
+
+/// `[attribution]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attribution {
+    /// `--attribution`.
+    pub mode: Option<String>,
+}
+
+/// `[receipts]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Receipts {
+    /// `--deployment`.
+    pub deployment: Option<PathBuf>,
+    /// `--settlement`.
+    pub settlement: Option<String>,
+    /// `--chain-id`.
+    pub chain_id: Option<u64>,
+    /// `--node-key`.
+    pub node_key: Option<PathBuf>,
+    /// `--receipt-max-block-age`.
+    pub max_block_age_secs: Option<u64>,
+    /// `--receipt-min-label`.
+    pub min_label: Option<String>,
+    /// `--min-stake` (decimal base units, a string: it exceeds TOML's integers).
+    pub min_stake: Option<String>,
+}
+
+/// `[chain]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Chain {
+    /// `--l2-rpc`.
+    pub l2_rpc: Option<String>,
+    /// `--l2-trust-rpc-head`.
+    pub l2_trust_rpc_head: Option<bool>,
+    /// `--l1-beacon-url`.
+    pub l1_beacon_url: Option<String>,
+    /// `--l1-execution-url`.
+    pub l1_execution_url: Option<String>,
+    /// `--rollup`.
+    pub rollup: Option<PathBuf>,
+    /// `--lc-network`.
+    pub network: Option<String>,
+    /// `--lc-checkpoint`.
+    pub checkpoint: Option<String>,
+    /// `--l2-follow-secs`.
+    pub follow_secs: Option<u64>,
+}
+
+/// A byte count: an integer, or a string such as "4GiB".
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Bytes {
+    /// A plain number of bytes.
+    Number(u64),
+    /// With a unit (`parse_bytes`).
+    Text(String),
+}
+
+impl Bytes {
+    fn get(&self, key: &str) -> anyhow::Result<u64> {
+        match self {
+            Self::Number(n) => Ok(*n),
+            Self::Text(s) => parse_bytes(s).map_err(|e| bad(key, e)),
+        }
+    }
+}
+
+fn bad(key: &str, why: impl std::fmt::Display) -> anyhow::Error {
+    coded(ExitKind::Config, anyhow::anyhow!("config key `{key}`: {why}"))
+}
+
+/// Reads and parses the file; unknown keys and wrong types are errors naming the key.
+pub fn load(path: &Path) -> anyhow::Result<ConfigFile> {
+    let text = std::fs::read_to_string(path)
+        .exit_kind(ExitKind::Config)
+        .with_context(|| format!("cannot read the config file {}", path.display()))?;
+    toml::from_str(&text)
+        .map_err(|e| coded(ExitKind::Config, anyhow::anyhow!("{}: {e}", path.display())))
+}
+
+/// Whether the user set `id` on the command line or through its environment variable.
+fn from_user(m: Option<&ArgMatches>, id: &str) -> bool {
+    m.and_then(|m| m.value_source(id))
+        .is_some_and(|s| matches!(s, ValueSource::CommandLine | ValueSource::EnvVariable))
+}
+
+fn parse<T: std::str::FromStr>(key: &str, s: &str) -> anyhow::Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    s.parse::<T>().map_err(|e| bad(key, format!("'{s}': {e}")))
+}
+
+fn value_enum<T: ValueEnum>(key: &str, s: &str) -> anyhow::Result<T> {
+    T::from_str(s, false).map_err(|_| {
+        let names: Vec<String> = T::value_variants()
+            .iter()
+            .filter_map(|v| v.to_possible_value())
+            .map(|p| p.get_name().to_string())
+            .collect();
+        bad(key, format!("'{s}' is not one of {}", names.join(", ")))
+    })
+}
+
+/// Fills `cli`'s settings the user left at their defaults from the file named by `--config`
+/// (or `$LORAD_CONFIG`). `matches` are the parsed command line.
+pub fn merge(cli: &mut Cli, matches: &ArgMatches) -> anyhow::Result<()> {
+    let Some(path) = cli.config.clone() else { return Ok(()) };
+    let file = load(&path)?;
+    if let Some(home) = file.home.clone().filter(|_| !from_user(Some(matches), "home")) {
+        cli.home = Some(home);
+    }
+    if let Some(level) = file.log_level.clone().filter(|_| !from_user(Some(matches), "log_level")) {
+        cli.log_level = Some(level);
+    }
+    if let Some(io) = &file.adapters.store_io
+        && !from_user(Some(matches), "store_io")
+    {
+        cli.store_io = value_enum("adapters.store_io", io)?;
+    }
+    if let Command::Serve(args) = &mut cli.command {
+        apply_serve(args, matches.subcommand_matches("serve"), &file)?;
+    }
+    Ok(())
+}
+
+/// Sets `$field` from the file when the user did not set arg `$id`.
+macro_rules! fill {
+    ($m:expr, $id:literal, $field:expr, $value:expr) => {
+        if !from_user($m, $id) {
+            if let Some(v) = $value {
+                $field = v;
+            }
+        }
+    };
+}
+
+/// Applies the file's serve settings to `args` (`m`: the serve subcommand's matches).
+pub fn apply_serve(
+    args: &mut ServeArgs,
+    m: Option<&ArgMatches>,
+    f: &ConfigFile,
+) -> anyhow::Result<()> {
+    let s = &f.server;
+    fill!(
+        m,
+        "listen",
+        args.listen,
+        s.listen.as_deref().map(|v| parse::<SocketAddr>("server.listen", v)).transpose()?
+    );
+    fill!(
+        m,
+        "max_body_bytes",
+        args.max_body_bytes,
+        s.max_body_bytes
+            .as_ref()
+            .map(|b| b.get("server.max_body_bytes").map(|n| n as usize))
+            .transpose()?
+    );
+    fill!(m, "served_model_name", args.served_model_name, s.served_model_name.clone().map(Some));
+    fill!(m, "shutdown_timeout", args.shutdown_timeout, s.shutdown_timeout_secs);
+    fill!(m, "admin_token_file", args.admin_token_file, s.admin_token_file.clone().map(Some));
+    fill!(m, "model", args.model.model, f.model.path.clone().map(Some));
+    fill!(
+        m,
+        "dtype",
+        args.model.dtype,
+        f.model.dtype.as_deref().map(|v| value_enum("model.dtype", v)).transpose()?
+    );
+    let e = &f.engine;
+    fill!(m, "max_batch_size", args.max_batch_size, e.max_batch_size);
+    fill!(m, "max_batch_tokens", args.max_batch_tokens, e.max_batch_tokens);
+    fill!(m, "max_waiting", args.max_waiting, e.max_waiting);
+    fill!(m, "kv_cache_tokens", args.kv_cache_tokens, e.kv_cache_tokens);
+    let a = &f.adapters;
+    fill!(
+        m,
+        "device_adapter_bytes",
+        args.device_adapter_bytes,
+        a.device_bytes.as_ref().map(|b| b.get("adapters.device_bytes")).transpose()?
+    );
+    fill!(
+        m,
+        "host_adapter_bytes",
+        args.host_adapter_bytes,
+        a.host_bytes.as_ref().map(|b| b.get("adapters.host_bytes")).transpose()?
+    );
+    fill!(
+        m,
+        "attribution",
+        args.attribution,
+        f.attribution.mode.as_deref().map(|v| value_enum("attribution.mode", v)).transpose()?
+    );
+    let r = &f.receipts;
+    fill!(m, "deployment", args.deployment, r.deployment.clone().map(Some));
+    fill!(
+        m,
+        "settlement",
+        args.settlement,
+        r.settlement.as_deref().map(|v| parse("receipts.settlement", v).map(Some)).transpose()?
+    );
+    fill!(m, "chain_id", args.chain_id, r.chain_id.map(Some));
+    fill!(m, "node_key", args.node_key, r.node_key.clone().map(Some));
+    fill!(m, "receipt_max_block_age", args.receipt_max_block_age, r.max_block_age_secs);
+    if let Some(label) = &r.min_label
+        && !matches!(label.as_str(), "safe" | "finalized")
+    {
+        return Err(bad("receipts.min_label", format!("'{label}' is not one of safe, finalized")));
+    }
+    fill!(m, "receipt_min_label", args.receipt_min_label, r.min_label.clone());
+    fill!(
+        m,
+        "min_stake",
+        args.min_stake,
+        r.min_stake.as_deref().map(|v| parse("receipts.min_stake", v)).transpose()?
+    );
+    let c = &f.chain;
+    fill!(m, "l2_rpc", args.l2_rpc, c.l2_rpc.clone().map(Some));
+    fill!(m, "l2_trust_rpc_head", args.l2_trust_rpc_head, c.l2_trust_rpc_head);
+    fill!(m, "l1_beacon_url", args.l1_beacon_url, c.l1_beacon_url.clone().map(Some));
+    fill!(m, "l1_execution_url", args.l1_execution_url, c.l1_execution_url.clone().map(Some));
+    fill!(m, "rollup", args.rollup, c.rollup.clone().map(Some));
+    fill!(m, "lc_network", args.lc_network, c.network.clone());
+    fill!(m, "lc_checkpoint", args.lc_checkpoint, c.checkpoint.clone().map(Some));
+    fill!(m, "l2_follow_secs", args.l2_follow_secs, c.follow_secs);
+    for (key, url) in [
+        ("chain.l2_rpc", &args.l2_rpc),
+        ("chain.l1_beacon_url", &args.l1_beacon_url),
+        ("chain.l1_execution_url", &args.l1_execution_url),
+    ] {
+        if let Some(u) = url
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
+            return Err(bad(key, format!("'{u}' is not an http:// or https:// URL")));
+        }
+    }
+    if args.settlement.is_some() != args.chain_id.is_some() {
+        return Err(bad("receipts.settlement", "settlement and chain_id go together"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, FromArgMatches};
+
+    use super::*;
+
+    fn merged(argv: &[&str], toml_text: &str) -> anyhow::Result<Cli> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("lorad.toml");
+        std::fs::write(&path, toml_text)?;
+        let mut full = vec!["lorad".to_string(), "--config".into(), path.display().to_string()];
+        full.extend(argv.iter().map(|s| s.to_string()));
+        let matches = Cli::command().try_get_matches_from(full)?;
+        let mut cli = Cli::from_arg_matches(&matches)?;
+        merge(&mut cli, &matches)?;
+        Ok(cli)
+    }
+
+    fn serve(cli: Cli) -> ServeArgs {
+        match cli.command {
+            Command::Serve(args) => *args,
+            _ => panic!("not serve"),
+        }
+    }
+
+    const FILE: &str = r#"
+        home = "/srv/lorad"
+        [server]
+        listen = "0.0.0.0:9000"
+        max_body_bytes = "1MiB"
+        [engine]
+        max_waiting = 7
+        [adapters]
+        host_bytes = 123456
+        store_io = "pread"
+        [attribution]
+        mode = "opt-in"
+        [receipts]
+        settlement = "0x5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e"
+        chain_id = 10
+        min_label = "finalized"
+    "#;
+
+    #[test]
+    fn the_file_fills_defaults_and_flags_win() {
+        let cli = merged(&["serve", "--max-waiting", "3"], FILE).expect("merged");
+        assert_eq!(cli.home.as_deref(), Some(Path::new("/srv/lorad")));
+        assert_eq!(cli.store_io, crate::cli::StoreIo::Pread);
+        let args = serve(cli);
+        assert_eq!(args.listen.to_string(), "0.0.0.0:9000");
+        assert_eq!(args.max_body_bytes, 1 << 20);
+        assert_eq!(args.max_waiting, 3, "the flag beats the file");
+        assert_eq!(args.host_adapter_bytes, 123_456);
+        assert_eq!(args.attribution, crate::api::AttributionMode::OptIn);
+        assert_eq!((args.chain_id, args.receipt_min_label.as_str()), (Some(10), "finalized"));
+        // Untouched keys keep their defaults.
+        assert_eq!(args.max_batch_size, lorad_engine::EngineConfig::default().max_batch_size);
+        let flag_home = merged(&["--home", "/elsewhere", "serve"], FILE).expect("merged");
+        assert_eq!(flag_home.home.as_deref(), Some(Path::new("/elsewhere")));
+    }
+
+    #[test]
+    fn bad_keys_and_values_are_errors_naming_the_key() {
+        let err = |text: &str| format!("{:#}", merged(&["serve"], text).expect_err(text));
+        assert!(err("[server]\nlistn = \"x\"\n").contains("listn"));
+        assert!(err("[nope]\nx = 1\n").contains("nope"));
+        assert!(err("[server]\nlisten = \"nowhere\"\n").contains("server.listen"));
+        assert!(err("[model]\ndtype = \"f8\"\n").contains("model.dtype"));
+        assert!(
+            err("[adapters]\ndevice_bytes = \"12 parsecs\"\n").contains("adapters.device_bytes")
+        );
+        assert!(err("[receipts]\nmin_label = \"unsafe\"\n").contains("receipts.min_label"));
+        assert!(err("[receipts]\nchain_id = 10\n").contains("receipts.settlement"));
+        assert!(err("[chain]\nl1_beacon_url = \"beacon:5052\"\n").contains("chain.l1_beacon_url"));
+        assert!(err("[engine]\nmax_waiting = -1\n").contains("max_waiting"));
+    }
+}
