@@ -13,6 +13,7 @@ pub mod cli;
 mod commands;
 pub mod config;
 pub mod exit;
+pub mod gpu;
 pub mod logging;
 mod notify;
 

@@ -384,6 +384,13 @@ if grep -q '^lorad_adapter_tier_hits_total{tier="device"}' "$TMP/metrics.txt" &&
 else
     fail "/metrics: $(head -c 400 "$TMP/metrics.txt")"
 fi
+if command -v nvidia-smi >/dev/null; then
+    if grep -q '^lorad_gpu_available 1$' "$TMP/metrics.txt"; then ok "/metrics: lorad_gpu_available 1 (NVIDIA driver present)"; else fail "/metrics GPU: $(grep gpu "$TMP/metrics.txt")"; fi
+elif grep -q '^lorad_gpu_available 0$' "$TMP/metrics.txt" && grep -q "no GPU: NVML is not available" "$TMP/server.log"; then
+    ok "/metrics: lorad_gpu_available 0 without a driver, and the log says why"
+else
+    fail "/metrics GPU: $(grep gpu "$TMP/metrics.txt")"
+fi
 if grep -q '^lorad_receipts_refused_total{reason="no_verified_chain"} 1$' "$TMP/metrics.txt" && grep -q '^lorad_receipts_signed_total 0$' "$TMP/metrics.txt"; then
     ok "/metrics counts refused receipts by reason"
 else

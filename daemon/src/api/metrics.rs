@@ -14,12 +14,18 @@ use lorad_store::tiers::TierStats;
 use super::state::AppState;
 
 /// Appends one metric family: HELP, TYPE, then `name{labels} value` samples.
-fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str, f64)]) {
+pub(crate) fn family<L: AsRef<str>>(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    samples: &[(L, f64)],
+) {
     // Writing to a String cannot fail.
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
     for (labels, value) in samples {
-        let _ = writeln!(out, "{name}{labels} {value}");
+        let _ = writeln!(out, "{name}{} {value}", labels.as_ref());
     }
 }
 
@@ -132,6 +138,9 @@ pub(crate) fn render(state: &AppState) -> String {
             ("{state=\"quarantined\"}", quarantined as f64),
         ],
     );
+    if let Some(gpu) = state.gpu() {
+        gpu.render(&mut out);
+    }
     if let Some(desk) = state.receipts() {
         let (signed, refused) = desk.counts();
         family(

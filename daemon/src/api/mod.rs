@@ -19,6 +19,7 @@ mod state;
 
 pub use attribution::{AttributionMode, Attributor};
 pub use ids::unix_now;
+pub(crate) use metrics::family;
 pub use receipts::ReceiptDesk;
 pub use routes::router;
 pub use state::{ApiConfig, AppState, Serving};

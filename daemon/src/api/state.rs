@@ -54,6 +54,7 @@ struct Inner {
     config: ApiConfig,
     serving: OnceLock<Serving>,
     receipts: OnceLock<Arc<ReceiptDesk>>,
+    gpu: OnceLock<Arc<crate::gpu::GpuMonitor>>,
     draining: AtomicBool,
 }
 
@@ -82,6 +83,7 @@ impl AppState {
                 config,
                 serving: OnceLock::new(),
                 receipts: OnceLock::new(),
+                gpu: OnceLock::new(),
                 draining: AtomicBool::new(false),
             }),
         }
@@ -111,6 +113,16 @@ impl AppState {
     /// returns whether this one did.
     pub fn set_receipts(&self, desk: Arc<ReceiptDesk>) -> bool {
         self.inner.receipts.set(desk).is_ok()
+    }
+
+    /// Reports GPU health on `/metrics` through `gpu`. Only the first call has an effect.
+    pub fn set_gpu(&self, gpu: Arc<crate::gpu::GpuMonitor>) -> bool {
+        self.inner.gpu.set(gpu).is_ok()
+    }
+
+    /// The GPU monitor, once set.
+    pub(crate) fn gpu(&self) -> Option<&Arc<crate::gpu::GpuMonitor>> {
+        self.inner.gpu.get()
     }
 
     /// The receipt desk, when receipts are on.

@@ -104,6 +104,7 @@ async fn serve(
     if let Some(desk) = receipts {
         state.set_receipts(desk);
     }
+    state.set_gpu(Arc::new(crate::gpu::GpuMonitor::init()));
     let app = api::router(state.clone());
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let mut server = tokio::spawn(async move {
