@@ -29,3 +29,6 @@ cargo test --workspace --all-targets
 
 echo "==> end-to-end: lorad serve + OpenAI client + curl"
 bash tests/e2e/run.sh
+
+echo "==> Debian package: build, and (as root) install, check, remove, purge"
+LORAD_DEB_PROFILE=dev bash scripts/deb.sh
