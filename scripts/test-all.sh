@@ -30,5 +30,8 @@ cargo test --workspace --all-targets
 echo "==> end-to-end: lorad serve + OpenAI client + curl"
 bash tests/e2e/run.sh
 
+echo "==> Nix: every .nix file parses"
+bash scripts/nix-check.sh
+
 echo "==> Debian package: build, and (as root) install, check, remove, purge"
 LORAD_DEB_PROFILE=dev bash scripts/deb.sh
