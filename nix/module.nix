@@ -69,6 +69,7 @@ in
         NotifyAccess = "main";
         WatchdogSec = "60s";
         ExecStart = "${cfg.package}/bin/lorad --config /etc/lorad/lorad.toml serve";
+        ExecReload = "${pkgs.coreutils}/bin/kill -HUP $MAINPID";
         User = "lorad";
         Group = "lorad";
         StateDirectory = "lorad";

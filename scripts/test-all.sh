@@ -27,6 +27,12 @@ bash scripts/contracts.sh check
 echo "==> cargo test --workspace"
 cargo test --workspace --all-targets
 
+if ! command -v promtool >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "==> installing promtool (Debian's prometheus) for the /metrics format check"
+    apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1 \
+        || { apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+fi
+
 echo "==> end-to-end: lorad serve + OpenAI client + curl"
 bash tests/e2e/run.sh
 

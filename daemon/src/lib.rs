@@ -24,7 +24,7 @@ pub fn try_main(cli: Cli) -> anyhow::Result<()> {
     let home = cli.home.unwrap_or_else(lorad_model::default_home);
     match cli.command {
         Command::Model { command } => commands::model::run(&home, command),
-        Command::Serve(args) => commands::serve::run(&home, cli.store_io, *args),
+        Command::Serve(args) => commands::serve::run(&home, cli.store_io, *args, cli.config),
         Command::Adapter { command } => commands::adapter::run(&home, cli.store_io, command),
         Command::Store { command } => commands::store::run(&home, cli.store_io, command),
         Command::Generate(args) => commands::generate::run(&home, cli.store_io, args),

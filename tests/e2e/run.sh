@@ -292,6 +292,13 @@ wait_ready "$PORT" "$MAIN_PID" "$TMP/server.log"
 echo "ready on $URL"
 expect_exit 69 "serve on a port already in use" lorad serve --listen "127.0.0.1:$PORT"
 
+if command -v promtool >/dev/null; then
+    curl -s "$URL/metrics" >"$TMP/metrics0.txt"
+    if promtool check metrics <"$TMP/metrics0.txt"; then ok "promtool check metrics, before any request"; else fail "promtool before load"; fi
+elif [ "${CI:-}" = "true" ]; then
+    fail "promtool not found (CI=true; scripts/test-all.sh installs Debian's prometheus)"
+fi
+
 echo "==> pytest (official openai client $OPENAI_VERSION)"
 PYTEST_STATUS=0
 LORAD_BASE_URL="$URL/v1" LORAD_BASE_MODEL="$BASE" LORAD_ADAPTER=ada LORAD_TUNED=tuned \
@@ -397,7 +404,7 @@ else
     fail "/metrics receipts: $(grep receipts "$TMP/metrics.txt")"
 fi
 if command -v promtool >/dev/null; then
-    if promtool check metrics <"$TMP/metrics.txt"; then ok "promtool check metrics"; else fail "promtool check metrics"; fi
+    if promtool check metrics <"$TMP/metrics.txt"; then ok "promtool check metrics, after load"; else fail "promtool check metrics"; fi
 fi
 code="$(curl -s -o /dev/null -w '%{http_code}' -X DELETE -H "authorization: Bearer $ADMIN_TOKEN" "$URL/v1/adapters/uploaded")"
 if [ "$code" = 200 ]; then ok "DELETE /v1/adapters/uploaded"; else fail "DELETE: HTTP $code"; fi
@@ -426,7 +433,8 @@ if wait_ready "$PORT2" "$BUSY_PID" "$TMP/server2.log"; then
     check "queue full" 429 POST /v1/completions "{$M, \"prompt\": \"hi\", \"max_tokens\": 2}" "b['error']['code'] == 'queue_full'"
     if grep -qi '^retry-after: 1' "$TMP/resp.headers"; then ok "429 carries Retry-After: 1"; else fail "429 without Retry-After"; fi
     URL="$SAVED_URL"
-    if grep -q "^READY=1" "$TMP/notify.log" && grep -q "^STATUS=listening on" "$TMP/notify.log"; then
+    if grep -q "^READY=1" "$TMP/notify.log" && grep -q "^STATUS=listening on" "$TMP/notify.log" \
+        && grep -q "^STATUS=loading the model" "$TMP/notify.log" && grep -q "^STATUS=starting the engine" "$TMP/notify.log"; then
         ok "sd_notify: STATUS during start-up, READY=1 once serving"
     else
         fail "sd_notify start-up messages: $(cat "$TMP/notify.log" 2>/dev/null)"
@@ -436,6 +444,15 @@ if wait_ready "$PORT2" "$BUSY_PID" "$TMP/server2.log"; then
         ok "sd_notify: WATCHDOG=1 while the scheduler answers"
     else
         fail "no WATCHDOG=1 with WATCHDOG_USEC set"
+    fi
+    # SIGHUP: the store is re-read and log_level from the file applies without a restart.
+    { printf 'log_level = "debug"\n'; cat "$TMP/busy.toml"; } >"$TMP/busy2.toml" && mv "$TMP/busy2.toml" "$TMP/busy.toml"
+    kill -HUP "$BUSY_PID"
+    for _ in $(seq 50); do grep -q "reloaded on SIGHUP" "$TMP/server2.log" && break; sleep 0.1; done
+    if grep -q 'log level reloaded log_level=debug' "$TMP/server2.log" && grep -q "reloaded on SIGHUP" "$TMP/server2.log" && kill -0 "$BUSY_PID"; then
+        ok "SIGHUP reloads the store and the log level, and the server keeps running"
+    else
+        fail "SIGHUP: $(tail -5 "$TMP/server2.log")"
     fi
     stop_server "$BUSY_PID" "second server"
     if grep -q "^STOPPING=1" "$TMP/notify.log"; then ok "sd_notify: STOPPING=1 on SIGTERM"; else fail "no STOPPING=1: $(cat "$TMP/notify.log")"; fi

@@ -28,7 +28,12 @@ use crate::cli::{ServeArgs, StoreIo};
 use crate::exit::{ExitExt, ExitKind, coded};
 
 /// Runs the server until a signal (or a start-up failure).
-pub(crate) fn run(home: &Path, io: StoreIo, args: ServeArgs) -> anyhow::Result<()> {
+pub(crate) fn run(
+    home: &Path,
+    io: StoreIo,
+    args: ServeArgs,
+    config: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let cfg = validate(&args)?;
     let admin_token = admin_token(&args)?;
     let store = open_store(home, io)?;
@@ -38,7 +43,8 @@ pub(crate) fn run(home: &Path, io: StoreIo, args: ServeArgs) -> anyhow::Result<(
         .thread_name("lorad-http")
         .build()
         .context("cannot start the async runtime")?;
-    let result = rt.block_on(serve(home.to_owned(), args, cfg, store, admin_token, receipts));
+    let result =
+        rt.block_on(serve(home.to_owned(), args, cfg, store, admin_token, receipts, config));
     // A model load abandoned by a signal may still be running on a blocking thread.
     rt.shutdown_timeout(Duration::from_secs(5));
     result
@@ -92,6 +98,7 @@ async fn serve(
     store: Arc<Store>,
     admin_token: Option<String>,
     receipts: Option<Arc<api::ReceiptDesk>>,
+    config: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let listener = TcpListener::bind(args.listen)
         .await
@@ -118,6 +125,7 @@ async fn serve(
     crate::notify::status(&format!("listening on {addr}; loading the model"));
 
     let mut signal = pin!(shutdown_signal());
+    let store_for_reload = store.clone();
     let started = tokio::select! {
         r = start_engine(home, args.clone(), cfg, store) => r,
         sig = &mut signal => {
@@ -137,6 +145,7 @@ async fn serve(
     };
     let engine = manager.engine().clone();
     let reconciler = tokio::spawn(reconcile_loop(manager.clone()));
+    let reloader = tokio::spawn(reload_on_sighup(manager.clone(), store_for_reload, config));
     let watchdog = tokio::spawn(crate::notify::feed_watchdog(engine.clone()));
     state.set_ready_with(manager, name.clone(), attributor);
     tracing::info!(%addr, model = %name, "ready");
@@ -155,6 +164,7 @@ async fn serve(
         }
     }
     reconciler.abort();
+    reloader.abort();
     watchdog.abort();
     crate::notify::stopping();
     state.begin_drain();
@@ -191,13 +201,16 @@ async fn start_engine(
     store: Arc<Store>,
 ) -> anyhow::Result<(Arc<AdapterManager>, String, Option<Arc<Attributor>>)> {
     tokio::task::spawn_blocking(move || {
+        crate::notify::status("finding the model (the default model is fetched on first start)");
         let path = model_to_run(&home, args.model.model.as_deref())?;
+        crate::notify::status(&format!("loading the model {}", path.display()));
         let model = load(&path, &args.model)?;
         let name = args.served_model_name.clone().unwrap_or_else(|| model.name.clone());
         // The differentiable twin shares the engine's f32 weights (other dtypes are converted).
         let attributor = match args.attribution {
             AttributionMode::Off => None,
             mode => {
+                crate::notify::status("preparing attribution");
                 let diff = DiffLlama::new(&model.config, &model.weights)
                     .exit_kind(ExitKind::Config)
                     .context("cannot prepare the model for attribution")?;
@@ -214,6 +227,7 @@ async fn start_engine(
                 )))
             }
         };
+        crate::notify::status("starting the engine");
         let start = Instant::now();
         let engine = EngineHandle::start(model, cfg.clone())
             .exit_kind(ExitKind::Config)
@@ -235,6 +249,7 @@ async fn start_engine(
             .exit_kind(ExitKind::Usage)
             .context("invalid adapter residency limits")?;
         let manager = Arc::new(manager);
+        crate::notify::status("paging in pinned adapters");
         preload_pinned(&manager, &store, &name);
         Ok((manager, name, attributor))
     })
@@ -286,6 +301,60 @@ fn preload_pinned(manager: &AdapterManager, store: &Store, base_name: &str) {
         io = store.io_backend().as_str(),
         "adapter store open"
     );
+}
+
+/// On SIGHUP: re-reads the adapter store at once (imports, removals, pins made with the CLI;
+/// normally noticed within a few seconds) and applies what can change live from the
+/// configuration file: `log_level`. Everything else takes a restart, and the log says so.
+async fn reload_on_sighup(
+    manager: Arc<AdapterManager>,
+    store: Arc<Store>,
+    config: Option<PathBuf>,
+) {
+    let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; reloads are off");
+            return;
+        }
+    };
+    while hup.recv().await.is_some() {
+        crate::notify::status("reloading (SIGHUP)");
+        let (m, s) = (manager.clone(), store.clone());
+        let adapters = tokio::task::spawn_blocking(move || {
+            let dropped = m.reconcile();
+            let name = m.engine().info().name.clone();
+            preload_pinned(&m, &s, &name);
+            dropped
+        })
+        .await;
+        match adapters {
+            Ok(Ok(dropped)) => tracing::info!(unloaded = dropped.len(), "adapter store re-read"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "re-reading the adapter store failed"),
+            Err(e) => tracing::warn!(error = %e, "the reload task failed"),
+        }
+        let level = match config.as_deref().map(crate::config::load) {
+            None => None,
+            Some(Ok(file)) => file.log_level,
+            Some(Err(e)) => {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "the configuration file is not valid; nothing reloaded from it"
+                );
+                None
+            }
+        };
+        if let Some(level) = &level {
+            match crate::logging::set_level(level) {
+                Ok(()) => tracing::info!(log_level = %level, "log level reloaded"),
+                Err(e) => tracing::warn!(error = format!("{e:#}"), "log level not changed"),
+            }
+        }
+        tracing::info!(
+            "reloaded on SIGHUP (settings other than log_level take effect at the next restart)"
+        );
+        crate::notify::status("serving (reloaded)");
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM with the signal's name. If a handler cannot be installed, that
