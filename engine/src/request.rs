@@ -105,6 +105,9 @@ pub struct Completion {
     pub finish_reason: FinishReason,
     /// Token counts.
     pub usage: Usage,
+    /// When the first generated token arrived (time-to-first-token metrics); `None` when
+    /// nothing was generated.
+    pub first_token_at: Option<std::time::Instant>,
 }
 
 impl GenerationStream {
@@ -144,6 +147,7 @@ impl GenerationStream {
 struct Collector {
     text: String,
     tokens: Vec<u32>,
+    first_token_at: Option<std::time::Instant>,
 }
 
 impl Collector {
@@ -151,6 +155,9 @@ impl Collector {
     fn take(&mut self, ev: Option<GenerationEvent>) -> Option<Result<Completion>> {
         match ev {
             Some(GenerationEvent::Delta { text, tokens }) => {
+                if self.first_token_at.is_none() && !tokens.is_empty() {
+                    self.first_token_at = Some(std::time::Instant::now());
+                }
                 self.text.push_str(&text);
                 self.tokens.extend(tokens);
                 None
@@ -160,6 +167,7 @@ impl Collector {
                 tokens: std::mem::take(&mut self.tokens),
                 finish_reason,
                 usage,
+                first_token_at: self.first_token_at.take(),
             })),
             Some(GenerationEvent::Error(e)) => Some(Err(EngineError::Generation(e))),
             None => Some(Err(EngineError::Shutdown)),

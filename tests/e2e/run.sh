@@ -398,6 +398,14 @@ elif grep -q '^lorad_gpu_available 0$' "$TMP/metrics.txt" && grep -q "no GPU: NV
 else
     fail "/metrics GPU: $(grep gpu "$TMP/metrics.txt")"
 fi
+if grep -q '^lorad_requests_total{outcome="finished"} [1-9]' "$TMP/metrics.txt" \
+    && grep -q '^lorad_time_to_first_token_seconds_count [1-9]' "$TMP/metrics.txt" \
+    && grep -q '^lorad_model_requests_total{model="tuned"} [1-9]' "$TMP/metrics.txt" \
+    && grep -q '^lorad_attribution_seconds_count [1-9]' "$TMP/metrics.txt"; then
+    ok "/metrics counts requests, tokens, TTFT, per-model traffic and attribution time"
+else
+    fail "/metrics service metrics: $(grep -E 'lorad_(requests|time_to|model_requests|attribution_seconds_count)' "$TMP/metrics.txt" | head -8)"
+fi
 if grep -q '^lorad_receipts_refused_total{reason="no_verified_chain"} 1$' "$TMP/metrics.txt" && grep -q '^lorad_receipts_signed_total 0$' "$TMP/metrics.txt"; then
     ok "/metrics counts refused receipts by reason"
 else

@@ -23,6 +23,7 @@ use super::params::GenParams;
 use super::receipts::{ReceiptJob, ReceiptOut, prompt_hash};
 use super::sse;
 use super::state::{Serving, Target};
+use super::telemetry::{Ended, Telemetry};
 
 /// Which endpoint a request came through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +70,7 @@ pub(crate) struct Meta {
     pub(crate) created: u64,
     pub(crate) model: String,
     pub(crate) started: Instant,
+    pub(crate) telemetry: Arc<Telemetry>,
 }
 
 impl Meta {
@@ -173,6 +175,34 @@ impl Meta {
         }
     }
 
+    /// Counts the finished request (`first_token_at`: when its first token arrived).
+    pub(crate) fn count_done(&self, usage: Usage, first_token_at: Option<Instant>) {
+        self.telemetry.finished(
+            &self.model,
+            Ended {
+                prompt_tokens: usage.prompt_tokens,
+                completion_tokens: usage.completion_tokens,
+                ttft: first_token_at.map(|t| t.saturating_duration_since(self.started)),
+                decode: first_token_at.map(|t| t.elapsed()),
+            },
+        );
+    }
+
+    /// Attributes the answer (`job`), timing it for `/metrics`.
+    pub(crate) async fn attribute(
+        &self,
+        job: Option<AttributionJob>,
+        completion: Vec<u32>,
+    ) -> Option<(AttributionOut, AttributionCost)> {
+        let job = job?;
+        let started = Instant::now();
+        let out = job.run(&self.id, completion).await;
+        if out.is_some() {
+            self.telemetry.attributed(started.elapsed());
+        }
+        out
+    }
+
     /// Logs the end of the request.
     pub(crate) fn log_done(&self, finish: &str, usage: Usage) {
         let secs = self.started.elapsed().as_secs_f64();
@@ -234,6 +264,7 @@ pub(crate) async fn respond(
         created: unix_now(),
         model: params.model,
         started: Instant::now(),
+        telemetry: serving.telemetry.clone(),
     };
     if params.stream {
         Ok(sse::respond(meta, stream, params.include_usage, job, receipt))
@@ -287,18 +318,19 @@ async fn collect(
     job: Option<AttributionJob>,
     receipt: Option<ReceiptJob>,
 ) -> Result<Response, ApiError> {
-    let done = stream.collect().await.map_err(|e| match e {
-        EngineError::Shutdown => {
-            ApiError::unavailable("the engine shut down before the request finished")
+    let done = stream.collect().await.map_err(|e| {
+        meta.telemetry.failed();
+        match e {
+            EngineError::Shutdown => {
+                ApiError::unavailable("the engine shut down before the request finished")
+            }
+            other => ApiError::internal(other.to_string()),
         }
-        other => ApiError::internal(other.to_string()),
     })?;
     meta.log_done(done.finish_reason.as_str(), done.usage);
+    meta.count_done(done.usage, done.first_token_at);
     let tokens_out = done.tokens.len();
-    let attribution = match job {
-        Some(job) => job.run(&meta.id, done.tokens).await,
-        None => None,
-    };
+    let attribution = meta.attribute(job, done.tokens).await;
     let receipt = match receipt {
         Some(r) => Some(
             r.run(&meta.id, &done.text, tokens_out, attribution.as_ref().map(|(a, _)| a)).await,

@@ -141,6 +141,7 @@ pub(crate) fn render(state: &AppState) -> String {
     if let Some(gpu) = state.gpu() {
         gpu.render(&mut out);
     }
+    state.telemetry().render(&mut out);
     if let Some(desk) = state.receipts() {
         let (signed, refused) = desk.counts();
         family(

@@ -16,6 +16,7 @@ mod receipts;
 mod routes;
 mod sse;
 mod state;
+mod telemetry;
 
 pub use attribution::{AttributionMode, Attributor};
 pub use ids::unix_now;

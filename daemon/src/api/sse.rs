@@ -72,9 +72,13 @@ pub(crate) fn respond(
         let mut generated: Vec<u32> = Vec::new();
         // The answer's text, for the receipt's output hash.
         let mut answer = String::new();
+        let mut first_token_at = None;
         while let Some(event) = stream.next().await {
             match event {
                 GenerationEvent::Delta { text, tokens } => {
+                    if first_token_at.is_none() && !tokens.is_empty() {
+                        first_token_at = Some(std::time::Instant::now());
+                    }
                     if job.is_some() {
                         generated.extend(tokens);
                     }
@@ -87,11 +91,9 @@ pub(crate) fn respond(
                 }
                 GenerationEvent::Done { finish_reason, usage } => {
                     meta.log_done(finish_reason.as_str(), usage);
+                    meta.count_done(usage, first_token_at);
                     // The final chunk carries the attribution and the receipt, so it waits for them.
-                    let attribution = match job.take() {
-                        Some(j) => j.run(&meta.id, std::mem::take(&mut generated)).await,
-                        None => None,
-                    };
+                    let attribution = meta.attribute(job.take(), std::mem::take(&mut generated)).await;
                     let signed = match receipt.take() {
                         Some(r) => Some(r.run(&meta.id, &answer, usage.completion_tokens, attribution.as_ref().map(|(a, _)| a)).await),
                         None => None,
@@ -107,6 +109,7 @@ pub(crate) fn respond(
                     break;
                 }
                 GenerationEvent::Error(e) => {
+                    meta.telemetry.failed();
                     tracing::warn!(id = %meta.id, error = %e, "generation failed mid-stream");
                     yield error_event(&format!("generation failed: {e}"));
                     ended = true;

@@ -13,6 +13,7 @@ use super::attribution::Attributor;
 use super::errors::ApiError;
 use super::ids::unix_now;
 use super::receipts::ReceiptDesk;
+use super::telemetry::Telemetry;
 
 /// Limits of the HTTP layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +47,8 @@ pub struct Serving {
     pub attributor: Option<Arc<Attributor>>,
     /// Signs receipts behind the gate (`None`: receipts are off).
     pub receipts: Option<Arc<ReceiptDesk>>,
+    /// Request, token and latency counters for `/metrics`.
+    pub(crate) telemetry: Arc<Telemetry>,
 }
 
 #[derive(Debug)]
@@ -55,6 +58,7 @@ struct Inner {
     serving: OnceLock<Serving>,
     receipts: OnceLock<Arc<ReceiptDesk>>,
     gpu: OnceLock<Arc<crate::gpu::GpuMonitor>>,
+    telemetry: Arc<Telemetry>,
     draining: AtomicBool,
 }
 
@@ -84,6 +88,7 @@ impl AppState {
                 serving: OnceLock::new(),
                 receipts: OnceLock::new(),
                 gpu: OnceLock::new(),
+                telemetry: Arc::new(Telemetry::default()),
                 draining: AtomicBool::new(false),
             }),
         }
@@ -104,8 +109,16 @@ impl AppState {
     ) -> bool {
         let engine = manager.engine().clone();
         let receipts = self.inner.receipts.get().cloned();
-        let serving =
-            Serving { engine, manager, model_name, created: unix_now(), attributor, receipts };
+        let telemetry = self.inner.telemetry.clone();
+        let serving = Serving {
+            engine,
+            manager,
+            model_name,
+            created: unix_now(),
+            attributor,
+            receipts,
+            telemetry,
+        };
         self.inner.serving.set(serving).is_ok()
     }
 
@@ -118,6 +131,11 @@ impl AppState {
     /// Reports GPU health on `/metrics` through `gpu`. Only the first call has an effect.
     pub fn set_gpu(&self, gpu: Arc<crate::gpu::GpuMonitor>) -> bool {
         self.inner.gpu.set(gpu).is_ok()
+    }
+
+    /// The API's request counters.
+    pub(crate) fn telemetry(&self) -> &Telemetry {
+        &self.inner.telemetry
     }
 
     /// The GPU monitor, once set.
