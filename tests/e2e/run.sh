@@ -469,7 +469,18 @@ else
 fi
 
 echo "==> shutdown"
+# A stream in flight when SIGTERM arrives is finished within the drain time, not cut.
+curl -sN "$URL/v1/completions" -H 'content-type: application/json' \
+    -d "{$M, \"prompt\": \"Count to fifty:\", \"max_tokens\": 48, \"stream\": true}" >"$TMP/drain.sse" &
+DRAIN_CURL=$!
+for _ in $(seq 100); do grep -q '"text"' "$TMP/drain.sse" 2>/dev/null && break; sleep 0.05; done
 stop_server "$MAIN_PID" "server"
+wait "$DRAIN_CURL" || true
+if tail -c 14 "$TMP/drain.sse" | grep -q '^data: \[DONE\]$' && grep -Eq '"finish_reason":"(length|stop)"' "$TMP/drain.sse" && ! grep -q '"error"' "$TMP/drain.sse"; then
+    ok "an in-flight stream completes during the drain (a finish_reason, then [DONE])"
+else
+    fail "drain: $(tail -c 300 "$TMP/drain.sse")"
+fi
 if grep -q "stopped" "$TMP/server.log"; then ok "server logged a graceful stop"; else fail "no graceful stop in the log"; fi
 
 echo "==> settlement on a local chain (hardhat): deploy, register, serve, receipt, submit, balances"

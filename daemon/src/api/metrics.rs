@@ -142,6 +142,11 @@ pub(crate) fn render(state: &AppState) -> String {
         gpu.render(&mut out);
     }
     state.telemetry().render(&mut out);
+    if let Some(lc) = state.lightclient()
+        && let Ok(verified) = lc.lock()
+    {
+        lightclient_families(&mut out, &verified, super::unix_now());
+    }
     if let Some(desk) = state.receipts() {
         let (signed, refused) = desk.counts();
         family(
@@ -226,8 +231,85 @@ pub(crate) fn render(state: &AppState) -> String {
     out
 }
 
+/// The light client's newest verified L2 block per label, its lag behind the clock, and the
+/// L1 block it is anchored at.
+pub(crate) fn lightclient_families(
+    out: &mut String,
+    state: &lorad_lightclient::verified::VerifiedState,
+    now: u64,
+) {
+    use lorad_lightclient::op::anchor::L2Label;
+    let mut newest: Vec<(String, f64)> = Vec::new();
+    let mut lag: Vec<(String, f64)> = Vec::new();
+    for label in [L2Label::Unsafe, L2Label::Safe, L2Label::Finalized] {
+        let name = format!("{label:?}").to_lowercase();
+        if let Some(b) = state.blocks().filter(|b| b.label >= label).max_by_key(|b| b.number) {
+            newest.push((format!("{{label=\"{name}\"}}"), b.number as f64));
+            lag.push((format!("{{label=\"{name}\"}}"), now.saturating_sub(b.timestamp) as f64));
+        }
+    }
+    let l1 = state.blocks().map(|b| b.l1.block_number).max().unwrap_or(0);
+    family(
+        out,
+        "lorad_lightclient_l2_block",
+        "gauge",
+        "Newest L2 block the light client verified, by weakest label.",
+        &newest,
+    );
+    family(
+        out,
+        "lorad_lightclient_l2_lag_seconds",
+        "gauge",
+        "Age of that block (the gate refuses receipts past its policy).",
+        &lag,
+    );
+    family(
+        out,
+        "lorad_lightclient_l1_block",
+        "gauge",
+        "L1 block the newest verified L2 block is anchored at.",
+        &[("", l1 as f64)],
+    );
+}
+
 /// `GET /metrics`
 pub(crate) async fn handle(State(state): State<AppState>) -> impl IntoResponse {
     let body = tokio::task::spawn_blocking(move || render(&state)).await.unwrap_or_default();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy_primitives::B256;
+    use lorad_lightclient::op::anchor::{L1Anchor, L2Label, VerifiedL2Block};
+    use lorad_lightclient::verified::VerifiedState;
+
+    #[test]
+    fn light_client_head_and_lag_by_label() {
+        let mut state = VerifiedState::new(8);
+        let block = |number: u64, label, timestamp| VerifiedL2Block {
+            number,
+            hash: B256::repeat_byte(number as u8),
+            state_root: B256::ZERO,
+            timestamp,
+            label,
+            l1: L1Anchor {
+                block_number: 500 + number,
+                block_hash: B256::ZERO,
+                state_root: B256::ZERO,
+                timestamp,
+            },
+        };
+        state.insert(block(10, L2Label::Finalized, 1_000));
+        state.insert(block(20, L2Label::Safe, 1_100));
+        let mut out = String::new();
+        super::lightclient_families(&mut out, &state, 1_200);
+        assert!(out.contains("lorad_lightclient_l2_block{label=\"safe\"} 20\n"), "{out}");
+        assert!(out.contains("lorad_lightclient_l2_block{label=\"finalized\"} 10\n"), "{out}");
+        assert!(
+            out.contains("lorad_lightclient_l2_lag_seconds{label=\"finalized\"} 200\n"),
+            "{out}"
+        );
+        assert!(out.contains("lorad_lightclient_l1_block 520\n"), "{out}");
+    }
 }

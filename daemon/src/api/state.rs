@@ -59,6 +59,7 @@ struct Inner {
     receipts: OnceLock<Arc<ReceiptDesk>>,
     gpu: OnceLock<Arc<crate::gpu::GpuMonitor>>,
     telemetry: Arc<Telemetry>,
+    lightclient: OnceLock<Arc<std::sync::Mutex<lorad_lightclient::verified::VerifiedState>>>,
     draining: AtomicBool,
 }
 
@@ -89,6 +90,7 @@ impl AppState {
                 receipts: OnceLock::new(),
                 gpu: OnceLock::new(),
                 telemetry: Arc::new(Telemetry::default()),
+                lightclient: OnceLock::new(),
                 draining: AtomicBool::new(false),
             }),
         }
@@ -131,6 +133,21 @@ impl AppState {
     /// Reports GPU health on `/metrics` through `gpu`. Only the first call has an effect.
     pub fn set_gpu(&self, gpu: Arc<crate::gpu::GpuMonitor>) -> bool {
         self.inner.gpu.set(gpu).is_ok()
+    }
+
+    /// Shows the light client's verified L2 head on `/metrics`. Only the first call counts.
+    pub fn set_lightclient(
+        &self,
+        state: Arc<std::sync::Mutex<lorad_lightclient::verified::VerifiedState>>,
+    ) -> bool {
+        self.inner.lightclient.set(state).is_ok()
+    }
+
+    /// The light client's verified L2 blocks, when its follower runs.
+    pub(crate) fn lightclient(
+        &self,
+    ) -> Option<&Arc<std::sync::Mutex<lorad_lightclient::verified::VerifiedState>>> {
+        self.inner.lightclient.get()
     }
 
     /// The API's request counters.

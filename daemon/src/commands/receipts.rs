@@ -50,7 +50,16 @@ pub(crate) fn load_key(path: &Path) -> anyhow::Result<NodeKey> {
 /// The receipt desk `lorad serve` runs with, when `--settlement` or `--deployment` is given:
 /// the node key, the journal (recovered after a crash) and the gate. Without `--l2-rpc` the
 /// gate has no proven L2 state and every answer is refused with `no_verified_chain`.
-pub(crate) fn open_desk(home: &Path, args: &ServeArgs) -> anyhow::Result<Option<Arc<ReceiptDesk>>> {
+/// The light client's verified L2 blocks, when its follower runs (for `/metrics`).
+pub(crate) type FollowedState = Arc<std::sync::Mutex<VerifiedState>>;
+
+/// The follower's state, if it runs.
+type Followed = Option<FollowedState>;
+
+pub(crate) fn open_desk(
+    home: &Path,
+    args: &ServeArgs,
+) -> anyhow::Result<(Option<Arc<ReceiptDesk>>, Option<FollowedState>)> {
     let deployment = match &args.deployment {
         Some(path) => Some(super::chain::read_deployment(path)?),
         None => None,
@@ -58,9 +67,9 @@ pub(crate) fn open_desk(home: &Path, args: &ServeArgs) -> anyhow::Result<Option<
     let (settlement, chain_id) = match (&deployment, args.settlement, args.chain_id) {
         (Some(d), _, _) => (d.settlement, d.chain_id),
         (None, Some(s), Some(c)) => (s, c),
-        _ => return Ok(None),
+        _ => return Ok((None, None)),
     };
-    let facts = fact_source(home, args, deployment.as_ref())?;
+    let (facts, followed) = fact_source(home, args, deployment.as_ref())?;
     let key = load_key(&args.node_key.clone().unwrap_or_else(|| default_key_path(home)))?;
     let path = journal_path(home);
     if let Some(dir) = path.parent() {
@@ -81,7 +90,7 @@ pub(crate) fn open_desk(home: &Path, args: &ServeArgs) -> anyhow::Result<Option<
     let policy =
         GatePolicy { max_block_age_secs: args.receipt_max_block_age, min_stake: args.min_stake };
     let notary = Notary::new(key, Arc::new(journal), domain(chain_id, settlement), facts, policy);
-    Ok(Some(Arc::new(ReceiptDesk::new(notary))))
+    Ok((Some(Arc::new(ReceiptDesk::new(notary))), followed))
 }
 
 /// Where the gate's facts come from: storage proofs over `--l2-rpc`, at blocks the light
@@ -91,14 +100,16 @@ fn fact_source(
     home: &Path,
     args: &ServeArgs,
     deployment: Option<&Deployment>,
-) -> anyhow::Result<Option<Arc<dyn FactSource>>> {
-    let (Some(url), Some(d)) = (&args.l2_rpc, deployment) else { return Ok(None) };
+) -> anyhow::Result<(Option<Arc<dyn FactSource>>, Followed)> {
+    let (Some(url), Some(d)) = (&args.l2_rpc, deployment) else { return Ok((None, None)) };
+    let mut followed = None;
     let rpc: Arc<dyn HeadRpc> =
         Arc::new(HttpExecution::new(url, std::time::Duration::from_secs(10)));
     let blocks: Arc<dyn BlockSource> = match super::follow::FollowConfig::from_args(home, args)? {
         Some(follow) => {
             let state = Arc::new(std::sync::Mutex::new(VerifiedState::new(64)));
             follow.spawn(state.clone())?;
+            followed = Some(state.clone());
             let min_label = if args.receipt_min_label == "finalized" {
                 L2Label::Finalized
             } else {
@@ -117,13 +128,14 @@ fn fact_source(
             Arc::new(RpcHeadBlocks { rpc: rpc.clone() })
         }
     };
-    Ok(Some(Arc::new(ProofFacts {
+    let facts: Arc<dyn FactSource> = Arc::new(ProofFacts {
         blocks,
         rpc,
         adapter_registry: d.adapter_registry,
         node_registry: d.node_registry,
         now: crate::api::unix_now,
-    })))
+    });
+    Ok((Some(facts), followed))
 }
 
 pub(crate) fn run(home: &Path, command: ReceiptsCommand) -> anyhow::Result<()> {

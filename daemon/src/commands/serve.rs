@@ -37,14 +37,21 @@ pub(crate) fn run(
     let cfg = validate(&args)?;
     let admin_token = admin_token(&args)?;
     let store = open_store(home, io)?;
-    let receipts = super::receipts::open_desk(home, &args)?;
+    let (receipts, followed) = super::receipts::open_desk(home, &args)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("lorad-http")
         .build()
         .context("cannot start the async runtime")?;
-    let result =
-        rt.block_on(serve(home.to_owned(), args, cfg, store, admin_token, receipts, config));
+    let result = rt.block_on(serve(
+        home.to_owned(),
+        args,
+        cfg,
+        store,
+        admin_token,
+        (receipts, followed),
+        config,
+    ));
     // A model load abandoned by a signal may still be running on a blocking thread.
     rt.shutdown_timeout(Duration::from_secs(5));
     result
@@ -97,7 +104,7 @@ async fn serve(
     cfg: EngineConfig,
     store: Arc<Store>,
     admin_token: Option<String>,
-    receipts: Option<Arc<api::ReceiptDesk>>,
+    (receipts, followed): (Option<Arc<api::ReceiptDesk>>, Option<super::receipts::FollowedState>),
     config: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let listener = TcpListener::bind(args.listen)
@@ -110,6 +117,9 @@ async fn serve(
     let state = AppState::new(store.clone(), api_config);
     if let Some(desk) = receipts {
         state.set_receipts(desk);
+    }
+    if let Some(followed) = followed {
+        state.set_lightclient(followed);
     }
     state.set_gpu(Arc::new(crate::gpu::GpuMonitor::init()));
     let app = api::router(state.clone());
