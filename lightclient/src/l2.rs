@@ -175,14 +175,19 @@ pub fn follow_once(
     anchor: &AnchorConfig,
 ) -> Result<(VerifiedL2Block, crate::sync::SyncReport), LightClientError> {
     let (store, report) = crate::sync::sync(cfg, beacon, checkpoint, opts, |_| {})?;
+    let l1 = finalized_l1_anchor(&store);
+    let output = prove_latest_output(&l1, l1_rpc, anchor)?;
+    let block = prove_l2_block(&output, l2_rpc)?;
+    Ok((block, report))
+}
+
+/// The L1 block every L1 proof is checked against: the store's verified finalized header.
+pub fn finalized_l1_anchor(store: &crate::consensus::LightClientStore) -> L1Anchor {
     let e = &store.finalized_header.execution;
-    let l1 = L1Anchor {
+    L1Anchor {
         block_number: e.block_number,
         block_hash: e.block_hash,
         state_root: e.state_root,
         timestamp: e.timestamp,
-    };
-    let output = prove_latest_output(&l1, l1_rpc, anchor)?;
-    let block = prove_l2_block(&output, l2_rpc)?;
-    Ok((block, report))
+    }
 }

@@ -754,9 +754,9 @@ fn forged_l1_data_is_rejected() {
     );
 }
 
-#[test]
-fn sync_driver_over_beacon_api_json_reaches_the_same_l1_anchor() {
-    let w = world();
+/// A Beacon API node serving the world's bootstrap, period-0 update, `finality` and the
+/// optimistic update derived from the honest finality update.
+fn beacon_node(w: &World, finality: &LightClientUpdate) -> BeaconNode {
     let cfg = &w.cfg;
     let optimistic = LightClientUpdate::from_optimistic(
         w.finality_update.attested_header.clone(),
@@ -764,14 +764,21 @@ fn sync_driver_over_beacon_api_json_reaches_the_same_l1_anchor() {
         w.finality_update.signature_slot,
         cfg.fork_at_slot(w.finality_update.attested_header.beacon.slot),
     );
-    let node = |finality: &LightClientUpdate| BeaconNode {
+    BeaconNode {
         checkpoint: w.checkpoint,
         bootstrap: bootstrap_json(cfg, &w.bootstrap),
         updates: vec![(0, update_value(cfg, &w.sync_update))],
         finality: update_value(cfg, finality).to_string(),
         optimistic: update_value(cfg, &optimistic).to_string(),
         requests: RefCell::new(Vec::new()),
-    };
+    }
+}
+
+#[test]
+fn sync_driver_over_beacon_api_json_reaches_the_same_l1_anchor() {
+    let w = world();
+    let cfg = &w.cfg;
+    let node = |finality: &LightClientUpdate| beacon_node(w, finality);
     let opts = SyncOptions {
         current_slot: w.current_slot,
         max_checkpoint_age: Some((w.now, 3600)),
@@ -889,20 +896,7 @@ fn follower_round_goes_from_checkpoint_to_a_readable_l2_block() {
     use lorad_lightclient::l2::{AnchorConfig, follow_once};
     let w = world();
     let cfg = &w.cfg;
-    let optimistic = LightClientUpdate::from_optimistic(
-        w.finality_update.attested_header.clone(),
-        w.finality_update.sync_aggregate.clone(),
-        w.finality_update.signature_slot,
-        cfg.fork_at_slot(w.finality_update.attested_header.beacon.slot),
-    );
-    let node = |finality: &LightClientUpdate| BeaconNode {
-        checkpoint: w.checkpoint,
-        bootstrap: bootstrap_json(cfg, &w.bootstrap),
-        updates: vec![(0, update_value(cfg, &w.sync_update))],
-        finality: update_value(cfg, finality).to_string(),
-        optimistic: update_value(cfg, &optimistic).to_string(),
-        requests: RefCell::new(Vec::new()),
-    };
+    let node = |finality: &LightClientUpdate| beacon_node(w, finality);
     let opts = SyncOptions {
         current_slot: w.current_slot,
         max_checkpoint_age: Some((w.now, 3600)),

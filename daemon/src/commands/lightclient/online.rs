@@ -11,8 +11,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use alloy_primitives::{Address, B256, U256};
 use anyhow::Context;
 use lorad_lightclient::consensus::{LightClientStore, NetworkConfig};
-use lorad_lightclient::l2::{RollupConfig, prove_l2_block, prove_latest_output};
-use lorad_lightclient::op::anchor::{L1Anchor, L2Label};
+use lorad_lightclient::l2::{
+    RollupConfig, finalized_l1_anchor, prove_l2_block, prove_latest_output,
+};
+use lorad_lightclient::op::anchor::L2Label;
 use lorad_lightclient::rpc::ExecutionRpc;
 use lorad_lightclient::rpc::http::{HttpBeacon, HttpExecution};
 use lorad_lightclient::sync::{HeadSummary, SyncOptions, SyncReport, SyncStep, sync};
@@ -208,13 +210,7 @@ pub(super) fn run_storage(
     let (_, store, _) = sync_l1(home, args, true)?;
     let timeout = Duration::from_secs(args.timeout_secs);
     let l1_rpc = HttpExecution::new(execution_url, timeout);
-    let fin = &store.finalized_header.execution;
-    let l1 = L1Anchor {
-        block_number: fin.block_number,
-        block_hash: fin.block_hash,
-        state_root: fin.state_root,
-        timestamp: fin.timestamp,
-    };
+    let l1 = finalized_l1_anchor(&store);
     let data_err = |e: lorad_lightclient::LightClientError| {
         let kind = if matches!(e, lorad_lightclient::LightClientError::Rpc { .. }) {
             ExitKind::Unavailable
