@@ -18,9 +18,9 @@ use alloy_primitives::{Address, B256, U256};
 use alloy_rpc_types_eth::EIP1186AccountProofResponse;
 use k256::ecdsa::SigningKey;
 use lorad_lightclient::LightClientError;
-use std::cell::RefCell;
 
-use lorad_lightclient::consensus::{LightClientStore, LightClientUpdate};
+use lorad_lightclient::consensus::LightClientStore;
+use lorad_lightclient::l2::finalized_l1_anchor;
 use lorad_lightclient::op::anchor::{
     FACTORY_GAME_LIST_SLOT, GAME_DEFENDER_WINS, GAME_STATUS_SLOT, GameQuery, L1Anchor, L2Label,
     ORACLE_OUTPUTS_SLOT, OutputSource, ProvenOutput, REGISTRY_ANCHOR_GAME_SLOT,
@@ -30,13 +30,12 @@ use lorad_lightclient::op::anchor::{
 };
 use lorad_lightclient::op::{GossipEnvelope, L2_TO_L1_MESSAGE_PASSER, UNSAFE_BLOCK_SIGNER_SLOT};
 use lorad_lightclient::rpc::ExecutionRpc;
-use lorad_lightclient::sync::{SyncOptions, sync};
 use lorad_lightclient::verified::{ReadPolicy, VerifiedState};
 use lorad_lightclient::verify_eip1186;
-use synth::beacon_api::{BeaconNode, bootstrap_json, update_value};
 use synth::chain::{Lie, Rpc, signed_envelope};
 use synth::l1::{GAME_TYPE_CANNON, Game, deploy_game, factory_push};
 use synth::mpt::slot;
+use synth::trust::l1_anchor;
 use synth::world::{
     ADAPTER_A, ADAPTER_B, FACTORY, FINALITY_DELAY, FINALIZATION_PERIOD, FRESH_REGISTRY, GAME_IMPL,
     L2_CHAIN_ID, L2_FINAL, L2_OLD, L2_REGISTRY, L2_SAFE, L2_UNSAFE, ORACLE, PROPOSER, REGISTRY,
@@ -46,41 +45,6 @@ use synth::world::{
 // ---------------------------------------------------------------------------------------
 // The chain of trust, step by step
 // ---------------------------------------------------------------------------------------
-
-/// Checkpoint → bootstrap → period-0 sync-committee update → period-1 finality update.
-fn synced_store(w: &World) -> LightClientStore {
-    let mut store = LightClientStore::bootstrap(&w.cfg, w.checkpoint, w.bootstrap.clone()).unwrap();
-    let o = store.process_update(&w.cfg, w.sync_update.clone(), w.current_slot).unwrap();
-    assert!(o.finalized_advanced && o.next_committee_learned, "{o:?}");
-    let o =
-        store.process_finality_update(&w.cfg, w.finality_update.clone(), w.current_slot).unwrap();
-    assert!(o.finalized_advanced && o.period_advanced, "{o:?}");
-    assert_eq!(store.period(&w.cfg), 1);
-    assert_eq!(store.current_sync_committee.committee, w.committees[1].committee);
-    store
-}
-
-/// The L1 block every L1 proof is checked against: the store's verified finalized header.
-fn anchor_of(store: &LightClientStore) -> L1Anchor {
-    let e = &store.finalized_header.execution;
-    L1Anchor {
-        block_number: e.block_number,
-        block_hash: e.block_hash,
-        state_root: e.state_root,
-        timestamp: e.timestamp,
-    }
-}
-
-/// Syncs and returns the L1 anchor, checking it is the L1 block the world posted outputs in.
-fn l1_anchor(w: &World) -> L1Anchor {
-    let l1 = anchor_of(&synced_store(w));
-    let block = w.l1.block(w.l1_number);
-    assert_eq!(l1.block_number, w.l1_number);
-    assert_eq!(l1.state_root, block.header.state_root);
-    assert_eq!(l1.block_hash, block.header.hash_slow());
-    assert_eq!(l1.timestamp, w.l1_timestamp());
-    l1
-}
 
 fn plus_one(s: B256) -> B256 {
     B256::from(U256::from_be_bytes(s.0).wrapping_add(U256::from(1)).to_be_bytes::<32>())
@@ -736,7 +700,7 @@ fn forged_l1_data_is_rejected() {
     // After the rejections the store still holds the old L1 block, where nothing is posted:
     // proofs from the current L1 state do not verify against it, and honest proofs of the
     // old state show no output.
-    let l1 = anchor_of(&store);
+    let l1 = finalized_l1_anchor(&store);
     let l1_rpc = Rpc::new(&w.l1);
     let current = l1_rpc.get_proof(ORACLE, &oracle_slots(0), w.l1_number).unwrap();
     let err = verify_oracle_output(&l1, ORACLE, 0, 0, &current).unwrap_err();
@@ -746,68 +710,11 @@ fn forged_l1_data_is_rejected() {
 
     // The genuine update then moves the store to the L1 block holding the outputs.
     store.process_finality_update(cfg, w.finality_update.clone(), w.current_slot).unwrap();
-    let l1 = anchor_of(&store);
+    let l1 = finalized_l1_anchor(&store);
     assert_eq!(l1.block_number, w.l1_number);
     assert_eq!(
         oracle_output(&l1, &l1_rpc, 0, FINALIZATION_PERIOD).unwrap().l2_block_number,
         L2_FINAL
-    );
-}
-
-/// A Beacon API node serving the world's bootstrap, period-0 update, `finality` and the
-/// optimistic update derived from the honest finality update.
-fn beacon_node(w: &World, finality: &LightClientUpdate) -> BeaconNode {
-    let cfg = &w.cfg;
-    let optimistic = LightClientUpdate::from_optimistic(
-        w.finality_update.attested_header.clone(),
-        w.finality_update.sync_aggregate.clone(),
-        w.finality_update.signature_slot,
-        cfg.fork_at_slot(w.finality_update.attested_header.beacon.slot),
-    );
-    BeaconNode {
-        checkpoint: w.checkpoint,
-        bootstrap: bootstrap_json(cfg, &w.bootstrap),
-        updates: vec![(0, update_value(cfg, &w.sync_update))],
-        finality: update_value(cfg, finality).to_string(),
-        optimistic: update_value(cfg, &optimistic).to_string(),
-        requests: RefCell::new(Vec::new()),
-    }
-}
-
-#[test]
-fn sync_driver_over_beacon_api_json_reaches_the_same_l1_anchor() {
-    let w = world();
-    let cfg = &w.cfg;
-    let node = |finality: &LightClientUpdate| beacon_node(w, finality);
-    let opts = SyncOptions {
-        current_slot: w.current_slot,
-        max_checkpoint_age: Some((w.now, 3600)),
-        finality: true,
-        optimistic: true,
-    };
-    let honest = node(&w.finality_update);
-    let (store, report) = sync(cfg, &honest, w.checkpoint, opts, |_| {}).unwrap();
-    assert_eq!(store.finalized_header, synced_store(w).finalized_header);
-    assert_eq!(anchor_of(&store), l1_anchor(w));
-    assert_eq!(report.finalized.execution_block_number, w.l1_number);
-    assert_eq!(report.optimistic.slot, 80);
-    let steps: Vec<&str> = report.steps.iter().map(|s| s.what.as_str()).collect();
-    assert_eq!(steps.first(), Some(&"bootstrap"));
-    assert_eq!(&steps[steps.len() - 2..], ["finality", "optimistic"]);
-    assert!(honest.requests.borrow().iter().any(|r| r.starts_with("updates?start_period=0")));
-
-    // The checkpoint is too old for a 60 s weak-subjectivity window.
-    let opts_old = SyncOptions { max_checkpoint_age: Some((w.now, 60)), ..opts };
-    let err = sync(cfg, &honest, w.checkpoint, opts_old, |_| {}).unwrap_err();
-    assert!(matches!(err, LightClientError::CheckpointTooOld { .. }), "{err:?}");
-    // A node serving a finality update signed by the wrong committee: the step is named.
-    let mut forged = w.finality_update.clone();
-    forged.sync_aggregate =
-        w.committees[0].sign(cfg, &forged.attested_header.beacon, forged.signature_slot, |_| true);
-    let err = sync(cfg, &node(&forged), w.checkpoint, opts, |_| {}).unwrap_err();
-    assert!(
-        matches!(&err, LightClientError::Step { step, source } if step == "finality" && matches!(**source, LightClientError::SignatureInvalid { .. })),
-        "{err:?}"
     );
 }
 
@@ -842,87 +749,4 @@ fn game_created_by_a_proposer_is_accepted() {
     )
     .unwrap();
     assert_eq!(out.output_root, w.l2.block(L2_FINAL).output_root());
-}
-
-/// The L2 driver the CLI uses (`l2::prove_latest_output` + `prove_l2_block`): for each
-/// anchor kind it finds the newest anchored output through the RPC, proves it and the L2
-/// block it names; a deployment respecting another game type gets nothing.
-#[test]
-fn l2_driver_proves_the_newest_anchored_block_per_anchor_kind() {
-    use lorad_lightclient::l2::{AnchorConfig, prove_l2_block, prove_latest_output};
-    let w = world();
-    let l1 = l1_anchor(w);
-    let (l1_rpc, l2_rpc) = (Rpc::new(&w.l1), Rpc::new(&w.l2));
-    let kinds = [
-        AnchorConfig::Oracle { address: ORACLE, finalization_period_secs: FINALIZATION_PERIOD },
-        AnchorConfig::Game {
-            factory: FACTORY,
-            list_slot: FACTORY_GAME_LIST_SLOT,
-            game_type: GAME_TYPE_CANNON,
-            finality_delay_secs: FINALITY_DELAY,
-        },
-        AnchorConfig::Registry { address: REGISTRY },
-    ];
-    for anchor in &kinds {
-        let output =
-            prove_latest_output(&l1, &l1_rpc, anchor).unwrap_or_else(|e| panic!("{anchor:?}: {e}"));
-        let block = prove_l2_block(&output, &l2_rpc).unwrap_or_else(|e| panic!("{anchor:?}: {e}"));
-        assert_eq!(block.number, output.l2_block_number);
-        assert_eq!(block.hash, w.l2.block(block.number).header.hash_slow(), "{anchor:?}");
-        assert_eq!(block.label, output.label);
-    }
-    // Newest game (index 4) is won by the defender but still inside its delay.
-    let game = prove_latest_output(&l1, &l1_rpc, &kinds[1]).unwrap();
-    assert!(matches!(game.source, OutputSource::Game { index: 4, .. }), "{:?}", game.source);
-    assert_eq!(game.label, L2Label::Safe);
-    let registry = prove_latest_output(&l1, &l1_rpc, &kinds[2]).unwrap();
-    assert_eq!((registry.l2_block_number, registry.label), (L2_FINAL, L2Label::Finalized));
-
-    let permissioned = AnchorConfig::Game {
-        factory: FACTORY,
-        list_slot: FACTORY_GAME_LIST_SLOT,
-        game_type: 1,
-        finality_delay_secs: FINALITY_DELAY,
-    };
-    let err = prove_latest_output(&l1, &l1_rpc, &permissioned).unwrap_err();
-    assert!(matches!(err, LightClientError::AnchorData { .. }), "{err:?}");
-}
-
-/// The follower round the daemon runs (`l2::follow_once`): checkpoint → L1 finality over the
-/// Beacon API → newest anchored output → L2 block, which then answers verified reads; a
-/// node serving a forged finality update yields nothing.
-#[test]
-fn follower_round_goes_from_checkpoint_to_a_readable_l2_block() {
-    use lorad_lightclient::l2::{AnchorConfig, follow_once};
-    let w = world();
-    let cfg = &w.cfg;
-    let node = |finality: &LightClientUpdate| beacon_node(w, finality);
-    let opts = SyncOptions {
-        current_slot: w.current_slot,
-        max_checkpoint_age: Some((w.now, 3600)),
-        finality: true,
-        optimistic: true,
-    };
-    let (l1_rpc, l2_rpc) = (Rpc::new(&w.l1), Rpc::new(&w.l2));
-    let anchor = AnchorConfig::Registry { address: REGISTRY };
-    let (block, report) =
-        follow_once(cfg, &node(&w.finality_update), w.checkpoint, opts, &l1_rpc, &l2_rpc, &anchor)
-            .unwrap();
-    assert_eq!((block.number, block.label), (L2_FINAL, L2Label::Finalized));
-    assert_eq!(block.hash, w.l2.block(L2_FINAL).header.hash_slow());
-    assert_eq!(report.finalized.execution_block_number, w.l1_number);
-    let mut state = VerifiedState::new(4);
-    state.insert(block);
-    let policy = ReadPolicy { min_label: L2Label::Safe, max_age_secs: None };
-    let read = state
-        .verified_storage(&l2_rpc, L2_REGISTRY, adapter_slot(ADAPTER_A), policy, w.now)
-        .unwrap();
-    assert_eq!(read.block_number, L2_FINAL);
-
-    let mut forged = w.finality_update.clone();
-    forged.sync_aggregate =
-        w.committees[0].sign(cfg, &forged.attested_header.beacon, forged.signature_slot, |_| true);
-    let err = follow_once(cfg, &node(&forged), w.checkpoint, opts, &l1_rpc, &l2_rpc, &anchor)
-        .unwrap_err();
-    assert!(matches!(err, LightClientError::Step { .. }), "{err:?}");
 }

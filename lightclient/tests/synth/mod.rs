@@ -14,4 +14,5 @@ pub(crate) mod chain;
 pub(crate) mod l1;
 pub(crate) mod merkle;
 pub(crate) mod mpt;
+pub(crate) mod trust;
 pub(crate) mod world;
