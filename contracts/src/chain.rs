@@ -90,9 +90,9 @@ impl EvmChain {
 
     /// Gives `who` `wei` of ether (for gas; fees are charged like on a real chain).
     pub fn fund(&mut self, who: Address, wei: U256) {
-        let mut info = self.db.basic_ref(who).ok().flatten().unwrap_or_default();
+        let mut info: AccountInfo = self.db.basic_ref(who).ok().flatten().unwrap_or_default();
         info.balance = wei;
-        self.db.insert_account_info(who, AccountInfo { ..info });
+        self.db.insert_account_info(who, info);
     }
 
     /// The current block time.

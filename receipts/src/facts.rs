@@ -11,6 +11,7 @@
 //! Either way every value comes from a proof checked here; an RPC cannot make the gate see a
 //! registration or a stake that is not in the block's state.
 
+use std::collections::HashMap;
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 
@@ -97,23 +98,64 @@ impl BlockSource for RpcHeadBlocks {
     }
 }
 
+/// Proven values of one block: `(contract, slots)` → values. Every answer reads the same
+/// few slots, so a receipt burst costs two proofs per adapter per block, not two per answer.
+type BlockCache = (B256, HashMap<(Address, Vec<U256>), Vec<U256>>);
+
 /// The gate's facts, proven slot by slot at one block.
 #[derive(Debug)]
 pub struct ProofFacts {
-    /// Which block to read at.
-    pub blocks: Arc<dyn BlockSource>,
-    /// The L2 RPC serving `eth_getProof`.
-    pub rpc: Arc<dyn HeadRpc>,
-    /// `AdapterRegistry`.
-    pub adapter_registry: Address,
-    /// `NodeRegistry`.
-    pub node_registry: Address,
-    /// Clock for the block source's age policy.
-    pub now: fn() -> u64,
+    blocks: Arc<dyn BlockSource>,
+    rpc: Arc<dyn HeadRpc>,
+    adapter_registry: Address,
+    node_registry: Address,
+    now: fn() -> u64,
+    cache: Mutex<BlockCache>,
 }
 
 impl ProofFacts {
+    /// Facts about the registries at `adapter_registry` and `node_registry`, proven through
+    /// `rpc` at the blocks `blocks` names; `now` is the clock of the block source's policy.
+    pub fn new(
+        blocks: Arc<dyn BlockSource>,
+        rpc: Arc<dyn HeadRpc>,
+        adapter_registry: Address,
+        node_registry: Address,
+        now: fn() -> u64,
+    ) -> Self {
+        let cache = Mutex::new((B256::ZERO, HashMap::new()));
+        Self { blocks, rpc, adapter_registry, node_registry, now, cache }
+    }
+
+    /// The same reads, at the blocks another source names (sharing the RPC).
+    pub fn with_blocks(&self, blocks: Arc<dyn BlockSource>) -> Self {
+        Self::new(blocks, self.rpc.clone(), self.adapter_registry, self.node_registry, self.now)
+    }
+
     fn proven(
+        &self,
+        block: &TrustedBlock,
+        address: Address,
+        slots: &[U256],
+    ) -> Result<Vec<U256>, String> {
+        let key = (address, slots.to_vec());
+        if let Ok(cache) = self.cache.lock()
+            && cache.0 == block.hash
+            && let Some(values) = cache.1.get(&key)
+        {
+            return Ok(values.clone());
+        }
+        let values = self.prove(block, address, slots)?;
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.0 != block.hash {
+                *cache = (block.hash, HashMap::new());
+            }
+            cache.1.insert(key, values.clone());
+        }
+        Ok(values)
+    }
+
+    fn prove(
         &self,
         block: &TrustedBlock,
         address: Address,

@@ -119,13 +119,13 @@ fn receipts_are_gated_by_proofs_and_settle_once_on_a_real_node() {
     // Facts from proofs at the RPC's head (the development block source).
     let rpc: Arc<dyn HeadRpc> =
         Arc::new(HttpExecution::new(&node_proc.url, Duration::from_secs(30)));
-    let facts = ProofFacts {
-        blocks: Arc::new(RpcHeadBlocks { rpc: rpc.clone() }),
-        rpc: rpc.clone(),
-        adapter_registry: d.adapter_registry,
-        node_registry: d.node_registry,
+    let facts = ProofFacts::new(
+        Arc::new(RpcHeadBlocks { rpc: rpc.clone() }),
+        rpc.clone(),
+        d.adapter_registry,
+        d.node_registry,
         now,
-    };
+    );
     let f = facts.facts(adapter, n_addr).expect("proven facts");
     assert_eq!(
         (f.adapter_content_hash, f.adapter_base_model_hash, f.adapter_datanet_id),
@@ -155,7 +155,7 @@ fn receipts_are_gated_by_proofs_and_settle_once_on_a_real_node() {
         },
     });
     let policy = ReadPolicy { min_label: L2Label::Safe, max_age_secs: None };
-    let lc_facts = ProofFacts { blocks: Arc::new(VerifiedStateBlocks { state, policy }), ..facts };
+    let lc_facts = facts.with_blocks(Arc::new(VerifiedStateBlocks { state, policy }));
     assert_eq!(lc_facts.facts(adapter, n_addr).expect("facts"), f);
 
     // Gate → sign → journal → submit → settled exactly once.

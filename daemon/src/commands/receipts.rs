@@ -128,13 +128,13 @@ fn fact_source(
             Arc::new(RpcHeadBlocks { rpc: rpc.clone() })
         }
     };
-    let facts: Arc<dyn FactSource> = Arc::new(ProofFacts {
+    let facts: Arc<dyn FactSource> = Arc::new(ProofFacts::new(
         blocks,
         rpc,
-        adapter_registry: d.adapter_registry,
-        node_registry: d.node_registry,
-        now: crate::api::unix_now,
-    });
+        d.adapter_registry,
+        d.node_registry,
+        crate::api::unix_now,
+    ));
     Ok((Some(facts), followed))
 }
 
