@@ -68,24 +68,48 @@ pub const PAGE_IN_BUCKETS: [f64; 12] =
     [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 5.0];
 
 /// A cumulative latency histogram (Prometheus semantics: bucket `i` counts observations
-/// `<= PAGE_IN_BUCKETS[i]`).
-#[derive(Debug, Default)]
+/// `<= bounds[i]` seconds). The residency manager's page-in latency uses [`PAGE_IN_BUCKETS`]
+/// (the `Default`); the daemon keeps its request latencies in ones with other bounds.
+#[derive(Debug)]
 pub struct Histogram {
-    buckets: [AtomicU64; PAGE_IN_BUCKETS.len()],
+    bounds: &'static [f64],
+    buckets: Vec<AtomicU64>,
     count: AtomicU64,
     sum_ns: AtomicU64,
 }
 
+impl Default for Histogram {
+    fn default() -> Self {
+        Self::new(&PAGE_IN_BUCKETS)
+    }
+}
+
 impl Histogram {
-    fn observe(&self, d: Duration) {
+    /// An empty histogram over `bounds` (ascending, seconds).
+    pub fn new(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            buckets: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            sum_ns: AtomicU64::new(0),
+        }
+    }
+
+    /// Records one observation.
+    pub fn observe(&self, d: Duration) {
         let secs = d.as_secs_f64();
-        for (i, &le) in PAGE_IN_BUCKETS.iter().enumerate() {
-            if secs <= le {
-                self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        for (le, b) in self.bounds.iter().zip(&self.buckets) {
+            if secs <= *le {
+                b.fetch_add(1, Ordering::Relaxed);
             }
         }
         self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_ns.fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+        self.sum_ns.fetch_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// The buckets' upper bounds, in seconds.
+    pub fn bounds(&self) -> &'static [f64] {
+        self.bounds
     }
 
     /// `(cumulative bucket counts, total count, sum in seconds)`.

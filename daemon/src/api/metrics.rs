@@ -7,7 +7,7 @@ use std::fmt::Write;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use lorad_engine::PAGE_IN_BUCKETS;
+use lorad_engine::Histogram;
 use lorad_store::disk::EntryState;
 use lorad_store::tiers::TierStats;
 
@@ -215,20 +215,26 @@ pub(crate) fn render(state: &AppState) -> String {
         "Adapters read from the store into the host tier.",
         &[("", r.page_ins as f64)],
     );
-    let (buckets, count, sum) = serving.manager.page_in_latency().snapshot();
-    let name = "lorad_adapter_page_in_seconds";
-    let _ = writeln!(
-        out,
-        "# HELP {name} Latency of reading one adapter from the store (disk to host tier)."
+    histogram(
+        &mut out,
+        "lorad_adapter_page_in_seconds",
+        "Latency of reading one adapter from the store (disk to host tier).",
+        serving.manager.page_in_latency(),
     );
+    out
+}
+
+/// Appends one histogram family (buckets, `+Inf`, sum, count).
+pub(crate) fn histogram(out: &mut String, name: &str, help: &str, h: &Histogram) {
+    let (buckets, count, sum) = h.snapshot();
+    let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} histogram");
-    for (le, n) in PAGE_IN_BUCKETS.iter().zip(&buckets) {
+    for (le, n) in h.bounds().iter().zip(&buckets) {
         let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {n}");
     }
     let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
     let _ = writeln!(out, "{name}_sum {sum}");
     let _ = writeln!(out, "{name}_count {count}");
-    out
 }
 
 /// The light client's newest verified L2 block per label, its lag behind the clock, and the

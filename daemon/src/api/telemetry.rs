@@ -3,12 +3,14 @@
 //! [`TOP_ADAPTERS`] busiest adapters by name, the rest summed as `other`).
 
 use std::collections::HashMap;
-use std::fmt::Write;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use lorad_engine::Histogram;
+
 use super::family;
+use super::metrics::histogram;
 
 /// Adapters with their own label on `/metrics`; the rest are `adapter="other"`.
 pub(crate) const TOP_ADAPTERS: usize = 20;
@@ -17,50 +19,6 @@ const TTFT_BUCKETS: [f64; 12] =
     [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
 const TPOT_BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
 const ATTRIBUTION_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
-
-/// A cumulative Prometheus histogram over fixed bounds (seconds).
-#[derive(Debug)]
-pub(crate) struct Histogram {
-    bounds: &'static [f64],
-    buckets: Vec<AtomicU64>,
-    count: AtomicU64,
-    sum_nanos: AtomicU64,
-}
-
-impl Histogram {
-    fn new(bounds: &'static [f64]) -> Self {
-        Self {
-            bounds,
-            buckets: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
-            count: AtomicU64::new(0),
-            sum_nanos: AtomicU64::new(0),
-        }
-    }
-
-    pub(crate) fn observe(&self, d: Duration) {
-        let secs = d.as_secs_f64();
-        for (le, b) in self.bounds.iter().zip(&self.buckets) {
-            if secs <= *le {
-                b.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_nanos
-            .fetch_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
-    }
-
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} histogram");
-        for (le, b) in self.bounds.iter().zip(&self.buckets) {
-            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {}", b.load(Ordering::Relaxed));
-        }
-        let count = self.count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(out, "{name}_sum {}", self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9);
-        let _ = writeln!(out, "{name}_count {count}");
-    }
-}
 
 /// Requests and tokens of one adapter (or the base model).
 #[derive(Debug, Default, Clone, Copy)]
@@ -166,17 +124,12 @@ impl Telemetry {
             "Tokens generated for finished requests.",
             &[("", load(&self.completion_tokens))],
         );
-        self.ttft.render(
-            out,
-            "lorad_time_to_first_token_seconds",
-            "Submission to the first generated token.",
-        );
-        self.tpot.render(
-            out,
-            "lorad_time_per_output_token_seconds",
-            "Mean time per token after the first, per request.",
-        );
-        self.attribution.render(out, "lorad_attribution_seconds", "Time to attribute one answer.");
+        let ttft_help = "Submission to the first generated token.";
+        histogram(out, "lorad_time_to_first_token_seconds", ttft_help, &self.ttft);
+        let tpot_help = "Mean time per token after the first, per request.";
+        histogram(out, "lorad_time_per_output_token_seconds", tpot_help, &self.tpot);
+        let attribution_help = "Time to attribute one answer.";
+        histogram(out, "lorad_attribution_seconds", attribution_help, &self.attribution);
         let mut rows: Vec<(String, Traffic)> = self
             .per_model
             .lock()
