@@ -45,10 +45,49 @@ pub(crate) struct DecodeArgs {
     /// Skip set-up c.
     #[arg(long)]
     no_merge: bool,
+    /// Device to run on: `cpu`, or `cuda` (GPU 0; needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    device: BenchDevice,
+    /// Precision the adapters were saved in: `f32` (PEFT's default) or `bf16` (every weight
+    /// rounded to bf16, as an adapter trained and saved in bf16). The CPU engine keeps bf16-exact
+    /// weights in bf16, halving the adapter bytes a decode step reads.
+    #[arg(long, default_value = "f32")]
+    saved_dtype: SavedDtype,
     /// Times a and b are each measured, interleaved (a, b, a, b, …); the best run of each
     /// counts, which filters out interference from other processes on the host.
     #[arg(long, default_value_t = 3)]
     repeats: usize,
+}
+
+/// `--device`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum BenchDevice {
+    /// The CPU.
+    Cpu,
+    /// CUDA GPU 0.
+    Cuda,
+}
+
+impl BenchDevice {
+    /// The candle device, or an error naming the flag when CUDA is not there.
+    pub(crate) fn open(self) -> anyhow::Result<Device> {
+        match self {
+            BenchDevice::Cpu => Ok(Device::Cpu),
+            BenchDevice::Cuda if !candle_core::utils::cuda_is_available() => {
+                bail!("--device cuda: this lorad-bench was built without `--features cuda`")
+            }
+            BenchDevice::Cuda => Device::new_cuda(0).context("--device cuda: cannot open GPU 0"),
+        }
+    }
+}
+
+/// `--saved-dtype`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum SavedDtype {
+    /// Full precision.
+    F32,
+    /// Rounded to bf16.
+    Bf16,
 }
 
 const PROMPTS: [&str; 8] = [
@@ -78,7 +117,8 @@ pub(crate) fn run(home: &Path, out: &Path, args: &DecodeArgs) -> anyhow::Result<
         Some(p) => p.clone(),
         None => lorad_model::fetch_default_model(home, true)?,
     };
-    let opts = LoadOptions { dtype: DType::F32, device: Device::Cpu };
+    let device = args.device.open()?;
+    let opts = LoadOptions { dtype: DType::F32, device: device.clone() };
     let model = lorad_model::load_model(&path, &opts)?;
     let base = lorad_engine::base_shape(&model.config);
     let adapters: Vec<Adapter> = (0..args.requests)
@@ -91,7 +131,15 @@ pub(crate) fn run(home: &Path, out: &Path, args: &DecodeArgs) -> anyhow::Result<
                 layers: None,
                 seed: 1000 + i as u64,
             };
-            lorad_store::random_adapter(&format!("bench-{i}"), &base, &spec)
+            let mut adapter = lorad_store::random_adapter(&format!("bench-{i}"), &base, &spec);
+            if args.saved_dtype == SavedDtype::Bf16 {
+                for w in &mut adapter.weights {
+                    for v in w.a.iter_mut().chain(w.b.iter_mut()) {
+                        *v = half::bf16::from_f32(*v).to_f32();
+                    }
+                }
+            }
+            adapter
         })
         .collect();
     let prompts: Vec<Vec<u32>> = (0..args.requests)
@@ -127,15 +175,24 @@ pub(crate) fn run(home: &Path, out: &Path, args: &DecodeArgs) -> anyhow::Result<
         None
     } else {
         let n = args.merge_requests.min(args.requests).max(1);
-        Some(run_merge(&merge_cfg, &merge_weights, &adapters[..n], &prompts[..n], args.max_tokens)?)
+        Some(run_merge(
+            &merge_cfg,
+            &merge_weights,
+            &adapters[..n],
+            &prompts[..n],
+            args.max_tokens,
+            &device,
+        )?)
     };
     let (b_over_a, b_over_c) = (b_tps / a_tps, c.map(|(tps, _)| b_tps / tps));
     let mut md = format!(
-        "# lorad-bench decode\n\n{} requests × {} tokens, rank {}, targets {}, f32 on CPU ({} threads), best of {} interleaved runs.\n\n| set-up | tokens/s | seconds |\n|---|---:|---:|\n| a: base only | {a_tps:.1} | {a_secs:.2} |\n| b: {} distinct adapters, batched | {b_tps:.1} | {b_secs:.2} |\n",
+        "# lorad-bench decode\n\n{} requests × {} tokens, rank {}, targets {}, adapters saved in {:?}, f32 on {} ({} CPU threads), best of {} interleaved runs.\n\n| set-up | tokens/s | seconds |\n|---|---:|---:|\n| a: base only | {a_tps:.1} | {a_secs:.2} |\n| b: {} distinct adapters, batched | {b_tps:.1} | {b_secs:.2} |\n",
         args.requests,
         args.max_tokens,
         args.rank,
         args.targets,
+        args.saved_dtype,
+        device_name(&device),
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         args.repeats.max(1),
         args.requests
@@ -152,11 +209,13 @@ pub(crate) fn run(home: &Path, out: &Path, args: &DecodeArgs) -> anyhow::Result<
     }
     md += "\n";
     let name = format!(
-        "decode-{}x{}-r{}-{}proj",
+        "decode-{}x{}-r{}-{}proj{}{}",
         args.requests,
         args.max_tokens,
         args.rank,
-        targets.len()
+        targets.len(),
+        if args.saved_dtype == SavedDtype::Bf16 { "-bf16" } else { "" },
+        if device.is_cuda() { "-cuda" } else { "" },
     );
     let mut title = format!(
         "decode: {} requests × {} tokens, rank {}  |  b/a = {b_over_a:.3}",
@@ -175,6 +234,7 @@ pub(crate) fn run(home: &Path, out: &Path, args: &DecodeArgs) -> anyhow::Result<
         "benchmark": "decode",
         "machine": crate::report::machine(),
         "requests": args.requests, "max_tokens": args.max_tokens, "rank": args.rank, "targets": args.targets,
+        "device": device_name(&device), "saved_dtype": format!("{:?}", args.saved_dtype).to_lowercase(),
         "repeats": args.repeats,
         "a_base_tokens_per_s": a_tps, "b_multi_lora_tokens_per_s": b_tps,
         "a_runs_tokens_per_s": a_runs.iter().map(|r| r.0).collect::<Vec<_>>(),
@@ -263,6 +323,7 @@ fn run_merge(
     adapters: &[Adapter],
     prompts: &[Vec<u32>],
     max_tokens: usize,
+    device: &Device,
 ) -> anyhow::Result<(f64, f64)> {
     let bar = progress(adapters.len(), "c: merge per request");
     let start = Instant::now();
@@ -273,8 +334,8 @@ fn run_merge(
             let name = lorad_engine::projection_weight_name(w.layer, w.module);
             let base = &weights[&name];
             let (o, i) = base.dims2()?;
-            let aa = Tensor::from_slice(&w.a, (w.rank, i), &Device::Cpu)?;
-            let bb = (Tensor::from_slice(&w.b, (o, w.rank), &Device::Cpu)? * f64::from(w.scale))?;
+            let aa = Tensor::from_slice(&w.a, (w.rank, i), device)?;
+            let bb = (Tensor::from_slice(&w.b, (o, w.rank), device)? * f64::from(w.scale))?;
             merged.insert(name, (base + bb.matmul(&aa)?)?);
         }
         let llama = Llama::new(cfg, &merged)?;
@@ -321,6 +382,15 @@ pub(crate) fn greedy_alone(
         tokens.push(lorad_engine::argmax(&logits[0]));
     }
     Ok(tokens.split_off(prompt.len()))
+}
+
+/// "CPU", or the GPU's name as the driver reports it.
+pub(crate) fn device_name(device: &Device) -> String {
+    match device {
+        Device::Cpu => "CPU".to_owned(),
+        Device::Cuda(_) => crate::report::gpu_name().unwrap_or_else(|| "CUDA GPU 0".to_owned()),
+        Device::Metal(_) => "Metal GPU".to_owned(),
+    }
 }
 
 fn progress(n: usize, what: &str) -> ProgressBar {

@@ -33,9 +33,19 @@ pub(crate) fn machine() -> serde_json::Value {
         .unwrap_or_default();
     serde_json::json!({
         "cpu": cpu,
+        "gpu": gpu_name(),
         "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         "os": std::env::consts::OS,
     })
+}
+
+/// The first NVIDIA GPU's model name as the driver reports it (`/proc/driver/nvidia`), if any.
+pub(crate) fn gpu_name() -> Option<String> {
+    let mut dirs: Vec<_> =
+        std::fs::read_dir("/proc/driver/nvidia/gpus").ok()?.filter_map(|e| e.ok()).collect();
+    dirs.sort_by_key(std::fs::DirEntry::file_name);
+    let info = std::fs::read_to_string(dirs.first()?.path().join("information")).ok()?;
+    info.lines().find_map(|l| l.strip_prefix("Model:")).map(|m| m.trim().to_owned())
 }
 
 /// The build profile, recorded with every result (debug numbers are not release numbers).

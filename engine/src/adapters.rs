@@ -53,15 +53,15 @@ impl ResidentAdapter {
                     w.rank
                 )));
             }
-            let a = Tensor::from_slice(&w.a, (w.rank, inp), device)?.to_dtype(dtype)?;
-            let b = (Tensor::from_slice(&w.b, (out, w.rank), device)? * f64::from(w.scale))?
-                .to_dtype(dtype)?;
-            bytes += (w.a.len() + w.b.len()) * dtype.size_in_bytes();
+            let a = upload(&w.a, (w.rank, inp), dtype, device)?;
+            let b = upload(&w.b, (out, w.rank), dtype, device)?;
             let slot = &mut layers[w.layer][w.module.index()];
             if slot.is_some() {
                 return Err(bad(format!("layer {} {} given twice", w.layer, w.module.peft_name())));
             }
-            *slot = Some(LoraPair::new(a, b)?);
+            let pair = LoraPair::new(a, b, w.scale)?;
+            bytes += pair.bytes();
+            *slot = Some(pair);
         }
         Ok(Self {
             name: adapter.name.clone(),
@@ -76,6 +76,23 @@ impl ResidentAdapter {
     pub fn pair(&self, layer: usize, module: TargetModule) -> Option<&LoraPair> {
         self.layers.get(layer)?[module.index()].as_ref()
     }
+}
+
+/// One LoRA matrix on `device`. The CPU engine (f32) keeps a matrix in bf16 when every value is
+/// exactly a bf16 (an adapter trained or saved in bf16): the fused kernel widens it on the fly, the
+/// result is bit-for-bit the f32 one, and a decode step reads half the adapter bytes, which is what
+/// bounds a batch of many distinct adapters on a CPU. Every other case converts to `dtype`.
+fn upload(values: &[f32], shape: (usize, usize), dtype: DType, device: &Device) -> Result<Tensor> {
+    let host = Tensor::from_slice(values, shape, &Device::Cpu)?;
+    if device.is_cpu() && dtype == DType::F32 && is_exact_bf16(values) {
+        return Ok(host.to_dtype(DType::BF16)?);
+    }
+    Ok(host.to_device(device)?.to_dtype(dtype)?)
+}
+
+/// Whether every value survives a round trip through bf16 unchanged (NaN never does).
+fn is_exact_bf16(values: &[f32]) -> bool {
+    values.iter().all(|&v| v.to_bits() & 0xFFFF == 0 && !v.is_nan())
 }
 
 /// The device working set: name → resident adapter under a byte budget, shared between the API

@@ -11,14 +11,36 @@ use lorad_store::TargetModule;
 const ALL: [TargetModule; 7] = TargetModule::ALL;
 
 fn check(rank: usize, rslora: bool, targets: &[TargetModule], seed: u64) {
+    check_saved(rank, rslora, targets, seed, false);
+}
+
+/// With `bf16_saved`, X's weights are rounded to bf16 first (an adapter saved in bf16): the CPU
+/// engine then keeps them in bf16, and the batched path must still equal the merged f32 model.
+fn check_saved(rank: usize, rslora: bool, targets: &[TargetModule], seed: u64, bf16_saved: bool) {
     let Some(model) = common::load() else { return };
     let base_shape = lorad_engine::base_shape(&model.config);
-    let x = common::adapter(&model, "x", rank, targets, rslora, seed);
+    let mut x = common::adapter(&model, "x", rank, targets, rslora, seed);
+    if bf16_saved {
+        for w in &mut x.weights {
+            for v in w.a.iter_mut().chain(w.b.iter_mut()) {
+                *v = half::bf16::from_f32(*v).to_f32();
+            }
+        }
+    }
     let other = common::adapter(&model, "other", 8, &ALL, false, seed + 100);
     let mut llama = Llama::new(&model.config, &model.weights).unwrap();
     let merged = Llama::new(&model.config, &common::merged_weights(&model, &x)).unwrap();
     let rx = ResidentAdapter::new(&x, &base_shape, DType::F32, llama.device()).unwrap();
     let ro = ResidentAdapter::new(&other, &base_shape, DType::F32, llama.device()).unwrap();
+    if llama.device().is_cpu() {
+        // The CPU engine narrows exactly-bf16 weights and only those.
+        let want = if bf16_saved { DType::BF16 } else { DType::F32 };
+        for layer in &rx.layers {
+            for pair in layer.iter().flatten() {
+                assert_eq!((pair.a().dtype(), pair.b_t().dtype()), (want, want));
+            }
+        }
+    }
     let prompt = common::encode(&model, "The quick brown fox jumps over the lazy dog because");
     let want = common::prefill_logits(&merged, &prompt, None);
     let base = common::prefill_logits(&llama, &prompt, None);
@@ -93,4 +115,9 @@ fn rank16_all_projections() {
 #[test]
 fn rank16_rslora() {
     check(16, true, &ALL, 4);
+}
+
+#[test]
+fn rank16_all_projections_saved_in_bf16() {
+    check_saved(16, false, &ALL, 5, true);
 }

@@ -18,8 +18,22 @@ pub enum KernelError {
         /// What was expected, in words.
         expected: String,
     },
+    /// A scalar argument is out of its domain.
+    #[error("{op}: {what} must be {expected}, got {got}")]
+    Value {
+        /// The operation.
+        op: &'static str,
+        /// Which argument.
+        what: &'static str,
+        /// The offending value, printed.
+        got: String,
+        /// What was expected, in words.
+        expected: &'static str,
+    },
     /// The fused CPU path was asked for a tensor it cannot read directly.
-    #[error("{op}: fused CPU path needs contiguous f32 CPU tensors ({what})")]
+    #[error(
+        "{op}: fused CPU path needs contiguous f32 (or, for weights, bf16) CPU tensors ({what})"
+    )]
     NotCpuF32 {
         /// The operation.
         op: &'static str,

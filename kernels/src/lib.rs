@@ -22,6 +22,7 @@ pub mod lora;
 pub mod norm;
 pub mod reference;
 pub mod rope;
+pub mod simd;
 
 pub use attention::{KvPool, PagedSeq, paged_attention, write_kv};
 pub use error::KernelError;

@@ -10,33 +10,52 @@
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
-use crate::cpu::{dot, is_cpu_f32, with_f32};
+use crate::cpu::{Weights, is_cpu_f32, is_cpu_weights, weights_of, with_f32};
+use crate::simd::{Avx2, Portable, Simd};
 use crate::{KernelError, KernelPath, Result};
 
 /// One adapter's LoRA pair for one projection, in the layout the kernels read.
+///
+/// The scale stays separate from `B` and multiplies the rank-`r` intermediate `A·x` instead
+/// (`r` multiplies per row, nothing next to the GEMVs): folding it into `B` would round every
+/// element of a bf16 `B` a second time, and keeping it out lets an adapter saved in bf16 stay
+/// bit-exact in bf16 on the device.
+///
+/// `B` is kept transposed (`[rank, out]`, contiguous): the expand step then adds `r` contiguous
+/// rows of `Bᵀ` to the output, which vectorizes, where PEFT's `[out, rank]` layout would need
+/// `out` dot products of length `r` (typically 8 to 64, too short to vectorize well).
 #[derive(Debug, Clone)]
 pub struct LoraPair {
     a: Tensor,
-    b: Tensor,
+    b_t: Tensor,
+    scale: f32,
 }
 
 impl LoraPair {
-    /// `a` is PEFT's `lora_A.weight`, shape `[rank, in]`; `b_scaled` is PEFT's `lora_B.weight`
-    /// multiplied by the adapter's scale (`alpha/r`, or `alpha/√r` for rsLoRA), shape
-    /// `[out, rank]`. Folding the scale into `B` once at load saves a multiply per element per
-    /// step. Both are made contiguous.
-    pub fn new(a: Tensor, b_scaled: Tensor) -> Result<Self> {
+    /// `a` is PEFT's `lora_A.weight`, shape `[rank, in]`; `b` is PEFT's `lora_B.weight`, shape
+    /// `[out, rank]`; `scale` is the adapter's scale for this pair (`alpha/r`, or `alpha/√r` for
+    /// rsLoRA). Both are made contiguous; their dtypes may differ from the activations' (the
+    /// fused CPU kernel reads f32 and bf16 weights as they are).
+    pub fn new(a: Tensor, b: Tensor, scale: f32) -> Result<Self> {
         let (r, _in) = a.dims2()?;
-        let (_out, rb) = b_scaled.dims2()?;
+        let (_out, rb) = b.dims2()?;
         if r != rb || r == 0 {
             return Err(KernelError::Shape {
                 op: "lora",
                 what: "B",
-                got: b_scaled.dims().to_vec(),
+                got: b.dims().to_vec(),
                 expected: format!("[out, {r}] matching A's rank (A is {:?})", a.dims()),
             });
         }
-        Ok(Self { a: a.contiguous()?, b: b_scaled.contiguous()? })
+        if !scale.is_finite() {
+            return Err(KernelError::Value {
+                op: "lora",
+                what: "scale",
+                got: scale.to_string(),
+                expected: "finite",
+            });
+        }
+        Ok(Self { a: a.contiguous()?, b_t: b.t()?.contiguous()?, scale })
     }
 
     /// The rank `r`.
@@ -51,7 +70,7 @@ impl LoraPair {
 
     /// Output features of the projection.
     pub fn out_dim(&self) -> usize {
-        self.b.dims()[0]
+        self.b_t.dims()[1]
     }
 
     /// `A`, `[rank, in]`.
@@ -59,9 +78,20 @@ impl LoraPair {
         &self.a
     }
 
-    /// `scale·B`, `[out, rank]`.
-    pub fn b(&self) -> &Tensor {
-        &self.b
+    /// `Bᵀ` (unscaled), `[rank, out]`.
+    pub fn b_t(&self) -> &Tensor {
+        &self.b_t
+    }
+
+    /// The scale applied to `A·x`.
+    pub fn scale(&self) -> f32 {
+        self.scale
+    }
+
+    /// Bytes the pair's weights occupy.
+    pub fn bytes(&self) -> usize {
+        self.a.elem_count() * self.a.dtype().size_in_bytes()
+            + self.b_t.elem_count() * self.b_t.dtype().size_in_bytes()
     }
 }
 
@@ -120,7 +150,7 @@ pub fn add_lora(
     let fused = path == KernelPath::Auto
         && is_cpu_f32(x)
         && is_cpu_f32(y)
-        && groups.iter().all(|g| is_cpu_f32(&g.pair.a) && is_cpu_f32(&g.pair.b));
+        && groups.iter().all(|g| is_cpu_weights(&g.pair.a) && is_cpu_weights(&g.pair.b_t));
     if fused { add_lora_cpu(y, x, groups, in_dim, out_dim) } else { add_lora_generic(y, x, groups) }
 }
 
@@ -138,18 +168,16 @@ fn add_lora_cpu(
     // Hold every adapter's read guard for the duration of the kernel.
     let guards: Vec<_> = groups
         .iter()
-        .map(|g| (g.pair.a.storage_and_layout(), g.pair.b.storage_and_layout()))
+        .map(|g| (g.pair.a.storage_and_layout(), g.pair.b_t.storage_and_layout()))
         .collect();
-    let mut slices: Vec<(&[f32], &[f32], usize)> = Vec::with_capacity(groups.len());
+    let mut slices: Vec<(Weights<'_>, Weights<'_>, usize, f32)> = Vec::with_capacity(groups.len());
     for (g, ((sa, la), (sb, lb))) in groups.iter().zip(&guards) {
         let (candle_core::Storage::Cpu(ca), candle_core::Storage::Cpu(cb)) = (&**sa, &**sb) else {
             return Err(KernelError::NotCpuF32 { op: "lora", what: "adapter" });
         };
-        let a =
-            crate::cpu::slice_of(ca, la).ok_or(KernelError::NotCpuF32 { op: "lora", what: "A" })?;
-        let b =
-            crate::cpu::slice_of(cb, lb).ok_or(KernelError::NotCpuF32 { op: "lora", what: "B" })?;
-        slices.push((a, b, g.pair.rank()));
+        let a = weights_of(ca, la).ok_or(KernelError::NotCpuF32 { op: "lora", what: "A" })?;
+        let b = weights_of(cb, lb).ok_or(KernelError::NotCpuF32 { op: "lora", what: "B" })?;
+        slices.push((a, b, g.pair.rank(), g.pair.scale));
     }
     let mut row_group = vec![u32::MAX; t];
     for (gi, g) in groups.iter().enumerate() {
@@ -157,27 +185,42 @@ fn add_lora_cpu(
             row_group[r as usize] = gi as u32;
         }
     }
+    let avx2 = Avx2::detect();
     with_f32(x, "lora", "x", |xs| {
         out.par_chunks_mut(out_dim).enumerate().for_each(|(row, yrow)| {
             let gi = row_group[row];
             if gi == u32::MAX {
                 return;
             }
-            let (a, b, r) = slices[gi as usize];
+            let (a, b_t, r, scale) = slices[gi as usize];
             let xrow = &xs[row * in_dim..(row + 1) * in_dim];
-            // Shrink: v = A·x (r dot products over `in`).
-            let v: Vec<f32> = (0..r).map(|j| dot(&a[j * in_dim..(j + 1) * in_dim], xrow)).collect();
-            // Expand: y += (scale·B)·v. B is [out, r] row-major, so each output is one short
-            // contiguous dot of length r.
-            for (o, yo) in yrow.iter_mut().enumerate() {
-                *yo += dot(&b[o * r..(o + 1) * r], &v);
+            match avx2 {
+                Some(simd) => lora_row(simd, a, b_t, r, scale, xrow, yrow),
+                None => lora_row(Portable, a, b_t, r, scale, xrow, yrow),
             }
         });
     })?;
     Ok(Tensor::from_vec(out, (t, out_dim), &Device::Cpu)?)
 }
 
-/// Device-generic twin: per group gather rows, shrink, expand, scatter-add back.
+/// One row's LoRA term: shrink `v = scale·(A·x)` (`r` dot products over `in`), then expand
+/// `y += Bᵀ·v` (output tiles held in registers across the `r` rows of `Bᵀ`).
+#[inline(always)]
+fn lora_row<S: Simd>(
+    simd: S,
+    a: Weights<'_>,
+    b_t: Weights<'_>,
+    r: usize,
+    scale: f32,
+    x: &[f32],
+    y: &mut [f32],
+) {
+    let in_dim = x.len();
+    let v: Vec<f32> = (0..r).map(|j| scale * a.dot_at(simd, j * in_dim, x)).collect();
+    b_t.expand(simd, y, &v);
+}
+
+/// Device-generic twin: per group gather rows, shrink, scale, expand, scatter-add back.
 fn add_lora_generic(y: &Tensor, x: &Tensor, groups: &[LoraGroup<'_>]) -> Result<Tensor> {
     let mut out = y.clone();
     for g in groups {
@@ -186,8 +229,10 @@ fn add_lora_generic(y: &Tensor, x: &Tensor, groups: &[LoraGroup<'_>]) -> Result<
         }
         let idx = Tensor::from_slice(g.rows, g.rows.len(), x.device())?;
         let xs = x.index_select(&idx, 0)?;
-        let v = xs.matmul(&g.pair.a.t()?)?;
-        let d = v.matmul(&g.pair.b.t()?)?.to_dtype(y.dtype())?;
+        let a = g.pair.a.to_dtype(xs.dtype())?;
+        let b_t = g.pair.b_t.to_dtype(xs.dtype())?;
+        let v = (xs.matmul(&a.t()?)? * f64::from(g.pair.scale))?;
+        let d = v.matmul(&b_t)?.to_dtype(y.dtype())?;
         out = out.index_add(&idx, &d, 0)?;
     }
     Ok(out)

@@ -31,22 +31,34 @@ fn lora_matches_reference(dev: &Device) {
     let rows: [&[u32]; 3] = [&[0, 3], &[1, 5, 6], &[2, 7]];
     let mut want: Vec<f64> = y.iter().map(|&v| f64::from(v)).collect();
     let mut pairs = Vec::new();
-    for (&rk, rows) in ranks.iter().zip(rows) {
-        let a = randv(&mut rng, rk * inp);
-        let b = randv(&mut rng, out * rk);
+    // Scales differ per adapter; the second adapter's weights are bf16 (an adapter saved in
+    // bf16), which the fused path reads without converting.
+    let scales = [0.5f32, 2.0, 1.25];
+    for (i, (&rk, rows)) in ranks.iter().zip(rows).enumerate() {
+        let narrow = |v: Vec<f32>| -> Vec<f32> {
+            if i == 1 {
+                v.into_iter().map(|x| half::bf16::from_f32(x).to_f32()).collect()
+            } else {
+                v
+            }
+        };
+        let a = narrow(randv(&mut rng, rk * inp));
+        let b = narrow(randv(&mut rng, out * rk));
         let xs: Vec<f32> = rows
             .iter()
-            .flat_map(|&i| x[i as usize * inp..(i as usize + 1) * inp].to_vec())
+            .flat_map(|&row| x[row as usize * inp..(row as usize + 1) * inp].to_vec())
             .collect();
         let d = r::lora_delta(&xs, &a, &b, rows.len(), inp, rk, out);
-        for (k, &i) in rows.iter().enumerate() {
+        for (k, &row) in rows.iter().enumerate() {
             for o in 0..out {
-                want[i as usize * out + o] += d[k * out + o];
+                want[row as usize * out + o] += f64::from(scales[i]) * d[k * out + o];
             }
         }
+        let dtype = if i == 1 { candle_core::DType::BF16 } else { candle_core::DType::F32 };
         let pair = LoraPair::new(
-            Tensor::from_vec(a, (rk, inp), dev).unwrap(),
-            Tensor::from_vec(b, (out, rk), dev).unwrap(),
+            Tensor::from_vec(a, (rk, inp), dev).unwrap().to_dtype(dtype).unwrap(),
+            Tensor::from_vec(b, (out, rk), dev).unwrap().to_dtype(dtype).unwrap(),
+            scales[i],
         )
         .unwrap();
         pairs.push(pair);
@@ -77,6 +89,7 @@ fn lora_rejects_bad_input(dev: &Device) {
     let pair = LoraPair::new(
         Tensor::zeros((4, 8), candle_core::DType::F32, dev).unwrap(),
         Tensor::zeros((6, 4), candle_core::DType::F32, dev).unwrap(),
+        1.0,
     )
     .unwrap();
     let x = Tensor::zeros((3, 8), candle_core::DType::F32, dev).unwrap();
@@ -96,10 +109,17 @@ fn lora_rejects_bad_input(dev: &Device) {
     assert!(
         LoraPair::new(
             Tensor::zeros((4, 8), candle_core::DType::F32, dev).unwrap(),
-            Tensor::zeros((6, 3), candle_core::DType::F32, dev).unwrap()
+            Tensor::zeros((6, 3), candle_core::DType::F32, dev).unwrap(),
+            1.0
         )
         .is_err()
     );
+    let non_finite = LoraPair::new(
+        Tensor::zeros((4, 8), candle_core::DType::F32, dev).unwrap(),
+        Tensor::zeros((6, 4), candle_core::DType::F32, dev).unwrap(),
+        f32::NAN,
+    );
+    assert!(non_finite.unwrap_err().to_string().contains("scale must be finite"));
 }
 
 fn rope_and_norm_match_reference(dev: &Device) {
