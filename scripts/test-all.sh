@@ -27,6 +27,9 @@ bash scripts/contracts.sh check
 echo "==> cargo test --workspace"
 cargo test --workspace --all-targets
 
+echo "==> CUDA build check: --features cuda type-checks and candle's kernels compile to PTX (no GPU needed)"
+bash scripts/cuda.sh check
+
 if ! command -v promtool >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "==> installing promtool (Debian's prometheus) for the /metrics format check"
     apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1 \

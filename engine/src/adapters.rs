@@ -9,7 +9,7 @@ use std::sync::Arc;
 use candle_core::{DType, Device, Tensor};
 use lorad_kernels::LoraPair;
 use lorad_store::tiers::{TierCache, TierStats};
-use lorad_store::{Adapter, BaseShape, TargetModule};
+use lorad_store::{Adapter, BaseShape, Blob, StoredDtype, TargetModule};
 
 use crate::{EngineError, Result};
 
@@ -29,47 +29,38 @@ pub struct ResidentAdapter {
 }
 
 impl ResidentAdapter {
-    /// Uploads `adapter` to `device` in `dtype`, folding each pair's scale into `B`.
+    /// Uploads `adapter` (decoded f32 weights) to `device` in `dtype`.
     pub fn new(adapter: &Adapter, base: &BaseShape, dtype: DType, device: &Device) -> Result<Self> {
-        let bad = |reason: String| EngineError::BadAdapter { name: adapter.name.clone(), reason };
-        let mut layers: Vec<[Option<LoraPair>; 7]> =
-            (0..base.num_layers).map(|_| Default::default()).collect();
-        let mut bytes = 0;
-        for w in &adapter.weights {
-            let (out, inp) = base.shape(w.module);
-            if w.layer >= base.num_layers {
-                return Err(bad(format!(
-                    "layer {} out of range (base has {})",
-                    w.layer, base.num_layers
-                )));
-            }
-            if w.a.len() != w.rank * inp || w.b.len() != out * w.rank || w.rank == 0 {
-                return Err(bad(format!(
-                    "layer {} {}: A/B sizes {}/{} do not match rank {} for [{out}, {inp}]",
-                    w.layer,
-                    w.module.peft_name(),
-                    w.a.len(),
-                    w.b.len(),
-                    w.rank
-                )));
-            }
-            let a = upload(&w.a, (w.rank, inp), dtype, device)?;
-            let b = upload(&w.b, (out, w.rank), dtype, device)?;
-            let slot = &mut layers[w.layer][w.module.index()];
-            if slot.is_some() {
-                return Err(bad(format!("layer {} {} given twice", w.layer, w.module.peft_name())));
-            }
-            let pair = LoraPair::new(a, b, w.scale)?;
-            bytes += pair.bytes();
-            *slot = Some(pair);
-        }
-        Ok(Self {
-            name: adapter.name.clone(),
-            content_hash: adapter.content_hash.clone(),
-            layers,
-            max_rank: adapter.max_rank(),
-            bytes,
-        })
+        let pairs = adapter.weights.iter().map(|w| HostPair {
+            layer: w.layer,
+            module: w.module,
+            rank: w.rank,
+            scale: w.scale,
+            a: HostMatrix::F32(&w.a),
+            b: HostMatrix::F32(&w.b),
+        });
+        build(&adapter.name, &adapter.content_hash, pairs, base, dtype, device)
+    }
+
+    /// Uploads a store blob's tensors as they are stored (bf16 stays bf16 until it is on the
+    /// device), straight from the blob's buffer: page-locked under CUDA, so the copy is DMA and
+    /// half the bytes of an f32 upload. The blob must have passed [`lorad_store::Store::check`]
+    /// for `base`. Returns once the copies are complete, so the buffer may be reused.
+    pub fn from_blob(blob: &Blob, base: &BaseShape, dtype: DType, device: &Device) -> Result<Self> {
+        let pairs = blob.manifest().iter().map(|p| HostPair {
+            layer: p.layer,
+            module: p.module,
+            rank: p.rank,
+            scale: p.scale,
+            a: HostMatrix::Stored(p.a.dtype, blob.tensor_bytes(&p.a)),
+            b: HostMatrix::Stored(p.b.dtype, blob.tensor_bytes(&p.b)),
+        });
+        let info = blob.info();
+        let adapter = build(&info.name, &info.content_hash, pairs, base, dtype, device)?;
+        // Copies from page-locked memory are asynchronous: finish them before the caller can
+        // drop the blob and its buffer goes back to the pool.
+        device.synchronize()?;
+        Ok(adapter)
     }
 
     /// The pair for `module` of `layer`.
@@ -78,16 +69,134 @@ impl ResidentAdapter {
     }
 }
 
-/// One LoRA matrix on `device`. The CPU engine (f32) keeps a matrix in bf16 when every value is
-/// exactly a bf16 (an adapter trained or saved in bf16): the fused kernel widens it on the fly, the
-/// result is bit-for-bit the f32 one, and a decode step reads half the adapter bytes, which is what
-/// bounds a batch of many distinct adapters on a CPU. Every other case converts to `dtype`.
-fn upload(values: &[f32], shape: (usize, usize), dtype: DType, device: &Device) -> Result<Tensor> {
-    let host = Tensor::from_slice(values, shape, &Device::Cpu)?;
-    if device.is_cpu() && dtype == DType::F32 && is_exact_bf16(values) {
-        return Ok(host.to_dtype(DType::BF16)?);
+// Stored tensors are little-endian and are uploaded without byte swapping.
+const _: () = assert!(cfg!(target_endian = "little"), "lorad assumes a little-endian host");
+
+/// One LoRA matrix in host memory, before upload.
+#[derive(Clone, Copy)]
+enum HostMatrix<'a> {
+    /// Decoded values.
+    F32(&'a [f32]),
+    /// A store blob's bytes in their stored dtype.
+    Stored(StoredDtype, &'a [u8]),
+}
+
+impl HostMatrix<'_> {
+    fn elements(&self) -> usize {
+        match *self {
+            HostMatrix::F32(v) => v.len(),
+            HostMatrix::Stored(dtype, bytes) => bytes.len() / dtype.size(),
+        }
     }
-    Ok(host.to_device(device)?.to_dtype(dtype)?)
+}
+
+/// One LoRA pair in host memory.
+struct HostPair<'a> {
+    layer: usize,
+    module: TargetModule,
+    rank: usize,
+    scale: f32,
+    a: HostMatrix<'a>,
+    b: HostMatrix<'a>,
+}
+
+/// Checks every pair against `base` and uploads it.
+fn build<'a>(
+    name: &str,
+    content_hash: &str,
+    pairs: impl Iterator<Item = HostPair<'a>>,
+    base: &BaseShape,
+    dtype: DType,
+    device: &Device,
+) -> Result<ResidentAdapter> {
+    let bad = |reason: String| EngineError::BadAdapter { name: name.to_owned(), reason };
+    let mut layers: Vec<[Option<LoraPair>; 7]> =
+        (0..base.num_layers).map(|_| Default::default()).collect();
+    let (mut bytes, mut max_rank) = (0, 0);
+    for w in pairs {
+        let (out, inp) = base.shape(w.module);
+        if w.layer >= base.num_layers {
+            return Err(bad(format!(
+                "layer {} out of range (base has {})",
+                w.layer, base.num_layers
+            )));
+        }
+        let (na, nb) = (w.a.elements(), w.b.elements());
+        if na != w.rank * inp || nb != out * w.rank || w.rank == 0 {
+            return Err(bad(format!(
+                "layer {} {}: A/B sizes {na}/{nb} do not match rank {} for [{out}, {inp}]",
+                w.layer,
+                w.module.peft_name(),
+                w.rank
+            )));
+        }
+        let a = upload(name, w.a, (w.rank, inp), dtype, device)?;
+        let b = upload(name, w.b, (out, w.rank), dtype, device)?;
+        let slot = &mut layers[w.layer][w.module.index()];
+        if slot.is_some() {
+            return Err(bad(format!("layer {} {} given twice", w.layer, w.module.peft_name())));
+        }
+        let pair = LoraPair::new(a, b, w.scale)?;
+        bytes += pair.bytes();
+        max_rank = max_rank.max(w.rank);
+        *slot = Some(pair);
+    }
+    Ok(ResidentAdapter {
+        name: name.to_owned(),
+        content_hash: content_hash.to_owned(),
+        layers,
+        max_rank,
+        bytes,
+    })
+}
+
+/// One LoRA matrix on `device`. The CPU engine (f32) keeps a matrix in bf16 when every value is
+/// exactly a bf16 (an adapter trained or saved in bf16; the store keeps exactly those in bf16):
+/// the fused kernel widens it on the fly, the result is bit-for-bit the f32 one, and a decode
+/// step reads half the adapter bytes, which is what bounds a batch of many distinct adapters on
+/// a CPU. Every other case converts to `dtype`, on the device, after a copy in the host dtype.
+fn upload(
+    name: &str,
+    m: HostMatrix<'_>,
+    shape: (usize, usize),
+    dtype: DType,
+    device: &Device,
+) -> Result<Tensor> {
+    let keep_bf16 = device.is_cpu() && dtype == DType::F32;
+    let t = match m {
+        HostMatrix::F32(values) => {
+            let host = Tensor::from_slice(values, shape, &Device::Cpu)?;
+            if keep_bf16 && is_exact_bf16(values) {
+                return Ok(host.to_dtype(DType::BF16)?);
+            }
+            host.to_device(device)?
+        }
+        HostMatrix::Stored(stored, bytes) => {
+            let t = match stored {
+                StoredDtype::BF16 => {
+                    Tensor::from_slice(cast::<half::bf16>(name, bytes)?, shape, device)?
+                }
+                StoredDtype::F16 => {
+                    Tensor::from_slice(cast::<half::f16>(name, bytes)?, shape, device)?
+                }
+                StoredDtype::F32 => Tensor::from_slice(cast::<f32>(name, bytes)?, shape, device)?,
+            };
+            if keep_bf16 && stored == StoredDtype::BF16 {
+                return Ok(t);
+            }
+            t
+        }
+    };
+    Ok(t.to_dtype(dtype)?)
+}
+
+/// Stored bytes as elements (blob tensors start 4 KiB-aligned, so this never copies or fails on
+/// a blob the store read).
+fn cast<'a, T: bytemuck::AnyBitPattern>(name: &str, bytes: &'a [u8]) -> Result<&'a [T]> {
+    bytemuck::try_cast_slice(bytes).map_err(|e| EngineError::BadAdapter {
+        name: name.to_owned(),
+        reason: format!("a stored tensor of {} bytes cannot be read in place: {e}", bytes.len()),
+    })
 }
 
 /// Whether every value survives a round trip through bf16 unchanged (NaN never does).
@@ -113,11 +222,12 @@ impl AdapterPool {
     }
 
     /// Inserts or replaces an adapter, evicting least-recently-used unleased, unpinned ones to
-    /// make room. Requests already running keep the version they leased. Returns the lease.
-    pub fn insert(&self, adapter: ResidentAdapter) -> Result<Arc<ResidentAdapter>> {
+    /// make room. Requests already running keep the version they leased. Returns the lease; on
+    /// [`EngineError::AdapterPoolFull`] the caller's `Arc` is untouched and can be offered again.
+    pub fn insert(&self, adapter: Arc<ResidentAdapter>) -> Result<Arc<ResidentAdapter>> {
         let name = adapter.name.clone();
         let bytes = adapter.bytes as u64;
-        let arc = Arc::new(adapter);
+        let arc = adapter;
         let evicted = self
             .inner
             .insert(&name, arc.clone(), bytes)

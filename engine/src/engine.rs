@@ -7,7 +7,7 @@ use std::thread::JoinHandle;
 
 use candle_core::{DType, Device};
 use lorad_model::{ChatTemplate, LoadedModel, ModelConfig, Tokenizer};
-use lorad_store::{Adapter, BaseShape};
+use lorad_store::{Adapter, BaseShape, Blob};
 
 use crate::adapters::{AdapterPool, ResidentAdapter};
 use crate::kv::KvCache;
@@ -202,6 +202,11 @@ impl EngineHandle {
         &self.inner.info
     }
 
+    /// The device the model and adapters live on.
+    pub fn device(&self) -> &Device {
+        &self.inner.device
+    }
+
     /// The tokenizer.
     pub fn tokenizer(&self) -> &Arc<Tokenizer> {
         &self.inner.tokenizer
@@ -227,7 +232,19 @@ impl EngineHandle {
             self.inner.dtype,
             &self.inner.device,
         )?;
-        self.inner.adapters.insert(r)
+        self.inner.adapters.insert(Arc::new(r))
+    }
+
+    /// Uploads a store blob's tensors (see [`ResidentAdapter::from_blob`]) without making the
+    /// adapter servable: [`AdapterPool::insert`] on [`EngineHandle::adapter_pool`] does that, and
+    /// can be retried with the same upload while the working set is full.
+    pub fn upload_blob(&self, blob: &Blob) -> Result<ResidentAdapter> {
+        ResidentAdapter::from_blob(
+            blob,
+            &self.inner.info.base_shape,
+            self.inner.dtype,
+            &self.inner.device,
+        )
     }
 
     /// The device working set.

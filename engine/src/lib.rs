@@ -17,6 +17,7 @@ mod error;
 mod kv;
 mod llama;
 mod output;
+mod pinned;
 mod request;
 mod residency;
 mod sampling;
@@ -29,6 +30,7 @@ pub use error::{EngineError, Result};
 pub use kv::{BlockAllocator, KvCache};
 pub use llama::{ForwardSeq, Llama, base_shape, projection_weight_name};
 pub use lorad_kernels::KernelPath;
+pub use pinned::host_pinner;
 pub use request::{
     Completion, FinishReason, GenerateRequest, GenerationEvent, GenerationStream, Usage,
 };

@@ -155,11 +155,18 @@ pub struct AdapterManager {
 
 impl AdapterManager {
     /// A manager over `store` feeding `engine`. Pins recorded in the store apply to both tiers.
+    /// On a GPU engine, the store's read buffers become page-locked ([`crate::host_pinner`]).
     pub fn new(store: Arc<Store>, engine: EngineHandle, cfg: ResidencyConfig) -> Result<Self> {
         if cfg.host_cache_bytes == 0 {
             return Err(EngineError::Config("host_cache_bytes must be at least 1".into()));
         }
         let host = TierCache::new("host", cfg.host_cache_bytes);
+        if let Some(pinner) = crate::host_pinner(engine.device()) {
+            // A store shared by two managers on one GPU is pinned by the first; fine.
+            if let Err(e) = store.set_host_pinner(pinner) {
+                tracing::debug!(error = %e, "host pinner already installed");
+            }
+        }
         for info in store.list() {
             if info.pinned {
                 host.set_pinned(&info.name, true);
@@ -258,11 +265,14 @@ impl AdapterManager {
                 served_base: served.clone(),
             });
         }
-        let adapter = self.store.decode(&blob, &self.engine.info().base_shape)?;
+        // Checked once per blob (shapes always; the content hash on its first page-in), then
+        // uploaded from the blob's own bytes: no f32 decode on re-admission.
+        self.store.check(&blob, &self.engine.info().base_shape)?;
+        let adapter = Arc::new(self.engine.upload_blob(&blob)?);
         drop(blob);
         let deadline = Instant::now() + self.cfg.admit_timeout;
         loop {
-            match self.engine.add_adapter(&adapter) {
+            match self.engine.adapter_pool().insert(adapter.clone()) {
                 Ok(lease) => return Ok(lease),
                 Err(EngineError::AdapterPoolFull { .. }) if Instant::now() < deadline => {
                     // Budget held by running requests: they release it as they finish.

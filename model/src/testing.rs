@@ -54,3 +54,24 @@ pub fn llama_cpp_permute_rows(rows: &[Vec<f32>], n_heads: usize) -> Vec<Vec<f32>
     }
     out
 }
+
+/// The device integration tests run on: `LORAD_TEST_DEVICE=cuda` selects GPU 0 (a build with
+/// `--features cuda` on a machine with a GPU), anything else or unset the CPU. Tests are written
+/// once over this device, so the same assertions run on both.
+///
+/// # Panics
+/// When CUDA is asked for and cannot be opened: a GPU run that silently fell back to the CPU
+/// would report CPU results as GPU ones.
+pub fn test_device() -> candle_core::Device {
+    match std::env::var("LORAD_TEST_DEVICE").as_deref() {
+        Ok("cuda") => {
+            assert!(
+                candle_core::utils::cuda_is_available(),
+                "LORAD_TEST_DEVICE=cuda, but this test binary was built without `--features cuda`"
+            );
+            candle_core::Device::new_cuda(0)
+                .unwrap_or_else(|e| panic!("LORAD_TEST_DEVICE=cuda: cannot open GPU 0: {e}"))
+        }
+        _ => candle_core::Device::Cpu,
+    }
+}

@@ -296,6 +296,13 @@ pub enum StoreError {
         reason: String,
     },
 
+    /// A host-memory pinner could not be installed.
+    #[error("cannot page-lock adapter buffers: {reason}")]
+    Pinner {
+        /// Why.
+        reason: String,
+    },
+
     /// The adapter store's index file is damaged (bad magic, header checksum, too short).
     #[error("adapter store index {} is corrupt: {reason}", path.display())]
     CorruptIndex {

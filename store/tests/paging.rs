@@ -11,9 +11,12 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use lorad_store::StoreError;
-use lorad_store::paging::{ALIGN, CHUNK_BYTES, IoBackend, IoMode, Pager, ReadRequest, open_direct};
+use lorad_store::paging::{
+    ALIGN, CHUNK_BYTES, HostPinner, IoBackend, IoMode, Pager, ReadRequest, open_direct,
+};
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -372,6 +375,30 @@ fn zero_length_reads_need_no_data() {
     }
 }
 
+/// Counts page-locked bytes, as a device driver would hold them.
+#[derive(Debug, Default)]
+struct CountingPinner {
+    pins: AtomicU64,
+    live_bytes: AtomicI64,
+}
+
+impl HostPinner for CountingPinner {
+    unsafe fn pin(&self, _ptr: *mut u8, len: usize) -> Result<(), String> {
+        self.pins.fetch_add(1, Ordering::Relaxed);
+        self.live_bytes.fetch_add(len as i64, Ordering::Relaxed);
+        Ok(())
+    }
+    unsafe fn unpin(&self, _ptr: *mut u8, len: usize) {
+        self.live_bytes.fetch_sub(len as i64, Ordering::Relaxed);
+    }
+    fn name(&self) -> &str {
+        "counting"
+    }
+}
+
+/// Eight threads share a pager whose buffers are page-locked: every read returns the file's
+/// bytes (reused buffers leak nothing of what they held), buffers are pinned once and reused,
+/// and dropping the pager unpins everything.
 #[test]
 fn pager_is_shared_across_threads() {
     fn assert_send_sync<T: Send + Sync>() {}
@@ -381,6 +408,8 @@ fn pager_is_shared_across_threads() {
     let (path, data) = make_file(dir.path(), "shared", 2 * CHUNK_BYTES + 333, &mut rng);
     let data = Arc::new(data);
     for pager in pagers(16) {
+        let pinner = Arc::new(CountingPinner::default());
+        pager.pool().set_pinner(pinner.clone()).unwrap();
         let pager = Arc::new(pager);
         let threads: Vec<_> = (0..8u64)
             .map(|t| {
@@ -411,5 +440,11 @@ fn pager_is_shared_across_threads() {
             t.join().unwrap();
         }
         assert_eq!(pager.stats().reads, 8 * 20 * 4);
+        let pool = pager.pool().stats();
+        assert_eq!(pool.pinned_bytes as i64, pinner.live_bytes.load(Ordering::Relaxed));
+        assert_eq!(pool.allocated, pinner.pins.load(Ordering::Relaxed));
+        assert!(pool.reused > pool.allocated, "buffers are reused: {pool:?}");
+        drop(pager);
+        assert_eq!(pinner.live_bytes.load(Ordering::Relaxed), 0, "every pin undone");
     }
 }

@@ -121,6 +121,29 @@ pub(crate) fn render(state: &AppState) -> String {
         "Bytes read by the adapter store.",
         &[("", pager.bytes as f64)],
     );
+    let (pool, pinner) = store.buffer_stats();
+    family(
+        &mut out,
+        "lorad_store_buffers_total",
+        "counter",
+        "Read buffers the adapter store allocated, and handed out again from its pool.",
+        &[("{how=\"allocated\"}", pool.allocated as f64), ("{how=\"reused\"}", pool.reused as f64)],
+    );
+    let pinner_label = format!("{{pinner=\"{}\"}}", pinner.as_deref().unwrap_or("none"));
+    family(
+        &mut out,
+        "lorad_store_pinned_bytes",
+        "gauge",
+        "Bytes of adapter read buffers page-locked for device copies (0 on the CPU).",
+        &[(&pinner_label, pool.pinned_bytes as f64)],
+    );
+    family(
+        &mut out,
+        "lorad_store_pin_failures_total",
+        "counter",
+        "Read buffers the driver refused to page-lock (used pageable instead).",
+        &[("", pool.pin_failures as f64)],
+    );
     family(
         &mut out,
         "lorad_store_disk_bytes",

@@ -184,6 +184,9 @@ async fn metrics_are_prometheus_text() {
         "lorad_adapter_page_in_seconds_bucket{le=\"+Inf\"}",
         "lorad_store_io_backend{backend=",
         "lorad_store_read_bytes_total",
+        "lorad_store_buffers_total{how=\"allocated\"}",
+        // The CPU engine has nothing to DMA to: no pinner, nothing locked.
+        "lorad_store_pinned_bytes{pinner=\"none\"} 0",
         "lorad_generated_tokens_total",
     ] {
         assert!(text.contains(family), "missing {family} in\n{text}");

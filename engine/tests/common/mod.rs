@@ -1,5 +1,6 @@
 //! Shared set-up for the engine's integration tests: the real default model, loaded in f32 on
-//! the CPU, and seeded random PEFT adapters of chosen ranks.
+//! the test device (`LORAD_TEST_DEVICE`: the CPU unless `cuda`), and seeded random PEFT adapters
+//! of chosen ranks.
 #![allow(dead_code, unreachable_pub)]
 
 use std::sync::Arc;
@@ -13,8 +14,11 @@ use lorad_store::{Adapter, RandomAdapterSpec, TargetModule};
 pub fn load() -> Option<LoadedModel> {
     let path = lorad_model::testing::test_model_path()?;
     Some(
-        lorad_model::load_model(&path, &LoadOptions { dtype: DType::F32, device: Device::Cpu })
-            .expect("load model"),
+        lorad_model::load_model(
+            &path,
+            &LoadOptions { dtype: DType::F32, device: lorad_model::testing::test_device() },
+        )
+        .expect("load model"),
     )
 }
 
@@ -96,8 +100,13 @@ pub fn merged_weights(
             .to_dtype(DType::F64)
             .unwrap();
         let delta = (b.matmul(&a).unwrap() * f64::from(p.scale)).unwrap();
-        let merged =
-            (base.to_dtype(DType::F64).unwrap() + delta).unwrap().to_dtype(DType::F32).unwrap();
+        let base64 = base.to_device(&Device::Cpu).unwrap().to_dtype(DType::F64).unwrap();
+        let merged = (base64 + delta)
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap()
+            .to_device(base.device())
+            .unwrap();
         w.insert(name, merged);
     }
     w

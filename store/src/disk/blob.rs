@@ -222,6 +222,20 @@ impl Blob {
     pub fn bytes(&self) -> &[u8] {
         &self.buf
     }
+
+    /// One tensor's bytes as stored: little-endian `extent.dtype` elements, starting 4 KiB-aligned
+    /// in memory. `extent` must come from this blob's [`Blob::manifest`] (those are checked to lie
+    /// inside the blob when it is read); any other extent gets an empty slice.
+    pub fn tensor_bytes(&self, extent: &TensorExtent) -> &[u8] {
+        let start = usize::try_from(extent.offset).unwrap_or(usize::MAX);
+        let end = start.saturating_add(usize::try_from(extent.len).unwrap_or(usize::MAX));
+        self.buf.get(start..end).unwrap_or(&[])
+    }
+
+    /// Whether the bytes sit in page-locked memory (a device copy from them is DMA).
+    pub fn is_pinned(&self) -> bool {
+        self.buf.is_pinned()
+    }
 }
 
 /// A blob ready to be written.

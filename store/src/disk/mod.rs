@@ -29,7 +29,7 @@ use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -43,7 +43,7 @@ use crate::adapter::TargetModule;
 use crate::error::StoreError;
 use crate::fsutil::sync_dir;
 use crate::name::validate_adapter_name;
-use crate::paging::{IoBackend, IoMode, Pager, PagerStats};
+use crate::paging::{HostPinner, IoBackend, IoMode, Pager, PagerStats, PoolStats};
 
 const INDEX_FILE: &str = "index";
 const LOCK_FILE: &str = "lock";
@@ -321,6 +321,24 @@ impl Store {
     /// The pager's read counters.
     pub fn pager_stats(&self) -> PagerStats {
         self.pager.stats()
+    }
+
+    /// Page-locks the buffers blobs are read into from now on (the CUDA engine's pinner, so
+    /// host-to-device copies of adapters run at DMA speed). Refused once one is installed.
+    pub fn set_host_pinner(&self, pinner: Arc<dyn HostPinner>) -> Result<(), StoreError> {
+        let name = pinner.name().to_owned();
+        self.pager.pool().set_pinner(pinner).map_err(|old| StoreError::Pinner {
+            reason: format!(
+                "{} already page-locks this store's buffers; cannot add {name}",
+                old.name()
+            ),
+        })
+    }
+
+    /// The buffer pool's counters and the installed pinner's name.
+    pub fn buffer_stats(&self) -> (PoolStats, Option<String>) {
+        let pool = self.pager.pool();
+        (pool.stats(), pool.pinner().map(str::to_owned))
     }
 
     /// Total bytes of all segment files (0 if the directory cannot be listed).

@@ -131,29 +131,10 @@ impl Store {
     /// for pairs that differ from those defaults and `layers_to_transform` when not every layer
     /// is adapted, so the config reproduces every pair's rank and scale.
     pub fn decode(&self, blob: &Blob, base: &BaseShape) -> Result<Adapter, StoreError> {
-        base.validate()?;
-        let info = &blob.info;
-        for p in &blob.manifest {
-            let (out_f, in_f) = base.shape(p.module);
-            let reason = if p.layer >= base.num_layers {
-                format!(
-                    "it adapts layer {} but the base model has {} layers",
-                    p.layer, base.num_layers
-                )
-            } else if (p.out_features, p.in_features) != (out_f, in_f) {
-                format!(
-                    "{} is {}x{} in the adapter but {out_f}x{in_f} in the base model",
-                    p.module.module_path(p.layer),
-                    p.out_features,
-                    p.in_features
-                )
-            } else {
-                continue;
-            };
-            return Err(StoreError::ShapeMismatch { name: info.name.clone(), reason });
-        }
+        check_shapes(blob, base)?;
         let weights = decode_weights(&blob.buf, &blob.manifest);
-        self.check_content(blob, &weights, false)?;
+        self.check_content(blob, Some(&weights), false)?;
+        let info = &blob.info;
         Ok(Adapter {
             name: info.name.clone(),
             config: reconstruct_config(info, &weights, base),
@@ -162,18 +143,28 @@ impl Store {
         })
     }
 
+    /// What [`Store::decode`] checks, without keeping the decoded weights: every pair fits
+    /// `base`, and (on the first check of this blob in this process) the content hash of its
+    /// decoded weights is the recorded one. A blob that passed once is not decoded again, so a
+    /// caller that uploads the stored tensors as they are ([`Blob::tensor_bytes`]) re-pages an
+    /// adapter without touching its values on the host.
+    pub fn check(&self, blob: &Blob, base: &BaseShape) -> Result<(), StoreError> {
+        check_shapes(blob, base)?;
+        self.check_content(blob, None, false)
+    }
+
     /// [`Store::read_blob`] then [`Store::decode`].
     pub fn load(&self, name: &str, base: &BaseShape) -> Result<Adapter, StoreError> {
         let blob = self.read_blob(name)?;
         self.decode(&blob, base)
     }
 
-    /// Recomputes the content hash of decoded `weights` (once per blob per process unless
-    /// `force`), quarantining on mismatch.
+    /// Recomputes the content hash of the blob's decoded weights (`weights`, or decoded here when
+    /// `None`) once per blob per process unless `force`, quarantining on mismatch.
     fn check_content(
         &self,
         blob: &Blob,
-        weights: &[LoraWeights],
+        weights: Option<&[LoraWeights]>,
         force: bool,
     ) -> Result<(), StoreError> {
         let loc = Loc {
@@ -189,7 +180,10 @@ impl Store {
         if !force && lock().contains(&key) {
             return Ok(());
         }
-        let actual = crate::hash::content_hash(weights);
+        let actual = match weights {
+            Some(w) => crate::hash::content_hash(w),
+            None => crate::hash::content_hash(&decode_weights(&blob.buf, &blob.manifest)),
+        };
         if actual != blob.info.content_hash {
             let err = StoreError::CorruptBlob {
                 name: blob.info.name.clone(),
@@ -216,10 +210,8 @@ impl Store {
         }
         let names: Vec<String> = self.read_state().entries.keys().cloned().collect();
         for name in names {
-            let result = self.read_blob(&name).and_then(|blob| {
-                let weights = decode_weights(&blob.buf, &blob.manifest);
-                self.check_content(&blob, &weights, true)
-            });
+            let result =
+                self.read_blob(&name).and_then(|blob| self.check_content(&blob, None, true));
             match result {
                 Ok(()) => report.ok += 1,
                 // Removed since the listing: not a failure.
@@ -294,4 +286,26 @@ fn reconstruct_config(info: &StoredInfo, weights: &[LoraWeights], base: &BaseSha
         config.layers_to_transform = Some(layers.into_iter().collect());
     }
     config
+}
+
+/// Every pair of `blob` fits the projection it adapts in `base`.
+fn check_shapes(blob: &Blob, base: &BaseShape) -> Result<(), StoreError> {
+    base.validate()?;
+    for p in &blob.manifest {
+        let (out_f, in_f) = base.shape(p.module);
+        let reason = if p.layer >= base.num_layers {
+            format!("it adapts layer {} but the base model has {} layers", p.layer, base.num_layers)
+        } else if (p.out_features, p.in_features) != (out_f, in_f) {
+            format!(
+                "{} is {}x{} in the adapter but {out_f}x{in_f} in the base model",
+                p.module.module_path(p.layer),
+                p.out_features,
+                p.in_features
+            )
+        } else {
+            continue;
+        };
+        return Err(StoreError::ShapeMismatch { name: blob.info.name.clone(), reason });
+    }
+    Ok(())
 }

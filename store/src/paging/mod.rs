@@ -6,7 +6,9 @@
 //! - [`Pager::new`] picks the backend ([`IoMode`]) and never panics on hosts without io_uring;
 //! - [`Pager::read`] / [`Pager::read_many`] return exactly the requested bytes (a short read is an
 //!   error naming the file and offset), whatever the backend;
-//! - buffers are [`AlignedBuf`]s, so an O_DIRECT file and a buffered one read the same way.
+//! - buffers are [`AlignedBuf`]s, so an O_DIRECT file and a buffered one read the same way; they
+//!   come from the pager's [`BufPool`] (page-locked once a [`HostPinner`] is installed) and go back
+//!   to it when dropped.
 //!
 //! Both backends split every request into [`CHUNK_BYTES`] pieces. Each piece asks for the
 //! *padded* length (the buffer's capacity, a multiple of [`ALIGN`]) so O_DIRECT sees aligned
@@ -15,6 +17,7 @@
 //! across all requests of a [`Pager::read_many`]; `pread` reads them one after the other.
 
 mod buf;
+mod pool;
 mod uring;
 
 use std::fs::File;
@@ -25,6 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 pub use buf::{ALIGN, AlignedBuf};
+pub use pool::{BufPool, HostPinner, MAX_IDLE_BYTES, PoolStats};
 
 use crate::error::StoreError;
 
@@ -90,6 +94,7 @@ pub struct Pager {
     fallback_reason: Option<String>,
     /// The io_uring rings; `None` on the `pread` backend.
     rings: Option<uring::RingPool>,
+    pool: BufPool,
     reads: AtomicU64,
     bytes: AtomicU64,
     busy_ns: AtomicU64,
@@ -125,6 +130,7 @@ impl Pager {
             backend,
             fallback_reason,
             rings,
+            pool: BufPool::default(),
             reads: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             busy_ns: AtomicU64::new(0),
@@ -171,7 +177,7 @@ impl Pager {
 
     fn read_many_inner(&self, reqs: &[ReadRequest<'_>]) -> Result<Vec<AlignedBuf>, StoreError> {
         let mut chunks = plan(reqs)?;
-        let bufs: Vec<AlignedBuf> = reqs.iter().map(|r| AlignedBuf::zeroed(r.len)).collect();
+        let bufs: Vec<AlignedBuf> = reqs.iter().map(|r| self.pool.take(r.len)).collect();
         if chunks.is_empty() {
             return Ok(bufs);
         }
@@ -180,6 +186,11 @@ impl Pager {
             Some(pool) => pool.read(reqs, &direct, &mut chunks, bufs),
             None => pread_all(reqs, &direct, &chunks, bufs),
         }
+    }
+
+    /// The pool the read buffers come from (install a [`HostPinner`] through it).
+    pub fn pool(&self) -> &BufPool {
+        &self.pool
     }
 
     /// Counters so far.
