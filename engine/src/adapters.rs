@@ -73,7 +73,6 @@ impl ResidentAdapter {
 const _: () = assert!(cfg!(target_endian = "little"), "lorad assumes a little-endian host");
 
 /// One LoRA matrix in host memory, before upload.
-#[derive(Clone, Copy)]
 enum HostMatrix<'a> {
     /// Decoded values.
     F32(&'a [f32]),
@@ -227,15 +226,14 @@ impl AdapterPool {
     pub fn insert(&self, adapter: Arc<ResidentAdapter>) -> Result<Arc<ResidentAdapter>> {
         let name = adapter.name.clone();
         let bytes = adapter.bytes as u64;
-        let arc = adapter;
         let evicted = self
             .inner
-            .insert(&name, arc.clone(), bytes)
+            .insert(&name, adapter.clone(), bytes)
             .map_err(|full| EngineError::AdapterPoolFull { name: name.clone(), full })?;
         for (old, _) in evicted {
             tracing::debug!(adapter = %old, "evicted from the device working set");
         }
-        Ok(arc)
+        Ok(adapter)
     }
 
     /// Looks up an adapter, taking a lease on it (counts a hit or a miss).

@@ -109,10 +109,7 @@ impl BufPool {
     /// freed so that they are not handed out again. A second pinner is refused (returns it back).
     pub fn set_pinner(&self, pinner: Arc<dyn HostPinner>) -> Result<(), Arc<dyn HostPinner>> {
         self.shared.pinner.set(pinner)?;
-        let drained = std::mem::take(&mut *self.shared.lock_idle());
-        for raw in drained.by_size.into_values().flatten() {
-            self.shared.free(raw);
-        }
+        self.shared.free_idle();
         Ok(())
     }
 
@@ -166,10 +163,7 @@ impl BufPool {
 impl Drop for BufPool {
     fn drop(&mut self) {
         // Buffers still out come back to `Shared` and are freed when it goes; idle ones now.
-        let drained = std::mem::take(&mut *self.shared.lock_idle());
-        for raw in drained.by_size.into_values().flatten() {
-            self.shared.free(raw);
-        }
+        self.shared.free_idle();
     }
 }
 
@@ -218,6 +212,14 @@ impl Shared {
         self.free(raw);
     }
 
+    /// Frees every idle buffer.
+    fn free_idle(&self) {
+        let drained = std::mem::take(&mut *self.lock_idle());
+        for raw in drained.by_size.into_values().flatten() {
+            self.free(raw);
+        }
+    }
+
     fn free(&self, raw: RawBuf) {
         if raw.pinned
             && let Some(pinner) = self.pinner.get()
@@ -233,10 +235,7 @@ impl Shared {
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        let drained = std::mem::take(&mut *self.lock_idle());
-        for raw in drained.by_size.into_values().flatten() {
-            self.free(raw);
-        }
+        self.free_idle();
     }
 }
 
