@@ -37,9 +37,10 @@ toolkit() {
     nvcc --version | tail -1 >&2
 }
 
-# Stub libraries (every function cudarc declares, each an empty body) under $cu/lib/stubs, where
-# cudarc's build script looks for link-time libraries. Never shipped: only their sonames end up in
-# the binaries.
+# Stub libraries under $cu/lib/stubs, where cudarc's build script looks for link-time libraries:
+# every function cudarc declares, each failing (status 100, CUDA_ERROR_NO_DEVICE for the driver),
+# so a binary that meets them at run time (the `device --rehearse` run here) reports "no GPU"
+# instead of running on garbage. Never shipped: only their sonames end up in the binaries.
 stubs() {
     local src out=$cu/lib/stubs
     src=$(cargo metadata --format-version 1 --all-features --manifest-path "$root/Cargo.toml" |
@@ -49,9 +50,21 @@ stubs() {
     for spec in cuda:driver:libcuda.so.1 cublas:cublas:libcublas.so.13 \
         cublasLt:cublaslt:libcublasLt.so.13 curand:curand:libcurand.so.10 nvrtc:nvrtc:libnvrtc.so.13; do
         IFS=: read -r lib module soname <<<"$spec"
-        grep -hoE 'pub unsafe fn [A-Za-z_][A-Za-z0-9_]*\(' "$src/src/$module/sys/mod.rs" |
-            sed 's/pub unsafe fn //; s/($/(void) {}/; s/^/void /' | sort -u >"$out/$lib.c"
+        python3 - "$src/src/$module/sys/mod.rs" >"$out/$lib.c" <<'PY_STUB'
+import re, sys
+decl = re.compile(r"pub unsafe fn ([A-Za-z_]\w*)\((?:[^()]|\([^()]*\))*\)\s*->\s*([^{;]+?)\s*[{;]", re.S)
+body = {"c_char": 'const char *{}(void) {{ return "no CUDA library (lorad link stub)"; }}',
+        "usize": "unsigned long {}(void) {{ return 0; }}"}
+seen = {}
+for name, ret in decl.findall(open(sys.argv[1]).read()):
+    if name in ("is_culib_present", "culib") or name in seen:
+        continue
+    kind = "c_char" if "c_char" in ret else "usize" if ret.strip() == "usize" else "status"
+    seen[name] = body.get(kind, "int {}(void) {{ return 100; }}").format(name)
+print("\n".join(seen[n] for n in sorted(seen)))
+PY_STUB
         cc -shared -fPIC -o "$out/lib$lib.so" -Wl,-soname,"$soname" "$out/$lib.c"
+        ln -sf "lib$lib.so" "$out/$soname"
     done
     # candle's MoE kernels link the CUDA runtime, which the wheels ship only under its soname.
     ln -sf ../libcudart.so.13 "$out/libcudart.so"
@@ -100,65 +113,134 @@ PY
     say "carry .gpu/bin.tar.xz and .gpu/model.part00 in one run, .gpu/model.part01 and part02 in the next; see docs/gpu.md"
 }
 
+# Runs one step of `device`: within its own limit and what is left of the run's deadline (a
+# step that no longer fits is skipped, so the summary still comes back), logging to `log` and
+# one PASS/FAIL/SKIP line with its duration to the summary.
+step() {
+    local name=$1 limit=$2 log=$3 t0=$SECONDS rc=0
+    shift 3
+    local left=$((deadline - SECONDS))
+    if [ "$left" -lt 20 ]; then
+        echo "SKIP $name (the run's ${LORAD_DEVICE_SECS:-480} s are spent)" >>"$summary"
+        return 1
+    fi
+    [ "$limit" -le "$left" ] || limit=$left
+    echo "== $name" >>"$log"
+    if declare -F "$1" >/dev/null; then
+        "$@" >>"$log" 2>&1 || rc=$? # a function of this script: it bounds its own waits
+    else
+        timeout "$limit" "$@" >>"$log" 2>&1 || rc=$?
+    fi
+    local verdict=PASS
+    [ "$rc" = 0 ] || verdict="FAIL (rc $rc$([ "$rc" = 124 ] && echo ", over ${limit}s"))"
+    echo "$verdict $name [$((SECONDS - t0)) s]" >>"$summary"
+    return "$rc"
+}
+
+# `lorad serve` on the device: the default model's answer to the France question, and /metrics
+# idle and while 16 long requests decode (so the GPU gauges are read under load).
+serve_checks() {
+    local out=$1 bin=$2 load_tokens=$3 status=0 i
+    local api=http://127.0.0.1:18080
+    "$bin/lorad" serve --device "$dev" --listen 127.0.0.1:18080 >"$out/serve.log" 2>&1 &
+    local pid=$!
+    for i in $(seq 1 120); do
+        curl -sf "$api/readyz" >/dev/null 2>&1 && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 1
+    done
+    grep -E 'loading model|model loaded' "$out/serve.log" >>"$summary" || true
+    curl -sf -m 30 "$api/metrics" >"$out/metrics-idle.txt" || status=1
+    local ask='{"model":"SmolLM2-135M-Instruct","messages":[{"role":"user","content":"What is the capital of France?"}],"max_tokens":24,"temperature":0}'
+    if curl -sf -m 120 "$api/v1/chat/completions" -H 'content-type: application/json' -d "$ask" | tee /dev/stderr | grep -q Paris; then
+        echo "PASS serve: the greedy answer names Paris" >>"$summary"
+    else
+        echo "FAIL serve: the greedy answer does not name Paris" >>"$summary"
+        status=1
+    fi
+    local load='{"model":"SmolLM2-135M-Instruct","prompt":"Once upon a time","max_tokens":'"$load_tokens"',"temperature":0.8,"seed":7}'
+    local clients=()
+    for i in $(seq 1 16); do
+        curl -sf -m 300 "$api/v1/completions" -H 'content-type: application/json' -d "$load" >/dev/null &
+        clients+=($!)
+    done
+    sleep 2
+    curl -sf -m 30 "$api/metrics" >"$out/metrics-load.txt" || status=1
+    wait "${clients[@]}" || true
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" || true
+    grep -E '^lorad_(gpu_available|gpu_utilization|gpu_memory_used|engine_device|requests_running|store_pinned)' \
+        "$out/metrics-load.txt" >>"$summary" || true
+    return $status
+}
+
+# `device` on the GPU machine; `device --rehearse` here, on the CPU, with the kit's CUDA
+# binaries against the failing stubs: the same steps with smaller benchmarks, so a broken step
+# shows up before it costs device time. Steps run in order of what they settle (serve and
+# metrics, the page-locked upload test, the GPU equivalence tests, the benchmarks, the rest),
+# each timed; the run stops starting steps after $LORAD_DEVICE_SECS (default 480) seconds.
 device() {
+    dev=cuda
+    local libs="${LORAD_KIT_LIBS:-}" load_tokens=400 sizes="--repeats 3"
+    local requests=("32 --saved-dtype f32" "32 --saved-dtype bf16" "100 --saved-dtype bf16")
+    if [ "${1:-}" = --rehearse ]; then
+        dev=cpu libs="$cu/lib/stubs $cu/lib $libs" load_tokens=24
+        requests=("8 --saved-dtype bf16") sizes="--repeats 1 --max-tokens 8 --merge-requests 1"
+    fi
+    deadline=$((SECONDS + ${LORAD_DEVICE_SECS:-480}))
     local out=${OUT:-$kit/out}
     mkdir -p "$out"
+    summary=$out/summary.txt
+    : >"$summary"
     local home=/tmp/lorad-home
     local dir=$home/models/smollm2-135m-instruct
     mkdir -p "$dir" /tmp/lorad-kit
     cat "$kit"/model.part* >"$dir/SmolLM2-135M-Instruct.Q4_1.gguf"
-    echo "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  $dir/SmolLM2-135M-Instruct.Q4_1.gguf" | sha256sum -c
+    echo "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  $dir/SmolLM2-135M-Instruct.Q4_1.gguf" |
+        sha256sum -c >>"$summary"
+    rm -rf /tmp/lorad-kit/bin
     tar -C /tmp/lorad-kit -xJf "$kit/bin.tar.xz"
     local bin=/tmp/lorad-kit/bin
-    # CUDA's libraries: the driver's, then wherever the machine keeps cuBLAS, cuRAND and NVRTC.
-    local libdirs=""
-    local want
+    # CUDA's libraries: the driver's, then wherever the machine keeps cuBLAS, cuRAND and the
+    # runtime (on the lent machines: the CUDA image's Python wheels under /opt).
+    local libdirs="" want found
     for want in libcuda.so.1 libcudart.so.13 libcublas.so.13 libcublasLt.so.13 libcurand.so.10 libnvrtc.so.13; do
-        local found
-        found=$(find /usr/local/nvidia /usr/lib /usr/local /opt -name "$want" 2>/dev/null | head -1 || true)
-        [ -n "$found" ] || { echo "missing $want" | tee -a "$out/summary.txt"; continue; }
+        # shellcheck disable=SC2086
+        found=$(find $libs /usr/local/nvidia /usr/lib /usr/local /opt -name "$want" 2>/dev/null | head -1 || true)
+        [ -n "$found" ] || { echo "missing $want" >>"$summary"; continue; }
+        echo "found $found" >>"$summary"
         libdirs="$libdirs:$(dirname "$found")"
     done
     export LD_LIBRARY_PATH="${libdirs#:}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-    export LORAD_HOME=$home LORAD_TEST_DEVICE=cuda CI=true
-    { nvidia-smi -L; nvidia-smi --query-gpu=driver_version,memory.total --format=csv; } >"$out/summary.txt" 2>&1 || true
-    local t status=0
-    for t in "$bin"/test-*; do
-        echo "== $(basename "$t")" >>"$out/tests.log"
-        if "$t" --test-threads=1 >>"$out/tests.log" 2>&1; then
-            echo "PASS $(basename "$t")" >>"$out/summary.txt"
-        else
-            echo "FAIL $(basename "$t")" >>"$out/summary.txt"
-            status=1
-        fi
+    export LORAD_HOME=$home LORAD_TEST_DEVICE=$dev CI=true RUST_BACKTRACE=1
+    if command -v nvidia-smi >/dev/null; then
+        nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >>"$summary" 2>&1 || true
+    fi
+    local status=0 t b
+    step "serve: France and /metrics" 180 "$out/serve-checks.log" serve_checks "$out" "$bin" "$load_tokens" || status=1
+    local first=(test-engine-upload test-kernels-kernels test-engine-equivalence test-engine-reference test-engine-serving)
+    for t in "${first[@]}"; do
+        step "$t" 300 "$out/tests.log" "$bin/$t" --test-threads=1 || status=1
     done
-    local b
-    for b in "32 --saved-dtype f32" "32 --saved-dtype bf16" "100 --saved-dtype bf16"; do
+    for b in "${requests[@]}"; do
         # shellcheck disable=SC2086
-        "$bin/lorad-bench" --out "$out/bench" decode --device cuda --requests $b --repeats 3 \
-            >>"$out/bench.log" 2>&1 || { echo "FAIL bench decode $b" >>"$out/summary.txt"; status=1; }
+        step "bench decode --requests $b" 180 "$out/bench.log" \
+            "$bin/lorad-bench" --out "$out/bench" decode --device "$dev" --requests $b $sizes || status=1
     done
-    grep -h 'b/a' "$out/bench/"*.md >>"$out/summary.txt" 2>/dev/null || true
-    "$bin/lorad" serve --listen 127.0.0.1:18080 >"$out/serve.log" 2>&1 &
-    local pid=$! i
-    for i in $(seq 1 120); do
-        curl -sf http://127.0.0.1:18080/readyz >/dev/null 2>&1 && break
-        sleep 1
+    grep -h 'b/a' "$out/bench/"*.md >>"$summary" 2>/dev/null || true
+    for t in "$bin"/test-*; do
+        [[ " ${first[*]} " == *" $(basename "$t") "* ]] && continue
+        step "$(basename "$t")" 300 "$out/tests.log" "$t" --test-threads=1 || status=1
     done
-    curl -sf http://127.0.0.1:18080/metrics >"$out/metrics-idle.txt" || status=1
-    curl -sf http://127.0.0.1:18080/v1/chat/completions -H 'content-type: application/json' \
-        -d '{"model":"SmolLM2-135M-Instruct","messages":[{"role":"user","content":"What is the capital of France?"}],"max_tokens":24,"temperature":0}' \
-        >>"$out/summary.txt" || status=1
-    curl -sf http://127.0.0.1:18080/metrics >"$out/metrics-load.txt" || status=1
-    kill "$pid"; wait "$pid" || true
-    grep -E '^lorad_gpu_' "$out/metrics-load.txt" | head -20 >>"$out/summary.txt" || true
-    cat "$out/summary.txt"
+    echo "device: $SECONDS s in all" >>"$summary"
+    cat "$summary"
     return $status
 }
 
 case "${1:-}" in
     check) check ;;
+    stubs) toolkit; stubs ;;
     kit) kit ;;
-    device) device ;;
-    *) echo "usage: scripts/cuda.sh check|kit|device" >&2; exit 64 ;;
+    device) shift; device "$@" ;;
+    *) echo "usage: scripts/cuda.sh check|kit|device [--rehearse]" >&2; exit 64 ;;
 esac

@@ -457,6 +457,47 @@ impl Dtype {
     }
 }
 
+/// Where the model runs: `--device auto|cpu|cuda|cuda:N`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeviceArg {
+    /// CUDA GPU 0 when this build has CUDA and finds a GPU, else the CPU (with a warning).
+    #[default]
+    Auto,
+    /// The CPU, even where a GPU is present.
+    Cpu,
+    /// CUDA GPU `N`. Failing to open it is an error, never a silent fall-back to the CPU: a
+    /// GPU node that lost its GPU should stop (and be restarted by systemd), not serve at a
+    /// hundredth of its speed.
+    Cuda(usize),
+}
+
+impl std::str::FromStr for DeviceArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "cpu" => Ok(Self::Cpu),
+            "cuda" => Ok(Self::Cuda(0)),
+            _ => s
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(Self::Cuda)
+                .ok_or_else(|| "expected auto, cpu, cuda or cuda:N (N: GPU index)".to_owned()),
+        }
+    }
+}
+
+impl std::fmt::Display for DeviceArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Auto => f.write_str("auto"),
+            Self::Cpu => f.write_str("cpu"),
+            Self::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
 /// Which model to load and how.
 #[derive(Debug, Clone, Args)]
 pub struct ModelArgs {
@@ -467,6 +508,10 @@ pub struct ModelArgs {
     /// Weight dtype.
     #[arg(long, value_enum, default_value_t = Dtype::F32)]
     pub dtype: Dtype,
+    /// Where the model runs: `auto` (GPU 0 if this build has CUDA and finds one, else the CPU),
+    /// `cpu`, or `cuda` / `cuda:N` (an error if that GPU cannot be opened).
+    #[arg(long, env = "LORAD_DEVICE", default_value_t = DeviceArg::Auto, value_name = "DEVICE")]
+    pub device: DeviceArg,
 }
 
 /// `lorad serve`
@@ -663,5 +708,27 @@ mod tests {
         assert_eq!(parse_bytes("2 GB"), Ok(2_000_000_000));
         assert!(parse_bytes("12 parsecs").is_err());
         assert!(parse_bytes("99999999999TiB").is_err());
+    }
+
+    #[test]
+    fn device_is_auto_cpu_or_a_cuda_index() {
+        assert_eq!(DeviceArg::default(), DeviceArg::Auto);
+        for (text, want) in [
+            ("auto", DeviceArg::Auto),
+            ("cpu", DeviceArg::Cpu),
+            ("cuda", DeviceArg::Cuda(0)),
+            ("cuda:3", DeviceArg::Cuda(3)),
+        ] {
+            let cli = Cli::parse_from(["lorad", "generate", "--prompt", "hi", "--device", text]);
+            let Command::Generate(args) = cli.command else { panic!("not generate") };
+            assert_eq!(args.model.device, want, "{text}");
+        }
+        assert_eq!(DeviceArg::Cuda(0).to_string(), "cuda:0");
+        for bad in ["gpu", "cuda:", "cuda:x", "cuda:-1", "CPU"] {
+            let err = Cli::try_parse_from(["lorad", "serve", "--device", bad])
+                .expect_err(bad)
+                .to_string();
+            assert!(err.contains("--device") && err.contains("cuda:N"), "{bad}: {err}");
+        }
     }
 }

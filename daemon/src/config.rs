@@ -73,6 +73,8 @@ pub struct Model {
     pub path: Option<PathBuf>,
     /// `--dtype`.
     pub dtype: Option<String>,
+    /// `--device`.
+    pub device: Option<String>,
 }
 
 /// `[engine]`.
@@ -272,6 +274,12 @@ pub fn apply_serve(
         args.model.dtype,
         f.model.dtype.as_deref().map(|v| value_enum("model.dtype", v)).transpose()?
     );
+    fill!(
+        m,
+        "device",
+        args.model.device,
+        f.model.device.as_deref().map(|v| parse("model.device", v)).transpose()?
+    );
     let e = &f.engine;
     fill!(m, "max_batch_size", args.max_batch_size, e.max_batch_size);
     fill!(m, "max_batch_tokens", args.max_batch_tokens, e.max_batch_tokens);
@@ -375,6 +383,8 @@ mod tests {
         [server]
         listen = "0.0.0.0:9000"
         max_body_bytes = "1MiB"
+        [model]
+        device = "cuda:1"
         [engine]
         max_waiting = 7
         [adapters]
@@ -402,6 +412,10 @@ mod tests {
         assert_eq!(args.max_body_bytes, 1 << 20);
         assert_eq!(args.max_waiting, 3, "the flag beats the file");
         assert_eq!(args.host_adapter_bytes, 123_456);
+        // `$LORAD_DEVICE`, like a flag, would beat the file.
+        if std::env::var_os("LORAD_DEVICE").is_none() {
+            assert_eq!(args.model.device, crate::cli::DeviceArg::Cuda(1));
+        }
         assert_eq!(args.attribution, crate::api::AttributionMode::OptIn);
         assert_eq!((args.chain_id, args.receipt_min_label.as_str()), (Some(10), "finalized"));
         // Untouched keys keep their defaults.
@@ -417,6 +431,7 @@ mod tests {
         assert!(err("[nope]\nx = 1\n").contains("nope"));
         assert!(err("[server]\nlisten = \"nowhere\"\n").contains("server.listen"));
         assert!(err("[model]\ndtype = \"f8\"\n").contains("model.dtype"));
+        assert!(err("[model]\ndevice = \"gpu0\"\n").contains("model.device"));
         assert!(
             err("[adapters]\ndevice_bytes = \"12 parsecs\"\n").contains("adapters.device_bytes")
         );

@@ -15,7 +15,8 @@ pub enum ExitKind {
     Usage,
     /// 65 (`EX_DATAERR`): an input file is bad (an adapter that fails validation on import).
     DataErr,
-    /// 69 (`EX_UNAVAILABLE`): the listen address cannot be bound.
+    /// 69 (`EX_UNAVAILABLE`): the listen address cannot be bound, or the GPU `--device` names
+    /// does not open.
     Unavailable,
     /// 78 (`EX_CONFIG`): the environment is misconfigured: unusable home directory, missing or
     /// unloadable model that cannot be fetched.

@@ -145,6 +145,9 @@ expect_exit 64 "adapter rm of an unknown adapter" lorad adapter rm no-such-adapt
 expect_exit 65 "adapter import of a broken adapter" lorad adapter import "$TMP/broken"
 expect_exit 78 "adapter import without a model" "$LORAD" --home "$TMP/empty-home" adapter import "$TMP/ada"
 expect_exit 78 "serve with a missing --model" lorad serve --model "$TMP/missing.gguf" --listen "127.0.0.1:$(free_port)"
+expect_exit 2 "serve --device gpu (not a device)" lorad serve --device gpu
+# This suite runs the CPU build: asking for a GPU is a configuration error, not a silent CPU run.
+expect_exit 78 "serve --device cuda in a build without CUDA" lorad serve --device cuda --listen "127.0.0.1:$(free_port)"
 
 echo "==> datanet, finetune, attribution index"
 cat >"$TMP/dn.jsonl" <<'JSONL'

@@ -191,6 +191,15 @@ pub(crate) fn render(state: &AppState) -> String {
         );
     }
     let Ok(serving) = state.serving() else { return out };
+    let device =
+        format!("{{device=\"{}\"}}", crate::commands::common::device_name(serving.engine.device()));
+    family(
+        &mut out,
+        "lorad_engine_device",
+        "gauge",
+        "Device the model runs on (1 for the one in use; `--device`).",
+        &[(&device, 1.0)],
+    );
     let stats = serving.engine.stats();
     let load =
         |a: &std::sync::atomic::AtomicUsize| a.load(std::sync::atomic::Ordering::Relaxed) as f64;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use lorad_store::BaseShape;
 use lorad_store::disk::Store;
 
-use crate::cli::{ModelArgs, StoreIo};
+use crate::cli::{DeviceArg, ModelArgs, StoreIo};
 use crate::exit::{ExitExt, ExitKind, coded};
 
 /// The adapter store directory under `home`.
@@ -80,22 +80,44 @@ pub(crate) fn model_to_run(home: &Path, explicit: Option<&Path>) -> anyhow::Resu
     )
 }
 
-/// The device to run on: the first CUDA GPU in a `cuda` build that finds one, else the CPU.
-pub(crate) fn device() -> Device {
-    match Device::cuda_if_available(0) {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::warn!(error = %e, "CUDA unavailable; using the CPU");
+/// Opens the device `choice` names. `auto` takes GPU 0 in a `cuda` build that finds one, else the
+/// CPU with a warning; `cuda[:N]` that cannot be opened is an error: `EX_CONFIG` when this build
+/// has no CUDA (a restart cannot help), `EX_UNAVAILABLE` when the GPU does not open (a driver
+/// still loading at boot may, so systemd retries after its delay).
+pub(crate) fn device(choice: DeviceArg) -> anyhow::Result<Device> {
+    match choice {
+        DeviceArg::Cpu => Ok(Device::Cpu),
+        DeviceArg::Auto => Ok(Device::cuda_if_available(0).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "CUDA unavailable; using the CPU (--device cpu says so)");
             Device::Cpu
-        }
+        })),
+        DeviceArg::Cuda(_) if !candle_core::utils::cuda_is_available() => Err(coded(
+            ExitKind::Config,
+            anyhow::anyhow!(
+                "--device {choice}: this lorad was built without CUDA (cargo feature `cuda`); \
+                 use --device cpu or a CUDA build"
+            ),
+        )),
+        DeviceArg::Cuda(n) => Device::new_cuda(n)
+            .exit_kind(ExitKind::Unavailable)
+            .with_context(|| format!("--device {choice}: cannot open CUDA GPU {n}")),
+    }
+}
+
+/// The `--device` spelling of an opened device (`cpu`, `cuda:0`), for logs and `/metrics`.
+pub(crate) fn device_name(device: &Device) -> String {
+    match device.location() {
+        candle_core::DeviceLocation::Cpu => "cpu".to_owned(),
+        candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+        candle_core::DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
     }
 }
 
 /// Loads the model at `path`, logging how long it took. Blocking.
-pub(crate) fn load(path: &Path, args: &ModelArgs) -> anyhow::Result<LoadedModel> {
-    let device = device();
+pub(crate) fn load(path: &Path, args: &ModelArgs, device: Device) -> anyhow::Result<LoadedModel> {
     let start = Instant::now();
-    tracing::info!(path = %path.display(), dtype = ?args.dtype, device = ?device, "loading model");
+    let on = device_name(&device);
+    tracing::info!(path = %path.display(), dtype = ?args.dtype, device = %on, "loading model");
     let model =
         lorad_model::load_model(path, &LoadOptions { dtype: args.dtype.to_candle(), device })
             .exit_kind(ExitKind::Config)

@@ -1,7 +1,7 @@
 //! `lorad config check`: loads the configuration the way `lorad serve` would (file, then
 //! environment and flags over it) and checks everything that can be checked without
-//! starting: limits, files, the node key's permissions, the deployment and rollup files,
-//! URLs, the light client's starting point, whether the listen address is free.
+//! starting: limits, files, the device, the node key's permissions, the deployment and rollup
+//! files, URLs, the light client's starting point, whether the listen address is free.
 //! Prints one line per check; any error exits 78 after all of them ran.
 
 use std::path::Path;
@@ -66,6 +66,12 @@ pub(crate) fn check(cli_config: Option<&Path>) -> anyhow::Result<()> {
                 }
             )),
         },
+    );
+    // Opened exactly as `serve` opens it, so `cuda` on a GPU-less node fails here, not at start.
+    report(
+        "model.device",
+        super::common::device(args.model.device)
+            .map(|d| format!("{} (asked: {})", super::common::device_name(&d), args.model.device)),
     );
     let receipts_on = args.deployment.is_some() || args.settlement.is_some();
     if receipts_on {

@@ -8,14 +8,15 @@ use anyhow::Context;
 use lorad_engine::{EngineConfig, EngineHandle, GenerateRequest, GenerationEvent, SamplingParams};
 use lorad_model::ChatMessage;
 
-use super::common::{load, model_to_run, open_store};
+use super::common::{device, load, model_to_run, open_store};
 use crate::cli::{GenerateArgs, StoreIo};
 use crate::exit::{ExitExt, ExitKind, coded};
 
 /// Loads the model (and adapter), generates, streams the text to stdout.
 pub(crate) fn run(home: &Path, io: StoreIo, args: GenerateArgs) -> anyhow::Result<()> {
+    let device = device(args.model.device)?;
     let path = model_to_run(home, args.model.model.as_deref())?;
-    let model = load(&path, &args.model)?;
+    let model = load(&path, &args.model, device)?;
     // One request: a small cache is plenty (the engine caps the context window to it).
     let cfg = EngineConfig {
         max_batch_size: 1,

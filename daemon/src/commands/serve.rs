@@ -22,7 +22,7 @@ use lorad_train::DiffLlama;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::common::{load, model_to_run, open_store};
+use super::common::{device, load, model_to_run, open_store};
 use crate::api::{self, ApiConfig, AppState, AttributionMode, Attributor};
 use crate::cli::{ServeArgs, StoreIo};
 use crate::exit::{ExitExt, ExitKind, coded};
@@ -211,10 +211,11 @@ async fn start_engine(
     store: Arc<Store>,
 ) -> anyhow::Result<(Arc<AdapterManager>, String, Option<Arc<Attributor>>)> {
     tokio::task::spawn_blocking(move || {
+        let device = device(args.model.device)?;
         crate::notify::status("finding the model (the default model is fetched on first start)");
         let path = model_to_run(&home, args.model.model.as_deref())?;
         crate::notify::status(&format!("loading the model {}", path.display()));
-        let model = load(&path, &args.model)?;
+        let model = load(&path, &args.model, device)?;
         let name = args.served_model_name.clone().unwrap_or_else(|| model.name.clone());
         // The differentiable twin shares the engine's f32 weights (other dtypes are converted).
         let attributor = match args.attribution {

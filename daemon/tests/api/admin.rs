@@ -187,6 +187,7 @@ async fn metrics_are_prometheus_text() {
         "lorad_store_buffers_total{how=\"allocated\"}",
         // The CPU engine has nothing to DMA to: no pinner, nothing locked.
         "lorad_store_pinned_bytes{pinner=\"none\"} 0",
+        "lorad_engine_device{device=\"cpu\"} 1",
         "lorad_generated_tokens_total",
     ] {
         assert!(text.contains(family), "missing {family} in\n{text}");
