@@ -16,6 +16,7 @@ mod engine;
 mod error;
 mod kv;
 mod llama;
+mod logprobs;
 mod output;
 mod pinned;
 mod request;
@@ -29,6 +30,7 @@ pub use engine::{EngineConfig, EngineHandle, EngineStats, ModelInfo};
 pub use error::{EngineError, Result};
 pub use kv::{BlockAllocator, KvCache};
 pub use llama::{ForwardSeq, Llama, base_shape, projection_weight_name};
+pub use logprobs::{MAX_LOGPROBS, TokenLogprob, token_logprob};
 pub use lorad_kernels::KernelPath;
 pub use pinned::host_pinner;
 pub use request::{

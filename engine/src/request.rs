@@ -2,6 +2,7 @@
 
 use tokio::sync::mpsc::UnboundedReceiver;
 
+use crate::logprobs::TokenLogprob;
 use crate::sampling::SamplingParams;
 use crate::{EngineError, Result};
 
@@ -74,6 +75,9 @@ pub enum GenerationEvent {
         text: String,
         /// Token ids sampled this step.
         tokens: Vec<u32>,
+        /// Their log-probabilities, one per token, when the request asked for them
+        /// ([`SamplingParams::logprobs`]); empty otherwise.
+        logprobs: Vec<TokenLogprob>,
     },
     /// The request finished.
     Done {
@@ -101,6 +105,8 @@ pub struct Completion {
     pub text: String,
     /// Generated token ids (including a final end-of-sequence token, if any).
     pub tokens: Vec<u32>,
+    /// Their log-probabilities when the request asked for them, one per token; else empty.
+    pub logprobs: Vec<TokenLogprob>,
     /// Why it ended.
     pub finish_reason: FinishReason,
     /// Token counts.
@@ -147,6 +153,7 @@ impl GenerationStream {
 struct Collector {
     text: String,
     tokens: Vec<u32>,
+    logprobs: Vec<TokenLogprob>,
     first_token_at: Option<std::time::Instant>,
 }
 
@@ -154,17 +161,19 @@ impl Collector {
     /// Takes the next event (`None`: the engine went away); returns the outcome once known.
     fn take(&mut self, ev: Option<GenerationEvent>) -> Option<Result<Completion>> {
         match ev {
-            Some(GenerationEvent::Delta { text, tokens }) => {
+            Some(GenerationEvent::Delta { text, tokens, logprobs }) => {
                 if self.first_token_at.is_none() && !tokens.is_empty() {
                     self.first_token_at = Some(std::time::Instant::now());
                 }
                 self.text.push_str(&text);
                 self.tokens.extend(tokens);
+                self.logprobs.extend(logprobs);
                 None
             }
             Some(GenerationEvent::Done { finish_reason, usage }) => Some(Ok(Completion {
                 text: std::mem::take(&mut self.text),
                 tokens: std::mem::take(&mut self.tokens),
+                logprobs: std::mem::take(&mut self.logprobs),
                 finish_reason,
                 usage,
                 first_token_at: self.first_token_at.take(),

@@ -6,6 +6,7 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::logprobs::MAX_LOGPROBS;
 use crate::{EngineError, Result};
 
 /// Sampling parameters of one request.
@@ -23,6 +24,9 @@ pub struct SamplingParams {
     pub frequency_penalty: f32,
     /// RNG seed; `None` draws one from the OS.
     pub seed: Option<u64>,
+    /// Report each sampled token's log-probability and this many most likely alternatives
+    /// (`Some(0)`: the sampled token's only; at most [`MAX_LOGPROBS`]); `None`: no logprobs.
+    pub logprobs: Option<usize>,
 }
 
 impl Default for SamplingParams {
@@ -34,6 +38,7 @@ impl Default for SamplingParams {
             presence_penalty: 0.0,
             frequency_penalty: 0.0,
             seed: None,
+            logprobs: None,
         }
     }
 }
@@ -60,6 +65,9 @@ impl SamplingParams {
         if !(-2.0..=2.0).contains(&self.frequency_penalty) {
             return bad("frequency_penalty", "must be between -2 and 2");
         }
+        if self.logprobs.is_some_and(|n| n > MAX_LOGPROBS) {
+            return bad("logprobs", "at most 20 alternatives per token");
+        }
         Ok(())
     }
 
@@ -82,6 +90,11 @@ impl Sampler {
     pub fn new(params: SamplingParams) -> Self {
         let seed = params.seed.unwrap_or_else(|| rand::rng().random());
         Self { rng: ChaCha8Rng::seed_from_u64(seed), params, counts: Default::default() }
+    }
+
+    /// How many alternatives to report with each sampled token's log-probability, if any.
+    pub fn logprobs(&self) -> Option<usize> {
+        self.params.logprobs
     }
 
     /// Records a generated token (for the penalties).

@@ -18,6 +18,7 @@ use crate::adapters::ResidentAdapter;
 use crate::engine::{EngineConfig, EngineStats};
 use crate::kv::KvCache;
 use crate::llama::{ForwardSeq, Llama};
+use crate::logprobs::{TokenLogprob, token_logprob};
 use crate::output::OutputState;
 use crate::request::{FinishReason, GenerationEvent, Usage};
 use crate::sampling::{Sampler, SamplingParams};
@@ -304,7 +305,11 @@ impl Scheduler {
             let mut s = self.running.remove(i);
             let tail = s.out.flush();
             if !tail.is_empty() {
-                let _ = s.tx.send(GenerationEvent::Delta { text: tail, tokens: Vec::new() });
+                let _ = s.tx.send(GenerationEvent::Delta {
+                    text: tail,
+                    tokens: Vec::new(),
+                    logprobs: Vec::new(),
+                });
             }
             let usage = Usage { prompt_tokens: s.prompt_len, completion_tokens: s.generated() };
             let _ = s.tx.send(GenerationEvent::Done { finish_reason: reason, usage });
@@ -316,17 +321,26 @@ impl Scheduler {
     /// Samples the next token of running sequence `i`; returns a finish reason when it is done.
     fn sample_one(&mut self, i: usize, logits: &mut [f32]) -> Option<FinishReason> {
         let s = &mut self.running[i];
+        // Log-probabilities are of the model's own distribution: taken before the sampler
+        // applies penalties to `logits` in place.
+        let raw = s.sampler.logprobs().map(|n| (n, logits.to_vec()));
         let tok = s.sampler.sample(logits);
+        let logprobs: Vec<TokenLogprob> =
+            raw.map(|(n, raw)| token_logprob(&raw, tok, n)).into_iter().collect();
         s.sampler.observe(tok);
         s.tokens.push(tok);
         self.stats.generated_tokens.fetch_add(1, Ordering::Relaxed);
         if !s.ignore_eos && self.eos.contains(&tok) {
-            let _ = s.tx.send(GenerationEvent::Delta { text: String::new(), tokens: vec![tok] });
+            let _ = s.tx.send(GenerationEvent::Delta {
+                text: String::new(),
+                tokens: vec![tok],
+                logprobs,
+            });
             return Some(FinishReason::Stop);
         }
         match s.out.push(tok) {
             Ok((text, stopped)) => {
-                let _ = s.tx.send(GenerationEvent::Delta { text, tokens: vec![tok] });
+                let _ = s.tx.send(GenerationEvent::Delta { text, tokens: vec![tok], logprobs });
                 if stopped {
                     return Some(FinishReason::Stop);
                 }

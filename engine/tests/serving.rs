@@ -63,7 +63,7 @@ fn greedy_output_is_batch_invariant() {
         let mut head = Vec::new();
         while head.len() < 2 {
             match s.blocking_next().unwrap() {
-                GenerationEvent::Delta { text, tokens } => head.push((text, tokens)),
+                GenerationEvent::Delta { text, tokens, .. } => head.push((text, tokens)),
                 other => panic!("request {i} ended early: {other:?}"),
             }
         }
@@ -147,6 +147,61 @@ fn seeded_sampling_is_reproducible() {
     };
     assert_eq!(run(7), run(7));
     assert_ne!(run(7), run(8));
+    h.shutdown();
+}
+
+/// Logprobs are the model's own distribution at each generated position: a prefill of the prompt
+/// plus the tokens so far, run separately, gives the same log-softmax, before the penalties and
+/// the temperature the sampler applied; the alternatives are its most likely tokens.
+#[test]
+fn logprobs_are_the_models_log_softmax() {
+    let Some((h, model)) = engine(EngineConfig { kv_cache_tokens: 1024, ..Default::default() })
+    else {
+        return;
+    };
+    let prompt = common::encode(&model, "The three primary colours are");
+    let sampling = SamplingParams {
+        temperature: 1.3,
+        presence_penalty: 1.5,
+        seed: Some(11),
+        logprobs: Some(5),
+        ..Default::default()
+    };
+    let req = GenerateRequest { sampling, ..GenerateRequest::greedy(prompt.clone(), 6) };
+    let done = h.submit(req).unwrap().collect_blocking().unwrap();
+    assert_eq!(done.logprobs.len(), done.tokens.len(), "one entry per generated token");
+    let llama = lorad_engine::Llama::new(&model.config, &model.weights).unwrap();
+    let mut context = prompt.clone();
+    for (lp, &tok) in done.logprobs.iter().zip(&done.tokens) {
+        assert_eq!(lp.token, tok);
+        let logits = common::prefill_logits(&llama, &context, None);
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let lse = f64::from(max)
+            + logits.iter().map(|&l| (f64::from(l) - f64::from(max)).exp()).sum::<f64>().ln();
+        let want = |id: u32| f64::from(logits[id as usize]) - lse;
+        assert!(
+            (f64::from(lp.logprob) - want(tok)).abs() < 1e-3,
+            "{} vs {}",
+            lp.logprob,
+            want(tok)
+        );
+        assert_eq!(lp.top.len(), 5);
+        let mut order: Vec<u32> = (0..logits.len() as u32).collect();
+        order.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]));
+        for (&(id, l), &want_id) in lp.top.iter().zip(&order) {
+            assert_eq!(id, want_id, "top alternatives in the model's order");
+            assert!((f64::from(l) - want(id)).abs() < 1e-3);
+        }
+        context.push(tok);
+    }
+    // Not asked for: none computed.
+    let plain = h.submit(GenerateRequest::greedy(prompt.clone(), 3)).unwrap();
+    assert!(plain.collect_blocking().unwrap().logprobs.is_empty());
+    let too_many = GenerateRequest {
+        sampling: SamplingParams { logprobs: Some(21), ..SamplingParams::greedy() },
+        ..GenerateRequest::greedy(prompt, 3)
+    };
+    assert!(matches!(h.submit(too_many), Err(EngineError::InvalidParam { field: "logprobs", .. })));
     h.shutdown();
 }
 

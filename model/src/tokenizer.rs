@@ -9,7 +9,7 @@ use tokenizers::models::bpe::{BPE, Vocab};
 use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::pre_tokenizers::split::Split;
-use tokenizers::{AddedToken, PreTokenizerWrapper, SplitDelimiterBehavior};
+use tokenizers::{AddedToken, DecoderWrapper, PreTokenizerWrapper, SplitDelimiterBehavior};
 
 use crate::decode::IncrementalDecoder;
 use crate::error::ModelError;
@@ -298,6 +298,29 @@ impl Tokenizer {
         self.inner.id_to_token(id)
     }
 
+    /// The bytes token `id` stands for, exactly (OpenAI's logprobs `bytes`): a byte-level BPE
+    /// token can hold part of a UTF-8 character, which its text alone cannot show. Special
+    /// tokens give their text. `None` for an id outside the vocabulary.
+    pub fn token_bytes(&self, id: u32) -> Option<Vec<u8>> {
+        let piece = self.inner.id_to_token(id)?;
+        if self.inner.get_added_tokens_decoder().contains_key(&id) {
+            return Some(piece.into_bytes());
+        }
+        if matches!(self.inner.get_decoder(), Some(DecoderWrapper::ByteLevel(_)))
+            && let Some(bytes) = piece.chars().map(byte_level_byte).collect::<Option<Vec<u8>>>()
+        {
+            return Some(bytes);
+        }
+        // SentencePiece-style vocabularies: `<0xNN>` byte-fallback pieces, `▁` for a space.
+        if let Some(hex) = piece.strip_prefix("<0x").and_then(|p| p.strip_suffix('>'))
+            && let Ok(byte) = u8::from_str_radix(hex, 16)
+            && hex.len() == 2
+        {
+            return Some(vec![byte]);
+        }
+        Some(piece.replace('\u{2581}', " ").into_bytes())
+    }
+
     /// Ids that end generation: the declared EOS first, then other end-of-turn tokens.
     pub fn eos_token_ids(&self) -> &[u32] {
         &self.eos
@@ -331,6 +354,19 @@ impl Tokenizer {
 }
 
 /// Parses the JSON file at `path`, or `None` if it does not exist.
+/// The byte a character of a byte-level BPE piece stands for: GPT-2's table keeps the printable
+/// bytes (`!`..=`~`, `¡`..=`¬`, `®`..=`ÿ`) as themselves and maps the other 68, in order, to
+/// U+0100 onwards.
+fn byte_level_byte(c: char) -> Option<u8> {
+    let kept = |b: u32| matches!(b, 0x21..=0x7e | 0xa1..=0xac | 0xae..=0xff);
+    let u = u32::from(c);
+    if u < 256 {
+        return kept(u).then_some(u as u8);
+    }
+    let n = usize::try_from(u - 256).ok()?;
+    (0u32..256).filter(|&b| !kept(b)).nth(n).map(|b| b as u8)
+}
+
 pub(crate) fn read_json_opt(path: &Path) -> Result<Option<Json>, ModelError> {
     match std::fs::read(path) {
         Ok(bytes) => serde_json::from_slice(&bytes)

@@ -101,6 +101,23 @@ fn round_trips() {
     }
 }
 
+/// Each token's exact bytes, concatenated, are the text's bytes, also where a token holds only
+/// part of a character (the emoji and the Japanese split inside their UTF-8 sequences).
+#[test]
+fn token_bytes_concatenate_to_the_text() {
+    let Some(tk) = tok() else { return };
+    let mut split_chars = 0;
+    for text in ROUND_TRIP.iter().chain(KNOWN.iter().map(|(t, _)| t)) {
+        let ids = tk.encode(text).unwrap();
+        let pieces: Vec<Vec<u8>> = ids.iter().map(|&id| tk.token_bytes(id).unwrap()).collect();
+        split_chars += pieces.iter().filter(|p| std::str::from_utf8(p).is_err()).count();
+        assert_eq!(pieces.concat(), text.as_bytes(), "{text:?}");
+    }
+    assert!(split_chars > 0, "some tokens hold part of a character");
+    assert_eq!(tk.token_bytes(2).as_deref(), Some("<|im_end|>".as_bytes()));
+    assert_eq!(tk.token_bytes(u32::MAX), None);
+}
+
 #[test]
 fn incremental_matches_full_decode() {
     let Some(tk) = tok() else { return };

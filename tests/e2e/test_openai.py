@@ -123,6 +123,32 @@ def test_stop_sequence(client):
     assert r.choices[0].finish_reason == "stop"
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_chat_logprobs_parse_in_the_official_client(client, stream):
+    kwargs = dict(model=BASE, messages=QUESTION, max_tokens=12, temperature=0, logprobs=True, top_logprobs=3)
+    if stream:
+        chunks = [c for c in client.chat.completions.create(stream=True, **kwargs) if c.choices]
+        text = "".join(c.choices[0].delta.content or "" for c in chunks)
+        content = [t for c in chunks if c.choices[0].logprobs for t in c.choices[0].logprobs.content]
+    else:
+        r = client.chat.completions.create(**kwargs)
+        text, content = r.choices[0].message.content, r.choices[0].logprobs.content
+    assert content, "logprobs requested, none returned"
+    assert b"".join(bytes(t.bytes) for t in content).decode() == text
+    for t in content:
+        assert len(t.top_logprobs) == 3 and t.logprob <= 0
+        # Greedy: the chosen token is the most likely one.
+        assert t.top_logprobs[0].token == t.token and abs(t.top_logprobs[0].logprob - t.logprob) < 1e-6
+
+
+def test_completion_logprobs_parse_in_the_official_client(client):
+    r = client.completions.create(model=BASE, prompt="The capital of France is", max_tokens=6, temperature=0, logprobs=2)
+    lp = r.choices[0].logprobs
+    assert "".join(lp.tokens) == r.choices[0].text
+    assert len(lp.token_logprobs) == len(lp.top_logprobs) == len(lp.text_offset) == 6
+    assert all(max(top.values()) == pytest.approx(v) for top, v in zip(lp.top_logprobs, lp.token_logprobs))
+
+
 def test_unknown_model_is_not_found(client):
     for stream in (False, True):
         with pytest.raises(openai.NotFoundError) as e:
@@ -137,7 +163,8 @@ def test_unknown_model_is_not_found(client):
         ({"temperature": 9}, "temperature"),
         ({"top_p": 0}, "top_p"),
         ({"n": 2}, "n"),
-        ({"logprobs": True}, "logprobs"),
+        ({"top_logprobs": 2}, "top_logprobs"),
+        ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
         ({"max_tokens": 10_000_000}, "messages"),
     ],
 )

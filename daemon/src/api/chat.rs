@@ -19,7 +19,8 @@ pub(crate) async fn handle(
 ) -> Result<Response, ApiError> {
     let serving = state.serving()?;
     let common = req.take_common();
-    refuse_unless_default("top_logprobs", req.top_logprobs.as_ref())?;
+    let logprobs =
+        super::logprobs::chat_param(common.logprobs.as_ref(), req.top_logprobs.as_ref())?;
     refuse_unless_default("tools", req.tools.as_ref())?;
     refuse_unless_default("functions", req.functions.as_ref())?;
     let text_format =
@@ -32,7 +33,8 @@ pub(crate) async fn handle(
         Some(m) => (Some(m), "max_completion_tokens"),
         None => (common.max_tokens, "max_tokens"),
     };
-    let params = gen_params(common, max_tokens, max_param, None)?;
+    let mut params = gen_params(common, max_tokens, max_param, None)?;
+    params.sampling.logprobs = logprobs;
     let messages = convert_messages(&req.messages)?;
     let target = state.resolve(serving, &params.model).await?;
     let engine = serving.engine.clone();

@@ -36,7 +36,9 @@ pub(crate) async fn handle(
         return Err(ApiError::unsupported("best_of", "; only best_of=1 is"));
     }
     let max_tokens = common.max_tokens;
-    let params = gen_params(common, max_tokens, "max_tokens", Some(DEFAULT_MAX_TOKENS))?;
+    let logprobs = super::logprobs::completion_param(common.logprobs.as_ref())?;
+    let mut params = gen_params(common, max_tokens, "max_tokens", Some(DEFAULT_MAX_TOKENS))?;
+    params.sampling.logprobs = logprobs;
     let prompt = parse_prompt(&req.prompt)?;
     let target = state.resolve(serving, &params.model).await?;
     let ids = match prompt {

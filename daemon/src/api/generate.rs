@@ -16,6 +16,7 @@ use lorad_engine::{EngineError, FinishReason, GenerateRequest, GenerationStream,
 use super::attribution::{AttributionCost, AttributionOut, Attributor};
 use super::errors::ApiError;
 use super::ids::{new_id, unix_now};
+use super::logprobs::{LogprobsOut, LogprobsWriter};
 use super::openai::{
     ChatChoice, ChatResponse, CompletionChoice, CompletionResponse, MessageOut, UsageOut,
 };
@@ -62,6 +63,17 @@ pub(crate) enum Finished {
     Chat(ChatResponse),
 }
 
+/// What the last response (or chunk) of a request carries besides its text and usage.
+#[derive(Debug, Default)]
+pub(crate) struct Closing {
+    /// The answer's attribution and what it cost.
+    pub(crate) attribution: Option<(AttributionOut, AttributionCost)>,
+    /// The signed (or refused) receipt.
+    pub(crate) receipt: Option<ReceiptOut>,
+    /// Logprobs of the tokens not sent yet (all of them in a whole response).
+    pub(crate) logprobs: Option<LogprobsOut>,
+}
+
 /// What every response and chunk of one request repeats.
 #[derive(Debug, Clone)]
 pub(crate) struct Meta {
@@ -74,11 +86,13 @@ pub(crate) struct Meta {
 }
 
 impl Meta {
-    /// A completions response / chunk with one choice (or none, for the usage chunk).
+    /// A completions response / chunk with one choice (or none, for the usage chunk), with the
+    /// logprobs of its tokens when the request asked for them.
     pub(crate) fn completion(
         &self,
         choice: Option<(String, Option<FinishReason>)>,
         usage: Option<Usage>,
+        logprobs: Option<LogprobsOut>,
     ) -> CompletionResponse {
         CompletionResponse {
             id: self.id.clone(),
@@ -89,7 +103,7 @@ impl Meta {
                 .map(|(text, finish)| CompletionChoice {
                     index: 0,
                     text,
-                    logprobs: None,
+                    logprobs: logprobs.and_then(LogprobsOut::completion),
                     finish_reason: finish.map(FinishReason::as_str),
                 })
                 .into_iter()
@@ -101,12 +115,14 @@ impl Meta {
         }
     }
 
-    /// A chat response (`message`) or chunk (`delta`, when `chunk`).
+    /// A chat response (`message`) or chunk (`delta`, when `chunk`), with the logprobs of its
+    /// tokens when the request asked for them.
     pub(crate) fn chat(
         &self,
         chunk: bool,
         choice: Option<(MessageOut, Option<FinishReason>)>,
         usage: Option<Usage>,
+        logprobs: Option<LogprobsOut>,
     ) -> ChatResponse {
         ChatResponse {
             id: self.id.clone(),
@@ -121,7 +137,7 @@ impl Meta {
                         index: 0,
                         message,
                         delta,
-                        logprobs: None,
+                        logprobs: logprobs.and_then(LogprobsOut::chat),
                         finish_reason: finish.map(FinishReason::as_str),
                     }
                 })
@@ -134,17 +150,16 @@ impl Meta {
         }
     }
 
-    /// The final response or chunk (`chunk`) of a finished request, with its attribution and
-    /// receipt.
+    /// The final response or chunk (`chunk`) of a finished request, with what `closing` adds.
     pub(crate) fn finished(
         &self,
         chunk: bool,
         text: String,
         finish: FinishReason,
         usage: Usage,
-        attribution: Option<(AttributionOut, AttributionCost)>,
-        receipt: Option<ReceiptOut>,
+        closing: Closing,
     ) -> Finished {
+        let Closing { attribution, receipt, logprobs } = closing;
         let (receipt, receipt_refused) =
             receipt.map_or((None, None), |r| (Some(r.receipt), r.refused));
         let (attribution, cost) = attribution.map_or((None, None), |(a, c)| (Some(a), Some(c)));
@@ -156,7 +171,7 @@ impl Meta {
         };
         match self.kind {
             Kind::Completion => {
-                let mut r = self.completion(Some((text, Some(finish))), Some(usage));
+                let mut r = self.completion(Some((text, Some(finish))), Some(usage), logprobs);
                 with_cost(&mut r.usage);
                 r.attribution = attribution;
                 (r.receipt, r.receipt_refused) = (receipt, receipt_refused);
@@ -166,7 +181,7 @@ impl Meta {
                 let role = if chunk { None } else { Some("assistant") };
                 let content = if chunk && text.is_empty() { None } else { Some(text) };
                 let msg = MessageOut { role, content };
-                let mut r = self.chat(chunk, Some((msg, Some(finish))), Some(usage));
+                let mut r = self.chat(chunk, Some((msg, Some(finish))), Some(usage), logprobs);
                 with_cost(&mut r.usage);
                 r.attribution = attribution;
                 (r.receipt, r.receipt_refused) = (receipt, receipt_refused);
@@ -247,6 +262,7 @@ pub(crate) async fn respond(
         tokens_in: u32::try_from(prompt.len()).unwrap_or(u32::MAX),
         user: params.user.clone(),
     });
+    let req_logprobs = params.sampling.logprobs;
     let req = GenerateRequest {
         prompt,
         adapter: lease.as_ref().map(|l| l.name.clone()),
@@ -258,6 +274,8 @@ pub(crate) async fn respond(
     let stream =
         serving.engine.submit(req).map_err(|e| ApiError::from_engine(e, kind.prompt_param()))?;
     drop(lease);
+    let logprobs =
+        req_logprobs.map(|_| LogprobsWriter::new(kind, (**serving.engine.tokenizer()).clone()));
     let meta = Meta {
         kind,
         id: new_id(kind.id_prefix()),
@@ -267,9 +285,9 @@ pub(crate) async fn respond(
         telemetry: serving.telemetry.clone(),
     };
     if params.stream {
-        Ok(sse::respond(meta, stream, params.include_usage, job, receipt))
+        Ok(sse::respond(meta, stream, params.include_usage, job, receipt, logprobs))
     } else {
-        collect(meta, stream, job, receipt).await
+        collect(meta, stream, job, receipt, logprobs).await
     }
 }
 
@@ -317,6 +335,7 @@ async fn collect(
     stream: GenerationStream,
     job: Option<AttributionJob>,
     receipt: Option<ReceiptJob>,
+    logprobs: Option<LogprobsWriter>,
 ) -> Result<Response, ApiError> {
     let done = stream.collect().await.map_err(|e| {
         meta.telemetry.failed();
@@ -330,6 +349,7 @@ async fn collect(
     meta.log_done(done.finish_reason.as_str(), done.usage);
     meta.count_done(done.usage, done.first_token_at);
     let tokens_out = done.tokens.len();
+    let logprobs = logprobs.map(|mut w| w.write(&done.logprobs));
     let attribution = meta.attribute(job, done.tokens).await;
     let receipt = match receipt {
         Some(r) => Some(
@@ -337,6 +357,7 @@ async fn collect(
         ),
         None => None,
     };
-    Ok(Json(meta.finished(false, done.text, done.finish_reason, done.usage, attribution, receipt))
+    let closing = Closing { attribution, receipt, logprobs };
+    Ok(Json(meta.finished(false, done.text, done.finish_reason, done.usage, closing))
         .into_response())
 }

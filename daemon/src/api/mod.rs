@@ -8,6 +8,7 @@ mod errors;
 mod extract;
 mod generate;
 mod ids;
+mod logprobs;
 mod metrics;
 mod models;
 mod openai;

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::attribution::AttributionOut;
+use super::logprobs::{ChatLogprobs, CompletionLogprobs};
 use super::receipts::RefusedOut;
 
 /// `stream_options`.
@@ -159,8 +160,8 @@ impl From<lorad_engine::Usage> for UsageOut {
 pub(crate) struct CompletionChoice {
     pub(crate) index: u32,
     pub(crate) text: String,
-    /// Always null (logprobs are not supported).
-    pub(crate) logprobs: Option<()>,
+    /// With `logprobs: N`: the tokens of `text` and their log-probabilities; else null.
+    pub(crate) logprobs: Option<CompletionLogprobs>,
     pub(crate) finish_reason: Option<&'static str>,
 }
 
@@ -203,8 +204,8 @@ pub(crate) struct ChatChoice {
     pub(crate) message: Option<MessageOut>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) delta: Option<MessageOut>,
-    /// Always null (logprobs are not supported).
-    pub(crate) logprobs: Option<()>,
+    /// With `logprobs: true`: the tokens of the content and their log-probabilities; else null.
+    pub(crate) logprobs: Option<ChatLogprobs>,
     pub(crate) finish_reason: Option<&'static str>,
 }
 

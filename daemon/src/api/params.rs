@@ -45,6 +45,7 @@ pub(crate) fn refuse_unless_default(param: &str, v: Option<&Value>) -> Result<()
 
 /// Converts the shared fields; `max_tokens` is the endpoint's effective limit field, named
 /// `max_tokens_param` in errors, and `default_max_tokens` applies when it is absent.
+/// `logprobs` differs by endpoint (an integer or a boolean): each endpoint reads it.
 pub(crate) fn gen_params(
     c: CommonParams,
     max_tokens: Option<u32>,
@@ -60,7 +61,6 @@ pub(crate) fn gen_params(
         )
         .code("unsupported_value"));
     }
-    refuse_unless_default("logprobs", c.logprobs.as_ref())?;
     refuse_unless_default("logit_bias", c.logit_bias.as_ref())?;
     if max_tokens == Some(0) {
         return Err(ApiError::bad_request(
@@ -89,6 +89,7 @@ pub(crate) fn gen_params(
         frequency_penalty: c.frequency_penalty.unwrap_or(0.0),
         // Negative seeds are valid OpenAI seeds: reinterpret the bits.
         seed: c.seed.map(|s| s as u64),
+        logprobs: None,
     };
     Ok(GenParams {
         model: c.model,
@@ -162,7 +163,6 @@ mod tests {
         assert_eq!(err(json!({"stop": ["1", "2", "3", "4", "5"]})).as_deref(), Some("stop"));
         assert_eq!(err(json!({"stop": 3})).as_deref(), Some("stop"));
         assert_eq!(err(json!({"top_k": -3})).as_deref(), Some("top_k"));
-        assert_eq!(err(json!({"logprobs": 2})).as_deref(), Some("logprobs"));
         assert!(
             gen_params(common(json!({"logprobs": false, "n": 1})), None, "max_tokens", None)
                 .is_ok()

@@ -14,10 +14,11 @@ use std::convert::Infallible;
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use lorad_engine::{FinishReason, GenerationEvent, GenerationStream};
+use lorad_engine::{GenerationEvent, GenerationStream};
 use serde::Serialize;
 
-use super::generate::{AttributionJob, Kind, Meta};
+use super::generate::{AttributionJob, Closing, Kind, Meta};
+use super::logprobs::{LogprobsOut, LogprobsWriter};
 use super::openai::MessageOut;
 use super::receipts::ReceiptJob;
 
@@ -34,21 +35,15 @@ fn error_event(message: &str) -> Event {
     }))
 }
 
-/// A chunk with one choice carrying `text` (content delta) and/or a finish reason.
-fn chunk(
-    meta: &Meta,
-    text: Option<String>,
-    finish: Option<FinishReason>,
-    usage: Option<lorad_engine::Usage>,
-) -> Event {
+/// A chunk with one choice carrying the content delta `text` and the logprobs of its tokens.
+fn chunk(meta: &Meta, text: String, logprobs: Option<LogprobsOut>) -> Event {
     match meta.kind {
-        Kind::Completion => {
-            json_event(&meta.completion(Some((text.unwrap_or_default(), finish)), usage))
-        }
+        Kind::Completion => json_event(&meta.completion(Some((text, None)), None, logprobs)),
         Kind::Chat => json_event(&meta.chat(
             true,
-            Some((MessageOut { role: None, content: text }, finish)),
-            usage,
+            Some((MessageOut { role: None, content: Some(text) }, None)),
+            None,
+            logprobs,
         )),
     }
 }
@@ -60,11 +55,12 @@ pub(crate) fn respond(
     include_usage: bool,
     job: Option<AttributionJob>,
     receipt: Option<ReceiptJob>,
+    logprobs: Option<LogprobsWriter>,
 ) -> Response {
     let events = async_stream::stream! {
         if meta.kind == Kind::Chat {
             let first = MessageOut { role: Some("assistant"), content: Some(String::new()) };
-            yield json_event(&meta.chat(true, Some((first, None)), None));
+            yield json_event(&meta.chat(true, Some((first, None)), None, None));
         }
         let mut ended = false;
         let mut job = job;
@@ -73,9 +69,13 @@ pub(crate) fn respond(
         // The answer's text, for the receipt's output hash.
         let mut answer = String::new();
         let mut first_token_at = None;
+        let mut writer = logprobs;
+        // Logprobs of tokens whose text is still held back (part of a character, or of a
+        // possible stop string): they go out with the chunk that carries that text.
+        let mut pending: Vec<lorad_engine::TokenLogprob> = Vec::new();
         while let Some(event) = stream.next().await {
             match event {
-                GenerationEvent::Delta { text, tokens } => {
+                GenerationEvent::Delta { text, tokens, logprobs } => {
                     if first_token_at.is_none() && !tokens.is_empty() {
                         first_token_at = Some(std::time::Instant::now());
                     }
@@ -85,8 +85,10 @@ pub(crate) fn respond(
                     if receipt.is_some() {
                         answer.push_str(&text);
                     }
+                    pending.extend(logprobs);
                     if !text.is_empty() {
-                        yield chunk(&meta, Some(text), None, None);
+                        let lps = writer.as_mut().map(|w| w.write(&std::mem::take(&mut pending)));
+                        yield chunk(&meta, text, lps);
                     }
                 }
                 GenerationEvent::Done { finish_reason, usage } => {
@@ -98,11 +100,13 @@ pub(crate) fn respond(
                         Some(r) => Some(r.run(&meta.id, &answer, usage.completion_tokens, attribution.as_ref().map(|(a, _)| a)).await),
                         None => None,
                     };
-                    yield json_event(&meta.finished(true, String::new(), finish_reason, usage, attribution, signed));
+                    let logprobs = writer.as_mut().map(|w| w.write(&std::mem::take(&mut pending)));
+                    let closing = Closing { attribution, receipt: signed, logprobs };
+                    yield json_event(&meta.finished(true, String::new(), finish_reason, usage, closing));
                     if include_usage {
                         yield match meta.kind {
-                            Kind::Completion => json_event(&meta.completion(None, Some(usage))),
-                            Kind::Chat => json_event(&meta.chat(true, None, Some(usage))),
+                            Kind::Completion => json_event(&meta.completion(None, Some(usage), None)),
+                            Kind::Chat => json_event(&meta.chat(true, None, Some(usage), None)),
                         };
                     }
                     ended = true;

@@ -8,7 +8,7 @@ use crate::common::{BASE, call, import_random, post, shared, sse_data};
 
 /// Streams `body` to `path`; returns the parsed JSON chunks (the `[DONE]` marker checked and
 /// removed).
-async fn stream(path: &str, body: Value) -> Vec<Value> {
+pub async fn stream(path: &str, body: Value) -> Vec<Value> {
     let s = shared().expect("checked by the caller");
     let (status, headers, text) = call(&s.router, "POST", path, body.to_string()).await;
     assert_eq!(status, StatusCode::OK, "{text}");

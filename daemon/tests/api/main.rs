@@ -10,3 +10,4 @@ mod cancel;
 mod common;
 mod errors;
 mod generate;
+mod logprobs;
