@@ -376,6 +376,7 @@ pub(crate) fn greedy_alone(
             block_table: &blocks,
             adapter,
             want_logits: true,
+            all_logits: false,
         };
         let logits = llama.forward(&[seq], &kv)?.to_vec2::<f32>()?;
         pos = tokens.len();

@@ -293,10 +293,17 @@ impl EngineHandle {
         };
         let max_len = self.inner.info.max_seq_len;
         let prompt = req.prompt.len();
-        if req.max_tokens == Some(0) {
+        if req.max_tokens == Some(0) && req.prompt_logprobs.is_none() {
             return Err(EngineError::InvalidParam {
                 field: "max_tokens",
-                reason: "must be at least 1".into(),
+                reason: "must be at least 1 (0 only scores the prompt: with prompt logprobs)"
+                    .into(),
+            });
+        }
+        if req.prompt_logprobs.is_some_and(|n| n > crate::MAX_LOGPROBS) {
+            return Err(EngineError::InvalidParam {
+                field: "prompt_logprobs",
+                reason: "at most 20 alternatives per token".into(),
             });
         }
         let completion = req.max_tokens.unwrap_or(max_len.saturating_sub(prompt));
@@ -327,6 +334,7 @@ impl EngineHandle {
             max_tokens: completion,
             stop: req.stop,
             ignore_eos: req.ignore_eos,
+            prompt_logprobs: req.prompt_logprobs,
             tx,
         };
         let sent = self

@@ -44,6 +44,9 @@ pub struct ForwardSeq<'a> {
     pub adapter: Option<&'a ResidentAdapter>,
     /// Whether to return logits for this sequence's last token.
     pub want_logits: bool,
+    /// Return logits for every token of this chunk instead (scoring a prompt): one row per
+    /// token, in order; overrides `want_logits`.
+    pub all_logits: bool,
 }
 
 impl Llama {
@@ -93,7 +96,7 @@ impl Llama {
     }
 
     /// Runs one step for all `seqs`: writes their new K/V into `kv` and returns `f32` logits,
-    /// one row per sequence with `want_logits`, in order.
+    /// one row per sequence with `want_logits` (one per token with `all_logits`), in order.
     pub fn forward(&self, seqs: &[ForwardSeq<'_>], kv: &KvCache) -> Result<Tensor> {
         let cfg = &self.cfg;
         let (heads, kvh, hd) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
@@ -143,7 +146,9 @@ impl Llama {
                     None => groups.push((a, rows.collect())),
                 }
             }
-            if s.want_logits {
+            if s.all_logits {
+                logit_rows.extend(q_start as u32..tokens.len() as u32);
+            } else if s.want_logits {
                 logit_rows.push(tokens.len() as u32 - 1);
             }
         }

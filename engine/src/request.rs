@@ -21,6 +21,11 @@ pub struct GenerateRequest {
     pub stop: Vec<String>,
     /// Keep generating past end-of-sequence tokens (benchmarks).
     pub ignore_eos: bool,
+    /// Also score the prompt: the log-probability of each prompt token after the first, given
+    /// the tokens before it, with this many alternatives (OpenAI's `echo` with `logprobs`,
+    /// what evaluation harnesses score answers with). With it, `max_tokens: Some(0)` is
+    /// allowed: score only, generate nothing.
+    pub prompt_logprobs: Option<usize>,
 }
 
 impl GenerateRequest {
@@ -33,6 +38,7 @@ impl GenerateRequest {
             max_tokens: Some(max_tokens),
             stop: Vec::new(),
             ignore_eos: false,
+            prompt_logprobs: None,
         }
     }
 }
@@ -79,6 +85,13 @@ pub enum GenerationEvent {
         /// ([`SamplingParams::logprobs`]); empty otherwise.
         logprobs: Vec<TokenLogprob>,
     },
+    /// Log-probabilities of prompt tokens (with [`GenerateRequest::prompt_logprobs`]): the
+    /// next ones in prompt order, from the second token on; all of them arrive before the first
+    /// `Delta`.
+    Prompt {
+        /// One entry per prompt token.
+        logprobs: Vec<TokenLogprob>,
+    },
     /// The request finished.
     Done {
         /// Why.
@@ -107,6 +120,8 @@ pub struct Completion {
     pub tokens: Vec<u32>,
     /// Their log-probabilities when the request asked for them, one per token; else empty.
     pub logprobs: Vec<TokenLogprob>,
+    /// Log-probabilities of the prompt's tokens from the second on, when asked for; else empty.
+    pub prompt_logprobs: Vec<TokenLogprob>,
     /// Why it ended.
     pub finish_reason: FinishReason,
     /// Token counts.
@@ -154,6 +169,7 @@ struct Collector {
     text: String,
     tokens: Vec<u32>,
     logprobs: Vec<TokenLogprob>,
+    prompt_logprobs: Vec<TokenLogprob>,
     first_token_at: Option<std::time::Instant>,
 }
 
@@ -170,10 +186,15 @@ impl Collector {
                 self.logprobs.extend(logprobs);
                 None
             }
+            Some(GenerationEvent::Prompt { logprobs }) => {
+                self.prompt_logprobs.extend(logprobs);
+                None
+            }
             Some(GenerationEvent::Done { finish_reason, usage }) => Some(Ok(Completion {
                 text: std::mem::take(&mut self.text),
                 tokens: std::mem::take(&mut self.tokens),
                 logprobs: std::mem::take(&mut self.logprobs),
+                prompt_logprobs: std::mem::take(&mut self.prompt_logprobs),
                 finish_reason,
                 usage,
                 first_token_at: self.first_token_at.take(),

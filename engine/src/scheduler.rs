@@ -41,6 +41,7 @@ pub(crate) struct SeqInit {
     pub(crate) max_tokens: usize,
     pub(crate) stop: Vec<String>,
     pub(crate) ignore_eos: bool,
+    pub(crate) prompt_logprobs: Option<usize>,
     pub(crate) tx: UnboundedSender<GenerationEvent>,
 }
 
@@ -57,6 +58,11 @@ struct Seq {
     out: OutputState,
     max_tokens: usize,
     ignore_eos: bool,
+    /// Alternatives per scored prompt token, when the prompt is scored.
+    prompt_logprobs: Option<usize>,
+    /// The next prompt position to score (position 0 has nothing before it). It survives
+    /// preemption, so a recomputed prefill does not score a position twice.
+    prompt_scored: usize,
     /// Counted in `EngineStats::waiting` (by the handle at submit) and not yet admitted.
     /// Preempted sequences re-queue without it: they were admitted once already.
     counted_waiting: bool,
@@ -66,6 +72,32 @@ struct Seq {
 impl Seq {
     fn generated(&self) -> usize {
         self.tokens.len() - self.prompt_len
+    }
+
+    /// Whether prompt positions are still waiting for their log-probabilities.
+    fn scoring(&self) -> bool {
+        self.prompt_logprobs.is_some() && self.prompt_scored < self.prompt_len
+    }
+}
+
+/// One sequence's part of a step: what it computes and which logits rows come back for it.
+#[derive(Debug, Clone, Copy)]
+struct Part {
+    /// Index in `running`.
+    seq: usize,
+    /// Position of its first token this step.
+    start: usize,
+    /// Tokens this step.
+    len: usize,
+    /// Logits for every token (prompt scoring), not only the last.
+    all: bool,
+    /// Samples its next token from the last row.
+    sample: bool,
+}
+
+impl Part {
+    fn rows(&self) -> usize {
+        if self.all { self.len } else { usize::from(self.sample) }
     }
 }
 
@@ -146,6 +178,8 @@ impl Scheduler {
                     out: OutputState::new(init.stop, self.tokenizer.incremental_decoder()),
                     max_tokens: init.max_tokens,
                     ignore_eos: init.ignore_eos,
+                    prompt_logprobs: init.prompt_logprobs,
+                    prompt_scored: 1,
                     counted_waiting: true,
                     tx: init.tx,
                 });
@@ -254,22 +288,27 @@ impl Scheduler {
         }
         let plan = self.plan();
         let mut fwd = Vec::with_capacity(self.running.len());
-        let mut sampled_idx = Vec::new();
+        let mut parts = Vec::with_capacity(self.running.len());
         for (i, s) in self.running.iter().enumerate() {
             let n = plan[i];
             if n == 0 {
                 continue;
             }
-            let want = s.computed + n == s.tokens.len();
-            if want {
-                sampled_idx.push(i);
-            }
+            let part = Part {
+                seq: i,
+                start: s.computed,
+                len: n,
+                all: s.scoring(),
+                sample: s.computed + n == s.tokens.len(),
+            };
+            parts.push(part);
             fwd.push(ForwardSeq {
                 tokens: &s.tokens[s.computed..s.computed + n],
                 start_pos: s.computed,
                 block_table: &s.blocks,
                 adapter: s.adapter.as_deref(),
-                want_logits: want,
+                want_logits: part.sample,
+                all_logits: part.all,
             });
         }
         if fwd.is_empty() {
@@ -294,9 +333,16 @@ impl Scheduler {
             s.computed += plan[i];
         }
         let mut finished = Vec::new();
-        for (&i, mut l) in sampled_idx.iter().zip(logits) {
-            if let Some(reason) = self.sample_one(i, &mut l) {
-                finished.push((i, reason));
+        let mut rows = logits.into_iter();
+        for part in parts {
+            let mut mine: Vec<Vec<f32>> = rows.by_ref().take(part.rows()).collect();
+            if part.all {
+                self.score_prompt(part, &mine);
+            }
+            if let (true, Some(mut last)) = (part.sample, mine.pop())
+                && let Some(reason) = self.sample_one(part.seq, &mut last)
+            {
+                finished.push((part.seq, reason));
             }
         }
         // Remove finished sequences, highest index first so indices stay valid.
@@ -318,9 +364,31 @@ impl Scheduler {
         self.stats.running.store(self.running.len(), Ordering::Relaxed);
     }
 
+    /// Sends the log-probabilities of the prompt tokens that `rows` (one per token of `part`)
+    /// predict: the row at position `p` gives the distribution of token `p + 1`.
+    fn score_prompt(&mut self, part: Part, rows: &[Vec<f32>]) {
+        let s = &mut self.running[part.seq];
+        let Some(alternatives) = s.prompt_logprobs else { return };
+        let mut out = Vec::new();
+        for (k, row) in rows.iter().enumerate() {
+            let next = part.start + k + 1;
+            if next == s.prompt_scored && next < s.prompt_len {
+                out.push(token_logprob(row, s.tokens[next], alternatives));
+                s.prompt_scored += 1;
+            }
+        }
+        if !out.is_empty() {
+            let _ = s.tx.send(GenerationEvent::Prompt { logprobs: out });
+        }
+    }
+
     /// Samples the next token of running sequence `i`; returns a finish reason when it is done.
     fn sample_one(&mut self, i: usize, logits: &mut [f32]) -> Option<FinishReason> {
         let s = &mut self.running[i];
+        if s.max_tokens == 0 {
+            // Scoring only: the prompt's log-probabilities were the answer.
+            return Some(FinishReason::Length);
+        }
         // Log-probabilities are of the model's own distribution: taken before the sampler
         // applies penalties to `logits` in place.
         let raw = s.sampler.logprobs().map(|n| (n, logits.to_vec()));

@@ -69,6 +69,7 @@ fn check_saved(rank: usize, rslora: bool, targets: &[TargetModule], seed: u64, b
                 block_table: &t[0],
                 adapter: None,
                 want_logits: true,
+                all_logits: false,
             },
             ForwardSeq {
                 tokens: &prompt,
@@ -76,6 +77,7 @@ fn check_saved(rank: usize, rslora: bool, targets: &[TargetModule], seed: u64, b
                 block_table: &t[1],
                 adapter: Some(&rx),
                 want_logits: true,
+                all_logits: false,
             },
             ForwardSeq {
                 tokens: &p2,
@@ -83,6 +85,7 @@ fn check_saved(rank: usize, rslora: bool, targets: &[TargetModule], seed: u64, b
                 block_table: &t[2],
                 adapter: Some(&ro),
                 want_logits: true,
+                all_logits: false,
             },
         ];
         let got = llama.forward(&seqs, &kv).unwrap().to_vec2::<f32>().unwrap();

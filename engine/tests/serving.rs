@@ -205,6 +205,57 @@ fn logprobs_are_the_models_log_softmax() {
     h.shutdown();
 }
 
+/// Scoring a prompt (`echo` with logprobs): each prompt token after the first gets the
+/// log-probability the model gives it after the tokens before it, whether the prefill runs in
+/// one step or in chunks, and `max_tokens: 0` then generates nothing.
+#[test]
+fn prompt_logprobs_score_every_prompt_token() {
+    let llama =
+        |m: &lorad_model::LoadedModel| lorad_engine::Llama::new(&m.config, &m.weights).unwrap();
+    for chunk in [512, 5] {
+        let cfg =
+            EngineConfig { kv_cache_tokens: 1024, max_batch_tokens: chunk, ..Default::default() };
+        let Some((h, model)) = engine(cfg) else { return };
+        let prompt =
+            common::encode(&model, "The capital of France is Paris, and the capital of Italy is");
+        let req = GenerateRequest {
+            prompt_logprobs: Some(2),
+            ..GenerateRequest::greedy(prompt.clone(), 0)
+        };
+        let done = h.submit(req).unwrap().collect_blocking().unwrap();
+        assert_eq!((done.finish_reason, done.usage.completion_tokens), (FinishReason::Length, 0));
+        assert!(done.tokens.is_empty() && done.text.is_empty());
+        assert_eq!(done.prompt_logprobs.len(), prompt.len() - 1, "chunk {chunk}");
+        let reference = llama(&model);
+        for (p, lp) in done.prompt_logprobs.iter().enumerate() {
+            assert_eq!(lp.token, prompt[p + 1]);
+            let logits = common::prefill_logits(&reference, &prompt[..=p], None);
+            let want = lorad_engine::token_logprob(&logits, prompt[p + 1], 2);
+            assert!((lp.logprob - want.logprob).abs() < 1e-3, "position {p}: {lp:?} vs {want:?}");
+            let ids: Vec<u32> = lp.top.iter().map(|t| t.0).collect();
+            assert_eq!(ids, want.top.iter().map(|t| t.0).collect::<Vec<_>>());
+        }
+        // Scoring and generating: the answer is the one generated without scoring.
+        let both = GenerateRequest {
+            prompt_logprobs: Some(0),
+            ..GenerateRequest::greedy(prompt.clone(), 4)
+        };
+        let both = h.submit(both).unwrap().collect_blocking().unwrap();
+        let plain = h
+            .submit(GenerateRequest::greedy(prompt.clone(), 4))
+            .unwrap()
+            .collect_blocking()
+            .unwrap();
+        assert_eq!((both.tokens, both.prompt_logprobs.len()), (plain.tokens, prompt.len() - 1));
+        // Zero tokens without scoring is still an error.
+        assert!(matches!(
+            h.submit(GenerateRequest::greedy(prompt, 0)),
+            Err(EngineError::InvalidParam { field: "max_tokens", .. })
+        ));
+        h.shutdown();
+    }
+}
+
 /// Dropping a stream frees its slot; a full queue is refused; bad requests fail at submit.
 #[test]
 fn cancellation_admission_and_validation() {

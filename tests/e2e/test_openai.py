@@ -149,6 +149,15 @@ def test_completion_logprobs_parse_in_the_official_client(client):
     assert all(max(top.values()) == pytest.approx(v) for top, v in zip(lp.top_logprobs, lp.token_logprobs))
 
 
+def test_echo_scores_the_prompt_like_an_evaluation_harness(client):
+    # lm-eval-harness's log-likelihood request: the prompt echoed with its tokens' logprobs, nothing generated.
+    r = client.completions.create(model=BASE, prompt="The capital of France is Paris", max_tokens=0, echo=True, logprobs=1)
+    lp = r.choices[0].logprobs
+    assert r.choices[0].text == "The capital of France is Paris"
+    assert "".join(lp.tokens) == r.choices[0].text and lp.token_logprobs[0] is None
+    assert all(v < 0 for v in lp.token_logprobs[1:]) and r.usage.completion_tokens == 0
+
+
 def test_unknown_model_is_not_found(client):
     for stream in (False, True):
         with pytest.raises(openai.NotFoundError) as e:

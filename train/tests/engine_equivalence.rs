@@ -63,6 +63,7 @@ fn log_probs_match_the_engine_with_an_adapter_on_every_projection() {
                 block_table: &blocks,
                 adapter: Some(&resident),
                 want_logits: true,
+                all_logits: false,
             };
             let logits = engine.forward(&[seq], &kv).unwrap();
             let logp = candle_nn::ops::log_softmax(&logits, D::Minus1).unwrap().squeeze(0).unwrap();

@@ -8,7 +8,7 @@ use super::errors::ApiError;
 use super::extract::ApiJson;
 use super::generate::{Kind, respond};
 use super::openai::CompletionRequest;
-use super::params::{gen_params, refuse_unless_default};
+use super::params::{Echo, gen_params, refuse_unless_default};
 use super::state::AppState;
 
 /// OpenAI's default `max_tokens` for completions.
@@ -28,29 +28,55 @@ pub(crate) async fn handle(
 ) -> Result<Response, ApiError> {
     let serving = state.serving()?;
     let common = req.take_common();
-    refuse_unless_default("echo", req.echo.as_ref())?;
+    let echo = match &req.echo {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "echo",
+                "Invalid value for 'echo': expected a boolean",
+            )
+            .code("invalid_type"));
+        }
+    };
     refuse_unless_default("suffix", req.suffix.as_ref())?;
     if !matches!(&req.best_of, None | Some(Value::Null))
         && req.best_of.as_ref().and_then(Value::as_u64) != Some(1)
     {
         return Err(ApiError::unsupported("best_of", "; only best_of=1 is"));
     }
-    let max_tokens = common.max_tokens;
+    // `echo` with `max_tokens: 0` scores the prompt and generates nothing (how evaluation
+    // harnesses ask for log-likelihoods); without `echo`, 0 stays an error.
+    let score_only = echo && common.max_tokens == Some(0);
+    let max_tokens = if score_only { None } else { common.max_tokens };
     let logprobs = super::logprobs::completion_param(common.logprobs.as_ref())?;
     let mut params = gen_params(common, max_tokens, "max_tokens", Some(DEFAULT_MAX_TOKENS))?;
     params.sampling.logprobs = logprobs;
+    if score_only {
+        params.max_tokens = Some(0);
+    }
     let prompt = parse_prompt(&req.prompt)?;
     let target = state.resolve(serving, &params.model).await?;
-    let ids = match prompt {
-        Prompt::Ids(ids) => ids,
-        Prompt::Text(text) => {
-            let engine = serving.engine.clone();
-            tokio::task::spawn_blocking(move || engine.tokenizer().encode(&text))
-                .await
-                .map_err(|e| ApiError::internal(format!("tokenizer task failed: {e}")))?
-                .map_err(|e| ApiError::internal(format!("cannot tokenize the prompt: {e}")))?
+    let engine = serving.engine.clone();
+    let (ids, text) = tokio::task::spawn_blocking(move || {
+        let tk = engine.tokenizer();
+        let cannot = |what: &str, e| ApiError::internal(format!("cannot {what} the prompt: {e}"));
+        match prompt {
+            Prompt::Text(text) => Ok((tk.encode(&text).map_err(|e| cannot("tokenize", e))?, text)),
+            Prompt::Ids(ids) if echo => {
+                let text = tk.decode(&ids, false).map_err(|e| cannot("decode", e))?;
+                Ok((ids, text))
+            }
+            Prompt::Ids(ids) => Ok((ids, String::new())),
         }
-    };
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("tokenizer task failed: {e}")))??;
+    if echo {
+        params.echo = Some(Echo { text });
+        // Scored whenever the prompt's logprobs are shown, and to answer `max_tokens: 0`.
+        params.prompt_logprobs = logprobs.or(score_only.then_some(0));
+    }
     respond(serving, Kind::Completion, target, ids, params).await
 }
 

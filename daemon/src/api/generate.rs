@@ -263,6 +263,9 @@ pub(crate) async fn respond(
         user: params.user.clone(),
     });
     let req_logprobs = params.sampling.logprobs;
+    // What `echo` puts first: the prompt's text, and its first token (the one logprobs entry
+    // with nothing before it).
+    let echo = params.echo.map(|e| (e.text, prompt.first().copied().unwrap_or_default()));
     let req = GenerateRequest {
         prompt,
         adapter: lease.as_ref().map(|l| l.name.clone()),
@@ -270,6 +273,7 @@ pub(crate) async fn respond(
         max_tokens: params.max_tokens,
         stop: params.stop,
         ignore_eos: false,
+        prompt_logprobs: params.prompt_logprobs,
     };
     let stream =
         serving.engine.submit(req).map_err(|e| ApiError::from_engine(e, kind.prompt_param()))?;
@@ -285,9 +289,9 @@ pub(crate) async fn respond(
         telemetry: serving.telemetry.clone(),
     };
     if params.stream {
-        Ok(sse::respond(meta, stream, params.include_usage, job, receipt, logprobs))
+        Ok(sse::respond(meta, stream, params.include_usage, job, receipt, logprobs, echo))
     } else {
-        collect(meta, stream, job, receipt, logprobs).await
+        collect(meta, stream, job, receipt, logprobs, echo).await
     }
 }
 
@@ -336,6 +340,7 @@ async fn collect(
     job: Option<AttributionJob>,
     receipt: Option<ReceiptJob>,
     logprobs: Option<LogprobsWriter>,
+    echo: Option<(String, u32)>,
 ) -> Result<Response, ApiError> {
     let done = stream.collect().await.map_err(|e| {
         meta.telemetry.failed();
@@ -349,7 +354,13 @@ async fn collect(
     meta.log_done(done.finish_reason.as_str(), done.usage);
     meta.count_done(done.usage, done.first_token_at);
     let tokens_out = done.tokens.len();
-    let logprobs = logprobs.map(|mut w| w.write(&done.logprobs));
+    let logprobs = logprobs.map(|mut w| match &echo {
+        Some((_, first)) => {
+            let prompt = w.prompt(*first, &done.prompt_logprobs);
+            prompt.then(w.write(&done.logprobs))
+        }
+        None => w.write(&done.logprobs),
+    });
     let attribution = meta.attribute(job, done.tokens).await;
     let receipt = match receipt {
         Some(r) => Some(
@@ -358,6 +369,10 @@ async fn collect(
         None => None,
     };
     let closing = Closing { attribution, receipt, logprobs };
-    Ok(Json(meta.finished(false, done.text, done.finish_reason, done.usage, closing))
-        .into_response())
+    // The receipt above covers the generated text; an echoed prompt is only shown before it.
+    let text = match echo {
+        Some((prompt, _)) => prompt + &done.text,
+        None => done.text,
+    };
+    Ok(Json(meta.finished(false, text, done.finish_reason, done.usage, closing)).into_response())
 }

@@ -83,8 +83,9 @@ fn count(param: &str, v: &Value) -> Result<usize, ApiError> {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub(crate) struct CompletionLogprobs {
     pub(crate) tokens: Vec<String>,
-    pub(crate) token_logprobs: Vec<f32>,
-    pub(crate) top_logprobs: Vec<BTreeMap<String, f32>>,
+    /// Null for an echoed prompt's first token (nothing before it to predict it from).
+    pub(crate) token_logprobs: Vec<Option<f32>>,
+    pub(crate) top_logprobs: Vec<Option<BTreeMap<String, f32>>>,
     /// Character offset of each token in the answer's text.
     pub(crate) text_offset: Vec<usize>,
 }
@@ -153,13 +154,7 @@ impl LogprobsWriter {
             Kind::Completion => {
                 let mut out = CompletionLogprobs::default();
                 for lp in lps {
-                    let (token, _) = self.piece(lp.token);
-                    out.text_offset.push(self.offset);
-                    self.offset += token.chars().count();
-                    out.tokens.push(token);
-                    out.token_logprobs.push(lp.logprob.max(FLOOR));
-                    let top = lp.top.iter().map(|&(id, l)| (self.piece(id).0, l.max(FLOOR)));
-                    out.top_logprobs.push(top.collect());
+                    self.push(&mut out, lp.token, Some(lp));
                 }
                 LogprobsOut::Completion(out)
             }
@@ -190,7 +185,57 @@ impl LogprobsWriter {
     }
 }
 
+impl LogprobsWriter {
+    /// Completions' entries of an echoed prompt: its first token (`first`, null logprob), then
+    /// the scored ones (`lps`, the engine's prompt logprobs). Written before any answer token.
+    pub(crate) fn prompt(&mut self, first: u32, lps: &[TokenLogprob]) -> LogprobsOut {
+        let mut out = CompletionLogprobs::default();
+        self.push(&mut out, first, None);
+        for lp in lps {
+            self.push(&mut out, lp.token, Some(lp));
+        }
+        LogprobsOut::Completion(out)
+    }
+
+    /// Appends one completions entry (`lp: None`: a token nothing predicted).
+    fn push(&mut self, out: &mut CompletionLogprobs, id: u32, lp: Option<&TokenLogprob>) {
+        let (token, _) = self.piece(id);
+        out.text_offset.push(self.offset);
+        self.offset += token.chars().count();
+        out.tokens.push(token);
+        out.token_logprobs.push(lp.map(|lp| lp.logprob.max(FLOOR)));
+        out.top_logprobs.push(
+            lp.map(|lp| lp.top.iter().map(|&(id, l)| (self.piece(id).0, l.max(FLOOR))).collect()),
+        );
+    }
+}
+
+impl CompletionLogprobs {
+    /// Appends `more` (the entries that follow these).
+    pub(crate) fn extend(&mut self, more: CompletionLogprobs) {
+        self.tokens.extend(more.tokens);
+        self.token_logprobs.extend(more.token_logprobs);
+        self.top_logprobs.extend(more.top_logprobs);
+        self.text_offset.extend(more.text_offset);
+    }
+}
+
 impl LogprobsOut {
+    /// These entries followed by `more`'s (of the same endpoint).
+    pub(crate) fn then(self, more: LogprobsOut) -> LogprobsOut {
+        match (self, more) {
+            (Self::Completion(mut a), Self::Completion(b)) => {
+                a.extend(b);
+                Self::Completion(a)
+            }
+            (Self::Chat(mut a), Self::Chat(b)) => {
+                a.content.extend(b.content);
+                Self::Chat(a)
+            }
+            (a, _) => a,
+        }
+    }
+
     /// The completions object, if this is one.
     pub(crate) fn completion(self) -> Option<CompletionLogprobs> {
         match self {

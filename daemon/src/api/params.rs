@@ -24,6 +24,18 @@ pub(crate) struct GenParams {
     pub(crate) attribution: Option<bool>,
     /// The request's `user` field (a 0x address asks for a receipt).
     pub(crate) user: Option<Value>,
+    /// Completions' `echo`: the answer starts with the prompt.
+    pub(crate) echo: Option<Echo>,
+    /// Score the prompt with this many alternatives per token (for `echo` with `logprobs`).
+    pub(crate) prompt_logprobs: Option<usize>,
+}
+
+/// What `echo: true` puts before the answer (with `logprobs`, the prompt's tokens get entries
+/// too).
+#[derive(Debug, Clone)]
+pub(crate) struct Echo {
+    /// The prompt's text (as given, or decoded from its token ids).
+    pub(crate) text: String,
 }
 
 /// Whether `v` is absent or one of the values meaning "feature off".
@@ -100,6 +112,8 @@ pub(crate) fn gen_params(
         include_usage: c.stream_options.and_then(|o| o.include_usage).unwrap_or(false),
         attribution: c.attribution,
         user: c.user,
+        echo: None,
+        prompt_logprobs: None,
     })
 }
 

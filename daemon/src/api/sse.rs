@@ -56,6 +56,7 @@ pub(crate) fn respond(
     job: Option<AttributionJob>,
     receipt: Option<ReceiptJob>,
     logprobs: Option<LogprobsWriter>,
+    echo: Option<(String, u32)>,
 ) -> Response {
     let events = async_stream::stream! {
         if meta.kind == Kind::Chat {
@@ -73,8 +74,21 @@ pub(crate) fn respond(
         // Logprobs of tokens whose text is still held back (part of a character, or of a
         // possible stop string): they go out with the chunk that carries that text.
         let mut pending: Vec<lorad_engine::TokenLogprob> = Vec::new();
+        // `echo`: the prompt goes out as the first content chunk, once its logprobs are in
+        // (they all arrive before the first answer token).
+        let mut echo = echo;
+        let mut prompt_lps: Vec<lorad_engine::TokenLogprob> = Vec::new();
         while let Some(event) = stream.next().await {
+            if let GenerationEvent::Prompt { logprobs } = event {
+                prompt_lps.extend(logprobs);
+                continue;
+            }
+            if let Some((text, first)) = echo.take() {
+                let lps = writer.as_mut().map(|w| w.prompt(first, &std::mem::take(&mut prompt_lps)));
+                yield chunk(&meta, text, lps);
+            }
             match event {
+                GenerationEvent::Prompt { .. } => {}
                 GenerationEvent::Delta { text, tokens, logprobs } => {
                     if first_token_at.is_none() && !tokens.is_empty() {
                         first_token_at = Some(std::time::Instant::now());

@@ -98,6 +98,7 @@ fn generate(
                 return Ok(());
             }
             GenerationEvent::Error(e) => anyhow::bail!("generation failed: {e}"),
+            GenerationEvent::Prompt { .. } => {} // never asked for here
         }
     }
     anyhow::bail!("the engine stopped before the request finished")

@@ -42,7 +42,7 @@ async fn bad_parameters_are_400_naming_the_field() {
         (json!({"n": 2}), "n"),
         (json!({"logprobs": 21}), "logprobs"),
         (json!({"logprobs": "3"}), "logprobs"),
-        (json!({"echo": true}), "echo"),
+        (json!({"echo": "yes"}), "echo"),
         (json!({"best_of": 3}), "best_of"),
         (json!({"logit_bias": {"50256": -100}}), "logit_bias"),
         (json!({"suffix": "x"}), "suffix"),

@@ -102,3 +102,83 @@ async fn completion_logprobs_line_up_with_the_text() {
         }
     }
 }
+
+/// `echo`: the answer starts with the prompt, whose tokens come first in `logprobs` (the very
+/// first with null: nothing predicts it); `max_tokens: 0` scores the prompt only (how evaluation
+/// harnesses ask for log-likelihoods); a stream sends the prompt as its first content chunk.
+#[tokio::test]
+async fn echo_scores_the_prompt_streamed_or_not() {
+    let Some(s) = shared() else { return };
+    let prompt = "The capital of France is Paris";
+    let n_prompt = s.engine.tokenizer().encode(prompt).unwrap().len();
+    let scored = |max_tokens: u32, stream: bool| {
+        json!({"model": BASE, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0,
+               "echo": true, "logprobs": 1, "stream": stream})
+    };
+    let (status, _, only) = post(&s.router, "/v1/completions", scored(0, false)).await;
+    assert_eq!(status, StatusCode::OK, "{only}");
+    let choice = &only["choices"][0];
+    assert_eq!(choice["text"], prompt);
+    assert_eq!(only["usage"]["completion_tokens"], 0);
+    let lp = &choice["logprobs"];
+    let tokens: Vec<&str> =
+        lp["tokens"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert_eq!((tokens.len(), tokens.concat().as_str()), (n_prompt, prompt));
+    assert_eq!((&lp["token_logprobs"][0], &lp["top_logprobs"][0]), (&Value::Null, &Value::Null));
+    for i in 1..n_prompt {
+        let v = lp["token_logprobs"][i].as_f64().unwrap();
+        assert!(v < 0.0 && lp["top_logprobs"][i].as_object().unwrap().len() == 1, "{lp}");
+    }
+    // " Paris" after "The capital of France is" is likely; a word salad's tokens are not.
+    let last = lp["token_logprobs"][n_prompt - 1].as_f64().unwrap();
+    assert!(last > -3.0, "P(Paris) too low: {last}");
+
+    // Echo and generate: prompt entries, then the answer's, offsets running through both.
+    let (_, _, both) = post(&s.router, "/v1/completions", scored(4, false)).await;
+    let text = both["choices"][0]["text"].as_str().unwrap();
+    let lp = &both["choices"][0]["logprobs"];
+    assert!(text.starts_with(prompt) && text.len() > prompt.len(), "{text}");
+    assert_eq!(lp["tokens"].as_array().unwrap().len(), n_prompt + 4);
+    assert_eq!(lp["text_offset"][n_prompt].as_u64(), Some(prompt.chars().count() as u64));
+    let prompt_part: Vec<Value> = lp["token_logprobs"].as_array().unwrap()[..n_prompt].to_vec();
+    assert_eq!(
+        prompt_part,
+        only["choices"][0]["logprobs"]["token_logprobs"].as_array().unwrap()[..]
+    );
+
+    // Streamed: the prompt first, with its entries; the same text in all.
+    let chunks = stream("/v1/completions", scored(4, true)).await;
+    assert_eq!(chunks[0]["choices"][0]["text"], prompt);
+    assert_eq!(chunks[0]["choices"][0]["logprobs"]["tokens"].as_array().unwrap().len(), n_prompt);
+    let streamed: String = chunks.iter().filter_map(|c| c["choices"][0]["text"].as_str()).collect();
+    assert_eq!(streamed, text);
+    let offsets: Vec<u64> = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["logprobs"]["text_offset"].as_array())
+        .flatten()
+        .map(|o| o.as_u64().unwrap())
+        .collect();
+    let whole: Vec<u64> =
+        lp["text_offset"].as_array().unwrap().iter().map(|o| o.as_u64().unwrap()).collect();
+    assert_eq!(offsets, whole, "offsets continue across chunks");
+
+    // A token-id prompt echoes its decoded text; 0 tokens without echo stays an error.
+    let ids = s.engine.tokenizer().encode(prompt).unwrap();
+    let (_, _, v) = post(
+        &s.router,
+        "/v1/completions",
+        json!({"model": BASE, "prompt": ids, "max_tokens": 0, "echo": true}),
+    )
+    .await;
+    assert_eq!(
+        (v["choices"][0]["text"].as_str(), &v["choices"][0]["logprobs"]),
+        (Some(prompt), &Value::Null)
+    );
+    let (status, _, _) = post(
+        &s.router,
+        "/v1/completions",
+        json!({"model": BASE, "prompt": prompt, "max_tokens": 0}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}

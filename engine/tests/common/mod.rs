@@ -70,6 +70,7 @@ pub fn prefill_logits(
         block_table: &blocks,
         adapter,
         want_logits: true,
+        all_logits: false,
     };
     model.forward(&[seq], &kv).unwrap().to_vec2::<f32>().unwrap().remove(0)
 }
