@@ -319,16 +319,22 @@ fn preemption_preserves_greedy_outputs() {
         .iter()
         .map(|p| GenerateRequest {
             ignore_eos: true,
+            // Scored prompts too: a recomputed prefill must not score a position twice.
+            prompt_logprobs: Some(1),
             ..GenerateRequest::greedy(common::encode(&model, p), 24)
         })
         .collect();
-    let alone: Vec<_> = reqs
-        .iter()
-        .map(|r| h.submit(r.clone()).unwrap().collect_blocking().unwrap().tokens)
-        .collect();
+    let alone: Vec<_> =
+        reqs.iter().map(|r| h.submit(r.clone()).unwrap().collect_blocking().unwrap()).collect();
     let streams: Vec<_> = reqs.iter().map(|r| h.submit(r.clone()).unwrap()).collect();
     for (i, s) in streams.into_iter().enumerate() {
-        assert_eq!(s.collect_blocking().unwrap().tokens, alone[i], "request {i}");
+        let together = s.collect_blocking().unwrap();
+        assert_eq!(together.tokens, alone[i].tokens, "request {i}");
+        let ids = |c: &lorad_engine::Completion| -> Vec<u32> {
+            c.prompt_logprobs.iter().map(|l| l.token).collect()
+        };
+        assert_eq!(ids(&together), ids(&alone[i]), "request {i}: prompt scored once");
+        assert_eq!(together.prompt_logprobs.len(), reqs[i].prompt.len() - 1);
     }
     let preempted = h.stats().preemptions.load(std::sync::atomic::Ordering::SeqCst);
     assert!(preempted > 0, "the cache was large enough: nothing was preempted");
@@ -356,12 +362,14 @@ fn preemption_during_prefill_keeps_the_queue_count() {
     };
     let long: Vec<u32> =
         common::encode(&model, &"one two three four five ".repeat(6))[..30].to_vec();
-    let b = GenerateRequest::greedy(long, 2);
+    // B scores its prompt: positions scored before the preemption are not scored again.
+    let b = GenerateRequest { prompt_logprobs: Some(0), ..GenerateRequest::greedy(long, 2) };
     let mut sa = h.submit(a).unwrap();
     assert!(matches!(sa.blocking_next(), Some(GenerationEvent::Delta { .. })));
     let sb = h.submit(b).unwrap();
     sa.collect_blocking().unwrap();
-    sb.collect_blocking().unwrap();
+    let scored = sb.collect_blocking().unwrap().prompt_logprobs;
+    assert_eq!(scored.len(), 29, "each of positions 1..30 once");
     assert!(
         h.stats().preemptions.load(std::sync::atomic::Ordering::SeqCst) > 0,
         "B was not preempted"
