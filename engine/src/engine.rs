@@ -300,6 +300,13 @@ impl EngineHandle {
                     .into(),
             });
         }
+        if let Some(&(bad, _)) = req.sampling.logit_bias.iter().find(|(t, _)| *t as usize >= vocab)
+        {
+            return Err(EngineError::InvalidParam {
+                field: "logit_bias",
+                reason: format!("token id {bad} is not in the vocabulary ({vocab})"),
+            });
+        }
         if req.prompt_logprobs.is_some_and(|n| n > crate::MAX_LOGPROBS) {
             return Err(EngineError::InvalidParam {
                 field: "prompt_logprobs",

@@ -27,6 +27,9 @@ pub struct SamplingParams {
     /// Report each sampled token's log-probability and this many most likely alternatives
     /// (`Some(0)`: the sampled token's only; at most [`MAX_LOGPROBS`]); `None`: no logprobs.
     pub logprobs: Option<usize>,
+    /// OpenAI's `logit_bias`: added to these tokens' logits before sampling (-100 bans a
+    /// token, 100 all but forces it); each bias within -100..=100.
+    pub logit_bias: Vec<(u32, f32)>,
 }
 
 impl Default for SamplingParams {
@@ -39,6 +42,7 @@ impl Default for SamplingParams {
             frequency_penalty: 0.0,
             seed: None,
             logprobs: None,
+            logit_bias: Vec::new(),
         }
     }
 }
@@ -67,6 +71,9 @@ impl SamplingParams {
         }
         if self.logprobs.is_some_and(|n| n > MAX_LOGPROBS) {
             return bad("logprobs", "at most 20 alternatives per token");
+        }
+        if self.logit_bias.iter().any(|(_, b)| !(-100.0..=100.0).contains(b)) {
+            return bad("logit_bias", "each bias must be between -100 and 100");
         }
         Ok(())
     }
@@ -105,6 +112,11 @@ impl Sampler {
     /// Picks the next token from `logits` (one row, `f32`).
     pub fn sample(&mut self, logits: &mut [f32]) -> u32 {
         let p = &self.params;
+        for &(tok, bias) in &p.logit_bias {
+            if let Some(l) = logits.get_mut(tok as usize) {
+                *l += bias;
+            }
+        }
         if p.presence_penalty != 0.0 || p.frequency_penalty != 0.0 {
             for (&tok, &c) in &self.counts {
                 if let Some(l) = logits.get_mut(tok as usize) {
@@ -214,6 +226,26 @@ mod tests {
         s.observe(0);
         s.observe(0);
         assert_eq!(s.sample(&mut [3.0, 0.0]), 1);
+    }
+
+    #[test]
+    fn logit_bias_bans_and_forces_tokens() {
+        let greedy = |bias: Vec<(u32, f32)>| {
+            Sampler::new(SamplingParams { logit_bias: bias, ..SamplingParams::greedy() })
+                .sample(&mut [3.0, 2.0, 0.0])
+        };
+        assert_eq!(greedy(vec![]), 0);
+        assert_eq!(greedy(vec![(0, -100.0)]), 1, "banned");
+        assert_eq!(greedy(vec![(2, 100.0)]), 2, "forced");
+        let params = SamplingParams {
+            logit_bias: vec![(1, -100.0), (2, -100.0)],
+            seed: Some(5),
+            ..Default::default()
+        };
+        let mut s = Sampler::new(params);
+        assert!((0..64).all(|_| s.sample(&mut [0.0, 0.0, 0.0]) == 0), "only token 0 is left");
+        let e = SamplingParams { logit_bias: vec![(0, 101.0)], ..Default::default() };
+        assert!(e.validate().unwrap_err().to_string().starts_with("logit_bias"));
     }
 
     #[test]

@@ -73,7 +73,6 @@ pub(crate) fn gen_params(
         )
         .code("unsupported_value"));
     }
-    refuse_unless_default("logit_bias", c.logit_bias.as_ref())?;
     if max_tokens == Some(0) {
         return Err(ApiError::bad_request(
             max_tokens_param,
@@ -102,6 +101,7 @@ pub(crate) fn gen_params(
         // Negative seeds are valid OpenAI seeds: reinterpret the bits.
         seed: c.seed.map(|s| s as u64),
         logprobs: None,
+        logit_bias: logit_bias(c.logit_bias.as_ref())?,
     };
     Ok(GenParams {
         model: c.model,
@@ -115,6 +115,28 @@ pub(crate) fn gen_params(
         echo: None,
         prompt_logprobs: None,
     })
+}
+
+/// `logit_bias`: null or an object from token ids (as strings, OpenAI's JSON) to biases; the
+/// engine checks the ranges of ids and values.
+fn logit_bias(v: Option<&Value>) -> Result<Vec<(u32, f32)>, ApiError> {
+    let bad = |why: String| {
+        ApiError::bad_request("logit_bias", format!("Invalid value for 'logit_bias': {why}"))
+            .code("invalid_value")
+    };
+    match v {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Object(map)) => map
+            .iter()
+            .map(|(k, b)| {
+                let id = k.parse::<u32>().map_err(|_| bad(format!("'{k}' is not a token id")))?;
+                let bias =
+                    b.as_f64().ok_or_else(|| bad(format!("the bias of {k} is not a number")))?;
+                Ok((id, bias as f32))
+            })
+            .collect(),
+        Some(_) => Err(bad("expected an object of token ids to biases".into())),
+    }
 }
 
 /// `stop`: null, a string, or an array of at most 4 strings. Empty strings are dropped (they

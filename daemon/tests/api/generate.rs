@@ -130,3 +130,27 @@ async fn adapters_at_start_up_and_imported_while_serving() {
     assert!(chunks.iter().all(|c| c["model"] == "late" && c["object"] == "chat.completion.chunk"));
     assert_usage(&chunks.last().unwrap()["usage"]);
 }
+
+/// `logit_bias` steers greedy decoding: -100 bans the token greedy picks, +100 forces another.
+#[tokio::test]
+async fn logit_bias_bans_and_forces_tokens() {
+    let Some(s) = shared() else { return };
+    let first = |bias: Value| {
+        let body = json!({"model": BASE, "prompt": "The capital of France is", "max_tokens": 1,
+                          "temperature": 0, "logit_bias": bias});
+        async move {
+            let (status, _, v) = post(&s.router, "/v1/completions", body).await;
+            assert_eq!(status, StatusCode::OK, "{v}");
+            v["choices"][0]["text"].as_str().unwrap().to_owned()
+        }
+    };
+    let tk = s.engine.tokenizer();
+    let plain = first(json!({})).await;
+    let greedy = tk.encode(&plain).unwrap();
+    assert_eq!(greedy.len(), 1, "{plain:?} is one token");
+    let banned = first(json!({greedy[0].to_string(): -100})).await;
+    assert_ne!(banned, plain);
+    let banana = tk.encode(" banana").unwrap()[0];
+    let forced = first(json!({banana.to_string(): 100})).await;
+    assert_eq!(tk.encode(&forced).unwrap(), [banana]);
+}
