@@ -8,7 +8,7 @@ use super::errors::ApiError;
 use super::extract::ApiJson;
 use super::generate::{Kind, respond};
 use super::openai::CompletionRequest;
-use super::params::{Echo, gen_params, refuse_unless_default};
+use super::params::{Echo, flag, gen_params, refuse_unless_default};
 use super::state::AppState;
 
 /// OpenAI's default `max_tokens` for completions.
@@ -28,17 +28,7 @@ pub(crate) async fn handle(
 ) -> Result<Response, ApiError> {
     let serving = state.serving()?;
     let common = req.take_common();
-    let echo = match &req.echo {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "echo",
-                "Invalid value for 'echo': expected a boolean",
-            )
-            .code("invalid_type"));
-        }
-    };
+    let echo = flag("echo", req.echo.as_ref())?;
     refuse_unless_default("suffix", req.suffix.as_ref())?;
     if !matches!(&req.best_of, None | Some(Value::Null))
         && req.best_of.as_ref().and_then(Value::as_u64) != Some(1)

@@ -20,6 +20,7 @@ use serde_json::Value;
 
 use super::errors::ApiError;
 use super::generate::Kind;
+use super::params::flag;
 
 /// JSON has no -infinity; OpenAI reports impossible tokens as -9999.
 const FLOOR: f32 = -9999.0;
@@ -38,17 +39,7 @@ pub(crate) fn chat_param(
     logprobs: Option<&Value>,
     top: Option<&Value>,
 ) -> Result<Option<usize>, ApiError> {
-    let on = match logprobs {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "logprobs",
-                "Invalid value for 'logprobs': expected a boolean",
-            )
-            .code("invalid_type"));
-        }
-    };
+    let on = flag("logprobs", logprobs)?;
     let top = match top {
         None | Some(Value::Null) => None,
         Some(v) => Some(count("top_logprobs", v)?),

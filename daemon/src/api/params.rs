@@ -50,6 +50,19 @@ pub(crate) fn is_default(v: Option<&Value>) -> bool {
     }
 }
 
+/// A boolean field: absent or null is `false`; anything but a boolean is a 400 naming `param`.
+pub(crate) fn flag(param: &str, v: Option<&Value>) -> Result<bool, ApiError> {
+    match v {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(ApiError::bad_request(
+            param,
+            format!("Invalid value for '{param}': expected a boolean"),
+        )
+        .code("invalid_type")),
+    }
+}
+
 /// Refuses `param` when it is set to something other than its default.
 pub(crate) fn refuse_unless_default(param: &str, v: Option<&Value>) -> Result<(), ApiError> {
     if is_default(v) { Ok(()) } else { Err(ApiError::unsupported(param, "")) }
