@@ -339,6 +339,8 @@ check "bad top_p" 400 POST /v1/completions "{$M, \"prompt\": \"hi\", \"top_p\": 
 check "n=2" 400 POST /v1/completions "{$M, \"prompt\": \"hi\", \"n\": 2}" "b['error']['param'] == 'n'"
 check "logprobs over 20" 400 POST /v1/completions "{$M, \"prompt\": \"hi\", \"logprobs\": 21}" "b['error']['param'] == 'logprobs'"
 check "completion logprobs" 200 POST /v1/completions "{$M, \"prompt\": \"The capital of France is\", \"max_tokens\": 4, \"temperature\": 0, \"logprobs\": 2}" "''.join(b['choices'][0]['logprobs']['tokens']) == b['choices'][0]['text'] and all(len(t) == 2 for t in b['choices'][0]['logprobs']['top_logprobs'])"
+check "tokenize" 200 POST /tokenize '{"prompt": "Once upon a time"}' "b['tokens'] == [6403, 1980, 253, 655] and b['count'] == 4"
+check "detokenize" 200 POST /detokenize '{"tokens": [6403, 1980, 253, 655]}' "b['prompt'] == 'Once upon a time'"
 check "echo not a boolean" 400 POST /v1/completions "{$M, \"prompt\": \"hi\", \"echo\": 1}" "b['error']['param'] == 'echo'"
 check "echo scores the prompt" 200 POST /v1/completions "{$M, \"prompt\": \"The capital of France is Paris\", \"max_tokens\": 0, \"echo\": true, \"logprobs\": 1}" "b['choices'][0]['text'] == 'The capital of France is Paris' and b['choices'][0]['logprobs']['token_logprobs'][0] is None and b['usage']['completion_tokens'] == 0"
 check "several prompts" 400 POST /v1/completions "{$M, \"prompt\": [\"a\", \"b\"]}" "b['error']['param'] == 'prompt'"

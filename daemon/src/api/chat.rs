@@ -58,7 +58,7 @@ pub(crate) async fn handle(
 
 /// Checks roles and flattens content parts into text. `developer` (OpenAI's newer name for
 /// `system`) is mapped to `system`.
-fn convert_messages(messages: &[MessageIn]) -> Result<Vec<ChatMessage>, ApiError> {
+pub(crate) fn convert_messages(messages: &[MessageIn]) -> Result<Vec<ChatMessage>, ApiError> {
     if messages.is_empty() {
         return Err(ApiError::bad_request(
             "messages",

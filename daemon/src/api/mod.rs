@@ -18,6 +18,7 @@ mod routes;
 mod sse;
 mod state;
 mod telemetry;
+mod tokenize;
 
 pub use attribution::{AttributionMode, Attributor};
 pub use ids::unix_now;

@@ -61,8 +61,18 @@ pub(crate) async fn get(
     Path(model): Path<String>,
 ) -> Result<Json<ModelCard>, ApiError> {
     let serving = state.serving()?;
+    Ok(Json(card(&state, serving, model).await?))
+}
+
+/// The card of `model` (the base or an adapter in the store or the engine), without paging
+/// anything in; 404 for any other name.
+pub(crate) async fn card(
+    state: &AppState,
+    serving: &Serving,
+    model: String,
+) -> Result<ModelCard, ApiError> {
     if model == serving.model_name {
-        return Ok(Json(base_card(serving)));
+        return Ok(base_card(serving));
     }
     let store = state.store().clone();
     let name = model.clone();
@@ -70,7 +80,7 @@ pub(crate) async fn get(
         .await
         .map_err(|e| ApiError::internal(format!("store task failed: {e}")))?;
     if created.is_some() || serving.engine.has_adapter(&model) {
-        return Ok(Json(adapter_card(serving, model, created)));
+        return Ok(adapter_card(serving, model, created));
     }
     Err(ApiError::model_not_found(&model))
 }

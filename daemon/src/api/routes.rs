@@ -10,7 +10,7 @@ use tracing::Level;
 
 use super::errors::ApiError;
 use super::state::AppState;
-use super::{admin, chat, completions, metrics, models, receipts};
+use super::{admin, chat, completions, metrics, models, receipts, tokenize};
 
 /// The HTTP API over `state`:
 ///
@@ -20,6 +20,7 @@ use super::{admin, chat, completions, metrics, models, receipts};
 /// | `POST /v1/chat/completions` | OpenAI chat completions (streaming or not) |
 /// | `GET /v1/models`, `GET /v1/models/{model}` | the base model and the adapters |
 /// | `GET /v1/receipts/{job_id}` | a signed receipt from the journal |
+/// | `POST /tokenize`, `POST /detokenize` | the base model's tokenizer (vLLM's endpoints) |
 /// | `GET /healthz` | 200 `ok` while the process is up |
 /// | `GET /readyz` | 200 `ready` once the engine serves, 503 before and while shutting down |
 /// | `GET /metrics` | Prometheus metrics |
@@ -43,6 +44,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/models", get(models::list))
         .route("/v1/models/{model}", get(models::get))
         .route("/v1/receipts/{job_id}", get(receipts::get))
+        .route("/tokenize", post(tokenize::tokenize))
+        .route("/detokenize", post(tokenize::detokenize))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::handle))

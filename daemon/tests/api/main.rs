@@ -11,3 +11,4 @@ mod common;
 mod errors;
 mod generate;
 mod logprobs;
+mod tokenize;

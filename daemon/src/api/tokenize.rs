@@ -1,0 +1,119 @@
+//! `POST /tokenize` and `POST /detokenize`, as vLLM serves them: clients count a prompt's tokens
+//! (for limits, billing, a receipt's `tokens_in`) with the server's own tokenizer instead of
+//! guessing. Adapters share the base model's tokenizer; `model`, when given, must name one of
+//! them.
+
+use axum::Json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+
+use super::chat::convert_messages;
+use super::errors::ApiError;
+use super::extract::ApiJson;
+use super::models::card;
+use super::openai::MessageIn;
+use super::state::AppState;
+
+/// `POST /tokenize`: a completions `prompt` or chat `messages`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct TokenizeRequest {
+    model: Option<String>,
+    prompt: Option<String>,
+    messages: Option<Vec<MessageIn>>,
+    /// With `messages`: end with the assistant turn's opening, as a chat request would.
+    #[serde(default = "yes")]
+    add_generation_prompt: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `POST /tokenize` answer.
+#[derive(Debug, Serialize)]
+pub(crate) struct TokenizeResponse {
+    count: usize,
+    max_model_len: usize,
+    tokens: Vec<u32>,
+}
+
+/// `POST /detokenize`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct DetokenizeRequest {
+    model: Option<String>,
+    tokens: Vec<u32>,
+}
+
+/// `POST /detokenize` answer.
+#[derive(Debug, Serialize)]
+pub(crate) struct DetokenizeResponse {
+    prompt: String,
+}
+
+/// 404 unless `model` is absent or names the base or an adapter.
+async fn check_model(state: &AppState, model: Option<String>) -> Result<(), ApiError> {
+    let serving = state.serving()?;
+    match model {
+        Some(m) => card(state, serving, m).await.map(|_| ()),
+        None => Ok(()),
+    }
+}
+
+/// The handler of `POST /tokenize`.
+pub(crate) async fn tokenize(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<TokenizeRequest>,
+) -> Result<Json<TokenizeResponse>, ApiError> {
+    check_model(&state, req.model).await?;
+    let engine = state.serving()?.engine.clone();
+    let text = match (req.prompt, req.messages) {
+        (Some(p), None) => p,
+        (None, Some(messages)) => {
+            let messages = convert_messages(&messages)?;
+            engine.info().chat_template.render(&messages, req.add_generation_prompt).map_err(
+                |e| {
+                    ApiError::bad_request(
+                        "messages",
+                        format!("The chat template cannot format these messages: {e}"),
+                    )
+                    .code("invalid_value")
+                },
+            )?
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "prompt",
+                "Give exactly one of 'prompt' (text) and 'messages' (a chat)",
+            )
+            .code("invalid_value"));
+        }
+    };
+    let max_model_len = engine.info().max_seq_len;
+    let tokens = tokio::task::spawn_blocking(move || engine.tokenizer().encode(&text))
+        .await
+        .map_err(|e| ApiError::internal(format!("tokenizer task failed: {e}")))?
+        .map_err(|e| ApiError::internal(format!("cannot tokenize: {e}")))?;
+    Ok(Json(TokenizeResponse { count: tokens.len(), max_model_len, tokens }))
+}
+
+/// The handler of `POST /detokenize`.
+pub(crate) async fn detokenize(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<DetokenizeRequest>,
+) -> Result<Json<DetokenizeResponse>, ApiError> {
+    check_model(&state, req.model).await?;
+    let engine = state.serving()?.engine.clone();
+    let vocab = engine.info().config.vocab_size;
+    if let Some(bad) = req.tokens.iter().find(|&&t| t as usize >= vocab) {
+        return Err(ApiError::bad_request(
+            "tokens",
+            format!("Invalid value for 'tokens': {bad} is not in the vocabulary ({vocab})"),
+        )
+        .code("invalid_value"));
+    }
+    let prompt = engine
+        .tokenizer()
+        .decode(&req.tokens, false)
+        .map_err(|e| ApiError::internal(format!("cannot decode: {e}")))?;
+    Ok(Json(DetokenizeResponse { prompt }))
+}
