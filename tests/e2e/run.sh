@@ -336,14 +336,14 @@ check "unknown model" 404 POST /v1/chat/completions '{"model": "nope", "messages
 check "bad temperature" 400 POST /v1/completions "{$M, \"prompt\": \"hi\", \"temperature\": -1}" "b['error']['param'] == 'temperature'"
 check "wrong type" 400 POST /v1/completions "{$M, \"prompt\": \"hi\", \"max_tokens\": \"many\"}" "b['error']['param'] == 'max_tokens'"
 check "bad top_p" 400 POST /v1/completions "{$M, \"prompt\": \"hi\", \"top_p\": 2}" "b['error']['param'] == 'top_p'"
-check "n=2" 400 POST /v1/completions "{$M, \"prompt\": \"hi\", \"n\": 2}" "b['error']['param'] == 'n'"
+check "n=0" 400 POST /v1/completions "{$M, \"prompt\": \"hi\", \"n\": 0}" "b['error']['param'] == 'n'"
 check "logprobs over 20" 400 POST /v1/completions "{$M, \"prompt\": \"hi\", \"logprobs\": 21}" "b['error']['param'] == 'logprobs'"
 check "completion logprobs" 200 POST /v1/completions "{$M, \"prompt\": \"The capital of France is\", \"max_tokens\": 4, \"temperature\": 0, \"logprobs\": 2}" "''.join(b['choices'][0]['logprobs']['tokens']) == b['choices'][0]['text'] and all(len(t) == 2 for t in b['choices'][0]['logprobs']['top_logprobs'])"
 check "tokenize" 200 POST /tokenize '{"prompt": "Once upon a time"}' "b['tokens'] == [6403, 1980, 253, 655] and b['count'] == 4"
 check "detokenize" 200 POST /detokenize '{"tokens": [6403, 1980, 253, 655]}' "b['prompt'] == 'Once upon a time'"
 check "echo not a boolean" 400 POST /v1/completions "{$M, \"prompt\": \"hi\", \"echo\": 1}" "b['error']['param'] == 'echo'"
 check "echo scores the prompt" 200 POST /v1/completions "{$M, \"prompt\": \"The capital of France is Paris\", \"max_tokens\": 0, \"echo\": true, \"logprobs\": 1}" "b['choices'][0]['text'] == 'The capital of France is Paris' and b['choices'][0]['logprobs']['token_logprobs'][0] is None and b['usage']['completion_tokens'] == 0"
-check "several prompts" 400 POST /v1/completions "{$M, \"prompt\": [\"a\", \"b\"]}" "b['error']['param'] == 'prompt'"
+check "several prompts" 200 POST /v1/completions "{$M, \"prompt\": [\"1, 2, 3,\", \"a, b, c,\"], \"max_tokens\": 3, \"temperature\": 0}" "[c['index'] for c in b['choices']] == [0, 1] and b['usage']['completion_tokens'] == 6"
 check "missing model" 400 POST /v1/completions '{"prompt": "hi"}' "b['error']['param'] == 'model'"
 check "malformed JSON" 400 POST /v1/completions '{"model": ' "b['error']['code'] == 'invalid_json'"
 check "context length" 400 POST /v1/chat/completions "{$M, \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"max_tokens\": 100000}" "b['error']['code'] == 'context_length_exceeded' and b['error']['param'] == 'messages'"
@@ -363,6 +363,9 @@ REQ=0x1111111111111111111111111111111111111111
 check "tuned adapter answer: receipt null, no verified chain" 200 POST /v1/chat/completions \
     "{\"model\": \"tuned\", \"user\": \"$REQ\", \"messages\": [{\"role\": \"user\", \"content\": \"SELECT\"}], \"max_tokens\": 4}" \
     "b['receipt'] is None and b['receipt_refused']['code'] == 'no_verified_chain' and b['attribution']['contributors']"
+check "two answers: each its own refused receipt and attribution, in its choice" 200 POST /v1/chat/completions \
+    "{\"model\": \"tuned\", \"user\": \"$REQ\", \"n\": 2, \"messages\": [{\"role\": \"user\", \"content\": \"SELECT\"}], \"max_tokens\": 4}" \
+    "'receipt' not in b and [c['index'] for c in b['choices']] == [0, 1] and all(c['receipt'] is None and c['receipt_refused']['code'] == 'no_verified_chain' and c['attribution']['contributors'] for c in b['choices'])"
 check "no requester address: no_requester" 200 POST /v1/completions '{"model": "tuned", "prompt": "Hi", "max_tokens": 2}' \
     "b['receipt'] is None and b['receipt_refused']['code'] == 'no_requester'"
 check "base model answer: no_adapter" 200 POST /v1/completions "{$M, \"user\": \"$REQ\", \"prompt\": \"Hi\", \"max_tokens\": 2}" \
@@ -413,7 +416,7 @@ if grep -q '^lorad_requests_total{outcome="finished"} [1-9]' "$TMP/metrics.txt" 
 else
     fail "/metrics service metrics: $(grep -E 'lorad_(requests|time_to|model_requests|attribution_seconds_count)' "$TMP/metrics.txt" | head -8)"
 fi
-if grep -q '^lorad_receipts_refused_total{reason="no_verified_chain"} 1$' "$TMP/metrics.txt" && grep -q '^lorad_receipts_signed_total 0$' "$TMP/metrics.txt"; then
+if grep -q '^lorad_receipts_refused_total{reason="no_verified_chain"} 3$' "$TMP/metrics.txt" && grep -q '^lorad_receipts_signed_total 0$' "$TMP/metrics.txt"; then
     ok "/metrics counts refused receipts by reason"
 else
     fail "/metrics receipts: $(grep receipts "$TMP/metrics.txt")"

@@ -158,6 +158,15 @@ def test_echo_scores_the_prompt_like_an_evaluation_harness(client):
     assert all(v < 0 for v in lp.token_logprobs[1:]) and r.usage.completion_tokens == 0
 
 
+def test_several_prompts_and_n_in_the_official_client(client):
+    r = client.completions.create(model=BASE, prompt=["1, 2, 3,", "a, b, c,"], n=2, max_tokens=3, temperature=0)
+    assert [c.index for c in r.choices] == [0, 1, 2, 3]
+    assert r.choices[0].text == r.choices[1].text and r.usage.completion_tokens == 12
+    chat = client.chat.completions.create(model=BASE, messages=QUESTION, n=2, max_tokens=8, temperature=0)
+    assert [c.index for c in chat.choices] == [0, 1]
+    assert chat.choices[0].message.content == chat.choices[1].message.content
+
+
 def test_unknown_model_is_not_found(client):
     for stream in (False, True):
         with pytest.raises(openai.NotFoundError) as e:
@@ -171,7 +180,7 @@ def test_unknown_model_is_not_found(client):
     [
         ({"temperature": 9}, "temperature"),
         ({"top_p": 0}, "top_p"),
-        ({"n": 2}, "n"),
+        ({"n": 0}, "n"),
         ({"top_logprobs": 2}, "top_logprobs"),
         ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
         ({"max_tokens": 10_000_000}, "messages"),

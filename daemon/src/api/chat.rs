@@ -5,6 +5,7 @@ use axum::response::Response;
 use lorad_model::ChatMessage;
 use serde_json::Value;
 
+use super::choices::{self, PromptIn};
 use super::errors::ApiError;
 use super::extract::ApiJson;
 use super::generate::{Kind, respond};
@@ -53,6 +54,11 @@ pub(crate) async fn handle(
     })
     .await
     .map_err(|e| ApiError::internal(format!("tokenizer task failed: {e}")))??;
+    if params.n > 1 {
+        let n = params.n;
+        let prompt = vec![PromptIn { ids, echo: None }];
+        return choices::respond(serving, Kind::Chat, target, prompt, n, params).await;
+    }
     respond(serving, Kind::Chat, target, ids, params).await
 }
 

@@ -4,6 +4,7 @@ use axum::extract::State;
 use axum::response::Response;
 use serde_json::Value;
 
+use super::choices::{self, PromptIn};
 use super::errors::ApiError;
 use super::extract::ApiJson;
 use super::generate::{Kind, respond};
@@ -45,33 +46,52 @@ pub(crate) async fn handle(
     if score_only {
         params.max_tokens = Some(0);
     }
-    let prompt = parse_prompt(&req.prompt)?;
+    let prompts = parse_prompts(&req.prompt)?;
     let target = state.resolve(serving, &params.model).await?;
     let engine = serving.engine.clone();
-    let (ids, text) = tokio::task::spawn_blocking(move || {
+    let prompts = tokio::task::spawn_blocking(move || {
         let tk = engine.tokenizer();
         let cannot = |what: &str, e| ApiError::internal(format!("cannot {what} the prompt: {e}"));
-        match prompt {
-            Prompt::Text(text) => Ok((tk.encode(&text).map_err(|e| cannot("tokenize", e))?, text)),
-            Prompt::Ids(ids) if echo => {
-                let text = tk.decode(&ids, false).map_err(|e| cannot("decode", e))?;
-                Ok((ids, text))
-            }
-            Prompt::Ids(ids) => Ok((ids, String::new())),
-        }
+        prompts
+            .into_iter()
+            .map(|prompt| match prompt {
+                Prompt::Text(text) => {
+                    let ids = tk.encode(&text).map_err(|e| cannot("tokenize", e))?;
+                    Ok(PromptIn { ids, echo: echo.then_some(text) })
+                }
+                Prompt::Ids(ids) if echo => {
+                    let text = tk.decode(&ids, false).map_err(|e| cannot("decode", e))?;
+                    Ok(PromptIn { ids, echo: Some(text) })
+                }
+                Prompt::Ids(ids) => Ok(PromptIn { ids, echo: None }),
+            })
+            .collect::<Result<Vec<_>, ApiError>>()
     })
     .await
     .map_err(|e| ApiError::internal(format!("tokenizer task failed: {e}")))??;
     if echo {
-        params.echo = Some(Echo { text });
         // Scored whenever the prompt's logprobs are shown, and to answer `max_tokens: 0`.
         params.prompt_logprobs = logprobs.or(score_only.then_some(0));
     }
-    respond(serving, Kind::Completion, target, ids, params).await
+    match <[PromptIn; 1]>::try_from(prompts) {
+        Ok([one]) if params.n == 1 => {
+            params.echo = one.echo.map(|text| Echo { text });
+            respond(serving, Kind::Completion, target, one.ids, params).await
+        }
+        Ok(one) => {
+            let n = params.n;
+            choices::respond(serving, Kind::Completion, target, one.into(), n, params).await
+        }
+        Err(several) => {
+            let n = params.n;
+            choices::respond(serving, Kind::Completion, target, several, n, params).await
+        }
+    }
 }
 
-/// `prompt`: a string, `[string]`, `[ids...]` or `[[ids...]]`; several prompts are refused.
-fn parse_prompt(v: &Value) -> Result<Prompt, ApiError> {
+/// `prompt`: a string, `[string, ...]`, `[ids...]` or `[[ids...], ...]`: one prompt or several
+/// (answered as several choices).
+fn parse_prompts(v: &Value) -> Result<Vec<Prompt>, ApiError> {
     let bad = |why: &str| {
         ApiError::bad_request("prompt", format!("Invalid value for 'prompt': {why}"))
             .code("invalid_value")
@@ -86,22 +106,27 @@ fn parse_prompt(v: &Value) -> Result<Prompt, ApiError> {
             })
             .collect()
     };
-    let several = || bad("only one prompt per request is supported (n prompts in an array)");
+    let forms = "expected a string, an array of strings, an array of token ids or an array of \
+                 such arrays";
     match v {
-        Value::String(s) => Ok(Prompt::Text(s.clone())),
+        Value::String(s) => Ok(vec![Prompt::Text(s.clone())]),
         Value::Array(items) => match items.first() {
             None => Err(bad("must not be empty")),
-            Some(Value::String(_)) => match items.as_slice() {
-                [Value::String(s)] => Ok(Prompt::Text(s.clone())),
-                _ if items.iter().all(Value::is_string) => Err(several()),
-                _ => Err(bad("expected a string, an array of strings or an array of token ids")),
-            },
-            Some(Value::Number(_)) => ids(items).map(Prompt::Ids),
-            Some(Value::Array(inner)) if items.len() == 1 => ids(inner).map(Prompt::Ids),
-            Some(Value::Array(_)) => Err(several()),
-            Some(_) => Err(bad("expected a string, an array of strings or an array of token ids")),
+            Some(Value::String(_)) => items
+                .iter()
+                .map(|i| i.as_str().map(|s| Prompt::Text(s.to_owned())).ok_or_else(|| bad(forms)))
+                .collect(),
+            Some(Value::Number(_)) => Ok(vec![Prompt::Ids(ids(items)?)]),
+            Some(Value::Array(_)) => items
+                .iter()
+                .map(|i| match i {
+                    Value::Array(inner) => ids(inner).map(Prompt::Ids),
+                    _ => Err(bad(forms)),
+                })
+                .collect(),
+            Some(_) => Err(bad(forms)),
         },
-        _ => Err(bad("expected a string, an array of strings or an array of token ids")),
+        _ => Err(bad(forms)),
     }
 }
 
@@ -113,14 +138,26 @@ mod tests {
 
     #[test]
     fn prompt_forms() {
-        assert_eq!(parse_prompt(&json!("hi")).unwrap(), Prompt::Text("hi".into()));
-        assert_eq!(parse_prompt(&json!(["hi"])).unwrap(), Prompt::Text("hi".into()));
-        assert_eq!(parse_prompt(&json!([1, 2])).unwrap(), Prompt::Ids(vec![1, 2]));
-        assert_eq!(parse_prompt(&json!([[3]])).unwrap(), Prompt::Ids(vec![3]));
-        for bad in
-            [json!(["a", "b"]), json!([[1], [2]]), json!([]), json!(3), json!([-1]), json!(null)]
-        {
-            assert_eq!(parse_prompt(&bad).unwrap_err().param.as_deref(), Some("prompt"), "{bad}");
+        let text = |s: &str| Prompt::Text(s.into());
+        assert_eq!(parse_prompts(&json!("hi")).unwrap(), [text("hi")]);
+        assert_eq!(parse_prompts(&json!(["hi"])).unwrap(), [text("hi")]);
+        assert_eq!(parse_prompts(&json!(["a", "b"])).unwrap(), [text("a"), text("b")]);
+        assert_eq!(parse_prompts(&json!([1, 2])).unwrap(), [Prompt::Ids(vec![1, 2])]);
+        assert_eq!(parse_prompts(&json!([[3]])).unwrap(), [Prompt::Ids(vec![3])]);
+        assert_eq!(
+            parse_prompts(&json!([[1], [2, 3]])).unwrap(),
+            [Prompt::Ids(vec![1]), Prompt::Ids(vec![2, 3])]
+        );
+        for bad in [
+            json!(["a", 2]),
+            json!([[1], "b"]),
+            json!([]),
+            json!(3),
+            json!([-1]),
+            json!(null),
+            json!([1, "x"]),
+        ] {
+            assert_eq!(parse_prompts(&bad).unwrap_err().param.as_deref(), Some("prompt"), "{bad}");
         }
     }
 }

@@ -18,7 +18,7 @@ use super::errors::ApiError;
 use super::ids::{new_id, unix_now};
 use super::logprobs::{LogprobsOut, LogprobsWriter};
 use super::openai::{
-    ChatChoice, ChatResponse, CompletionChoice, CompletionResponse, MessageOut, UsageOut,
+    ChatChoice, ChatResponse, CompletionChoice, CompletionResponse, Extras, MessageOut, UsageOut,
 };
 use super::params::GenParams;
 use super::receipts::{ReceiptJob, ReceiptOut, prompt_hash};
@@ -86,6 +86,18 @@ pub(crate) struct Meta {
 }
 
 impl Meta {
+    /// A new request's: a fresh id and the time it started.
+    pub(crate) fn new(kind: Kind, model: String, telemetry: Arc<Telemetry>) -> Self {
+        Self {
+            kind,
+            id: new_id(kind.id_prefix()),
+            created: unix_now(),
+            model,
+            started: Instant::now(),
+            telemetry,
+        }
+    }
+
     /// A completions response / chunk with one choice (or none, for the usage chunk), with the
     /// logprobs of its tokens when the request asked for them.
     pub(crate) fn completion(
@@ -105,13 +117,12 @@ impl Meta {
                     text,
                     logprobs: logprobs.and_then(LogprobsOut::completion),
                     finish_reason: finish.map(FinishReason::as_str),
+                    extras: Extras::default(),
                 })
                 .into_iter()
                 .collect(),
             usage: usage.map(UsageOut::from),
-            attribution: None,
-            receipt: None,
-            receipt_refused: None,
+            extras: Extras::default(),
         }
     }
 
@@ -139,14 +150,13 @@ impl Meta {
                         delta,
                         logprobs: logprobs.and_then(LogprobsOut::chat),
                         finish_reason: finish.map(FinishReason::as_str),
+                        extras: Extras::default(),
                     }
                 })
                 .into_iter()
                 .collect(),
             usage: usage.map(UsageOut::from),
-            attribution: None,
-            receipt: None,
-            receipt_refused: None,
+            extras: Extras::default(),
         }
     }
 
@@ -173,8 +183,7 @@ impl Meta {
             Kind::Completion => {
                 let mut r = self.completion(Some((text, Some(finish))), Some(usage), logprobs);
                 with_cost(&mut r.usage);
-                r.attribution = attribution;
-                (r.receipt, r.receipt_refused) = (receipt, receipt_refused);
+                r.extras = Extras { attribution, receipt, receipt_refused };
                 Finished::Completion(r)
             }
             Kind::Chat => {
@@ -183,8 +192,7 @@ impl Meta {
                 let msg = MessageOut { role, content };
                 let mut r = self.chat(chunk, Some((msg, Some(finish))), Some(usage), logprobs);
                 with_cost(&mut r.usage);
-                r.attribution = attribution;
-                (r.receipt, r.receipt_refused) = (receipt, receipt_refused);
+                r.extras = Extras { attribution, receipt, receipt_refused };
                 Finished::Chat(r)
             }
         }
@@ -280,14 +288,7 @@ pub(crate) async fn respond(
     drop(lease);
     let logprobs =
         req_logprobs.map(|_| LogprobsWriter::new(kind, (**serving.engine.tokenizer()).clone()));
-    let meta = Meta {
-        kind,
-        id: new_id(kind.id_prefix()),
-        created: unix_now(),
-        model: params.model,
-        started: Instant::now(),
-        telemetry: serving.telemetry.clone(),
-    };
+    let meta = Meta::new(kind, params.model, serving.telemetry.clone());
     if params.stream {
         Ok(sse::respond(meta, stream, params.include_usage, job, receipt, logprobs, echo))
     } else {
@@ -305,6 +306,15 @@ pub(crate) struct AttributionJob {
 }
 
 impl AttributionJob {
+    /// A job attributing an answer to `prompt` on `adapter` (`None`: the base model).
+    pub(crate) fn new(
+        attributor: Arc<Attributor>,
+        adapter: Option<String>,
+        prompt: &[u32],
+    ) -> Self {
+        Self { attributor, adapter, prompt: prompt.to_vec() }
+    }
+
     /// Attributes `completion` on a blocking thread. A failure is logged and leaves the answer
     /// unattributed rather than failing a request whose text is already complete.
     pub(crate) async fn run(

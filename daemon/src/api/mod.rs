@@ -3,6 +3,7 @@
 mod admin;
 mod attribution;
 mod chat;
+mod choices;
 mod completions;
 mod errors;
 mod extract;

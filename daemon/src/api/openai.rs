@@ -155,6 +155,21 @@ impl From<lorad_engine::Usage> for UsageOut {
     }
 }
 
+/// What lorad adds to an answer (extensions to OpenAI's shapes), each absent when unset.
+#[derive(Debug, Clone, Default, Serialize)]
+pub(crate) struct Extras {
+    /// Proof of Attribution: which contributors' data shaped the answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) attribution: Option<AttributionOut>,
+    /// The signed receipt, or `null` when it was refused; absent when receipts are off or on
+    /// intermediate chunks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) receipt: Option<Value>,
+    /// Why `receipt` is null.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) receipt_refused: Option<RefusedOut>,
+}
+
 /// A completions choice (whole or streamed).
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct CompletionChoice {
@@ -163,6 +178,10 @@ pub(crate) struct CompletionChoice {
     /// With `logprobs: N`: the tokens of `text` and their log-probabilities; else null.
     pub(crate) logprobs: Option<CompletionLogprobs>,
     pub(crate) finish_reason: Option<&'static str>,
+    /// This answer's attribution and receipt, in requests with several answers (one answer has
+    /// them at the top of the response).
+    #[serde(flatten)]
+    pub(crate) extras: Extras,
 }
 
 /// A completions response or stream chunk (`object: "text_completion"` for both).
@@ -175,16 +194,10 @@ pub(crate) struct CompletionResponse {
     pub(crate) choices: Vec<CompletionChoice>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) usage: Option<UsageOut>,
-    /// Proof of Attribution (extension): which contributors' data shaped the answer.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) attribution: Option<AttributionOut>,
-    /// The signed receipt (extension), or `null` when it was refused; absent when receipts
-    /// are off or on intermediate chunks.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) receipt: Option<Value>,
-    /// Why `receipt` is null.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) receipt_refused: Option<RefusedOut>,
+    /// The answer's attribution and receipt (extensions), on a whole response or the final
+    /// chunk.
+    #[serde(flatten)]
+    pub(crate) extras: Extras,
 }
 
 /// An assistant message (whole) or delta (streamed).
@@ -207,6 +220,10 @@ pub(crate) struct ChatChoice {
     /// With `logprobs: true`: the tokens of the content and their log-probabilities; else null.
     pub(crate) logprobs: Option<ChatLogprobs>,
     pub(crate) finish_reason: Option<&'static str>,
+    /// This answer's attribution and receipt, in requests with several answers (one answer has
+    /// them at the top of the response).
+    #[serde(flatten)]
+    pub(crate) extras: Extras,
 }
 
 /// A chat response (`chat.completion`) or chunk (`chat.completion.chunk`).
@@ -219,16 +236,10 @@ pub(crate) struct ChatResponse {
     pub(crate) choices: Vec<ChatChoice>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) usage: Option<UsageOut>,
-    /// Proof of Attribution (extension): which contributors' data shaped the answer.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) attribution: Option<AttributionOut>,
-    /// The signed receipt (extension), or `null` when it was refused; absent when receipts
-    /// are off or on intermediate chunks.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) receipt: Option<Value>,
-    /// Why `receipt` is null.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) receipt_refused: Option<RefusedOut>,
+    /// The answer's attribution and receipt (extensions), on a whole response or the final
+    /// chunk.
+    #[serde(flatten)]
+    pub(crate) extras: Extras,
 }
 
 /// `GET /v1/models` entry.

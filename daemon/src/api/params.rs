@@ -24,6 +24,8 @@ pub(crate) struct GenParams {
     pub(crate) attribution: Option<bool>,
     /// The request's `user` field (a 0x address asks for a receipt).
     pub(crate) user: Option<Value>,
+    /// Answers per prompt (`n`).
+    pub(crate) n: usize,
     /// Completions' `echo`: the answer starts with the prompt.
     pub(crate) echo: Option<Echo>,
     /// Score the prompt with this many alternatives per token (for `echo` with `logprobs`).
@@ -77,14 +79,16 @@ pub(crate) fn gen_params(
     max_tokens_param: &str,
     default_max_tokens: Option<usize>,
 ) -> Result<GenParams, ApiError> {
-    if let Some(n) = c.n
-        && n != 1
-    {
+    let n = c.n.unwrap_or(1) as usize;
+    if !(1..=super::choices::MAX_CHOICES).contains(&n) {
         return Err(ApiError::bad_request(
             "n",
-            format!("Invalid value for 'n': {n}; this server only supports n=1"),
+            format!(
+                "Invalid value for 'n': {n}; must be between 1 and {}",
+                super::choices::MAX_CHOICES
+            ),
         )
-        .code("unsupported_value"));
+        .code("invalid_value"));
     }
     if max_tokens == Some(0) {
         return Err(ApiError::bad_request(
@@ -125,6 +129,7 @@ pub(crate) fn gen_params(
         include_usage: c.stream_options.and_then(|o| o.include_usage).unwrap_or(false),
         attribution: c.attribution,
         user: c.user,
+        n,
         echo: None,
         prompt_logprobs: None,
     })
@@ -208,7 +213,8 @@ mod tests {
             (vec!["a".to_string(), "b".to_string()], 0, Some(16))
         );
         let err = |v: Value| gen_params(common(v), None, "max_tokens", None).unwrap_err().param;
-        assert_eq!(err(json!({"n": 2})).as_deref(), Some("n"));
+        assert_eq!(err(json!({"n": 0})).as_deref(), Some("n"));
+        assert_eq!(err(json!({"n": 65})).as_deref(), Some("n"));
         assert_eq!(err(json!({"stop": ["1", "2", "3", "4", "5"]})).as_deref(), Some("stop"));
         assert_eq!(err(json!({"stop": 3})).as_deref(), Some("stop"));
         assert_eq!(err(json!({"top_k": -3})).as_deref(), Some("top_k"));

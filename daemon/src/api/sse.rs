@@ -22,14 +22,14 @@ use super::logprobs::{LogprobsOut, LogprobsWriter};
 use super::openai::MessageOut;
 use super::receipts::ReceiptJob;
 
-fn json_event(value: &impl Serialize) -> Event {
+pub(crate) fn json_event(value: &impl Serialize) -> Event {
     let data = serde_json::to_string(value).unwrap_or_else(|e| {
         format!(r#"{{"error":{{"message":"cannot encode chunk: {e}","type":"server_error"}}}}"#)
     });
     Event::default().data(data)
 }
 
-fn error_event(message: &str) -> Event {
+pub(crate) fn error_event(message: &str) -> Event {
     json_event(&serde_json::json!({
         "error": {"message": message, "type": "server_error", "param": null, "code": "internal_error"}
     }))

@@ -153,4 +153,28 @@ async fn answers_carry_deterministic_attribution() {
         chunks.iter().find(|c| c["choices"][0]["finish_reason"].is_string()).expect("final chunk");
     assert_eq!(last["attribution"].to_string(), first["attribution"].to_string());
     assert_eq!(chunks.iter().filter(|c| c.get("attribution").is_some()).count(), 1);
+
+    // Several answers: each choice carries its own attribution (greedy: the same answer, so the
+    // same attribution as above), in the choice; the response has none at the top.
+    let mut two = req.clone();
+    two["n"] = json!(2);
+    let (status, _, both) = post(&app, "/v1/completions", two.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{both}");
+    assert!(both.get("attribution").is_none(), "{both}");
+    for c in both["choices"].as_array().expect("choices") {
+        assert_eq!(c["attribution"].to_string(), first["attribution"].to_string());
+    }
+    assert!(both["usage"]["attribution_ms"].is_u64(), "{both}");
+    two["stream"] = Value::Bool(true);
+    let (_, _, body) = call(&app, "POST", "/v1/completions", two.to_string()).await;
+    let finals: Vec<Value> = sse_data(&body)
+        .iter()
+        .filter(|d| d.as_str() != "[DONE]")
+        .map(|d| serde_json::from_str::<Value>(d).expect("chunk json"))
+        .filter(|c| c["choices"][0]["finish_reason"].is_string())
+        .collect();
+    assert_eq!(finals.len(), 2, "one final chunk per answer");
+    for f in &finals {
+        assert_eq!(f["choices"][0]["attribution"].to_string(), first["attribution"].to_string());
+    }
 }

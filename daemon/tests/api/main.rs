@@ -7,6 +7,7 @@
 mod admin;
 mod attribution;
 mod cancel;
+mod choices;
 mod common;
 mod errors;
 mod generate;
