@@ -34,7 +34,7 @@ pub(crate) async fn handle(
         Some(m) => (Some(m), "max_completion_tokens"),
         None => (common.max_tokens, "max_tokens"),
     };
-    let mut params = gen_params(common, max_tokens, max_param, None)?;
+    let mut params = gen_params(common, max_tokens, max_param, None, false)?;
     params.sampling.logprobs = logprobs;
     let messages = convert_messages(&req.messages)?;
     let target = state.resolve(serving, &params.model).await?;

@@ -19,8 +19,7 @@ use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use lorad_engine::{
-    EngineError, FinishReason, GenerateRequest, GenerationEvent, GenerationStream, TokenLogprob,
-    Usage,
+    FinishReason, GenerateRequest, GenerationEvent, GenerationStream, TokenLogprob, Usage,
 };
 
 use super::attribution::{AttributionCost, AttributionOut};
@@ -66,23 +65,6 @@ struct AnswerState {
     generated: Vec<u32>,
     first_token_at: Option<Instant>,
     done: bool,
-}
-
-impl AnswerState {
-    /// Logprobs of the echoed prompt (if any, once) followed by `answer`'s.
-    fn logprobs(&mut self, answer: &[TokenLogprob], with_echo: bool) -> Option<LogprobsOut> {
-        let writer = self.writer.as_mut()?;
-        // The prompt's entries first: `text_offset` runs through the echoed prompt.
-        let head = match self.echo.as_ref().filter(|_| with_echo) {
-            Some(&(_, first)) => Some(writer.prompt(first, &std::mem::take(&mut self.prompt_lps))),
-            None => None,
-        };
-        let tail = writer.write(answer);
-        Some(match head {
-            Some(head) => head.then(tail),
-            None => tail,
-        })
-    }
 }
 
 /// Answers a request for `n` answers to each of `prompts` (more than one answer in all).
@@ -160,17 +142,6 @@ pub(crate) async fn respond(
     drop(lease);
     let meta = Meta::new(kind, params.model, serving.telemetry.clone());
     if params.stream { Ok(stream(meta, answers)) } else { collect(meta, answers).await }
-}
-
-/// The engine's failure as the API reports it.
-fn failed(meta: &Meta, e: EngineError) -> ApiError {
-    meta.telemetry.failed();
-    match e {
-        EngineError::Shutdown => {
-            ApiError::unavailable("the engine shut down before the request finished")
-        }
-        other => ApiError::internal(other.to_string()),
-    }
 }
 
 /// Sums `cost` into the response usage's attribution figures.
@@ -265,13 +236,13 @@ async fn collect(meta: Meta, answers: Vec<Answer>) -> Result<Response, ApiError>
     let mut usage = Usage::default();
     let mut cost = None;
     for (done, mut state) in finished {
-        let done = done.map_err(|e| failed(&meta, e))?;
+        let done = done.map_err(|e| meta.failed(e))?;
         let mine = Usage { prompt_tokens: state.prompt_tokens, ..done.usage };
         meta.count_done(mine, done.first_token_at);
         usage.prompt_tokens += mine.prompt_tokens;
         usage.completion_tokens += done.usage.completion_tokens;
-        state.prompt_lps = done.prompt_logprobs;
-        let logprobs = state.logprobs(&done.logprobs, true);
+        let echo = state.echo.as_ref().map(|&(_, first)| (first, &done.prompt_logprobs[..]));
+        let logprobs = state.writer.as_mut().map(|w| w.answer(echo, &done.logprobs));
         let tokens_out = done.tokens.len();
         let attribution = meta.attribute(state.job.take(), done.tokens).await;
         let (attribution, c) = attribution.map_or((None, None), |(a, c)| (Some(a), Some(c)));
@@ -336,9 +307,9 @@ fn stream(meta: Meta, answers: Vec<Answer>) -> Response {
                 state.prompt_lps.extend(logprobs);
                 continue;
             }
-            if let Some((text, _)) = state.echo.clone().filter(|_| !state.done) {
-                let lps = state.logprobs(&[], true);
-                state.echo = None;
+            if let Some((text, first)) = state.echo.take() {
+                let prompt = std::mem::take(&mut state.prompt_lps);
+                let lps = state.writer.as_mut().map(|w| w.prompt(first, &prompt));
                 yield json_event(&choice_response(&meta, true, state.index, Some(text), None, lps, None));
             }
             match event {
@@ -354,7 +325,7 @@ fn stream(meta: Meta, answers: Vec<Answer>) -> Response {
                     }
                     if !text.is_empty() {
                         let pending = std::mem::take(&mut state.pending);
-                        let lps = state.logprobs(&pending, false);
+                        let lps = state.writer.as_mut().map(|w| w.write(&pending));
                         yield json_event(&choice_response(&meta, true, state.index, Some(text), None, lps, None));
                     }
                 }
@@ -364,7 +335,7 @@ fn stream(meta: Meta, answers: Vec<Answer>) -> Response {
                     usage.prompt_tokens += mine.prompt_tokens;
                     usage.completion_tokens += done.completion_tokens;
                     let pending = std::mem::take(&mut state.pending);
-                    let lps = state.logprobs(&pending, false);
+                    let lps = state.writer.as_mut().map(|w| w.write(&pending));
                     let attribution = meta.attribute(state.job.take(), std::mem::take(&mut state.generated)).await;
                     let (attribution, c) = attribution.map_or((None, None), |(a, c)| (Some(a), Some(c)));
                     add_cost(&mut cost, c);

@@ -39,13 +39,11 @@ pub(crate) async fn handle(
     // `echo` with `max_tokens: 0` scores the prompt and generates nothing (how evaluation
     // harnesses ask for log-likelihoods); without `echo`, 0 stays an error.
     let score_only = echo && common.max_tokens == Some(0);
-    let max_tokens = if score_only { None } else { common.max_tokens };
+    let max_tokens = common.max_tokens;
     let logprobs = super::logprobs::completion_param(common.logprobs.as_ref())?;
-    let mut params = gen_params(common, max_tokens, "max_tokens", Some(DEFAULT_MAX_TOKENS))?;
+    let mut params =
+        gen_params(common, max_tokens, "max_tokens", Some(DEFAULT_MAX_TOKENS), score_only)?;
     params.sampling.logprobs = logprobs;
-    if score_only {
-        params.max_tokens = Some(0);
-    }
     let prompts = parse_prompts(&req.prompt)?;
     let target = state.resolve(serving, &params.model).await?;
     let engine = serving.engine.clone();

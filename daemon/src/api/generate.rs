@@ -198,6 +198,17 @@ impl Meta {
         }
     }
 
+    /// Counts a request the engine failed and says so as the API does.
+    pub(crate) fn failed(&self, e: EngineError) -> ApiError {
+        self.telemetry.failed();
+        match e {
+            EngineError::Shutdown => {
+                ApiError::unavailable("the engine shut down before the request finished")
+            }
+            other => ApiError::internal(other.to_string()),
+        }
+    }
+
     /// Counts the finished request (`first_token_at`: when its first token arrived).
     pub(crate) fn count_done(&self, usage: Usage, first_token_at: Option<Instant>) {
         self.telemetry.finished(
@@ -352,25 +363,12 @@ async fn collect(
     logprobs: Option<LogprobsWriter>,
     echo: Option<(String, u32)>,
 ) -> Result<Response, ApiError> {
-    let done = stream.collect().await.map_err(|e| {
-        meta.telemetry.failed();
-        match e {
-            EngineError::Shutdown => {
-                ApiError::unavailable("the engine shut down before the request finished")
-            }
-            other => ApiError::internal(other.to_string()),
-        }
-    })?;
+    let done = stream.collect().await.map_err(|e| meta.failed(e))?;
     meta.log_done(done.finish_reason.as_str(), done.usage);
     meta.count_done(done.usage, done.first_token_at);
     let tokens_out = done.tokens.len();
-    let logprobs = logprobs.map(|mut w| match &echo {
-        Some((_, first)) => {
-            let prompt = w.prompt(*first, &done.prompt_logprobs);
-            prompt.then(w.write(&done.logprobs))
-        }
-        None => w.write(&done.logprobs),
-    });
+    let prompt = echo.as_ref().map(|&(_, first)| (first, &done.prompt_logprobs[..]));
+    let logprobs = logprobs.map(|mut w| w.answer(prompt, &done.logprobs));
     let attribution = meta.attribute(job, done.tokens).await;
     let receipt = match receipt {
         Some(r) => Some(

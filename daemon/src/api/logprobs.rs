@@ -188,6 +188,19 @@ impl LogprobsWriter {
         LogprobsOut::Completion(out)
     }
 
+    /// The entries of a whole answer: with `echo` (the prompt's first token and its scored
+    /// tokens), the prompt's first, so `text_offset` runs through the echoed prompt.
+    pub(crate) fn answer(
+        &mut self,
+        echo: Option<(u32, &[TokenLogprob])>,
+        answer: &[TokenLogprob],
+    ) -> LogprobsOut {
+        match echo {
+            Some((first, prompt)) => self.prompt(first, prompt).then(self.write(answer)),
+            None => self.write(answer),
+        }
+    }
+
     /// Appends one completions entry (`lp: None`: a token nothing predicted).
     fn push(&mut self, out: &mut CompletionLogprobs, id: u32, lp: Option<&TokenLogprob>) {
         let (token, _) = self.piece(id);

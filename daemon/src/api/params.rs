@@ -73,11 +73,13 @@ pub(crate) fn refuse_unless_default(param: &str, v: Option<&Value>) -> Result<()
 /// Converts the shared fields; `max_tokens` is the endpoint's effective limit field, named
 /// `max_tokens_param` in errors, and `default_max_tokens` applies when it is absent.
 /// `logprobs` differs by endpoint (an integer or a boolean): each endpoint reads it.
+/// `zero_ok`: `max_tokens: 0` is allowed (completions' `echo`: score the prompt only).
 pub(crate) fn gen_params(
     c: CommonParams,
     max_tokens: Option<u32>,
     max_tokens_param: &str,
     default_max_tokens: Option<usize>,
+    zero_ok: bool,
 ) -> Result<GenParams, ApiError> {
     let n = c.n.unwrap_or(1) as usize;
     if !(1..=super::choices::MAX_CHOICES).contains(&n) {
@@ -90,7 +92,7 @@ pub(crate) fn gen_params(
         )
         .code("invalid_value"));
     }
-    if max_tokens == Some(0) {
+    if max_tokens == Some(0) && !zero_ok {
         return Err(ApiError::bad_request(
             max_tokens_param,
             format!("Invalid value for '{max_tokens_param}': must be at least 1"),
@@ -206,23 +208,26 @@ mod tests {
             None,
             "max_tokens",
             Some(16),
+            false,
         )
         .unwrap();
         assert_eq!(
             (p.stop, p.sampling.top_k, p.max_tokens),
             (vec!["a".to_string(), "b".to_string()], 0, Some(16))
         );
-        let err = |v: Value| gen_params(common(v), None, "max_tokens", None).unwrap_err().param;
+        let err =
+            |v: Value| gen_params(common(v), None, "max_tokens", None, false).unwrap_err().param;
         assert_eq!(err(json!({"n": 0})).as_deref(), Some("n"));
         assert_eq!(err(json!({"n": 65})).as_deref(), Some("n"));
         assert_eq!(err(json!({"stop": ["1", "2", "3", "4", "5"]})).as_deref(), Some("stop"));
         assert_eq!(err(json!({"stop": 3})).as_deref(), Some("stop"));
         assert_eq!(err(json!({"top_k": -3})).as_deref(), Some("top_k"));
         assert!(
-            gen_params(common(json!({"logprobs": false, "n": 1})), None, "max_tokens", None)
+            gen_params(common(json!({"logprobs": false, "n": 1})), None, "max_tokens", None, false)
                 .is_ok()
         );
-        let e = gen_params(common(json!({})), Some(0), "max_completion_tokens", None).unwrap_err();
+        let e = gen_params(common(json!({})), Some(0), "max_completion_tokens", None, false)
+            .unwrap_err();
         assert_eq!(e.param.as_deref(), Some("max_completion_tokens"));
     }
 }

@@ -5,6 +5,7 @@
 
 use axum::Json;
 use axum::extract::State;
+use lorad_engine::EngineHandle;
 use serde::{Deserialize, Serialize};
 
 use super::chat::convert_messages;
@@ -50,13 +51,14 @@ pub(crate) struct DetokenizeResponse {
     prompt: String,
 }
 
-/// 404 unless `model` is absent or names the base or an adapter.
-async fn check_model(state: &AppState, model: Option<String>) -> Result<(), ApiError> {
+/// The engine whose tokenizer answers; 404 unless `model` is absent or names the base or an
+/// adapter (they share the tokenizer).
+async fn engine_for(state: &AppState, model: Option<String>) -> Result<EngineHandle, ApiError> {
     let serving = state.serving()?;
-    match model {
-        Some(m) => card(state, serving, m).await.map(|_| ()),
-        None => Ok(()),
+    if let Some(m) = model {
+        card(state, serving, m).await?;
     }
+    Ok(serving.engine.clone())
 }
 
 /// The handler of `POST /tokenize`.
@@ -64,8 +66,7 @@ pub(crate) async fn tokenize(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<TokenizeRequest>,
 ) -> Result<Json<TokenizeResponse>, ApiError> {
-    check_model(&state, req.model).await?;
-    let engine = state.serving()?.engine.clone();
+    let engine = engine_for(&state, req.model).await?;
     let text = match (req.prompt, req.messages) {
         (Some(p), None) => p,
         (None, Some(messages)) => {
@@ -101,8 +102,7 @@ pub(crate) async fn detokenize(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<DetokenizeRequest>,
 ) -> Result<Json<DetokenizeResponse>, ApiError> {
-    check_model(&state, req.model).await?;
-    let engine = state.serving()?.engine.clone();
+    let engine = engine_for(&state, req.model).await?;
     let vocab = engine.info().config.vocab_size;
     if let Some(bad) = req.tokens.iter().find(|&&t| t as usize >= vocab) {
         return Err(ApiError::bad_request(
