@@ -16,7 +16,8 @@ use candle_core::{DType, Device, Tensor};
 use clap::Args;
 use indicatif::ProgressBar;
 use lorad_engine::{
-    EngineConfig, EngineHandle, ForwardSeq, GenerateRequest, KvCache, Llama, ResidentAdapter,
+    EngineConfig, EngineHandle, ForwardSeq, GenerateRequest, KernelPath, KvCache, Llama,
+    ResidentAdapter,
 };
 use lorad_model::LoadOptions;
 use lorad_store::{Adapter, RandomAdapterSpec, TargetModule};
@@ -57,6 +58,20 @@ pub(crate) struct DecodeArgs {
     /// counts, which filters out interference from other processes on the host.
     #[arg(long, default_value_t = 3)]
     repeats: usize,
+    /// Kernels of the forward pass: `auto` (the fused CPU kernels on the CPU) or `generic`
+    /// (candle tensor ops, what CUDA runs): on the CPU, `generic` shows what the device path
+    /// costs per step without a GPU.
+    #[arg(long, default_value = "auto")]
+    kernels: BenchKernels,
+}
+
+/// `--kernels`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum BenchKernels {
+    /// Fused CPU kernels where they apply.
+    Auto,
+    /// Device-generic tensor ops everywhere.
+    Generic,
 }
 
 /// `--device`.
@@ -152,6 +167,10 @@ pub(crate) fn run(home: &Path, out: &Path, args: &DecodeArgs) -> anyhow::Result<
         max_batch_size: args.requests,
         max_waiting: args.requests,
         kv_cache_tokens: args.requests * (args.max_tokens + 64),
+        kernels: match args.kernels {
+            BenchKernels::Auto => KernelPath::Auto,
+            BenchKernels::Generic => KernelPath::Generic,
+        },
         ..EngineConfig::default()
     };
     let engine = EngineHandle::start(model, cfg)?;
@@ -186,7 +205,7 @@ pub(crate) fn run(home: &Path, out: &Path, args: &DecodeArgs) -> anyhow::Result<
     };
     let (b_over_a, b_over_c) = (b_tps / a_tps, c.map(|(tps, _)| b_tps / tps));
     let mut md = format!(
-        "# lorad-bench decode\n\n{} requests × {} tokens, rank {}, targets {}, adapters saved in {:?}, f32 on {} ({} CPU threads), best of {} interleaved runs.\n\n| set-up | tokens/s | seconds |\n|---|---:|---:|\n| a: base only | {a_tps:.1} | {a_secs:.2} |\n| b: {} distinct adapters, batched | {b_tps:.1} | {b_secs:.2} |\n",
+        "# lorad-bench decode\n\n{} requests × {} tokens, rank {}, targets {}, adapters saved in {:?}, f32 on {} ({} CPU threads), {:?} kernels, best of {} interleaved runs.\n\n| set-up | tokens/s | seconds |\n|---|---:|---:|\n| a: base only | {a_tps:.1} | {a_secs:.2} |\n| b: {} distinct adapters, batched | {b_tps:.1} | {b_secs:.2} |\n",
         args.requests,
         args.max_tokens,
         args.rank,
@@ -194,6 +213,7 @@ pub(crate) fn run(home: &Path, out: &Path, args: &DecodeArgs) -> anyhow::Result<
         args.saved_dtype,
         device_name(&device),
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        args.kernels,
         args.repeats.max(1),
         args.requests
     );
@@ -209,13 +229,14 @@ pub(crate) fn run(home: &Path, out: &Path, args: &DecodeArgs) -> anyhow::Result<
     }
     md += "\n";
     let name = format!(
-        "decode-{}x{}-r{}-{}proj{}{}",
+        "decode-{}x{}-r{}-{}proj{}{}{}",
         args.requests,
         args.max_tokens,
         args.rank,
         targets.len(),
         if args.saved_dtype == SavedDtype::Bf16 { "-bf16" } else { "" },
         if device.is_cuda() { "-cuda" } else { "" },
+        if args.kernels == BenchKernels::Generic { "-generic" } else { "" },
     );
     let mut title = format!(
         "decode: {} requests × {} tokens, rank {}  |  b/a = {b_over_a:.3}",

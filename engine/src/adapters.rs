@@ -5,6 +5,7 @@
 //! from the pool never pulls weights out from under a running request.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use candle_core::{DType, Device, Tensor};
 use lorad_kernels::LoraPair;
@@ -26,6 +27,9 @@ pub struct ResidentAdapter {
     pub max_rank: usize,
     /// Bytes held on the device.
     pub bytes: usize,
+    /// Unique among every adapter made resident in this process (names and hashes repeat when
+    /// an adapter is evicted and paged in again; caches of device copies key on this).
+    uid: u64,
 }
 
 impl ResidentAdapter {
@@ -61,6 +65,11 @@ impl ResidentAdapter {
         // drop the blob and its buffer goes back to the pool.
         device.synchronize()?;
         Ok(adapter)
+    }
+
+    /// This residency's process-unique id.
+    pub fn uid(&self) -> u64 {
+        self.uid
     }
 
     /// The pair for `module` of `layer`.
@@ -146,8 +155,11 @@ fn build<'a>(
         layers,
         max_rank,
         bytes,
+        uid: NEXT_UID.fetch_add(1, Ordering::Relaxed),
     })
 }
+
+static NEXT_UID: AtomicU64 = AtomicU64::new(1);
 
 /// One LoRA matrix on `device`. The CPU engine (f32) keeps a matrix in bf16 when every value is
 /// exactly a bf16 (an adapter trained or saved in bf16; the store keeps exactly those in bf16):

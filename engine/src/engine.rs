@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 
 use candle_core::{DType, Device};
+use lorad_kernels::KernelPath;
 use lorad_model::{ChatTemplate, LoadedModel, ModelConfig, Tokenizer};
 use lorad_store::{Adapter, BaseShape, Blob};
 
@@ -34,6 +35,9 @@ pub struct EngineConfig {
     pub max_seq_len: Option<usize>,
     /// Byte budget of the device working set of adapters (resident LoRA weights).
     pub adapter_pool_bytes: u64,
+    /// Which kernels the forward pass uses. [`KernelPath::Auto`] (the fused CPU kernels where
+    /// they apply) except to measure or pin the device-generic path on the CPU.
+    pub kernels: KernelPath,
 }
 
 impl Default for EngineConfig {
@@ -46,6 +50,7 @@ impl Default for EngineConfig {
             block_size: 16,
             max_seq_len: None,
             adapter_pool_bytes: 4 << 30,
+            kernels: KernelPath::Auto,
         }
     }
 }
@@ -135,7 +140,8 @@ impl EngineHandle {
     /// Builds the model from `model`, allocates the KV cache and starts the engine thread.
     pub fn start(model: LoadedModel, cfg: EngineConfig) -> Result<Self> {
         cfg.validate()?;
-        let llama = Llama::new(&model.config, &model.weights)?;
+        let mut llama = Llama::new(&model.config, &model.weights)?;
+        llama.set_kernel_path(cfg.kernels);
         drop(model.weights);
         let mc = &model.config;
         // A sequence must always fit the KV cache on its own, or preemption could only ever

@@ -17,6 +17,7 @@ mod error;
 mod kv;
 mod llama;
 mod logprobs;
+mod lora_step;
 mod output;
 mod pinned;
 mod request;

@@ -6,14 +6,17 @@
 //! whole batch. The math per op lives in `lorad-kernels`.
 
 use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::Mutex;
 
 use candle_core::{DType, Device, Tensor};
-use lorad_kernels::{KernelPath, LoraGroup, PagedSeq, RopeTables};
+use lorad_kernels::{KernelPath, PagedSeq, PagedStep, RopeTables};
 use lorad_model::ModelConfig;
 use lorad_store::{BaseShape, TargetModule};
 
 use crate::adapters::ResidentAdapter;
 use crate::kv::KvCache;
+use crate::lora_step::{LoraStep, StackCache};
 use crate::weights::{BaseWeights, LayerWeights};
 use crate::{EngineError, Result};
 
@@ -29,6 +32,8 @@ pub struct Llama {
     device: Device,
     dtype: DType,
     path: KernelPath,
+    /// LoRA stacks of the last batch composition (generic path only).
+    stacks: Mutex<StackCache>,
 }
 
 /// One sequence's share of a forward step.
@@ -67,6 +72,7 @@ impl Llama {
             device,
             dtype,
             path: KernelPath::Auto,
+            stacks: Mutex::default(),
         })
     }
 
@@ -102,11 +108,10 @@ impl Llama {
         let (heads, kvh, hd) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
         let mut tokens = Vec::new();
         let mut positions = Vec::new();
-        let mut slots = Vec::new();
         let mut paged = Vec::with_capacity(seqs.len());
         let mut logit_rows = Vec::new();
-        // Rows grouped by adapter identity, so each adapter's rows form one LoRA group.
-        let mut groups: Vec<(&ResidentAdapter, Vec<u32>)> = Vec::new();
+        // Each sequence's adapter and rows.
+        let mut parts: Vec<(&ResidentAdapter, Range<u32>)> = Vec::new();
         for s in seqs {
             if s.tokens.is_empty() {
                 return Err(EngineError::EmptyPrompt);
@@ -124,15 +129,8 @@ impl Llama {
             if s.block_table.len() * kv.block_size < len {
                 return Err(EngineError::Config(format!("block table too short for {len} tokens")));
             }
-            for (i, &t) in s.tokens.iter().enumerate() {
-                let p = s.start_pos + i;
-                tokens.push(t);
-                positions.push(p as u32);
-                slots.push(
-                    s.block_table[p / kv.block_size] * kv.block_size as u32
-                        + (p % kv.block_size) as u32,
-                );
-            }
+            tokens.extend_from_slice(s.tokens);
+            positions.extend((s.start_pos..len).map(|p| p as u32));
             paged.push(PagedSeq {
                 block_table: s.block_table,
                 len,
@@ -140,11 +138,7 @@ impl Llama {
                 q_len: s.tokens.len(),
             });
             if let Some(a) = s.adapter {
-                let rows = (q_start as u32)..(tokens.len() as u32);
-                match groups.iter_mut().find(|(g, _)| std::ptr::eq(*g, a)) {
-                    Some((_, v)) => v.extend(rows),
-                    None => groups.push((a, rows.collect())),
-                }
+                parts.push((a, (q_start as u32)..(tokens.len() as u32)));
             }
             if s.all_logits {
                 logit_rows.extend(q_start as u32..tokens.len() as u32);
@@ -160,8 +154,16 @@ impl Llama {
         }
         let t = tokens.len();
         let dev = &self.device;
+        let Some(pool0) = kv.pools.first() else {
+            return Err(EngineError::Config("KV cache has no layers".into()));
+        };
+        // Everything that is the same in every layer is built once: the paged layout (and its
+        // index tensors on the generic path), the rotary rows, the LoRA stacks and masks.
+        let step = PagedStep::new(&paged, kv.block_size, pool0.num_slots())?;
+        let fused = self.path == KernelPath::Auto && dev.is_cpu() && self.dtype == DType::F32;
+        let lora = LoraStep::new(&parts, t, self.path, fused, &self.stacks, self.dtype, dev)?;
         let tok = Tensor::from_vec(tokens, t, dev)?;
-        let pos = Tensor::from_vec(positions, t, dev)?;
+        let rope = self.rope.at(&Tensor::from_vec(positions, t, dev)?)?;
         let scale = 1.0 / (hd as f32).sqrt();
         let eps = cfg.rms_norm_eps as f32;
         let mut x = self.embed.index_select(&tok, 0)?;
@@ -171,21 +173,17 @@ impl Llama {
                 if let Some(Some(b)) = layer.bias.get(m.index()) {
                     y = y.broadcast_add(b)?;
                 }
-                let lg: Vec<LoraGroup<'_>> = groups
-                    .iter()
-                    .filter_map(|(a, rows)| a.pair(l, m).map(|pair| LoraGroup { pair, rows }))
-                    .collect();
-                Ok(lorad_kernels::add_lora(&y, input, &lg, self.path)?)
+                lora.apply(l, m, &y, input)
             };
             let h = lorad_kernels::rms_norm(&x, &layer.input_norm, eps)?;
             let q = linear(TargetModule::QProj, &h)?.reshape((t, heads, hd))?;
             let k = linear(TargetModule::KProj, &h)?.reshape((t, kvh, hd))?;
             let v = linear(TargetModule::VProj, &h)?.reshape((t, kvh, hd))?;
-            let q = lorad_kernels::apply_rope(&q, &self.rope, &pos)?;
-            let k = lorad_kernels::apply_rope(&k, &self.rope, &pos)?;
+            let q = lorad_kernels::apply_rope_at(&q, &rope)?;
+            let k = lorad_kernels::apply_rope_at(&k, &rope)?;
             let pool = &kv.pools[l];
-            lorad_kernels::write_kv(pool, &k, &v.contiguous()?, &slots, self.path)?;
-            let att = lorad_kernels::paged_attention(&q, pool, &paged, scale, self.path)?;
+            step.write_kv(pool, &k, &v.contiguous()?, self.path)?;
+            let att = step.attend(&q, pool, scale, self.path)?;
             let o = linear(TargetModule::OProj, &att.reshape((t, heads * hd))?)?;
             x = (x + o)?;
             let h = lorad_kernels::rms_norm(&x, &layer.post_norm, eps)?;

@@ -10,6 +10,7 @@ use candle_core::{CpuStorage, Device, InplaceOp2, Layout, Tensor};
 use rayon::prelude::*;
 
 use crate::cpu::{dot, is_cpu_f32, slice_of, slice_of_mut, with_f32};
+use crate::step::PagedStep;
 use crate::{KernelError, KernelPath, Result};
 
 /// One layer's K/V pool.
@@ -149,7 +150,8 @@ impl InplaceOp2 for ScatterRows<'_> {
 
 /// Causal attention for every row of `q` (`[T, heads, head_dim]`) against its sequence's cached
 /// K/V (which must already include this step's rows). Returns `[T, heads, head_dim]`.
-/// `seqs` must cover the rows of `q` in order, without gaps.
+/// `seqs` must cover the rows of `q` in order, without gaps. A forward pass over many layers
+/// builds one [`PagedStep`] instead and calls [`PagedStep::attend`] per layer.
 pub fn paged_attention(
     q: &Tensor,
     pool: &KvPool,
@@ -157,59 +159,16 @@ pub fn paged_attention(
     scale: f32,
     path: KernelPath,
 ) -> Result<Tensor> {
-    let (t, heads, hd) = q.dims3()?;
-    let kvh = pool.k.dims()[1];
-    if pool.k.dims()[2] != hd || kvh == 0 || heads % kvh != 0 {
-        return Err(KernelError::Shape {
-            op: "attention",
-            what: "q",
-            got: q.dims().to_vec(),
-            expected: format!("[T, a multiple of {kvh} heads, {}]", pool.k.dims()[2]),
-        });
-    }
-    let mut next = 0;
-    for s in seqs {
-        let blocks_needed = s.len.div_ceil(pool.block_size);
-        if s.q_start != next
-            || s.q_len == 0
-            || s.q_len > s.len
-            || s.block_table.len() < blocks_needed
-        {
-            return Err(KernelError::Shape {
-                op: "attention",
-                what: "sequence layout",
-                got: vec![s.q_start, s.q_len, s.len, s.block_table.len()],
-                expected: format!("rows starting at {next}, 1 <= q_len <= len, enough blocks"),
-            });
-        }
-        if let Some(&b) =
-            s.block_table.iter().find(|&&b| (b as usize + 1) * pool.block_size > pool.num_slots())
-        {
-            return Err(KernelError::OutOfRange {
-                op: "attention",
-                what: "block",
-                index: b as usize,
-                limit: pool.num_slots() / pool.block_size,
-            });
-        }
-        next += s.q_len;
-    }
-    if next != t {
-        return Err(KernelError::Shape {
-            op: "attention",
-            what: "q rows",
-            got: vec![t],
-            expected: format!("{next} rows (the sum of the sequences' q_len)"),
-        });
-    }
-    if path == KernelPath::Auto && is_cpu_f32(q) && is_cpu_f32(&pool.k) && is_cpu_f32(&pool.v) {
-        attention_cpu(q, pool, seqs, scale)
-    } else {
-        attention_generic(q, pool, seqs, scale)
-    }
+    PagedStep::new(seqs, pool.block_size, pool.num_slots())?.attend(q, pool, scale, path)
 }
 
-fn attention_cpu(q: &Tensor, pool: &KvPool, seqs: &[PagedSeq<'_>], scale: f32) -> Result<Tensor> {
+/// The fused CPU kernel: every row in parallel, each over its own sequence's slots.
+pub(crate) fn attention_cpu(
+    q: &Tensor,
+    pool: &KvPool,
+    seqs: &[PagedSeq<'_>],
+    scale: f32,
+) -> Result<Tensor> {
     let (t, heads, hd) = q.dims3()?;
     let kvh = pool.k.dims()[1];
     let group = heads / kvh;
@@ -258,46 +217,4 @@ fn attention_cpu(q: &Tensor, pool: &KvPool, seqs: &[PagedSeq<'_>], scale: f32) -
         })
     })???;
     Ok(Tensor::from_vec(out, (t, heads, hd), &Device::Cpu)?)
-}
-
-/// Device-generic twin: gather each sequence's K/V by slot, masked softmax, one matmul pair.
-fn attention_generic(
-    q: &Tensor,
-    pool: &KvPool,
-    seqs: &[PagedSeq<'_>],
-    scale: f32,
-) -> Result<Tensor> {
-    let (_t, heads, hd) = q.dims3()?;
-    let kvh = pool.k.dims()[1];
-    let group = heads / kvh;
-    let dev = q.device();
-    let mut outs = Vec::with_capacity(seqs.len());
-    for s in seqs {
-        let (n, len) = (s.q_len, s.len);
-        let slots: Vec<u32> = (0..len).map(|p| s.slot(p, pool.block_size) as u32).collect();
-        let idx = Tensor::from_vec(slots, len, dev)?;
-        // [len, kvh, hd] -> [kvh, len, hd]
-        let k = pool.k.index_select(&idx, 0)?.transpose(0, 1)?.contiguous()?;
-        let v = pool.v.index_select(&idx, 0)?.transpose(0, 1)?.contiguous()?;
-        // [n, heads, hd] -> [heads, n, hd] -> [kvh, group*n, hd] (heads h = kv*group + g)
-        let qs = q.narrow(0, s.q_start, n)?.transpose(0, 1)?.contiguous()?.reshape((
-            kvh,
-            group * n,
-            hd,
-        ))?;
-        let att = (qs.matmul(&k.t()?)? * f64::from(scale))?; // [kvh, group*n, len]
-        let mut mask = vec![0f32; n * len];
-        for i in 0..n {
-            for j in (len - n + i + 1)..len {
-                mask[i * len + j] = f32::NEG_INFINITY;
-            }
-        }
-        let mask = Tensor::from_vec(mask, (1, 1, n, len), dev)?.to_dtype(att.dtype())?;
-        let att = att.reshape((kvh, group, n, len))?.broadcast_add(&mask)?;
-        let att =
-            candle_nn::ops::softmax_last_dim(&att.contiguous()?)?.reshape((kvh, group * n, len))?;
-        let o = att.matmul(&v)?.reshape((heads, n, hd))?.transpose(0, 1)?.contiguous()?;
-        outs.push(o);
-    }
-    Ok(Tensor::cat(&outs, 0)?)
 }

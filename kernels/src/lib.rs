@@ -9,6 +9,13 @@
 //!   until custom CUDA kernels land. Both paths are public so tests can pin one against the
 //!   other on the same device.
 //!
+//! On a GPU every candle op is a kernel launch, so the generic path is written for a fixed
+//! number of ops per layer, whatever the batch holds: [`PagedStep`] turns a step's paged
+//! layout into index tensors once and attends all sequences in a few padded buckets, and
+//! [`LoraStack`] runs the LoRA term of every adapter in the batch as one shrink and one
+//! expand. Custom CUDA kernels (gathered BGMV, paged decode attention) will replace the
+//! padding and masking they pay for that.
+//!
 //! The crate owns no state: the engine owns weights, adapter pools and the paged KV cache and
 //! passes views of them in.
 //!
@@ -19,16 +26,20 @@ mod error;
 pub mod attention;
 pub mod cpu;
 pub mod lora;
+pub mod lora_stack;
 pub mod norm;
 pub mod reference;
 pub mod rope;
 pub mod simd;
+pub mod step;
 
 pub use attention::{KvPool, PagedSeq, paged_attention, write_kv};
 pub use error::KernelError;
 pub use lora::{LoraGroup, LoraPair, add_lora};
+pub use lora_stack::{LoraStack, StackMember, stack_mask};
 pub use norm::{rms_norm, swiglu};
-pub use rope::{RopeTables, apply_rope};
+pub use rope::{RopeAt, RopeTables, apply_rope, apply_rope_at};
+pub use step::PagedStep;
 
 /// Result alias of this crate.
 pub type Result<T> = std::result::Result<T, KernelError>;

@@ -4,13 +4,15 @@
 //! Each row names at most one adapter. Rows are handed in as *groups* (one per adapter present
 //! in the batch), which is what both S-LoRA's MBGMV and Punica's SGMV consume. Ranks differ
 //! between groups and nothing is padded to a common rank: the fused CPU kernel loops each row
-//! over its own adapter's `r`, the generic path runs one shrink and one expand matmul per group.
-//! Rows in no group skip the LoRA term entirely.
+//! over its own adapter's `r`; the generic path concatenates the groups' pairs along the rank
+//! ([`LoraStack`]) so its op count does not grow with the number of adapters. Rows in no group
+//! skip the LoRA term entirely.
 
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
 use crate::cpu::{Weights, is_cpu_f32, is_cpu_weights, weights_of, with_f32};
+use crate::lora_stack::{LoraStack, stack_mask};
 use crate::simd::{Avx2, Portable, Simd};
 use crate::{KernelError, KernelPath, Result};
 
@@ -220,20 +222,16 @@ fn lora_row<S: Simd>(
     b_t.expand(simd, y, &v);
 }
 
-/// Device-generic twin: per group gather rows, shrink, scale, expand, scatter-add back.
+/// Device-generic twin: every group's pair in one [`LoraStack`], one shrink and one expand for
+/// the whole batch (callers that run many steps over the same adapters cache the stack).
 fn add_lora_generic(y: &Tensor, x: &Tensor, groups: &[LoraGroup<'_>]) -> Result<Tensor> {
-    let mut out = y.clone();
-    for g in groups {
-        if g.rows.is_empty() {
-            continue;
-        }
-        let idx = Tensor::from_slice(g.rows, g.rows.len(), x.device())?;
-        let xs = x.index_select(&idx, 0)?;
-        let a = g.pair.a.to_dtype(xs.dtype())?;
-        let b_t = g.pair.b_t.to_dtype(xs.dtype())?;
-        let v = (xs.matmul(&a.t()?)? * f64::from(g.pair.scale))?;
-        let d = v.matmul(&b_t)?.to_dtype(y.dtype())?;
-        out = out.index_add(&idx, &d, 0)?;
+    let used: Vec<&LoraGroup<'_>> = groups.iter().filter(|g| !g.rows.is_empty()).collect();
+    if used.is_empty() {
+        return Ok(y.clone());
     }
-    Ok(out)
+    let pairs: Vec<&LoraPair> = used.iter().map(|g| g.pair).collect();
+    let stack = LoraStack::new(&pairs, x.dtype())?;
+    let rows: Vec<&[u32]> = used.iter().map(|g| g.rows).collect();
+    let mask = stack_mask(x.dims()[0], stack.members(), &rows, x.dtype(), x.device())?;
+    stack.apply(y, x, &mask)
 }

@@ -45,20 +45,45 @@ impl RopeTables {
     }
 }
 
+/// The tables' rows for one step's positions: gathered once, used by `q` and `k` of every layer.
+#[derive(Debug, Clone)]
+pub struct RopeAt {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl RopeTables {
+    /// Gathers the rows of `positions` (a `u32` tensor of length `T`).
+    pub fn at(&self, positions: &Tensor) -> Result<RopeAt> {
+        // Positions are the caller's to bound (the engine checks the context length): a check
+        // here would read them back from the device every step.
+        let cos = self.cos.index_select(positions, 0)?;
+        let sin = self.sin.index_select(positions, 0)?;
+        Ok(RopeAt { cos, sin })
+    }
+}
+
 /// Rotates `x` (`[T, heads, head_dim]`), row `t` at position `positions[t]` (a `u32` tensor of
 /// length `T`). Each row has its own position, so one call serves a batch mixing sequences.
 pub fn apply_rope(x: &Tensor, tables: &RopeTables, positions: &Tensor) -> Result<Tensor> {
+    apply_rope_at(x, &tables.at(positions)?)
+}
+
+/// [`apply_rope`] with the rows already gathered.
+pub fn apply_rope_at(x: &Tensor, at: &RopeAt) -> Result<Tensor> {
     let (t, _h, d) = x.dims3()?;
-    if d != 2 * tables.cos.dims()[1] || positions.dims() != [t] {
+    if d != 2 * at.cos.dims()[1] || at.cos.dims()[0] != t {
         return Err(KernelError::Shape {
             op: "rope",
             what: "x/positions",
             got: x.dims().to_vec(),
-            expected: format!("[T, heads, {}] with T positions", 2 * tables.cos.dims()[1]),
+            expected: format!(
+                "[{}, heads, {}] (one row per position)",
+                at.cos.dims()[0],
+                2 * at.cos.dims()[1]
+            ),
         });
     }
-    let cos = tables.cos.index_select(positions, 0)?;
-    let sin = tables.sin.index_select(positions, 0)?;
     let x4 = x.contiguous()?.unsqueeze(0)?;
-    Ok(candle_nn::rotary_emb::rope_thd(&x4, &cos, &sin)?.squeeze(0)?)
+    Ok(candle_nn::rotary_emb::rope_thd(&x4, &at.cos, &at.sin)?.squeeze(0)?)
 }

@@ -5,8 +5,8 @@
 use candle_core::{Device, Tensor};
 use lorad_kernels::reference as r;
 use lorad_kernels::{
-    KernelPath, KvPool, LoraGroup, LoraPair, PagedSeq, RopeTables, add_lora, apply_rope,
-    paged_attention, rms_norm, write_kv,
+    KernelPath, KvPool, LoraGroup, LoraPair, LoraStack, PagedSeq, PagedStep, RopeTables, add_lora,
+    apply_rope, paged_attention, rms_norm, stack_mask, write_kv,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -120,6 +120,24 @@ fn lora_rejects_bad_input(dev: &Device) {
         f32::NAN,
     );
     assert!(non_finite.unwrap_err().to_string().contains("scale must be finite"));
+    // The stacked form: pairs of different projections, no pairs, rows out of range.
+    let other = LoraPair::new(
+        Tensor::zeros((2, 5), candle_core::DType::F32, dev).unwrap(),
+        Tensor::zeros((6, 2), candle_core::DType::F32, dev).unwrap(),
+        1.0,
+    )
+    .unwrap();
+    let f32 = candle_core::DType::F32;
+    assert!(LoraStack::new(&[&pair, &other], f32).is_err());
+    assert!(LoraStack::new(&[], f32).is_err());
+    let stack = LoraStack::new(&[&pair, &pair], f32).unwrap();
+    assert_eq!(stack.total_rank(), 8);
+    let err = stack_mask(3, stack.members(), &[&[0], &[3]], f32, dev).unwrap_err();
+    assert!(err.to_string().contains("row index 3"), "{err}");
+    assert!(stack_mask(3, stack.members(), &[&[0]], f32, dev).is_err());
+    let mask = stack_mask(3, stack.members(), &[&[0], &[2]], f32, dev).unwrap();
+    assert!(stack.apply(&y_wrong, &x, &mask).is_err());
+    assert!(stack.delta(&x, &mask.narrow(1, 0, 4).unwrap()).is_err());
 }
 
 fn rope_and_norm_match_reference(dev: &Device) {
@@ -155,73 +173,76 @@ fn paged_attention_matches_reference(dev: &Device) {
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let (heads, kvh, d, bs) = (6, 2, 8, 4);
     let scale = 1.0 / (d as f64).sqrt();
+    // (context after this step, new rows): a fresh 5-token prefill, a decode at 10, a 3-token
+    // chunk continuing a 4-token prefix, decodes at 2 and 9. The generic path puts the two
+    // prefills in one padded bucket and the decodes in another, out of row order.
+    let shape = [(5usize, 5usize), (10, 1), (7, 3), (2, 1), (9, 1)];
+    let tables: [&[u32]; 5] = [&[5, 2], &[0, 7, 3], &[12, 9], &[15], &[1, 14, 10]];
+    let rows: usize = shape.iter().map(|s| s.1).sum();
     for path in PATHS {
-        let pool = KvPool::zeros(8, bs, kvh, d, candle_core::DType::F32, dev).unwrap();
-        // Seq A: prefill of 5 tokens into blocks [5, 2]. Seq B: 9 tokens already cached in
-        // blocks [0, 7, 3], now decoding its 10th.
-        let tables: [&[u32]; 2] = [&[5, 2], &[0, 7, 3]];
-        let lens = [5usize, 10];
-        let news = [5usize, 1];
-        let k_all: Vec<Vec<f32>> = lens.iter().map(|&l| randv(&mut rng, l * kvh * d)).collect();
-        let v_all: Vec<Vec<f32>> = lens.iter().map(|&l| randv(&mut rng, l * kvh * d)).collect();
-        // History of B first (positions 0..9), as an earlier step would have written it.
-        let hist_slots: Vec<u32> =
-            (0..9).map(|p| (tables[1][p / bs] as usize * bs + p % bs) as u32).collect();
-        write_kv(
-            &pool,
-            &Tensor::from_vec(k_all[1][..9 * kvh * d].to_vec(), (9, kvh, d), dev).unwrap(),
-            &Tensor::from_vec(v_all[1][..9 * kvh * d].to_vec(), (9, kvh, d), dev).unwrap(),
-            &hist_slots,
-            path,
-        )
-        .unwrap();
-        // This step: A's 5 rows then B's 1 row.
-        let mut ks = Vec::new();
-        let mut vs = Vec::new();
-        let mut slots = Vec::new();
-        for s in 0..2 {
-            for p in lens[s] - news[s]..lens[s] {
-                ks.extend_from_slice(&k_all[s][p * kvh * d..(p + 1) * kvh * d]);
-                vs.extend_from_slice(&v_all[s][p * kvh * d..(p + 1) * kvh * d]);
-                slots.push((tables[s][p / bs] as usize * bs + p % bs) as u32);
+        let pool = KvPool::zeros(16, bs, kvh, d, candle_core::DType::F32, dev).unwrap();
+        let slot = |s: usize, p: usize| (tables[s][p / bs] as usize * bs + p % bs) as u32;
+        let k_all: Vec<Vec<f32>> =
+            shape.iter().map(|&(l, _)| randv(&mut rng, l * kvh * d)).collect();
+        let v_all: Vec<Vec<f32>> =
+            shape.iter().map(|&(l, _)| randv(&mut rng, l * kvh * d)).collect();
+        // Each sequence's history, as earlier steps would have written it.
+        for (s, &(len, new)) in shape.iter().enumerate() {
+            let h = len - new;
+            if h == 0 {
+                continue;
             }
-        }
-        write_kv(
-            &pool,
-            &Tensor::from_vec(ks, (6, kvh, d), dev).unwrap(),
-            &Tensor::from_vec(vs, (6, kvh, d), dev).unwrap(),
-            &slots,
-            path,
-        )
-        .unwrap();
-        let q = randv(&mut rng, 6 * heads * d);
-        let seqs = [
-            PagedSeq { block_table: tables[0], len: 5, q_start: 0, q_len: 5 },
-            PagedSeq { block_table: tables[1], len: 10, q_start: 5, q_len: 1 },
-        ];
-        let got = to_vec(
-            &paged_attention(
-                &Tensor::from_vec(q.clone(), (6, heads, d), dev).unwrap(),
+            let slots: Vec<u32> = (0..h).map(|p| slot(s, p)).collect();
+            write_kv(
                 &pool,
-                &seqs,
-                scale as f32,
+                &Tensor::from_vec(k_all[s][..h * kvh * d].to_vec(), (h, kvh, d), dev).unwrap(),
+                &Tensor::from_vec(v_all[s][..h * kvh * d].to_vec(), (h, kvh, d), dev).unwrap(),
+                &slots,
                 path,
             )
-            .unwrap(),
-        );
-        let want_a =
-            r::attention(&q[..5 * heads * d], &k_all[0], &v_all[0], 5, 5, heads, kvh, d, scale);
-        let want_b =
-            r::attention(&q[5 * heads * d..], &k_all[1], &v_all[1], 1, 10, heads, kvh, d, scale);
-        let want: Vec<f64> = want_a.into_iter().chain(want_b).collect();
+            .unwrap();
+        }
+        // This step's rows, through the step's own writer.
+        let (mut ks, mut vs, mut seqs) = (Vec::new(), Vec::new(), Vec::new());
+        for (s, &(len, new)) in shape.iter().enumerate() {
+            ks.extend_from_slice(&k_all[s][(len - new) * kvh * d..len * kvh * d]);
+            vs.extend_from_slice(&v_all[s][(len - new) * kvh * d..len * kvh * d]);
+            let q_start = seqs.iter().map(|q: &PagedSeq<'_>| q.q_len).sum();
+            seqs.push(PagedSeq { block_table: tables[s], len, q_start, q_len: new });
+        }
+        let step = PagedStep::new(&seqs, bs, pool.num_slots()).unwrap();
+        assert_eq!(step.rows(), rows);
+        step.write_kv(
+            &pool,
+            &Tensor::from_vec(ks, (rows, kvh, d), dev).unwrap(),
+            &Tensor::from_vec(vs, (rows, kvh, d), dev).unwrap(),
+            path,
+        )
+        .unwrap();
+        let q = randv(&mut rng, rows * heads * d);
+        let qt = Tensor::from_vec(q.clone(), (rows, heads, d), dev).unwrap();
+        let got = to_vec(&step.attend(&qt, &pool, scale as f32, path).unwrap());
+        let mut want = Vec::new();
+        for (s, &(len, new)) in shape.iter().enumerate() {
+            let q0 = seqs[s].q_start * heads * d;
+            let qs = &q[q0..q0 + new * heads * d];
+            want.extend(r::attention(qs, &k_all[s], &v_all[s], new, len, heads, kvh, d, scale));
+        }
         let diff = r::max_abs_diff(&got, &want);
         assert!(diff < 1e-5, "{path:?}: attention diff {diff}");
+        // A second layer reuses the step's index tensors; the one-call form agrees.
+        let again = to_vec(&paged_attention(&qt, &pool, &seqs, scale as f32, path).unwrap());
+        assert!(r::max_abs_diff(&again, &want) < 1e-5);
         // Bad input is an error, not a panic.
-        let bad = [PagedSeq { block_table: &[9], len: 1, q_start: 0, q_len: 1 }];
+        let bad = [PagedSeq { block_table: &[16], len: 1, q_start: 0, q_len: 1 }];
         let q1 = Tensor::zeros((1, heads, d), candle_core::DType::F32, dev).unwrap();
         assert!(paged_attention(&q1, &pool, &bad, 1.0, path).is_err());
+        let gap = [PagedSeq { block_table: &[0], len: 1, q_start: 1, q_len: 1 }];
+        assert!(PagedStep::new(&gap, bs, pool.num_slots()).is_err());
+        let q_wrong = Tensor::zeros((rows + 1, heads, d), candle_core::DType::F32, dev).unwrap();
+        assert!(step.attend(&q_wrong, &pool, 1.0, path).is_err());
         let k1 = Tensor::zeros((1, kvh, d), candle_core::DType::F32, dev).unwrap();
-        assert!(write_kv(&pool, &k1, &k1, &[32], path).is_err());
+        assert!(write_kv(&pool, &k1, &k1, &[64], path).is_err());
     }
 }
 

@@ -1,0 +1,237 @@
+//! The LoRA term of one forward step: which rows use which adapter, and the tensors each
+//! projection's term needs, built once and used by every layer.
+//!
+//! On the CPU in f32 the fused kernel takes the groups as they are (each row reads its own
+//! adapter's weights). Everywhere else (CUDA, other dtypes, or the generic path forced) a
+//! per-adapter loop would cost some six tensor ops per adapter per projection, which on a GPU
+//! is the whole step. There the term is split by the shape of each sequence's rows:
+//!
+//! * Short parts (decode tokens, short chunks) go through a [`LoraStack`] of every adapter in
+//!   the step: four ops per projection whatever the adapter count, at the price of computing
+//!   each short row against every adapter's columns and masking the others out.
+//! * A part of [`DENSE_ROWS`] rows or more (a prefill chunk) gets its own shrink and expand on
+//!   its rows: masking would multiply its work by the number of adapters, and there are few
+//!   such parts per step.
+//!
+//! Stacks are device copies of the step's adapters, cached while the set of adapters in the
+//! batch stays the same (the decode steps of a running batch) and rebuilt when it changes. The
+//! cache holds one set; its bytes come on top of the adapter pool's budget, at most the size of
+//! one batch's adapters.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::{Mutex, MutexGuard};
+
+use candle_core::{DType, Device, Tensor};
+use lorad_kernels::{KernelPath, LoraGroup, LoraStack, StackMember, stack_mask};
+use lorad_store::TargetModule;
+
+use crate::Result;
+use crate::adapters::ResidentAdapter;
+
+/// Rows from which one sequence's part gets its own matmuls instead of a share of the stack.
+pub(crate) const DENSE_ROWS: u32 = 16;
+
+/// Stacks of the last batch composition.
+#[derive(Debug, Default)]
+pub(crate) struct StackCache {
+    /// Adapter uids, ascending: the composition the stacks are for.
+    key: Vec<u64>,
+    /// `stacks[layer][module]`: the stack of the adapters that target it, if any.
+    stacks: Vec<[Option<Stacked>; 7]>,
+}
+
+/// One projection's stack and which of the step's adapters its members are.
+#[derive(Debug)]
+struct Stacked {
+    stack: LoraStack,
+    adapters: Vec<usize>,
+}
+
+/// A mask depends on the member adapters and their ranks and scales (equal in most layers).
+type MaskKey = Vec<(usize, usize, u32)>;
+
+/// The LoRA side of one forward step.
+pub(crate) struct LoraStep<'a> {
+    /// The step's adapters by ascending uid, each with all its rows.
+    groups: Vec<(&'a ResidentAdapter, Vec<u32>)>,
+    path: KernelPath,
+    generic: Option<Generic<'a>>,
+}
+
+/// The generic path's per-step state.
+struct Generic<'a> {
+    cache: MutexGuard<'a, StackCache>,
+    /// Rows of short parts, ascending, and for each adapter its rows' places in that list.
+    short_rows: usize,
+    short_of: Vec<Vec<u32>>,
+    /// Gathers the short rows out of the step's rows; `None` when they are all of them.
+    short_index: Option<Tensor>,
+    /// Long parts: adapter, rows, and the rows as an index tensor for the scatter-add.
+    dense: Vec<(usize, Range<u32>, Tensor)>,
+    masks: RefCell<HashMap<MaskKey, Tensor>>,
+    dtype: DType,
+    device: Device,
+}
+
+impl<'a> LoraStep<'a> {
+    /// `parts` gives each sequence's adapter and rows (of `rows`); an adapter may have several.
+    /// `fused` says whether the fused CPU kernel will take the term; otherwise the stacks in
+    /// `cache` are made to match the step's adapters, in `dtype` on `device`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        parts: &[(&'a ResidentAdapter, Range<u32>)],
+        rows: usize,
+        path: KernelPath,
+        fused: bool,
+        cache: &'a Mutex<StackCache>,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
+        let mut groups: Vec<(&'a ResidentAdapter, Vec<u32>)> = Vec::new();
+        for (a, r) in parts {
+            match groups.iter_mut().find(|(g, _)| g.uid() == a.uid()) {
+                Some((_, rows)) => rows.extend(r.clone()),
+                None => groups.push((a, r.clone().collect())),
+            }
+        }
+        // By uid, so that the cache key does not depend on the sequences' order.
+        groups.sort_by_key(|(a, _)| a.uid());
+        if fused || groups.is_empty() {
+            return Ok(Self { groups, path, generic: None });
+        }
+        // A panic while the cache was being replaced leaves the old, whole value or the new
+        // one: never a half-built cache, so a poisoned lock is safe to take over.
+        let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+        let key: Vec<u64> = groups.iter().map(|(a, _)| a.uid()).collect();
+        if cache.key != key {
+            // Drop the old stacks before building the new ones: peak memory one set.
+            *cache = StackCache::default();
+            *cache = build(&groups, key, dtype)?;
+        }
+        let mut short: Vec<(u32, usize)> = Vec::new();
+        let mut dense = Vec::new();
+        for (a, r) in parts {
+            let g = groups.partition_point(|(b, _)| b.uid() < a.uid());
+            if r.len() as u32 >= DENSE_ROWS {
+                let idx: Vec<u32> = r.clone().collect();
+                dense.push((g, r.clone(), Tensor::from_vec(idx, r.len(), device)?));
+            } else {
+                short.extend(r.clone().map(|row| (row, g)));
+            }
+        }
+        short.sort_unstable();
+        let mut short_of = vec![Vec::new(); groups.len()];
+        for (place, &(_, g)) in short.iter().enumerate() {
+            short_of[g].push(place as u32);
+        }
+        let all = short.len() == rows && short.iter().enumerate().all(|(i, r)| r.0 as usize == i);
+        let short_index = if all || short.is_empty() {
+            None
+        } else {
+            let idx: Vec<u32> = short.iter().map(|r| r.0).collect();
+            Some(Tensor::from_vec(idx, short.len(), device)?)
+        };
+        Ok(Self {
+            groups,
+            path,
+            generic: Some(Generic {
+                cache,
+                short_rows: short.len(),
+                short_of,
+                short_index,
+                dense,
+                masks: RefCell::new(HashMap::new()),
+                dtype,
+                device: device.clone(),
+            }),
+        })
+    }
+
+    /// `y + LoRA(x)` for projection `module` of `layer`.
+    pub(crate) fn apply(
+        &self,
+        layer: usize,
+        module: TargetModule,
+        y: &Tensor,
+        x: &Tensor,
+    ) -> Result<Tensor> {
+        let Some(st) = &self.generic else {
+            let lg: Vec<LoraGroup<'_>> = self
+                .groups
+                .iter()
+                .filter_map(|(a, rows)| a.pair(layer, module).map(|pair| LoraGroup { pair, rows }))
+                .collect();
+            return Ok(lorad_kernels::add_lora(y, x, &lg, self.path)?);
+        };
+        let mut y = y.clone();
+        for (g, rows, idx) in &st.dense {
+            let Some(pair) = self.groups[*g].0.pair(layer, module) else { continue };
+            let xs = x.narrow(0, rows.start as usize, rows.len())?;
+            let v = (xs.matmul(&pair.a().to_dtype(xs.dtype())?.t()?)? * f64::from(pair.scale()))?;
+            let d = v.matmul(&pair.b_t().to_dtype(xs.dtype())?)?.to_dtype(y.dtype())?;
+            y = y.index_add(idx, &d, 0)?;
+        }
+        let Some(s) = st.cache.stacks.get(layer).and_then(|l| l[module.index()].as_ref()) else {
+            return Ok(y);
+        };
+        if st.short_rows == 0 || s.adapters.iter().all(|&g| st.short_of[g].is_empty()) {
+            return Ok(y);
+        }
+        let mask = st.mask(s)?;
+        Ok(match &st.short_index {
+            None => s.stack.apply(&y, x, &mask)?,
+            Some(idx) => {
+                let d = s.stack.delta(&x.index_select(idx, 0)?, &mask)?;
+                y.index_add(idx, &d.to_dtype(y.dtype())?, 0)?
+            }
+        })
+    }
+}
+
+impl Generic<'_> {
+    /// The mask of `s` over the short rows, made once per step and member layout.
+    fn mask(&self, s: &Stacked) -> Result<Tensor> {
+        let key: MaskKey = s
+            .adapters
+            .iter()
+            .zip(s.stack.members())
+            .map(|(&g, m)| (g, m.rank, m.scale.to_bits()))
+            .collect();
+        let mut masks = self.masks.borrow_mut();
+        if let Some(m) = masks.get(&key) {
+            return Ok(m.clone());
+        }
+        let rows: Vec<&[u32]> = s.adapters.iter().map(|&g| &self.short_of[g][..]).collect();
+        let members: Vec<StackMember> = s.stack.members().to_vec();
+        let m = stack_mask(self.short_rows, &members, &rows, self.dtype, &self.device)?;
+        masks.insert(key, m.clone());
+        Ok(m)
+    }
+}
+
+/// Stacks for every layer and projection some adapter of `groups` targets.
+fn build(
+    groups: &[(&ResidentAdapter, Vec<u32>)],
+    key: Vec<u64>,
+    dtype: DType,
+) -> Result<StackCache> {
+    let layers = groups.iter().map(|(a, _)| a.layers.len()).max().unwrap_or(0);
+    let mut stacks = Vec::with_capacity(layers);
+    for l in 0..layers {
+        let mut per: [Option<Stacked>; 7] = Default::default();
+        for m in TargetModule::ALL {
+            let (adapters, pairs): (Vec<usize>, Vec<_>) = groups
+                .iter()
+                .enumerate()
+                .filter_map(|(i, (a, _))| a.pair(l, m).map(|p| (i, p)))
+                .unzip();
+            if !pairs.is_empty() {
+                per[m.index()] = Some(Stacked { stack: LoraStack::new(&pairs, dtype)?, adapters });
+            }
+        }
+        stacks.push(per);
+    }
+    Ok(StackCache { key, stacks })
+}

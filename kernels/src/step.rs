@@ -1,0 +1,332 @@
+//! A forward step's paged layout, checked and turned into index tensors once, then used by
+//! every layer.
+//!
+//! The layout (which rows belong to which sequence, where each position's K/V lives) is the
+//! same in all layers of a step. The generic device path needs it as tensors (gather indices,
+//! masks): built per layer and per sequence, those cost a host-to-device copy and a dozen
+//! launches each, which dominate a GPU decode step. [`PagedStep`] builds them once, on first
+//! use, and batches the sequences into a few *buckets* of padded rectangles so that attention
+//! is a fixed number of ops per bucket, not per sequence.
+//!
+//! Bucketing: sequences are sorted by new rows then context, and a bucket takes the next
+//! sequence while its padded area (`n · q_max · len_max`) stays within twice the area its
+//! sequences need, so padding at most doubles the attention work. A decode batch of similar
+//! lengths is one bucket; a long prefill chunk never pads short decodes up to its size.
+
+use std::sync::OnceLock;
+
+use candle_core::{DType, Device, Tensor};
+
+use crate::attention::{KvPool, PagedSeq, attention_cpu};
+use crate::cpu::is_cpu_f32;
+use crate::{KernelError, KernelPath, Result};
+
+/// One step's sequences, validated against a pool geometry.
+#[derive(Debug)]
+pub struct PagedStep<'a> {
+    seqs: Vec<PagedSeq<'a>>,
+    rows: usize,
+    block_size: usize,
+    num_slots: usize,
+    generic: OnceLock<GenericIndex>,
+}
+
+/// The device tensors of the generic path.
+#[derive(Debug)]
+struct GenericIndex {
+    /// What they were built for: device, activation dtype, kv heads, head dim.
+    key: (candle_core::DeviceLocation, DType, usize, usize),
+    /// `[T, kv_heads, head_dim]` slot of each row, for `scatter_set`.
+    write: Tensor,
+    buckets: Vec<Bucket>,
+    /// Row `t` of the output is row `out_index[t]` of the buckets' outputs, concatenated;
+    /// `None` when that is the identity.
+    out_index: Option<Tensor>,
+}
+
+/// Sequences attended together as one padded `[n, q_max] × [n, len_max]` rectangle.
+#[derive(Debug)]
+struct Bucket {
+    n: usize,
+    q_max: usize,
+    len_max: usize,
+    /// `[n · q_max]` rows of `q` (padding rows repeat the sequence's first row).
+    q_index: Tensor,
+    /// `[n · len_max]` pool slots (padding repeats the slot of position 0).
+    kv_index: Tensor,
+    /// `[n, 1, 1, q_max, len_max]`: 0 where a row may attend, -inf elsewhere (causal and
+    /// padding; a padding row attends to position 0 only, so its softmax stays finite).
+    mask: Tensor,
+}
+
+impl<'a> PagedStep<'a> {
+    /// Checks `seqs` (rows in order without gaps, each within its block table and the pool's
+    /// `num_slots` of `block_size`).
+    pub fn new(seqs: &[PagedSeq<'a>], block_size: usize, num_slots: usize) -> Result<Self> {
+        let mut next = 0;
+        for s in seqs {
+            let blocks_needed = s.len.div_ceil(block_size.max(1));
+            if block_size == 0
+                || s.q_start != next
+                || s.q_len == 0
+                || s.q_len > s.len
+                || s.block_table.len() < blocks_needed
+            {
+                return Err(KernelError::Shape {
+                    op: "attention",
+                    what: "sequence layout",
+                    got: vec![s.q_start, s.q_len, s.len, s.block_table.len()],
+                    expected: format!("rows starting at {next}, 1 <= q_len <= len, enough blocks"),
+                });
+            }
+            if let Some(&b) = s.block_table[..blocks_needed]
+                .iter()
+                .find(|&&b| (b as usize + 1) * block_size > num_slots)
+            {
+                return Err(KernelError::OutOfRange {
+                    op: "attention",
+                    what: "block",
+                    index: b as usize,
+                    limit: num_slots / block_size,
+                });
+            }
+            next += s.q_len;
+        }
+        Ok(Self {
+            seqs: seqs.to_vec(),
+            rows: next,
+            block_size,
+            num_slots,
+            generic: OnceLock::new(),
+        })
+    }
+
+    /// Rows (new tokens) in the step.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// The pool slot of every row, in row order.
+    pub fn slots(&self) -> Vec<u32> {
+        let mut slots = Vec::with_capacity(self.rows);
+        for s in &self.seqs {
+            slots.extend((s.len - s.q_len..s.len).map(|p| s.slot(p, self.block_size) as u32));
+        }
+        slots
+    }
+
+    fn check_pool(&self, pool: &KvPool, op: &'static str) -> Result<()> {
+        if pool.block_size != self.block_size || pool.num_slots() != self.num_slots {
+            return Err(KernelError::Shape {
+                op,
+                what: "pool",
+                got: vec![pool.num_slots(), pool.block_size],
+                expected: format!(
+                    "{} slots in blocks of {} (the geometry the step was checked against)",
+                    self.num_slots, self.block_size
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Writes row `t` of `k`/`v` (`[T, kv_heads, head_dim]`) at its position's slot.
+    pub fn write_kv(&self, pool: &KvPool, k: &Tensor, v: &Tensor, path: KernelPath) -> Result<()> {
+        self.check_pool(pool, "write_kv")?;
+        let (t, kvh, hd) = k.dims3()?;
+        if v.dims() != k.dims() || t != self.rows || pool.k.dims()[1..] != [kvh, hd] {
+            return Err(KernelError::Shape {
+                op: "write_kv",
+                what: "k/v",
+                got: k.dims().to_vec(),
+                expected: format!("[{}, {:?}] matching the pool", self.rows, &pool.k.dims()[1..]),
+            });
+        }
+        if t == 0 {
+            return Ok(());
+        }
+        if path == KernelPath::Auto && is_cpu_f32(k) && is_cpu_f32(v) && is_cpu_f32(&pool.k) {
+            return crate::attention::write_kv(pool, k, v, &self.slots(), path);
+        }
+        let idx = self.generic(k.device(), k.dtype(), kvh, hd)?;
+        pool.k.scatter_set(&idx.write, &k.contiguous()?, 0)?;
+        pool.v.scatter_set(&idx.write, &v.contiguous()?, 0)?;
+        Ok(())
+    }
+
+    /// Causal attention of every row of `q` (`[T, heads, head_dim]`) against its sequence's
+    /// cached K/V (this step's rows already written). Returns `[T, heads, head_dim]`.
+    pub fn attend(
+        &self,
+        q: &Tensor,
+        pool: &KvPool,
+        scale: f32,
+        path: KernelPath,
+    ) -> Result<Tensor> {
+        self.check_pool(pool, "attention")?;
+        let (t, heads, hd) = q.dims3()?;
+        let kvh = pool.k.dims()[1];
+        if pool.k.dims()[2] != hd || kvh == 0 || heads % kvh != 0 || t != self.rows {
+            return Err(KernelError::Shape {
+                op: "attention",
+                what: "q",
+                got: q.dims().to_vec(),
+                expected: format!(
+                    "[{}, a multiple of {kvh} heads, {}] (the step's rows)",
+                    self.rows,
+                    pool.k.dims()[2]
+                ),
+            });
+        }
+        if path == KernelPath::Auto && is_cpu_f32(q) && is_cpu_f32(&pool.k) && is_cpu_f32(&pool.v) {
+            return attention_cpu(q, pool, &self.seqs, scale);
+        }
+        if t == 0 {
+            return Ok(q.clone());
+        }
+        let idx = self.generic(q.device(), q.dtype(), kvh, hd)?;
+        let group = heads / kvh;
+        let mut outs = Vec::with_capacity(idx.buckets.len());
+        for b in &idx.buckets {
+            let (n, qm, lm) = (b.n, b.q_max, b.len_max);
+            // [n·qm, heads, hd] -> [n, kvh, group·qm, hd] (head h = kv·group + g).
+            let qs = q
+                .index_select(&b.q_index, 0)?
+                .reshape((n, qm, kvh, group, hd))?
+                .permute((0, 2, 3, 1, 4))?
+                .contiguous()?
+                .reshape((n, kvh, group * qm, hd))?;
+            let gather = |pool: &Tensor| -> Result<Tensor> {
+                Ok(pool
+                    .index_select(&b.kv_index, 0)?
+                    .reshape((n, lm, kvh, hd))?
+                    .transpose(1, 2)?
+                    .contiguous()?)
+            };
+            let (k, v) = (gather(&pool.k)?, gather(&pool.v)?);
+            let att = (qs.matmul(&k.t()?)? * f64::from(scale))?
+                .reshape((n, kvh, group, qm, lm))?
+                .broadcast_add(&b.mask)?;
+            let att = candle_nn::ops::softmax_last_dim(&att)?.reshape((n, kvh, group * qm, lm))?;
+            let o = att
+                .matmul(&v)?
+                .reshape((n, kvh, group, qm, hd))?
+                .permute((0, 3, 1, 2, 4))?
+                .contiguous()?
+                .reshape((n * qm, heads, hd))?;
+            outs.push(o);
+        }
+        let out = if outs.len() == 1 {
+            outs.pop().unwrap_or_else(|| q.clone())
+        } else {
+            Tensor::cat(&outs, 0)?
+        };
+        Ok(match &idx.out_index {
+            Some(i) => out.index_select(i, 0)?,
+            None => out,
+        })
+    }
+
+    /// The generic path's tensors for this device, dtype and head geometry: built on first use
+    /// and kept for the step's other layers (a different geometry gets its own, uncached).
+    fn generic(&self, dev: &Device, dtype: DType, kvh: usize, hd: usize) -> Result<GenericRef<'_>> {
+        let key = (dev.location(), dtype, kvh, hd);
+        if let Some(g) = self.generic.get() {
+            if g.key == key {
+                return Ok(GenericRef::Cached(g));
+            }
+            return Ok(GenericRef::Owned(Box::new(self.build(dev, key)?)));
+        }
+        let built = self.build(dev, key)?;
+        Ok(GenericRef::Cached(self.generic.get_or_init(|| built)))
+    }
+
+    fn build(
+        &self,
+        dev: &Device,
+        key: (candle_core::DeviceLocation, DType, usize, usize),
+    ) -> Result<GenericIndex> {
+        let (_, dtype, kvh, hd) = key;
+        let t = self.rows;
+        let write = Tensor::from_vec(self.slots(), (t, 1, 1), dev)?
+            .broadcast_as((t, kvh, hd))?
+            .contiguous()?;
+        let mut order: Vec<usize> = (0..self.seqs.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse((self.seqs[i].q_len, self.seqs[i].len)));
+        let mut buckets = Vec::new();
+        let mut out_index = vec![0u32; t];
+        let mut base = 0usize;
+        let mut rest = &order[..];
+        while let Some(&first) = rest.first() {
+            let (q_max, len_max) = (self.seqs[first].q_len, self.seqs[first].len);
+            let mut need = q_max * len_max;
+            let mut n = 1;
+            // Sorted by q_len then len, descending: the first member sets both maxima only
+            // when its q_len is largest; track both anyway.
+            let (mut qm, mut lm) = (q_max, len_max);
+            while let Some(&i) = rest.get(n) {
+                let s = &self.seqs[i];
+                let (qm2, lm2) = (qm.max(s.q_len), lm.max(s.len));
+                if (n + 1) * qm2 * lm2 > 2 * (need + s.q_len * s.len) {
+                    break;
+                }
+                (qm, lm, need, n) = (qm2, lm2, need + s.q_len * s.len, n + 1);
+            }
+            // Row order inside a bucket keeps a plain decode batch's output in row order.
+            let mut members = rest[..n].to_vec();
+            members.sort_unstable();
+            rest = &rest[n..];
+            let mut q_index = Vec::with_capacity(n * qm);
+            let mut kv_index = Vec::with_capacity(n * lm);
+            let mut mask = vec![f32::NEG_INFINITY; n * qm * lm];
+            for (j, &si) in members.iter().enumerate() {
+                let s = &self.seqs[si];
+                let first_slot = s.slot(0, self.block_size) as u32;
+                kv_index.extend((0..lm).map(|p| {
+                    if p < s.len { s.slot(p, self.block_size) as u32 } else { first_slot }
+                }));
+                for i in 0..qm {
+                    let row = &mut mask[(j * qm + i) * lm..(j * qm + i + 1) * lm];
+                    if i < s.q_len {
+                        q_index.push((s.q_start + i) as u32);
+                        out_index[s.q_start + i] = (base + j * qm + i) as u32;
+                        // Causal: new row i sees every position up to its own.
+                        row[..s.len - s.q_len + i + 1].fill(0.0);
+                    } else {
+                        q_index.push(s.q_start as u32);
+                        row[0] = 0.0;
+                    }
+                }
+            }
+            buckets.push(Bucket {
+                n,
+                q_max: qm,
+                len_max: lm,
+                q_index: Tensor::from_vec(q_index, n * qm, dev)?,
+                kv_index: Tensor::from_vec(kv_index, n * lm, dev)?,
+                mask: Tensor::from_vec(mask, (n, 1, 1, qm, lm), dev)?.to_dtype(dtype)?,
+            });
+            base += n * qm;
+        }
+        let identity = base == t && out_index.iter().enumerate().all(|(i, &o)| o as usize == i);
+        let out_index = if identity { None } else { Some(Tensor::from_vec(out_index, t, dev)?) };
+        Ok(GenericIndex { key, write, buckets, out_index })
+    }
+}
+
+/// The step's cached generic tensors, or a one-off set for another geometry.
+enum GenericRef<'s> {
+    Cached(&'s GenericIndex),
+    Owned(Box<GenericIndex>),
+}
+
+impl std::ops::Deref for GenericRef<'_> {
+    type Target = GenericIndex;
+
+    fn deref(&self) -> &GenericIndex {
+        match self {
+            GenericRef::Cached(g) => g,
+            GenericRef::Owned(g) => g,
+        }
+    }
+}
