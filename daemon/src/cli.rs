@@ -535,6 +535,10 @@ pub struct ServeArgs {
     /// KV cache size in tokens, shared by all running requests.
     #[arg(long, default_value_t = EngineConfig::default().kv_cache_tokens)]
     pub kv_cache_tokens: usize,
+    /// Share the K/V of common prompt prefixes (system prompts, chat history) between requests
+    /// of the same model or adapter, computing them once: `true` or `false`.
+    #[arg(long, default_value_t = EngineConfig::default().prefix_caching, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub prefix_caching: bool,
     /// Largest accepted request body in bytes (larger bodies get HTTP 413).
     #[arg(long, default_value_t = 4 * 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -653,6 +657,7 @@ impl ServeArgs {
             max_batch_tokens: self.max_batch_tokens,
             max_waiting: self.max_waiting,
             kv_cache_tokens: self.kv_cache_tokens,
+            prefix_caching: self.prefix_caching,
             max_seq_len: None,
             adapter_pool_bytes: self.device_adapter_bytes,
             ..EngineConfig::default()

@@ -89,6 +89,8 @@ pub struct Engine {
     pub max_waiting: Option<usize>,
     /// `--kv-cache-tokens`.
     pub kv_cache_tokens: Option<usize>,
+    /// `--prefix-caching`.
+    pub prefix_caching: Option<bool>,
 }
 
 /// `[adapters]`.
@@ -285,6 +287,7 @@ pub fn apply_serve(
     fill!(m, "max_batch_tokens", args.max_batch_tokens, e.max_batch_tokens);
     fill!(m, "max_waiting", args.max_waiting, e.max_waiting);
     fill!(m, "kv_cache_tokens", args.kv_cache_tokens, e.kv_cache_tokens);
+    fill!(m, "prefix_caching", args.prefix_caching, e.prefix_caching);
     let a = &f.adapters;
     fill!(
         m,

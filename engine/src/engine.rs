@@ -38,6 +38,9 @@ pub struct EngineConfig {
     /// Which kernels the forward pass uses. [`KernelPath::Auto`] (the fused CPU kernels where
     /// they apply) except to measure or pin the device-generic path on the CPU.
     pub kernels: KernelPath,
+    /// Share the K/V of full blocks between sequences whose tokens (and adapter) start the
+    /// same, so a common system prompt or chat history is computed once.
+    pub prefix_caching: bool,
 }
 
 impl Default for EngineConfig {
@@ -51,6 +54,7 @@ impl Default for EngineConfig {
             max_seq_len: None,
             adapter_pool_bytes: 4 << 30,
             kernels: KernelPath::Auto,
+            prefix_caching: true,
         }
     }
 }
@@ -114,6 +118,10 @@ pub struct EngineStats {
     pub generated_tokens: AtomicUsize,
     /// Sequences preempted (KV cache full) and later recomputed.
     pub preemptions: AtomicUsize,
+    /// Tokens of admitted sequences looked up in the prefix cache.
+    pub prefix_cache_queried_tokens: AtomicUsize,
+    /// Of those, tokens whose K/V came from the cache instead of being computed.
+    pub prefix_cache_hit_tokens: AtomicUsize,
 }
 
 #[derive(Debug)]

@@ -29,7 +29,7 @@ mod weights;
 pub use adapters::{AdapterPool, ResidentAdapter};
 pub use engine::{EngineConfig, EngineHandle, EngineStats, ModelInfo};
 pub use error::{EngineError, Result};
-pub use kv::{BlockAllocator, KvCache};
+pub use kv::{BlockAllocator, BlockHash, KvCache, block_hash};
 pub use llama::{ForwardSeq, Llama, base_shape, projection_weight_name};
 pub use logprobs::{MAX_LOGPROBS, TokenLogprob, token_logprob};
 pub use lorad_kernels::KernelPath;

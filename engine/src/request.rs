@@ -69,6 +69,9 @@ pub struct Usage {
     pub prompt_tokens: usize,
     /// Generated tokens.
     pub completion_tokens: usize,
+    /// Prompt tokens whose K/V came from the prefix cache (OpenAI's
+    /// `usage.prompt_tokens_details.cached_tokens`).
+    pub cached_tokens: usize,
 }
 
 /// Events of one request, in order: any number of `Delta`, then one `Done` or `Error`.

@@ -16,7 +16,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::adapters::ResidentAdapter;
 use crate::engine::{EngineConfig, EngineStats};
-use crate::kv::KvCache;
+use crate::kv::{BlockHash, KvCache, block_hash};
 use crate::llama::{ForwardSeq, Llama};
 use crate::logprobs::{TokenLogprob, token_logprob};
 use crate::output::OutputState;
@@ -63,6 +63,10 @@ struct Seq {
     /// The next prompt position to score (position 0 has nothing before it). It survives
     /// preemption, so a recomputed prefill does not score a position twice.
     prompt_scored: usize,
+    /// Hashes of its full blocks registered in the prefix cache so far, in order.
+    hashes: Vec<BlockHash>,
+    /// Prompt tokens its first admission found in the prefix cache.
+    cached_tokens: usize,
     /// Counted in `EngineStats::waiting` (by the handle at submit) and not yet admitted.
     /// Preempted sequences re-queue without it: they were admitted once already.
     counted_waiting: bool,
@@ -180,6 +184,8 @@ impl Scheduler {
                     ignore_eos: init.ignore_eos,
                     prompt_logprobs: init.prompt_logprobs,
                     prompt_scored: 1,
+                    hashes: Vec::new(),
+                    cached_tokens: 0,
                     counted_waiting: true,
                     tx: init.tx,
                 });
@@ -221,19 +227,45 @@ impl Scheduler {
     }
 
     /// FIFO admission: a request joins when a slot is free and its whole known sequence fits.
+    /// Blocks its prompt shares with the prefix cache are taken, not computed again.
     fn admit(&mut self) {
         while self.running.len() < self.cfg.max_batch_size {
             let Some(front) = self.waiting.front() else { break };
             let need = self.kv.blocks_for(front.tokens.len() + 1);
-            let Some(blocks) = self.kv.blocks.alloc(need) else { break };
+            let (hits, hashes) = cached_prefix(&mut self.kv, self.cfg.prefix_caching, front);
+            let Some(fresh) = self.kv.blocks.alloc(need - hits.len()) else {
+                self.kv.blocks.free(hits);
+                break;
+            };
             let Some(mut s) = self.waiting.pop_front() else { break };
-            s.blocks = blocks;
+            let cached = hits.len() * self.kv.block_size;
+            s.computed = cached;
+            s.hashes = hashes;
+            s.blocks = hits;
+            s.blocks.extend(fresh);
             if std::mem::take(&mut s.counted_waiting) {
                 self.stats.waiting.fetch_sub(1, Ordering::SeqCst);
+                s.cached_tokens = cached;
+            }
+            if self.cfg.prefix_caching {
+                self.stats.prefix_cache_queried_tokens.fetch_add(s.tokens.len(), Ordering::Relaxed);
+                self.stats.prefix_cache_hit_tokens.fetch_add(cached, Ordering::Relaxed);
             }
             self.running.push(s);
         }
         self.stats.running.store(self.running.len(), Ordering::Relaxed);
+    }
+
+    /// Registers the blocks of running sequence `i` that its last step filled.
+    fn register_full_blocks(&mut self, i: usize) {
+        let bs = self.kv.block_size;
+        let s = &mut self.running[i];
+        while (s.hashes.len() + 1) * bs <= s.computed {
+            let j = s.hashes.len();
+            let h = block_hash(s.hashes.last(), adapter_key(s), &s.tokens[j * bs..(j + 1) * bs]);
+            self.kv.blocks.register(s.blocks[j], h);
+            s.hashes.push(h);
+        }
     }
 
     /// Plans token counts per running sequence and makes sure each has blocks for them,
@@ -278,6 +310,7 @@ impl Scheduler {
             self.kv.blocks.free(std::mem::take(&mut victim.blocks));
             self.stats.preemptions.fetch_add(1, Ordering::Relaxed);
             victim.computed = 0;
+            victim.hashes.clear();
             self.waiting.push_front(victim);
         }
     }
@@ -332,6 +365,11 @@ impl Scheduler {
         for (i, s) in self.running.iter_mut().enumerate() {
             s.computed += plan[i];
         }
+        if self.cfg.prefix_caching {
+            for i in 0..self.running.len() {
+                self.register_full_blocks(i);
+            }
+        }
         let mut finished = Vec::new();
         let mut rows = logits.into_iter();
         for part in parts {
@@ -357,7 +395,11 @@ impl Scheduler {
                     logprobs: Vec::new(),
                 });
             }
-            let usage = Usage { prompt_tokens: s.prompt_len, completion_tokens: s.generated() };
+            let usage = Usage {
+                prompt_tokens: s.prompt_len,
+                completion_tokens: s.generated(),
+                cached_tokens: s.cached_tokens.min(s.prompt_len),
+            };
             let _ = s.tx.send(GenerationEvent::Done { finish_reason: reason, usage });
             self.kv.blocks.free(std::mem::take(&mut s.blocks));
         }
@@ -423,4 +465,29 @@ impl Scheduler {
         }
         None
     }
+}
+
+/// What a sequence's K/V depend on besides its tokens: its adapter's content hash (empty for
+/// the base model).
+fn adapter_key(s: &Seq) -> &str {
+    s.adapter.as_ref().map_or("", |a| a.content_hash.as_str())
+}
+
+/// The cached blocks `s`'s tokens start with (a reference taken on each) and their hashes.
+/// At least one token is always left to compute, for the logits of the next one; a prompt
+/// still to be scored computes everything (cached blocks skip the rows that score it).
+fn cached_prefix(kv: &mut KvCache, enabled: bool, s: &Seq) -> (Vec<u32>, Vec<BlockHash>) {
+    let (mut hits, mut hashes) = (Vec::new(), Vec::new());
+    if !enabled || s.scoring() {
+        return (hits, hashes);
+    }
+    let bs = kv.block_size;
+    let key = adapter_key(s);
+    for block in s.tokens[..s.tokens.len() - 1].chunks_exact(bs) {
+        let h = block_hash(hashes.last(), key, block);
+        let Some(b) = kv.blocks.take_cached(&h) else { break };
+        hits.push(b);
+        hashes.push(h);
+    }
+    (hits, hashes)
 }

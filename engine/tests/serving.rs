@@ -1,6 +1,7 @@
 //! The engine as the daemon uses it: continuous batching with requests joining at different
 //! steps, every request on its own adapter, cancellation, admission limits, stop strings,
-//! preemption when the KV cache runs out, and the default model's answer quality.
+//! preemption when the KV cache runs out, prefix caching, and the default model's answer
+//! quality.
 
 mod common;
 
@@ -395,4 +396,69 @@ fn scheduler_answers_watchdog_pings_until_shutdown() {
     stream.collect_blocking().unwrap();
     h.shutdown();
     assert!(!h.is_responsive(std::time::Duration::from_millis(200)), "stopped engine");
+}
+
+/// Requests sharing a system prompt reuse its full blocks' K/V (per model or adapter, never
+/// across them), report the reused tokens in their usage, and answer exactly as an engine
+/// without the cache does; a prompt to be scored computes everything.
+#[test]
+fn prefix_cache_shares_common_prompts() {
+    let Some((h, model)) = engine(EngineConfig { kv_cache_tokens: 2048, ..Default::default() })
+    else {
+        return;
+    };
+    let Some((plain, _)) =
+        engine(EngineConfig { kv_cache_tokens: 2048, prefix_caching: false, ..Default::default() })
+    else {
+        return;
+    };
+    let a = common::adapter(&model, "a", 8, &TargetModule::ALL, false, 77);
+    h.add_adapter(&a).unwrap();
+    plain.add_adapter(&a).unwrap();
+    let system = "You are a careful assistant for a shipping company. Answer in one short \
+        sentence, name the port when you know it, and never invent tracking numbers. Parcels \
+        leave Rotterdam on Mondays and Hamburg on Thursdays; Oslo is served from Hamburg.";
+    let chat = |q: &str| {
+        let msgs = [ChatMessage::new("system", system), ChatMessage::new("user", q)];
+        let text = h.info().chat_template.render(&msgs, true).unwrap();
+        h.tokenizer().encode(&text).unwrap()
+    };
+    let (p1, p2) = (chat("Where is my parcel?"), chat("Which port ships to Oslo?"));
+    let common = p1.iter().zip(&p2).take_while(|(x, y)| x == y).count();
+    assert!(common >= 48, "the shared system prompt must span full blocks ({common} tokens)");
+    let run = |h: &EngineHandle, p: &[u32], adapter: Option<&str>, scored: bool| {
+        let r = GenerateRequest {
+            adapter: adapter.map(str::to_owned),
+            prompt_logprobs: scored.then_some(1),
+            ..GenerateRequest::greedy(p.to_vec(), 12)
+        };
+        h.submit(r).unwrap().collect_blocking().unwrap()
+    };
+    let blocks = |n: usize| n / 16 * 16;
+    let first = run(&h, &p1, None, false);
+    assert_eq!(first.usage.cached_tokens, 0, "nothing is cached yet");
+    let second = run(&h, &p2, None, false);
+    assert_eq!(second.usage.cached_tokens, blocks(common));
+    assert_eq!(second.tokens, run(&plain, &p2, None, false).tokens, "cached answer differs");
+    // The same prompt again reuses every full block but the one holding its last token.
+    let again = run(&h, &p1, None, false);
+    assert_eq!(again.usage.cached_tokens, blocks(p1.len() - 1));
+    assert_eq!(again.tokens, first.tokens);
+    // An adapter's K/V are its own: nothing from the base's blocks, then its own blocks.
+    let on_a = run(&h, &p2, Some("a"), false);
+    assert_eq!(on_a.usage.cached_tokens, 0, "an adapter reused the base model's K/V");
+    let on_a_again = run(&h, &p1, Some("a"), false);
+    assert_eq!(on_a_again.usage.cached_tokens, blocks(common));
+    assert_eq!(on_a_again.tokens, run(&plain, &p1, Some("a"), false).tokens);
+    // Scoring the prompt needs every position's logits: no cached blocks.
+    let scored = run(&h, &p1, None, true);
+    assert_eq!(scored.usage.cached_tokens, 0);
+    assert_eq!(scored.prompt_logprobs.len(), p1.len() - 1);
+    let stats = h.stats();
+    let hits = stats.prefix_cache_hit_tokens.load(std::sync::atomic::Ordering::SeqCst);
+    let want = [&second, &again, &on_a_again].iter().map(|c| c.usage.cached_tokens).sum::<usize>();
+    assert_eq!(hits, want);
+    assert_eq!(plain.stats().prefix_cache_hit_tokens.load(std::sync::atomic::Ordering::SeqCst), 0);
+    h.shutdown();
+    plain.shutdown();
 }

@@ -32,6 +32,26 @@ def check_usage(usage, completion_tokens=None):
         assert usage.completion_tokens == completion_tokens
 
 
+def test_shared_system_prompt_is_served_from_the_prefix_cache(client):
+    system = {
+        "role": "system",
+        "content": "You answer questions about European geography for school children. "
+        "Use one short sentence, name the country, and say so when you are unsure.",
+    }
+
+    def ask(q):
+        messages = [system, {"role": "user", "content": q}]
+        return client.chat.completions.create(
+            model=BASE, messages=messages, max_tokens=4, temperature=0
+        )
+
+    ask("Where is Lyon?")
+    r = ask("Where is Porto?")
+    check_usage(r.usage)
+    # The system prompt's full 16-token blocks were computed by the first request.
+    assert r.usage.prompt_tokens_details.cached_tokens >= 32, r.usage
+
+
 def test_models_list_has_base_and_adapter(client):
     models = {m.id: m for m in client.models.list()}
     assert BASE in models and ADAPTER in models, models

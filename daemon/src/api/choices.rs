@@ -237,9 +237,10 @@ async fn collect(meta: Meta, answers: Vec<Answer>) -> Result<Response, ApiError>
     let mut cost = None;
     for (done, mut state) in finished {
         let done = done.map_err(|e| meta.failed(e))?;
-        let mine = Usage { prompt_tokens: state.prompt_tokens, ..done.usage };
+        let mine = own_usage(state.prompt_tokens, done.usage);
         meta.count_done(mine, done.first_token_at);
         usage.prompt_tokens += mine.prompt_tokens;
+        usage.cached_tokens += mine.cached_tokens;
         usage.completion_tokens += done.usage.completion_tokens;
         let echo = state.echo.as_ref().map(|&(_, first)| (first, &done.prompt_logprobs[..]));
         let logprobs = state.writer.as_mut().map(|w| w.answer(echo, &done.logprobs));
@@ -330,9 +331,10 @@ fn stream(meta: Meta, answers: Vec<Answer>) -> Response {
                     }
                 }
                 GenerationEvent::Done { finish_reason, usage: done } => {
-                    let mine = Usage { prompt_tokens: state.prompt_tokens, ..done };
+                    let mine = own_usage(state.prompt_tokens, done);
                     meta.count_done(mine, state.first_token_at);
                     usage.prompt_tokens += mine.prompt_tokens;
+                    usage.cached_tokens += mine.cached_tokens;
                     usage.completion_tokens += done.completion_tokens;
                     let pending = std::mem::take(&mut state.pending);
                     let lps = state.writer.as_mut().map(|w| w.write(&pending));
@@ -367,4 +369,10 @@ fn stream(meta: Meta, answers: Vec<Answer>) -> Response {
         yield Event::default().data("[DONE]");
     };
     Sse::new(events.map(Ok::<_, std::convert::Infallible>)).into_response()
+}
+
+/// An answer's share of the usage: its prompt counted only by the first answer of that prompt
+/// (`prompt_tokens` is 0 for the others), cached tokens likewise.
+fn own_usage(prompt_tokens: usize, done: Usage) -> Usage {
+    Usage { prompt_tokens, cached_tokens: done.cached_tokens.min(prompt_tokens), ..done }
 }

@@ -238,6 +238,20 @@ pub(crate) fn render(state: &AppState) -> String {
         "Sequences preempted (KV cache full) and recomputed.",
         &[("", load(&stats.preemptions))],
     );
+    family(
+        &mut out,
+        "lorad_prefix_cache_queried_tokens_total",
+        "counter",
+        "Tokens of admitted requests looked up in the prefix cache.",
+        &[("", load(&stats.prefix_cache_queried_tokens))],
+    );
+    family(
+        &mut out,
+        "lorad_prefix_cache_hit_tokens_total",
+        "counter",
+        "Tokens whose K/V came from the prefix cache instead of being computed.",
+        &[("", load(&stats.prefix_cache_hit_tokens))],
+    );
     let r = serving.manager.stats();
     tier_families(&mut out, &[("device", r.device), ("host", r.host)]);
     family(

@@ -135,6 +135,8 @@ pub(crate) struct UsageOut {
     pub(crate) prompt_tokens: usize,
     pub(crate) completion_tokens: usize,
     pub(crate) total_tokens: usize,
+    /// OpenAI's breakdown of the prompt: tokens served from the prefix cache.
+    pub(crate) prompt_tokens_details: PromptTokensDetails,
     /// Wall milliseconds spent attributing the answer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) attribution_ms: Option<u64>,
@@ -143,12 +145,20 @@ pub(crate) struct UsageOut {
     pub(crate) attribution_tokens: Option<usize>,
 }
 
+/// `usage.prompt_tokens_details`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub(crate) struct PromptTokensDetails {
+    /// Prompt tokens whose K/V came from the prefix cache instead of being computed.
+    pub(crate) cached_tokens: usize,
+}
+
 impl From<lorad_engine::Usage> for UsageOut {
     fn from(u: lorad_engine::Usage) -> Self {
         Self {
             prompt_tokens: u.prompt_tokens,
             completion_tokens: u.completion_tokens,
             total_tokens: u.prompt_tokens + u.completion_tokens,
+            prompt_tokens_details: PromptTokensDetails { cached_tokens: u.cached_tokens },
             attribution_ms: None,
             attribution_tokens: None,
         }

@@ -28,6 +28,11 @@ fn assert_usage(u: &Value) -> u64 {
         u["total_tokens"].as_u64().unwrap(),
     );
     assert!(p > 0 && c > 0 && p + c == t, "{u}");
+    let cached = u["prompt_tokens_details"]["cached_tokens"].as_u64();
+    assert!(
+        cached.is_some_and(|n| n <= p),
+        "cached prompt tokens missing or above the prompt: {u}"
+    );
     c
 }
 
