@@ -181,11 +181,12 @@ serve_checks() {
 # each timed; the run stops starting steps after $LORAD_DEVICE_SECS (default 480) seconds.
 device() {
     dev=cuda
-    local libs="${LORAD_KIT_LIBS:-}" load_tokens=400 sizes="--repeats 3"
+    local libs="${LORAD_KIT_LIBS:-}" load_tokens=400 sizes="--repeats 3" prefix_sizes=""
     local requests=("32 --saved-dtype f32" "32 --saved-dtype bf16" "100 --saved-dtype bf16")
     if [ "${1:-}" = --rehearse ]; then
         dev=cpu libs="$cu/lib/stubs $cu/lib $libs" load_tokens=24
         requests=("8 --saved-dtype bf16") sizes="--repeats 1 --max-tokens 8 --merge-requests 1"
+        prefix_sizes="--requests 2 --system-tokens 64"
     fi
     deadline=$((SECONDS + ${LORAD_DEVICE_SECS:-480}))
     local out=${OUT:-$kit/out}
@@ -227,7 +228,10 @@ device() {
         step "bench decode --requests $b" 180 "$out/bench.log" \
             "$bin/lorad-bench" --out "$out/bench" decode --device "$dev" --requests $b $sizes || status=1
     done
-    grep -h 'b/a' "$out/bench/"*.md >>"$summary" 2>/dev/null || true
+    # shellcheck disable=SC2086
+    step "bench prefix" 120 "$out/bench.log" \
+        "$bin/lorad-bench" --out "$out/bench" prefix --device "$dev" $prefix_sizes || status=1
+    grep -h 'b/a\|off/on' "$out/bench/"*.md >>"$summary" 2>/dev/null || true
     for t in "$bin"/test-*; do
         [[ " ${first[*]} " == *" $(basename "$t") "* ]] && continue
         step "$(basename "$t")" 300 "$out/tests.log" "$t" --test-threads=1 || status=1

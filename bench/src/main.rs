@@ -7,6 +7,7 @@ mod attribution;
 mod decode;
 mod lightclient;
 mod plot;
+mod prefix;
 mod receipts;
 mod report;
 mod scratch;
@@ -35,6 +36,8 @@ struct Cli {
 enum Cmd {
     /// Decode throughput: base alone vs one adapter per request vs merge-per-request.
     Decode(decode::DecodeArgs),
+    /// Prefix caching: time to first token of requests sharing a system prompt, cache off vs on.
+    Prefix(prefix::PrefixArgs),
     /// The adapter store at scale: import rate, index open time, cold page-in latency vs disk
     /// bandwidth, host-tier hits, serving with a 10 % host budget vs unlimited.
     Store(store::StoreArgs),
@@ -67,6 +70,7 @@ fn try_main() -> anyhow::Result<()> {
     let home = cli.home.unwrap_or_else(lorad_model::default_home);
     match cli.cmd {
         Cmd::Decode(args) => decode::run(&home, &cli.out, &args),
+        Cmd::Prefix(args) => prefix::run(&home, &cli.out, &args),
         Cmd::Store(args) => store::run(&home, &cli.out, &args),
         Cmd::Attribution(args) => attribution::run(&home, &cli.out, &args),
         Cmd::Span(args) => span::run(&cli.out, &args),
