@@ -16,7 +16,7 @@ use lorad_store::{BaseShape, TargetModule};
 
 use crate::adapters::ResidentAdapter;
 use crate::kv::KvCache;
-use crate::lora_step::{LoraStep, StackCache};
+use crate::lora_step::{LoraStep, ProjGroup, StackCache};
 use crate::weights::{BaseWeights, LayerWeights};
 use crate::{EngineError, Result};
 
@@ -168,30 +168,36 @@ impl Llama {
         let eps = cfg.rms_norm_eps as f32;
         let mut x = self.embed.index_select(&tok, 0)?;
         for (l, layer) in self.layers.iter().enumerate() {
-            let linear = |m: TargetModule, input: &Tensor| -> Result<Tensor> {
-                let mut y = input.matmul(&layer.proj[m.index()].t()?)?;
-                if let Some(Some(b)) = layer.bias.get(m.index()) {
-                    y = y.broadcast_add(b)?;
-                }
-                lora.apply(l, m, &y, input)
+            let base = |m: TargetModule, input: &Tensor| -> Result<Tensor> {
+                let y = input.matmul(&layer.proj[m.index()].t()?)?;
+                Ok(match layer.bias.get(m.index()) {
+                    Some(Some(b)) => y.broadcast_add(b)?,
+                    _ => y,
+                })
+            };
+            // Base projections of a group, then the group's LoRA terms (one shared shrink on
+            // the generic path).
+            let project = |group: ProjGroup, input: &Tensor| -> Result<Vec<Tensor>> {
+                let mut ys =
+                    group.modules().iter().map(|&m| base(m, input)).collect::<Result<Vec<_>>>()?;
+                lora.apply(group, l, &mut ys, input)?;
+                Ok(ys)
             };
             let h = lorad_kernels::rms_norm(&x, &layer.input_norm, eps)?;
-            let q = linear(TargetModule::QProj, &h)?.reshape((t, heads, hd))?;
-            let k = linear(TargetModule::KProj, &h)?.reshape((t, kvh, hd))?;
-            let v = linear(TargetModule::VProj, &h)?.reshape((t, kvh, hd))?;
-            let q = lorad_kernels::apply_rope_at(&q, &rope)?;
-            let k = lorad_kernels::apply_rope_at(&k, &rope)?;
+            let [q, k, v] = fixed(project(ProjGroup::Qkv, &h)?)?;
+            let q = lorad_kernels::apply_rope_at(&q.reshape((t, heads, hd))?, &rope)?;
+            let k = lorad_kernels::apply_rope_at(&k.reshape((t, kvh, hd))?, &rope)?;
+            let v = v.reshape((t, kvh, hd))?;
             let pool = &kv.pools[l];
             step.write_kv(pool, &k, &v.contiguous()?, self.path)?;
             let att = step.attend(&q, pool, scale, self.path)?;
-            let o = linear(TargetModule::OProj, &att.reshape((t, heads * hd))?)?;
+            let [o] = fixed(project(ProjGroup::O, &att.reshape((t, heads * hd))?)?)?;
             x = (x + o)?;
             let h = lorad_kernels::rms_norm(&x, &layer.post_norm, eps)?;
-            let act = lorad_kernels::swiglu(
-                &linear(TargetModule::GateProj, &h)?,
-                &linear(TargetModule::UpProj, &h)?,
-            )?;
-            x = (x + linear(TargetModule::DownProj, &act)?)?;
+            let [gate, up] = fixed(project(ProjGroup::GateUp, &h)?)?;
+            let act = lorad_kernels::swiglu(&gate, &up)?;
+            let [down] = fixed(project(ProjGroup::Down, &act)?)?;
+            x = (x + down)?;
         }
         if logit_rows.is_empty() {
             return Ok(Tensor::zeros((0, cfg.vocab_size), DType::F32, dev)?);
@@ -223,4 +229,10 @@ pub fn base_shape(cfg: &ModelConfig) -> BaseShape {
         kv_dim: cfg.num_kv_heads * cfg.head_dim,
         intermediate_size: cfg.intermediate_size,
     }
+}
+
+/// A group's outputs as an array of its size.
+fn fixed<const N: usize>(ys: Vec<Tensor>) -> Result<[Tensor; N]> {
+    let n = ys.len();
+    ys.try_into().map_err(|_| EngineError::Config(format!("{n} projection outputs, expected {N}")))
 }

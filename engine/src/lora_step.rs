@@ -7,8 +7,10 @@
 //! is the whole step. There the term is split by the shape of each sequence's rows:
 //!
 //! * Short parts (decode tokens, short chunks) go through a [`LoraStack`] of every adapter in
-//!   the step: four ops per projection whatever the adapter count, at the price of computing
-//!   each short row against every adapter's columns and masking the others out.
+//!   the step, one per group of projections that read the same input ([`ProjGroup`]: q/k/v,
+//!   o, gate/up, down): a shrink, a mask, an expand and an add per projection, whatever the
+//!   adapter count, at the price of computing each short row against every adapter's columns
+//!   and masking the others out.
 //! * A part of [`DENSE_ROWS`] rows or more (a prefill chunk) gets its own shrink and expand on
 //!   its rows: masking would multiply its work by the number of adapters, and there are few
 //!   such parts per step.
@@ -38,15 +40,45 @@ pub(crate) const DENSE_ROWS: u32 = 16;
 pub(crate) struct StackCache {
     /// Adapter uids, ascending: the composition the stacks are for.
     key: Vec<u64>,
-    /// `stacks[layer][module]`: the stack of the adapters that target it, if any.
-    stacks: Vec<[Option<Stacked>; 7]>,
+    /// `stacks[layer][group]`: the stack of the adapters that target the group, if any.
+    stacks: Vec<[Option<Stacked>; 4]>,
 }
 
-/// One projection's stack and which of the step's adapters its members are.
+/// Projections that read the same input, whose LoRA terms share one stacked shrink.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ProjGroup {
+    /// q, k and v (the attention input).
+    Qkv,
+    /// o (the attention output).
+    O,
+    /// gate and up (the MLP input).
+    GateUp,
+    /// down (the MLP activation).
+    Down,
+}
+
+impl ProjGroup {
+    const ALL: [ProjGroup; 4] = [ProjGroup::Qkv, ProjGroup::O, ProjGroup::GateUp, ProjGroup::Down];
+
+    /// Its projections, in the order [`LoraStep::apply`] takes their outputs.
+    pub(crate) fn modules(self) -> &'static [TargetModule] {
+        match self {
+            ProjGroup::Qkv => &[TargetModule::QProj, TargetModule::KProj, TargetModule::VProj],
+            ProjGroup::O => &[TargetModule::OProj],
+            ProjGroup::GateUp => &[TargetModule::GateProj, TargetModule::UpProj],
+            ProjGroup::Down => &[TargetModule::DownProj],
+        }
+    }
+}
+
+/// One group's stack: which of the step's adapters its members are, and where each projection's
+/// columns sit in its output.
 #[derive(Debug)]
 struct Stacked {
     stack: LoraStack,
     adapters: Vec<usize>,
+    /// `(index in the group's modules, first column, width)` of each targeted projection.
+    outs: Vec<(usize, usize, usize)>,
 }
 
 /// A mask depends on the member adapters and their ranks and scales (equal in most layers).
@@ -149,44 +181,57 @@ impl<'a> LoraStep<'a> {
         })
     }
 
-    /// `y + LoRA(x)` for projection `module` of `layer`.
+    /// Adds the LoRA terms of `group`'s projections of `layer` to their outputs `ys` (base
+    /// outputs, in [`ProjGroup::modules`] order), all computed from the input `x`.
     pub(crate) fn apply(
         &self,
+        group: ProjGroup,
         layer: usize,
-        module: TargetModule,
-        y: &Tensor,
+        ys: &mut [Tensor],
         x: &Tensor,
-    ) -> Result<Tensor> {
+    ) -> Result<()> {
+        let modules = group.modules();
         let Some(st) = &self.generic else {
-            let lg: Vec<LoraGroup<'_>> = self
-                .groups
-                .iter()
-                .filter_map(|(a, rows)| a.pair(layer, module).map(|pair| LoraGroup { pair, rows }))
-                .collect();
-            return Ok(lorad_kernels::add_lora(y, x, &lg, self.path)?);
+            for (y, &m) in ys.iter_mut().zip(modules) {
+                let lg: Vec<LoraGroup<'_>> = self
+                    .groups
+                    .iter()
+                    .filter_map(|(a, rows)| a.pair(layer, m).map(|pair| LoraGroup { pair, rows }))
+                    .collect();
+                *y = lorad_kernels::add_lora(y, x, &lg, self.path)?;
+            }
+            return Ok(());
         };
-        let mut y = y.clone();
         for (g, rows, idx) in &st.dense {
-            let Some(pair) = self.groups[*g].0.pair(layer, module) else { continue };
             let xs = x.narrow(0, rows.start as usize, rows.len())?;
-            let v = (xs.matmul(&pair.a().to_dtype(xs.dtype())?.t()?)? * f64::from(pair.scale()))?;
-            let d = v.matmul(&pair.b_t().to_dtype(xs.dtype())?)?.to_dtype(y.dtype())?;
-            y = y.index_add(idx, &d, 0)?;
+            for (y, &m) in ys.iter_mut().zip(modules) {
+                let Some(pair) = self.groups[*g].0.pair(layer, m) else { continue };
+                let a = pair.a().to_dtype(xs.dtype())?;
+                let v = (xs.matmul(&a.t()?)? * f64::from(pair.scale()))?;
+                let d = v.matmul(&pair.b_t().to_dtype(xs.dtype())?)?.to_dtype(y.dtype())?;
+                *y = y.index_add(idx, &d, 0)?;
+            }
         }
-        let Some(s) = st.cache.stacks.get(layer).and_then(|l| l[module.index()].as_ref()) else {
-            return Ok(y);
+        let Some(s) = st.cache.stacks.get(layer).and_then(|l| l[group as usize].as_ref()) else {
+            return Ok(());
         };
         if st.short_rows == 0 || s.adapters.iter().all(|&g| st.short_of[g].is_empty()) {
-            return Ok(y);
+            return Ok(());
         }
         let mask = st.mask(s)?;
-        Ok(match &st.short_index {
-            None => s.stack.apply(&y, x, &mask)?,
-            Some(idx) => {
-                let d = s.stack.delta(&x.index_select(idx, 0)?, &mask)?;
-                y.index_add(idx, &d.to_dtype(y.dtype())?, 0)?
-            }
-        })
+        let d = match &st.short_index {
+            None => s.stack.delta(x, &mask)?,
+            Some(idx) => s.stack.delta(&x.index_select(idx, 0)?, &mask)?,
+        };
+        for &(i, col, width) in &s.outs {
+            let y = &mut ys[i];
+            let di = d.narrow(1, col, width)?.to_dtype(y.dtype())?;
+            *y = match &st.short_index {
+                None => (&*y + di)?,
+                Some(idx) => y.index_add(idx, &di.contiguous()?, 0)?,
+            };
+        }
+        Ok(())
     }
 }
 
@@ -211,7 +256,7 @@ impl Generic<'_> {
     }
 }
 
-/// Stacks for every layer and projection some adapter of `groups` targets.
+/// Stacks for every layer and projection group some adapter of `groups` targets.
 fn build(
     groups: &[(&ResidentAdapter, Vec<u32>)],
     key: Vec<u64>,
@@ -220,15 +265,31 @@ fn build(
     let layers = groups.iter().map(|(a, _)| a.layers.len()).max().unwrap_or(0);
     let mut stacks = Vec::with_capacity(layers);
     for l in 0..layers {
-        let mut per: [Option<Stacked>; 7] = Default::default();
-        for m in TargetModule::ALL {
-            let (adapters, pairs): (Vec<usize>, Vec<_>) = groups
-                .iter()
-                .enumerate()
-                .filter_map(|(i, (a, _))| a.pair(l, m).map(|p| (i, p)))
-                .unzip();
-            if !pairs.is_empty() {
-                per[m.index()] = Some(Stacked { stack: LoraStack::new(&pairs, dtype)?, adapters });
+        let mut per: [Option<Stacked>; 4] = Default::default();
+        for group in ProjGroup::ALL {
+            let (mut parts, mut adapters, mut outs) = (Vec::new(), Vec::new(), Vec::new());
+            let mut col = 0;
+            for (i, &m) in group.modules().iter().enumerate() {
+                let (members, pairs): (Vec<usize>, Vec<_>) = groups
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(g, (a, _))| a.pair(l, m).map(|p| (g, p)))
+                    .unzip();
+                if pairs.is_empty() {
+                    continue;
+                }
+                let stack = LoraStack::new(&pairs, dtype)?;
+                outs.push((i, col, stack.out_dim()));
+                col += stack.out_dim();
+                adapters.extend(members);
+                parts.push(stack);
+            }
+            if !parts.is_empty() {
+                let stack = match &parts[..] {
+                    [only] => only.clone(),
+                    _ => LoraStack::block_diagonal(&parts)?,
+                };
+                per[group as usize] = Some(Stacked { stack, adapters, outs });
             }
         }
         stacks.push(per);

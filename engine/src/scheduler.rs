@@ -483,7 +483,7 @@ fn cached_prefix(kv: &mut KvCache, enabled: bool, s: &Seq) -> (Vec<u32>, Vec<Blo
     }
     let bs = kv.block_size;
     let key = adapter_key(s);
-    for block in s.tokens[..s.tokens.len() - 1].chunks_exact(bs) {
+    for block in s.tokens[..s.tokens.len().saturating_sub(1)].chunks_exact(bs) {
         let h = block_hash(hashes.last(), key, block);
         let Some(b) = kv.blocks.take_cached(&h) else { break };
         hits.push(b);

@@ -76,6 +76,49 @@ impl LoraStack {
         })
     }
 
+    /// Several projections' stacks over the same input (q, k and v; gate and up) as one: `A`s
+    /// concatenated along the rank, `Bᵀ`s placed block-diagonally (each stack's rows write only
+    /// its own projection's columns of the `[T, Σ out]` result), so the whole group takes one
+    /// shrink, one mask and one expand. Members are the stacks' members in order.
+    pub fn block_diagonal(stacks: &[LoraStack]) -> Result<Self> {
+        let Some(first) = stacks.first() else {
+            return Err(KernelError::Value {
+                op: "lora stack",
+                what: "stacks",
+                got: "none".into(),
+                expected: "at least one stack",
+            });
+        };
+        let in_dim = first.a.dims()[1];
+        if let Some(s) = stacks.iter().find(|s| s.a.dims()[1] != in_dim) {
+            return Err(KernelError::Shape {
+                op: "lora stack",
+                what: "stack A",
+                got: s.a.dims().to_vec(),
+                expected: format!("[R, {in_dim}] (one input for the whole group)"),
+            });
+        }
+        let total: usize = stacks.iter().map(LoraStack::out_dim).sum();
+        let mut before = 0;
+        let mut b_parts = Vec::with_capacity(stacks.len());
+        for s in stacks {
+            let after = total - before - s.out_dim();
+            b_parts.push(s.b_t.pad_with_zeros(1, before, after)?);
+            before += s.out_dim();
+        }
+        let a_parts: Vec<Tensor> = stacks.iter().map(|s| s.a.clone()).collect();
+        Ok(Self {
+            a: Tensor::cat(&a_parts, 0)?.contiguous()?,
+            b_t: Tensor::cat(&b_parts, 0)?.contiguous()?,
+            members: stacks.iter().flat_map(|s| s.members.iter().copied()).collect(),
+        })
+    }
+
+    /// Output features (the width of [`LoraStack::delta`]).
+    pub fn out_dim(&self) -> usize {
+        self.b_t.dims()[1]
+    }
+
     /// The members, in column order.
     pub fn members(&self) -> &[StackMember] {
         &self.members

@@ -85,6 +85,54 @@ fn lora_matches_reference(dev: &Device) {
     assert_eq!(&full[5 * out..6 * out], &alone[..]);
 }
 
+/// A block-diagonal stack of two projections (outputs 24 and 10 wide, over one input) gives
+/// each projection exactly its own stack's term, side by side.
+fn lora_stack_block_diagonal_matches_parts(dev: &Device) {
+    let mut rng = ChaCha8Rng::seed_from_u64(21);
+    let (t, inp) = (5, 16);
+    let f32 = candle_core::DType::F32;
+    let pair = |rng: &mut ChaCha8Rng, r: usize, out: usize, scale: f32| {
+        LoraPair::new(
+            Tensor::from_vec(randv(rng, r * inp), (r, inp), dev).unwrap(),
+            Tensor::from_vec(randv(rng, out * r), (out, r), dev).unwrap(),
+            scale,
+        )
+        .unwrap()
+    };
+    let (p1, p2, p3) =
+        (pair(&mut rng, 3, 24, 0.5), pair(&mut rng, 6, 24, 2.0), pair(&mut rng, 4, 10, 1.5));
+    let s1 = LoraStack::new(&[&p1, &p2], f32).unwrap();
+    let s2 = LoraStack::new(&[&p3], f32).unwrap();
+    let both = LoraStack::block_diagonal(&[s1.clone(), s2.clone()]).unwrap();
+    assert_eq!((both.total_rank(), both.out_dim()), (13, 34));
+    let x = Tensor::from_vec(randv(&mut rng, t * inp), (t, inp), dev).unwrap();
+    let rows1: [&[u32]; 2] = [&[0, 3], &[1]];
+    let rows2: [&[u32]; 1] = [&[3, 4]];
+    let m1 = stack_mask(t, s1.members(), &rows1, f32, dev).unwrap();
+    let m2 = stack_mask(t, s2.members(), &rows2, f32, dev).unwrap();
+    let rows: Vec<&[u32]> = rows1.iter().chain(&rows2).copied().collect();
+    let m = stack_mask(t, both.members(), &rows, f32, dev).unwrap();
+    let d = both.delta(&x, &m).unwrap();
+    let d1 = to_vec(&s1.delta(&x, &m1).unwrap());
+    let d2 = to_vec(&s2.delta(&x, &m2).unwrap());
+    let (got1, got2) =
+        (to_vec(&d.narrow(1, 0, 24).unwrap()), to_vec(&d.narrow(1, 24, 10).unwrap()));
+    let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-5);
+    assert!(close(&got1, &d1) && close(&got2, &d2));
+    // Row 2 uses no adapter: its term is exactly zero.
+    assert!(to_vec(&d.narrow(0, 2, 1).unwrap()).iter().all(|&v| v == 0.0));
+    let wide_in = LoraStack::new(&[&pair(&mut rng, 2, 10, 1.0)], f32).unwrap();
+    assert!(LoraStack::block_diagonal(&[]).is_err());
+    let other_in = LoraPair::new(
+        Tensor::zeros((2, inp + 1), f32, dev).unwrap(),
+        Tensor::zeros((10, 2), f32, dev).unwrap(),
+        1.0,
+    )
+    .unwrap();
+    let other = LoraStack::new(&[&other_in], f32).unwrap();
+    assert!(LoraStack::block_diagonal(&[wide_in, other]).is_err());
+}
+
 fn lora_rejects_bad_input(dev: &Device) {
     let pair = LoraPair::new(
         Tensor::zeros((4, 8), candle_core::DType::F32, dev).unwrap(),
@@ -269,6 +317,7 @@ macro_rules! device_tests {
 
 device_tests!(
     lora_matches_reference,
+    lora_stack_block_diagonal_matches_parts,
     lora_rejects_bad_input,
     rope_and_norm_match_reference,
     paged_attention_matches_reference
