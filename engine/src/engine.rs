@@ -122,6 +122,17 @@ pub struct EngineStats {
     pub prefix_cache_queried_tokens: AtomicUsize,
     /// Of those, tokens whose K/V came from the cache instead of being computed.
     pub prefix_cache_hit_tokens: AtomicUsize,
+    /// Tokens computed by forward steps (prefill chunks and decodes): over `steps`, the mean
+    /// batch size in tokens.
+    pub step_tokens: AtomicUsize,
+    /// Wall time of each forward step, sampling included.
+    pub step_seconds: crate::residency::Histogram,
+    /// KV cache blocks in all.
+    pub kv_blocks_total: AtomicUsize,
+    /// Blocks held by running sequences.
+    pub kv_blocks_used: AtomicUsize,
+    /// Blocks held by no sequence but kept for the prefix cache (reclaimed when needed).
+    pub kv_blocks_cached: AtomicUsize,
 }
 
 #[derive(Debug)]

@@ -165,7 +165,17 @@ impl Scheduler {
             self.drop_cancelled();
             self.admit();
             self.step();
+            self.publish_kv();
         }
+    }
+
+    /// The KV cache's block counts, for `/metrics`.
+    fn publish_kv(&self) {
+        let b = &self.kv.blocks;
+        let st = &self.stats;
+        st.kv_blocks_total.store(b.total(), Ordering::Relaxed);
+        st.kv_blocks_used.store(b.total() - b.available(), Ordering::Relaxed);
+        st.kv_blocks_cached.store(b.cached(), Ordering::Relaxed);
     }
 
     fn handle(&mut self, cmd: Command) -> bool {
@@ -347,9 +357,11 @@ impl Scheduler {
         if fwd.is_empty() {
             return;
         }
+        let started = std::time::Instant::now();
         let logits = self.model.forward(&fwd, &self.kv).and_then(|l| Ok(l.to_vec2::<f32>()?));
         drop(fwd);
         self.stats.steps.fetch_add(1, Ordering::Relaxed);
+        self.stats.step_tokens.fetch_add(plan.iter().sum(), Ordering::Relaxed);
         let logits = match logits {
             Ok(l) => l,
             Err(e) => {
@@ -383,10 +395,21 @@ impl Scheduler {
                 finished.push((part.seq, reason));
             }
         }
-        // Remove finished sequences, highest index first so indices stay valid.
+        self.stats.step_seconds.observe(started.elapsed());
+        // Remove finished sequences, highest index first so indices stay valid. Their blocks go
+        // back (and the counts are published) before their requests hear they are done, so a
+        // client that reads /metrics after its answer sees the cache without it.
         finished.sort_by_key(|f| std::cmp::Reverse(f.0));
-        for (i, reason) in finished {
-            let mut s = self.running.remove(i);
+        let done: Vec<(Seq, FinishReason)> = finished
+            .into_iter()
+            .map(|(i, reason)| {
+                let mut s = self.running.remove(i);
+                self.kv.blocks.free(std::mem::take(&mut s.blocks));
+                (s, reason)
+            })
+            .collect();
+        self.publish_kv();
+        for (mut s, reason) in done {
             let tail = s.out.flush();
             if !tail.is_empty() {
                 let _ = s.tx.send(GenerationEvent::Delta {
@@ -401,7 +424,6 @@ impl Scheduler {
                 cached_tokens: s.cached_tokens.min(s.prompt_len),
             };
             let _ = s.tx.send(GenerationEvent::Done { finish_reason: reason, usage });
-            self.kv.blocks.free(std::mem::take(&mut s.blocks));
         }
         self.stats.running.store(self.running.len(), Ordering::Relaxed);
     }

@@ -459,6 +459,14 @@ fn prefix_cache_shares_common_prompts() {
     let want = [&second, &again, &on_a_again].iter().map(|c| c.usage.cached_tokens).sum::<usize>();
     assert_eq!(hits, want);
     assert_eq!(plain.stats().prefix_cache_hit_tokens.load(std::sync::atomic::Ordering::SeqCst), 0);
+    // Every request has finished: no block is held, the prompts' blocks stay cached.
+    let load = |a: &std::sync::atomic::AtomicUsize| a.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(load(&stats.kv_blocks_total), 2048 / 16);
+    assert_eq!(load(&stats.kv_blocks_used), 0);
+    assert!(load(&stats.kv_blocks_cached) >= p1.len() / 16, "prompt blocks were not kept");
+    assert_eq!(load(&plain.stats().kv_blocks_cached), 0, "the cache is off");
+    assert!(load(&stats.step_tokens) >= load(&stats.steps));
+    assert_eq!(stats.step_seconds.snapshot().1 as usize, load(&stats.steps));
     h.shutdown();
     plain.shutdown();
 }

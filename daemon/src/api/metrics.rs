@@ -240,6 +240,39 @@ pub(crate) fn render(state: &AppState) -> String {
     );
     family(
         &mut out,
+        "lorad_engine_step_tokens_total",
+        "counter",
+        "Tokens computed by forward steps (over lorad_engine_steps_total: mean batch tokens).",
+        &[("", load(&stats.step_tokens))],
+    );
+    histogram(
+        &mut out,
+        "lorad_engine_step_seconds",
+        "Wall time of a forward step, sampling included.",
+        &stats.step_seconds,
+    );
+    let (total, used, cached) =
+        (load(&stats.kv_blocks_total), load(&stats.kv_blocks_used), load(&stats.kv_blocks_cached));
+    family(
+        &mut out,
+        "lorad_kv_cache_blocks",
+        "gauge",
+        "KV cache blocks by state: held by running requests, cached prefixes, free.",
+        &[
+            ("{state=\"used\"}", used),
+            ("{state=\"cached\"}", cached),
+            ("{state=\"free\"}", (total - used - cached).max(0.0)),
+        ],
+    );
+    family(
+        &mut out,
+        "lorad_kv_cache_usage_ratio",
+        "gauge",
+        "Share of KV cache blocks held by running requests.",
+        &[("", if total > 0.0 { used / total } else { 0.0 })],
+    );
+    family(
+        &mut out,
         "lorad_prefix_cache_queried_tokens_total",
         "counter",
         "Tokens of admitted requests looked up in the prefix cache.",

@@ -189,6 +189,12 @@ async fn metrics_are_prometheus_text() {
         "lorad_store_pinned_bytes{pinner=\"none\"} 0",
         "lorad_engine_device{device=\"cpu\"} 1",
         "lorad_generated_tokens_total",
+        "lorad_engine_step_seconds_bucket{le=\"+Inf\"}",
+        "lorad_engine_step_tokens_total",
+        "lorad_kv_cache_blocks{state=\"used\"}",
+        "lorad_kv_cache_blocks{state=\"cached\"}",
+        "lorad_kv_cache_usage_ratio",
+        "lorad_prefix_cache_hit_tokens_total",
     ] {
         assert!(text.contains(family), "missing {family} in\n{text}");
     }
