@@ -367,6 +367,7 @@ impl EngineHandle {
             stop: req.stop,
             ignore_eos: req.ignore_eos,
             prompt_logprobs: req.prompt_logprobs,
+            cache_salt: req.cache_salt,
             tx,
         };
         let sent = self

@@ -4,7 +4,8 @@
 //! ## Prefix caching
 //! A full block's K/V depend only on the tokens up to its end and on the adapter that computed
 //! them, so a block is named by a hash chained over exactly that ([`block_hash`]): the parent
-//! block's hash, the adapter's content hash, the block's tokens. Full blocks are registered
+//! block's hash, a namespace (the adapter's content hash, and the request's cache salt if it
+//! has one), the block's tokens. Full blocks are registered
 //! under their hash as sequences compute them. A new sequence whose prompt starts with
 //! registered blocks takes them (a reference each) instead of computing them again: a shared
 //! system prompt or chat history is prefilled once (vLLM's automatic prefix caching). When a
@@ -31,12 +32,13 @@ use crate::Result;
 pub type BlockHash = [u8; 32];
 
 /// The hash of a full block of `tokens` following the block hashed `parent` (none for the
-/// first block), computed with the adapter whose content hash is `adapter` (empty: the base).
-pub fn block_hash(parent: Option<&BlockHash>, adapter: &str, tokens: &[u32]) -> BlockHash {
+/// first block) in `namespace`: the content hash of the adapter that computed it (empty: the
+/// base model), followed by the request's cache salt if any.
+pub fn block_hash(parent: Option<&BlockHash>, namespace: &str, tokens: &[u32]) -> BlockHash {
     let mut h = Sha256::new();
     h.update(parent.map_or(&[0u8; 32][..], |p| &p[..]));
-    h.update((adapter.len() as u64).to_le_bytes());
-    h.update(adapter.as_bytes());
+    h.update((namespace.len() as u64).to_le_bytes());
+    h.update(namespace.as_bytes());
     for t in tokens {
         h.update(t.to_le_bytes());
     }

@@ -26,6 +26,10 @@ pub struct GenerateRequest {
     /// what evaluation harnesses score answers with). With it, `max_tokens: Some(0)` is
     /// allowed: score only, generate nothing.
     pub prompt_logprobs: Option<usize>,
+    /// Salts the prefix cache: this request shares cached K/V only with requests of the same
+    /// salt (and model or adapter). Tenants that must not learn, by timing, which prompts
+    /// others sent give each their own secret salt (vLLM's `cache_salt`).
+    pub cache_salt: Option<String>,
 }
 
 impl GenerateRequest {
@@ -39,6 +43,7 @@ impl GenerateRequest {
             stop: Vec::new(),
             ignore_eos: false,
             prompt_logprobs: None,
+            cache_salt: None,
         }
     }
 }

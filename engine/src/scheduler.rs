@@ -42,6 +42,7 @@ pub(crate) struct SeqInit {
     pub(crate) stop: Vec<String>,
     pub(crate) ignore_eos: bool,
     pub(crate) prompt_logprobs: Option<usize>,
+    pub(crate) cache_salt: Option<String>,
     pub(crate) tx: UnboundedSender<GenerationEvent>,
 }
 
@@ -63,6 +64,9 @@ struct Seq {
     /// The next prompt position to score (position 0 has nothing before it). It survives
     /// preemption, so a recomputed prefill does not score a position twice.
     prompt_scored: usize,
+    /// What its K/V depend on besides its tokens, for the prefix cache: the adapter's content
+    /// hash (empty for the base model), then the request's salt if it has one.
+    cache_ns: String,
     /// Hashes of its full blocks registered in the prefix cache so far, in order.
     hashes: Vec<BlockHash>,
     /// Prompt tokens its first admission found in the prefix cache.
@@ -182,7 +186,15 @@ impl Scheduler {
         match cmd {
             Command::Submit(init) => {
                 let init = *init;
+                let mut cache_ns =
+                    init.adapter.as_ref().map_or(String::new(), |a| a.content_hash.clone());
+                if let Some(salt) = &init.cache_salt {
+                    // Content hashes are hex: a NUL cannot be part of one.
+                    cache_ns.push('\0');
+                    cache_ns.push_str(salt);
+                }
                 self.waiting.push_back(Seq {
+                    cache_ns,
                     prompt_len: init.prompt.len(),
                     tokens: init.prompt,
                     computed: 0,
@@ -272,7 +284,7 @@ impl Scheduler {
         let s = &mut self.running[i];
         while (s.hashes.len() + 1) * bs <= s.computed {
             let j = s.hashes.len();
-            let h = block_hash(s.hashes.last(), adapter_key(s), &s.tokens[j * bs..(j + 1) * bs]);
+            let h = block_hash(s.hashes.last(), &s.cache_ns, &s.tokens[j * bs..(j + 1) * bs]);
             self.kv.blocks.register(s.blocks[j], h);
             s.hashes.push(h);
         }
@@ -489,12 +501,6 @@ impl Scheduler {
     }
 }
 
-/// What a sequence's K/V depend on besides its tokens: its adapter's content hash (empty for
-/// the base model).
-fn adapter_key(s: &Seq) -> &str {
-    s.adapter.as_ref().map_or("", |a| a.content_hash.as_str())
-}
-
 /// The cached blocks `s`'s tokens start with (a reference taken on each) and their hashes.
 /// At least one token is always left to compute, for the logits of the next one; a prompt
 /// still to be scored computes everything (cached blocks skip the rows that score it).
@@ -504,7 +510,7 @@ fn cached_prefix(kv: &mut KvCache, enabled: bool, s: &Seq) -> (Vec<u32>, Vec<Blo
         return (hits, hashes);
     }
     let bs = kv.block_size;
-    let key = adapter_key(s);
+    let key = &s.cache_ns;
     for block in s.tokens[..s.tokens.len().saturating_sub(1)].chunks_exact(bs) {
         let h = block_hash(hashes.last(), key, block);
         let Some(b) = kv.blocks.take_cached(&h) else { break };

@@ -450,13 +450,27 @@ fn prefix_cache_shares_common_prompts() {
     let on_a_again = run(&h, &p1, Some("a"), false);
     assert_eq!(on_a_again.usage.cached_tokens, blocks(common));
     assert_eq!(on_a_again.tokens, run(&plain, &p1, Some("a"), false).tokens);
+    // A salted request shares only with requests of the same salt.
+    let salted = |salt: &str| {
+        let r = GenerateRequest {
+            cache_salt: Some(salt.to_owned()),
+            ..GenerateRequest::greedy(p1.clone(), 12)
+        };
+        h.submit(r).unwrap().collect_blocking().unwrap()
+    };
+    assert_eq!(salted("tenant-1").usage.cached_tokens, 0, "a salted request used unsalted K/V");
+    let same = salted("tenant-1");
+    assert_eq!(same.usage.cached_tokens, blocks(p1.len() - 1));
+    assert_eq!(same.tokens, first.tokens);
+    assert_eq!(salted("tenant-2").usage.cached_tokens, 0, "salts do not share");
     // Scoring the prompt needs every position's logits: no cached blocks.
     let scored = run(&h, &p1, None, true);
     assert_eq!(scored.usage.cached_tokens, 0);
     assert_eq!(scored.prompt_logprobs.len(), p1.len() - 1);
     let stats = h.stats();
     let hits = stats.prefix_cache_hit_tokens.load(std::sync::atomic::Ordering::SeqCst);
-    let want = [&second, &again, &on_a_again].iter().map(|c| c.usage.cached_tokens).sum::<usize>();
+    let want =
+        [&second, &again, &on_a_again, &same].iter().map(|c| c.usage.cached_tokens).sum::<usize>();
     assert_eq!(hits, want);
     assert_eq!(plain.stats().prefix_cache_hit_tokens.load(std::sync::atomic::Ordering::SeqCst), 0);
     // Every request has finished: no block is held, the prompts' blocks stay cached.

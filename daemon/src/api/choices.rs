@@ -104,6 +104,7 @@ pub(crate) async fn respond(
                 stop: params.stop.clone(),
                 ignore_eos: false,
                 prompt_logprobs: params.prompt_logprobs,
+                cache_salt: params.cache_salt.clone(),
             };
             // A refusal drops the answers submitted so far, which cancels them.
             let stream = serving

@@ -293,6 +293,7 @@ pub(crate) async fn respond(
         stop: params.stop,
         ignore_eos: false,
         prompt_logprobs: params.prompt_logprobs,
+        cache_salt: params.cache_salt,
     };
     let stream =
         serving.engine.submit(req).map_err(|e| ApiError::from_engine(e, kind.prompt_param()))?;

@@ -40,6 +40,9 @@ pub(crate) struct CommonParams {
     pub(crate) attribution: Option<bool>,
     /// OpenAI's end-user id; lorad reads a 0x address here as the receipt's requester.
     pub(crate) user: Option<Value>,
+    /// Extension (vLLM's): salts the prefix cache, so only requests with the same salt share
+    /// cached K/V.
+    pub(crate) cache_salt: Option<String>,
 }
 
 /// Defines a request struct with the [`CommonParams`] fields inline plus its own, and
@@ -67,6 +70,7 @@ macro_rules! request_struct {
             attribution: Option<bool>,
             /// The requester's 0x address when it wants a receipt (whose escrow pays).
             user: Option<Value>,
+            cache_salt: Option<String>,
             $($(#[$fm])* pub(crate) $field: $ty,)*
         }
 
@@ -90,6 +94,7 @@ macro_rules! request_struct {
                     logprobs: self.logprobs.take(),
                     attribution: self.attribution,
                     user: self.user.take(),
+                    cache_salt: self.cache_salt.take(),
                 }
             }
         }

@@ -30,6 +30,8 @@ pub(crate) struct GenParams {
     pub(crate) echo: Option<Echo>,
     /// Score the prompt with this many alternatives per token (for `echo` with `logprobs`).
     pub(crate) prompt_logprobs: Option<usize>,
+    /// The prefix cache's salt (`cache_salt`).
+    pub(crate) cache_salt: Option<String>,
 }
 
 /// What `echo: true` puts before the answer (with `logprobs`, the prompt's tokens get entries
@@ -110,6 +112,13 @@ pub(crate) fn gen_params(
             .code("invalid_value"));
         }
     };
+    if c.cache_salt.as_deref() == Some("") {
+        return Err(ApiError::bad_request(
+            "cache_salt",
+            "Invalid value for 'cache_salt': must be a non-empty string if provided",
+        )
+        .code("invalid_value"));
+    }
     let defaults = SamplingParams::default();
     let sampling = SamplingParams {
         temperature: c.temperature.unwrap_or(defaults.temperature),
@@ -134,6 +143,7 @@ pub(crate) fn gen_params(
         n,
         echo: None,
         prompt_logprobs: None,
+        cache_salt: c.cache_salt,
     })
 }
 

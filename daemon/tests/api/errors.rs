@@ -57,6 +57,8 @@ async fn bad_parameters_are_400_naming_the_field() {
         (json!({"prompt": ""}), "prompt"),
         (json!({"presence_penalty": 3}), "presence_penalty"),
         (json!({"stream": "yes"}), "stream"),
+        (json!({"cache_salt": ""}), "cache_salt"),
+        (json!({"cache_salt": 7}), "cache_salt"),
     ];
     for (extra, param) in cases {
         let got = post(&s.router, "/v1/completions", completion(extra.clone())).await;
