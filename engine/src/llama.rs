@@ -111,7 +111,7 @@ impl Llama {
         let mut paged = Vec::with_capacity(seqs.len());
         let mut logit_rows = Vec::new();
         // Each sequence's adapter and rows.
-        let mut parts: Vec<(&ResidentAdapter, Range<u32>)> = Vec::new();
+        let mut parts: Vec<(Option<&ResidentAdapter>, Range<u32>)> = Vec::new();
         for s in seqs {
             if s.tokens.is_empty() {
                 return Err(EngineError::EmptyPrompt);
@@ -137,9 +137,7 @@ impl Llama {
                 q_start,
                 q_len: s.tokens.len(),
             });
-            if let Some(a) = s.adapter {
-                parts.push((a, (q_start as u32)..(tokens.len() as u32)));
-            }
+            parts.push((s.adapter, (q_start as u32)..(tokens.len() as u32)));
             if s.all_logits {
                 logit_rows.extend(q_start as u32..tokens.len() as u32);
             } else if s.want_logits {

@@ -95,10 +95,11 @@ pub(crate) struct LoraStep<'a> {
 /// The generic path's per-step state.
 struct Generic<'a> {
     cache: MutexGuard<'a, StackCache>,
-    /// Rows of short parts, ascending, and for each adapter its rows' places in that list.
+    /// Rows the stack takes (those of short parts, ascending), and for each adapter its rows'
+    /// places among them.
     short_rows: usize,
     short_of: Vec<Vec<u32>>,
-    /// Gathers the short rows out of the step's rows; `None` when they are all of them.
+    /// Gathers the stack's rows out of the step's rows; `None` when they are all of them.
     short_index: Option<Tensor>,
     /// Long parts: adapter, rows, and the rows as an index tensor for the scatter-add.
     dense: Vec<(usize, Range<u32>, Tensor)>,
@@ -108,12 +109,13 @@ struct Generic<'a> {
 }
 
 impl<'a> LoraStep<'a> {
-    /// `parts` gives each sequence's adapter and rows (of `rows`); an adapter may have several.
-    /// `fused` says whether the fused CPU kernel will take the term; otherwise the stacks in
-    /// `cache` are made to match the step's adapters, in `dtype` on `device`.
+    /// `parts` gives each sequence's adapter (`None`: the base model) and rows, in row order,
+    /// covering all `rows`; an adapter may have several. `fused` says whether the fused CPU
+    /// kernel will take the term; otherwise the stacks in `cache` are made to match the step's
+    /// adapters, in `dtype` on `device`.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
-        parts: &[(&'a ResidentAdapter, Range<u32>)],
+        parts: &[(Option<&'a ResidentAdapter>, Range<u32>)],
         rows: usize,
         path: KernelPath,
         fused: bool,
@@ -123,6 +125,7 @@ impl<'a> LoraStep<'a> {
     ) -> Result<Self> {
         let mut groups: Vec<(&'a ResidentAdapter, Vec<u32>)> = Vec::new();
         for (a, r) in parts {
+            let Some(a) = a else { continue };
             match groups.iter_mut().find(|(g, _)| g.uid() == a.uid()) {
                 Some((_, rows)) => rows.extend(r.clone()),
                 None => groups.push((a, r.clone().collect())),
@@ -142,35 +145,40 @@ impl<'a> LoraStep<'a> {
             *cache = StackCache::default();
             *cache = build(&groups, key, dtype)?;
         }
-        let mut short: Vec<(u32, usize)> = Vec::new();
+        // The stack takes every row of short parts, base rows too (their mask rows are zero):
+        // without long parts that is all rows, in order, and nothing needs gathering.
+        let mut stacked: Vec<u32> = Vec::new();
+        let mut short_of = vec![Vec::new(); groups.len()];
         let mut dense = Vec::new();
         for (a, r) in parts {
-            let g = groups.partition_point(|(b, _)| b.uid() < a.uid());
+            let g = a.map(|a| groups.partition_point(|(b, _)| b.uid() < a.uid()));
             if r.len() as u32 >= DENSE_ROWS {
-                let idx: Vec<u32> = r.clone().collect();
-                dense.push((g, r.clone(), Tensor::from_vec(idx, r.len(), device)?));
-            } else {
-                short.extend(r.clone().map(|row| (row, g)));
+                if let Some(g) = g {
+                    let idx: Vec<u32> = r.clone().collect();
+                    dense.push((g, r.clone(), Tensor::from_vec(idx, r.len(), device)?));
+                }
+                continue;
+            }
+            for row in r.clone() {
+                if let Some(g) = g {
+                    short_of[g].push(stacked.len() as u32);
+                }
+                stacked.push(row);
             }
         }
-        short.sort_unstable();
-        let mut short_of = vec![Vec::new(); groups.len()];
-        for (place, &(_, g)) in short.iter().enumerate() {
-            short_of[g].push(place as u32);
-        }
-        let all = short.len() == rows && short.iter().enumerate().all(|(i, r)| r.0 as usize == i);
-        let short_index = if all || short.is_empty() {
+        let all =
+            stacked.len() == rows && stacked.iter().enumerate().all(|(i, &r)| r as usize == i);
+        let short_index = if all || stacked.is_empty() {
             None
         } else {
-            let idx: Vec<u32> = short.iter().map(|r| r.0).collect();
-            Some(Tensor::from_vec(idx, short.len(), device)?)
+            Some(Tensor::from_vec(stacked.clone(), stacked.len(), device)?)
         };
         Ok(Self {
             groups,
             path,
             generic: Some(Generic {
                 cache,
-                short_rows: short.len(),
+                short_rows: stacked.len(),
                 short_of,
                 short_index,
                 dense,
