@@ -81,6 +81,12 @@ impl Llama {
         self.path = path;
     }
 
+    /// Times the generic path has built its LoRA stacks (once per change of the batch's
+    /// adapters that the cached stacks cannot serve).
+    pub fn lora_stack_builds(&self) -> usize {
+        self.stacks.lock().map_or_else(|e| e.into_inner().builds(), |c| c.builds())
+    }
+
     /// The configuration.
     pub fn config(&self) -> &ModelConfig {
         &self.cfg

@@ -16,9 +16,11 @@
 //!   such parts per step.
 //!
 //! Stacks are device copies of the step's adapters, cached while the set of adapters in the
-//! batch stays the same (the decode steps of a running batch) and rebuilt when it changes. The
-//! cache holds one set; its bytes come on top of the adapter pool's budget, at most the size of
-//! one batch's adapters.
+//! batch stays the same (the decode steps of a running batch) and rebuilt when it changes. When
+//! requests finish, the batch's adapters are a subset of the cached set: the stacks are kept
+//! (the absent adapters' columns masked out) while at least half their adapters are in the
+//! batch, so a finishing request does not cost a rebuild. The cache holds one set; its bytes
+//! come on top of the adapter pool's budget, at most the size of one batch's adapters.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -40,6 +42,8 @@ pub(crate) const DENSE_ROWS: u32 = 16;
 pub(crate) struct StackCache {
     /// Adapter uids, ascending: the composition the stacks are for.
     key: Vec<u64>,
+    /// Times the stacks were built (for tests and tuning).
+    builds: usize,
     /// `stacks[layer][group]`: the stack of the adapters that target the group, if any.
     stacks: Vec<[Option<Stacked>; 4]>,
 }
@@ -71,8 +75,15 @@ impl ProjGroup {
     }
 }
 
-/// One group's stack: which of the step's adapters its members are, and where each projection's
-/// columns sit in its output.
+impl StackCache {
+    /// Times the stacks were built.
+    pub(crate) fn builds(&self) -> usize {
+        self.builds
+    }
+}
+
+/// One group's stack: which of the cache's adapters its members are, and where each
+/// projection's columns sit in its output.
 #[derive(Debug)]
 struct Stacked {
     stack: LoraStack,
@@ -99,6 +110,8 @@ struct Generic<'a> {
     /// places among them.
     short_rows: usize,
     short_of: Vec<Vec<u32>>,
+    /// The step's adapter (index in `groups`) of each of the cache's adapters, if in the step.
+    step_of: Vec<Option<usize>>,
     /// Gathers the stack's rows out of the step's rows; `None` when they are all of them.
     short_index: Option<Tensor>,
     /// Long parts: adapter, rows, and the rows as an index tensor for the scatter-add.
@@ -140,11 +153,16 @@ impl<'a> LoraStep<'a> {
         // one: never a half-built cache, so a poisoned lock is safe to take over.
         let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
         let key: Vec<u64> = groups.iter().map(|(a, _)| a.uid()).collect();
-        if cache.key != key {
+        let subset = key.iter().all(|u| cache.key.binary_search(u).is_ok());
+        if !subset || key.len() * 2 < cache.key.len() {
             // Drop the old stacks before building the new ones: peak memory one set.
+            let builds = cache.builds + 1;
             *cache = StackCache::default();
-            *cache = build(&groups, key, dtype)?;
+            *cache = build(&groups, key.clone(), dtype)?;
+            cache.builds = builds;
         }
+        let step_of: Vec<Option<usize>> =
+            cache.key.iter().map(|u| key.binary_search(u).ok()).collect();
         // The stack takes every row of short parts, base rows too (their mask rows are zero):
         // without long parts that is all rows, in order, and nothing needs gathering.
         let mut stacked: Vec<u32> = Vec::new();
@@ -180,6 +198,7 @@ impl<'a> LoraStep<'a> {
                 cache,
                 short_rows: stacked.len(),
                 short_of,
+                step_of,
                 short_index,
                 dense,
                 masks: RefCell::new(HashMap::new()),
@@ -223,7 +242,7 @@ impl<'a> LoraStep<'a> {
         let Some(s) = st.cache.stacks.get(layer).and_then(|l| l[group as usize].as_ref()) else {
             return Ok(());
         };
-        if st.short_rows == 0 || s.adapters.iter().all(|&g| st.short_of[g].is_empty()) {
+        if st.short_rows == 0 || s.adapters.iter().all(|&c| st.rows_of(c).is_empty()) {
             return Ok(());
         }
         let mask = st.mask(s)?;
@@ -244,6 +263,11 @@ impl<'a> LoraStep<'a> {
 }
 
 impl Generic<'_> {
+    /// The stacked rows (places) of the cache's adapter `c`: none when it is not in the step.
+    fn rows_of(&self, c: usize) -> &[u32] {
+        self.step_of.get(c).copied().flatten().map_or(&[], |g| &self.short_of[g][..])
+    }
+
     /// The mask of `s` over the short rows, made once per step and member layout.
     fn mask(&self, s: &Stacked) -> Result<Tensor> {
         let key: MaskKey = s
@@ -256,7 +280,7 @@ impl Generic<'_> {
         if let Some(m) = masks.get(&key) {
             return Ok(m.clone());
         }
-        let rows: Vec<&[u32]> = s.adapters.iter().map(|&g| &self.short_of[g][..]).collect();
+        let rows: Vec<&[u32]> = s.adapters.iter().map(|&c| self.rows_of(c)).collect();
         let members: Vec<StackMember> = s.stack.members().to_vec();
         let m = stack_mask(self.short_rows, &members, &rows, self.dtype, &self.device)?;
         masks.insert(key, m.clone());
@@ -302,5 +326,5 @@ fn build(
         }
         stacks.push(per);
     }
-    Ok(StackCache { key, stacks })
+    Ok(StackCache { key, builds: 0, stacks })
 }

@@ -165,15 +165,18 @@ fn generic_path_matches_fused_over_steps() {
         .map(|p| common::encode(&model, p))
         .collect();
     assert!(prompts[0].len() >= 16, "the long prompt must take the dense path");
-    // Sequence i: its adapter (None: base) and the step it joins at; 5 joins late with a long
-    // prompt on adapter 3, as 4 (adapter 2) leaves: the batch's adapter set changes.
+    // Sequence i: its adapter (None: base), the step it joins at and the one it has left by.
+    // Step 2: 5 joins with a long prompt on adapter 3 as 4 (adapter 2) leaves: a new set, the
+    // stacks are rebuilt. Step 4: 2 (adapter 1) leaves: a subset, the stacks serve on. Step 5:
+    // only adapter 3 is left, a third of the stacks' adapters: rebuilt smaller.
     let adapter_of = [Some(0), None, Some(1), Some(0), Some(2), Some(3)];
     let joins = [0usize, 0, 0, 0, 0, 2];
-    let leaves = [usize::MAX, usize::MAX, usize::MAX, usize::MAX, 2, usize::MAX];
+    let leaves = [5, usize::MAX, 4, 5, 2, usize::MAX];
+    let builds = [1, 1, 2, 2, 2, 3];
     let tables: Vec<Vec<u32>> = (0..6).map(|i| (i * 8..(i + 1) * 8).collect()).collect();
     let mut fed: Vec<Vec<u32>> = prompts.clone();
     let mut done: Vec<usize> = vec![0; 6];
-    for step in 0..5 {
+    for step in 0..6 {
         let live: Vec<usize> = (0..6).filter(|&i| joins[i] <= step && step < leaves[i]).collect();
         let seqs: Vec<ForwardSeq<'_>> = live
             .iter()
@@ -190,6 +193,7 @@ fn generic_path_matches_fused_over_steps() {
         let want = llama.forward(&seqs, &kv_fused).unwrap().to_vec2::<f32>().unwrap();
         llama.set_kernel_path(KernelPath::Generic);
         let got = llama.forward(&seqs, &kv_generic).unwrap().to_vec2::<f32>().unwrap();
+        assert_eq!(llama.lora_stack_builds(), builds[step], "stack builds after step {step}");
         for (k, &i) in live.iter().enumerate() {
             let diff = common::max_diff(&got[k], &want[k]);
             assert!(diff <= 1e-4, "step {step}, sequence {i}: max |generic - fused| = {diff:.2e}");
