@@ -332,6 +332,18 @@ impl EngineHandle {
                 reason: format!("token id {bad} is not in the vocabulary ({vocab})"),
             });
         }
+        if let Some(&bad) = req.stop_token_ids.iter().find(|&&t| t as usize >= vocab) {
+            return Err(EngineError::InvalidParam {
+                field: "stop_token_ids",
+                reason: format!("token id {bad} is not in the vocabulary ({vocab})"),
+            });
+        }
+        if req.max_tokens.is_some_and(|m| req.min_tokens > m) {
+            return Err(EngineError::InvalidParam {
+                field: "min_tokens",
+                reason: "must be at most max_tokens".into(),
+            });
+        }
         if req.prompt_logprobs.is_some_and(|n| n > crate::MAX_LOGPROBS) {
             return Err(EngineError::InvalidParam {
                 field: "prompt_logprobs",
@@ -366,6 +378,8 @@ impl EngineHandle {
             max_tokens: completion,
             stop: req.stop,
             ignore_eos: req.ignore_eos,
+            stop_token_ids: req.stop_token_ids,
+            min_tokens: req.min_tokens,
             prompt_logprobs: req.prompt_logprobs,
             cache_salt: req.cache_salt,
             tx,

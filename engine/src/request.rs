@@ -21,6 +21,12 @@ pub struct GenerateRequest {
     pub stop: Vec<String>,
     /// Keep generating past end-of-sequence tokens (benchmarks).
     pub ignore_eos: bool,
+    /// Tokens that end generation like end-of-sequence does (vLLM's `stop_token_ids`); the
+    /// token is not part of the text.
+    pub stop_token_ids: Vec<u32>,
+    /// End-of-sequence and `stop_token_ids` are not sampled before this many tokens (vLLM's
+    /// `min_tokens`).
+    pub min_tokens: usize,
     /// Also score the prompt: the log-probability of each prompt token after the first, given
     /// the tokens before it, with this many alternatives (OpenAI's `echo` with `logprobs`,
     /// what evaluation harnesses score answers with). With it, `max_tokens: Some(0)` is
@@ -42,6 +48,8 @@ impl GenerateRequest {
             max_tokens: Some(max_tokens),
             stop: Vec::new(),
             ignore_eos: false,
+            stop_token_ids: Vec::new(),
+            min_tokens: 0,
             prompt_logprobs: None,
             cache_salt: None,
         }

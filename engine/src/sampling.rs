@@ -1,4 +1,5 @@
-//! Token selection: greedy, temperature, top-k, top-p, presence/frequency penalties, seeded.
+//! Token selection: greedy, temperature, top-k, top-p, min-p, presence/frequency and
+//! repetition penalties, seeded.
 //!
 //! Each request owns its RNG (ChaCha8, seeded from the request's `seed`), so a seeded request
 //! draws the same tokens whatever else shares its batch.
@@ -18,10 +19,15 @@ pub struct SamplingParams {
     pub top_k: usize,
     /// Nucleus: keep the smallest set whose probability reaches `top_p` (1 = off).
     pub top_p: f32,
+    /// Keep tokens at least `min_p` times as likely as the most likely one (0 = off; vLLM's).
+    pub min_p: f32,
     /// OpenAI presence penalty, -2..=2.
     pub presence_penalty: f32,
     /// OpenAI frequency penalty, -2..=2.
     pub frequency_penalty: f32,
+    /// vLLM's (and Hugging Face's) repetition penalty over prompt and output tokens: a
+    /// positive logit is divided by it, a negative one multiplied (1 = off, > 1 discourages).
+    pub repetition_penalty: f32,
     /// RNG seed; `None` draws one from the OS.
     pub seed: Option<u64>,
     /// Report each sampled token's log-probability and this many most likely alternatives
@@ -38,8 +44,10 @@ impl Default for SamplingParams {
             temperature: 1.0,
             top_k: 0,
             top_p: 1.0,
+            min_p: 0.0,
             presence_penalty: 0.0,
             frequency_penalty: 0.0,
+            repetition_penalty: 1.0,
             seed: None,
             logprobs: None,
             logit_bias: Vec::new(),
@@ -62,6 +70,12 @@ impl SamplingParams {
         }
         if !self.top_p.is_finite() || self.top_p <= 0.0 || self.top_p > 1.0 {
             return bad("top_p", "must be greater than 0 and at most 1");
+        }
+        if !(0.0..=1.0).contains(&self.min_p) {
+            return bad("min_p", "must be between 0 and 1");
+        }
+        if !self.repetition_penalty.is_finite() || self.repetition_penalty <= 0.0 {
+            return bad("repetition_penalty", "must be greater than 0");
         }
         if !(-2.0..=2.0).contains(&self.presence_penalty) {
             return bad("presence_penalty", "must be between -2 and 2");
@@ -90,13 +104,28 @@ pub struct Sampler {
     params: SamplingParams,
     rng: ChaCha8Rng,
     counts: std::collections::HashMap<u32, u32>,
+    /// Prompt and output tokens, kept only for the repetition penalty.
+    seen: std::collections::HashSet<u32>,
 }
 
 impl Sampler {
     /// A sampler for validated `params`.
     pub fn new(params: SamplingParams) -> Self {
         let seed = params.seed.unwrap_or_else(|| rand::rng().random());
-        Self { rng: ChaCha8Rng::seed_from_u64(seed), params, counts: Default::default() }
+        Self {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            params,
+            counts: Default::default(),
+            seen: Default::default(),
+        }
+    }
+
+    /// Takes the prompt's tokens into account (the repetition penalty covers them).
+    pub fn with_prompt(mut self, prompt: &[u32]) -> Self {
+        if self.params.repetition_penalty != 1.0 {
+            self.seen.extend(prompt);
+        }
+        self
     }
 
     /// How many alternatives to report with each sampled token's log-probability, if any.
@@ -107,6 +136,9 @@ impl Sampler {
     /// Records a generated token (for the penalties).
     pub fn observe(&mut self, token: u32) {
         *self.counts.entry(token).or_default() += 1;
+        if self.params.repetition_penalty != 1.0 {
+            self.seen.insert(token);
+        }
     }
 
     /// Picks the next token from `logits` (one row, `f32`).
@@ -115,6 +147,17 @@ impl Sampler {
         for &(tok, bias) in &p.logit_bias {
             if let Some(l) = logits.get_mut(tok as usize) {
                 *l += bias;
+            }
+        }
+        if p.repetition_penalty != 1.0 {
+            for &tok in &self.seen {
+                if let Some(l) = logits.get_mut(tok as usize) {
+                    *l = if *l > 0.0 {
+                        *l / p.repetition_penalty
+                    } else {
+                        *l * p.repetition_penalty
+                    };
+                }
             }
         }
         if p.presence_penalty != 0.0 || p.frequency_penalty != 0.0 {
@@ -143,6 +186,12 @@ impl Sampler {
         let inv_t = 1.0 / p.temperature;
         let mut probs: Vec<f64> =
             idx.iter().map(|&i| f64::from((logits[i as usize] - max) * inv_t).exp()).collect();
+        if p.min_p > 0.0 {
+            // Relative to the most likely token (probs[0], unnormalised = 1).
+            let keep = probs.iter().take_while(|&&q| q >= f64::from(p.min_p)).count().max(1);
+            probs.truncate(keep);
+            idx.truncate(keep);
+        }
         let total: f64 = probs.iter().sum();
         probs.iter_mut().for_each(|q| *q /= total);
         if p.top_p < 1.0 {
@@ -246,6 +295,42 @@ mod tests {
         assert!((0..64).all(|_| s.sample(&mut [0.0, 0.0, 0.0]) == 0), "only token 0 is left");
         let e = SamplingParams { logit_bias: vec![(0, 101.0)], ..Default::default() };
         assert!(e.validate().unwrap_err().to_string().starts_with("logit_bias"));
+    }
+
+    #[test]
+    fn min_p_keeps_tokens_near_the_top() {
+        // At temperature 1, token 1 is e^-1 ≈ 0.37 times as likely as token 0, token 2 e^-3.
+        let draw = |min_p: f32| {
+            let params = SamplingParams { min_p, seed: Some(3), ..Default::default() };
+            let mut s = Sampler::new(params);
+            (0..200)
+                .map(|_| s.sample(&mut [3.0, 2.0, 0.0]))
+                .collect::<std::collections::BTreeSet<_>>()
+        };
+        assert_eq!(draw(0.3), [0, 1].into());
+        assert_eq!(draw(0.5), [0].into());
+        assert_eq!(draw(0.0), [0, 1, 2].into());
+    }
+
+    #[test]
+    fn repetition_penalty_covers_prompt_and_output() {
+        let greedy = |rp: f32, prompt: &[u32], out: &[u32], logits: &mut [f32]| {
+            let mut s =
+                Sampler::new(SamplingParams { repetition_penalty: rp, ..SamplingParams::greedy() })
+                    .with_prompt(prompt);
+            out.iter().for_each(|&t| s.observe(t));
+            s.sample(logits)
+        };
+        assert_eq!(greedy(1.0, &[0], &[], &mut [3.0, 2.0]), 0);
+        // 3.0 / 2 = 1.5 < 2.0: the prompt's token 0 loses.
+        assert_eq!(greedy(2.0, &[0], &[], &mut [3.0, 2.0]), 1);
+        // Output tokens count too; a negative logit is multiplied (pushed further down).
+        assert_eq!(greedy(2.0, &[], &[0], &mut [3.0, 2.0]), 1);
+        assert_eq!(greedy(2.0, &[1], &[], &mut [-1.0, -0.6]), 0);
+        let e = SamplingParams { repetition_penalty: 0.0, ..Default::default() };
+        assert!(e.validate().unwrap_err().to_string().starts_with("repetition_penalty"));
+        let e = SamplingParams { min_p: 1.5, ..Default::default() };
+        assert!(e.validate().unwrap_err().to_string().starts_with("min_p"));
     }
 
     #[test]

@@ -41,6 +41,8 @@ pub(crate) struct SeqInit {
     pub(crate) max_tokens: usize,
     pub(crate) stop: Vec<String>,
     pub(crate) ignore_eos: bool,
+    pub(crate) stop_token_ids: Vec<u32>,
+    pub(crate) min_tokens: usize,
     pub(crate) prompt_logprobs: Option<usize>,
     pub(crate) cache_salt: Option<String>,
     pub(crate) tx: UnboundedSender<GenerationEvent>,
@@ -59,6 +61,10 @@ struct Seq {
     out: OutputState,
     max_tokens: usize,
     ignore_eos: bool,
+    /// Tokens that end it like end-of-sequence.
+    stop_token_ids: Vec<u32>,
+    /// End-of-sequence and stop tokens are banned until it has generated this many.
+    min_tokens: usize,
     /// Alternatives per scored prompt token, when the prompt is scored.
     prompt_logprobs: Option<usize>,
     /// The next prompt position to score (position 0 has nothing before it). It survives
@@ -193,6 +199,7 @@ impl Scheduler {
                     cache_ns.push('\0');
                     cache_ns.push_str(salt);
                 }
+                let sampler = Sampler::new(init.sampling).with_prompt(&init.prompt);
                 self.waiting.push_back(Seq {
                     cache_ns,
                     prompt_len: init.prompt.len(),
@@ -200,10 +207,12 @@ impl Scheduler {
                     computed: 0,
                     blocks: Vec::new(),
                     adapter: init.adapter,
-                    sampler: Sampler::new(init.sampling),
+                    sampler,
                     out: OutputState::new(init.stop, self.tokenizer.incremental_decoder()),
                     max_tokens: init.max_tokens,
                     ignore_eos: init.ignore_eos,
+                    stop_token_ids: init.stop_token_ids,
+                    min_tokens: init.min_tokens,
                     prompt_logprobs: init.prompt_logprobs,
                     prompt_scored: 1,
                     hashes: Vec::new(),
@@ -468,13 +477,20 @@ impl Scheduler {
         // Log-probabilities are of the model's own distribution: taken before the sampler
         // applies penalties to `logits` in place.
         let raw = s.sampler.logprobs().map(|n| (n, logits.to_vec()));
+        if s.generated() < s.min_tokens {
+            for &t in self.eos.iter().chain(&s.stop_token_ids) {
+                if let Some(l) = logits.get_mut(t as usize) {
+                    *l = f32::NEG_INFINITY;
+                }
+            }
+        }
         let tok = s.sampler.sample(logits);
         let logprobs: Vec<TokenLogprob> =
             raw.map(|(n, raw)| token_logprob(&raw, tok, n)).into_iter().collect();
         s.sampler.observe(tok);
         s.tokens.push(tok);
         self.stats.generated_tokens.fetch_add(1, Ordering::Relaxed);
-        if !s.ignore_eos && self.eos.contains(&tok) {
+        if (!s.ignore_eos && self.eos.contains(&tok)) || s.stop_token_ids.contains(&tok) {
             let _ = s.tx.send(GenerationEvent::Delta {
                 text: String::new(),
                 tokens: vec![tok],

@@ -107,6 +107,49 @@ fn default_model_knows_the_capital_of_france() {
     h.shutdown();
 }
 
+/// `stop_token_ids` end generation at that token (kept in the tokens, not in the text);
+/// `min_tokens` bans end-of-sequence until that many tokens are out.
+#[test]
+fn stop_token_ids_and_min_tokens() {
+    let Some((h, _)) = engine(EngineConfig { kv_cache_tokens: 1024, ..Default::default() }) else {
+        return;
+    };
+    let prompt = chat_prompt(&h, "What is the capital of France?");
+    let free =
+        h.submit(GenerateRequest::greedy(prompt.clone(), 64)).unwrap().collect_blocking().unwrap();
+    assert_eq!(
+        free.finish_reason,
+        FinishReason::Stop,
+        "the answer must end by itself: {:?}",
+        free.text
+    );
+    let n = free.tokens.len();
+    assert!(n > 4);
+    // Stopping at the answer's third token.
+    let stop_at = free.tokens[2];
+    let r = GenerateRequest {
+        stop_token_ids: vec![stop_at],
+        ..GenerateRequest::greedy(prompt.clone(), 64)
+    };
+    let stopped = h.submit(r).unwrap().collect_blocking().unwrap();
+    let first = free.tokens.iter().position(|&t| t == stop_at).unwrap();
+    assert_eq!(stopped.tokens, free.tokens[..=first]);
+    assert_eq!(stopped.finish_reason, FinishReason::Stop);
+    assert_eq!(stopped.text, h.tokenizer().decode(&free.tokens[..first], true).unwrap());
+    // Past the natural end: end-of-sequence is banned until min_tokens.
+    let r = GenerateRequest { min_tokens: n + 4, ..GenerateRequest::greedy(prompt.clone(), n + 8) };
+    let longer = h.submit(r).unwrap().collect_blocking().unwrap();
+    assert!(longer.tokens.len() >= n + 4, "{} tokens, min {}", longer.tokens.len(), n + 4);
+    assert_eq!(longer.tokens[..n - 1], free.tokens[..n - 1], "same answer up to the banned end");
+    // Bad values are refused naming the field.
+    let bad = GenerateRequest { min_tokens: 9, ..GenerateRequest::greedy(prompt.clone(), 8) };
+    assert!(h.submit(bad).unwrap_err().to_string().contains("min_tokens"));
+    let bad =
+        GenerateRequest { stop_token_ids: vec![u32::MAX], ..GenerateRequest::greedy(prompt, 8) };
+    assert!(h.submit(bad).unwrap_err().to_string().contains("stop_token_ids"));
+    h.shutdown();
+}
+
 /// Stop strings end generation before the match and are never sent; max_tokens gives "length".
 #[test]
 fn stop_strings_and_length() {

@@ -103,6 +103,8 @@ pub(crate) async fn respond(
                 max_tokens: params.max_tokens,
                 stop: params.stop.clone(),
                 ignore_eos: false,
+                stop_token_ids: params.stop_token_ids.clone(),
+                min_tokens: params.min_tokens,
                 prompt_logprobs: params.prompt_logprobs,
                 cache_salt: params.cache_salt.clone(),
             };

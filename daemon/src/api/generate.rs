@@ -292,6 +292,8 @@ pub(crate) async fn respond(
         max_tokens: params.max_tokens,
         stop: params.stop,
         ignore_eos: false,
+        stop_token_ids: params.stop_token_ids,
+        min_tokens: params.min_tokens,
         prompt_logprobs: params.prompt_logprobs,
         cache_salt: params.cache_salt,
     };

@@ -43,6 +43,11 @@ pub(crate) struct CommonParams {
     /// Extension (vLLM's): salts the prefix cache, so only requests with the same salt share
     /// cached K/V.
     pub(crate) cache_salt: Option<String>,
+    /// Extensions (vLLM's sampling parameters).
+    pub(crate) min_p: Option<f32>,
+    pub(crate) repetition_penalty: Option<f32>,
+    pub(crate) min_tokens: Option<u32>,
+    pub(crate) stop_token_ids: Option<Vec<u32>>,
 }
 
 /// Defines a request struct with the [`CommonParams`] fields inline plus its own, and
@@ -71,6 +76,10 @@ macro_rules! request_struct {
             /// The requester's 0x address when it wants a receipt (whose escrow pays).
             user: Option<Value>,
             cache_salt: Option<String>,
+            min_p: Option<f32>,
+            repetition_penalty: Option<f32>,
+            min_tokens: Option<u32>,
+            stop_token_ids: Option<Vec<u32>>,
             $($(#[$fm])* pub(crate) $field: $ty,)*
         }
 
@@ -95,6 +104,10 @@ macro_rules! request_struct {
                     attribution: self.attribution,
                     user: self.user.take(),
                     cache_salt: self.cache_salt.take(),
+                    min_p: self.min_p,
+                    repetition_penalty: self.repetition_penalty,
+                    min_tokens: self.min_tokens,
+                    stop_token_ids: self.stop_token_ids.take(),
                 }
             }
         }

@@ -32,6 +32,10 @@ pub(crate) struct GenParams {
     pub(crate) prompt_logprobs: Option<usize>,
     /// The prefix cache's salt (`cache_salt`).
     pub(crate) cache_salt: Option<String>,
+    /// vLLM's `stop_token_ids`.
+    pub(crate) stop_token_ids: Vec<u32>,
+    /// vLLM's `min_tokens`.
+    pub(crate) min_tokens: usize,
 }
 
 /// What `echo: true` puts before the answer (with `logprobs`, the prompt's tokens get entries
@@ -124,6 +128,8 @@ pub(crate) fn gen_params(
         temperature: c.temperature.unwrap_or(defaults.temperature),
         top_k,
         top_p: c.top_p.unwrap_or(defaults.top_p),
+        min_p: c.min_p.unwrap_or(defaults.min_p),
+        repetition_penalty: c.repetition_penalty.unwrap_or(defaults.repetition_penalty),
         presence_penalty: c.presence_penalty.unwrap_or(0.0),
         frequency_penalty: c.frequency_penalty.unwrap_or(0.0),
         // Negative seeds are valid OpenAI seeds: reinterpret the bits.
@@ -144,6 +150,8 @@ pub(crate) fn gen_params(
         echo: None,
         prompt_logprobs: None,
         cache_salt: c.cache_salt,
+        stop_token_ids: c.stop_token_ids.unwrap_or_default(),
+        min_tokens: c.min_tokens.unwrap_or(0) as usize,
     })
 }
 

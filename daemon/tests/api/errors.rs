@@ -59,6 +59,11 @@ async fn bad_parameters_are_400_naming_the_field() {
         (json!({"stream": "yes"}), "stream"),
         (json!({"cache_salt": ""}), "cache_salt"),
         (json!({"cache_salt": 7}), "cache_salt"),
+        (json!({"min_p": 2}), "min_p"),
+        (json!({"repetition_penalty": 0}), "repetition_penalty"),
+        (json!({"min_tokens": 3}), "min_tokens"),
+        (json!({"stop_token_ids": [99999999]}), "stop_token_ids"),
+        (json!({"stop_token_ids": "x"}), "stop_token_ids"),
     ];
     for (extra, param) in cases {
         let got = post(&s.router, "/v1/completions", completion(extra.clone())).await;
