@@ -75,6 +75,10 @@ struct Seq {
     cache_ns: String,
     /// Hashes of its full blocks registered in the prefix cache so far, in order.
     hashes: Vec<BlockHash>,
+    /// Hashes of every full block of its tokens at admission (those past `hashes` it has yet
+    /// to compute): a request waiting for the same blocks waits for it instead of computing
+    /// them a second time.
+    chain: Vec<BlockHash>,
     /// Prompt tokens its first admission found in the prefix cache.
     cached_tokens: usize,
     /// Counted in `EngineStats::waiting` (by the handle at submit) and not yet admitted.
@@ -216,6 +220,7 @@ impl Scheduler {
                     prompt_logprobs: init.prompt_logprobs,
                     prompt_scored: 1,
                     hashes: Vec::new(),
+                    chain: Vec::new(),
                     cached_tokens: 0,
                     counted_waiting: true,
                     tx: init.tx,
@@ -258,12 +263,29 @@ impl Scheduler {
     }
 
     /// FIFO admission: a request joins when a slot is free and its whole known sequence fits.
-    /// Blocks its prompt shares with the prefix cache are taken, not computed again.
+    /// Blocks its prompt shares with the prefix cache are taken, not computed again; when a
+    /// running request is still computing the next block it shares (answers `n > 1` of one
+    /// prompt, a burst of requests with one system prompt), it waits a step for that block.
     fn admit(&mut self) {
         while self.running.len() < self.cfg.max_batch_size {
             let Some(front) = self.waiting.front() else { break };
             let need = self.kv.blocks_for(front.tokens.len() + 1);
-            let (hits, hashes) = cached_prefix(&mut self.kv, self.cfg.prefix_caching, front);
+            let caching = self.cfg.prefix_caching;
+            let chain = if caching { prefix_chain(self.kv.block_size, front) } else { Vec::new() };
+            // A prompt still to be scored computes every position (cached blocks skip the rows
+            // that score it).
+            let reuse = caching && !front.scoring();
+            let hits = if reuse { cached_prefix(&mut self.kv, &chain) } else { Vec::new() };
+            if reuse
+                && let Some(next) = chain.get(hits.len())
+                && self
+                    .running
+                    .iter()
+                    .any(|r| r.chain.get(r.hashes.len()..).is_some_and(|p| p.contains(next)))
+            {
+                self.kv.blocks.free(hits);
+                break;
+            }
             let Some(fresh) = self.kv.blocks.alloc(need - hits.len()) else {
                 self.kv.blocks.free(hits);
                 break;
@@ -271,7 +293,8 @@ impl Scheduler {
             let Some(mut s) = self.waiting.pop_front() else { break };
             let cached = hits.len() * self.kv.block_size;
             s.computed = cached;
-            s.hashes = hashes;
+            s.hashes = chain[..hits.len()].to_vec();
+            s.chain = chain;
             s.blocks = hits;
             s.blocks.extend(fresh);
             if std::mem::take(&mut s.counted_waiting) {
@@ -517,21 +540,18 @@ impl Scheduler {
     }
 }
 
-/// The cached blocks `s`'s tokens start with (a reference taken on each) and their hashes.
-/// At least one token is always left to compute, for the logits of the next one; a prompt
-/// still to be scored computes everything (cached blocks skip the rows that score it).
-fn cached_prefix(kv: &mut KvCache, enabled: bool, s: &Seq) -> (Vec<u32>, Vec<BlockHash>) {
-    let (mut hits, mut hashes) = (Vec::new(), Vec::new());
-    if !enabled || s.scoring() {
-        return (hits, hashes);
-    }
-    let bs = kv.block_size;
-    let key = &s.cache_ns;
+/// The hashes of the full blocks of `s`'s tokens but the last: a request always computes at
+/// least its last token, for the logits of the next one.
+fn prefix_chain(bs: usize, s: &Seq) -> Vec<BlockHash> {
+    let mut chain: Vec<BlockHash> = Vec::new();
     for block in s.tokens[..s.tokens.len().saturating_sub(1)].chunks_exact(bs) {
-        let h = block_hash(hashes.last(), key, block);
-        let Some(b) = kv.blocks.take_cached(&h) else { break };
-        hits.push(b);
-        hashes.push(h);
+        let h = block_hash(chain.last(), &s.cache_ns, block);
+        chain.push(h);
     }
-    (hits, hashes)
+    chain
+}
+
+/// The cached blocks `chain` starts with, a reference taken on each.
+fn cached_prefix(kv: &mut KvCache, chain: &[BlockHash]) -> Vec<u32> {
+    chain.iter().map_while(|h| kv.blocks.take_cached(h)).collect()
 }

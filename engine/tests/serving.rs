@@ -493,6 +493,30 @@ fn prefix_cache_shares_common_prompts() {
     let on_a_again = run(&h, &p1, Some("a"), false);
     assert_eq!(on_a_again.usage.cached_tokens, blocks(common));
     assert_eq!(on_a_again.tokens, run(&plain, &p1, Some("a"), false).tokens);
+    // Two requests for one new prompt at once: the second waits for the first's blocks
+    // instead of computing them too.
+    let p3 = common::encode(
+        &model,
+        "A lighthouse keeper kept a log of every ship that passed the northern cape, noting \
+         the flag, the weather and the hour, for thirty years without missing a single day.",
+    );
+    assert!(p3.len() > 32);
+    // Both arrive while the engine prefills a long prompt (over a second on a CPU), so they
+    // are admitted in the same round. (On a fast device they may come a step apart; the second
+    // then finds the blocks cached either way.)
+    let filler = common::encode(&model, "Tides rise and fall twice a day along this coast. ");
+    let long: Vec<u32> = (0..90).flat_map(|_| filler.iter().copied()).take(900).collect();
+    let busy = h.submit(GenerateRequest::greedy(long, 2)).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    let (sa, sb) = (
+        h.submit(GenerateRequest::greedy(p3.clone(), 6)).unwrap(),
+        h.submit(GenerateRequest::greedy(p3.clone(), 6)).unwrap(),
+    );
+    let (ca, cb) = (sa.collect_blocking().unwrap(), sb.collect_blocking().unwrap());
+    let busy = busy.collect_blocking().unwrap();
+    assert_eq!(ca.usage.cached_tokens, 0);
+    assert_eq!(cb.usage.cached_tokens, blocks(p3.len() - 1), "the second computed the prompt too");
+    assert_eq!(ca.tokens, cb.tokens);
     // A salted request shares only with requests of the same salt.
     let salted = |salt: &str| {
         let r = GenerateRequest {
@@ -512,8 +536,10 @@ fn prefix_cache_shares_common_prompts() {
     assert_eq!(scored.prompt_logprobs.len(), p1.len() - 1);
     let stats = h.stats();
     let hits = stats.prefix_cache_hit_tokens.load(std::sync::atomic::Ordering::SeqCst);
-    let want =
-        [&second, &again, &on_a_again, &same].iter().map(|c| c.usage.cached_tokens).sum::<usize>();
+    let want = [&second, &again, &on_a_again, &same, &cb, &busy]
+        .iter()
+        .map(|c| c.usage.cached_tokens)
+        .sum::<usize>();
     assert_eq!(hits, want);
     assert_eq!(plain.stats().prefix_cache_hit_tokens.load(std::sync::atomic::Ordering::SeqCst), 0);
     // Every request has finished: no block is held, the prompts' blocks stay cached.
