@@ -256,7 +256,7 @@ pub(crate) fn run(home: &Path, out: &Path, args: &DecodeArgs) -> anyhow::Result<
         "machine": crate::report::machine(),
         "requests": args.requests, "max_tokens": args.max_tokens, "rank": args.rank, "targets": args.targets,
         "device": device_name(&device), "saved_dtype": format!("{:?}", args.saved_dtype).to_lowercase(),
-        "repeats": args.repeats,
+        "repeats": args.repeats, "kernels": format!("{:?}", args.kernels).to_lowercase(),
         "a_base_tokens_per_s": a_tps, "b_multi_lora_tokens_per_s": b_tps,
         "a_runs_tokens_per_s": a_runs.iter().map(|r| r.0).collect::<Vec<_>>(),
         "b_runs_tokens_per_s": b_runs.iter().map(|r| r.0).collect::<Vec<_>>(),
