@@ -102,7 +102,7 @@ pub(crate) async fn respond(
                 sampling,
                 max_tokens: params.max_tokens,
                 stop: params.stop.clone(),
-                ignore_eos: false,
+                ignore_eos: params.ignore_eos,
                 stop_token_ids: params.stop_token_ids.clone(),
                 min_tokens: params.min_tokens,
                 prompt_logprobs: params.prompt_logprobs,

@@ -291,7 +291,7 @@ pub(crate) async fn respond(
         sampling: params.sampling,
         max_tokens: params.max_tokens,
         stop: params.stop,
-        ignore_eos: false,
+        ignore_eos: params.ignore_eos,
         stop_token_ids: params.stop_token_ids,
         min_tokens: params.min_tokens,
         prompt_logprobs: params.prompt_logprobs,

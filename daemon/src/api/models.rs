@@ -19,6 +19,7 @@ fn base_card(serving: &Serving) -> ModelCard {
         created: serving.created,
         owned_by: OWNER,
         parent: None,
+        max_model_len: serving.engine.info().max_seq_len,
     }
 }
 
@@ -29,6 +30,7 @@ fn adapter_card(serving: &Serving, name: String, created: Option<u64>) -> ModelC
         created: created.unwrap_or(serving.created),
         owned_by: OWNER,
         parent: Some(serving.model_name.clone()),
+        max_model_len: serving.engine.info().max_seq_len,
     }
 }
 

@@ -43,6 +43,8 @@ pub(crate) struct CommonParams {
     /// Extension (vLLM's): salts the prefix cache, so only requests with the same salt share
     /// cached K/V.
     pub(crate) cache_salt: Option<String>,
+    /// Extension (vLLM's): keep generating past end-of-sequence (benchmark clients send it).
+    pub(crate) ignore_eos: Option<bool>,
     /// Extensions (vLLM's sampling parameters).
     pub(crate) min_p: Option<f32>,
     pub(crate) repetition_penalty: Option<f32>,
@@ -76,6 +78,7 @@ macro_rules! request_struct {
             /// The requester's 0x address when it wants a receipt (whose escrow pays).
             user: Option<Value>,
             cache_salt: Option<String>,
+            ignore_eos: Option<bool>,
             min_p: Option<f32>,
             repetition_penalty: Option<f32>,
             min_tokens: Option<u32>,
@@ -104,6 +107,7 @@ macro_rules! request_struct {
                     attribution: self.attribution,
                     user: self.user.take(),
                     cache_salt: self.cache_salt.take(),
+                    ignore_eos: self.ignore_eos,
                     min_p: self.min_p,
                     repetition_penalty: self.repetition_penalty,
                     min_tokens: self.min_tokens,
@@ -279,6 +283,8 @@ pub(crate) struct ModelCard {
     pub(crate) owned_by: &'static str,
     /// The base model for adapters, null for the base.
     pub(crate) parent: Option<String>,
+    /// Longest prompt plus completion in tokens (vLLM's field; clients size requests by it).
+    pub(crate) max_model_len: usize,
 }
 
 /// `GET /v1/models`.

@@ -36,6 +36,8 @@ pub(crate) struct GenParams {
     pub(crate) stop_token_ids: Vec<u32>,
     /// vLLM's `min_tokens`.
     pub(crate) min_tokens: usize,
+    /// vLLM's `ignore_eos`.
+    pub(crate) ignore_eos: bool,
 }
 
 /// What `echo: true` puts before the answer (with `logprobs`, the prompt's tokens get entries
@@ -152,6 +154,7 @@ pub(crate) fn gen_params(
         cache_salt: c.cache_salt,
         stop_token_ids: c.stop_token_ids.unwrap_or_default(),
         min_tokens: c.min_tokens.unwrap_or(0) as usize,
+        ignore_eos: c.ignore_eos.unwrap_or(false),
     })
 }
 

@@ -48,6 +48,10 @@ pub fn router(state: AppState) -> Router {
         .route("/detokenize", post(tokenize::detokenize))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        // vLLM's names, which routers and load balancers in front of vLLM probe: `/health`
+        // answers 200 only while the server can serve (our readiness).
+        .route("/health", get(readyz))
+        .route("/version", get(version))
         .route("/metrics", get(metrics::handle))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -59,6 +63,10 @@ pub fn router(state: AppState) -> Router {
 
 async fn healthz() -> &'static str {
     "ok"
+}
+
+async fn version() -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({ "version": env!("CARGO_PKG_VERSION") }))
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {

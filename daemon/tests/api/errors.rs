@@ -185,6 +185,9 @@ async fn models_lists_base_and_adapters() {
     );
     assert!(ada["created"].as_u64().unwrap() > 1_600_000_000);
     assert_eq!(get(&s.router, "/v1/models/ada").await.1["parent"], BASE);
+    // vLLM's context length field, on the base and on adapters alike.
+    let len = data[0]["max_model_len"].as_u64().expect("max_model_len");
+    assert!(len > 0 && ada["max_model_len"].as_u64() == Some(len), "{data:?}");
     assert_eq!(get(&s.router, &format!("/v1/models/{BASE}")).await.1["id"], BASE);
     assert_eq!(get(&s.router, "/v1/models/nope").await.0, StatusCode::NOT_FOUND);
 }
@@ -194,12 +197,17 @@ async fn health_and_readiness() {
     let Some(s) = shared() else { return };
     assert_eq!(call(&s.router, "GET", "/healthz", Body::empty()).await.2, "ok");
     assert_eq!(call(&s.router, "GET", "/readyz", Body::empty()).await.0, StatusCode::OK);
+    assert_eq!(call(&s.router, "GET", "/health", Body::empty()).await.0, StatusCode::OK);
+    let (status, _, v) = call(&s.router, "GET", "/version", Body::empty()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(v.contains(env!("CARGO_PKG_VERSION")), "{v}");
 
     // Before the engine is up: alive, not ready, generation refused with 503.
     let state = AppState::new(s.state.store().clone(), ApiConfig::default());
     let r = router(state.clone());
     assert_eq!(call(&r, "GET", "/healthz", Body::empty()).await.0, StatusCode::OK);
     assert_eq!(call(&r, "GET", "/readyz", Body::empty()).await.0, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(call(&r, "GET", "/health", Body::empty()).await.0, StatusCode::SERVICE_UNAVAILABLE);
     let got = post(&r, "/v1/completions", json!({"model": BASE, "prompt": "hi"})).await;
     assert_error(&got, StatusCode::SERVICE_UNAVAILABLE, None);
     assert_eq!(get(&r, "/v1/models").await.0, StatusCode::SERVICE_UNAVAILABLE);

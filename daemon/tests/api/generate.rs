@@ -159,3 +159,33 @@ async fn logit_bias_bans_and_forces_tokens() {
     let forced = first(json!({banana.to_string(): 100})).await;
     assert_eq!(tk.encode(&forced).unwrap(), [banana]);
 }
+
+/// vLLM's extensions reach the engine: `ignore_eos` runs past the answer's natural end to
+/// `max_tokens` (what benchmark clients rely on), `stop_token_ids` ends at a given token.
+#[tokio::test]
+async fn vllm_extensions_ignore_eos_and_stop_token_ids() {
+    let Some(s) = shared() else { return };
+    let chat = |extra: Value| {
+        let mut body = json!({"model": BASE, "max_tokens": 40, "temperature": 0,
+                              "messages": [{"role": "user", "content": "What is the capital of France?"}]});
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        async move {
+            let (status, _, v) = post(&s.router, "/v1/chat/completions", body).await;
+            assert_eq!(status, StatusCode::OK, "{v}");
+            v
+        }
+    };
+    let plain = chat(json!({})).await;
+    assert_eq!(plain["choices"][0]["finish_reason"], "stop", "{plain}");
+    let n = plain["usage"]["completion_tokens"].as_u64().unwrap();
+    assert!(n < 40);
+    let long = chat(json!({"ignore_eos": true})).await;
+    assert_eq!(long["usage"]["completion_tokens"], 40, "{long}");
+    assert_eq!(long["choices"][0]["finish_reason"], "length");
+    let text = plain["choices"][0]["message"]["content"].as_str().unwrap();
+    let ids = s.engine.tokenizer().encode(text).unwrap();
+    let stopped = chat(json!({"stop_token_ids": [ids[1]]})).await;
+    assert_eq!(stopped["choices"][0]["finish_reason"], "stop");
+    let cut = stopped["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(text.starts_with(cut) && cut.len() < text.len(), "{cut:?} vs {text:?}");
+}
