@@ -52,6 +52,27 @@ def test_shared_system_prompt_is_served_from_the_prefix_cache(client):
     assert r.usage.prompt_tokens_details.cached_tokens >= 32, r.usage
 
 
+def test_vllm_extensions_through_extra_body(client):
+    # Benchmark clients send vLLM's parameters through the client's extra_body.
+    r = client.completions.create(
+        model=BASE,
+        prompt="The capital of France is",
+        max_tokens=12,
+        temperature=0,
+        extra_body={"ignore_eos": True, "min_p": 0.05, "repetition_penalty": 1.1},
+    )
+    check_usage(r.usage, completion_tokens=12)
+    assert r.choices[0].finish_reason == "length"
+    cont = client.chat.completions.create(
+        model=BASE,
+        messages=QUESTION + [{"role": "assistant", "content": "The capital of France is"}],
+        max_tokens=4,
+        temperature=0,
+        extra_body={"continue_final_message": True},
+    )
+    assert cont.choices[0].message.content.startswith(" Paris"), cont.choices[0].message.content
+
+
 def test_models_list_has_base_and_adapter(client):
     models = {m.id: m for m in client.models.list()}
     assert BASE in models and ADAPTER in models, models

@@ -37,16 +37,31 @@ pub(crate) async fn handle(
     let mut params = gen_params(common, max_tokens, max_param, None, false)?;
     params.sampling.logprobs = logprobs;
     let messages = convert_messages(&req.messages)?;
+    let open_end = open_final_message(&req, &messages)?;
+    let add_generation_prompt = req.add_generation_prompt.unwrap_or(open_end.is_none());
     let target = state.resolve(serving, &params.model).await?;
     let engine = serving.engine.clone();
     let ids = tokio::task::spawn_blocking(move || {
-        let text = engine.info().chat_template.render(&messages, true).map_err(|e| {
-            ApiError::bad_request(
-                "messages",
-                format!("The chat template cannot format these messages: {e}"),
-            )
-            .code("invalid_value")
-        })?;
+        let mut text =
+            engine.info().chat_template.render(&messages, add_generation_prompt).map_err(|e| {
+                ApiError::bad_request(
+                    "messages",
+                    format!("The chat template cannot format these messages: {e}"),
+                )
+                .code("invalid_value")
+            })?;
+        if let Some(content) = open_end {
+            // Cut the rendered conversation right after the final message's text, before the
+            // template closes its turn (vLLM's way: it works for any template).
+            let Some(at) = text.rfind(&content) else {
+                return Err(ApiError::bad_request(
+                    "continue_final_message",
+                    "The chat template does not render the final message's text as given",
+                )
+                .code("invalid_value"));
+            };
+            text.truncate(at + content.len());
+        }
         engine
             .tokenizer()
             .encode(&text)
@@ -60,6 +75,27 @@ pub(crate) async fn handle(
         return choices::respond(serving, Kind::Chat, target, prompt, n, params).await;
     }
     respond(serving, Kind::Chat, target, ids, params).await
+}
+
+/// With `continue_final_message`, the final message's text the prompt must end with (its
+/// trailing whitespace trimmed, as templates often trim); `None` otherwise.
+fn open_final_message(
+    req: &ChatRequest,
+    messages: &[ChatMessage],
+) -> Result<Option<String>, ApiError> {
+    if !req.continue_final_message.unwrap_or(false) {
+        return Ok(None);
+    }
+    let bad = |why: &str| {
+        Err(ApiError::bad_request("continue_final_message", why.to_owned()).code("invalid_value"))
+    };
+    if req.add_generation_prompt == Some(true) {
+        return bad("Cannot set both continue_final_message and add_generation_prompt to true");
+    }
+    match messages.last() {
+        Some(m) if !m.content.trim_end().is_empty() => Ok(Some(m.content.trim_end().to_owned())),
+        _ => bad("continue_final_message needs a final message with text to continue"),
+    }
 }
 
 /// Checks roles and flattens content parts into text. `developer` (OpenAI's newer name for

@@ -148,6 +148,11 @@ request_struct! {
         tools: Option<Value>,
         functions: Option<Value>,
         response_format: Option<Value>,
+        /// vLLM's: end the prompt with the assistant's turn header (default: true, false when
+        /// continuing the final message).
+        add_generation_prompt: Option<bool>,
+        /// vLLM's: leave the final (assistant) message open; the answer continues its text.
+        continue_final_message: Option<bool>,
     }
 }
 

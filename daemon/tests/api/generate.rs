@@ -189,3 +189,35 @@ async fn vllm_extensions_ignore_eos_and_stop_token_ids() {
     let cut = stopped["choices"][0]["message"]["content"].as_str().unwrap();
     assert!(text.starts_with(cut) && cut.len() < text.len(), "{cut:?} vs {text:?}");
 }
+
+/// vLLM's `continue_final_message`: the answer continues the final assistant message's text
+/// instead of starting a new turn.
+#[tokio::test]
+async fn continue_final_message_extends_the_last_turn() {
+    let Some(s) = shared() else { return };
+    let messages = json!([
+        {"role": "user", "content": "What is the capital of France?"},
+        {"role": "assistant", "content": "The capital of France is"}
+    ]);
+    let body = json!({"model": BASE, "max_tokens": 4, "temperature": 0, "messages": messages,
+                      "continue_final_message": true});
+    let (status, _, v) = post(&s.router, "/v1/chat/completions", body).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let text = v["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(text.starts_with(" Paris"), "{text:?}");
+    for (extra, why) in [
+        (json!({"continue_final_message": true, "add_generation_prompt": true}), "both"),
+        (
+            json!({"continue_final_message": true,
+                   "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": " "}]}),
+            "final message with text",
+        ),
+    ] {
+        let mut body = json!({"model": BASE, "max_tokens": 2, "messages": messages});
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        let (status, _, v) = post(&s.router, "/v1/chat/completions", body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+        assert_eq!(v["error"]["param"], "continue_final_message");
+        assert!(v["error"]["message"].as_str().unwrap().contains(why), "{v}");
+    }
+}
