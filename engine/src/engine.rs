@@ -380,6 +380,7 @@ impl EngineHandle {
             ignore_eos: req.ignore_eos,
             stop_token_ids: req.stop_token_ids,
             min_tokens: req.min_tokens,
+            include_stop_str_in_output: req.include_stop_str_in_output,
             prompt_logprobs: req.prompt_logprobs,
             cache_salt: req.cache_salt,
             tx,

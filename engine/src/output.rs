@@ -17,12 +17,15 @@ pub(crate) struct OutputState {
     max_stop: usize,
     /// A stop string matched: nothing after it may be sent.
     stopped: bool,
+    /// The matched stop string ends the text instead of being cut (vLLM's
+    /// `include_stop_str_in_output`).
+    keep_stop: bool,
 }
 
 impl OutputState {
-    pub(crate) fn new(stop: Vec<String>, decoder: IncrementalDecoder) -> Self {
+    pub(crate) fn new(stop: Vec<String>, keep_stop: bool, decoder: IncrementalDecoder) -> Self {
         let max_stop = stop.iter().map(String::len).max().unwrap_or(0);
-        Self { decoder, text: String::new(), emitted: 0, stop, max_stop, stopped: false }
+        Self { decoder, text: String::new(), emitted: 0, stop, max_stop, stopped: false, keep_stop }
     }
 
     /// Adds a token; returns the text that may be sent now and whether a stop string matched.
@@ -31,12 +34,14 @@ impl OutputState {
         self.text.push_str(&piece);
         if self.max_stop > 0 {
             let from = floor_boundary(&self.text, self.emitted.saturating_sub(self.max_stop));
+            // The earliest match; at one position, the first stop string given.
             let hit = self
                 .stop
                 .iter()
-                .filter_map(|s| self.text[from..].find(s.as_str()).map(|p| from + p))
-                .min();
-            if let Some(at) = hit {
+                .filter_map(|s| self.text[from..].find(s.as_str()).map(|p| (from + p, s.len())))
+                .min_by_key(|&(at, _)| at);
+            if let Some((at, len)) = hit {
+                let at = if self.keep_stop { at + len } else { at };
                 self.text.truncate(at);
                 let out = self.text[self.emitted.min(at)..].to_string();
                 self.emitted = self.text.len();

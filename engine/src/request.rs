@@ -17,8 +17,11 @@ pub struct GenerateRequest {
     pub sampling: SamplingParams,
     /// Completion token limit; `None` means "up to the context window".
     pub max_tokens: Option<usize>,
-    /// Stop strings: generation ends before the first occurrence, which is not returned.
+    /// Stop strings: generation ends at the first occurrence, which is not returned unless
+    /// `include_stop_str_in_output`.
     pub stop: Vec<String>,
+    /// End the text with the stop string that matched instead of cutting it (vLLM's).
+    pub include_stop_str_in_output: bool,
     /// Keep generating past end-of-sequence tokens (benchmarks).
     pub ignore_eos: bool,
     /// Tokens that end generation like end-of-sequence does (vLLM's `stop_token_ids`); the
@@ -47,6 +50,7 @@ impl GenerateRequest {
             sampling: SamplingParams::greedy(),
             max_tokens: Some(max_tokens),
             stop: Vec::new(),
+            include_stop_str_in_output: false,
             ignore_eos: false,
             stop_token_ids: Vec::new(),
             min_tokens: 0,

@@ -164,10 +164,20 @@ fn stop_strings_and_length() {
     assert_eq!(full.usage.completion_tokens, 10);
     // Stop at the first " 7" in whatever the model generated.
     let Some(at) = full.text.find(" 7") else { panic!("expected counting, got {:?}", full.text) };
-    let req = GenerateRequest { stop: vec![" 7".into()], ..GenerateRequest::greedy(prompt, 10) };
+    let req =
+        GenerateRequest { stop: vec![" 7".into()], ..GenerateRequest::greedy(prompt.clone(), 10) };
     let cut = h.submit(req).unwrap().collect_blocking().unwrap();
     assert_eq!(cut.finish_reason, FinishReason::Stop);
     assert_eq!(cut.text, full.text[..at]);
+    // vLLM's include_stop_str_in_output: the stop string ends the text.
+    let req = GenerateRequest {
+        stop: vec![" 7".into(), "7,".into()],
+        include_stop_str_in_output: true,
+        ..GenerateRequest::greedy(prompt, 10)
+    };
+    let kept = h.submit(req).unwrap().collect_blocking().unwrap();
+    assert_eq!(kept.finish_reason, FinishReason::Stop);
+    assert_eq!(kept.text, full.text[..at + 2]);
     h.shutdown();
 }
 

@@ -103,6 +103,7 @@ pub(crate) async fn respond(
                 max_tokens: params.max_tokens,
                 stop: params.stop.clone(),
                 ignore_eos: params.ignore_eos,
+                include_stop_str_in_output: params.include_stop_str_in_output,
                 stop_token_ids: params.stop_token_ids.clone(),
                 min_tokens: params.min_tokens,
                 prompt_logprobs: params.prompt_logprobs,

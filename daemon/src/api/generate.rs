@@ -292,6 +292,7 @@ pub(crate) async fn respond(
         max_tokens: params.max_tokens,
         stop: params.stop,
         ignore_eos: params.ignore_eos,
+        include_stop_str_in_output: params.include_stop_str_in_output,
         stop_token_ids: params.stop_token_ids,
         min_tokens: params.min_tokens,
         prompt_logprobs: params.prompt_logprobs,

@@ -45,6 +45,8 @@ pub(crate) struct CommonParams {
     pub(crate) cache_salt: Option<String>,
     /// Extension (vLLM's): keep generating past end-of-sequence (benchmark clients send it).
     pub(crate) ignore_eos: Option<bool>,
+    /// Extension (vLLM's): the matched stop string ends the answer instead of being cut.
+    pub(crate) include_stop_str_in_output: Option<bool>,
     /// Extensions (vLLM's sampling parameters).
     pub(crate) min_p: Option<f32>,
     pub(crate) repetition_penalty: Option<f32>,
@@ -79,6 +81,7 @@ macro_rules! request_struct {
             user: Option<Value>,
             cache_salt: Option<String>,
             ignore_eos: Option<bool>,
+            include_stop_str_in_output: Option<bool>,
             min_p: Option<f32>,
             repetition_penalty: Option<f32>,
             min_tokens: Option<u32>,
@@ -108,6 +111,7 @@ macro_rules! request_struct {
                     user: self.user.take(),
                     cache_salt: self.cache_salt.take(),
                     ignore_eos: self.ignore_eos,
+                    include_stop_str_in_output: self.include_stop_str_in_output,
                     min_p: self.min_p,
                     repetition_penalty: self.repetition_penalty,
                     min_tokens: self.min_tokens,

@@ -38,6 +38,8 @@ pub(crate) struct GenParams {
     pub(crate) min_tokens: usize,
     /// vLLM's `ignore_eos`.
     pub(crate) ignore_eos: bool,
+    /// vLLM's `include_stop_str_in_output`.
+    pub(crate) include_stop_str_in_output: bool,
 }
 
 /// What `echo: true` puts before the answer (with `logprobs`, the prompt's tokens get entries
@@ -155,6 +157,7 @@ pub(crate) fn gen_params(
         stop_token_ids: c.stop_token_ids.unwrap_or_default(),
         min_tokens: c.min_tokens.unwrap_or(0) as usize,
         ignore_eos: c.ignore_eos.unwrap_or(false),
+        include_stop_str_in_output: c.include_stop_str_in_output.unwrap_or(false),
     })
 }
 

@@ -161,7 +161,8 @@ async fn logit_bias_bans_and_forces_tokens() {
 }
 
 /// vLLM's extensions reach the engine: `ignore_eos` runs past the answer's natural end to
-/// `max_tokens` (what benchmark clients rely on), `stop_token_ids` ends at a given token.
+/// `max_tokens` (what benchmark clients rely on), `stop_token_ids` ends at a given token,
+/// `include_stop_str_in_output` keeps the stop string.
 #[tokio::test]
 async fn vllm_extensions_ignore_eos_and_stop_token_ids() {
     let Some(s) = shared() else { return };
@@ -188,6 +189,9 @@ async fn vllm_extensions_ignore_eos_and_stop_token_ids() {
     assert_eq!(stopped["choices"][0]["finish_reason"], "stop");
     let cut = stopped["choices"][0]["message"]["content"].as_str().unwrap();
     assert!(text.starts_with(cut) && cut.len() < text.len(), "{cut:?} vs {text:?}");
+    let kept = chat(json!({"stop": ["Paris"], "include_stop_str_in_output": true})).await;
+    let kept = kept["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(kept.ends_with("Paris") && text.starts_with(kept), "{kept:?} vs {text:?}");
 }
 
 /// vLLM's `continue_final_message`: the answer continues the final assistant message's text
