@@ -186,17 +186,18 @@ impl<'a> LoraStep<'a> {
         }
         let all =
             stacked.len() == rows && stacked.iter().enumerate().all(|(i, &r)| r as usize == i);
+        let short_rows = stacked.len();
         let short_index = if all || stacked.is_empty() {
             None
         } else {
-            Some(Tensor::from_vec(stacked.clone(), stacked.len(), device)?)
+            Some(Tensor::from_vec(stacked, short_rows, device)?)
         };
         Ok(Self {
             groups,
             path,
             generic: Some(Generic {
                 cache,
-                short_rows: stacked.len(),
+                short_rows,
                 short_of,
                 step_of,
                 short_index,
@@ -317,10 +318,8 @@ fn build(
                 parts.push(stack);
             }
             if !parts.is_empty() {
-                let stack = match &parts[..] {
-                    [only] => only.clone(),
-                    _ => LoraStack::block_diagonal(&parts)?,
-                };
+                // Of one stack, that is the stack itself.
+                let stack = LoraStack::block_diagonal(&parts)?;
                 per[group as usize] = Some(Stacked { stack, adapters, outs });
             }
         }

@@ -76,9 +76,10 @@ struct Seq {
     cache_ns: String,
     /// Hashes of its full blocks registered in the prefix cache so far, in order.
     hashes: Vec<BlockHash>,
-    /// Hashes of every full block of its tokens at admission (those past `hashes` it has yet
-    /// to compute): a request waiting for the same blocks waits for it instead of computing
-    /// them a second time.
+    /// Hashes of every full block of its known tokens but the last ([`prefix_chain`]), made
+    /// when it is queued (again, after a preemption). Admission looks them up in the cache;
+    /// while it runs, those past `hashes` are the blocks it has yet to compute, which a
+    /// request needing the same blocks waits for instead of computing them a second time.
     chain: Vec<BlockHash>,
     /// Prompt tokens its first admission found in the prefix cache.
     cached_tokens: usize,
@@ -205,7 +206,7 @@ impl Scheduler {
                     cache_ns.push_str(salt);
                 }
                 let sampler = Sampler::new(init.sampling).with_prompt(&init.prompt);
-                self.waiting.push_back(Seq {
+                let mut seq = Seq {
                     cache_ns,
                     prompt_len: init.prompt.len(),
                     tokens: init.prompt,
@@ -229,7 +230,11 @@ impl Scheduler {
                     cached_tokens: 0,
                     counted_waiting: true,
                     tx: init.tx,
-                });
+                };
+                if self.cfg.prefix_caching {
+                    seq.chain = prefix_chain(self.kv.block_size, &seq);
+                }
+                self.waiting.push_back(seq);
                 true
             }
             Command::Ping(reply) => {
@@ -275,14 +280,12 @@ impl Scheduler {
         while self.running.len() < self.cfg.max_batch_size {
             let Some(front) = self.waiting.front() else { break };
             let need = self.kv.blocks_for(front.tokens.len() + 1);
-            let caching = self.cfg.prefix_caching;
-            let chain = if caching { prefix_chain(self.kv.block_size, front) } else { Vec::new() };
             // A prompt still to be scored computes every position (cached blocks skip the rows
             // that score it).
-            let reuse = caching && !front.scoring();
-            let hits = if reuse { cached_prefix(&mut self.kv, &chain) } else { Vec::new() };
+            let reuse = self.cfg.prefix_caching && !front.scoring();
+            let hits = if reuse { cached_prefix(&mut self.kv, &front.chain) } else { Vec::new() };
             if reuse
-                && let Some(next) = chain.get(hits.len())
+                && let Some(next) = front.chain.get(hits.len())
                 && self
                     .running
                     .iter()
@@ -298,8 +301,7 @@ impl Scheduler {
             let Some(mut s) = self.waiting.pop_front() else { break };
             let cached = hits.len() * self.kv.block_size;
             s.computed = cached;
-            s.hashes = chain[..hits.len()].to_vec();
-            s.chain = chain;
+            s.hashes = s.chain[..hits.len()].to_vec();
             s.blocks = hits;
             s.blocks.extend(fresh);
             if std::mem::take(&mut s.counted_waiting) {
@@ -321,7 +323,11 @@ impl Scheduler {
         let s = &mut self.running[i];
         while (s.hashes.len() + 1) * bs <= s.computed {
             let j = s.hashes.len();
-            let h = block_hash(s.hashes.last(), &s.cache_ns, &s.tokens[j * bs..(j + 1) * bs]);
+            // Blocks of the tokens it was queued with were hashed then.
+            let h = match s.chain.get(j) {
+                Some(&h) => h,
+                None => block_hash(s.hashes.last(), &s.cache_ns, &s.tokens[j * bs..(j + 1) * bs]),
+            };
             self.kv.blocks.register(s.blocks[j], h);
             s.hashes.push(h);
         }
@@ -370,6 +376,9 @@ impl Scheduler {
             self.stats.preemptions.fetch_add(1, Ordering::Relaxed);
             victim.computed = 0;
             victim.hashes.clear();
+            if self.cfg.prefix_caching {
+                victim.chain = prefix_chain(self.kv.block_size, &victim);
+            }
             self.waiting.push_front(victim);
         }
     }

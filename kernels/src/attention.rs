@@ -103,9 +103,7 @@ pub fn write_kv(
         return Ok(());
     }
     if path == KernelPath::Auto && is_cpu_f32(k) && is_cpu_f32(v) && is_cpu_f32(&pool.k) {
-        let op = ScatterRows { slots, row: kvh * hd };
-        pool.k.inplace_op2(k, &op)?;
-        pool.v.inplace_op2(v, &op)?;
+        scatter_rows_cpu(pool, k, v, slots)?;
     } else {
         let idx = Tensor::from_slice(slots, t, k.device())?
             .reshape((t, 1, 1))?
@@ -114,6 +112,16 @@ pub fn write_kv(
         pool.k.scatter_set(&idx, &k.contiguous()?, 0)?;
         pool.v.scatter_set(&idx, &v.contiguous()?, 0)?;
     }
+    Ok(())
+}
+
+/// The fused CPU write: row `t` of `k`/`v` copied in place into slot `slots[t]` of the pool.
+/// The caller has checked the shapes and that every slot is in the pool.
+pub(crate) fn scatter_rows_cpu(pool: &KvPool, k: &Tensor, v: &Tensor, slots: &[u32]) -> Result<()> {
+    let (_, kvh, hd) = k.dims3()?;
+    let op = ScatterRows { slots, row: kvh * hd };
+    pool.k.inplace_op2(k, &op)?;
+    pool.v.inplace_op2(v, &op)?;
     Ok(())
 }
 

@@ -25,6 +25,8 @@ use crate::{KernelError, KernelPath, Result};
 #[derive(Debug)]
 pub struct PagedStep<'a> {
     seqs: Vec<PagedSeq<'a>>,
+    /// The pool slot of every row, in row order.
+    slots: Vec<u32>,
     rows: usize,
     block_size: usize,
     num_slots: usize,
@@ -92,8 +94,13 @@ impl<'a> PagedStep<'a> {
             }
             next += s.q_len;
         }
+        let mut slots = Vec::with_capacity(next);
+        for s in seqs {
+            slots.extend((s.len - s.q_len..s.len).map(|p| s.slot(p, block_size) as u32));
+        }
         Ok(Self {
             seqs: seqs.to_vec(),
+            slots,
             rows: next,
             block_size,
             num_slots,
@@ -107,12 +114,8 @@ impl<'a> PagedStep<'a> {
     }
 
     /// The pool slot of every row, in row order.
-    pub fn slots(&self) -> Vec<u32> {
-        let mut slots = Vec::with_capacity(self.rows);
-        for s in &self.seqs {
-            slots.extend((s.len - s.q_len..s.len).map(|p| s.slot(p, self.block_size) as u32));
-        }
-        slots
+    pub fn slots(&self) -> &[u32] {
+        &self.slots
     }
 
     fn check_pool(&self, pool: &KvPool, op: &'static str) -> Result<()> {
@@ -146,7 +149,8 @@ impl<'a> PagedStep<'a> {
             return Ok(());
         }
         if path == KernelPath::Auto && is_cpu_f32(k) && is_cpu_f32(v) && is_cpu_f32(&pool.k) {
-            return crate::attention::write_kv(pool, k, v, &self.slots(), path);
+            // Shapes are checked above; slots are within the blocks checked in `new`.
+            return crate::attention::scatter_rows_cpu(pool, k, v, &self.slots);
         }
         let idx = self.generic(k.device(), k.dtype(), kvh, hd)?;
         pool.k.scatter_set(&idx.write, &k.contiguous()?, 0)?;
@@ -216,11 +220,8 @@ impl<'a> PagedStep<'a> {
                 .reshape((n * qm, heads, hd))?;
             outs.push(o);
         }
-        let out = if outs.len() == 1 {
-            outs.pop().unwrap_or_else(|| q.clone())
-        } else {
-            Tensor::cat(&outs, 0)?
-        };
+        // One bucket (the usual decode batch) comes back as it is: `cat` of one is a clone.
+        let out = Tensor::cat(&outs, 0)?;
         Ok(match &idx.out_index {
             Some(i) => out.index_select(i, 0)?,
             None => out,
@@ -248,7 +249,7 @@ impl<'a> PagedStep<'a> {
     ) -> Result<GenericIndex> {
         let (_, dtype, kvh, hd) = key;
         let t = self.rows;
-        let write = Tensor::from_vec(self.slots(), (t, 1, 1), dev)?
+        let write = Tensor::from_slice(&self.slots, (t, 1, 1), dev)?
             .broadcast_as((t, kvh, hd))?
             .contiguous()?;
         let mut order: Vec<usize> = (0..self.seqs.len()).collect();
