@@ -146,6 +146,8 @@ struct Shared {
     kv_capacity: usize,
     device: Device,
     dtype: DType,
+    /// The tokenizer's tokens as bytes, built on the first structured-output request.
+    vocab: std::sync::OnceLock<Arc<lorad_grammar::Vocab>>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -217,6 +219,7 @@ impl EngineHandle {
                 kv_capacity,
                 device,
                 dtype,
+                vocab: std::sync::OnceLock::new(),
                 thread: Mutex::new(Some(thread)),
             }),
         })
@@ -230,6 +233,13 @@ impl EngineHandle {
     /// The device the model and adapters live on.
     pub fn device(&self) -> &Device {
         &self.inner.device
+    }
+
+    /// The vocabulary as bytes, for structured output's token masks (built on first use).
+    pub fn grammar_vocab(&self) -> &Arc<lorad_grammar::Vocab> {
+        self.inner.vocab.get_or_init(|| {
+            Arc::new(lorad_grammar::Vocab::new(self.inner.tokenizer.text_token_bytes()))
+        })
     }
 
     /// The tokenizer.
@@ -383,6 +393,9 @@ impl EngineHandle {
             include_stop_str_in_output: req.include_stop_str_in_output,
             prompt_logprobs: req.prompt_logprobs,
             cache_salt: req.cache_salt,
+            constraint: req
+                .constraint
+                .map(|g| crate::constrained::Constrained::new(g, self.grammar_vocab().clone())),
             tx,
         };
         let sent = self

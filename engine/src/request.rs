@@ -39,6 +39,11 @@ pub struct GenerateRequest {
     /// salt (and model or adapter). Tenants that must not learn, by timing, which prompts
     /// others sent give each their own secret salt (vLLM's `cache_salt`).
     pub cache_salt: Option<String>,
+    /// Structured output: the answer is constrained to this grammar (JSON, a JSON Schema, a
+    /// regular expression, a choice). Tokens that would leave it are never sampled; end of
+    /// sequence comes only once the answer is complete, and the answer ends as soon as
+    /// nothing more can follow.
+    pub constraint: Option<std::sync::Arc<lorad_grammar::Grammar>>,
 }
 
 impl GenerateRequest {
@@ -56,6 +61,7 @@ impl GenerateRequest {
             min_tokens: 0,
             prompt_logprobs: None,
             cache_salt: None,
+            constraint: None,
         }
     }
 }

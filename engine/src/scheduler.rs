@@ -15,6 +15,7 @@ use lorad_model::Tokenizer;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::adapters::ResidentAdapter;
+use crate::constrained::Constrained;
 use crate::engine::{EngineConfig, EngineStats};
 use crate::kv::{BlockHash, KvCache, block_hash};
 use crate::llama::{ForwardSeq, Llama};
@@ -46,6 +47,7 @@ pub(crate) struct SeqInit {
     pub(crate) include_stop_str_in_output: bool,
     pub(crate) prompt_logprobs: Option<usize>,
     pub(crate) cache_salt: Option<String>,
+    pub(crate) constraint: Option<Constrained>,
     pub(crate) tx: UnboundedSender<GenerationEvent>,
 }
 
@@ -81,6 +83,8 @@ struct Seq {
     /// while it runs, those past `hashes` are the blocks it has yet to compute, which a
     /// request needing the same blocks waits for instead of computing them a second time.
     chain: Vec<BlockHash>,
+    /// Structured output's state, when the answer is constrained.
+    constraint: Option<Constrained>,
     /// Prompt tokens its first admission found in the prefix cache.
     cached_tokens: usize,
     /// Counted in `EngineStats::waiting` (by the handle at submit) and not yet admitted.
@@ -228,6 +232,7 @@ impl Scheduler {
                     hashes: Vec::new(),
                     chain: Vec::new(),
                     cached_tokens: 0,
+                    constraint: init.constraint,
                     counted_waiting: true,
                     tx: init.tx,
                 };
@@ -521,13 +526,23 @@ impl Scheduler {
                 }
             }
         }
+        if let Some(c) = &s.constraint {
+            let ends: Vec<u32> = self.eos.iter().chain(&s.stop_token_ids).copied().collect();
+            if !c.mask(logits, &ends) {
+                // Nothing may follow (the answer is complete but `min_tokens` bans its end).
+                return Some(FinishReason::Stop);
+            }
+        }
         let tok = s.sampler.sample(logits);
         let logprobs: Vec<TokenLogprob> =
             raw.map(|(n, raw)| token_logprob(&raw, tok, n)).into_iter().collect();
         s.sampler.observe(tok);
         s.tokens.push(tok);
         self.stats.generated_tokens.fetch_add(1, Ordering::Relaxed);
-        if (!s.ignore_eos && self.eos.contains(&tok)) || s.stop_token_ids.contains(&tok) {
+        // A constrained answer ends at end-of-sequence even with `ignore_eos`: the grammar
+        // only offers it once nothing else can complete the answer.
+        let eos_ends = !s.ignore_eos || s.constraint.is_some();
+        if (eos_ends && self.eos.contains(&tok)) || s.stop_token_ids.contains(&tok) {
             let _ = s.tx.send(GenerationEvent::Delta {
                 text: String::new(),
                 tokens: vec![tok],
@@ -535,10 +550,16 @@ impl Scheduler {
             });
             return Some(FinishReason::Stop);
         }
+        if let Some(c) = &mut s.constraint
+            && let Err(e) = c.advance(tok)
+        {
+            let _ = s.tx.send(GenerationEvent::Error(e.to_string()));
+            return Some(FinishReason::Stop);
+        }
         match s.out.push(tok) {
             Ok((text, stopped)) => {
                 let _ = s.tx.send(GenerationEvent::Delta { text, tokens: vec![tok], logprobs });
-                if stopped {
+                if stopped || s.constraint.as_ref().is_some_and(Constrained::finished) {
                     return Some(FinishReason::Stop);
                 }
             }

@@ -306,19 +306,38 @@ impl Tokenizer {
         if self.inner.get_added_tokens_decoder().contains_key(&id) {
             return Some(piece.into_bytes());
         }
+        Some(self.piece_bytes(piece))
+    }
+
+    /// The bytes of every token id in order, `None` for added (special and control) tokens:
+    /// what structured output masks over (no constraint may produce a control token).
+    pub fn text_token_bytes(&self) -> Vec<Option<Vec<u8>>> {
+        let added = self.inner.get_added_tokens_decoder();
+        (0..self.vocab_size() as u32)
+            .map(|id| {
+                if added.contains_key(&id) {
+                    return None;
+                }
+                self.inner.id_to_token(id).map(|piece| self.piece_bytes(piece))
+            })
+            .collect()
+    }
+
+    /// The bytes a vocabulary piece (not an added token) stands for.
+    fn piece_bytes(&self, piece: String) -> Vec<u8> {
         if matches!(self.inner.get_decoder(), Some(DecoderWrapper::ByteLevel(_)))
             && let Some(bytes) = piece.chars().map(byte_level_byte).collect::<Option<Vec<u8>>>()
         {
-            return Some(bytes);
+            return bytes;
         }
         // SentencePiece-style vocabularies: `<0xNN>` byte-fallback pieces, `▁` for a space.
         if let Some(hex) = piece.strip_prefix("<0x").and_then(|p| p.strip_suffix('>'))
             && let Ok(byte) = u8::from_str_radix(hex, 16)
             && hex.len() == 2
         {
-            return Some(vec![byte]);
+            return vec![byte];
         }
-        Some(piece.replace('\u{2581}', " ").into_bytes())
+        piece.replace('\u{2581}', " ").into_bytes()
     }
 
     /// Ids that end generation: the declared EOS first, then other end-of-turn tokens.

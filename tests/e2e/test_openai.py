@@ -73,6 +73,85 @@ def test_vllm_extensions_through_extra_body(client):
     assert cont.choices[0].message.content.startswith(" Paris"), cont.choices[0].message.content
 
 
+def test_structured_output_parses_into_a_pydantic_model(client):
+    # The client turns the model class into a strict JSON Schema (`response_format:
+    # json_schema`) and parses the answer back; lorad constrains decoding to the schema.
+    from pydantic import BaseModel, Field
+
+    class City(BaseModel):
+        city: str = Field(max_length=24)
+        country: str = Field(max_length=24)
+        is_capital: bool
+        landmarks: list[str] = Field(max_length=3)
+
+    r = client.chat.completions.parse(
+        model=BASE,
+        messages=[{"role": "user", "content": "Describe Paris as a JSON object."}],
+        response_format=City,
+        max_tokens=120,
+        temperature=0,
+    )
+    city = r.choices[0].message.parsed
+    assert r.choices[0].finish_reason == "stop"
+    assert isinstance(city, City) and "Paris" in city.city, r.choices[0].message.content
+    assert len(city.landmarks) <= 3
+
+
+def test_structured_output_streams_json_and_takes_vllm_fields(client):
+    stream = client.chat.completions.create(
+        model=BASE,
+        messages=[{"role": "user", "content": "Give two colours as a JSON object."}],
+        response_format={"type": "json_object"},
+        max_tokens=60,
+        temperature=0,
+        stream=True,
+    )
+    text, finish = "", None
+    for chunk in stream:
+        if chunk.choices:
+            text += chunk.choices[0].delta.content or ""
+            finish = chunk.choices[0].finish_reason or finish
+    if finish == "stop":
+        assert isinstance(json.loads(text), dict), text
+    else:
+        assert text.startswith("{"), text
+    for extra in ({"guided_choice": [" Paris", " London"]}, {"structured_outputs": {"choice": [" Paris", " London"]}}):
+        for model in (BASE, ADAPTER):
+            r = client.completions.create(
+                model=model, prompt="The capital of France is", max_tokens=8, temperature=0, extra_body=extra
+            )
+            assert r.choices[0].text in (" Paris", " London") and r.choices[0].finish_reason == "stop", r
+    r = client.completions.create(
+        model=BASE,
+        prompt="The Eiffel Tower was built in the year",
+        max_tokens=8,
+        temperature=0,
+        extra_body={"guided_regex": r" [0-9]{4}"},
+    )
+    text = r.choices[0].text
+    assert len(text) == 5 and text[0] == " " and text[1:].isdigit(), text
+
+
+@pytest.mark.parametrize(
+    "extra,param,words",
+    [
+        (
+            {"response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": {"type": "integer", "minimum": 0}}}},
+            "response_format",
+            "minimum",
+        ),
+        ({"guided_regex": "(unclosed"}, "guided_regex", "regular expression"),
+        ({"guided_regex": "a", "guided_choice": ["a"]}, "guided_choice", "only one"),
+        ({"response_format": {"type": "grammar"}}, "response_format", "grammar"),
+    ],
+)
+def test_structured_output_refusals_name_the_field(client, extra, param, words):
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model=BASE, messages=QUESTION, max_tokens=4, extra_body=extra)
+    assert e.value.param == param
+    assert words in str(e.value), str(e.value)
+
+
 def test_models_list_has_base_and_adapter(client):
     models = {m.id: m for m in client.models.list()}
     assert BASE in models and ADAPTER in models, models

@@ -10,7 +10,7 @@ use super::errors::ApiError;
 use super::extract::ApiJson;
 use super::generate::{Kind, respond};
 use super::openai::{ChatRequest, MessageIn};
-use super::params::{gen_params, is_default, refuse_unless_default};
+use super::params::{gen_params, refuse_unless_default};
 use super::state::AppState;
 
 /// The handler.
@@ -24,18 +24,13 @@ pub(crate) async fn handle(
         super::logprobs::chat_param(common.logprobs.as_ref(), req.top_logprobs.as_ref())?;
     refuse_unless_default("tools", req.tools.as_ref())?;
     refuse_unless_default("functions", req.functions.as_ref())?;
-    let text_format =
-        req.response_format.as_ref().and_then(|f| f.get("type")).and_then(Value::as_str)
-            == Some("text");
-    if !is_default(req.response_format.as_ref()) && !text_format {
-        return Err(ApiError::unsupported("response_format", "; only {\"type\": \"text\"} is"));
-    }
     let (max_tokens, max_param) = match req.max_completion_tokens {
         Some(m) => (Some(m), "max_completion_tokens"),
         None => (common.max_tokens, "max_tokens"),
     };
     let mut params = gen_params(common, max_tokens, max_param, None, false)?;
     params.sampling.logprobs = logprobs;
+    params.constraint = super::structured::compile(state.grammars(), params.structured.as_ref())?;
     let messages = convert_messages(&req.messages)?;
     let open_end = open_final_message(&req, &messages)?;
     let add_generation_prompt = req.add_generation_prompt.unwrap_or(open_end.is_none());

@@ -108,6 +108,7 @@ pub(crate) async fn respond(
                 min_tokens: params.min_tokens,
                 prompt_logprobs: params.prompt_logprobs,
                 cache_salt: params.cache_salt.clone(),
+                constraint: params.constraint.clone(),
             };
             // A refusal drops the answers submitted so far, which cancels them.
             let stream = serving

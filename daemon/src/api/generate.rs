@@ -297,6 +297,7 @@ pub(crate) async fn respond(
         min_tokens: params.min_tokens,
         prompt_logprobs: params.prompt_logprobs,
         cache_salt: params.cache_salt,
+        constraint: params.constraint,
     };
     let stream =
         serving.engine.submit(req).map_err(|e| ApiError::from_engine(e, kind.prompt_param()))?;

@@ -18,6 +18,7 @@ mod receipts;
 mod routes;
 mod sse;
 mod state;
+mod structured;
 mod telemetry;
 mod tokenize;
 

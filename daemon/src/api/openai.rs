@@ -7,6 +7,8 @@ use serde_json::Value;
 use super::attribution::AttributionOut;
 use super::logprobs::{ChatLogprobs, CompletionLogprobs};
 use super::receipts::RefusedOut;
+use super::structured::StructuredIn;
+use lorad_grammar::Json;
 
 /// `stream_options`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -52,6 +54,9 @@ pub(crate) struct CommonParams {
     pub(crate) repetition_penalty: Option<f32>,
     pub(crate) min_tokens: Option<u32>,
     pub(crate) stop_token_ids: Option<Vec<u32>>,
+    /// Structured output (OpenAI's `response_format`, vLLM's `structured_outputs` and
+    /// `guided_*`).
+    pub(crate) structured: StructuredIn,
 }
 
 /// Defines a request struct with the [`CommonParams`] fields inline plus its own, and
@@ -86,6 +91,12 @@ macro_rules! request_struct {
             repetition_penalty: Option<f32>,
             min_tokens: Option<u32>,
             stop_token_ids: Option<Vec<u32>>,
+            response_format: Option<Json>,
+            structured_outputs: Option<Json>,
+            guided_json: Option<Json>,
+            guided_regex: Option<String>,
+            guided_choice: Option<Vec<String>>,
+            guided_grammar: Option<Json>,
             $($(#[$fm])* pub(crate) $field: $ty,)*
         }
 
@@ -116,6 +127,14 @@ macro_rules! request_struct {
                     repetition_penalty: self.repetition_penalty,
                     min_tokens: self.min_tokens,
                     stop_token_ids: self.stop_token_ids.take(),
+                    structured: StructuredIn {
+                        response_format: self.response_format.take(),
+                        structured_outputs: self.structured_outputs.take(),
+                        guided_json: self.guided_json.take(),
+                        guided_regex: self.guided_regex.take(),
+                        guided_choice: self.guided_choice.take(),
+                        guided_grammar: self.guided_grammar.take(),
+                    },
                 }
             }
         }
@@ -151,7 +170,6 @@ request_struct! {
         top_logprobs: Option<Value>,
         tools: Option<Value>,
         functions: Option<Value>,
-        response_format: Option<Value>,
         /// vLLM's: end the prompt with the assistant's turn header (default: true, false when
         /// continuing the final message).
         add_generation_prompt: Option<bool>,

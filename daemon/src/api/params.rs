@@ -40,6 +40,11 @@ pub(crate) struct GenParams {
     pub(crate) ignore_eos: bool,
     /// vLLM's `include_stop_str_in_output`.
     pub(crate) include_stop_str_in_output: bool,
+    /// Structured output's constraint as asked for; the handler compiles it into
+    /// `constraint`.
+    pub(crate) structured: Option<super::structured::Spec>,
+    /// The compiled constraint.
+    pub(crate) constraint: Option<std::sync::Arc<lorad_grammar::Grammar>>,
 }
 
 /// What `echo: true` puts before the answer (with `logprobs`, the prompt's tokens get entries
@@ -158,6 +163,8 @@ pub(crate) fn gen_params(
         min_tokens: c.min_tokens.unwrap_or(0) as usize,
         ignore_eos: c.ignore_eos.unwrap_or(false),
         include_stop_str_in_output: c.include_stop_str_in_output.unwrap_or(false),
+        structured: super::structured::spec(&c.structured)?,
+        constraint: None,
     })
 }
 

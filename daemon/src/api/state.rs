@@ -15,6 +15,9 @@ use super::ids::unix_now;
 use super::receipts::ReceiptDesk;
 use super::telemetry::Telemetry;
 
+/// Compiled structured-output grammars kept (each with its cached token masks).
+const GRAMMAR_CACHE: usize = 64;
+
 /// Limits of the HTTP layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiConfig {
@@ -61,6 +64,8 @@ struct Inner {
     telemetry: Arc<Telemetry>,
     lightclient: OnceLock<Arc<std::sync::Mutex<lorad_lightclient::verified::VerifiedState>>>,
     draining: AtomicBool,
+    /// Compiled structured-output grammars, by constraint.
+    grammars: lorad_grammar::GrammarCache,
 }
 
 /// Cheap to clone; every handler gets one.
@@ -92,6 +97,7 @@ impl AppState {
                 telemetry: Arc::new(Telemetry::default()),
                 lightclient: OnceLock::new(),
                 draining: AtomicBool::new(false),
+                grammars: lorad_grammar::GrammarCache::new(GRAMMAR_CACHE),
             }),
         }
     }
@@ -186,6 +192,10 @@ impl AppState {
     }
 
     /// The serving engine, or 503 while starting or shutting down.
+    pub(crate) fn grammars(&self) -> &lorad_grammar::GrammarCache {
+        &self.inner.grammars
+    }
+
     pub(crate) fn serving(&self) -> Result<&Serving, ApiError> {
         if self.inner.draining.load(Ordering::SeqCst) {
             return Err(ApiError::unavailable("the server is shutting down"));

@@ -1,0 +1,226 @@
+//! Structured output's request fields → a compiled grammar: OpenAI's `response_format`
+//! (`json_object`, `json_schema`), vLLM's `structured_outputs` (`json`, `regex`, `choice`,
+//! `json_object`) and its older `guided_json` / `guided_regex` / `guided_choice`.
+
+use std::sync::Arc;
+
+use lorad_grammar::{Constraint, Grammar, GrammarCache, Json};
+
+use super::errors::ApiError;
+
+/// The structured-output fields of a request, as sent.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct StructuredIn {
+    pub(crate) response_format: Option<Json>,
+    pub(crate) structured_outputs: Option<Json>,
+    pub(crate) guided_json: Option<Json>,
+    pub(crate) guided_regex: Option<String>,
+    pub(crate) guided_choice: Option<Vec<String>>,
+    pub(crate) guided_grammar: Option<Json>,
+}
+
+/// A constraint and the request field it came from (named in errors).
+pub(crate) type Spec = (Constraint, &'static str);
+
+fn invalid(param: &str, why: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request(param, format!("Invalid value for '{param}': {why}"))
+        .code("invalid_value")
+}
+
+/// A schema given as an object (or boolean), or as JSON text in a string (vLLM accepts both).
+fn schema(param: &str, v: &Json) -> Result<Constraint, ApiError> {
+    match v {
+        Json::String(text) => Json::parse(text)
+            .map(Constraint::JsonSchema)
+            .map_err(|e| invalid(param, format!("the schema is not valid JSON: {e}"))),
+        Json::Object(_) | Json::Bool(_) => Ok(Constraint::JsonSchema(v.clone())),
+        _ => Err(invalid(param, "expected a JSON Schema object")),
+    }
+}
+
+fn response_format(v: &Json) -> Result<Option<Constraint>, ApiError> {
+    const P: &str = "response_format";
+    let Json::Object(_) = v else {
+        return Err(invalid(P, "expected an object with a 'type'"));
+    };
+    match v.get("type").and_then(Json::as_str) {
+        Some("text") => Ok(None),
+        Some("json_object") => Ok(Some(Constraint::JsonObject)),
+        Some("json_schema") => {
+            let Some(spec @ Json::Object(_)) = v.get("json_schema") else {
+                return Err(invalid(P, "'json_schema' must be an object holding the 'schema'"));
+            };
+            // OpenAI's `schema` is optional: absent, any JSON value.
+            match spec.get("schema") {
+                None | Some(Json::Null) => Ok(Some(Constraint::JsonSchema(Json::Bool(true)))),
+                Some(s) => schema(P, s).map(Some),
+            }
+        }
+        Some(other) => Err(ApiError::unsupported(
+            P,
+            &format!("; type '{other}' is not (text, json_object and json_schema are)"),
+        )),
+        None => Err(invalid(P, "'type' must be a string")),
+    }
+}
+
+/// vLLM's `structured_outputs`: exactly one of `json`, `regex`, `choice`, `json_object`.
+fn structured_outputs(v: &Json) -> Result<Option<Constraint>, ApiError> {
+    const P: &str = "structured_outputs";
+    let Json::Object(fields) = v else {
+        return Err(invalid(P, "expected an object"));
+    };
+    let mut found = Vec::new();
+    for (k, val) in fields {
+        if matches!(val, Json::Null) {
+            continue;
+        }
+        let c = match k.as_str() {
+            "json" => schema(P, val)?,
+            "regex" => Constraint::Regex(
+                val.as_str().ok_or_else(|| invalid(P, "'regex' must be a string"))?.to_owned(),
+            ),
+            "choice" => Constraint::Choice(choices(P, val)?),
+            "json_object" if matches!(val, Json::Bool(false)) => continue,
+            "json_object" => Constraint::JsonObject,
+            "grammar" | "structural_tag" | "whitespace_pattern" => {
+                return Err(ApiError::unsupported(&format!("{P}.{k}"), ""));
+            }
+            // Backend options that do not change what is valid output.
+            "disable_fallback" | "disable_any_whitespace" | "disable_additional_properties" => {
+                continue;
+            }
+            other => return Err(invalid(P, format!("unknown field '{other}'"))),
+        };
+        found.push((k.as_str(), c));
+    }
+    match found.len() {
+        0 => Ok(None),
+        1 => Ok(found.pop().map(|(_, c)| c)),
+        _ => Err(invalid(
+            P,
+            format!("set only one of {}", found.iter().map(|f| f.0).collect::<Vec<_>>().join(", ")),
+        )),
+    }
+}
+
+fn choices(param: &str, v: &Json) -> Result<Vec<String>, ApiError> {
+    let Json::Array(items) = v else {
+        return Err(invalid(param, "'choice' must be an array of strings"));
+    };
+    items
+        .iter()
+        .map(|i| {
+            i.as_str().map(str::to_owned).ok_or_else(|| invalid(param, "choices must be strings"))
+        })
+        .collect()
+}
+
+/// The request's constraint, if it sets one; more than one is a 400 naming them.
+pub(crate) fn spec(s: &StructuredIn) -> Result<Option<Spec>, ApiError> {
+    if s.guided_grammar.as_ref().is_some_and(|g| !matches!(g, Json::Null)) {
+        return Err(ApiError::unsupported("guided_grammar", ""));
+    }
+    let mut found: Vec<Spec> = Vec::new();
+    if let Some(v) = &s.response_format
+        && let Some(c) = response_format(v)?
+    {
+        found.push((c, "response_format"));
+    }
+    if let Some(v) = &s.structured_outputs
+        && let Some(c) = structured_outputs(v)?
+    {
+        found.push((c, "structured_outputs"));
+    }
+    if let Some(v) = &s.guided_json {
+        found.push((schema("guided_json", v)?, "guided_json"));
+    }
+    if let Some(r) = &s.guided_regex {
+        found.push((Constraint::Regex(r.clone()), "guided_regex"));
+    }
+    if let Some(c) = &s.guided_choice {
+        found.push((Constraint::Choice(c.clone()), "guided_choice"));
+    }
+    if found.len() > 1 {
+        let names: Vec<&str> = found.iter().map(|f| f.1).collect();
+        return Err(invalid(
+            names[1],
+            format!("set only one structured-output field, not {}", names.join(" and ")),
+        ));
+    }
+    Ok(found.pop())
+}
+
+/// Compiles a constraint (or takes it from the cache), a 400 naming its field when it
+/// cannot be enforced.
+pub(crate) fn compile(
+    cache: &GrammarCache,
+    spec: Option<&Spec>,
+) -> Result<Option<Arc<Grammar>>, ApiError> {
+    let Some((c, param)) = spec else { return Ok(None) };
+    cache.get(c).map(Some).map_err(|e| invalid(param, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(text: &str) -> Option<Json> {
+        Some(Json::parse(text).unwrap())
+    }
+
+    #[test]
+    fn fields_map_to_constraints_and_conflicts_are_named() {
+        let s = StructuredIn { response_format: json(r#"{"type":"text"}"#), ..Default::default() };
+        assert!(spec(&s).unwrap().is_none());
+        let s = StructuredIn {
+            response_format: json(r#"{"type":"json_object"}"#),
+            ..Default::default()
+        };
+        assert_eq!(spec(&s).unwrap().unwrap().0, Constraint::JsonObject);
+        let s = StructuredIn {
+            response_format: json(
+                r#"{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"integer"}}}"#,
+            ),
+            ..Default::default()
+        };
+        assert!(matches!(
+            spec(&s).unwrap().unwrap(),
+            (Constraint::JsonSchema(_), "response_format")
+        ));
+        let s = StructuredIn {
+            structured_outputs: json(r#"{"choice":["a","b"],"disable_any_whitespace":true}"#),
+            ..Default::default()
+        };
+        assert_eq!(spec(&s).unwrap().unwrap().0, Constraint::Choice(vec!["a".into(), "b".into()]));
+        let s =
+            StructuredIn { guided_json: json(r#""{\"type\":\"string\"}""#), ..Default::default() };
+        assert!(matches!(spec(&s).unwrap().unwrap().0, Constraint::JsonSchema(Json::Object(_))));
+        let err = |s: StructuredIn| spec(&s).unwrap_err().param;
+        let both = StructuredIn {
+            response_format: json(r#"{"type":"json_object"}"#),
+            guided_regex: Some("a+".into()),
+            ..Default::default()
+        };
+        assert_eq!(err(both).as_deref(), Some("guided_regex"));
+        let bad_type =
+            StructuredIn { response_format: json(r#"{"type":"grammar"}"#), ..Default::default() };
+        assert_eq!(err(bad_type).as_deref(), Some("response_format"));
+        let two = StructuredIn {
+            structured_outputs: json(r#"{"regex":"a","choice":["a"]}"#),
+            ..Default::default()
+        };
+        assert_eq!(err(two).as_deref(), Some("structured_outputs"));
+        let grammar =
+            StructuredIn { guided_grammar: json(r#""root ::= \"a\"""#), ..Default::default() };
+        assert_eq!(err(grammar).as_deref(), Some("guided_grammar"));
+        let cache = GrammarCache::new(4);
+        let bad = (
+            Constraint::JsonSchema(Json::parse(r#"{"type":"integer","minimum":1}"#).unwrap()),
+            "guided_json",
+        );
+        let e = compile(&cache, Some(&bad)).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("guided_json"));
+        assert!(e.message.contains("minimum"), "{}", e.message);
+    }
+}

@@ -1,0 +1,247 @@
+//! [`Grammar`] and its matcher [`State`]: a compiled grammar is a flat array of elements; a
+//! state is the set of stacks of element positions a nondeterministic pushdown matcher can be
+//! in after the bytes seen so far (llama.cpp's grammar sampler works the same way). A stack's
+//! top is always a byte set; an empty stack means the text so far is a complete match.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::vocab::MaskCache;
+use crate::{ByteSet, GrammarError};
+
+/// One compiled grammar element.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Elem {
+    /// A terminal: one byte of the set.
+    Set(ByteSet),
+    /// A call of the rule with this index.
+    Rule(u32),
+    /// The end of an alternative: return to the caller.
+    End,
+}
+
+/// Deepest stack a matcher keeps: deeper nesting (or a left-recursive rule) ends that path
+/// instead of growing without bound.
+const MAX_DEPTH: usize = 2048;
+
+/// A compiled grammar: what structured output constrains an answer to.
+pub struct Grammar {
+    elems: Vec<Elem>,
+    /// Each rule's alternatives, as positions in `elems`.
+    alts: Vec<Box<[u32]>>,
+    start: State,
+    /// Token masks already computed, per vocabulary and state.
+    pub(crate) masks: Mutex<MaskCache>,
+    /// Distinguishes grammars in logs and caches.
+    id: u64,
+}
+
+impl std::fmt::Debug for Grammar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Grammar")
+            .field("id", &self.id)
+            .field("rules", &self.alts.len())
+            .field("elements", &self.elems.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a matcher is: the set of stacks it can be in (sorted, no duplicates).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
+pub struct State {
+    pub(crate) stacks: Vec<Vec<u32>>,
+}
+
+impl State {
+    /// Whether the text so far is a complete match (end-of-sequence may come now).
+    pub fn is_accepting(&self) -> bool {
+        self.stacks.iter().any(Vec::is_empty)
+    }
+
+    /// Whether more text can follow.
+    pub fn can_continue(&self) -> bool {
+        self.stacks.iter().any(|s| !s.is_empty())
+    }
+
+    /// Whether no text extends what was seen: the matcher has failed.
+    pub fn is_dead(&self) -> bool {
+        self.stacks.is_empty()
+    }
+}
+
+impl Grammar {
+    pub(crate) fn new(
+        elems: Vec<Elem>,
+        alts: Vec<Box<[u32]>>,
+        at: String,
+    ) -> Result<Self, GrammarError> {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        let mut g = Self {
+            elems,
+            alts,
+            start: State::default(),
+            masks: Mutex::new(MaskCache::default()),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        };
+        let mut out = Vec::new();
+        g.expand(vec![0], &mut out, &mut Vec::new());
+        g.start = normalize(out);
+        if g.start.is_dead() || !g.can_ever_accept() {
+            return Err(GrammarError::Empty { at });
+        }
+        Ok(g)
+    }
+
+    /// This grammar's process-unique id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The state before any byte.
+    pub fn start(&self) -> State {
+        self.start.clone()
+    }
+
+    /// The state after `byte`; dead when the grammar does not allow it.
+    pub fn advance(&self, state: &State, byte: u8) -> State {
+        self.advance_where(state, |_, set| set.contains(byte))
+    }
+
+    /// The state after `bytes`, or `None` as soon as they leave the grammar.
+    pub fn advance_bytes(&self, state: &State, bytes: &[u8]) -> Option<State> {
+        let mut s = state.clone();
+        for &b in bytes {
+            s = self.advance(&s, b);
+            if s.is_dead() {
+                return None;
+            }
+        }
+        Some(s)
+    }
+
+    /// Whether `text` is a complete match.
+    pub fn matches(&self, text: &[u8]) -> bool {
+        self.advance_bytes(&self.start, text).is_some_and(|s| s.is_accepting())
+    }
+
+    /// The byte set on top of each stack (empty for an accepting stack).
+    pub(crate) fn tops(&self, state: &State) -> Vec<ByteSet> {
+        state
+            .stacks
+            .iter()
+            .map(|s| match s.last().map(|&p| self.elems[p as usize]) {
+                Some(Elem::Set(set)) => set,
+                _ => ByteSet::EMPTY,
+            })
+            .collect()
+    }
+
+    /// Advances the stacks `accept(index, top set)` lets through by one byte. The successor
+    /// of a stack does not depend on which byte of its set matched, which lets the token
+    /// mask walk share one successor between every byte the same stacks accept.
+    pub(crate) fn advance_where(
+        &self,
+        state: &State,
+        accept: impl Fn(usize, &ByteSet) -> bool,
+    ) -> State {
+        let mut out = Vec::new();
+        let mut seen = Vec::new();
+        for (i, stack) in state.stacks.iter().enumerate() {
+            let Some(&top) = stack.last() else { continue };
+            let Elem::Set(set) = self.elems[top as usize] else { continue };
+            if !accept(i, &set) {
+                continue;
+            }
+            let mut next = stack.clone();
+            next.pop();
+            self.push_return(&mut next, top + 1);
+            seen.clear();
+            self.expand(next, &mut out, &mut seen);
+        }
+        normalize(out)
+    }
+
+    /// Continues at `pos` after the element before it, unless that ends the alternative (a
+    /// tail call: the caller's own return position is already on the stack).
+    fn push_return(&self, stack: &mut Vec<u32>, pos: u32) {
+        if self.elems[pos as usize] != Elem::End {
+            stack.push(pos);
+        }
+    }
+
+    /// Expands `stack` until its top is a byte set (or it is empty) and adds the results to
+    /// `out`. `seen` holds the stacks already expanded at a rule call during this expansion:
+    /// meeting one again is a cycle through empty matches (say `(a*)*`) that adds nothing.
+    fn expand(&self, mut stack: Vec<u32>, out: &mut Vec<Vec<u32>>, seen: &mut Vec<Vec<u32>>) {
+        loop {
+            let Some(&top) = stack.last() else {
+                out.push(stack);
+                return;
+            };
+            match self.elems[top as usize] {
+                Elem::Set(_) => {
+                    out.push(stack);
+                    return;
+                }
+                Elem::End => {
+                    stack.pop();
+                }
+                Elem::Rule(r) => {
+                    if stack.len() > MAX_DEPTH || seen.contains(&stack) {
+                        return;
+                    }
+                    seen.push(stack.clone());
+                    stack.pop();
+                    self.push_return(&mut stack, top + 1);
+                    let alts = &self.alts[r as usize];
+                    for (k, &a) in alts.iter().enumerate() {
+                        let mut s = if k + 1 == alts.len() {
+                            std::mem::take(&mut stack)
+                        } else {
+                            stack.clone()
+                        };
+                        s.push(a);
+                        self.expand(s, out, seen);
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Whether some text is a complete match: the start rule is productive. Computed as a
+    /// fixpoint over rules (a rule is productive when one alternative has only terminals and
+    /// productive rules), so a grammar that can only recurse forever is refused up front.
+    fn can_ever_accept(&self) -> bool {
+        let mut productive = vec![false; self.alts.len()];
+        let seq_ok = |mut p: usize, productive: &[bool]| loop {
+            match self.elems[p] {
+                Elem::End => return true,
+                Elem::Set(s) if s.is_empty() => return false,
+                Elem::Set(_) => {}
+                Elem::Rule(r) if !productive[r as usize] => return false,
+                Elem::Rule(_) => {}
+            }
+            p += 1;
+        };
+        loop {
+            let mut changed = false;
+            for r in 0..self.alts.len() {
+                if !productive[r] && self.alts[r].iter().any(|&a| seq_ok(a as usize, &productive)) {
+                    productive[r] = true;
+                    changed = true;
+                }
+            }
+            if !changed {
+                return seq_ok(0, &productive);
+            }
+        }
+    }
+}
+
+/// Sorts and deduplicates stacks into a state.
+fn normalize(mut stacks: Vec<Vec<u32>>) -> State {
+    stacks.sort_unstable();
+    stacks.dedup();
+    State { stacks }
+}

@@ -1,0 +1,318 @@
+//! Structured-output grammars: what they accept and refuse, checked against independent
+//! judges (the `regex` crate, per-token brute force) where one exists.
+
+use std::sync::Arc;
+
+use lorad_grammar::{Constraint, Grammar, GrammarCache, GrammarError, Json, Vocab};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn schema(text: &str) -> Grammar {
+    Constraint::JsonSchema(Json::parse(text).unwrap()).compile().unwrap()
+}
+
+fn schema_err(text: &str) -> GrammarError {
+    Constraint::JsonSchema(Json::parse(text).unwrap()).compile().unwrap_err()
+}
+
+#[test]
+fn json_object_mode_accepts_json_objects_only() {
+    let g = Constraint::JsonObject.compile().unwrap();
+    for ok in [
+        "{}",
+        r#"{"a":1}"#,
+        "{ \"a\" : [1, 2.5e-3, -0, true, false, null, {\"b\": \"\\u00e9\\n\"}] }",
+        "{\n  \"name\": \"Zoë 🚀\",\n  \"n\": {}\n}",
+    ] {
+        assert!(g.matches(ok.as_bytes()), "should accept {ok}");
+    }
+    for bad in [
+        "",
+        "[]",
+        "1",
+        r#"{"a":1,}"#,
+        "{'a':1}",
+        "{a:1}",
+        r#"{"a":01}"#,
+        "{\"a\":\"tab\tinside\"}",
+        r#"{"a":tru}"#,
+        r#"{"a":1} "#,
+    ] {
+        assert!(!g.matches(bad.as_bytes()), "should refuse {bad:?}");
+    }
+    // Whitespace is bounded, so a model cannot pad forever.
+    let padded = format!("{{{}}}", " ".repeat(41));
+    assert!(!g.matches(padded.as_bytes()));
+    assert!(g.matches(format!("{{{}}}", " ".repeat(20)).as_bytes()));
+    // Bytes that are not UTF-8 never enter a string.
+    assert!(!g.matches(b"{\"a\":\"\xff\"}"));
+    assert!(g.matches("{\"a\":\"é\"}".as_bytes()));
+}
+
+const PERSON: &str = r#"{
+  "title": "Person",
+  "type": "object",
+  "properties": {
+    "name": {"type": "string", "minLength": 1, "maxLength": 8},
+    "age": {"type": "integer", "description": "years"},
+    "role": {"enum": ["admin", "user", null]},
+    "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 2},
+    "email": {"type": "string", "format": "email"},
+    "score": {"anyOf": [{"type": "number"}, {"type": "null"}]}
+  },
+  "required": ["name", "age"]
+}"#;
+
+#[test]
+fn schema_objects_keep_order_required_and_types() {
+    let g = schema(PERSON);
+    for ok in [
+        r#"{"name":"Ann","age":31}"#,
+        r#"{"name":"Ann","age":-2,"role":"admin","tags":["a","b"],"email":"a@b.io","score":1.5}"#,
+        r#"{"name":"Ann","age":0,"role":null}"#,
+        r#"{"name":"Ann","age":7,"score":null}"#,
+        "{ \"name\": \"Bo\", \"age\": 3, \"tags\": [] }",
+    ] {
+        assert!(g.matches(ok.as_bytes()), "should accept {ok}");
+    }
+    for bad in [
+        r#"{"age":31,"name":"Ann"}"#,                     // order
+        r#"{"name":"Ann"}"#,                              // required age
+        r#"{"name":"","age":1}"#,                         // minLength
+        r#"{"name":"Annabella9","age":1}"#,               // maxLength
+        r#"{"name":"Ann","age":1.5}"#,                    // integer
+        r#"{"name":"Ann","age":1,"role":"root"}"#,        // enum
+        r#"{"name":"Ann","age":1,"tags":["a","b","c"]}"#, // maxItems
+        r#"{"name":"Ann","age":1,"email":"not-an-email"}"#,
+        r#"{"name":"Ann","age":1,"extra":1}"#, // undeclared
+        r#"{"name":"Ann","age":1,}"#,
+        r#"{,"name":"Ann","age":1}"#,
+    ] {
+        assert!(!g.matches(bad.as_bytes()), "should refuse {bad}");
+    }
+}
+
+#[test]
+fn schema_refs_recursion_and_formats() {
+    let tree = schema(
+        r##"{"$ref": "#/$defs/node", "$defs": {"node": {"type": "object",
+            "properties": {"v": {"type": "integer"},
+                           "kids": {"type": "array", "items": {"$ref": "#/$defs/node"}}},
+            "required": ["v"]}}}"##,
+    );
+    assert!(tree.matches(br#"{"v":1,"kids":[{"v":2},{"v":3,"kids":[{"v":4,"kids":[]}]}]}"#));
+    assert!(!tree.matches(br#"{"v":1,"kids":[{"kids":[]}]}"#));
+    let dates =
+        schema(r#"{"type":"array","minItems":1,"items":{"type":"string","format":"date-time"}}"#);
+    assert!(dates.matches(br#"["2026-12-04T22:04:27Z","1999-01-31T00:00:00.5+05:30"]"#));
+    assert!(!dates.matches(br#"[]"#));
+    assert!(!dates.matches(br#"["2026-13-04T22:04:27Z"]"#));
+    let nullable = schema(r#"{"type":["integer","null"]}"#);
+    assert!(nullable.matches(b"null") && nullable.matches(b"-12") && !nullable.matches(b"1.0"));
+    let map = schema(r#"{"type":"object","additionalProperties":{"type":"boolean"}}"#);
+    assert!(map.matches(br#"{"x":true,"y":false}"#) && !map.matches(br#"{"x":1}"#));
+    let pattern = schema(r#"{"type":"string","pattern":"^[A-Z]{2}-\\d{3}$"}"#);
+    assert!(pattern.matches(br#""AB-123""#) && !pattern.matches(br#""AB-12""#));
+    let any = schema("{}");
+    assert!(any.matches(b"[1,{\"a\":null}]") && any.matches(b"\"s\""));
+}
+
+#[test]
+fn unsupported_and_invalid_schemas_name_the_place() {
+    let e = schema_err(r#"{"type":"object","properties":{"age":{"type":"integer","minimum":0}}}"#);
+    assert!(
+        matches!(&e, GrammarError::Unsupported { keyword, at } if keyword == "minimum" && at == "#/properties/age"),
+        "{e}"
+    );
+    assert!(e.to_string().contains("minimum") && e.to_string().contains("#/properties/age"));
+    let e = schema_err(r#"{"type":"object","properties":{"a":{}},"required":["b"]}"#);
+    assert!(e.to_string().contains("\"b\""), "{e}");
+    let e = schema_err(r#"{"$ref":"https://example.invalid/s.json"}"#);
+    assert!(matches!(e, GrammarError::Unsupported { .. }), "{e}");
+    let e = schema_err(r##"{"$ref":"#/$defs/missing"}"##);
+    assert!(e.to_string().contains("#/$defs/missing"), "{e}");
+    let e = schema_err(r#"{"type":"strng"}"#);
+    assert!(e.to_string().contains("strng"), "{e}");
+    let e = schema_err(r#"{"type":"string","format":"hostname"}"#);
+    assert!(e.to_string().contains("hostname"), "{e}");
+    let e = schema_err(r#"{"allOf":[{"type":"string"},{"maxLength":3}]}"#);
+    assert!(matches!(e, GrammarError::Unsupported { .. }), "{e}");
+    // A pattern that needs a character a JSON string only holds escaped matches nothing.
+    let e = schema_err(r#"{"type":"string","pattern":"\""}"#);
+    assert!(matches!(e, GrammarError::Empty { .. }), "{e}");
+    assert!(matches!(
+        Constraint::Regex(r"\bword\b".into()).compile().unwrap_err(),
+        GrammarError::Regex { .. }
+    ));
+    assert!(matches!(
+        Constraint::Regex("(unclosed".into()).compile().unwrap_err(),
+        GrammarError::Regex { .. }
+    ));
+    assert!(Constraint::Choice(Vec::new()).compile().is_err());
+    // Repetition counts are bounded.
+    assert!(matches!(
+        Constraint::Regex("(a|b){1000000}".into()).compile().unwrap_err(),
+        GrammarError::TooLarge { .. }
+    ));
+}
+
+/// Random strings judged by the grammar and by the regex crate agree.
+#[test]
+fn regex_grammars_agree_with_the_regex_crate() {
+    // Each pattern with a text it matches, so agreement is not only on refusals.
+    let patterns = [
+        (r"[a-c]+", "abca"),
+        (r"(ab|a)*c?", "aabac"),
+        (r"\d{2,4}-x", "199-x"),
+        (r"(a*)*b", "aaab"),
+        (r"(?i)Yes|no", "yES"),
+        (r"[^a]é{1,2}", "béé"),
+        (r"(a|b|)*", "abba"),
+        (r"\w+", "aé_9ω"),
+        (r".{3}", "a🚀b"),
+        (r"[α-ω]{2}z", "αωz"),
+    ];
+    let alphabet =
+        ["a", "b", "c", "x", "-", "1", "9", "é", "Y", "e", "S", "N", "o", "α", "ω", "z", "_", " "];
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    for (p, example) in patterns {
+        let g = Constraint::Regex(p.into()).compile().unwrap();
+        let re = regex::Regex::new(&format!("^(?:{p})$")).unwrap();
+        assert!(re.is_match(example) && g.matches(example.as_bytes()), "{p} on {example}");
+        for _ in 0..3000 {
+            let len = rng.random_range(0..7);
+            let s: String =
+                (0..len).map(|_| alphabet[rng.random_range(0..alphabet.len())]).collect();
+            assert_eq!(g.matches(s.as_bytes()), re.is_match(&s), "pattern {p}, text {s:?}");
+        }
+    }
+}
+
+#[test]
+fn choices_match_exactly_one_option() {
+    let g =
+        Constraint::Choice(vec!["yes".into(), "no".into(), "not sure".into()]).compile().unwrap();
+    assert!(g.matches(b"yes") && g.matches(b"not sure"));
+    assert!(!g.matches(b"ye") && !g.matches(b"yes ") && !g.matches(b"maybe"));
+    let s = g.advance_bytes(&g.start(), b"no").unwrap();
+    // "no" is complete and could still become "not sure".
+    assert!(s.is_accepting() && s.can_continue());
+}
+
+/// A vocabulary of short byte strings, some splitting UTF-8 characters.
+fn random_vocab(rng: &mut ChaCha8Rng) -> Vec<Option<Vec<u8>>> {
+    let pieces: &[&[u8]] = &[
+        b"{",
+        b"}",
+        b"\"",
+        b":",
+        b",",
+        b" ",
+        b"\n",
+        b"[",
+        b"]",
+        b"a",
+        b"n",
+        b"na",
+        b"name",
+        b"\"name",
+        b"\":",
+        b"1",
+        b"12",
+        b"-",
+        b".",
+        b"e",
+        b"true",
+        b"tr",
+        b"ue",
+        b"null",
+        b"\\",
+        b"\\u",
+        b"00",
+        b"e9",
+        "é".as_bytes(),
+        &"é".as_bytes()[..1],
+        &"é".as_bytes()[1..],
+        "🚀".as_bytes(),
+        &"🚀".as_bytes()[..2],
+        &"🚀".as_bytes()[2..],
+        b"\xff",
+        b"\t",
+        b"age",
+        b"\"age\":",
+    ];
+    let mut v: Vec<Option<Vec<u8>>> = pieces.iter().map(|p| Some(p.to_vec())).collect();
+    for _ in 0..300 {
+        let n = rng.random_range(1..4);
+        let mut t = Vec::new();
+        for _ in 0..n {
+            t.extend_from_slice(pieces[rng.random_range(0..pieces.len())]);
+        }
+        v.push(Some(t));
+    }
+    v.push(None); // a special token: never allowed
+    v
+}
+
+/// The trie walk's mask equals judging each token alone, along random constrained walks.
+#[test]
+fn token_masks_equal_brute_force() {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let vocab_bytes = random_vocab(&mut rng);
+    let vocab = Vocab::new(vocab_bytes.clone());
+    for g in [schema(PERSON), Constraint::JsonObject.compile().unwrap()] {
+        for _ in 0..20 {
+            let mut state = g.start();
+            let mut text = Vec::new();
+            for _ in 0..30 {
+                let mask = g.mask(&vocab, &state);
+                let mut allowed = Vec::new();
+                for (id, bytes) in vocab_bytes.iter().enumerate() {
+                    let ok = bytes.as_ref().is_some_and(|b| g.advance_bytes(&state, b).is_some());
+                    assert_eq!(mask.allows(id as u32), ok, "token {id} {bytes:?}");
+                    if ok {
+                        allowed.push(id as u32);
+                    }
+                }
+                assert_eq!(mask.count(), allowed.len());
+                if allowed.is_empty() {
+                    // Complete, or the toy vocabulary cannot spell what must come next (a
+                    // key it has no letters for): either way the walk ends here.
+                    assert!(
+                        state.is_accepting() || state.can_continue(),
+                        "dead after {:?}",
+                        String::from_utf8_lossy(&text)
+                    );
+                    break;
+                }
+                let t = allowed[rng.random_range(0..allowed.len())];
+                state = g.advance_token(&vocab, &state, t).unwrap();
+                text.extend_from_slice(vocab.token_bytes(t).unwrap());
+            }
+        }
+        let (hits, misses) = g.mask_cache_stats();
+        assert!(hits > 0 && misses > 0, "hits {hits} misses {misses}");
+    }
+    let g = Constraint::JsonObject.compile().unwrap();
+    assert!(matches!(
+        g.advance_token(&vocab, &g.start(), vocab_bytes.len() as u32 - 1),
+        Err(GrammarError::UnknownToken(_))
+    ));
+    assert!(matches!(g.advance_token(&vocab, &g.start(), 1), Err(GrammarError::Rejected(1))));
+}
+
+#[test]
+fn the_cache_compiles_a_constraint_once() {
+    let cache = GrammarCache::new(2);
+    let a = Constraint::JsonSchema(Json::parse(PERSON).unwrap());
+    let g1 = cache.get(&a).unwrap();
+    let g2 = cache.get(&Constraint::JsonSchema(Json::parse(PERSON).unwrap())).unwrap();
+    assert!(Arc::ptr_eq(&g1, &g2));
+    cache.get(&Constraint::Regex("x".into())).unwrap();
+    cache.get(&a).unwrap(); // most recent: the regex is the oldest now
+    cache.get(&Constraint::Choice(vec!["y".into()])).unwrap();
+    assert_eq!(cache.len(), 2);
+    assert!(Arc::ptr_eq(&g1, &cache.get(&a).unwrap()));
+    assert!(cache.get(&Constraint::Regex("(".into())).is_err());
+    assert_eq!(cache.len(), 2);
+}
