@@ -181,12 +181,13 @@ serve_checks() {
 # each timed; the run stops starting steps after $LORAD_DEVICE_SECS (default 480) seconds.
 device() {
     dev=cuda
-    local libs="${LORAD_KIT_LIBS:-}" load_tokens=400 sizes="--repeats 3" prefix_sizes=""
+    local libs="${LORAD_KIT_LIBS:-}" load_tokens=400 sizes="--repeats 3" prefix_sizes="" structured_sizes=""
     local requests=("32 --saved-dtype f32" "32 --saved-dtype bf16" "100 --saved-dtype bf16")
     if [ "${1:-}" = --rehearse ]; then
         dev=cpu libs="$cu/lib/stubs $cu/lib $libs" load_tokens=24
         requests=("8 --saved-dtype bf16") sizes="--repeats 1 --max-tokens 8 --merge-requests 1"
         prefix_sizes="--requests 2 --system-tokens 64"
+        structured_sizes="--requests 2 --max-tokens 16 --rounds 1"
     fi
     deadline=$((SECONDS + ${LORAD_DEVICE_SECS:-480}))
     local out=${OUT:-$kit/out}
@@ -231,6 +232,9 @@ device() {
     # shellcheck disable=SC2086
     step "bench prefix" 120 "$out/bench.log" \
         "$bin/lorad-bench" --out "$out/bench" prefix --device "$dev" $prefix_sizes || status=1
+    # shellcheck disable=SC2086
+    step "bench structured" 120 "$out/bench.log" \
+        "$bin/lorad-bench" --out "$out/bench" structured --device "$dev" $structured_sizes || status=1
     grep -h 'b/a\|off/on' "$out/bench/"*.md >>"$summary" 2>/dev/null || true
     for t in "$bin"/test-*; do
         [[ " ${first[*]} " == *" $(basename "$t") "* ]] && continue

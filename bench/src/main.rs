@@ -14,6 +14,7 @@ mod scratch;
 mod span;
 mod stats;
 mod store;
+mod structured;
 
 use std::path::PathBuf;
 
@@ -38,6 +39,9 @@ enum Cmd {
     Decode(decode::DecodeArgs),
     /// Prefix caching: time to first token of requests sharing a system prompt, cache off vs on.
     Prefix(prefix::PrefixArgs),
+    /// Structured output: decode throughput constrained to a JSON Schema (masks cold, then
+    /// cached) vs unconstrained.
+    Structured(structured::StructuredArgs),
     /// The adapter store at scale: import rate, index open time, cold page-in latency vs disk
     /// bandwidth, host-tier hits, serving with a 10 % host budget vs unlimited.
     Store(store::StoreArgs),
@@ -72,6 +76,7 @@ fn try_main() -> anyhow::Result<()> {
         Cmd::Decode(args) => decode::run(&home, &cli.out, &args),
         Cmd::Prefix(args) => prefix::run(&home, &cli.out, &args),
         Cmd::Store(args) => store::run(&home, &cli.out, &args),
+        Cmd::Structured(args) => structured::run(&home, &cli.out, &args),
         Cmd::Attribution(args) => attribution::run(&home, &cli.out, &args),
         Cmd::Span(args) => span::run(&cli.out, &args),
         Cmd::Lightclient(args) => lightclient::run(&cli.out, &args),

@@ -34,6 +34,17 @@ impl Constrained {
         logits.iter().any(|l| l.is_finite())
     }
 
+    /// The mask this sequence's next step needs, when it is not cached yet: computed on
+    /// another thread while the forward pass runs, it is a cache hit by the time the step
+    /// samples.
+    pub(crate) fn mask_job(&self) -> Option<MaskJob> {
+        (!self.grammar.has_mask(&self.vocab, &self.state)).then(|| MaskJob {
+            grammar: self.grammar.clone(),
+            vocab: self.vocab.clone(),
+            state: self.state.clone(),
+        })
+    }
+
     /// Follows a sampled token (not an end token).
     pub(crate) fn advance(&mut self, token: u32) -> Result<(), GrammarError> {
         self.state = self.grammar.advance_token(&self.vocab, &self.state, token)?;
@@ -43,5 +54,20 @@ impl Constrained {
     /// Whether nothing more can follow: the answer is complete.
     pub(crate) fn finished(&self) -> bool {
         !self.state.can_continue()
+    }
+}
+
+/// A token mask to compute ahead of sampling.
+#[derive(Debug)]
+pub(crate) struct MaskJob {
+    grammar: Arc<Grammar>,
+    vocab: Arc<Vocab>,
+    state: State,
+}
+
+impl MaskJob {
+    /// Computes the mask into the grammar's cache.
+    pub(crate) fn run(self) {
+        self.grammar.mask(&self.vocab, &self.state);
     }
 }

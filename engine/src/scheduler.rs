@@ -15,7 +15,7 @@ use lorad_model::Tokenizer;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::adapters::ResidentAdapter;
-use crate::constrained::Constrained;
+use crate::constrained::{Constrained, MaskJob};
 use crate::engine::{EngineConfig, EngineStats};
 use crate::kv::{BlockHash, KvCache, block_hash};
 use crate::llama::{ForwardSeq, Llama};
@@ -420,8 +420,24 @@ impl Scheduler {
         if fwd.is_empty() {
             return;
         }
+        // Structured output's uncached masks are computed while the forward pass runs (on a
+        // GPU the host is otherwise idle), so sampling finds them in the cache.
+        let jobs: Vec<MaskJob> = parts
+            .iter()
+            .filter(|p| p.sample)
+            .filter_map(|p| self.running[p.seq].constraint.as_ref()?.mask_job())
+            .collect();
         let started = std::time::Instant::now();
-        let logits = self.model.forward(&fwd, &self.kv).and_then(|l| Ok(l.to_vec2::<f32>()?));
+        let (model, kv) = (&self.model, &self.kv);
+        let forward = || model.forward(&fwd, kv).and_then(|l| Ok(l.to_vec2::<f32>()?));
+        let logits = if jobs.is_empty() {
+            forward()
+        } else {
+            std::thread::scope(|scope| {
+                scope.spawn(|| jobs.into_iter().for_each(MaskJob::run));
+                forward()
+            })
+        };
         drop(fwd);
         self.stats.steps.fetch_add(1, Ordering::Relaxed);
         self.stats.step_tokens.fetch_add(plan.iter().sum(), Ordering::Relaxed);

@@ -146,6 +146,11 @@ impl Grammar {
         mask
     }
 
+    /// Whether the mask of `state` over `vocab` is cached (asking does not count as a hit).
+    pub fn has_mask(&self, vocab: &Vocab, state: &State) -> bool {
+        self.masks.lock().is_ok_and(|c| c.masks.contains_key(&(vocab.uid, state.clone())))
+    }
+
     /// Mask cache hits and misses so far (for benchmarks and tests).
     pub fn mask_cache_stats(&self) -> (u64, u64) {
         self.masks.lock().map_or((0, 0), |c| (c.hits, c.misses))
