@@ -24,6 +24,12 @@ pub(crate) enum Elem {
 /// instead of growing without bound.
 const MAX_DEPTH: usize = 2048;
 
+/// Most stacks a state keeps. A constraint ambiguous enough to need more at once (say
+/// `.{0,500}.{0,500}`, where every split of the text so far is a parse) would make each
+/// token mask cost seconds; a byte that would lead past this many parses is refused instead,
+/// so the answer stays inside a part of the grammar that can be followed in bounded time.
+pub const MAX_STACKS: usize = 1024;
+
 /// A compiled grammar: what structured output constrains an answer to.
 pub struct Grammar {
     elems: Vec<Elem>,
@@ -158,7 +164,8 @@ impl Grammar {
             seen.clear();
             self.expand(next, &mut out, &mut seen);
         }
-        normalize(out)
+        let state = normalize(out);
+        if state.stacks.len() > MAX_STACKS { State::default() } else { state }
     }
 
     /// Continues at `pos` after the element before it, unless that ends the alternative (a

@@ -191,7 +191,7 @@ struct Walk<'a> {
     states: Vec<(State, Vec<ByteSet>, ByteSet)>,
     ids: HashMap<State, u32>,
     /// (state, which stacks accept the byte) → successor; `u32::MAX` for a dead successor.
-    trans: HashMap<(u32, u64), u32>,
+    trans: HashMap<(u32, u128), u32>,
 }
 
 impl Walk<'_> {
@@ -213,18 +213,18 @@ impl Walk<'_> {
         if !union.contains(b) {
             return None;
         }
-        // Which stacks let `b` through; past 64 stacks the byte itself is the key.
-        let key = if tops.len() <= 64 {
-            tops.iter().enumerate().fold(0u64, |k, (i, t)| k | (u64::from(t.contains(b)) << i))
+        // Which stacks let `b` through; past 128 stacks the byte itself is the key.
+        let key = if tops.len() <= 128 {
+            tops.iter().enumerate().fold(0u128, |k, (i, t)| k | (u128::from(t.contains(b)) << i))
         } else {
-            u64::from(b)
+            u128::from(b)
         };
         if let Some(&next) = self.trans.get(&(sid, key)) {
             return (next != u32::MAX).then_some(next);
         }
         let next = {
             let (state, tops, _) = &self.states[sid as usize];
-            if tops.len() <= 64 {
+            if tops.len() <= 128 {
                 self.g.advance_where(state, |i, _| key >> i & 1 == 1)
             } else {
                 self.g.advance(state, b)

@@ -316,3 +316,31 @@ fn the_cache_compiles_a_constraint_once() {
     assert!(cache.get(&Constraint::Regex("(".into())).is_err());
     assert_eq!(cache.len(), 2);
 }
+
+/// A schema of many optional properties keeps one parse per candidate next property: masks
+/// stay exact past 128 stacks (the per-byte path); a pathologically ambiguous pattern is cut
+/// off at `MAX_STACKS` parses instead of costing seconds per token.
+#[test]
+fn wide_and_ambiguous_grammars_stay_bounded() {
+    let props: Vec<String> =
+        (0..150).map(|i| format!("\"p{i}\": {{\"type\": \"integer\"}}")).collect();
+    let wide = schema(&format!("{{\"type\":\"object\",\"properties\":{{{}}}}}", props.join(",")));
+    assert!(wide.matches(br#"{"p0":1,"p75":2,"p149":3}"#));
+    assert!(!wide.matches(br#"{"p75":2,"p0":1}"#));
+    let after = wide.advance_bytes(&wide.start(), br#"{"p0":1"#).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let vocab_bytes = random_vocab(&mut rng);
+    let vocab = Vocab::new(vocab_bytes.clone());
+    let mask = wide.mask(&vocab, &after);
+    for (id, bytes) in vocab_bytes.iter().enumerate() {
+        let ok = bytes.as_ref().is_some_and(|b| wide.advance_bytes(&after, b).is_some());
+        assert_eq!(mask.allows(id as u32), ok, "{bytes:?}");
+    }
+    let ambiguous = Constraint::Regex(".{0,1500}.{0,1500}".into()).compile().unwrap();
+    // Each split of the text between the two repetitions is a parse (times the ways `.`
+    // can start a character), so the limit comes well before 1,500 characters.
+    assert!(ambiguous.matches("x".repeat(100).as_bytes()));
+    let t = std::time::Instant::now();
+    assert!(!ambiguous.matches("x".repeat(lorad_grammar::grammar::MAX_STACKS + 1).as_bytes()));
+    assert!(t.elapsed().as_secs() < 30);
+}
