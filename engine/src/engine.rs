@@ -127,6 +127,13 @@ pub struct EngineStats {
     pub step_tokens: AtomicUsize,
     /// Wall time of each forward step, sampling included.
     pub step_seconds: crate::residency::Histogram,
+    /// Requests with a structured-output constraint, queued so far.
+    pub structured_requests: AtomicUsize,
+    /// Structured-output token masks computed (each new matcher state; cached ones are not
+    /// counted).
+    pub grammar_masks: AtomicUsize,
+    /// Time to compute each of those masks (overlapped with the forward pass).
+    pub grammar_mask_seconds: crate::residency::Histogram,
     /// KV cache blocks in all.
     pub kv_blocks_total: AtomicUsize,
     /// Blocks held by running sequences.

@@ -239,6 +239,9 @@ impl Scheduler {
                 if self.cfg.prefix_caching {
                     seq.chain = prefix_chain(self.kv.block_size, &seq);
                 }
+                if seq.constraint.is_some() {
+                    self.stats.structured_requests.fetch_add(1, Ordering::Relaxed);
+                }
                 self.waiting.push_back(seq);
                 true
             }
@@ -433,8 +436,16 @@ impl Scheduler {
         let logits = if jobs.is_empty() {
             forward()
         } else {
+            let stats = &self.stats;
             std::thread::scope(|scope| {
-                scope.spawn(|| jobs.into_iter().for_each(MaskJob::run));
+                scope.spawn(|| {
+                    for job in jobs {
+                        let t = std::time::Instant::now();
+                        job.run();
+                        stats.grammar_mask_seconds.observe(t.elapsed());
+                        stats.grammar_masks.fetch_add(1, Ordering::Relaxed);
+                    }
+                });
                 forward()
             })
         };

@@ -251,6 +251,26 @@ pub(crate) fn render(state: &AppState) -> String {
         "Wall time of a forward step, sampling included.",
         &stats.step_seconds,
     );
+    family(
+        &mut out,
+        "lorad_structured_requests_total",
+        "counter",
+        "Requests constrained by structured output (JSON Schema, JSON, regex, choice).",
+        &[("", load(&stats.structured_requests))],
+    );
+    family(
+        &mut out,
+        "lorad_grammar_masks_total",
+        "counter",
+        "Structured-output token masks computed (new matcher states; cached masks not counted).",
+        &[("", load(&stats.grammar_masks))],
+    );
+    histogram(
+        &mut out,
+        "lorad_grammar_mask_seconds",
+        "Time to compute one structured-output token mask (overlapped with the forward pass).",
+        &stats.grammar_mask_seconds,
+    );
     let (total, used, cached) =
         (load(&stats.kv_blocks_total), load(&stats.kv_blocks_used), load(&stats.kv_blocks_cached));
     family(

@@ -175,6 +175,12 @@ async fn metrics_are_prometheus_text() {
     let Some(s) = shared() else { return };
     let body = json!({"model": "ada", "prompt": "Hi", "max_tokens": 2, "temperature": 0});
     assert_eq!(post(&s.router, "/v1/completions", body).await.0, StatusCode::OK);
+    let guided = json!({"model": "ada", "prompt": "The capital of Italy is", "max_tokens": 4,
+        "temperature": 0, "guided_choice": [" Rome", " Milan"]});
+    let (status, _, answer) = post(&s.router, "/v1/completions", guided).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let choice = answer["choices"][0]["text"].as_str().unwrap();
+    assert!([" Rome", " Milan"].contains(&choice), "{answer}");
     let (status, headers, text) = call(&s.router, "GET", "/metrics", Body::empty()).await;
     assert_eq!(status, StatusCode::OK);
     assert!(headers["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
@@ -195,9 +201,17 @@ async fn metrics_are_prometheus_text() {
         "lorad_kv_cache_blocks{state=\"cached\"}",
         "lorad_kv_cache_usage_ratio",
         "lorad_prefix_cache_hit_tokens_total",
+        "lorad_grammar_mask_seconds_bucket{le=\"+Inf\"}",
     ] {
         assert!(text.contains(family), "missing {family} in\n{text}");
     }
+    let sample = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no sample {name} in\n{text}"))
+    };
+    assert!(sample("lorad_structured_requests_total") >= 1.0);
+    assert!(sample("lorad_grammar_masks_total") >= 1.0);
     // Every sample line is `name{labels} number`.
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let value = line.rsplit(' ').next().unwrap();
