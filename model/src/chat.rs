@@ -17,12 +17,18 @@ pub struct ChatMessage {
     pub role: String,
     /// The turn's text.
     pub content: String,
+    /// An assistant turn's tool calls (OpenAI's shape), for templates that format them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<serde_json::Value>,
+    /// A `tool` turn's answer is to this call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
 }
 
 impl ChatMessage {
     /// A message with the given role and content.
     pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
-        Self { role: role.into(), content: content.into() }
+        Self { role: role.into(), content: content.into(), tool_calls: None, tool_call_id: None }
     }
 }
 
@@ -80,12 +86,25 @@ impl ChatTemplate {
         messages: &[ChatMessage],
         add_generation_prompt: bool,
     ) -> Result<String, ModelError> {
+        self.render_with_tools(messages, add_generation_prompt, None)
+    }
+
+    /// [`Self::render`] with the request's tool definitions as the template's `tools` (what
+    /// transformers passes): templates that know tools (Qwen 2.5, Llama 3.1, Mistral) describe
+    /// them to the model; others ignore them.
+    pub fn render_with_tools(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+        tools: Option<&serde_json::Value>,
+    ) -> Result<String, ModelError> {
         let tmpl = self.env.get_template(NAME).map_err(|source| ModelError::Template { source })?;
         tmpl.render(context! {
             messages => messages,
             add_generation_prompt => add_generation_prompt,
             bos_token => &self.bos_token,
             eos_token => &self.eos_token,
+            tools => tools,
         })
         .map_err(|source| ModelError::Template { source })
     }
@@ -198,6 +217,32 @@ mod tests {
         assert!(e.contains("no bad roles"), "{e}");
         let e = ChatTemplate::new("{% for %}").unwrap_err().to_string();
         assert!(e.contains("chat template"), "{e}");
+        Ok(())
+    }
+
+    #[test]
+    fn tools_and_tool_turns_reach_the_template() -> Result<(), ModelError> {
+        // The shape of Qwen 2.5's handling: tool names listed, calls and tool turns formatted.
+        let src = "{% if tools %}TOOLS:{% for t in tools %}{{ t.function.name }};{% endfor %}\n{% endif %}{% for m in messages %}{{ m.role }}:{% if m.tool_calls %}{% for c in m.tool_calls %}call {{ c.function.name }}({{ c.function.arguments }}){% endfor %}{% elif m.tool_call_id %}[{{ m.tool_call_id }}] {{ m.content }}{% else %}{{ m.content }}{% endif %}\n{% endfor %}";
+        let t = ChatTemplate::new(src)?;
+        let tools = serde_json::json!([{"type": "function", "function": {"name": "get_weather"}}]);
+        let mut call = ChatMessage::new("assistant", "");
+        call.tool_calls = Some(serde_json::json!([
+            {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Oslo\"}"}}
+        ]));
+        let mut answer = ChatMessage::new("tool", "-3 C");
+        answer.tool_call_id = Some("call_1".into());
+        let out = t.render_with_tools(
+            &[ChatMessage::new("user", "Weather in Oslo?"), call, answer],
+            false,
+            Some(&tools),
+        )?;
+        assert_eq!(
+            out,
+            // trim_blocks eats the newline after each block tag, as transformers does.
+            "TOOLS:get_weather;user:Weather in Oslo?assistant:call get_weather({\"city\":\"Oslo\"})tool:[call_1] -3 C"
+        );
+        assert_eq!(t.render(&[ChatMessage::new("user", "x")], false)?, "user:x");
         Ok(())
     }
 }

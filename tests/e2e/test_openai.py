@@ -152,6 +152,111 @@ def test_structured_output_refusals_name_the_field(client, extra, param, words):
     assert words in str(e.value), str(e.value)
 
 
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Current weather in a city",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "city": {"type": "string", "maxLength": 32},
+                    "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+                },
+                "required": ["city", "unit"],
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "get_time",
+            "parameters": {
+                "type": "object",
+                "properties": {"timezone": {"type": "string", "maxLength": 32}},
+                "required": ["timezone"],
+            },
+        },
+    },
+]
+WEATHER = [{"role": "user", "content": "What is the weather in Paris?"}]
+NAMED = {"type": "function", "function": {"name": "get_weather"}}
+
+
+def test_tool_calls_named_and_required(client):
+    r = client.chat.completions.create(
+        model=BASE, messages=WEATHER, tools=TOOLS, tool_choice=NAMED, max_tokens=60, temperature=0
+    )
+    call = r.choices[0].message.tool_calls[0]
+    assert call.type == "function" and call.function.name == "get_weather" and call.id.startswith("call_")
+    args = json.loads(call.function.arguments)
+    assert set(args) == {"city", "unit"} and args["unit"] in ("celsius", "fahrenheit"), args
+    assert r.choices[0].finish_reason == "stop" and r.choices[0].message.content is None
+    r = client.chat.completions.create(
+        model=ADAPTER,
+        messages=WEATHER,
+        tools=TOOLS,
+        tool_choice="required",
+        parallel_tool_calls=False,
+        max_tokens=120,
+        temperature=0,
+    )
+    calls = r.choices[0].message.tool_calls
+    assert r.choices[0].finish_reason == "tool_calls" and len(calls) == 1, r
+    assert calls[0].function.name in ("get_weather", "get_time")
+    assert isinstance(json.loads(calls[0].function.arguments), dict)
+    # The conversation goes on with the tool's answer.
+    follow = WEATHER + [
+        {"role": "assistant", "content": None, "tool_calls": [calls[0].model_dump()]},
+        {"role": "tool", "tool_call_id": calls[0].id, "content": "18 C and sunny"},
+    ]
+    r = client.chat.completions.create(model=BASE, messages=follow, max_tokens=8, temperature=0)
+    assert r.choices[0].message.content
+
+
+def test_tool_calls_stream(client):
+    stream = client.chat.completions.create(
+        model=BASE, messages=WEATHER, tools=TOOLS, tool_choice=NAMED, max_tokens=60, temperature=0, stream=True
+    )
+    name, ids, arguments, finish = None, set(), "", None
+    for chunk in stream:
+        for d in chunk.choices[0].delta.tool_calls or []:
+            assert d.index == 0
+            name = d.function.name or name
+            ids.add(d.id) if d.id else None
+            arguments += d.function.arguments or ""
+        finish = chunk.choices[0].finish_reason or finish
+    assert name == "get_weather" and len(ids) == 1 and finish == "stop"
+    assert set(json.loads(arguments)) == {"city", "unit"}, arguments
+    stream = client.chat.completions.create(
+        model=BASE, messages=WEATHER, tools=TOOLS, tool_choice="required", max_tokens=120, temperature=0, stream=True
+    )
+    calls, finish = [], None
+    for chunk in stream:
+        calls += chunk.choices[0].delta.tool_calls or []
+        finish = chunk.choices[0].finish_reason or finish
+    assert finish == "tool_calls" and calls and [c.index for c in calls] == list(range(len(calls)))
+    assert all(c.function.name in ("get_weather", "get_time") and json.loads(c.function.arguments) is not None for c in calls)
+
+
+@pytest.mark.parametrize(
+    "extra,param",
+    [
+        ({"tools": TOOLS}, "tool_choice"),
+        ({"tools": TOOLS, "tool_choice": "auto"}, "tool_choice"),
+        ({"tools": TOOLS, "tool_choice": {"type": "function", "function": {"name": "nope"}}}, "tool_choice"),
+        ({"tool_choice": "required"}, "tool_choice"),
+        ({"tools": TOOLS, "tool_choice": "required", "n": 2}, "n"),
+        ({"tools": [{"type": "function", "function": {"name": "bad name"}}], "tool_choice": "required"}, "tools[0].function.name"),
+    ],
+)
+def test_tool_choice_refusals_name_the_field(client, extra, param):
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model=BASE, messages=WEATHER, max_tokens=4, **extra)
+    assert e.value.param == param, str(e.value)
+
+
 def test_models_list_has_base_and_adapter(client):
     models = {m.id: m for m in client.models.list()}
     assert BASE in models and ADAPTER in models, models

@@ -22,14 +22,34 @@ pub(crate) async fn handle(
     let common = req.take_common();
     let logprobs =
         super::logprobs::chat_param(common.logprobs.as_ref(), req.top_logprobs.as_ref())?;
-    refuse_unless_default("tools", req.tools.as_ref())?;
     refuse_unless_default("functions", req.functions.as_ref())?;
+    refuse_unless_default("function_call", req.function_call.as_ref())?;
+    let tools =
+        super::tools::parse(req.tools.as_ref(), req.tool_choice.as_ref(), req.parallel_tool_calls)?;
     let (max_tokens, max_param) = match req.max_completion_tokens {
         Some(m) => (Some(m), "max_completion_tokens"),
         None => (common.max_tokens, "max_tokens"),
     };
     let mut params = gen_params(common, max_tokens, max_param, None, false)?;
     params.sampling.logprobs = logprobs;
+    let definitions = match tools {
+        Some(t) => {
+            if let Some((_, other)) = &params.structured {
+                return Err(ApiError::bad_request(
+                    *other,
+                    format!("'{other}' cannot be combined with a tool_choice that calls tools"),
+                )
+                .code("invalid_value"));
+            }
+            if params.n > 1 {
+                return Err(ApiError::unsupported("n", " together with tool calls; only n=1 is"));
+            }
+            params.structured = Some(t.spec);
+            params.tools = Some(t.mode);
+            Some(t.definitions)
+        }
+        None => None,
+    };
     params.constraint = super::structured::compile(state.grammars(), params.structured.as_ref())?;
     let messages = convert_messages(&req.messages)?;
     let open_end = open_final_message(&req, &messages)?;
@@ -37,8 +57,10 @@ pub(crate) async fn handle(
     let target = state.resolve(serving, &params.model).await?;
     let engine = serving.engine.clone();
     let ids = tokio::task::spawn_blocking(move || {
-        let mut text =
-            engine.info().chat_template.render(&messages, add_generation_prompt).map_err(|e| {
+        let template = &engine.info().chat_template;
+        let mut text = template
+            .render_with_tools(&messages, add_generation_prompt, definitions.as_ref())
+            .map_err(|e| {
                 ApiError::bad_request(
                     "messages",
                     format!("The chat template cannot format these messages: {e}"),
@@ -111,15 +133,32 @@ pub(crate) fn convert_messages(messages: &[MessageIn]) -> Result<Vec<ChatMessage
                 "system" | "developer" => "system",
                 "user" => "user",
                 "assistant" => "assistant",
+                "tool" => "tool",
                 other => {
                     return Err(ApiError::bad_request(
                         format!("messages[{i}].role"),
-                        format!("Invalid value for 'messages[{i}].role': '{other}'; supported roles are system, developer, user and assistant"),
+                        format!("Invalid value for 'messages[{i}].role': '{other}'; supported roles are system, developer, user, assistant and tool"),
                     )
                     .code("invalid_value"));
                 }
             };
-            Ok(ChatMessage::new(role, content_text(&m.content, i)?))
+            let mut msg = ChatMessage::new(role, content_text(&m.content, i)?);
+            match &m.tool_calls {
+                None | Some(Value::Null) => {}
+                Some(calls @ Value::Array(_)) if role == "assistant" => {
+                    msg.tool_calls = Some(calls.clone());
+                }
+                Some(_) => {
+                    let param = format!("messages[{i}].tool_calls");
+                    return Err(ApiError::bad_request(
+                        param.clone(),
+                        format!("Invalid value for '{param}': an assistant message's array of calls"),
+                    )
+                    .code("invalid_value"));
+                }
+            }
+            msg.tool_call_id = m.tool_call_id.clone();
+            Ok(msg)
         })
         .collect()
 }
@@ -164,7 +203,7 @@ mod tests {
     use super::*;
 
     fn msg(role: &str, content: Value) -> MessageIn {
-        MessageIn { role: role.into(), content }
+        MessageIn { role: role.into(), content, tool_calls: None, tool_call_id: None }
     }
 
     #[test]
@@ -183,7 +222,7 @@ mod tests {
                 ChatMessage::new("assistant", "")
             ]
         );
-        let e = convert_messages(&[msg("tool", json!("x"))]).unwrap_err();
+        let e = convert_messages(&[msg("robot", json!("x"))]).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("messages[0].role"));
         let e = convert_messages(&[msg("user", json!([{"type": "image_url"}]))]).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("messages[0].content"));

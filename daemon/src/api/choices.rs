@@ -181,7 +181,7 @@ fn choice_response(
         }
         Kind::Chat => {
             let role = if chunk { None } else { Some("assistant") };
-            let msg = MessageOut { role, content: text };
+            let msg = MessageOut { role, content: text, tool_calls: None };
             let mut r = meta.chat(chunk, Some((msg, finish)), None, logprobs);
             if let Some(c) = r.choices.first_mut() {
                 (c.index, c.extras) = (index, extras);
@@ -297,7 +297,11 @@ fn stream(meta: Meta, answers: Vec<Answer>) -> Response {
     let events = async_stream::stream! {
         if meta.kind == Kind::Chat {
             for s in &states {
-                let first = MessageOut { role: Some("assistant"), content: Some(String::new()) };
+                let first = MessageOut {
+                    role: Some("assistant"),
+                    content: Some(String::new()),
+                    tool_calls: None,
+                };
                 let mut r = meta.chat(true, Some((first, None)), None, None);
                 r.choices[0].index = s.index;
                 yield json_event(&r);

@@ -25,6 +25,7 @@ use super::receipts::{ReceiptJob, ReceiptOut, prompt_hash};
 use super::sse;
 use super::state::{Serving, Target};
 use super::telemetry::{Ended, Telemetry};
+use super::tools::ToolMode;
 
 /// Which endpoint a request came through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +84,8 @@ pub(crate) struct Meta {
     pub(crate) model: String,
     pub(crate) started: Instant,
     pub(crate) telemetry: Arc<Telemetry>,
+    /// How a chat answer calls tools (`tool_choice`), if it does.
+    pub(crate) tools: Option<ToolMode>,
 }
 
 impl Meta {
@@ -95,6 +98,7 @@ impl Meta {
             model,
             started: Instant::now(),
             telemetry,
+            tools: None,
         }
     }
 
@@ -188,9 +192,23 @@ impl Meta {
             }
             Kind::Chat => {
                 let role = if chunk { None } else { Some("assistant") };
-                let content = if chunk && text.is_empty() { None } else { Some(text) };
-                let msg = MessageOut { role, content };
+                // A whole answer under `tool_choice` becomes its calls; a stream sent them
+                // already. An answer cut short stays text.
+                let calls = match (&self.tools, chunk) {
+                    (Some(mode), false) => super::tools::calls(mode, &text),
+                    _ => None,
+                };
+                let finish_reason = match (&calls, &self.tools) {
+                    (Some(_), Some(ToolMode::Required)) => Some("tool_calls"),
+                    _ => None,
+                };
+                let content =
+                    if calls.is_some() || (chunk && text.is_empty()) { None } else { Some(text) };
+                let msg = MessageOut { role, content, tool_calls: calls };
                 let mut r = self.chat(chunk, Some((msg, Some(finish))), Some(usage), logprobs);
+                if let (Some(f), Some(c)) = (finish_reason, r.choices.first_mut()) {
+                    c.finish_reason = Some(f);
+                }
                 with_cost(&mut r.usage);
                 r.extras = Extras { attribution, receipt, receipt_refused };
                 Finished::Chat(r)
@@ -304,7 +322,8 @@ pub(crate) async fn respond(
     drop(lease);
     let logprobs =
         req_logprobs.map(|_| LogprobsWriter::new(kind, (**serving.engine.tokenizer()).clone()));
-    let meta = Meta::new(kind, params.model, serving.telemetry.clone());
+    let mut meta = Meta::new(kind, params.model, serving.telemetry.clone());
+    meta.tools = params.tools;
     if params.stream {
         Ok(sse::respond(meta, stream, params.include_usage, job, receipt, logprobs, echo))
     } else {

@@ -21,6 +21,7 @@ mod state;
 mod structured;
 mod telemetry;
 mod tokenize;
+mod tools;
 
 pub use attribution::{AttributionMode, Attributor};
 pub use ids::unix_now;

@@ -159,6 +159,12 @@ pub(crate) struct MessageIn {
     /// A string, an array of `{type: "text", text}` parts, or null.
     #[serde(default)]
     pub(crate) content: Value,
+    /// An assistant turn's tool calls.
+    #[serde(default)]
+    pub(crate) tool_calls: Option<Value>,
+    /// A `tool` turn answers this call.
+    #[serde(default)]
+    pub(crate) tool_call_id: Option<String>,
 }
 
 request_struct! {
@@ -168,8 +174,13 @@ request_struct! {
         /// Preferred over `max_tokens` when both are set.
         max_completion_tokens: Option<u32>,
         top_logprobs: Option<Value>,
-        tools: Option<Value>,
+        tools: Option<Json>,
+        /// `"none"`, `"required"`, or `{"type": "function", "function": {"name"}}`.
+        tool_choice: Option<Json>,
+        /// At most one call with `"required"` when false.
+        parallel_tool_calls: Option<bool>,
         functions: Option<Value>,
+        function_call: Option<Value>,
         /// vLLM's: end the prompt with the assistant's turn header (default: true, false when
         /// continuing the final message).
         add_generation_prompt: Option<bool>,
@@ -266,6 +277,29 @@ pub(crate) struct MessageOut {
     pub(crate) role: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) content: Option<String>,
+    /// The calls of an answer made under `tool_choice`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) tool_calls: Option<Vec<ToolCallOut>>,
+}
+
+/// One tool call (whole, or a streamed piece of one: `index` set, the rest as it comes).
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ToolCallOut {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) index: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) id: Option<String>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub(crate) kind: Option<&'static str>,
+    pub(crate) function: FunctionCallOut,
+}
+
+/// The function a tool call calls, with its arguments as JSON text.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct FunctionCallOut {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) name: Option<String>,
+    pub(crate) arguments: String,
 }
 
 /// A chat choice: `message` in responses, `delta` in chunks.

@@ -45,6 +45,8 @@ pub(crate) struct GenParams {
     pub(crate) structured: Option<super::structured::Spec>,
     /// The compiled constraint.
     pub(crate) constraint: Option<std::sync::Arc<lorad_grammar::Grammar>>,
+    /// Chat's tool calling mode (`tool_choice`), when the answer calls tools.
+    pub(crate) tools: Option<super::tools::ToolMode>,
 }
 
 /// What `echo: true` puts before the answer (with `logprobs`, the prompt's tokens get entries
@@ -165,6 +167,7 @@ pub(crate) fn gen_params(
         include_stop_str_in_output: c.include_stop_str_in_output.unwrap_or(false),
         structured: super::structured::spec(&c.structured)?,
         constraint: None,
+        tools: None,
     })
 }
 

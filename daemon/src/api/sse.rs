@@ -17,10 +17,11 @@ use futures::StreamExt;
 use lorad_engine::{GenerationEvent, GenerationStream};
 use serde::Serialize;
 
-use super::generate::{AttributionJob, Closing, Kind, Meta};
+use super::generate::{AttributionJob, Closing, Finished, Kind, Meta};
 use super::logprobs::{LogprobsOut, LogprobsWriter};
-use super::openai::MessageOut;
+use super::openai::{FunctionCallOut, MessageOut, ToolCallOut};
 use super::receipts::ReceiptJob;
+use super::tools::{self, ToolMode};
 
 pub(crate) fn json_event(value: &impl Serialize) -> Event {
     let data = serde_json::to_string(value).unwrap_or_else(|e| {
@@ -35,16 +36,46 @@ pub(crate) fn error_event(message: &str) -> Event {
     }))
 }
 
-/// A chunk with one choice carrying the content delta `text` and the logprobs of its tokens.
+/// A chunk with one choice carrying the content delta `text` and the logprobs of its tokens
+/// (under a named `tool_choice`, the text is a delta of the call's arguments).
 fn chunk(meta: &Meta, text: String, logprobs: Option<LogprobsOut>) -> Event {
+    let delta = match &meta.tools {
+        Some(ToolMode::Named(_)) => MessageOut {
+            tool_calls: Some(vec![ToolCallOut {
+                index: Some(0),
+                id: None,
+                kind: None,
+                function: FunctionCallOut { name: None, arguments: text },
+            }]),
+            ..MessageOut::default()
+        },
+        _ => MessageOut { content: Some(text), ..MessageOut::default() },
+    };
     match meta.kind {
-        Kind::Completion => json_event(&meta.completion(Some((text, None)), None, logprobs)),
-        Kind::Chat => json_event(&meta.chat(
-            true,
-            Some((MessageOut { role: None, content: Some(text) }, None)),
-            None,
-            logprobs,
-        )),
+        Kind::Completion => {
+            json_event(&meta.completion(delta.content.map(|t| (t, None)), None, logprobs))
+        }
+        Kind::Chat => json_event(&meta.chat(true, Some((delta, None)), None, logprobs)),
+    }
+}
+
+/// The first chunk of a chat stream: the role, with an empty content, or under a named
+/// `tool_choice` the call's id and name (its arguments follow as deltas).
+fn first_chat_delta(meta: &Meta) -> MessageOut {
+    let role = Some("assistant");
+    match &meta.tools {
+        Some(ToolMode::Named(name)) => MessageOut {
+            role,
+            content: None,
+            tool_calls: Some(vec![ToolCallOut {
+                index: Some(0),
+                id: Some(tools::call_id()),
+                kind: Some("function"),
+                function: FunctionCallOut { name: Some(name.clone()), arguments: String::new() },
+            }]),
+        },
+        Some(ToolMode::Required) => MessageOut { role, ..MessageOut::default() },
+        None => MessageOut { role, content: Some(String::new()), tool_calls: None },
     }
 }
 
@@ -60,9 +91,12 @@ pub(crate) fn respond(
 ) -> Response {
     let events = async_stream::stream! {
         if meta.kind == Kind::Chat {
-            let first = MessageOut { role: Some("assistant"), content: Some(String::new()) };
-            yield json_event(&meta.chat(true, Some((first, None)), None, None));
+            yield json_event(&meta.chat(true, Some((first_chat_delta(&meta), None)), None, None));
         }
+        // Under `tool_choice: "required"` the answer is a list of calls: held back until it
+        // is complete, then sent as the calls it makes.
+        let hold = matches!(meta.tools, Some(ToolMode::Required));
+        let mut held = String::new();
         let mut ended = false;
         let mut job = job;
         let mut receipt = receipt;
@@ -100,7 +134,9 @@ pub(crate) fn respond(
                         answer.push_str(&text);
                     }
                     pending.extend(logprobs);
-                    if !text.is_empty() {
+                    if hold {
+                        held.push_str(&text);
+                    } else if !text.is_empty() {
                         let lps = writer.as_mut().map(|w| w.write(&std::mem::take(&mut pending)));
                         yield chunk(&meta, text, lps);
                     }
@@ -114,9 +150,31 @@ pub(crate) fn respond(
                         Some(r) => Some(r.run(&meta.id, &answer, usage.completion_tokens, attribution.as_ref().map(|(a, _)| a)).await),
                         None => None,
                     };
+                    let mut called = false;
+                    if hold && !held.is_empty() {
+                        let lps = writer.as_mut().map(|w| w.write(&std::mem::take(&mut pending)));
+                        match tools::calls(&ToolMode::Required, &held) {
+                            Some(mut calls) => {
+                                for (i, c) in calls.iter_mut().enumerate() {
+                                    c.index = Some(i as u32);
+                                }
+                                called = true;
+                                let delta = MessageOut { tool_calls: Some(calls), ..MessageOut::default() };
+                                yield json_event(&meta.chat(true, Some((delta, None)), None, lps));
+                            }
+                            // Cut short: what there is, as text.
+                            None => yield chunk(&meta, std::mem::take(&mut held), lps),
+                        }
+                    }
                     let logprobs = writer.as_mut().map(|w| w.write(&std::mem::take(&mut pending)));
                     let closing = Closing { attribution, receipt: signed, logprobs };
-                    yield json_event(&meta.finished(true, String::new(), finish_reason, usage, closing));
+                    let mut last = meta.finished(true, String::new(), finish_reason, usage, closing);
+                    if let (true, Finished::Chat(r)) = (called, &mut last)
+                        && let Some(c) = r.choices.first_mut()
+                    {
+                        c.finish_reason = Some("tool_calls");
+                    }
+                    yield json_event(&last);
                     if include_usage {
                         yield match meta.kind {
                             Kind::Completion => json_event(&meta.completion(None, Some(usage), None)),

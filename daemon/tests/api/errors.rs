@@ -81,7 +81,11 @@ async fn bad_parameters_are_400_naming_the_field() {
     for (extra, param) in [
         (json!({"messages": "hi"}), "messages"),
         (json!({"messages": []}), "messages"),
-        (json!({"messages": [{"role": "tool", "content": "x"}]}), "messages[0].role"),
+        (json!({"messages": [{"role": "robot", "content": "x"}]}), "messages[0].role"),
+        (
+            json!({"messages": [{"role": "user", "content": "x", "tool_calls": 1}]}),
+            "messages[0].tool_calls",
+        ),
         (json!({"messages": [{"content": "x"}]}), "messages[0].role"),
         (json!({"messages": [{"role": "user", "content": 3}]}), "messages[0].content"),
         (json!({"logprobs": 2}), "logprobs"),
@@ -89,7 +93,9 @@ async fn bad_parameters_are_400_naming_the_field() {
         (json!({"logprobs": true, "top_logprobs": 21}), "top_logprobs"),
         (json!({"n": 0}), "n"),
         (json!({"max_completion_tokens": 0}), "max_completion_tokens"),
-        (json!({"tools": [{"type": "function"}]}), "tools"),
+        (json!({"tools": [{"type": "function"}]}), "tools[0].function"),
+        (json!({"tools": [{"type": "function", "function": {"name": "f"}}]}), "tool_choice"),
+        (json!({"tool_choice": "required"}), "tool_choice"),
     ] {
         let got = post(&s.router, "/v1/chat/completions", chat(extra.clone())).await;
         assert_error(&got, StatusCode::BAD_REQUEST, Some(param));
