@@ -121,6 +121,17 @@ def test_structured_output_streams_json_and_takes_vllm_fields(client):
                 model=model, prompt="The capital of France is", max_tokens=8, temperature=0, extra_body=extra
             )
             assert r.choices[0].text in (" Paris", " London") and r.choices[0].finish_reason == "stop", r
+    # Several answers, each under its own copy of the constraint, sampled.
+    r = client.completions.create(
+        model=BASE,
+        prompt="My favourite city is",
+        max_tokens=8,
+        n=3,
+        seed=5,
+        extra_body={"guided_choice": [" Paris", " London", " Rome"]},
+    )
+    assert [c.index for c in r.choices] == [0, 1, 2]
+    assert all(c.text in (" Paris", " London", " Rome") and c.finish_reason == "stop" for c in r.choices), r
     r = client.completions.create(
         model=BASE,
         prompt="The Eiffel Tower was built in the year",
@@ -255,6 +266,23 @@ def test_tool_choice_refusals_name_the_field(client, extra, param):
     with pytest.raises(openai.BadRequestError) as e:
         client.chat.completions.create(model=BASE, messages=WEATHER, max_tokens=4, **extra)
     assert e.value.param == param, str(e.value)
+
+
+def test_continuous_usage_stats(client):
+    # vLLM's extension: with include_usage, every chunk carries the usage so far.
+    options = {"include_usage": True, "continuous_usage_stats": True}
+    stream = client.completions.create(
+        model=BASE, prompt="Once upon a time", max_tokens=6, temperature=0, stream=True, stream_options=options
+    )
+    seen = [c.usage.completion_tokens for c in stream if c.usage is not None]
+    assert len(seen) >= 4 and seen == sorted(seen) and seen[-1] == 6, seen
+    stream = client.chat.completions.create(
+        model=BASE, messages=QUESTION, max_tokens=4, n=2, temperature=0, stream=True, stream_options=options
+    )
+    seen = [c.usage for c in stream if c.usage is not None]
+    counts = [u.completion_tokens for u in seen]
+    assert counts == sorted(counts) and counts[-1] == 8, counts
+    assert all(u.total_tokens == u.prompt_tokens + u.completion_tokens for u in seen)
 
 
 def test_models_list_has_base_and_adapter(client):

@@ -29,7 +29,7 @@ use super::logprobs::{LogprobsOut, LogprobsWriter};
 use super::openai::{Extras, MessageOut, UsageOut};
 use super::params::GenParams;
 use super::receipts::{ReceiptJob, ReceiptOut, prompt_hash};
-use super::sse::{error_event, json_event};
+use super::sse::{error_event, json_event, with_usage};
 use super::state::{Serving, Target};
 
 /// Most answers one request may ask for (prompts × n).
@@ -146,7 +146,11 @@ pub(crate) async fn respond(
     }
     drop(lease);
     let meta = Meta::new(kind, params.model, serving.telemetry.clone());
-    if params.stream { Ok(stream(meta, answers)) } else { collect(meta, answers).await }
+    if params.stream {
+        Ok(stream(meta, answers, params.continuous_usage))
+    } else {
+        collect(meta, answers).await
+    }
 }
 
 /// Sums `cost` into the response usage's attribution figures.
@@ -280,8 +284,9 @@ async fn collect(meta: Meta, answers: Vec<Answer>) -> Result<Response, ApiError>
     Ok(Json(body).into_response())
 }
 
-/// Streams every answer's chunks as they come, then the usage of all.
-fn stream(meta: Meta, answers: Vec<Answer>) -> Response {
+/// Streams every answer's chunks as they come, then the usage of all; with `continuous`,
+/// every chunk carries the usage of all answers so far.
+fn stream(meta: Meta, answers: Vec<Answer>, continuous: bool) -> Response {
     let (streams, mut states): (Vec<_>, Vec<_>) =
         answers
             .into_iter()
@@ -294,7 +299,11 @@ fn stream(meta: Meta, answers: Vec<Answer>) -> Response {
                 (events.boxed(), a.state)
             })
             .unzip();
+    let prompt_tokens: usize = states.iter().map(|s| s.prompt_tokens).sum();
+    let running =
+        move |completion: usize| continuous.then(|| UsageOut::running(prompt_tokens, completion));
     let events = async_stream::stream! {
+        let mut completion_tokens = 0usize;
         if meta.kind == Kind::Chat {
             for s in &states {
                 let first = MessageOut {
@@ -304,7 +313,7 @@ fn stream(meta: Meta, answers: Vec<Answer>) -> Response {
                 };
                 let mut r = meta.chat(true, Some((first, None)), None, None);
                 r.choices[0].index = s.index;
-                yield json_event(&r);
+                yield with_usage(Finished::Chat(r), running(0));
             }
         }
         let mut merged = futures::stream::select_all(streams);
@@ -320,7 +329,8 @@ fn stream(meta: Meta, answers: Vec<Answer>) -> Response {
             if let Some((text, first)) = state.echo.take() {
                 let prompt = std::mem::take(&mut state.prompt_lps);
                 let lps = state.writer.as_mut().map(|w| w.prompt(first, &prompt));
-                yield json_event(&choice_response(&meta, true, state.index, Some(text), None, lps, None));
+                let r = choice_response(&meta, true, state.index, Some(text), None, lps, None);
+                yield with_usage(r, running(completion_tokens));
             }
             match event {
                 GenerationEvent::Prompt { .. } => {}
@@ -328,6 +338,7 @@ fn stream(meta: Meta, answers: Vec<Answer>) -> Response {
                     if state.first_token_at.is_none() && !tokens.is_empty() {
                         state.first_token_at = Some(Instant::now());
                     }
+                    completion_tokens += tokens.len();
                     state.generated.extend(tokens);
                     state.pending.extend(logprobs);
                     if state.receipt.is_some() {
@@ -336,7 +347,8 @@ fn stream(meta: Meta, answers: Vec<Answer>) -> Response {
                     if !text.is_empty() {
                         let pending = std::mem::take(&mut state.pending);
                         let lps = state.writer.as_mut().map(|w| w.write(&pending));
-                        yield json_event(&choice_response(&meta, true, state.index, Some(text), None, lps, None));
+                        let r = choice_response(&meta, true, state.index, Some(text), None, lps, None);
+                        yield with_usage(r, running(completion_tokens));
                     }
                 }
                 GenerationEvent::Done { finish_reason, usage: done } => {

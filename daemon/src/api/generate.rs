@@ -325,7 +325,9 @@ pub(crate) async fn respond(
     let mut meta = Meta::new(kind, params.model, serving.telemetry.clone());
     meta.tools = params.tools;
     if params.stream {
-        Ok(sse::respond(meta, stream, params.include_usage, job, receipt, logprobs, echo))
+        let usage =
+            sse::StreamUsage { last: params.include_usage, continuous: params.continuous_usage };
+        Ok(sse::respond(meta, stream, usage, job, receipt, logprobs, echo))
     } else {
         collect(meta, stream, job, receipt, logprobs, echo).await
     }

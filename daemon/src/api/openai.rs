@@ -16,6 +16,9 @@ pub(crate) struct StreamOptions {
     /// Send a final chunk with `choices: []` and `usage`.
     #[serde(default)]
     pub(crate) include_usage: Option<bool>,
+    /// vLLM's: with `include_usage`, every chunk also carries the usage so far.
+    #[serde(default)]
+    pub(crate) continuous_usage_stats: Option<bool>,
 }
 
 /// Fields shared by both endpoints (see `request_struct!`).
@@ -195,8 +198,10 @@ pub(crate) struct UsageOut {
     pub(crate) prompt_tokens: usize,
     pub(crate) completion_tokens: usize,
     pub(crate) total_tokens: usize,
-    /// OpenAI's breakdown of the prompt: tokens served from the prefix cache.
-    pub(crate) prompt_tokens_details: PromptTokensDetails,
+    /// OpenAI's breakdown of the prompt: tokens served from the prefix cache (absent from the
+    /// running usage of a stream's intermediate chunks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) prompt_tokens_details: Option<PromptTokensDetails>,
     /// Wall milliseconds spent attributing the answer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) attribution_ms: Option<u64>,
@@ -212,13 +217,27 @@ pub(crate) struct PromptTokensDetails {
     pub(crate) cached_tokens: usize,
 }
 
+impl UsageOut {
+    /// The usage so far of a request still generating (vLLM's `continuous_usage_stats`).
+    pub(crate) fn running(prompt_tokens: usize, completion_tokens: usize) -> Self {
+        Self {
+            prompt_tokens,
+            completion_tokens,
+            total_tokens: prompt_tokens + completion_tokens,
+            prompt_tokens_details: None,
+            attribution_ms: None,
+            attribution_tokens: None,
+        }
+    }
+}
+
 impl From<lorad_engine::Usage> for UsageOut {
     fn from(u: lorad_engine::Usage) -> Self {
         Self {
             prompt_tokens: u.prompt_tokens,
             completion_tokens: u.completion_tokens,
             total_tokens: u.prompt_tokens + u.completion_tokens,
-            prompt_tokens_details: PromptTokensDetails { cached_tokens: u.cached_tokens },
+            prompt_tokens_details: Some(PromptTokensDetails { cached_tokens: u.cached_tokens }),
             attribution_ms: None,
             attribution_tokens: None,
         }

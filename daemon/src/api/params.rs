@@ -20,6 +20,8 @@ pub(crate) struct GenParams {
     pub(crate) max_tokens: Option<usize>,
     pub(crate) stream: bool,
     pub(crate) include_usage: bool,
+    /// vLLM's `continuous_usage_stats` (with `include_usage`): usage in every chunk.
+    pub(crate) continuous_usage: bool,
     /// The request's `attribution` field.
     pub(crate) attribution: Option<bool>,
     /// The request's `user` field (a 0x address asks for a receipt).
@@ -154,7 +156,10 @@ pub(crate) fn gen_params(
         stop: stop_list(c.stop.as_ref())?,
         max_tokens: max_tokens.map(|m| m as usize).or(default_max_tokens),
         stream: c.stream.unwrap_or(false),
-        include_usage: c.stream_options.and_then(|o| o.include_usage).unwrap_or(false),
+        include_usage: c.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false),
+        continuous_usage: c.stream_options.as_ref().is_some_and(|o| {
+            o.include_usage.unwrap_or(false) && o.continuous_usage_stats.unwrap_or(false)
+        }),
         attribution: c.attribution,
         user: c.user,
         n,

@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use super::generate::{AttributionJob, Closing, Finished, Kind, Meta};
 use super::logprobs::{LogprobsOut, LogprobsWriter};
-use super::openai::{FunctionCallOut, MessageOut, ToolCallOut};
+use super::openai::{FunctionCallOut, MessageOut, ToolCallOut, UsageOut};
 use super::receipts::ReceiptJob;
 use super::tools::{self, ToolMode};
 
@@ -36,9 +36,29 @@ pub(crate) fn error_event(message: &str) -> Event {
     }))
 }
 
+/// Which usage a stream sends.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StreamUsage {
+    /// A last chunk with `choices: []` and the usage (`include_usage`).
+    pub(crate) last: bool,
+    /// The usage so far in every chunk (`continuous_usage_stats`).
+    pub(crate) continuous: bool,
+}
+
+/// `r` as an event, with the running usage when there is one.
+pub(crate) fn with_usage(mut r: Finished, usage: Option<UsageOut>) -> Event {
+    if let Some(u) = usage {
+        match &mut r {
+            Finished::Completion(c) => c.usage = Some(u),
+            Finished::Chat(c) => c.usage = Some(u),
+        }
+    }
+    json_event(&r)
+}
+
 /// A chunk with one choice carrying the content delta `text` and the logprobs of its tokens
 /// (under a named `tool_choice`, the text is a delta of the call's arguments).
-fn chunk(meta: &Meta, text: String, logprobs: Option<LogprobsOut>) -> Event {
+fn chunk(meta: &Meta, text: String, logprobs: Option<LogprobsOut>) -> Finished {
     let delta = match &meta.tools {
         Some(ToolMode::Named(_)) => MessageOut {
             tool_calls: Some(vec![ToolCallOut {
@@ -53,9 +73,9 @@ fn chunk(meta: &Meta, text: String, logprobs: Option<LogprobsOut>) -> Event {
     };
     match meta.kind {
         Kind::Completion => {
-            json_event(&meta.completion(delta.content.map(|t| (t, None)), None, logprobs))
+            Finished::Completion(meta.completion(delta.content.map(|t| (t, None)), None, logprobs))
         }
-        Kind::Chat => json_event(&meta.chat(true, Some((delta, None)), None, logprobs)),
+        Kind::Chat => Finished::Chat(meta.chat(true, Some((delta, None)), None, logprobs)),
     }
 }
 
@@ -83,16 +103,22 @@ fn first_chat_delta(meta: &Meta) -> MessageOut {
 pub(crate) fn respond(
     meta: Meta,
     mut stream: GenerationStream,
-    include_usage: bool,
+    usage_mode: StreamUsage,
     job: Option<AttributionJob>,
     receipt: Option<ReceiptJob>,
     logprobs: Option<LogprobsWriter>,
     echo: Option<(String, u32)>,
 ) -> Response {
+    let prompt_tokens = stream.prompt_tokens;
+    let running = move |completion: usize| {
+        usage_mode.continuous.then(|| UsageOut::running(prompt_tokens, completion))
+    };
     let events = async_stream::stream! {
         if meta.kind == Kind::Chat {
-            yield json_event(&meta.chat(true, Some((first_chat_delta(&meta), None)), None, None));
+            let first = Finished::Chat(meta.chat(true, Some((first_chat_delta(&meta), None)), None, None));
+            yield with_usage(first, running(0));
         }
+        let mut completion_tokens = 0usize;
         // Under `tool_choice: "required"` the answer is a list of calls: held back until it
         // is complete, then sent as the calls it makes.
         let hold = matches!(meta.tools, Some(ToolMode::Required));
@@ -119,7 +145,7 @@ pub(crate) fn respond(
             }
             if let Some((text, first)) = echo.take() {
                 let lps = writer.as_mut().map(|w| w.prompt(first, &std::mem::take(&mut prompt_lps)));
-                yield chunk(&meta, text, lps);
+                yield with_usage(chunk(&meta, text, lps), running(completion_tokens));
             }
             match event {
                 GenerationEvent::Prompt { .. } => {}
@@ -127,6 +153,7 @@ pub(crate) fn respond(
                     if first_token_at.is_none() && !tokens.is_empty() {
                         first_token_at = Some(std::time::Instant::now());
                     }
+                    completion_tokens += tokens.len();
                     if job.is_some() {
                         generated.extend(tokens);
                     }
@@ -138,7 +165,7 @@ pub(crate) fn respond(
                         held.push_str(&text);
                     } else if !text.is_empty() {
                         let lps = writer.as_mut().map(|w| w.write(&std::mem::take(&mut pending)));
-                        yield chunk(&meta, text, lps);
+                        yield with_usage(chunk(&meta, text, lps), running(completion_tokens));
                     }
                 }
                 GenerationEvent::Done { finish_reason, usage } => {
@@ -160,10 +187,14 @@ pub(crate) fn respond(
                                 }
                                 called = true;
                                 let delta = MessageOut { tool_calls: Some(calls), ..MessageOut::default() };
-                                yield json_event(&meta.chat(true, Some((delta, None)), None, lps));
+                                let calls = Finished::Chat(meta.chat(true, Some((delta, None)), None, lps));
+                                yield with_usage(calls, running(completion_tokens));
                             }
                             // Cut short: what there is, as text.
-                            None => yield chunk(&meta, std::mem::take(&mut held), lps),
+                            None => {
+                                let text = chunk(&meta, std::mem::take(&mut held), lps);
+                                yield with_usage(text, running(completion_tokens));
+                            }
                         }
                     }
                     let logprobs = writer.as_mut().map(|w| w.write(&std::mem::take(&mut pending)));
@@ -175,7 +206,7 @@ pub(crate) fn respond(
                         c.finish_reason = Some("tool_calls");
                     }
                     yield json_event(&last);
-                    if include_usage {
+                    if usage_mode.last {
                         yield match meta.kind {
                             Kind::Completion => json_event(&meta.completion(None, Some(usage), None)),
                             Kind::Chat => json_event(&meta.chat(true, None, Some(usage), None)),
