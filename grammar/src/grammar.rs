@@ -3,6 +3,7 @@
 //! in after the bytes seen so far (llama.cpp's grammar sampler works the same way). A stack's
 //! top is always a byte set; an empty stack means the text so far is a complete match.
 
+use std::collections::HashSet;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -29,6 +30,10 @@ const MAX_DEPTH: usize = 2048;
 /// token mask cost seconds; a byte that would lead past this many parses is refused instead,
 /// so the answer stays inside a part of the grammar that can be followed in bounded time.
 pub const MAX_STACKS: usize = 1024;
+
+/// Most rule calls one expansion makes before giving up: with [`MAX_STACKS`], what bounds the
+/// work of one byte however the grammar nests empty matches (`(a?){0,100000}`).
+const MAX_CALLS: usize = 16 * MAX_STACKS;
 
 /// A compiled grammar: what structured output constrains an answer to.
 pub struct Grammar {
@@ -90,8 +95,14 @@ impl Grammar {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         };
         let mut out = Vec::new();
-        g.expand(vec![0], &mut out, &mut Vec::new());
+        let complete = g.expand(vec![0], &mut out, &mut HashSet::new());
         g.start = normalize(out);
+        if !complete || g.start.stacks.len() > MAX_STACKS {
+            return Err(GrammarError::Invalid {
+                at,
+                reason: format!("too ambiguous: more than {MAX_STACKS} ways to start"),
+            });
+        }
         if g.start.is_dead() || !g.can_ever_accept() {
             return Err(GrammarError::Empty { at });
         }
@@ -151,7 +162,7 @@ impl Grammar {
         accept: impl Fn(usize, &ByteSet) -> bool,
     ) -> State {
         let mut out = Vec::new();
-        let mut seen = Vec::new();
+        let mut seen = HashSet::new();
         for (i, stack) in state.stacks.iter().enumerate() {
             let Some(&top) = stack.last() else { continue };
             let Elem::Set(set) = self.elems[top as usize] else { continue };
@@ -162,7 +173,9 @@ impl Grammar {
             next.pop();
             self.push_return(&mut next, top + 1);
             seen.clear();
-            self.expand(next, &mut out, &mut seen);
+            if !self.expand(next, &mut out, &mut seen) {
+                return State::default();
+            }
         }
         let state = normalize(out);
         if state.stacks.len() > MAX_STACKS { State::default() } else { state }
@@ -176,44 +189,54 @@ impl Grammar {
         }
     }
 
-    /// Expands `stack` until its top is a byte set (or it is empty) and adds the results to
-    /// `out`. `seen` holds the stacks already expanded at a rule call during this expansion:
+    /// Expands `start` until each stack's top is a byte set (or the stack is empty) and adds
+    /// the results to `out`; returns `false` when it gave up past [`MAX_STACKS`] stacks or
+    /// [`MAX_CALLS`] rule calls. `seen` holds the stacks already expanded at a rule call:
     /// meeting one again is a cycle through empty matches (say `(a*)*`) that adds nothing.
-    fn expand(&self, mut stack: Vec<u32>, out: &mut Vec<Vec<u32>>, seen: &mut Vec<Vec<u32>>) {
-        loop {
-            let Some(&top) = stack.last() else {
-                out.push(stack);
-                return;
-            };
-            match self.elems[top as usize] {
-                Elem::Set(_) => {
+    /// A work list, not recursion, so no grammar can exhaust the thread's stack.
+    fn expand(
+        &self,
+        start: Vec<u32>,
+        out: &mut Vec<Vec<u32>>,
+        seen: &mut HashSet<Vec<u32>>,
+    ) -> bool {
+        let mut work = vec![start];
+        let mut calls = 0usize;
+        while let Some(mut stack) = work.pop() {
+            loop {
+                let Some(&top) = stack.last() else {
                     out.push(stack);
-                    return;
-                }
-                Elem::End => {
-                    stack.pop();
-                }
-                Elem::Rule(r) => {
-                    if stack.len() > MAX_DEPTH || seen.contains(&stack) {
-                        return;
+                    break;
+                };
+                match self.elems[top as usize] {
+                    Elem::Set(_) => {
+                        out.push(stack);
+                        break;
                     }
-                    seen.push(stack.clone());
-                    stack.pop();
-                    self.push_return(&mut stack, top + 1);
-                    let alts = &self.alts[r as usize];
-                    for (k, &a) in alts.iter().enumerate() {
-                        let mut s = if k + 1 == alts.len() {
-                            std::mem::take(&mut stack)
-                        } else {
-                            stack.clone()
-                        };
-                        s.push(a);
-                        self.expand(s, out, seen);
+                    Elem::End => {
+                        stack.pop();
                     }
-                    return;
+                    Elem::Rule(r) => {
+                        calls += 1;
+                        if out.len() > MAX_STACKS || calls > MAX_CALLS {
+                            return false;
+                        }
+                        if stack.len() > MAX_DEPTH || !seen.insert(stack.clone()) {
+                            break;
+                        }
+                        stack.pop();
+                        self.push_return(&mut stack, top + 1);
+                        for &a in self.alts[r as usize].iter() {
+                            let mut s = stack.clone();
+                            s.push(a);
+                            work.push(s);
+                        }
+                        break;
+                    }
                 }
             }
         }
+        true
     }
 
     /// Whether some text is a complete match: the start rule is productive. Computed as a

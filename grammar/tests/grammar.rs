@@ -344,3 +344,14 @@ fn wide_and_ambiguous_grammars_stay_bounded() {
     assert!(!ambiguous.matches("x".repeat(lorad_grammar::grammar::MAX_STACKS + 1).as_bytes()));
     assert!(t.elapsed().as_secs() < 30);
 }
+
+/// Empty matches nested a hundred thousand deep neither overflow the thread's stack nor cost
+/// unbounded work: the constraint is refused as too ambiguous.
+#[test]
+fn deeply_nested_empty_matches_are_refused_not_crashed() {
+    let e = Constraint::Regex("(a?){0,100000}b".into()).compile().unwrap_err();
+    assert!(e.to_string().contains("too ambiguous"), "{e}");
+    let nested = format!("{}a{}", "(?:".repeat(100), ")?".repeat(100));
+    let g = Constraint::Regex(nested).compile().unwrap();
+    assert!(g.matches(b"a") && g.matches(b""));
+}
