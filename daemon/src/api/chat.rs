@@ -50,7 +50,8 @@ pub(crate) async fn handle(
         }
         None => None,
     };
-    params.constraint = super::structured::compile(state.grammars(), params.structured.as_ref())?;
+    params.constraint =
+        super::structured::compile_blocking(&state, params.structured.clone()).await?;
     let messages = convert_messages(&req.messages)?;
     let open_end = open_final_message(&req, &messages)?;
     let add_generation_prompt = req.add_generation_prompt.unwrap_or(open_end.is_none());

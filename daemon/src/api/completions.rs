@@ -44,7 +44,8 @@ pub(crate) async fn handle(
     let mut params =
         gen_params(common, max_tokens, "max_tokens", Some(DEFAULT_MAX_TOKENS), score_only)?;
     params.sampling.logprobs = logprobs;
-    params.constraint = super::structured::compile(state.grammars(), params.structured.as_ref())?;
+    params.constraint =
+        super::structured::compile_blocking(&state, params.structured.clone()).await?;
     let prompts = parse_prompts(&req.prompt)?;
     let target = state.resolve(serving, &params.model).await?;
     let engine = serving.engine.clone();

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use lorad_grammar::{Constraint, Grammar, GrammarCache, Json};
 
 use super::errors::ApiError;
+use super::state::AppState;
 
 /// The structured-output fields of a request, as sent.
 #[derive(Debug, Clone, Default)]
@@ -159,6 +160,20 @@ pub(crate) fn compile(
 ) -> Result<Option<Arc<Grammar>>, ApiError> {
     let Some((c, param)) = spec else { return Ok(None) };
     cache.get(c).map(Some).map_err(|e| invalid(param, e))
+}
+
+/// [`compile`] off the async workers: a large schema takes milliseconds to compile.
+pub(crate) async fn compile_blocking(
+    state: &AppState,
+    spec: Option<Spec>,
+) -> Result<Option<Arc<Grammar>>, ApiError> {
+    if spec.is_none() {
+        return Ok(None);
+    }
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || compile(state.grammars(), spec.as_ref()))
+        .await
+        .map_err(|e| ApiError::internal(format!("constraint compile task failed: {e}")))?
 }
 
 #[cfg(test)]
