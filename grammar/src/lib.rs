@@ -14,6 +14,7 @@
 //! - [`grammar`]: the compiled grammar and its matcher.
 //! - [`vocab`]: the token trie and token masks.
 //! - [`json`]: a JSON value that keeps key order.
+//! - `numeric`: integers within bounds.
 //! - [`bytes`]: byte sets.
 //! - [`error`]: [`GrammarError`], the crate's single error type.
 
@@ -22,6 +23,7 @@ pub mod bytes;
 pub mod error;
 pub mod grammar;
 pub mod json;
+mod numeric;
 pub mod regex;
 pub mod schema;
 pub mod spec;

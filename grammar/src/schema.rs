@@ -5,8 +5,8 @@
 //! object keys in the schema's order, declared properties only (a schema's extra properties
 //! are allowed, not required, so leaving them out still validates), required ones always,
 //! optional ones when the model chooses. Keywords that constrain values but cannot be enforced
-//! while decoding (`minimum`, `multipleOf`, `uniqueItems`, ...) are refused by name rather
-//! than ignored; annotations (`title`, `description`, ...) are ignored.
+//! while decoding (`multipleOf`, `uniqueItems`, bounds on non-integer numbers, ...) are refused
+//! by name rather than ignored; annotations (`title`, `description`, ...) are ignored.
 
 use std::collections::HashMap;
 
@@ -55,7 +55,14 @@ const ENFORCED: &[&str] = &[
     "pattern",
     "format",
     "nullable",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
 ];
+
+/// Numeric bounds: enforced on integers, refused on other numbers.
+const BOUNDS: [&str; 4] = ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"];
 
 /// String formats enforced, as patterns (RFC 3339 dates and times, RFC 4122 UUIDs, dotted
 /// IPv4, a plain e-mail shape).
@@ -356,10 +363,18 @@ impl<'a> SchemaConv<'a> {
             return self.j.b.rule(alts);
         }
         let types = self.types(schema, at)?;
+        let bounded = BOUNDS.iter().find(|k| has(k));
+        if let Some(k) = bounded
+            && types.iter().any(|t| matches!(*t, "number" | "any"))
+        {
+            // Ranges of decimals (with fractions and exponents) are not enforced.
+            return Err(Self::unsupported(&format!("{k} (on a non-integer number)"), at));
+        }
         let mut alts = Vec::new();
         for t in types {
             alts.push(vec![match t {
                 "string" => self.string(schema, at)?,
+                "integer" if bounded.is_some() => self.integer_in_bounds(schema, at)?,
                 "integer" => self.j.integer()?,
                 "number" => self.j.number()?,
                 "boolean" => self.j.b.rule(vec![lit("true"), lit("false")])?,
@@ -413,6 +428,53 @@ impl<'a> SchemaConv<'a> {
                 Self::invalid(at, format!("`{key}` must be a non-negative integer"))
             }),
         }
+    }
+
+    /// An integer within the schema's bounds (draft 4's boolean `exclusiveMinimum` /
+    /// `exclusiveMaximum` and draft 6's numeric ones both read).
+    fn integer_in_bounds(&mut self, schema: &Json, at: &str) -> Result<Sym, GrammarError> {
+        // Beyond ±2^53 an f64 bound no longer names one integer.
+        const LIMIT: f64 = 9_007_199_254_740_992.0;
+        let num = |k: &str| -> Result<Option<f64>, GrammarError> {
+            match schema.get(k) {
+                None | Some(Json::Bool(_)) => Ok(None),
+                Some(Json::Number(n)) => match n.as_f64() {
+                    Some(v) if v.abs() <= LIMIT => Ok(Some(v)),
+                    _ => Err(Self::invalid(at, format!("`{k}` is beyond ±2^53"))),
+                },
+                Some(_) => Err(Self::invalid(at, format!("`{k}` must be a number"))),
+            }
+        };
+        let flag = |k: &str| matches!(schema.get(k), Some(Json::Bool(true)));
+        let mut lo: Option<i128> = None;
+        let mut hi: Option<i128> = None;
+        let raise = |cur: Option<i128>, v: i128| Some(cur.map_or(v, |c| c.max(v)));
+        let lower = |cur: Option<i128>, v: i128| Some(cur.map_or(v, |c| c.min(v)));
+        if let Some(m) = num("minimum")? {
+            lo = raise(
+                lo,
+                if flag("exclusiveMinimum") { m.floor() as i128 + 1 } else { m.ceil() as i128 },
+            );
+        }
+        if let Some(m) = num("exclusiveMinimum")? {
+            lo = raise(lo, m.floor() as i128 + 1);
+        }
+        if let Some(m) = num("maximum")? {
+            hi = lower(
+                hi,
+                if flag("exclusiveMaximum") { m.ceil() as i128 - 1 } else { m.floor() as i128 },
+            );
+        }
+        if let Some(m) = num("exclusiveMaximum")? {
+            hi = lower(hi, m.ceil() as i128 - 1);
+        }
+        if let (Some(l), Some(h)) = (lo, hi)
+            && l > h
+        {
+            return Err(Self::invalid(at, "no integer lies within the bounds"));
+        }
+        let alts = crate::numeric::integer_range(&mut self.j.b, lo, hi)?;
+        self.j.b.rule(alts)
     }
 
     fn string(&mut self, schema: &Json, at: &str) -> Result<Sym, GrammarError> {

@@ -83,6 +83,7 @@ def test_structured_output_parses_into_a_pydantic_model(client):
         country: str = Field(max_length=24)
         is_capital: bool
         landmarks: list[str] = Field(max_length=3)
+        rating: int = Field(ge=1, le=5)  # minimum / maximum on an integer
 
     r = client.chat.completions.parse(
         model=BASE,
@@ -94,7 +95,7 @@ def test_structured_output_parses_into_a_pydantic_model(client):
     city = r.choices[0].message.parsed
     assert r.choices[0].finish_reason == "stop"
     assert isinstance(city, City) and "Paris" in city.city, r.choices[0].message.content
-    assert len(city.landmarks) <= 3
+    assert len(city.landmarks) <= 3 and 1 <= city.rating <= 5
 
 
 def test_structured_output_streams_json_and_takes_vllm_fields(client):
@@ -147,7 +148,7 @@ def test_structured_output_streams_json_and_takes_vllm_fields(client):
     "extra,param,words",
     [
         (
-            {"response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": {"type": "integer", "minimum": 0}}}},
+            {"response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": {"type": "number", "minimum": 0}}}},
             "response_format",
             "minimum",
         ),

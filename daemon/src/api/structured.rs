@@ -231,7 +231,7 @@ mod tests {
         assert_eq!(err(grammar).as_deref(), Some("guided_grammar"));
         let cache = GrammarCache::new(4);
         let bad = (
-            Constraint::JsonSchema(Json::parse(r#"{"type":"integer","minimum":1}"#).unwrap()),
+            Constraint::JsonSchema(Json::parse(r#"{"type":"number","minimum":1}"#).unwrap()),
             "guided_json",
         );
         let e = compile(&cache, Some(&bad)).unwrap_err();
