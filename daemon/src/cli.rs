@@ -689,6 +689,18 @@ pub struct GenerateArgs {
     /// Sampling seed.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Structured output: the answer is JSON valid under the JSON Schema in this file.
+    #[arg(long, value_name = "FILE", group = "constraint")]
+    pub json_schema: Option<PathBuf>,
+    /// Structured output: the answer is a JSON object.
+    #[arg(long, group = "constraint")]
+    pub json: bool,
+    /// Structured output: the answer matches this regular expression in full.
+    #[arg(long, value_name = "PATTERN", group = "constraint")]
+    pub regex: Option<String>,
+    /// Structured output: the answer is one of these (repeat the flag for each).
+    #[arg(long, value_name = "TEXT", group = "constraint")]
+    pub choice: Vec<String>,
 }
 
 #[cfg(test)]

@@ -148,6 +148,12 @@ expect_exit 78 "serve with a missing --model" lorad serve --model "$TMP/missing.
 expect_exit 2 "serve --device gpu (not a device)" lorad serve --device gpu
 # This suite runs the CPU build: asking for a GPU is a configuration error, not a silent CPU run.
 expect_exit 78 "serve --device cuda in a build without CUDA" lorad serve --device cuda --listen "127.0.0.1:$(free_port)"
+echo '{"type": "number", "minimum": 0}' >"$TMP/unenforceable.json"
+expect_exit 65 "generate --json-schema with a keyword that cannot be enforced" lorad generate --prompt x --json-schema "$TMP/unenforceable.json"
+expect_exit 64 "generate --regex with a word boundary" lorad generate --prompt x --regex '\bword'
+expect_exit 2 "generate with two constraints" lorad generate --prompt x --json --regex a
+answer=$(lorad generate --prompt "The capital of Italy is" --choice " Rome" --choice " Milan" 2>/dev/null)
+if [ "$answer" = " Rome" ] || [ "$answer" = " Milan" ]; then ok "generate --choice answers one of the choices"; else fail "generate --choice gave '$answer'"; fi
 
 echo "==> datanet, finetune, attribution index"
 cat >"$TMP/dn.jsonl" <<'JSONL'

@@ -2,10 +2,12 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
 use lorad_engine::{EngineConfig, EngineHandle, GenerateRequest, GenerationEvent, SamplingParams};
+use lorad_grammar::{Constraint, Grammar, Json};
 use lorad_model::ChatMessage;
 
 use super::common::{device, load, model_to_run, open_store};
@@ -72,6 +74,7 @@ fn generate(
     let req = GenerateRequest {
         adapter: args.adapter.clone(),
         sampling,
+        constraint: constraint(args)?,
         ..GenerateRequest::greedy(prompt, args.max_tokens)
     };
     let start = Instant::now();
@@ -102,4 +105,30 @@ fn generate(
         }
     }
     anyhow::bail!("the engine stopped before the request finished")
+}
+
+/// The structured-output constraint the flags ask for, compiled; errors name the file or the
+/// flag at fault.
+fn constraint(args: &GenerateArgs) -> anyhow::Result<Option<Arc<Grammar>>> {
+    let c = if let Some(path) = &args.json_schema {
+        let text = std::fs::read_to_string(path)
+            .exit_kind(ExitKind::Usage)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let schema = Json::parse(&text)
+            .exit_kind(ExitKind::DataErr)
+            .with_context(|| format!("{} is not JSON", path.display()))?;
+        Constraint::JsonSchema(schema)
+    } else if args.json {
+        Constraint::JsonObject
+    } else if let Some(p) = &args.regex {
+        Constraint::Regex(p.clone())
+    } else if !args.choice.is_empty() {
+        Constraint::Choice(args.choice.clone())
+    } else {
+        return Ok(None);
+    };
+    // A schema file is input data; a pattern or choices are flag values.
+    let kind = if args.json_schema.is_some() { ExitKind::DataErr } else { ExitKind::Usage };
+    let grammar = c.compile().exit_kind(kind).context("cannot use the constraint")?;
+    Ok(Some(Arc::new(grammar)))
 }
