@@ -10,6 +10,7 @@
 //! - [`spec`]: [`Constraint`] (what the API takes) and the [`GrammarCache`].
 //! - [`schema`]: JSON and JSON Schema to grammar.
 //! - [`regex`](mod@regex): regular expressions to grammar.
+//! - `gbnf`: GBNF grammars (llama.cpp's format) to grammar.
 //! - [`builder`]: building grammars in code.
 //! - [`grammar`]: the compiled grammar and its matcher.
 //! - [`vocab`]: the token trie and token masks.
@@ -21,6 +22,7 @@
 pub mod builder;
 pub mod bytes;
 pub mod error;
+mod gbnf;
 pub mod grammar;
 pub mod json;
 mod numeric;

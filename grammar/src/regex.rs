@@ -4,7 +4,7 @@
 //! character is judged correctly. A pattern must match the whole answer; anchors are no-ops,
 //! word boundaries are refused.
 
-use regex_syntax::hir::{Class, Hir, HirKind, Look};
+use regex_syntax::hir::{Class, ClassUnicode, Hir, HirKind, Look};
 use regex_syntax::utf8::Utf8Sequences;
 
 use crate::builder::{Builder, Sym};
@@ -53,44 +53,7 @@ impl Conv<'_> {
                     .fold(ByteSet::EMPTY, |s, r| s.union(ByteSet::range(r.start(), r.end())));
                 vec![Sym::Bytes(set.minus(self.exclude))]
             }
-            HirKind::Class(Class::Unicode(c)) => {
-                // Multi-byte sequences grouped by their continuation ranges: a class such as
-                // `[^"]` or `\w` becomes a handful of alternatives, not one per code point
-                // range.
-                let mut ascii = ByteSet::EMPTY;
-                let mut groups: Vec<(Vec<(u8, u8)>, ByteSet)> = Vec::new();
-                for r in c.ranges() {
-                    for seq in Utf8Sequences::new(r.start(), r.end()) {
-                        let ranges = seq.as_slice();
-                        let first = ByteSet::range(ranges[0].start, ranges[0].end);
-                        if ranges.len() == 1 {
-                            ascii = ascii.union(first);
-                            continue;
-                        }
-                        let tail: Vec<(u8, u8)> =
-                            ranges[1..].iter().map(|r| (r.start, r.end)).collect();
-                        match groups.iter_mut().find(|g| g.0 == tail) {
-                            Some(g) => g.1 = g.1.union(first),
-                            None => groups.push((tail, first)),
-                        }
-                    }
-                }
-                let mut alts = Vec::new();
-                let ascii = ascii.minus(self.exclude);
-                if !ascii.is_empty() {
-                    alts.push(vec![Sym::Bytes(ascii)]);
-                }
-                for (tail, first) in groups {
-                    let mut alt = vec![Sym::Bytes(first)];
-                    alt.extend(tail.iter().map(|&(lo, hi)| Sym::Bytes(ByteSet::range(lo, hi))));
-                    alts.push(alt);
-                }
-                match alts.len() {
-                    0 => vec![Sym::Bytes(ByteSet::EMPTY)],
-                    1 => alts.remove(0),
-                    _ => vec![self.b.rule(alts)?],
-                }
-            }
+            HirKind::Class(Class::Unicode(c)) => unicode_class(self.b, c, self.exclude)?,
             HirKind::Look(look) => match look {
                 Look::Start
                 | Look::End
@@ -125,4 +88,46 @@ impl Conv<'_> {
             }
         })
     }
+}
+
+/// A Unicode class as grammar symbols: each range as its UTF-8 byte sequences, multi-byte
+/// sequences grouped by their continuation ranges, so a class such as `[^"]` or `\w` becomes
+/// a handful of alternatives, not one per code point range. Bytes in `exclude` are removed.
+pub(crate) fn unicode_class(
+    b: &mut Builder,
+    class: &ClassUnicode,
+    exclude: ByteSet,
+) -> Result<Vec<Sym>, GrammarError> {
+    let mut ascii = ByteSet::EMPTY;
+    let mut groups: Vec<(Vec<(u8, u8)>, ByteSet)> = Vec::new();
+    for r in class.ranges() {
+        for seq in Utf8Sequences::new(r.start(), r.end()) {
+            let ranges = seq.as_slice();
+            let first = ByteSet::range(ranges[0].start, ranges[0].end);
+            if ranges.len() == 1 {
+                ascii = ascii.union(first);
+                continue;
+            }
+            let tail: Vec<(u8, u8)> = ranges[1..].iter().map(|r| (r.start, r.end)).collect();
+            match groups.iter_mut().find(|g| g.0 == tail) {
+                Some(g) => g.1 = g.1.union(first),
+                None => groups.push((tail, first)),
+            }
+        }
+    }
+    let mut alts = Vec::new();
+    let ascii = ascii.minus(exclude);
+    if !ascii.is_empty() {
+        alts.push(vec![Sym::Bytes(ascii)]);
+    }
+    for (tail, first) in groups {
+        let mut alt = vec![Sym::Bytes(first)];
+        alt.extend(tail.iter().map(|&(lo, hi)| Sym::Bytes(ByteSet::range(lo, hi))));
+        alts.push(alt);
+    }
+    Ok(match alts.len() {
+        0 => vec![Sym::Bytes(ByteSet::EMPTY)],
+        1 => alts.remove(0),
+        _ => vec![b.rule(alts)?],
+    })
 }

@@ -21,6 +21,9 @@ pub enum Constraint {
     Regex(String),
     /// Exactly one of these strings.
     Choice(Vec<String>),
+    /// Text in the language of this GBNF grammar (llama.cpp's format; the start rule is
+    /// `root`).
+    Grammar(String),
 }
 
 impl Constraint {
@@ -35,6 +38,7 @@ impl Constraint {
                 let root = b.rule(vec![seq])?;
                 b.build(root)
             }
+            Self::Grammar(src) => crate::gbnf::gbnf(src),
             Self::Choice(options) => {
                 if options.is_empty() {
                     return Err(GrammarError::Invalid {
@@ -57,6 +61,7 @@ impl Constraint {
             Self::JsonSchema(s) => format!("json_schema\0{}", s.to_text()),
             Self::Regex(p) => format!("regex\0{p}"),
             Self::Choice(o) => format!("choice\0{}", o.join("\0")),
+            Self::Grammar(g) => format!("grammar\0{g}"),
         }
     }
 }

@@ -428,3 +428,74 @@ fn integer_bounds_match_exactly_the_integers_in_range() {
     let either = schema(r#"{"type":["integer","string"],"minimum":10}"#);
     assert!(either.matches(b"10") && !either.matches(b"9") && either.matches(br#""9""#));
 }
+
+/// GBNF in llama.cpp's format: a JSON grammar in the layout of its `json.gbnf` (rules over
+/// several lines, groups spanning lines, comments, classes with escapes), judged by serde_json.
+#[test]
+fn gbnf_grammars_compile_and_match() {
+    let json = r#"
+# JSON, the way llama.cpp's grammars/json.gbnf lays it out
+root   ::= object
+value  ::= object | array | string | number | ("true" | "false" | "null") ws
+
+object ::=
+  "{" ws (
+            string ":" ws value
+    ("," ws string ":" ws value)*
+  )? "}" ws
+
+array  ::=
+  "[" ws (
+            value
+    ("," ws value)*
+  )? "]" ws
+
+string ::=
+  "\"" (
+    [^"\\\x7F\x00-\x1F] |
+    "\\" (["\\/bfnrt] | "u" [0-9a-fA-F]{4}) # escapes
+  )* "\"" ws
+
+number ::= ("-"? ([0-9] | [1-9] [0-9]{0,15})) ("." [0-9]+)? ([eE] [-+]? [0-9] [1-9]{0,15})? ws
+
+ws ::= | " " | "\n" [ \t]{0,20}
+"#;
+    let g = Constraint::Grammar(json.into()).compile().unwrap();
+    for ok in [r#"{"a": [1, 2.5, true, null, "é\u00e9"], "b": {}}"#, "{}", "{\"k\":\"v\"} "] {
+        assert!(g.matches(ok.as_bytes()), "{ok}");
+        assert!(serde_json::from_str::<serde_json::Value>(ok).is_ok());
+    }
+    for bad in [r#"{"a": 01}"#, "[]", r#"{"a" 1}"#, "{\"a\":\"\x01\"}"] {
+        assert!(!g.matches(bad.as_bytes()), "{bad}");
+    }
+    // Alternatives continued on the next lines, repetition counts, `.` and `+`.
+    let g = Constraint::Grammar(
+        "root ::= greeting \" \" name\n  | \"bye\"\ngreeting ::= (\"hi\" | \"hello\"){1,2}\nname ::= [A-Z] [a-z]+ .?\n".into(),
+    )
+    .compile()
+    .unwrap();
+    for (text, ok) in [
+        ("hi Ann", true),
+        ("hihello Bob!", true),
+        ("hello Zoë", true),
+        ("bye", true),
+        ("hihihi Ann", false),
+        ("hi ann", false),
+        ("hi A", false),
+    ] {
+        assert_eq!(g.matches(text.as_bytes()), ok, "{text}");
+    }
+    for (src, words) in [
+        ("root ::= foo", "`foo` is used but never defined"),
+        ("start ::= \"a\"", "no `root`"),
+        ("root ::= \"a\"\nroot ::= \"b\"", "defined twice"),
+        ("root ::= [z-a]", "backwards"),
+        ("root ::= \"open", "unterminated"),
+        ("root = \"a\"", "::="),
+        ("root ::= (\"a\"", "`)`"),
+    ] {
+        let e = Constraint::Grammar(src.into()).compile().unwrap_err().to_string();
+        assert!(e.contains(words), "{src}: {e}");
+        assert!(e.contains("grammar line"), "{src}: {e}");
+    }
+}

@@ -142,6 +142,16 @@ def test_structured_output_streams_json_and_takes_vllm_fields(client):
     )
     text = r.choices[0].text
     assert len(text) == 5 and text[0] == " " and text[1:].isdigit(), text
+    # A GBNF grammar (llama.cpp's format), as vLLM's structured_outputs.grammar takes it.
+    gbnf = 'root ::= " " answer "."\nanswer ::= "yes" | "no" | "maybe"\n'
+    r = client.completions.create(
+        model=BASE,
+        prompt="Is water wet? Answer:",
+        max_tokens=8,
+        temperature=0,
+        extra_body={"structured_outputs": {"grammar": gbnf}},
+    )
+    assert r.choices[0].text in (" yes.", " no.", " maybe."), r.choices[0].text
 
 
 @pytest.mark.parametrize(

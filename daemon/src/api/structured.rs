@@ -1,6 +1,7 @@
 //! Structured output's request fields → a compiled grammar: OpenAI's `response_format`
 //! (`json_object`, `json_schema`), vLLM's `structured_outputs` (`json`, `regex`, `choice`,
-//! `json_object`) and its older `guided_json` / `guided_regex` / `guided_choice`.
+//! `json_object`, `grammar`) and its older `guided_json` / `guided_regex` / `guided_choice` /
+//! `guided_grammar`.
 
 use std::sync::Arc;
 
@@ -84,7 +85,10 @@ fn structured_outputs(v: &Json) -> Result<Option<Constraint>, ApiError> {
             "choice" => Constraint::Choice(choices(P, val)?),
             "json_object" if matches!(val, Json::Bool(false)) => continue,
             "json_object" => Constraint::JsonObject,
-            "grammar" | "structural_tag" | "whitespace_pattern" => {
+            "grammar" => Constraint::Grammar(
+                val.as_str().ok_or_else(|| invalid(P, "'grammar' must be a string"))?.to_owned(),
+            ),
+            "structural_tag" | "whitespace_pattern" => {
                 return Err(ApiError::unsupported(&format!("{P}.{k}"), ""));
             }
             // Backend options that do not change what is valid output.
@@ -119,10 +123,12 @@ fn choices(param: &str, v: &Json) -> Result<Vec<String>, ApiError> {
 
 /// The request's constraint, if it sets one; more than one is a 400 naming them.
 pub(crate) fn spec(s: &StructuredIn) -> Result<Option<Spec>, ApiError> {
-    if s.guided_grammar.as_ref().is_some_and(|g| !matches!(g, Json::Null)) {
-        return Err(ApiError::unsupported("guided_grammar", ""));
-    }
     let mut found: Vec<Spec> = Vec::new();
+    match &s.guided_grammar {
+        None | Some(Json::Null) => {}
+        Some(Json::String(g)) => found.push((Constraint::Grammar(g.clone()), "guided_grammar")),
+        Some(_) => return Err(invalid("guided_grammar", "expected a GBNF grammar as a string")),
+    }
     if let Some(v) = &s.response_format
         && let Some(c) = response_format(v)?
     {
@@ -228,7 +234,15 @@ mod tests {
         assert_eq!(err(two).as_deref(), Some("structured_outputs"));
         let grammar =
             StructuredIn { guided_grammar: json(r#""root ::= \"a\"""#), ..Default::default() };
-        assert_eq!(err(grammar).as_deref(), Some("guided_grammar"));
+        assert_eq!(
+            spec(&grammar).unwrap().unwrap().0,
+            Constraint::Grammar("root ::= \"a\"".into())
+        );
+        let tag = StructuredIn {
+            structured_outputs: json(r#"{"structural_tag":"x"}"#),
+            ..Default::default()
+        };
+        assert_eq!(err(tag).as_deref(), Some("structured_outputs.structural_tag"));
         let cache = GrammarCache::new(4);
         let bad = (
             Constraint::JsonSchema(Json::parse(r#"{"type":"number","minimum":1}"#).unwrap()),
