@@ -438,13 +438,16 @@ impl Scheduler {
         } else {
             let stats = &self.stats;
             std::thread::scope(|scope| {
+                // Several new masks (requests on different schemas) are computed side by
+                // side: each is a walk of the whole vocabulary.
                 scope.spawn(|| {
-                    for job in jobs {
+                    use rayon::prelude::*;
+                    jobs.into_par_iter().for_each(|job| {
                         let t = std::time::Instant::now();
                         job.run();
                         stats.grammar_mask_seconds.observe(t.elapsed());
                         stats.grammar_masks.fetch_add(1, Ordering::Relaxed);
-                    }
+                    });
                 });
                 forward()
             })
