@@ -37,4 +37,4 @@ pub use error::GrammarError;
 pub use grammar::{Grammar, State};
 pub use json::Json;
 pub use spec::{Constraint, GrammarCache};
-pub use vocab::{TokenMask, Vocab};
+pub use vocab::{MAX_CACHED_MASK_BYTES, TokenMask, Vocab, cached_mask_bytes};

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::grammar::{Grammar, State};
 use crate::{ByteSet, GrammarError};
@@ -18,6 +18,14 @@ use crate::{ByteSet, GrammarError};
 /// Masks a grammar keeps before it starts over (each is `vocab / 8` bytes: 6 KiB for 49,152
 /// tokens).
 const MAX_CACHED_MASKS: usize = 4096;
+
+/// Bytes of cached masks all grammars of the process may hold together: a grammar that would
+/// go past it starts its own cache over. Caches are per grammar (a server keeps many), so
+/// without a shared bound they could add up to gigabytes.
+pub const MAX_CACHED_MASK_BYTES: usize = 256 << 20;
+
+/// Bytes of cached masks held now, by every grammar.
+static CACHED_MASK_BYTES: AtomicUsize = AtomicUsize::new(0);
 
 /// A tokenizer's vocabulary as bytes.
 #[derive(Debug)]
@@ -120,8 +128,40 @@ impl TokenMask {
 #[derive(Debug, Default)]
 pub(crate) struct MaskCache {
     masks: HashMap<(u64, State), Arc<TokenMask>>,
+    /// Bytes of `masks`, counted in [`CACHED_MASK_BYTES`].
+    bytes: usize,
     hits: u64,
     misses: u64,
+}
+
+impl MaskCache {
+    fn clear(&mut self) {
+        self.masks.clear();
+        CACHED_MASK_BYTES.fetch_sub(self.bytes, Ordering::Relaxed);
+        self.bytes = 0;
+    }
+
+    fn insert(&mut self, key: (u64, State), mask: Arc<TokenMask>) {
+        let size = mask.bits.len() * 8;
+        let total = CACHED_MASK_BYTES.load(Ordering::Relaxed);
+        if self.masks.len() >= MAX_CACHED_MASKS || total + size > MAX_CACHED_MASK_BYTES {
+            self.clear();
+        }
+        CACHED_MASK_BYTES.fetch_add(size, Ordering::Relaxed);
+        self.bytes += size;
+        self.masks.insert(key, mask);
+    }
+}
+
+impl Drop for MaskCache {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
+/// Bytes of token masks cached by all grammars now (bounded by [`MAX_CACHED_MASK_BYTES`]).
+pub fn cached_mask_bytes() -> usize {
+    CACHED_MASK_BYTES.load(Ordering::Relaxed)
 }
 
 impl Grammar {
@@ -137,11 +177,8 @@ impl Grammar {
         }
         let mask = Arc::new(self.compute_mask(vocab, state));
         if let Ok(mut c) = self.masks.lock() {
-            if c.masks.len() >= MAX_CACHED_MASKS {
-                c.masks.clear();
-            }
             c.misses += 1;
-            c.masks.insert(key, mask.clone());
+            c.insert(key, mask.clone());
         }
         mask
     }

@@ -499,3 +499,22 @@ ws ::= | " " | "\n" [ \t]{0,20}
         assert!(e.contains("grammar line"), "{src}: {e}");
     }
 }
+
+/// Cached masks are counted process-wide and given back when their grammar is dropped.
+#[test]
+fn cached_mask_bytes_are_accounted_and_released() {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let vocab = Vocab::new(random_vocab(&mut rng));
+    let g = Constraint::JsonObject.compile().unwrap();
+    let mut state = g.start();
+    for b in br#"{"a":"#.iter() {
+        g.mask(&vocab, &state);
+        state = g.advance(&state, *b);
+    }
+    let (_, misses) = g.mask_cache_stats();
+    let per_mask = vocab.len().div_ceil(64) * 8;
+    // Other tests run in parallel: this grammar's share is at least what it computed.
+    assert!(lorad_grammar::cached_mask_bytes() >= misses as usize * per_mask);
+    assert!(lorad_grammar::cached_mask_bytes() <= lorad_grammar::MAX_CACHED_MASK_BYTES);
+    drop(g);
+}

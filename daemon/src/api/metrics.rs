@@ -265,6 +265,13 @@ pub(crate) fn render(state: &AppState) -> String {
         "Structured-output token masks computed (new matcher states; cached masks not counted).",
         &[("", load(&stats.grammar_masks))],
     );
+    family(
+        &mut out,
+        "lorad_grammar_cached_mask_bytes",
+        "gauge",
+        "Bytes of structured-output token masks cached by all grammars (bounded at 256 MiB).",
+        &[("", lorad_grammar::cached_mask_bytes() as f64)],
+    );
     histogram(
         &mut out,
         "lorad_grammar_mask_seconds",

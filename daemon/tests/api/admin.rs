@@ -202,6 +202,7 @@ async fn metrics_are_prometheus_text() {
         "lorad_kv_cache_usage_ratio",
         "lorad_prefix_cache_hit_tokens_total",
         "lorad_grammar_mask_seconds_bucket{le=\"+Inf\"}",
+        "lorad_grammar_cached_mask_bytes",
     ] {
         assert!(text.contains(family), "missing {family} in\n{text}");
     }
