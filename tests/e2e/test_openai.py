@@ -283,12 +283,25 @@ def test_continuous_usage_stats(client):
     # vLLM's extension: with include_usage, every chunk carries the usage so far.
     options = {"include_usage": True, "continuous_usage_stats": True}
     stream = client.completions.create(
-        model=BASE, prompt="Once upon a time", max_tokens=6, temperature=0, stream=True, stream_options=options
+        model=BASE,
+        prompt="Once upon a time",
+        max_tokens=6,
+        temperature=0,
+        stream=True,
+        stream_options=options,
+        extra_body={"ignore_eos": True},  # exactly 6 tokens, whatever the model would say
     )
     seen = [c.usage.completion_tokens for c in stream if c.usage is not None]
     assert len(seen) >= 4 and seen == sorted(seen) and seen[-1] == 6, seen
     stream = client.chat.completions.create(
-        model=BASE, messages=QUESTION, max_tokens=4, n=2, temperature=0, stream=True, stream_options=options
+        model=BASE,
+        messages=QUESTION,
+        max_tokens=4,
+        n=2,
+        temperature=0,
+        stream=True,
+        stream_options=options,
+        extra_body={"ignore_eos": True},
     )
     seen = [c.usage for c in stream if c.usage is not None]
     counts = [u.completion_tokens for u in seen]
