@@ -23,9 +23,15 @@ impl Constrained {
     /// Sets every token that would leave the grammar to minus infinity. `ends` (end of
     /// sequence, stop tokens) keep their logits only when the answer is complete. Returns
     /// whether any token is left to sample.
-    pub(crate) fn mask(&self, logits: &mut [f32], ends: &[u32]) -> bool {
-        let saved: Vec<(usize, f32)> =
-            ends.iter().filter_map(|&t| logits.get(t as usize).map(|&l| (t as usize, l))).collect();
+    pub(crate) fn mask<'a>(
+        &self,
+        logits: &mut [f32],
+        ends: impl IntoIterator<Item = &'a u32>,
+    ) -> bool {
+        let saved: Vec<(usize, f32)> = ends
+            .into_iter()
+            .filter_map(|&t| logits.get(t as usize).map(|&l| (t as usize, l)))
+            .collect();
         self.grammar.mask(&self.vocab, &self.state).apply(logits);
         let complete = self.state.is_accepting();
         for (t, l) in saved {

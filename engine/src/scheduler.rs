@@ -556,12 +556,11 @@ impl Scheduler {
                 }
             }
         }
-        if let Some(c) = &s.constraint {
-            let ends: Vec<u32> = self.eos.iter().chain(&s.stop_token_ids).copied().collect();
-            if !c.mask(logits, &ends) {
-                // Nothing may follow (the answer is complete but `min_tokens` bans its end).
-                return Some(FinishReason::Stop);
-            }
+        // Nothing may follow when the answer is complete but `min_tokens` bans its end.
+        if let Some(c) = &s.constraint
+            && !c.mask(logits, self.eos.iter().chain(&s.stop_token_ids))
+        {
+            return Some(FinishReason::Stop);
         }
         let tok = s.sampler.sample(logits);
         let logprobs: Vec<TokenLogprob> =

@@ -59,6 +59,9 @@ pub(crate) fn with_usage(mut r: Finished, usage: Option<UsageOut>) -> Event {
 /// A chunk with one choice carrying the content delta `text` and the logprobs of its tokens
 /// (under a named `tool_choice`, the text is a delta of the call's arguments).
 fn chunk(meta: &Meta, text: String, logprobs: Option<LogprobsOut>) -> Finished {
+    if meta.kind == Kind::Completion {
+        return Finished::Completion(meta.completion(Some((text, None)), None, logprobs));
+    }
     let delta = match &meta.tools {
         Some(ToolMode::Named(_)) => MessageOut {
             tool_calls: Some(vec![ToolCallOut {
@@ -71,12 +74,7 @@ fn chunk(meta: &Meta, text: String, logprobs: Option<LogprobsOut>) -> Finished {
         },
         _ => MessageOut { content: Some(text), ..MessageOut::default() },
     };
-    match meta.kind {
-        Kind::Completion => {
-            Finished::Completion(meta.completion(delta.content.map(|t| (t, None)), None, logprobs))
-        }
-        Kind::Chat => Finished::Chat(meta.chat(true, Some((delta, None)), None, logprobs)),
-    }
+    Finished::Chat(meta.chat(true, Some((delta, None)), None, logprobs))
 }
 
 /// The first chunk of a chat stream: the role, with an empty content, or under a named
