@@ -96,6 +96,21 @@ impl BenchDevice {
     }
 }
 
+/// The model a benchmark runs, in f32 on `device`: `path` (`--model`), or the default model
+/// under `home`, fetched when it is not there yet.
+pub(crate) fn load_f32(
+    home: &Path,
+    path: Option<&std::path::PathBuf>,
+    device: &Device,
+) -> anyhow::Result<lorad_model::LoadedModel> {
+    let path = match path {
+        Some(p) => p.clone(),
+        None => lorad_model::fetch_default_model(home, true)?,
+    };
+    let opts = LoadOptions { dtype: DType::F32, device: device.clone() };
+    lorad_model::load_model(&path, &opts).with_context(|| format!("loading {}", path.display()))
+}
+
 /// `--saved-dtype`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum SavedDtype {
@@ -128,13 +143,8 @@ pub(crate) fn run(home: &Path, out: &Path, args: &DecodeArgs) -> anyhow::Result<
                 .with_context(|| format!("--targets: unknown projection '{t}'"))
         })
         .collect::<anyhow::Result<_>>()?;
-    let path = match &args.model {
-        Some(p) => p.clone(),
-        None => lorad_model::fetch_default_model(home, true)?,
-    };
     let device = args.device.open()?;
-    let opts = LoadOptions { dtype: DType::F32, device: device.clone() };
-    let model = lorad_model::load_model(&path, &opts)?;
+    let model = load_f32(home, args.model.as_ref(), &device)?;
     let base = lorad_engine::base_shape(&model.config);
     let adapters: Vec<Adapter> = (0..args.requests)
         .map(|i| {

@@ -8,6 +8,7 @@ mod decode;
 mod lightclient;
 mod plot;
 mod prefix;
+mod priority;
 mod receipts;
 mod report;
 mod scratch;
@@ -39,6 +40,9 @@ enum Cmd {
     Decode(decode::DecodeArgs),
     /// Prefix caching: time to first token of requests sharing a system prompt, cache off vs on.
     Prefix(prefix::PrefixArgs),
+    /// Scheduling by priority: interactive requests' time to first token on a full node, all
+    /// at one priority vs ahead of a background batch.
+    Priority(priority::PriorityArgs),
     /// Structured output: decode throughput constrained to a JSON Schema (masks cold, then
     /// cached) vs unconstrained.
     Structured(structured::StructuredArgs),
@@ -77,6 +81,7 @@ fn try_main() -> anyhow::Result<()> {
         Cmd::Prefix(args) => prefix::run(&home, &cli.out, &args),
         Cmd::Store(args) => store::run(&home, &cli.out, &args),
         Cmd::Structured(args) => structured::run(&home, &cli.out, &args),
+        Cmd::Priority(args) => priority::run(&home, &cli.out, &args),
         Cmd::Attribution(args) => attribution::run(&home, &cli.out, &args),
         Cmd::Span(args) => span::run(&cli.out, &args),
         Cmd::Lightclient(args) => lightclient::run(&cli.out, &args),

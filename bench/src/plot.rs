@@ -113,6 +113,30 @@ pub(crate) fn bar_chart(
         .with_context(|| format!("writing {}", path.display()))
 }
 
+/// [`bar_chart`] into `<out>/<name>.png`, returned as the Markdown line that shows it (`alt`
+/// its alt text); a chart that cannot be drawn is a warning and an empty string, never a
+/// failed benchmark.
+pub(crate) fn bar_chart_md(
+    out: &Path,
+    name: &str,
+    title: &str,
+    y_label: &str,
+    groups: &[(String, Vec<(String, f64)>)],
+    alt: &str,
+) -> String {
+    let png = out.join(format!("{name}.png"));
+    match std::fs::create_dir_all(out)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| bar_chart(&png, title, y_label, groups))
+    {
+        Ok(()) => format!("\n![{alt}]({name}.png)\n"),
+        Err(e) => {
+            eprintln!("lorad-bench: warning: no chart: {e:#}");
+            String::new()
+        }
+    }
+}
+
 /// Line chart: one line (with markers) per `(series, points)`, points as `(x, y)`.
 pub(crate) fn line_chart(
     path: &Path,

@@ -9,10 +9,9 @@
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::Context;
 use clap::Args;
 use lorad_engine::{EngineConfig, EngineHandle, GenerateRequest};
-use lorad_model::{ChatMessage, LoadOptions};
+use lorad_model::ChatMessage;
 
 use crate::decode::BenchDevice;
 
@@ -63,15 +62,8 @@ pub(crate) fn run(home: &Path, out: &Path, args: &PrefixArgs) -> anyhow::Result<
     if args.requests == 0 || args.max_tokens == 0 {
         anyhow::bail!("--requests and --max-tokens must be at least 1");
     }
-    let path = match &args.model {
-        Some(p) => p.clone(),
-        None => lorad_model::fetch_default_model(home, true)?,
-    };
     let device = args.device.open()?;
-    let load = || {
-        let opts = LoadOptions { dtype: candle_core::DType::F32, device: device.clone() };
-        lorad_model::load_model(&path, &opts).with_context(|| format!("loading {}", path.display()))
-    };
+    let load = || crate::decode::load_f32(home, args.model.as_ref(), &device);
     let probe = load()?;
     let mut system = String::new();
     let mut i = 0;
@@ -136,19 +128,12 @@ pub(crate) fn run(home: &Path, out: &Path, args: &PrefixArgs) -> anyhow::Result<
         args.system_tokens,
         if device.is_cuda() { "-cuda" } else { "" }
     );
-    let png = out.join(format!("{name}.png"));
     let groups: Vec<(String, Vec<(String, f64)>)> = vec![(
         "median".to_string(),
         vec![("cache off".to_string(), off_ms), ("cache on".to_string(), on_ms)],
     )];
     let title = format!("time to first token, shared system prompt | off/on = {speedup:.2}");
-    match std::fs::create_dir_all(out)
-        .map_err(anyhow::Error::from)
-        .and_then(|()| crate::plot::bar_chart(&png, &title, "ms", &groups))
-    {
-        Ok(()) => md += &format!("\n![time to first token]({name}.png)\n"),
-        Err(e) => eprintln!("lorad-bench: warning: no chart: {e:#}"),
-    }
+    md += &crate::plot::bar_chart_md(out, &name, &title, "ms", &groups, "time to first token");
     println!("{md}");
     let json = serde_json::json!({
         "benchmark": "prefix",

@@ -6,16 +6,19 @@
 //! schema just compiled, so each new matcher state walks the vocabulary (cold masks); (c) the
 //! same grammar again, its masks cached (what a server sending one schema with every request
 //! sees). Constrained answers end when complete, so throughput is generated tokens per second.
+//! (d) tool calling's `"auto"` (free text in which `<tool_call>` may open a call), cold masks,
+//! `ignore_eos` like (a) (a constrained answer still ends at end-of-sequence once complete):
+//! what offering tools costs an answer that calls none.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::Context;
 use clap::Args;
 use lorad_engine::{EngineConfig, EngineHandle, GenerateRequest};
+use lorad_grammar::tags::hermes_calls;
 use lorad_grammar::{Constraint, Grammar, Json};
-use lorad_model::{ChatMessage, LoadOptions};
+use lorad_model::ChatMessage;
 
 use crate::decode::BenchDevice;
 
@@ -65,13 +68,14 @@ fn pass(
     prompts: &[Vec<u32>],
     max_tokens: usize,
     grammar: Option<&Arc<Grammar>>,
+    ignore_eos: bool,
 ) -> anyhow::Result<Pass> {
     let start = Instant::now();
     let streams = prompts
         .iter()
         .map(|p| {
             let mut req = GenerateRequest::greedy(p.clone(), max_tokens);
-            req.ignore_eos = grammar.is_none();
+            req.ignore_eos = ignore_eos;
             req.constraint = grammar.cloned();
             Ok(engine.submit(req)?)
         })
@@ -90,14 +94,8 @@ pub(crate) fn run(home: &Path, out: &Path, args: &StructuredArgs) -> anyhow::Res
     if args.requests == 0 || args.max_tokens == 0 || args.rounds == 0 {
         anyhow::bail!("--requests, --max-tokens and --rounds must be at least 1");
     }
-    let path = match &args.model {
-        Some(p) => p.clone(),
-        None => lorad_model::fetch_default_model(home, true)?,
-    };
     let device = args.device.open()?;
-    let opts = LoadOptions { dtype: candle_core::DType::F32, device: device.clone() };
-    let model = lorad_model::load_model(&path, &opts)
-        .with_context(|| format!("loading {}", path.display()))?;
+    let model = crate::decode::load_f32(home, args.model.as_ref(), &device)?;
     let prompts: Vec<Vec<u32>> = (0..args.requests)
         .map(|i| {
             let q = format!("Describe {} as a JSON object.", CITIES[i % CITIES.len()]);
@@ -107,21 +105,26 @@ pub(crate) fn run(home: &Path, out: &Path, args: &StructuredArgs) -> anyhow::Res
         .collect::<anyhow::Result<_>>()?;
     let engine = EngineHandle::start(model, EngineConfig::default())?;
     // Warm-up: the first steps of an engine allocate; the vocabulary's trie is built.
-    pass(&engine, &prompts[..1], 4, None)?;
+    pass(&engine, &prompts[..1], 4, None, true)?;
     engine.grammar_vocab();
     let constraint = Constraint::JsonSchema(Json::parse(SCHEMA)?);
+    let tools =
+        Constraint::Tags(hermes_calls(&[("describe".into(), Json::parse(SCHEMA)?)], false, true));
     // Rounds interleave the passes so a noisy neighbour slows all three alike; each round's
     // cold pass gets a freshly compiled grammar (empty mask cache).
-    let (mut free, mut cold, mut warm) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut misses, mut misses_warm) = (0, 0);
+    let (mut free, mut cold, mut warm, mut auto) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut misses, mut misses_warm, mut auto_masks) = (0, 0, 0);
     for _ in 0..args.rounds {
-        free.push(pass(&engine, &prompts, args.max_tokens, None)?);
+        free.push(pass(&engine, &prompts, args.max_tokens, None, true)?);
         let grammar = Arc::new(constraint.compile()?);
-        cold.push(pass(&engine, &prompts, args.max_tokens, Some(&grammar))?);
+        cold.push(pass(&engine, &prompts, args.max_tokens, Some(&grammar), false)?);
         let (_, m) = grammar.mask_cache_stats();
-        warm.push(pass(&engine, &prompts, args.max_tokens, Some(&grammar))?);
+        warm.push(pass(&engine, &prompts, args.max_tokens, Some(&grammar), false)?);
         misses = m;
         misses_warm = grammar.mask_cache_stats().1 - m;
+        let auto_grammar = Arc::new(tools.compile()?);
+        auto.push(pass(&engine, &prompts, args.max_tokens, Some(&auto_grammar), true)?);
+        auto_masks = auto_grammar.mask_cache_stats().1;
     }
     engine.shutdown();
     let median = |passes: &[Pass]| {
@@ -129,11 +132,11 @@ pub(crate) fn run(home: &Path, out: &Path, args: &StructuredArgs) -> anyhow::Res
         v.sort_by(f64::total_cmp);
         crate::stats::percentile(&v, 0.5)
     };
-    let (a, b, c) = (median(&free), median(&cold), median(&warm));
-    let (free, cold, warm) = (&free[0], &cold[0], &warm[0]);
+    let (a, b, c, d) = (median(&free), median(&cold), median(&warm), median(&auto));
+    let (free, cold, warm, auto) = (&free[0], &cold[0], &warm[0], &auto[0]);
     let device_name = if device.is_cuda() { "GPU 0" } else { "CPU" };
     let mut md = format!(
-        "# lorad-bench structured\n\n{} chat requests per pass submitted together, greedy, at most {} tokens each, f32 on {device_name}, {} build; median of {} interleaved rounds.\n\n| pass | generated tokens | tokens/s | answers that parse as JSON |\n|---|---:|---:|---:|\n| (a) unconstrained | {} | {a:.1} | {} |\n| (b) JSON Schema, cold masks ({misses} computed) | {} | {b:.1} | {} |\n| (c) JSON Schema, cached masks ({misses_warm} new) | {} | {c:.1} | {} |\n\n**b/a = {:.3}**, **c/a = {:.3}** (constrained over unconstrained decode throughput)\n",
+        "# lorad-bench structured\n\n{} chat requests per pass submitted together, greedy, at most {} tokens each, f32 on {device_name}, {} build; median of {} interleaved rounds.\n\n| pass | generated tokens | tokens/s | answers that parse as JSON |\n|---|---:|---:|---:|\n| (a) unconstrained | {} | {a:.1} | {} |\n| (b) JSON Schema, cold masks ({misses} computed) | {} | {b:.1} | {} |\n| (c) JSON Schema, cached masks ({misses_warm} new) | {} | {c:.1} | {} |\n| (d) tools \"auto\", no call made, cold masks ({auto_masks} computed) | {} | {d:.1} | |\n\n**b/a = {:.3}**, **c/a = {:.3}**, **d/a = {:.3}** (constrained over unconstrained decode throughput)\n",
         args.requests,
         args.max_tokens,
         crate::report::profile(),
@@ -144,8 +147,10 @@ pub(crate) fn run(home: &Path, out: &Path, args: &StructuredArgs) -> anyhow::Res
         cold.valid,
         warm.tokens,
         warm.valid,
+        auto.tokens,
         b / a,
         c / a,
+        d / a,
     );
     let name = format!(
         "structured-{}x{}{}",
@@ -153,23 +158,18 @@ pub(crate) fn run(home: &Path, out: &Path, args: &StructuredArgs) -> anyhow::Res
         args.max_tokens,
         if device.is_cuda() { "-cuda" } else { "" }
     );
-    let png = out.join(format!("{name}.png"));
     let groups: Vec<(String, Vec<(String, f64)>)> = vec![(
         "tokens/s".to_string(),
         vec![
             ("unconstrained".to_string(), a),
             ("schema, cold".to_string(), b),
             ("schema, cached".to_string(), c),
+            ("tools auto".to_string(), d),
         ],
     )];
-    let title = format!("structured output | b/a = {:.2}, c/a = {:.2}", b / a, c / a);
-    match std::fs::create_dir_all(out)
-        .map_err(anyhow::Error::from)
-        .and_then(|()| crate::plot::bar_chart(&png, &title, "tokens/s", &groups))
-    {
-        Ok(()) => md += &format!("\n![decode throughput]({name}.png)\n"),
-        Err(e) => eprintln!("lorad-bench: warning: no chart: {e:#}"),
-    }
+    let title =
+        format!("structured output | b/a = {:.2}, c/a = {:.2}, d/a = {:.2}", b / a, c / a, d / a);
+    md += &crate::plot::bar_chart_md(out, &name, &title, "tokens/s", &groups, "decode throughput");
     println!("{md}");
     let json = serde_json::json!({
         "benchmark": "structured",
@@ -178,11 +178,12 @@ pub(crate) fn run(home: &Path, out: &Path, args: &StructuredArgs) -> anyhow::Res
         "requests": args.requests, "max_tokens": args.max_tokens, "device": device_name,
         "schema": SCHEMA,
         "rounds": args.rounds,
-        "tokens": [free.tokens, cold.tokens, warm.tokens],
+        "tokens": [free.tokens, cold.tokens, warm.tokens, auto.tokens],
         "valid_json": [free.valid, cold.valid, warm.valid],
-        "median_tokens_per_s": {"unconstrained": a, "cold": b, "cached": c},
+        "median_tokens_per_s": {"unconstrained": a, "cold": b, "cached": c, "tools_auto": d},
         "masks_computed_cold": misses, "masks_computed_warm": misses_warm,
-        "cold_over_free": b / a, "cached_over_free": c / a,
+        "masks_computed_tools_auto": auto_masks,
+        "cold_over_free": b / a, "cached_over_free": c / a, "tools_auto_over_free": d / a,
     });
     crate::report::write(out, &name, &json, &md)
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use candle_core::DType;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use lorad_engine::EngineConfig;
+use lorad_engine::{EngineConfig, KvMemory, SchedulingPolicy};
 
 mod settlement;
 pub use settlement::{ChainCommand, ChainConn, ConfigCommand, ReceiptsCommand};
@@ -535,6 +535,15 @@ pub struct ServeArgs {
     /// KV cache size in tokens, shared by all running requests.
     #[arg(long, default_value_t = EngineConfig::default().kv_cache_tokens)]
     pub kv_cache_tokens: usize,
+    /// KV cache size as memory instead of tokens: a byte size (`8GiB`) or a share of the
+    /// device memory free once the model is loaded (`90%`, vLLM's `gpu_memory_utilization`).
+    #[arg(long, value_name = "SIZE|PERCENT", value_parser = parse_kv_memory, conflicts_with = "kv_cache_tokens")]
+    pub kv_cache_memory: Option<KvMemory>,
+    /// Which waiting request runs next: `fcfs` (first come, first served; requests must not
+    /// set `priority`) or `priority` (vLLM's: lower `priority` first, then arrival; a waiting
+    /// request preempts running ones of a lower priority).
+    #[arg(long, default_value = "fcfs", value_parser = ["fcfs", "priority"])]
+    pub scheduling_policy: String,
     /// Share the K/V of common prompt prefixes (system prompts, chat history) between requests
     /// of the same model or adapter, computing them once: `true` or `false`.
     #[arg(long, default_value_t = EngineConfig::default().prefix_caching, action = clap::ArgAction::Set, value_name = "BOOL")]
@@ -624,6 +633,17 @@ pub struct ServeArgs {
     pub min_stake: alloy_primitives::U256,
 }
 
+/// Parses a KV cache memory size: a byte size (`8GiB`) or a share of free memory (`90%`).
+pub fn parse_kv_memory(s: &str) -> Result<KvMemory, String> {
+    match s.trim().strip_suffix('%') {
+        Some(p) => match p.trim().parse::<f64>() {
+            Ok(p) if p > 0.0 && p <= 100.0 => Ok(KvMemory::FreeFraction(p / 100.0)),
+            _ => Err(format!("'{s}' is not a share of free memory above 0% and at most 100%")),
+        },
+        None => parse_bytes(s).map(KvMemory::Bytes),
+    }
+}
+
 /// Parses `123`, `64KiB`, `512MiB`, `4GiB`, `1TiB` (also `KB`/`MB`/`GB`/`TB` as powers of 1000).
 pub fn parse_bytes(s: &str) -> Result<u64, String> {
     let t = s.trim();
@@ -657,7 +677,13 @@ impl ServeArgs {
             max_batch_tokens: self.max_batch_tokens,
             max_waiting: self.max_waiting,
             kv_cache_tokens: self.kv_cache_tokens,
+            kv_cache_memory: self.kv_cache_memory,
             prefix_caching: self.prefix_caching,
+            scheduling: if self.scheduling_policy == "priority" {
+                SchedulingPolicy::Priority
+            } else {
+                SchedulingPolicy::Fcfs
+            },
             max_seq_len: None,
             adapter_pool_bytes: self.device_adapter_bytes,
             ..EngineConfig::default()

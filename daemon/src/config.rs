@@ -15,8 +15,9 @@ use clap::ValueEnum;
 use clap::parser::ValueSource;
 use serde::Deserialize;
 
-use crate::cli::{Cli, Command, ServeArgs, parse_bytes};
+use crate::cli::{Cli, Command, ServeArgs, parse_bytes, parse_kv_memory};
 use crate::exit::{ExitExt, ExitKind, coded};
+use lorad_engine::KvMemory;
 
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
@@ -89,8 +90,12 @@ pub struct Engine {
     pub max_waiting: Option<usize>,
     /// `--kv-cache-tokens`.
     pub kv_cache_tokens: Option<usize>,
+    /// `--kv-cache-memory`: a byte size (number or "8GiB") or a share of free memory ("90%").
+    pub kv_cache_memory: Option<Bytes>,
     /// `--prefix-caching`.
     pub prefix_caching: Option<bool>,
+    /// `--scheduling-policy`: "fcfs" or "priority".
+    pub scheduling_policy: Option<String>,
 }
 
 /// `[adapters]`.
@@ -287,7 +292,39 @@ pub fn apply_serve(
     fill!(m, "max_batch_tokens", args.max_batch_tokens, e.max_batch_tokens);
     fill!(m, "max_waiting", args.max_waiting, e.max_waiting);
     fill!(m, "kv_cache_tokens", args.kv_cache_tokens, e.kv_cache_tokens);
+    if e.kv_cache_tokens.is_some() && e.kv_cache_memory.is_some() {
+        return Err(bad(
+            "engine.kv_cache_memory",
+            "set either it or engine.kv_cache_tokens, not both",
+        ));
+    }
+    // A size in tokens on the command line wins over a size in memory in the file.
+    if !from_user(m, "kv_cache_tokens") {
+        fill!(
+            m,
+            "kv_cache_memory",
+            args.kv_cache_memory,
+            e.kv_cache_memory
+                .as_ref()
+                .map(|b| match b {
+                    Bytes::Number(n) => Ok(Some(KvMemory::Bytes(*n))),
+                    Bytes::Text(t) => parse_kv_memory(t)
+                        .map(Some)
+                        .map_err(|why| bad("engine.kv_cache_memory", why)),
+                })
+                .transpose()?
+        );
+    }
     fill!(m, "prefix_caching", args.prefix_caching, e.prefix_caching);
+    if let Some(p) = e.scheduling_policy.as_deref()
+        && !matches!(p, "fcfs" | "priority")
+    {
+        return Err(bad(
+            "engine.scheduling_policy",
+            format!("'{p}': use \"fcfs\" or \"priority\""),
+        ));
+    }
+    fill!(m, "scheduling_policy", args.scheduling_policy, e.scheduling_policy.clone());
     let a = &f.adapters;
     fill!(
         m,
@@ -442,5 +479,37 @@ mod tests {
         assert!(err("[receipts]\nchain_id = 10\n").contains("receipts.settlement"));
         assert!(err("[chain]\nl1_beacon_url = \"beacon:5052\"\n").contains("chain.l1_beacon_url"));
         assert!(err("[engine]\nmax_waiting = -1\n").contains("max_waiting"));
+        for bad in ["\"150%\"", "\"0%\"", "\"lots\""] {
+            let e = err(&format!("[engine]\nkv_cache_memory = {bad}\n"));
+            assert!(e.contains("engine.kv_cache_memory"), "{e}");
+        }
+        assert!(
+            err("[engine]\nscheduling_policy = \"fair\"\n").contains("engine.scheduling_policy")
+        );
+        let both = err("[engine]\nkv_cache_tokens = 4096\nkv_cache_memory = \"1GiB\"\n");
+        assert!(both.contains("engine.kv_cache_memory") && both.contains("not both"), "{both}");
+    }
+
+    #[test]
+    fn kv_cache_memory_from_the_file_or_a_flag() {
+        let file = "[engine]\nkv_cache_memory = \"90%\"\n";
+        let args = serve(merged(&["serve"], file).expect("merged"));
+        assert_eq!(args.kv_cache_memory, Some(KvMemory::FreeFraction(0.9)));
+        assert_eq!(args.engine_config().kv_cache_memory, Some(KvMemory::FreeFraction(0.9)));
+        let args =
+            serve(merged(&["serve"], "[engine]\nkv_cache_memory = 1048576\n").expect("merged"));
+        assert_eq!(args.kv_cache_memory, Some(KvMemory::Bytes(1 << 20)));
+        // Tokens on the command line win over memory in the file.
+        let args = serve(merged(&["serve", "--kv-cache-tokens", "512"], file).expect("merged"));
+        assert_eq!((args.kv_cache_tokens, args.kv_cache_memory), (512, None));
+        let args = serve(
+            merged(&["serve"], "[engine]\nscheduling_policy = \"priority\"\n").expect("merged"),
+        );
+        assert_eq!(args.engine_config().scheduling, lorad_engine::SchedulingPolicy::Priority);
+        let args = serve(merged(&["serve", "--kv-cache-memory", "2GiB"], "").expect("merged"));
+        assert_eq!(args.kv_cache_memory, Some(KvMemory::Bytes(2 << 30)));
+        assert!(
+            merged(&["serve", "--kv-cache-memory", "1GiB", "--kv-cache-tokens", "64"], "").is_err()
+        );
     }
 }

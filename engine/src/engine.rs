@@ -1,6 +1,7 @@
 //! The engine handle: configuration, start-up, submission and adapter management. The step
 //! loop itself is in `scheduler.rs`.
 
+use crate::memory::{KvMemory, device_memory, kv_bytes_per_token, kv_tokens};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
@@ -29,6 +30,9 @@ pub struct EngineConfig {
     pub max_waiting: usize,
     /// KV cache size in tokens, shared by all sequences.
     pub kv_cache_tokens: usize,
+    /// KV cache size as memory; when set, it decides the size (in whole blocks) instead of
+    /// `kv_cache_tokens`.
+    pub kv_cache_memory: Option<KvMemory>,
     /// Tokens per KV block.
     pub block_size: usize,
     /// Context window; `None` uses the model's.
@@ -41,6 +45,20 @@ pub struct EngineConfig {
     /// Share the K/V of full blocks between sequences whose tokens (and adapter) start the
     /// same, so a common system prompt or chat history is computed once.
     pub prefix_caching: bool,
+    /// Which waiting request runs next.
+    pub scheduling: SchedulingPolicy,
+}
+
+/// Which waiting request runs next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SchedulingPolicy {
+    /// First come, first served; requests must not set a priority.
+    #[default]
+    Fcfs,
+    /// By each request's `priority` (lower first), then arrival. A waiting request preempts
+    /// running ones of a strictly lower priority (higher number) when it finds no batch slot
+    /// or KV blocks; they are recomputed later, their output unchanged.
+    Priority,
 }
 
 impl Default for EngineConfig {
@@ -50,11 +68,13 @@ impl Default for EngineConfig {
             max_batch_tokens: 512,
             max_waiting: 256,
             kv_cache_tokens: 16384,
+            kv_cache_memory: None,
             block_size: 16,
             max_seq_len: None,
             adapter_pool_bytes: 4 << 30,
             kernels: KernelPath::Auto,
             prefix_caching: true,
+            scheduling: SchedulingPolicy::Fcfs,
         }
     }
 }
@@ -72,7 +92,7 @@ impl EngineConfig {
         if self.block_size == 0 {
             return zero("block_size");
         }
-        if self.kv_cache_tokens < self.block_size {
+        if self.kv_cache_memory.is_none() && self.kv_cache_tokens < self.block_size {
             return Err(EngineError::Config(format!(
                 "kv_cache_tokens ({}) must hold at least one block ({} tokens)",
                 self.kv_cache_tokens, self.block_size
@@ -166,12 +186,23 @@ pub struct EngineHandle {
 
 impl EngineHandle {
     /// Builds the model from `model`, allocates the KV cache and starts the engine thread.
-    pub fn start(model: LoadedModel, cfg: EngineConfig) -> Result<Self> {
+    pub fn start(model: LoadedModel, mut cfg: EngineConfig) -> Result<Self> {
         cfg.validate()?;
         let mut llama = Llama::new(&model.config, &model.weights)?;
         llama.set_kernel_path(cfg.kernels);
         drop(model.weights);
         let mc = &model.config;
+        if let Some(mem) = cfg.kv_cache_memory {
+            // Measured now: the base model is resident, nothing else of the engine is yet.
+            let free = match mem {
+                KvMemory::FreeFraction(_) => device_memory(llama.device())?.0,
+                KvMemory::Bytes(_) => 0,
+            };
+            let per_token = kv_bytes_per_token(mc, llama.dtype());
+            let (tokens, bytes) = kv_tokens(mem, per_token, cfg.block_size, free)?;
+            tracing::info!(tokens, bytes, free, per_token, "KV cache sized by memory");
+            cfg.kv_cache_tokens = tokens;
+        }
         // A sequence must always fit the KV cache on its own, or preemption could only ever
         // evict it and retry: the context window is capped at the cache's capacity.
         let kv_tokens = cfg.kv_cache_tokens.div_ceil(cfg.block_size) * cfg.block_size;
@@ -230,6 +261,11 @@ impl EngineHandle {
                 thread: Mutex::new(Some(thread)),
             }),
         })
+    }
+
+    /// KV cache capacity in tokens (whole blocks).
+    pub fn kv_capacity_tokens(&self) -> usize {
+        self.inner.kv_capacity
     }
 
     /// The served base model.
@@ -361,6 +397,12 @@ impl EngineHandle {
                 reason: "must be at most max_tokens".into(),
             });
         }
+        if req.priority != 0 && self.inner.cfg.scheduling == SchedulingPolicy::Fcfs {
+            return Err(EngineError::InvalidParam {
+                field: "priority",
+                reason: "this server schedules first come, first served (its scheduling policy is not 'priority')".into(),
+            });
+        }
         if req.prompt_logprobs.is_some_and(|n| n > crate::MAX_LOGPROBS) {
             return Err(EngineError::InvalidParam {
                 field: "prompt_logprobs",
@@ -403,6 +445,7 @@ impl EngineHandle {
             constraint: req
                 .constraint
                 .map(|g| crate::constrained::Constrained::new(g, self.grammar_vocab().clone())),
+            priority: req.priority,
             tx,
         };
         let sent = self

@@ -19,6 +19,7 @@ mod kv;
 mod llama;
 mod logprobs;
 mod lora_step;
+mod memory;
 mod output;
 mod pinned;
 mod request;
@@ -28,12 +29,13 @@ mod scheduler;
 mod weights;
 
 pub use adapters::{AdapterPool, ResidentAdapter};
-pub use engine::{EngineConfig, EngineHandle, EngineStats, ModelInfo};
+pub use engine::{EngineConfig, EngineHandle, EngineStats, ModelInfo, SchedulingPolicy};
 pub use error::{EngineError, Result};
 pub use kv::{BlockAllocator, BlockHash, KvCache, block_hash};
 pub use llama::{ForwardSeq, Llama, base_shape, projection_weight_name};
 pub use logprobs::{MAX_LOGPROBS, TokenLogprob, token_logprob};
 pub use lorad_kernels::KernelPath;
+pub use memory::{KvMemory, device_memory, kv_bytes_per_token};
 pub use pinned::host_pinner;
 pub use request::{
     Completion, FinishReason, GenerateRequest, GenerationEvent, GenerationStream, Usage,

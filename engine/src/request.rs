@@ -44,6 +44,10 @@ pub struct GenerateRequest {
     /// sequence comes only once the answer is complete, and the answer ends as soon as
     /// nothing more can follow.
     pub constraint: Option<std::sync::Arc<lorad_grammar::Grammar>>,
+    /// Scheduling priority under [`crate::SchedulingPolicy::Priority`]: lower runs first
+    /// (vLLM's `priority`); requests of one priority run in arrival order. Must be 0 under
+    /// first-come-first-served.
+    pub priority: i64,
 }
 
 impl GenerateRequest {
@@ -62,6 +66,7 @@ impl GenerateRequest {
             prompt_logprobs: None,
             cache_salt: None,
             constraint: None,
+            priority: 0,
         }
     }
 }

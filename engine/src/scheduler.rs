@@ -4,8 +4,13 @@
 //!
 //! Each step packs every running sequence's pending tokens: one token for a decoding sequence,
 //! a prefill chunk for a new one, within `max_batch_tokens`. Preemption is by recompute: the
-//! youngest sequence gives back its blocks and re-queues at the front with all its tokens, its
-//! sampler state kept so seeded output stays reproducible.
+//! last in line (the youngest, or under the priority policy the youngest of the lowest
+//! priority) gives back its blocks and re-queues in its place with all its tokens, its sampler
+//! state kept so seeded output stays reproducible.
+//!
+//! The waiting queue is ordered by (priority, arrival): first come, first served when every
+//! priority is 0 (the default policy). Under the priority policy a waiting request that finds
+//! no slot or blocks preempts running ones of a strictly lower priority.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -16,7 +21,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::adapters::ResidentAdapter;
 use crate::constrained::{Constrained, MaskJob};
-use crate::engine::{EngineConfig, EngineStats};
+use crate::engine::{EngineConfig, EngineStats, SchedulingPolicy};
 use crate::kv::{BlockHash, KvCache, block_hash};
 use crate::llama::{ForwardSeq, Llama};
 use crate::logprobs::{TokenLogprob, token_logprob};
@@ -48,6 +53,7 @@ pub(crate) struct SeqInit {
     pub(crate) prompt_logprobs: Option<usize>,
     pub(crate) cache_salt: Option<String>,
     pub(crate) constraint: Option<Constrained>,
+    pub(crate) priority: i64,
     pub(crate) tx: UnboundedSender<GenerationEvent>,
 }
 
@@ -90,6 +96,8 @@ struct Seq {
     /// Counted in `EngineStats::waiting` (by the handle at submit) and not yet admitted.
     /// Preempted sequences re-queue without it: they were admitted once already.
     counted_waiting: bool,
+    /// Its place in line: (priority, arrival number); lower goes first.
+    order: (i64, u64),
     tx: UnboundedSender<GenerationEvent>,
 }
 
@@ -136,6 +144,8 @@ pub(crate) struct Scheduler {
     eos: Vec<u32>,
     waiting: VecDeque<Seq>,
     running: Vec<Seq>,
+    /// Requests submitted so far (arrival numbers).
+    arrivals: u64,
 }
 
 impl Scheduler {
@@ -159,6 +169,7 @@ impl Scheduler {
             max_seq_len,
             eos,
             waiting: VecDeque::new(),
+            arrivals: 0,
             running: Vec::new(),
         }
     }
@@ -234,15 +245,17 @@ impl Scheduler {
                     cached_tokens: 0,
                     constraint: init.constraint,
                     counted_waiting: true,
+                    order: (init.priority, self.arrivals),
                     tx: init.tx,
                 };
+                self.arrivals += 1;
                 if self.cfg.prefix_caching {
                     seq.chain = prefix_chain(self.kv.block_size, &seq);
                 }
                 if seq.constraint.is_some() {
                     self.stats.structured_requests.fetch_add(1, Ordering::Relaxed);
                 }
-                self.waiting.push_back(seq);
+                self.enqueue(seq);
                 true
             }
             Command::Ping(reply) => {
@@ -285,8 +298,14 @@ impl Scheduler {
     /// running request is still computing the next block it shares (answers `n > 1` of one
     /// prompt, a burst of requests with one system prompt), it waits a step for that block.
     fn admit(&mut self) {
-        while self.running.len() < self.cfg.max_batch_size {
-            let Some(front) = self.waiting.front() else { break };
+        while let Some(front) = self.waiting.front() {
+            if self.running.len() >= self.cfg.max_batch_size {
+                let order = front.order;
+                if self.preempt_for(order) {
+                    continue;
+                }
+                break;
+            }
             let need = self.kv.blocks_for(front.tokens.len() + 1);
             // A prompt still to be scored computes every position (cached blocks skip the rows
             // that score it).
@@ -304,6 +323,10 @@ impl Scheduler {
             }
             let Some(fresh) = self.kv.blocks.alloc(need - hits.len()) else {
                 self.kv.blocks.free(hits);
+                let order = front.order;
+                if self.preempt_for(order) {
+                    continue;
+                }
                 break;
             };
             let Some(mut s) = self.waiting.pop_front() else { break };
@@ -377,17 +400,51 @@ impl Scheduler {
             if short.is_none() {
                 return plan;
             }
-            // Preempt the youngest running sequence and retry.
-            let Some(mut victim) = self.running.pop() else { return Vec::new() };
-            tracing::debug!(tokens = victim.tokens.len(), "KV cache full: preempting a sequence");
-            self.kv.blocks.free(std::mem::take(&mut victim.blocks));
-            self.stats.preemptions.fetch_add(1, Ordering::Relaxed);
-            victim.computed = 0;
-            victim.hashes.clear();
-            if self.cfg.prefix_caching {
-                victim.chain = prefix_chain(self.kv.block_size, &victim);
+            // Preempt the last in line and retry.
+            let Some(last) = self.last_in_line() else { return Vec::new() };
+            tracing::debug!("KV cache full: preempting a sequence");
+            self.preempt(last);
+        }
+    }
+
+    /// Queues `seq` in its place: after every waiting sequence that goes before it.
+    fn enqueue(&mut self, seq: Seq) {
+        let at = self.waiting.partition_point(|w| w.order <= seq.order);
+        self.waiting.insert(at, seq);
+    }
+
+    /// The running sequence that goes last (the highest order).
+    fn last_in_line(&self) -> Option<usize> {
+        (0..self.running.len()).max_by_key(|&i| self.running[i].order)
+    }
+
+    /// Gives running sequence `i`'s blocks back and queues it to be recomputed.
+    fn preempt(&mut self, i: usize) {
+        let mut victim = self.running.remove(i);
+        self.kv.blocks.free(std::mem::take(&mut victim.blocks));
+        self.stats.preemptions.fetch_add(1, Ordering::Relaxed);
+        victim.computed = 0;
+        victim.hashes.clear();
+        if self.cfg.prefix_caching {
+            victim.chain = prefix_chain(self.kv.block_size, &victim);
+        }
+        self.enqueue(victim);
+    }
+
+    /// Under the priority policy, preempts the last running sequence in line when its
+    /// priority is strictly lower than `order`'s (a higher number); whether it did.
+    fn preempt_for(&mut self, order: (i64, u64)) -> bool {
+        if self.cfg.scheduling != SchedulingPolicy::Priority {
+            return false;
+        }
+        match self.last_in_line() {
+            Some(i) if self.running[i].order.0 > order.0 => {
+                tracing::debug!(priority = order.0, "preempting a lower-priority sequence");
+                self.preempt(i);
+                self.stats.running.store(self.running.len(), Ordering::Relaxed);
+                true
             }
-            self.waiting.push_front(victim);
+            _ => false,
         }
     }
 

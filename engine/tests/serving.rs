@@ -7,7 +7,7 @@ mod common;
 
 use lorad_engine::{
     EngineConfig, EngineError, EngineHandle, FinishReason, GenerateRequest, GenerationEvent,
-    SamplingParams,
+    KvMemory, SamplingParams,
 };
 use lorad_model::ChatMessage;
 use lorad_store::TargetModule;
@@ -105,6 +105,36 @@ fn default_model_knows_the_capital_of_france() {
     assert!(out.text.contains("Paris"), "answer was {:?}", out.text);
     assert_eq!(out.usage.completion_tokens, out.tokens.len());
     h.shutdown();
+}
+
+/// A KV cache sized in bytes holds the whole blocks that fit, and a share of free memory
+/// becomes a cache that serves; a size that holds no block is refused by name.
+#[test]
+fn kv_cache_sized_by_memory() {
+    let per_block = |m: &lorad_model::LoadedModel| {
+        lorad_engine::kv_bytes_per_token(&m.config, candle_core::DType::F32) * 16
+    };
+    let Some(model) = common::load() else { return };
+    let bytes = per_block(&model) * 40 + 123;
+    let cfg = EngineConfig { kv_cache_memory: Some(KvMemory::Bytes(bytes)), ..Default::default() };
+    let h = EngineHandle::start(model, cfg).unwrap();
+    assert_eq!(h.kv_capacity_tokens(), 40 * 16);
+    assert_eq!(h.info().max_seq_len, 40 * 16, "the context is capped at the cache");
+    h.shutdown();
+    let Some(model) = common::load() else { return };
+    let cfg =
+        EngineConfig { kv_cache_memory: Some(KvMemory::FreeFraction(0.01)), ..Default::default() };
+    let h = EngineHandle::start(model, cfg).unwrap();
+    assert!(h.kv_capacity_tokens() >= 16);
+    let prompt = chat_prompt(&h, "What is the capital of France?");
+    let out = h.submit(GenerateRequest::greedy(prompt, 8)).unwrap().collect_blocking().unwrap();
+    assert_eq!(out.usage.completion_tokens, 8);
+    h.shutdown();
+    let Some(model) = common::load() else { return };
+    let tiny = per_block(&model) - 1;
+    let cfg = EngineConfig { kv_cache_memory: Some(KvMemory::Bytes(tiny)), ..Default::default() };
+    let e = EngineHandle::start(model, cfg).unwrap_err();
+    assert!(e.to_string().contains("hold no KV block"), "{e}");
 }
 
 /// `stop_token_ids` end generation at that token (kept in the tokens, not in the text);

@@ -51,3 +51,23 @@ pub enum GrammarError {
     #[error("token {0} is not allowed by the constraint at this point")]
     Rejected(u32),
 }
+
+impl GrammarError {
+    /// The error with `prefix` put before its place (a schema embedded in a larger
+    /// constraint: `structures[0].schema` + `#/properties/x`).
+    pub(crate) fn prefixed(self, prefix: &str) -> Self {
+        // Only schema pointers (`#...`) are places in the schema; a builder's own name stays.
+        let join = |at: String| match at.strip_prefix('#') {
+            Some(rest) => format!("{prefix}{rest}"),
+            None => at,
+        };
+        match self {
+            Self::Unsupported { keyword, at } => Self::Unsupported { keyword, at: join(at) },
+            Self::Invalid { at, reason } => Self::Invalid { at: join(at), reason },
+            Self::Regex { at, reason } => Self::Regex { at: join(at), reason },
+            Self::Empty { at } => Self::Empty { at: join(at) },
+            Self::TooLarge { at, limit } => Self::TooLarge { at: join(at), limit },
+            other => other,
+        }
+    }
+}

@@ -11,6 +11,7 @@
 //! - [`schema`]: JSON and JSON Schema to grammar.
 //! - [`regex`](mod@regex): regular expressions to grammar.
 //! - `gbnf`: GBNF grammars (llama.cpp's format) to grammar.
+//! - [`tags`]: tagged JSON sections in free text (tool calls, structural tags).
 //! - [`builder`]: building grammars in code.
 //! - [`grammar`]: the compiled grammar and its matcher.
 //! - [`vocab`]: the token trie and token masks.
@@ -29,6 +30,7 @@ mod numeric;
 pub mod regex;
 pub mod schema;
 pub mod spec;
+pub mod tags;
 pub mod vocab;
 
 pub use builder::{Builder, Sym};
@@ -37,4 +39,5 @@ pub use error::GrammarError;
 pub use grammar::{Grammar, State};
 pub use json::Json;
 pub use spec::{Constraint, GrammarCache};
+pub use tags::{AfterTag, Tag, TagSpec};
 pub use vocab::{MAX_CACHED_MASK_BYTES, TokenMask, Vocab, cached_mask_bytes};

@@ -103,6 +103,18 @@ pub fn json_schema(schema: &Json) -> Result<Grammar, GrammarError> {
     c.j.b.build(root)
 }
 
+/// Adds the grammar of JSON values valid under `schema` to `b` (for grammars that hold JSON
+/// among other things); errors name `at` followed by the JSON pointer in `schema`.
+pub(crate) fn embed_schema(
+    b: Builder,
+    schema: &Json,
+    at: &str,
+) -> Result<(Builder, Sym), GrammarError> {
+    let mut c = SchemaConv { j: JsonBuilder::with(b), root: schema, refs: HashMap::new() };
+    let root = c.conv(schema, "#").map_err(|e| e.prefixed(at))?;
+    Ok((c.j.b, root))
+}
+
 /// Builds JSON's pieces once each.
 struct JsonBuilder {
     b: Builder,
@@ -128,15 +140,12 @@ fn cat(parts: &[&[Sym]]) -> Vec<Sym> {
 
 impl JsonBuilder {
     fn new(at: &str) -> Self {
-        Self {
-            b: Builder::new(at),
-            ws: None,
-            chars: None,
-            string: None,
-            integer: None,
-            number: None,
-            value: None,
-        }
+        Self::with(Builder::new(at))
+    }
+
+    /// Adds JSON's pieces to `b`, which may hold other rules.
+    fn with(b: Builder) -> Self {
+        Self { b, ws: None, chars: None, string: None, integer: None, number: None, value: None }
     }
 
     /// Up to [`MAX_WHITESPACE`] spaces, tabs and newlines.

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use crate::builder::Builder;
 use crate::json::Json;
 use crate::regex::regex_seq;
+use crate::tags::TagSpec;
 use crate::{ByteSet, Grammar, GrammarError, schema};
 
 /// A structured-output constraint.
@@ -24,6 +25,8 @@ pub enum Constraint {
     /// Text in the language of this GBNF grammar (llama.cpp's format; the start rule is
     /// `root`).
     Grammar(String),
+    /// Free text with tagged JSON sections (tool calls; vLLM's `structural_tag`).
+    Tags(TagSpec),
 }
 
 impl Constraint {
@@ -39,6 +42,7 @@ impl Constraint {
                 b.build(root)
             }
             Self::Grammar(src) => crate::gbnf::gbnf(src),
+            Self::Tags(spec) => crate::tags::tags(spec),
             Self::Choice(options) => {
                 if options.is_empty() {
                     return Err(GrammarError::Invalid {
@@ -62,6 +66,7 @@ impl Constraint {
             Self::Regex(p) => format!("regex\0{p}"),
             Self::Choice(o) => format!("choice\0{}", o.join("\0")),
             Self::Grammar(g) => format!("grammar\0{g}"),
+            Self::Tags(spec) => spec.key(),
         }
     }
 }

@@ -37,12 +37,31 @@ const CHATML: &str = "{% for message in messages %}{{ '<|im_start|>' + message['
 
 const NAME: &str = "chat";
 
+/// How a chat template presents tools to the model, which decides how lorad asks for and reads
+/// tool calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToolSupport {
+    /// The template ignores `tools` (plain ChatML, SmolLM2): lorad describes the tools and the
+    /// history's calls itself, in the Hermes format.
+    None,
+    /// The template describes tools and asks for `<tool_call>{"name", "arguments"}</tool_call>`
+    /// (Hermes, Qwen 2.5, SmolLM3).
+    Hermes,
+    /// The template describes tools and asks for a bare JSON object,
+    /// `{"name": ..., "parameters": ...}`, as the whole answer (Llama 3.1, 3.2).
+    Llama3Json,
+    /// The template describes tools with a call syntax of its own (Mistral), which lorad does
+    /// not parse.
+    Other,
+}
+
 /// A compiled chat template, with the `bos_token` / `eos_token` strings it may reference.
 #[derive(Debug, Clone)]
 pub struct ChatTemplate {
     env: Environment<'static>,
     bos_token: String,
     eos_token: String,
+    tools: ToolSupport,
 }
 
 impl ChatTemplate {
@@ -65,11 +84,40 @@ impl ChatTemplate {
         env.set_unknown_method_callback(python_method);
         env.add_template_owned(NAME, source.to_owned())
             .map_err(|source| ModelError::Template { source })?;
-        Ok(Self::from_env(env))
+        let mut t = Self::from_env(env);
+        t.tools = t.probe_tools(source);
+        Ok(t)
     }
 
     fn from_env(env: Environment<'static>) -> Self {
-        Self { env, bos_token: String::new(), eos_token: String::new() }
+        Self { env, bos_token: String::new(), eos_token: String::new(), tools: ToolSupport::None }
+    }
+
+    /// Renders a one-message conversation with and without a tool: a template whose output
+    /// does not change ignores tools.
+    fn probe_tools(&self, source: &str) -> ToolSupport {
+        let probe = [ChatMessage::new("user", "lorad tool probe")];
+        let tools = serde_json::json!([{"type": "function", "function": {
+            "name": "lorad_probe", "description": "probe",
+            "parameters": {"type": "object", "properties": {}}}}]);
+        let with = self.render_with_tools(&probe, true, Some(&tools));
+        match (with, self.render(&probe, true)) {
+            (Ok(with), Ok(without)) if with != without => {
+                if with.contains("<tool_call>") || source.contains("<tool_call>") {
+                    ToolSupport::Hermes
+                } else if with.contains("{\"name\": function name, \"parameters\"") {
+                    ToolSupport::Llama3Json
+                } else {
+                    ToolSupport::Other
+                }
+            }
+            _ => ToolSupport::None,
+        }
+    }
+
+    /// How this template presents tools.
+    pub fn tool_support(&self) -> ToolSupport {
+        self.tools
     }
 
     /// Sets the `bos_token` / `eos_token` template variables (empty strings when `None`).
@@ -243,6 +291,13 @@ mod tests {
             "TOOLS:get_weather;user:Weather in Oslo?assistant:call get_weather({\"city\":\"Oslo\"})tool:[call_1] -3 C"
         );
         assert_eq!(t.render(&[ChatMessage::new("user", "x")], false)?, "user:x");
+        assert_eq!(t.tool_support(), ToolSupport::Other);
+        assert_eq!(ChatTemplate::chatml().tool_support(), ToolSupport::None);
+        let hermes = "{% if tools %}<tools>{{ tools | tojson }}</tools> answer with <tool_call>{}</tool_call>{% endif %}{% for m in messages %}{{ m.content }}{% endfor %}";
+        assert_eq!(ChatTemplate::new(hermes)?.tool_support(), ToolSupport::Hermes);
+        // The shape of Llama 3.1's: the format asked for in words, in the rendered prompt.
+        let llama = "{% if tools %}Respond in the format {\"name\": function name, \"parameters\": dictionary of argument name and its value}.{% endif %}{% for m in messages %}{{ m.content }}{% endfor %}";
+        assert_eq!(ChatTemplate::new(llama)?.tool_support(), ToolSupport::Llama3Json);
         Ok(())
     }
 }

@@ -19,7 +19,7 @@ pub mod testing;
 mod tokenizer;
 mod weights;
 
-pub use chat::{ChatMessage, ChatTemplate};
+pub use chat::{ChatMessage, ChatTemplate, ToolSupport};
 pub use config::{Arch, ModelConfig, RopeScaling};
 pub use decode::IncrementalDecoder;
 pub use error::ModelError;

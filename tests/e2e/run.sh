@@ -311,7 +311,7 @@ fi
 echo "==> pytest (official openai client $OPENAI_VERSION)"
 PYTEST_STATUS=0
 LORAD_BASE_URL="$URL/v1" LORAD_BASE_MODEL="$BASE" LORAD_ADAPTER=ada LORAD_TUNED=tuned \
-    "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/e2e/test_openai.py || PYTEST_STATUS=$?
+    "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/e2e/test_openai.py tests/e2e/test_responses.py || PYTEST_STATUS=$?
 if [ "$PYTEST_STATUS" = 0 ]; then ok "pytest suite"; else fail "pytest suite (status $PYTEST_STATUS)"; fi
 
 echo "==> curl checks"
@@ -367,11 +367,11 @@ fi
 echo "==> receipts (signing gate without a verified chain: every answer says why it has no receipt)"
 REQ=0x1111111111111111111111111111111111111111
 check "tuned adapter answer: receipt null, no verified chain" 200 POST /v1/chat/completions \
-    "{\"model\": \"tuned\", \"user\": \"$REQ\", \"messages\": [{\"role\": \"user\", \"content\": \"SELECT\"}], \"max_tokens\": 4}" \
+    "{\"model\": \"tuned\", \"user\": \"$REQ\", \"messages\": [{\"role\": \"user\", \"content\": \"SELECT\"}], \"max_tokens\": 4, \"temperature\": 0}" \
     "b['receipt'] is None and b['receipt_refused']['code'] == 'no_verified_chain' and b['attribution']['contributors']"
 check "two answers: each its own refused receipt and attribution, in its choice" 200 POST /v1/chat/completions \
-    "{\"model\": \"tuned\", \"user\": \"$REQ\", \"n\": 2, \"messages\": [{\"role\": \"user\", \"content\": \"SELECT\"}], \"max_tokens\": 4}" \
-    "'receipt' not in b and [c['index'] for c in b['choices']] == [0, 1] and all(c['receipt'] is None and c['receipt_refused']['code'] == 'no_verified_chain' and c['attribution']['contributors'] for c in b['choices'])"
+    "{\"model\": \"tuned\", \"user\": \"$REQ\", \"n\": 2, \"seed\": 7, \"messages\": [{\"role\": \"user\", \"content\": \"SELECT\"}], \"max_tokens\": 4}" \
+    "'receipt' not in b and [c['index'] for c in b['choices']] == [0, 1] and all(c['receipt'] is None and c['receipt_refused']['code'] == 'no_verified_chain' and len(c['attribution']['records']) == 6 for c in b['choices'])"
 check "no requester address: no_requester" 200 POST /v1/completions '{"model": "tuned", "prompt": "Hi", "max_tokens": 2}' \
     "b['receipt'] is None and b['receipt_refused']['code'] == 'no_requester'"
 check "base model answer: no_adapter" 200 POST /v1/completions "{$M, \"user\": \"$REQ\", \"prompt\": \"Hi\", \"max_tokens\": 2}" \
@@ -552,13 +552,13 @@ SETTLE_PID=$SERVER_PID
 if wait_ready "$PORT3" "$SETTLE_PID" "$TMP/server3.log"; then
     URL="http://127.0.0.1:$PORT3"
     check "registered adapter: signed receipt with attribution" 200 POST /v1/chat/completions \
-        "{\"model\": \"tuned\", \"user\": \"$REQ\", \"messages\": [{\"role\": \"user\", \"content\": \"When do I sow garlic?\"}], \"max_tokens\": 6}" \
+        "{\"model\": \"tuned\", \"user\": \"$REQ\", \"messages\": [{\"role\": \"user\", \"content\": \"When do I sow garlic?\"}], \"max_tokens\": 6, \"temperature\": 0}" \
         "b['receipt'] and b['receipt']['node'].lower() == '$NODE_ADDR'.lower() and b['receipt']['requester'].lower() == '$REQ'.lower() and sum(s['bps'] for s in b['receipt']['shares']) == 10000 and 'receipt_refused' not in b"
     cp "$TMP/resp.body" "$TMP/receipted.json"
     JOB="$("$VENV/bin/python" -c "import json,sys; print(json.load(open(sys.argv[1]))['receipt']['jobId'])" "$TMP/receipted.json" 2>/dev/null)"
     check "GET /v1/receipts/{job_id}" 200 GET "/v1/receipts/$JOB" "" "b['jobId'] == '$JOB' and b['signature']"
     curl -sN "$URL/v1/chat/completions" -H 'content-type: application/json' \
-        -d "{\"model\": \"tuned\", \"user\": \"$REQ\", \"stream\": true, \"messages\": [{\"role\": \"user\", \"content\": \"Copper?\"}], \"max_tokens\": 4}" >"$TMP/stream.sse"
+        -d "{\"model\": \"tuned\", \"user\": \"$REQ\", \"stream\": true, \"messages\": [{\"role\": \"user\", \"content\": \"Copper?\"}], \"max_tokens\": 4, \"temperature\": 0}" >"$TMP/stream.sse"
     if "$VENV/bin/python" - "$TMP/stream.sse" "$TMP/receipted2.json" <<'PY'
 import json, sys
 events = [l[6:] for l in open(sys.argv[1]).read().splitlines() if l.startswith("data: ")]

@@ -262,14 +262,115 @@ def test_tool_calls_stream(client):
     assert all(c.function.name in ("get_weather", "get_time") and json.loads(c.function.arguments) is not None for c in calls)
 
 
+def weather_shot(city, result, answer):
+    """One earlier round of the conversation: the question, the call, its result, the answer."""
+    call = {"id": f"call_{city}", "type": "function", "function": {"name": "get_weather", "arguments": json.dumps({"city": city, "unit": "celsius"})}}
+    return [
+        {"role": "user", "content": f"What is the weather in {city}?"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": call["id"], "content": result},
+        {"role": "assistant", "content": answer},
+    ]
+
+
+# Two earlier rounds show the 135M model when to call. On its own it then starts the next turn
+# with `<tool_response>` (copying the results it saw) rather than `<tool_call>`: its token
+# `response` (7639) is banned, so the answer either calls or does not.
+AUTO_SHOTS = weather_shot("Oslo", "-3 C, snow", "It is -3 C and snowing in Oslo.") + weather_shot(
+    "Rome", "18 C, sun", "It is 18 C and sunny in Rome."
+)
+STEER = {"7639": -100}
+
+
+def test_tool_choice_auto_answers_or_calls(client):
+    # "auto" is the default: a question no tool helps with gets text.
+    r = client.chat.completions.create(model=BASE, messages=QUESTION, tools=TOOLS, max_tokens=24, temperature=0)
+    c = r.choices[0]
+    assert c.finish_reason == "stop" and not c.message.tool_calls and "Paris" in c.message.content, r
+    # A question the tools answer gets a call, read from the model's `<tool_call>` and held to
+    # the tool's schema by the grammar.
+    messages = AUTO_SHOTS + WEATHER
+    r = client.chat.completions.create(
+        model=BASE, messages=messages, tools=TOOLS, tool_choice="auto", max_tokens=60, temperature=0, logit_bias=STEER
+    )
+    c = r.choices[0]
+    assert c.finish_reason == "tool_calls" and len(c.message.tool_calls) == 1, r
+    call = c.message.tool_calls[0]
+    assert call.function.name == "get_weather" and call.id.startswith("call_")
+    args = json.loads(call.function.arguments)
+    assert set(args) == {"city", "unit"} and "Paris" in args["city"], args
+    assert not (c.message.content or "").strip()
+    # Streamed: nothing of the call leaks as content; the call comes whole, indexed.
+    stream = client.chat.completions.create(
+        model=BASE, messages=messages, tools=TOOLS, max_tokens=60, temperature=0, logit_bias=STEER, stream=True
+    )
+    content, calls, finish = "", [], None
+    for chunk in stream:
+        d = chunk.choices[0].delta
+        content += d.content or ""
+        calls += d.tool_calls or []
+        finish = chunk.choices[0].finish_reason or finish
+    assert "<tool" not in content and not content.strip(), content
+    assert finish == "tool_calls" and [c.index for c in calls] == [0], calls
+    assert (calls[0].function.name, json.loads(calls[0].function.arguments)) == ("get_weather", args)
+    # The call goes back with its result; the model answers in text.
+    follow = messages + [
+        {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+        {"role": "tool", "tool_call_id": call.id, "content": "21 C, clear"},
+    ]
+    r = client.chat.completions.create(model=BASE, messages=follow, tools=TOOLS, max_tokens=30, temperature=0)
+    assert r.choices[0].message.content, r
+
+
+def test_tool_calls_with_several_answers(client):
+    # Each answer is held to the tools on its own and returns its own calls.
+    r = client.chat.completions.create(
+        model=BASE, messages=WEATHER, tools=TOOLS, tool_choice="required", n=3, max_tokens=80, temperature=0.9, seed=5
+    )
+    assert [c.index for c in r.choices] == [0, 1, 2]
+    for c in r.choices:
+        assert c.finish_reason == "tool_calls" and c.message.tool_calls, c
+        assert all(isinstance(json.loads(t.function.arguments), dict) for t in c.message.tool_calls)
+    # Streamed, a named call's arguments arrive as deltas per answer; "auto" calls come whole.
+    args = {0: "", 1: ""}
+    names, finish = {}, {}
+    stream = client.chat.completions.create(
+        model=BASE, messages=WEATHER, tools=TOOLS, tool_choice=NAMED, n=2, max_tokens=60, temperature=0.9, seed=5, stream=True
+    )
+    for chunk in stream:
+        for c in chunk.choices:
+            for d in c.delta.tool_calls or []:
+                names[c.index] = d.function.name or names.get(c.index)
+                args[c.index] += d.function.arguments or ""
+            finish[c.index] = c.finish_reason or finish.get(c.index)
+    assert names == {0: "get_weather", 1: "get_weather"} and finish == {0: "stop", 1: "stop"}
+    assert all(set(json.loads(a)) == {"city", "unit"} for a in args.values()), args
+    stream = client.chat.completions.create(
+        model=BASE, messages=AUTO_SHOTS + WEATHER, tools=TOOLS, n=2, max_tokens=60, temperature=0, logit_bias=STEER, stream=True
+    )
+    calls, finish = {}, {}
+    for chunk in stream:
+        for c in chunk.choices:
+            assert "<tool" not in (c.delta.content or "")
+            calls.setdefault(c.index, []).extend(c.delta.tool_calls or [])
+            finish[c.index] = c.finish_reason or finish.get(c.index)
+    assert finish == {0: "tool_calls", 1: "tool_calls"}, finish
+    assert all([t.function.name for t in calls[i]] == ["get_weather"] for i in (0, 1)), calls
+
+
+def test_tokenize_describes_tools_like_chat(client):
+    def count(**extra):
+        url = BASE_URL.removesuffix("/v1") + "/tokenize"  # vLLM's path: outside /v1
+        return client.post(url, cast_to=object, body={"model": BASE, "messages": WEATHER, **extra})["count"]
+
+    assert count(tools=TOOLS) > count() + 50
+
+
 @pytest.mark.parametrize(
     "extra,param",
     [
-        ({"tools": TOOLS}, "tool_choice"),
-        ({"tools": TOOLS, "tool_choice": "auto"}, "tool_choice"),
         ({"tools": TOOLS, "tool_choice": {"type": "function", "function": {"name": "nope"}}}, "tool_choice"),
         ({"tool_choice": "required"}, "tool_choice"),
-        ({"tools": TOOLS, "tool_choice": "required", "n": 2}, "n"),
         ({"tools": [{"type": "function", "function": {"name": "bad name"}}], "tool_choice": "required"}, "tools[0].function.name"),
     ],
 )

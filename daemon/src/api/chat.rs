@@ -2,7 +2,8 @@
 
 use axum::extract::State;
 use axum::response::Response;
-use lorad_model::ChatMessage;
+use lorad_grammar::Json;
+use lorad_model::{ChatMessage, ChatTemplate, ToolSupport};
 use serde_json::Value;
 
 use super::choices::{self, PromptIn};
@@ -24,8 +25,13 @@ pub(crate) async fn handle(
         super::logprobs::chat_param(common.logprobs.as_ref(), req.top_logprobs.as_ref())?;
     refuse_unless_default("functions", req.functions.as_ref())?;
     refuse_unless_default("function_call", req.function_call.as_ref())?;
-    let tools =
-        super::tools::parse(req.tools.as_ref(), req.tool_choice.as_ref(), req.parallel_tool_calls)?;
+    let support = serving.engine.info().chat_template.tool_support();
+    let tools = super::tools::parse(
+        req.tools.as_ref(),
+        req.tool_choice.as_ref(),
+        req.parallel_tool_calls,
+        support,
+    )?;
     let (max_tokens, max_param) = match req.max_completion_tokens {
         Some(m) => (Some(m), "max_completion_tokens"),
         None => (common.max_tokens, "max_tokens"),
@@ -40,9 +46,6 @@ pub(crate) async fn handle(
                     format!("'{other}' cannot be combined with a tool_choice that calls tools"),
                 )
                 .code("invalid_value"));
-            }
-            if params.n > 1 {
-                return Err(ApiError::unsupported("n", " together with tool calls; only n=1 is"));
             }
             params.structured = Some(t.spec);
             params.tools = Some(t.mode);
@@ -59,15 +62,8 @@ pub(crate) async fn handle(
     let engine = serving.engine.clone();
     let ids = tokio::task::spawn_blocking(move || {
         let template = &engine.info().chat_template;
-        let mut text = template
-            .render_with_tools(&messages, add_generation_prompt, definitions.as_ref())
-            .map_err(|e| {
-                ApiError::bad_request(
-                    "messages",
-                    format!("The chat template cannot format these messages: {e}"),
-                )
-                .code("invalid_value")
-            })?;
+        let mut text =
+            render_prompt(template, &messages, definitions.as_ref(), add_generation_prompt)?;
         if let Some(content) = open_end {
             // Cut the rendered conversation right after the final message's text, before the
             // template closes its turn (vLLM's way: it works for any template).
@@ -93,6 +89,39 @@ pub(crate) async fn handle(
         return choices::respond(serving, Kind::Chat, target, prompt, n, params).await;
     }
     respond(serving, Kind::Chat, target, ids, params).await
+}
+
+/// The prompt text of a conversation, with `tools` described to the model: by the template
+/// when it knows tools, by lorad in the Hermes format when it ignores them (the history's
+/// calls and results too, which such a template would drop).
+pub(crate) fn render_prompt(
+    template: &ChatTemplate,
+    messages: &[ChatMessage],
+    tools: Option<&Json>,
+    add_generation_prompt: bool,
+) -> Result<String, ApiError> {
+    let rewritten;
+    let mut messages = messages;
+    if template.tool_support() == ToolSupport::None
+        && (tools.is_some() || super::hermes::has_tool_turns(messages))
+    {
+        rewritten = super::hermes::messages(messages, tools);
+        messages = &rewritten;
+    }
+    let tools = match tools {
+        Some(t) => Some(
+            serde_json::from_str::<Value>(&t.to_text())
+                .map_err(|e| ApiError::internal(format!("tools do not re-encode: {e}")))?,
+        ),
+        None => None,
+    };
+    template.render_with_tools(messages, add_generation_prompt, tools.as_ref()).map_err(|e| {
+        ApiError::bad_request(
+            "messages",
+            format!("The chat template cannot format these messages: {e}"),
+        )
+        .code("invalid_value")
+    })
 }
 
 /// With `continue_final_message`, the final message's text the prompt must end with (its

@@ -29,8 +29,9 @@ use super::logprobs::{LogprobsOut, LogprobsWriter};
 use super::openai::{Extras, MessageOut, UsageOut};
 use super::params::GenParams;
 use super::receipts::{ReceiptJob, ReceiptOut, prompt_hash};
-use super::sse::{error_event, json_event, with_usage};
+use super::sse::{chat_delta, error_event, first_chat_delta, json_event, with_usage};
 use super::state::{Serving, Target};
+use super::tools::{self, StreamEnd, ToolStream};
 
 /// Most answers one request may ask for (prompts × n).
 pub(crate) const MAX_CHOICES: usize = 64;
@@ -64,6 +65,8 @@ struct AnswerState {
     pending: Vec<TokenLogprob>,
     generated: Vec<u32>,
     first_token_at: Option<Instant>,
+    /// What may be a tool call, held back from a stream.
+    tools: ToolStream,
     done: bool,
 }
 
@@ -109,6 +112,7 @@ pub(crate) async fn respond(
                 prompt_logprobs: params.prompt_logprobs,
                 cache_salt: params.cache_salt.clone(),
                 constraint: params.constraint.clone(),
+                priority: params.priority,
             };
             // A refusal drops the answers submitted so far, which cancels them.
             let stream = serving
@@ -139,13 +143,15 @@ pub(crate) async fn respond(
                 pending: Vec::new(),
                 generated: Vec::new(),
                 first_token_at: None,
+                tools: ToolStream::new(params.tools.clone()),
                 done: false,
             };
             answers.push(Answer { stream, state });
         }
     }
     drop(lease);
-    let meta = Meta::new(kind, params.model, serving.telemetry.clone());
+    let mut meta = Meta::new(kind, params.model, serving.telemetry.clone());
+    meta.tools = params.tools;
     if params.stream {
         Ok(stream(meta, answers, params.continuous_usage))
     } else {
@@ -184,11 +190,18 @@ fn choice_response(
             Finished::Completion(r)
         }
         Kind::Chat => {
-            let role = if chunk { None } else { Some("assistant") };
-            let msg = MessageOut { role, content: text, tool_calls: None };
+            // A whole answer that calls tools becomes its calls; a stream sends them itself.
+            let (msg, tool_finish) = match (chunk, text) {
+                (false, text) => tools::message(meta.tools.as_ref(), text.unwrap_or_default()),
+                (true, Some(text)) => (chat_delta(meta, text), None),
+                (true, None) => (MessageOut::default(), None),
+            };
             let mut r = meta.chat(chunk, Some((msg, finish)), None, logprobs);
             if let Some(c) = r.choices.first_mut() {
                 (c.index, c.extras) = (index, extras);
+                if tool_finish.is_some() {
+                    c.finish_reason = tool_finish;
+                }
             }
             Finished::Chat(r)
         }
@@ -306,12 +319,7 @@ fn stream(meta: Meta, answers: Vec<Answer>, continuous: bool) -> Response {
         let mut completion_tokens = 0usize;
         if meta.kind == Kind::Chat {
             for s in &states {
-                let first = MessageOut {
-                    role: Some("assistant"),
-                    content: Some(String::new()),
-                    tool_calls: None,
-                };
-                let mut r = meta.chat(true, Some((first, None)), None, None);
+                let mut r = meta.chat(true, Some((first_chat_delta(&meta), None)), None, None);
                 r.choices[0].index = s.index;
                 yield with_usage(Finished::Chat(r), running(0));
             }
@@ -344,6 +352,7 @@ fn stream(meta: Meta, answers: Vec<Answer>, continuous: bool) -> Response {
                     if state.receipt.is_some() {
                         state.answer.push_str(&text);
                     }
+                    let text = state.tools.push(&text);
                     if !text.is_empty() {
                         let pending = std::mem::take(&mut state.pending);
                         let lps = state.writer.as_mut().map(|w| w.write(&pending));
@@ -358,14 +367,35 @@ fn stream(meta: Meta, answers: Vec<Answer>, continuous: bool) -> Response {
                     usage.cached_tokens += mine.cached_tokens;
                     usage.completion_tokens += done.completion_tokens;
                     let pending = std::mem::take(&mut state.pending);
-                    let lps = state.writer.as_mut().map(|w| w.write(&pending));
+                    let mut lps = state.writer.as_mut().map(|w| w.write(&pending));
+                    let mut called = false;
+                    match state.tools.finish() {
+                        StreamEnd::Calls(calls) => {
+                            called = true;
+                            let delta = MessageOut { tool_calls: Some(calls), ..MessageOut::default() };
+                            let mut r = meta.chat(true, Some((delta, None)), None, lps.take());
+                            r.choices[0].index = state.index;
+                            yield with_usage(Finished::Chat(r), running(completion_tokens));
+                        }
+                        StreamEnd::Text(held) if !held.is_empty() => {
+                            let r = choice_response(&meta, true, state.index, Some(held), None, lps.take(), None);
+                            yield with_usage(r, running(completion_tokens));
+                        }
+                        StreamEnd::Text(_) => {}
+                    }
                     let attribution = meta.attribute(state.job.take(), std::mem::take(&mut state.generated)).await;
                     let (attribution, c) = attribution.map_or((None, None), |(a, c)| (Some(a), Some(c)));
                     add_cost(&mut cost, c);
                     let answer = std::mem::take(&mut state.answer);
                     let receipt = sign(&meta, state, &answer, done.completion_tokens, attribution.as_ref()).await;
                     state.done = true;
-                    yield json_event(&choice_response(&meta, true, state.index, None, Some(finish_reason), lps, Some((attribution, receipt))));
+                    let mut last = choice_response(&meta, true, state.index, None, Some(finish_reason), lps, Some((attribution, receipt)));
+                    if let (true, Finished::Chat(r)) = (called, &mut last)
+                        && let Some(c) = r.choices.first_mut()
+                    {
+                        c.finish_reason = Some("tool_calls");
+                    }
+                    yield json_event(&last);
                 }
                 GenerationEvent::Error(e) => {
                     failed_with = Some(format!("generation failed: {e}"));

@@ -191,20 +191,13 @@ impl Meta {
                 Finished::Completion(r)
             }
             Kind::Chat => {
-                let role = if chunk { None } else { Some("assistant") };
-                // A whole answer under `tool_choice` becomes its calls; a stream sent them
+                // A whole answer that calls tools becomes its calls; a stream sent them
                 // already. An answer cut short stays text.
-                let calls = match (&self.tools, chunk) {
-                    (Some(mode), false) => super::tools::calls(mode, &text),
-                    _ => None,
+                let (msg, finish_reason) = match chunk {
+                    false => super::tools::message(self.tools.as_ref(), text),
+                    true if text.is_empty() => (MessageOut::default(), None),
+                    true => (MessageOut { content: Some(text), ..MessageOut::default() }, None),
                 };
-                let finish_reason = match (&calls, &self.tools) {
-                    (Some(_), Some(ToolMode::Required)) => Some("tool_calls"),
-                    _ => None,
-                };
-                let content =
-                    if calls.is_some() || (chunk && text.is_empty()) { None } else { Some(text) };
-                let msg = MessageOut { role, content, tool_calls: calls };
                 let mut r = self.chat(chunk, Some((msg, Some(finish))), Some(usage), logprobs);
                 if let (Some(f), Some(c)) = (finish_reason, r.choices.first_mut()) {
                     c.finish_reason = Some(f);
@@ -316,6 +309,7 @@ pub(crate) async fn respond(
         prompt_logprobs: params.prompt_logprobs,
         cache_salt: params.cache_salt,
         constraint: params.constraint,
+        priority: params.priority,
     };
     let stream =
         serving.engine.submit(req).map_err(|e| ApiError::from_engine(e, kind.prompt_param()))?;

@@ -2,12 +2,14 @@
 
 mod admin;
 mod attribution;
+mod call_format;
 mod chat;
 mod choices;
 mod completions;
 mod errors;
 mod extract;
 mod generate;
+mod hermes;
 mod ids;
 mod logprobs;
 mod metrics;
@@ -15,6 +17,9 @@ mod models;
 mod openai;
 mod params;
 mod receipts;
+mod request_id;
+mod responses;
+mod responses_stream;
 mod routes;
 mod sse;
 mod state;

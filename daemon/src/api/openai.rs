@@ -57,6 +57,8 @@ pub(crate) struct CommonParams {
     pub(crate) repetition_penalty: Option<f32>,
     pub(crate) min_tokens: Option<u32>,
     pub(crate) stop_token_ids: Option<Vec<u32>>,
+    /// vLLM's scheduling `priority` (lower first).
+    pub(crate) priority: Option<i64>,
     /// Structured output (OpenAI's `response_format`, vLLM's `structured_outputs` and
     /// `guided_*`).
     pub(crate) structured: StructuredIn,
@@ -94,6 +96,7 @@ macro_rules! request_struct {
             repetition_penalty: Option<f32>,
             min_tokens: Option<u32>,
             stop_token_ids: Option<Vec<u32>>,
+            priority: Option<i64>,
             response_format: Option<Json>,
             structured_outputs: Option<Json>,
             guided_json: Option<Json>,
@@ -130,6 +133,7 @@ macro_rules! request_struct {
                     repetition_penalty: self.repetition_penalty,
                     min_tokens: self.min_tokens,
                     stop_token_ids: self.stop_token_ids.take(),
+                    priority: self.priority,
                     structured: StructuredIn {
                         response_format: self.response_format.take(),
                         structured_outputs: self.structured_outputs.take(),

@@ -36,6 +36,8 @@ pub(crate) struct GenParams {
     pub(crate) cache_salt: Option<String>,
     /// vLLM's `stop_token_ids`.
     pub(crate) stop_token_ids: Vec<u32>,
+    /// vLLM's scheduling `priority` (lower first; 0 unless the server schedules by priority).
+    pub(crate) priority: i64,
     /// vLLM's `min_tokens`.
     pub(crate) min_tokens: usize,
     /// vLLM's `ignore_eos`.
@@ -167,6 +169,7 @@ pub(crate) fn gen_params(
         prompt_logprobs: None,
         cache_salt: c.cache_salt,
         stop_token_ids: c.stop_token_ids.unwrap_or_default(),
+        priority: c.priority.unwrap_or(0),
         min_tokens: c.min_tokens.unwrap_or(0) as usize,
         ignore_eos: c.ignore_eos.unwrap_or(false),
         include_stop_str_in_output: c.include_stop_str_in_output.unwrap_or(false),

@@ -10,7 +10,7 @@ use tracing::Level;
 
 use super::errors::ApiError;
 use super::state::AppState;
-use super::{admin, chat, completions, metrics, models, receipts, tokenize};
+use super::{admin, chat, completions, metrics, models, receipts, request_id, responses, tokenize};
 
 /// The HTTP API over `state`:
 ///
@@ -18,6 +18,7 @@ use super::{admin, chat, completions, metrics, models, receipts, tokenize};
 /// |---|---|
 /// | `POST /v1/completions` | OpenAI completions (streaming or not) |
 /// | `POST /v1/chat/completions` | OpenAI chat completions (streaming or not) |
+/// | `POST /v1/responses` | OpenAI's Responses API over chat (streaming or not) |
 /// | `GET /v1/models`, `GET /v1/models/{model}` | the base model and the adapters |
 /// | `GET /v1/receipts/{job_id}` | a signed receipt from the journal |
 /// | `POST /tokenize`, `POST /detokenize` | the base model's tokenizer (vLLM's endpoints) |
@@ -27,7 +28,8 @@ use super::{admin, chat, completions, metrics, models, receipts, tokenize};
 /// | `/v1/adapters...` | the admin API (bearer token; see `admin.rs`) |
 ///
 /// Bodies over [`super::ApiConfig::max_body_bytes`] get 413; unknown paths 404 and wrong
-/// methods 405, all with OpenAI JSON error bodies.
+/// methods 405, all with OpenAI JSON error bodies. Every response carries an `X-Request-Id`
+/// (`request_id.rs`).
 pub fn router(state: AppState) -> Router {
     let limit = state.config().max_body_bytes;
     // Adapter uploads are far larger than generation requests: their own limit.
@@ -41,6 +43,7 @@ pub fn router(state: AppState) -> Router {
         .merge(admin)
         .route("/v1/completions", post(completions::handle))
         .route("/v1/chat/completions", post(chat::handle))
+        .route("/v1/responses", post(responses::handle))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{model}", get(models::get))
         .route("/v1/receipts/{job_id}", get(receipts::get))
@@ -58,6 +61,8 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(limit))
         // Spans and events at DEBUG: 5xx are logged (at WARN) where they are produced.
         .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(Level::DEBUG)))
+        // Outermost: 404s, 405s and 413s get an id too.
+        .layer(axum::middleware::from_fn(request_id::layer))
         .with_state(state)
 }
 

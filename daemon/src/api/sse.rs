@@ -62,7 +62,13 @@ fn chunk(meta: &Meta, text: String, logprobs: Option<LogprobsOut>) -> Finished {
     if meta.kind == Kind::Completion {
         return Finished::Completion(meta.completion(Some((text, None)), None, logprobs));
     }
-    let delta = match &meta.tools {
+    Finished::Chat(meta.chat(true, Some((chat_delta(meta, text), None)), None, logprobs))
+}
+
+/// A chat delta of `text`: content, or under a named `tool_choice` a piece of the call's
+/// arguments.
+pub(crate) fn chat_delta(meta: &Meta, text: String) -> MessageOut {
+    match &meta.tools {
         Some(ToolMode::Named(_)) => MessageOut {
             tool_calls: Some(vec![ToolCallOut {
                 index: Some(0),
@@ -73,13 +79,12 @@ fn chunk(meta: &Meta, text: String, logprobs: Option<LogprobsOut>) -> Finished {
             ..MessageOut::default()
         },
         _ => MessageOut { content: Some(text), ..MessageOut::default() },
-    };
-    Finished::Chat(meta.chat(true, Some((delta, None)), None, logprobs))
+    }
 }
 
 /// The first chunk of a chat stream: the role, with an empty content, or under a named
 /// `tool_choice` the call's id and name (its arguments follow as deltas).
-fn first_chat_delta(meta: &Meta) -> MessageOut {
+pub(crate) fn first_chat_delta(meta: &Meta) -> MessageOut {
     let role = Some("assistant");
     match &meta.tools {
         Some(ToolMode::Named(name)) => MessageOut {
@@ -92,8 +97,10 @@ fn first_chat_delta(meta: &Meta) -> MessageOut {
                 function: FunctionCallOut { name: Some(name.clone()), arguments: String::new() },
             }]),
         },
-        Some(ToolMode::Required) => MessageOut { role, ..MessageOut::default() },
-        None => MessageOut { role, content: Some(String::new()), tool_calls: None },
+        Some(ToolMode::Required(_)) => MessageOut { role, ..MessageOut::default() },
+        Some(ToolMode::Auto(_)) | None => {
+            MessageOut { role, content: Some(String::new()), tool_calls: None }
+        }
     }
 }
 
@@ -117,10 +124,9 @@ pub(crate) fn respond(
             yield with_usage(first, running(0));
         }
         let mut completion_tokens = 0usize;
-        // Under `tool_choice: "required"` the answer is a list of calls: held back until it
-        // is complete, then sent as the calls it makes.
-        let hold = matches!(meta.tools, Some(ToolMode::Required));
-        let mut held = String::new();
+        // What may be a tool call is held back until the answer ends, then sent as the
+        // calls it makes.
+        let mut tool_stream = tools::ToolStream::new(meta.tools.clone());
         let mut ended = false;
         let mut job = job;
         let mut receipt = receipt;
@@ -159,9 +165,8 @@ pub(crate) fn respond(
                         answer.push_str(&text);
                     }
                     pending.extend(logprobs);
-                    if hold {
-                        held.push_str(&text);
-                    } else if !text.is_empty() {
+                    let text = tool_stream.push(&text);
+                    if !text.is_empty() {
                         let lps = writer.as_mut().map(|w| w.write(&std::mem::take(&mut pending)));
                         yield with_usage(chunk(&meta, text, lps), running(completion_tokens));
                     }
@@ -176,24 +181,20 @@ pub(crate) fn respond(
                         None => None,
                     };
                     let mut called = false;
-                    if hold && !held.is_empty() {
-                        let lps = writer.as_mut().map(|w| w.write(&std::mem::take(&mut pending)));
-                        match tools::calls(&ToolMode::Required, &held) {
-                            Some(mut calls) => {
-                                for (i, c) in calls.iter_mut().enumerate() {
-                                    c.index = Some(i as u32);
-                                }
-                                called = true;
-                                let delta = MessageOut { tool_calls: Some(calls), ..MessageOut::default() };
-                                let calls = Finished::Chat(meta.chat(true, Some((delta, None)), None, lps));
-                                yield with_usage(calls, running(completion_tokens));
-                            }
-                            // Cut short: what there is, as text.
-                            None => {
-                                let text = chunk(&meta, std::mem::take(&mut held), lps);
-                                yield with_usage(text, running(completion_tokens));
-                            }
+                    match tool_stream.finish() {
+                        tools::StreamEnd::Calls(calls) => {
+                            let lps = writer.as_mut().map(|w| w.write(&std::mem::take(&mut pending)));
+                            called = true;
+                            let delta = MessageOut { tool_calls: Some(calls), ..MessageOut::default() };
+                            let calls = Finished::Chat(meta.chat(true, Some((delta, None)), None, lps));
+                            yield with_usage(calls, running(completion_tokens));
                         }
+                        // No call, or one cut short: what there is, as text.
+                        tools::StreamEnd::Text(held) if !held.is_empty() => {
+                            let lps = writer.as_mut().map(|w| w.write(&std::mem::take(&mut pending)));
+                            yield with_usage(chunk(&meta, held, lps), running(completion_tokens));
+                        }
+                        tools::StreamEnd::Text(_) => {}
                     }
                     let logprobs = writer.as_mut().map(|w| w.write(&std::mem::take(&mut pending)));
                     let closing = Closing { attribution, receipt: signed, logprobs };

@@ -1,11 +1,11 @@
 //! Structured output's request fields → a compiled grammar: OpenAI's `response_format`
-//! (`json_object`, `json_schema`), vLLM's `structured_outputs` (`json`, `regex`, `choice`,
-//! `json_object`, `grammar`) and its older `guided_json` / `guided_regex` / `guided_choice` /
+//! (`json_object`, `json_schema`, and vLLM's `structural_tag`), vLLM's `structured_outputs`
+//! (`json`, `regex`, `choice`, `json_object`, `grammar`, `structural_tag`) and its older `guided_json` / `guided_regex` / `guided_choice` /
 //! `guided_grammar`.
 
 use std::sync::Arc;
 
-use lorad_grammar::{Constraint, Grammar, GrammarCache, Json};
+use lorad_grammar::{AfterTag, Constraint, Grammar, GrammarCache, Json, Tag, TagSpec};
 
 use super::errors::ApiError;
 use super::state::AppState;
@@ -58,9 +58,12 @@ fn response_format(v: &Json) -> Result<Option<Constraint>, ApiError> {
                 Some(s) => schema(P, s).map(Some),
             }
         }
+        Some("structural_tag") => structural_tag(P, v).map(Some),
         Some(other) => Err(ApiError::unsupported(
             P,
-            &format!("; type '{other}' is not (text, json_object and json_schema are)"),
+            &format!(
+                "; type '{other}' is not (text, json_object, json_schema and structural_tag are)"
+            ),
         )),
         None => Err(invalid(P, "'type' must be a string")),
     }
@@ -88,7 +91,8 @@ fn structured_outputs(v: &Json) -> Result<Option<Constraint>, ApiError> {
             "grammar" => Constraint::Grammar(
                 val.as_str().ok_or_else(|| invalid(P, "'grammar' must be a string"))?.to_owned(),
             ),
-            "structural_tag" | "whitespace_pattern" => {
+            "structural_tag" => structural_tag(&format!("{P}.structural_tag"), val)?,
+            "whitespace_pattern" => {
                 return Err(ApiError::unsupported(&format!("{P}.{k}"), ""));
             }
             // Backend options that do not change what is valid output.
@@ -107,6 +111,64 @@ fn structured_outputs(v: &Json) -> Result<Option<Constraint>, ApiError> {
             format!("set only one of {}", found.iter().map(|f| f.0).collect::<Vec<_>>().join(", ")),
         )),
     }
+}
+
+/// vLLM's structural tag: `{"structures": [{"begin", "schema", "end"}], "triggers": [...]}`,
+/// as an object or as JSON text. Free text in which each trigger opens one of the structures
+/// that begin with it.
+fn structural_tag(param: &str, v: &Json) -> Result<Constraint, ApiError> {
+    let parsed;
+    let v = match v {
+        Json::String(text) => {
+            parsed = Json::parse(text).map_err(|e| {
+                invalid(param, format!("the structural tag is not valid JSON: {e}"))
+            })?;
+            &parsed
+        }
+        other => other,
+    };
+    if v.get("format").is_some() {
+        return Err(ApiError::unsupported(
+            &format!("{param}.format"),
+            "; send the tag as 'structures' and 'triggers'",
+        ));
+    }
+    let strings = |v: Option<&Json>, what: &str| -> Result<String, ApiError> {
+        v.and_then(Json::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| invalid(param, format!("'{what}' must be a string")))
+    };
+    let Some(Json::Array(structures)) = v.get("structures") else {
+        return Err(invalid(param, "'structures' must be an array"));
+    };
+    let mut tags = Vec::with_capacity(structures.len());
+    for (i, st) in structures.iter().enumerate() {
+        let at = |k: &str| format!("structures[{i}].{k}");
+        let schema = match st.get("schema") {
+            Some(s @ (Json::Object(_) | Json::Bool(_))) => s.clone(),
+            _ => return Err(invalid(param, format!("'{}' must be a JSON Schema", at("schema")))),
+        };
+        tags.push(Tag {
+            begin: strings(st.get("begin"), &at("begin"))?,
+            schema,
+            end: strings(st.get("end"), &at("end"))?,
+        });
+    }
+    let Some(Json::Array(list)) = v.get("triggers") else {
+        return Err(invalid(param, "'triggers' must be an array of strings"));
+    };
+    let triggers = list
+        .iter()
+        .enumerate()
+        .map(|(i, t)| strings(Some(t), &format!("triggers[{i}]")))
+        .collect::<Result<_, _>>()?;
+    Ok(Constraint::Tags(TagSpec {
+        tags,
+        triggers,
+        after: AfterTag::Text,
+        required: false,
+        at_start: false,
+    }))
 }
 
 fn choices(param: &str, v: &Json) -> Result<Vec<String>, ApiError> {
@@ -243,6 +305,20 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(err(tag).as_deref(), Some("structured_outputs.structural_tag"));
+        let tag = r#"{"type":"structural_tag","structures":[{"begin":"<f=add>","schema":{"type":"object"},"end":"</f>"}],"triggers":["<f="]}"#;
+        let s = StructuredIn { response_format: json(tag), ..Default::default() };
+        let (c, param) = spec(&s).unwrap().unwrap();
+        assert_eq!(param, "response_format");
+        assert!(c.compile().unwrap().matches(b"x <f=add>{}</f> y"));
+        let as_text = Json::String(tag.into());
+        let s = StructuredIn {
+            structured_outputs: Some(Json::Object(vec![("structural_tag".into(), as_text)])),
+            ..Default::default()
+        };
+        assert_eq!(spec(&s).unwrap().unwrap().0, c);
+        let no_begin = tag.replace(r#""begin":"<f=add>","#, "");
+        let s = StructuredIn { response_format: json(&no_begin), ..Default::default() };
+        assert!(spec(&s).unwrap_err().message.contains("structures[0].begin"));
         let cache = GrammarCache::new(4);
         let bad = (
             Constraint::JsonSchema(Json::parse(r#"{"type":"number","minimum":1}"#).unwrap()),

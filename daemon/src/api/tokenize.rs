@@ -8,7 +8,7 @@ use axum::extract::State;
 use lorad_engine::EngineHandle;
 use serde::{Deserialize, Serialize};
 
-use super::chat::convert_messages;
+use super::chat::{convert_messages, render_prompt};
 use super::errors::ApiError;
 use super::extract::ApiJson;
 use super::models::card;
@@ -21,6 +21,8 @@ pub(crate) struct TokenizeRequest {
     model: Option<String>,
     prompt: Option<String>,
     messages: Option<Vec<MessageIn>>,
+    /// With `messages`: tools described to the model, as a chat request with them would.
+    tools: Option<lorad_grammar::Json>,
     /// With `messages`: end with the assistant turn's opening, as a chat request would.
     #[serde(default = "yes")]
     add_generation_prompt: bool,
@@ -71,15 +73,9 @@ pub(crate) async fn tokenize(
         (Some(p), None) => p,
         (None, Some(messages)) => {
             let messages = convert_messages(&messages)?;
-            engine.info().chat_template.render(&messages, req.add_generation_prompt).map_err(
-                |e| {
-                    ApiError::bad_request(
-                        "messages",
-                        format!("The chat template cannot format these messages: {e}"),
-                    )
-                    .code("invalid_value")
-                },
-            )?
+            let tools = req.tools.filter(|t| !matches!(t, lorad_grammar::Json::Null));
+            let template = &engine.info().chat_template;
+            render_prompt(template, &messages, tools.as_ref(), req.add_generation_prompt)?
         }
         _ => {
             return Err(ApiError::bad_request(

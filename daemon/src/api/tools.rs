@@ -1,16 +1,21 @@
-//! Tool calling: `tools` with `tool_choice` set to a named function or `"required"`, enforced
-//! by structured output (the answer is the function's arguments, or a list of calls, valid
-//! under the tools' parameter schemas), returned as OpenAI's `message.tool_calls`.
+//! Tool calling: `tools` with `tool_choice` `"auto"` (the default), `"required"`, a named
+//! function or `"none"`, enforced by structured output and returned as OpenAI's
+//! `message.tool_calls`.
 //!
-//! `"auto"` (OpenAI's default when tools are given) needs a parser for each model family's own
-//! tool-call syntax, which lorad does not have, so it is refused with a 400 saying what to send
-//! instead (vLLM refuses it the same way unless started with a parser).
+//! Calls are written in the syntax the model's chat template asks for ([`CallFormat`]): Hermes
+//! (`<tool_call>...</tool_call>`, also for templates that know no tools) or Llama 3's JSON.
+//! Under `"auto"` the answer is free text until the model opens a call, from which on it must
+//! be a call of a tool that exists with arguments its schema accepts; under `"required"` it is
+//! calls only. A named function's answer is its arguments object. Templates with a call
+//! syntax lorad does not read (Mistral's) get `"auto"` refused with a 400.
 
-use lorad_grammar::{Constraint, Json};
-use serde_json::Value;
+use lorad_grammar::Json;
+use lorad_model::ToolSupport;
 
+use super::call_format::CallFormat;
 use super::errors::ApiError;
-use super::openai::{FunctionCallOut, ToolCallOut};
+use super::hermes::Function;
+use super::openai::{FunctionCallOut, MessageOut, ToolCallOut};
 use super::structured::Spec;
 
 /// How the answer calls tools.
@@ -18,9 +23,20 @@ use super::structured::Spec;
 pub(crate) enum ToolMode {
     /// Exactly this function: the answer is its arguments object.
     Named(String),
-    /// One call or more (one with `parallel_tool_calls: false`): the answer is a JSON list of
-    /// `{"name", "parameters"}` objects.
-    Required,
+    /// One call or more (one with `parallel_tool_calls: false`), nothing else.
+    Required(CallFormat),
+    /// Text, or calls if the model makes any.
+    Auto(CallFormat),
+}
+
+impl ToolMode {
+    /// The call syntax of a mode that reads calls from text.
+    fn format(&self) -> Option<CallFormat> {
+        match self {
+            Self::Named(_) => None,
+            Self::Required(f) | Self::Auto(f) => Some(*f),
+        }
+    }
 }
 
 /// A request's tool calling, ready to run.
@@ -29,19 +45,13 @@ pub(crate) struct ToolUse {
     pub(crate) mode: ToolMode,
     /// The constraint that enforces it.
     pub(crate) spec: Spec,
-    /// The tool definitions, for the chat template's `tools`.
-    pub(crate) definitions: Value,
+    /// The tool definitions as given (key order kept), for the chat template's `tools`.
+    pub(crate) definitions: Json,
 }
 
 fn invalid(param: &str, why: impl std::fmt::Display) -> ApiError {
     ApiError::bad_request(param, format!("Invalid value for '{param}': {why}"))
         .code("invalid_value")
-}
-
-/// A function tool: its name and parameter schema.
-struct Function {
-    name: String,
-    parameters: Json,
 }
 
 fn functions(tools: &Json) -> Result<Vec<Function>, ApiError> {
@@ -90,10 +100,12 @@ fn functions(tools: &Json) -> Result<Vec<Function>, ApiError> {
 }
 
 /// Reads `tools`, `tool_choice` and `parallel_tool_calls`; `None` when no tool may be called.
+/// `support`: how the model's chat template presents tools.
 pub(crate) fn parse(
     tools: Option<&Json>,
     choice: Option<&Json>,
     parallel: Option<bool>,
+    support: ToolSupport,
 ) -> Result<Option<ToolUse>, ApiError> {
     const P: &str = "tool_choice";
     let tools = tools.filter(|t| !matches!(t, Json::Null));
@@ -105,18 +117,22 @@ pub(crate) fn parse(
         };
     };
     let fns = functions(tools)?;
-    let auto = || {
-        invalid(
-            P,
-            "\"auto\" (the default when tools are given) needs a tool-call parser for this model, which lorad does not have; send \"required\", \"none\" or {\"type\": \"function\", \"function\": {\"name\": ...}}",
-        )
+    // A template with a syntax lorad does not read still gets `required` calls in Hermes's.
+    let format = CallFormat::for_template(support);
+    let auto = || -> Result<ToolMode, ApiError> {
+        format.map(ToolMode::Auto).ok_or_else(|| {
+            invalid(
+                P,
+                "\"auto\" (the default when tools are given) needs lorad to read this model's own tool-call syntax, which its chat template asks for in a form lorad does not read (it reads Hermes's <tool_call> and Llama 3's JSON); send \"required\", \"none\" or {\"type\": \"function\", \"function\": {\"name\": ...}}",
+            )
+        })
     };
     let mode = match choice {
-        None => return Err(auto()),
+        None => auto()?,
         Some(Json::String(s)) => match s.as_str() {
             "none" => return Ok(None),
-            "auto" => return Err(auto()),
-            "required" => ToolMode::Required,
+            "auto" => auto()?,
+            "required" => ToolMode::Required(format.unwrap_or(CallFormat::Hermes)),
             other => return Err(invalid(P, format!("unknown choice '{other}'"))),
         },
         Some(c @ Json::Object(_)) => {
@@ -134,45 +150,16 @@ pub(crate) fn parse(
         }
         Some(_) => return Err(invalid(P, "expected a string or an object")),
     };
-    let schema = match &mode {
-        ToolMode::Named(n) => fns.iter().find(|f| &f.name == n).map(|f| f.parameters.clone()),
-        ToolMode::Required => Some(calls_schema(&fns, parallel.unwrap_or(true))),
+    let parallel = parallel.unwrap_or(true);
+    let constraint = match &mode {
+        ToolMode::Named(n) => {
+            let f = fns.iter().find(|f| &f.name == n).ok_or_else(|| invalid(P, "no such tool"))?;
+            lorad_grammar::Constraint::JsonSchema(f.parameters.clone())
+        }
+        ToolMode::Required(f) => f.constraint(&fns, true, parallel),
+        ToolMode::Auto(f) => f.constraint(&fns, false, parallel),
     };
-    let schema = schema.ok_or_else(|| invalid(P, "no such tool"))?;
-    let definitions = serde_json::from_str(&tools.to_text())
-        .map_err(|e| invalid("tools", format!("not JSON: {e}")))?;
-    Ok(Some(ToolUse { mode, spec: (Constraint::JsonSchema(schema), "tools"), definitions }))
-}
-
-/// `[{"name": <a tool>, "parameters": <its arguments>}, ...]`: at least one call, at most one
-/// without parallel calls.
-fn calls_schema(fns: &[Function], parallel: bool) -> Json {
-    let s = |v: &str| Json::String(v.into());
-    let call = |f: &Function| {
-        Json::Object(vec![
-            ("type".into(), s("object")),
-            (
-                "properties".into(),
-                Json::Object(vec![
-                    ("name".into(), Json::Object(vec![("const".into(), s(&f.name))])),
-                    ("parameters".into(), f.parameters.clone()),
-                ]),
-            ),
-            ("required".into(), Json::Array(vec![s("name"), s("parameters")])),
-        ])
-    };
-    let mut schema = vec![
-        ("type".into(), s("array")),
-        (
-            "items".into(),
-            Json::Object(vec![("anyOf".into(), Json::Array(fns.iter().map(call).collect()))]),
-        ),
-        ("minItems".into(), Json::Number(1.into())),
-    ];
-    if !parallel {
-        schema.push(("maxItems".into(), Json::Number(1.into())));
-    }
-    Json::Object(schema)
+    Ok(Some(ToolUse { mode, spec: (constraint, "tools"), definitions: tools.clone() }))
 }
 
 /// A new call id (`call_` and 24 hex digits).
@@ -180,30 +167,119 @@ pub(crate) fn call_id() -> String {
     super::ids::new_id("call").replacen('-', "_", 1)
 }
 
-/// The tool calls an answer's text makes; `None` when the text is not a complete answer (cut
-/// by `max_tokens` or a stop string): the caller then returns it as content.
-pub(crate) fn calls(mode: &ToolMode, text: &str) -> Option<Vec<ToolCallOut>> {
-    let call = |name: String, arguments: String| ToolCallOut {
+fn call_out(name: String, arguments: String) -> ToolCallOut {
+    ToolCallOut {
         index: None,
         id: Some(call_id()),
         kind: Some("function"),
         function: FunctionCallOut { name: Some(name), arguments },
-    };
+    }
+}
+
+/// An answer that calls tools.
+#[derive(Debug)]
+pub(crate) struct ToolAnswer {
+    /// Text before the calls (`"auto"`), if any.
+    pub(crate) content: Option<String>,
+    pub(crate) calls: Vec<ToolCallOut>,
+}
+
+/// The tool calls an answer's text makes; `None` when it makes none, or is not a complete
+/// answer (cut by `max_tokens` or a stop string): the caller then returns it as content.
+pub(crate) fn answer(mode: &ToolMode, text: &str) -> Option<ToolAnswer> {
     match mode {
         ToolMode::Named(name) => {
             Json::parse(text).ok()?;
-            Some(vec![call(name.clone(), text.to_owned())])
+            Some(ToolAnswer { content: None, calls: vec![call_out(name.clone(), text.to_owned())] })
         }
-        ToolMode::Required => {
-            let Json::Array(items) = Json::parse(text).ok()? else { return None };
-            items
-                .iter()
-                .map(|c| {
-                    let name = c.get("name")?.as_str()?.to_owned();
-                    Some(call(name, c.get("parameters")?.to_text()))
-                })
-                .collect()
+        ToolMode::Required(f) | ToolMode::Auto(f) => {
+            let at = f.calls_start(text)?;
+            let calls = f.parse(&text[at..])?;
+            let before = text[..at].trim_end();
+            Some(ToolAnswer {
+                content: (!before.is_empty()).then(|| before.to_owned()),
+                calls: calls.into_iter().map(|(n, a)| call_out(n, a)).collect(),
+            })
         }
+    }
+}
+
+/// The message of a whole answer (`role` set) and the finish reason its calls imply, if any:
+/// the calls it makes, or its text when it makes none or was cut short.
+pub(crate) fn message(mode: Option<&ToolMode>, text: String) -> (MessageOut, Option<&'static str>) {
+    let role = Some("assistant");
+    match mode.and_then(|m| answer(m, &text).map(|a| (m, a))) {
+        Some((m, a)) => {
+            // OpenAI ends a forced call of a named function with "stop".
+            let finish = (!matches!(m, ToolMode::Named(_))).then_some("tool_calls");
+            (MessageOut { role, content: a.content, tool_calls: Some(a.calls) }, finish)
+        }
+        None => (MessageOut { role, content: Some(text), tool_calls: None }, None),
+    }
+}
+
+/// What a stream sends of an answer that may call tools: text as it comes, except what may be
+/// a call (held back until the answer ends, then sent as its calls).
+#[derive(Debug)]
+pub(crate) struct ToolStream {
+    /// The call syntax, when the answer may make calls.
+    format: Option<CallFormat>,
+    held: String,
+    /// Bytes of text sent so far.
+    sent: usize,
+    /// A call has begun: everything from here is held.
+    calling: bool,
+}
+
+/// How a stream ends.
+#[derive(Debug)]
+pub(crate) enum StreamEnd {
+    /// The answer's calls, with their `index` set.
+    Calls(Vec<ToolCallOut>),
+    /// Held-back text that made no call, to send as content.
+    Text(String),
+}
+
+impl ToolStream {
+    pub(crate) fn new(mode: Option<ToolMode>) -> Self {
+        let calling = matches!(mode, Some(ToolMode::Required(_)));
+        Self { format: mode.and_then(|m| m.format()), held: String::new(), sent: 0, calling }
+    }
+
+    /// The part of `text` to send now.
+    pub(crate) fn push(&mut self, text: &str) -> String {
+        let Some(format) = self.format else { return text.to_owned() };
+        self.held.push_str(text);
+        if self.calling {
+            return String::new();
+        }
+        let keep = match format.hold(self.sent, &self.held) {
+            Some(keep) => keep,
+            None => {
+                self.calling = true;
+                self.held.len() - format.calls_start(&self.held).unwrap_or(0)
+            }
+        };
+        let rest = self.held.split_off(self.held.len() - keep);
+        let out = std::mem::replace(&mut self.held, rest);
+        self.sent += out.len();
+        out
+    }
+
+    /// The end of the answer: its calls, or the text still held.
+    pub(crate) fn finish(&mut self) -> StreamEnd {
+        let held = std::mem::take(&mut self.held);
+        if self.calling
+            && let Some(calls) = self.format.and_then(|f| f.parse(&held))
+        {
+            let calls = calls
+                .into_iter()
+                .enumerate()
+                .map(|(i, (n, a))| ToolCallOut { index: Some(i as u32), ..call_out(n, a) })
+                .collect();
+            return StreamEnd::Calls(calls);
+        }
+        StreamEnd::Text(held)
     }
 }
 
@@ -217,56 +293,155 @@ mod tests {
 
     const TOOLS: &str = r#"[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}}},{"type":"function","function":{"name":"now"}}]"#;
 
+    fn weather(city: &str) -> String {
+        format!(
+            "<tool_call>\n{{\"name\": \"get_weather\", \"arguments\": {{\"city\": \"{city}\"}}}}\n</tool_call>"
+        )
+    }
+    const NOW: &str = "<tool_call>\n{\"name\": \"now\", \"arguments\": {}}\n</tool_call>";
+
     #[test]
     fn choices_modes_and_refusals() {
         let tools = json(TOOLS);
+        let none = ToolSupport::None;
         let named = parse(
             Some(&tools),
             Some(&json(r#"{"type":"function","function":{"name":"get_weather"}}"#)),
             None,
+            none,
         )
         .unwrap()
         .unwrap();
         assert_eq!(named.mode, ToolMode::Named("get_weather".into()));
         let g = named.spec.0.compile().unwrap();
         assert!(g.matches(br#"{"city":"Oslo"}"#) && !g.matches(br#"{}"#));
-        let req = parse(Some(&tools), Some(&json(r#""required""#)), Some(false)).unwrap().unwrap();
+        let req =
+            parse(Some(&tools), Some(&json(r#""required""#)), Some(false), none).unwrap().unwrap();
         let g = req.spec.0.compile().unwrap();
-        assert!(g.matches(br#"[{"name":"now","parameters":{}}]"#));
-        assert!(g.matches(br#"[{"name":"get_weather","parameters":{"city":"Oslo"}}]"#));
-        assert!(!g.matches(br#"[{"name":"now","parameters":{}},{"name":"now","parameters":{}}]"#));
-        assert!(!g.matches(br#"[{"name":"get_weather","parameters":{}}]"#));
-        assert!(parse(Some(&tools), Some(&json(r#""none""#)), None).unwrap().is_none());
-        assert!(parse(None, None, None).unwrap().is_none());
-        let param = |t: Option<&Json>, c: Option<&Json>| parse(t, c, None).unwrap_err().param;
-        assert_eq!(param(Some(&tools), None).as_deref(), Some("tool_choice"));
-        assert_eq!(param(Some(&tools), Some(&json(r#""auto""#))).as_deref(), Some("tool_choice"));
-        assert_eq!(param(None, Some(&json(r#""required""#))).as_deref(), Some("tool_choice"));
+        assert!(g.matches(NOW.as_bytes()) && g.matches(weather("Oslo").as_bytes()));
+        assert!(!g.matches(format!("{NOW}\n{NOW}").as_bytes()));
+        assert!(!g.matches(format!("Sure. {NOW}").as_bytes()));
+        let auto = parse(Some(&tools), None, None, none).unwrap().unwrap();
+        assert_eq!(auto.mode, ToolMode::Auto(CallFormat::Hermes));
+        let g = auto.spec.0.compile().unwrap();
+        assert!(g.matches(b"It is sunny.") && g.matches(format!("Sure. {NOW}\n{NOW}").as_bytes()));
+        assert!(!g.matches(b"<tool_call>\n{\"name\": \"rm\""));
+        let explicit = parse(Some(&tools), Some(&json(r#""auto""#)), None, ToolSupport::Hermes);
+        assert_eq!(explicit.unwrap().unwrap().mode, ToolMode::Auto(CallFormat::Hermes));
+        assert!(parse(Some(&tools), Some(&json(r#""none""#)), None, none).unwrap().is_none());
+        assert!(parse(None, None, None, none).unwrap().is_none());
+        let param = |t: Option<&Json>, c: Option<&Json>, s| parse(t, c, None, s).unwrap_err().param;
+        // Auto needs a format lorad reads.
+        assert_eq!(param(Some(&tools), None, ToolSupport::Other).as_deref(), Some("tool_choice"));
+        let required = json(r#""required""#);
+        assert!(parse(Some(&tools), Some(&required), None, ToolSupport::Other).is_ok());
+        assert_eq!(param(None, Some(&required), none).as_deref(), Some("tool_choice"));
         let unknown = json(r#"{"type":"function","function":{"name":"nope"}}"#);
-        assert_eq!(param(Some(&tools), Some(&unknown)).as_deref(), Some("tool_choice"));
+        assert_eq!(param(Some(&tools), Some(&unknown), none).as_deref(), Some("tool_choice"));
         let bad_name = json(r#"[{"type":"function","function":{"name":"has space"}}]"#);
         assert_eq!(
-            param(Some(&bad_name), Some(&json(r#""required""#))).as_deref(),
+            param(Some(&bad_name), Some(&required), none).as_deref(),
             Some("tools[0].function.name")
         );
     }
 
     #[test]
     fn answers_become_tool_calls() {
-        let c = calls(&ToolMode::Named("f".into()), r#"{"b":1,"a":2}"#).unwrap();
-        assert_eq!(c[0].function.arguments, r#"{"b":1,"a":2}"#);
-        assert!(c[0].id.as_deref().unwrap().starts_with("call_"));
-        let c = calls(
-            &ToolMode::Required,
-            r#"[{"name":"f","parameters":{"z":1,"y":[2]}},{"name":"g","parameters":{}}]"#,
-        )
-        .unwrap();
-        assert_eq!(c.len(), 2);
+        let a = answer(&ToolMode::Named("f".into()), r#"{"b":1,"a":2}"#).unwrap();
+        assert_eq!(a.calls[0].function.arguments, r#"{"b":1,"a":2}"#);
+        assert!(a.calls[0].id.as_deref().unwrap().starts_with("call_"));
+        let a =
+            answer(&ToolMode::Required(CallFormat::Hermes), &format!("{}\n{NOW}", weather("Oslo")))
+                .unwrap();
+        assert_eq!(a.calls.len(), 2);
         assert_eq!(
-            (c[0].function.name.as_deref(), c[0].function.arguments.as_str()),
-            (Some("f"), r#"{"z":1,"y":[2]}"#)
+            (a.calls[0].function.name.as_deref(), a.calls[0].function.arguments.as_str()),
+            (Some("get_weather"), r#"{"city":"Oslo"}"#)
         );
-        assert!(calls(&ToolMode::Required, r#"[{"name":"f","param"#).is_none());
-        assert!(calls(&ToolMode::Named("f".into()), r#"{"a":"#).is_none());
+        assert!(a.content.is_none());
+        let a =
+            answer(&ToolMode::Auto(CallFormat::Hermes), &format!("Let me look.\n{NOW}")).unwrap();
+        assert_eq!((a.content.as_deref(), a.calls.len()), (Some("Let me look."), 1));
+        assert!(answer(&ToolMode::Auto(CallFormat::Hermes), "Just text.").is_none());
+        assert!(answer(&ToolMode::Auto(CallFormat::Hermes), &weather("Oslo")[..40]).is_none());
+        assert!(answer(&ToolMode::Named("f".into()), r#"{"a":"#).is_none());
+    }
+
+    #[test]
+    fn whole_answers_become_messages() {
+        let (m, f) = message(Some(&ToolMode::Auto(CallFormat::Hermes)), format!("Sure.\n{NOW}"));
+        assert_eq!(
+            (m.content.as_deref(), m.tool_calls.map(|c| c.len()), f),
+            (Some("Sure."), Some(1), Some("tool_calls"))
+        );
+        let (m, f) = message(Some(&ToolMode::Named("f".into())), "{}".into());
+        assert!(m.content.is_none() && m.tool_calls.is_some() && f.is_none());
+        let (m, f) = message(Some(&ToolMode::Required(CallFormat::Hermes)), NOW[..25].into());
+        assert_eq!(
+            (m.content.as_deref(), m.tool_calls.is_none(), f),
+            (Some(&NOW[..25]), true, None)
+        );
+        let (m, _) = message(None, NOW.into());
+        assert_eq!((m.role, m.content.as_deref()), (Some("assistant"), Some(NOW)));
+    }
+
+    #[test]
+    fn llama3_templates_get_llama3_calls() {
+        let tools = json(TOOLS);
+        let auto = parse(Some(&tools), None, None, ToolSupport::Llama3Json).unwrap().unwrap();
+        assert_eq!(auto.mode, ToolMode::Auto(CallFormat::Llama3Json));
+        let g = auto.spec.0.compile().unwrap();
+        let call = r#"{"name": "get_weather", "parameters": {"city": "Oslo"}}"#;
+        assert!(g.matches(call.as_bytes()) && g.matches(b"It is sunny."));
+        // Hermes's syntax is plain text here.
+        assert!(g.matches(NOW.as_bytes()) && answer(&auto.mode, NOW).is_none());
+        let a = answer(&auto.mode, call).unwrap();
+        assert_eq!(
+            (a.content, a.calls[0].function.arguments.as_str()),
+            (None, r#"{"city":"Oslo"}"#)
+        );
+        assert!(answer(&auto.mode, "It is sunny.").is_none());
+        let mut s = ToolStream::new(Some(auto.mode.clone()));
+        let sent: String =
+            ["{\"na", "me\": \"get_", &call[14..]].iter().map(|p| s.push(p)).collect();
+        assert_eq!(sent, "");
+        assert!(
+            matches!(s.finish(), StreamEnd::Calls(c) if c[0].function.name.as_deref() == Some("get_weather"))
+        );
+        let mut s = ToolStream::new(Some(auto.mode));
+        assert_eq!(s.push("{"), "");
+        assert_eq!(s.push("x} then {\"name\": \""), "{x} then {\"name\": \"");
+        let required =
+            parse(Some(&tools), Some(&json(r#""required""#)), None, ToolSupport::Llama3Json);
+        let g = required.unwrap().unwrap().spec.0.compile().unwrap();
+        assert!(g.matches(call.as_bytes()) && !g.matches(b"It is sunny."));
+    }
+
+    #[test]
+    fn streams_hold_back_what_may_be_a_call() {
+        let mut s = ToolStream::new(Some(ToolMode::Auto(CallFormat::Hermes)));
+        let call = weather("Oslo");
+        let mut sent = String::new();
+        for piece in ["It is", " 3 < 4. <", "tool", "_call>\n{\"name\"", &call[19..]] {
+            sent.push_str(&s.push(piece));
+        }
+        assert_eq!(sent, "It is 3 < 4. ");
+        let StreamEnd::Calls(calls) = s.finish() else { panic!("no calls") };
+        assert_eq!(
+            (calls[0].index, calls[0].function.name.as_deref()),
+            (Some(0), Some("get_weather"))
+        );
+        // A `<` that starts no call is sent once the next text shows it.
+        let mut s = ToolStream::new(Some(ToolMode::Auto(CallFormat::Hermes)));
+        assert_eq!(s.push("a <"), "a ");
+        assert_eq!(s.push("b"), "<b");
+        assert_eq!(s.push(" <tool"), " ");
+        assert!(matches!(s.finish(), StreamEnd::Text(t) if t == "<tool"));
+        // Required holds everything; an answer cut short comes back as text.
+        let mut s = ToolStream::new(Some(ToolMode::Required(CallFormat::Hermes)));
+        assert_eq!(s.push(&call[..30]), "");
+        assert!(matches!(s.finish(), StreamEnd::Text(t) if t == call[..30]));
+        let mut s = ToolStream::new(None);
+        assert_eq!(s.push("<tool_call>"), "<tool_call>");
     }
 }

@@ -247,7 +247,7 @@ async fn start_engine(
             max_batch_size = cfg.max_batch_size,
             max_batch_tokens = cfg.max_batch_tokens,
             max_waiting = cfg.max_waiting,
-            kv_cache_tokens = cfg.kv_cache_tokens,
+            kv_cache_tokens = engine.kv_capacity_tokens(),
             context = engine.info().max_seq_len,
             ms = start.elapsed().as_millis() as u64,
             "engine started"

@@ -64,6 +64,9 @@ async fn bad_parameters_are_400_naming_the_field() {
         (json!({"min_tokens": 3}), "min_tokens"),
         (json!({"stop_token_ids": [99999999]}), "stop_token_ids"),
         (json!({"stop_token_ids": "x"}), "stop_token_ids"),
+        // The test server schedules first come, first served.
+        (json!({"priority": 1}), "priority"),
+        (json!({"priority": "high"}), "priority"),
     ];
     for (extra, param) in cases {
         let got = post(&s.router, "/v1/completions", completion(extra.clone())).await;
@@ -94,7 +97,10 @@ async fn bad_parameters_are_400_naming_the_field() {
         (json!({"n": 0}), "n"),
         (json!({"max_completion_tokens": 0}), "max_completion_tokens"),
         (json!({"tools": [{"type": "function"}]}), "tools[0].function"),
-        (json!({"tools": [{"type": "function", "function": {"name": "f"}}]}), "tool_choice"),
+        (
+            json!({"tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "sometimes"}),
+            "tool_choice",
+        ),
         (json!({"tool_choice": "required"}), "tool_choice"),
     ] {
         let got = post(&s.router, "/v1/chat/completions", chat(extra.clone())).await;

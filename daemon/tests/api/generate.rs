@@ -225,3 +225,24 @@ async fn continue_final_message_extends_the_last_turn() {
         assert!(v["error"]["message"].as_str().unwrap().contains(why), "{v}");
     }
 }
+
+/// A server that schedules by priority takes vLLM's `priority` on both endpoints (the shared
+/// test server, first come first served, refuses it: `errors.rs`).
+#[tokio::test]
+async fn priority_is_taken_when_the_server_schedules_by_it() {
+    let cfg = lorad_engine::EngineConfig {
+        scheduling: lorad_engine::SchedulingPolicy::Priority,
+        ..crate::common::test_config()
+    };
+    let Some(s) = crate::common::server(cfg) else { return };
+    let chat = json!({"model": BASE, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2, "priority": -3});
+    let (status, _, v) = post(&s.router, "/v1/chat/completions", chat).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let completion = json!({"model": "ada", "prompt": "Hi", "max_tokens": 2, "priority": 9});
+    let (status, _, v) = post(&s.router, "/v1/completions", completion).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["usage"]["completion_tokens"], 2);
+    let bad = json!({"model": BASE, "prompt": "Hi", "max_tokens": 2, "priority": 1.5});
+    let got = post(&s.router, "/v1/completions", bad).await;
+    crate::common::assert_error(&got, StatusCode::BAD_REQUEST, Some("priority"));
+}

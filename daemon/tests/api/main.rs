@@ -12,4 +12,5 @@ mod common;
 mod errors;
 mod generate;
 mod logprobs;
+mod request_id;
 mod tokenize;

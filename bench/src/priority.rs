@@ -1,0 +1,223 @@
+//! `lorad-bench priority`: what scheduling by priority buys interactive requests on a busy
+//! node. One engine (priority policy), two passes over the same workload, interleaved per round:
+//! a batch of long background requests fills every slot, then short interactive requests arrive
+//! while it runs. (a) every request at priority 0: first come, first served, the interactive
+//! ones wait for slots; (b) the interactive ones at priority -1: they preempt background ones.
+//! Reported: the interactive requests' time to first token and latency, and the background
+//! batch's wall time (what the preempted work pays).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use lorad_engine::{
+    EngineConfig, EngineHandle, GenerateRequest, GenerationEvent, SchedulingPolicy,
+};
+use lorad_model::ChatMessage;
+
+use crate::decode::BenchDevice;
+
+/// Options of `lorad-bench priority`.
+#[derive(Debug, Args)]
+pub(crate) struct PriorityArgs {
+    /// Model file or directory (default: the default model under --home).
+    #[arg(long)]
+    model: Option<std::path::PathBuf>,
+    /// Batch slots (the engine's `max_batch_size`).
+    #[arg(long, default_value_t = 4)]
+    slots: usize,
+    /// Background requests, submitted first.
+    #[arg(long, default_value_t = 8)]
+    background: usize,
+    /// Tokens each background request generates.
+    #[arg(long, default_value_t = 64)]
+    background_tokens: usize,
+    /// Interactive requests, submitted once the background batch runs.
+    #[arg(long, default_value_t = 4)]
+    interactive: usize,
+    /// Tokens each interactive request generates.
+    #[arg(long, default_value_t = 8)]
+    interactive_tokens: usize,
+    /// Rounds of the two passes, interleaved; medians are reported.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Device to run on: `cpu`, or `cuda` (GPU 0; needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    device: BenchDevice,
+}
+
+/// One pass: interactive TTFTs and latencies, background wall time.
+struct Pass {
+    ttft: Vec<f64>,
+    latency: Vec<f64>,
+    background_secs: f64,
+}
+
+fn pass(
+    h: &EngineHandle,
+    args: &PriorityArgs,
+    prompts: &[Vec<u32>],
+    priority: i64,
+) -> anyhow::Result<Pass> {
+    let req = |p: &Vec<u32>, n: usize, prio: i64| GenerateRequest {
+        ignore_eos: true,
+        priority: prio,
+        ..GenerateRequest::greedy(p.clone(), n)
+    };
+    let start = Instant::now();
+    let mut background = (0..args.background)
+        .map(|i| h.submit(req(&prompts[i % prompts.len()], args.background_tokens, 0)))
+        .collect::<Result<Vec<_>, _>>()?;
+    // The interactive requests arrive once the first background request generates.
+    let first = background[0].blocking_next();
+    anyhow::ensure!(
+        matches!(first, Some(GenerationEvent::Delta { .. })),
+        "no first token: {first:?}"
+    );
+    let threads: Vec<_> = (0..args.interactive)
+        .map(|i| {
+            let submitted = Instant::now();
+            let stream =
+                h.submit(req(&prompts[(i + 3) % prompts.len()], args.interactive_tokens, priority));
+            std::thread::spawn(move || -> anyhow::Result<(f64, f64)> {
+                let mut stream = stream?;
+                let mut ttft = None;
+                while let Some(e) = stream.blocking_next() {
+                    match e {
+                        GenerationEvent::Delta { tokens, .. }
+                            if !tokens.is_empty() && ttft.is_none() =>
+                        {
+                            ttft = Some(submitted.elapsed());
+                        }
+                        GenerationEvent::Done { .. } => break,
+                        GenerationEvent::Error(e) => {
+                            anyhow::bail!("interactive request failed: {e}")
+                        }
+                        _ => {}
+                    }
+                }
+                let ttft = ttft.unwrap_or(Duration::ZERO).as_secs_f64();
+                Ok((ttft, submitted.elapsed().as_secs_f64()))
+            })
+        })
+        .collect();
+    let mut out = Pass { ttft: Vec::new(), latency: Vec::new(), background_secs: 0.0 };
+    for t in threads {
+        let (ttft, latency) =
+            t.join().map_err(|_| anyhow::anyhow!("a client thread panicked"))??;
+        out.ttft.push(ttft);
+        out.latency.push(latency);
+    }
+    for s in background.drain(..) {
+        s.collect_blocking()?;
+    }
+    out.background_secs = start.elapsed().as_secs_f64();
+    Ok(out)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    crate::stats::percentile(&v, 0.5)
+}
+
+pub(crate) fn run(home: &Path, out: &Path, args: &PriorityArgs) -> anyhow::Result<()> {
+    if args.slots == 0 || args.background < args.slots || args.interactive == 0 || args.rounds == 0
+    {
+        anyhow::bail!(
+            "need --slots ≥ 1, --background ≥ --slots (the slots must be full), --interactive ≥ 1, --rounds ≥ 1"
+        );
+    }
+    let device = args.device.open()?;
+    let model = crate::decode::load_f32(home, args.model.as_ref(), &device)?;
+    let questions = [
+        "Tell me about Rome.",
+        "How do bees make honey?",
+        "Describe the sea.",
+        "What is a star?",
+        "Name three fruits.",
+        "What is 2 + 2?",
+    ];
+    let prompts: Vec<Vec<u32>> = questions
+        .iter()
+        .map(|q| {
+            let text = model.chat_template.render(&[ChatMessage::new("user", *q)], true)?;
+            Ok(model.tokenizer.encode(&text)?)
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let cfg = EngineConfig {
+        max_batch_size: args.slots,
+        scheduling: SchedulingPolicy::Priority,
+        ..EngineConfig::default()
+    };
+    let h = EngineHandle::start(model, cfg)?;
+    h.submit(GenerateRequest::greedy(prompts[0].clone(), 2))?.collect_blocking()?;
+    let (mut fcfs, mut prio) = (Vec::new(), Vec::new());
+    let preempted = || h.stats().preemptions.load(std::sync::atomic::Ordering::Relaxed);
+    // Preemptions per pass kind, over all rounds.
+    let (mut fcfs_preemptions, mut preemptions) = (0, 0);
+    for _ in 0..args.rounds {
+        let before = preempted();
+        fcfs.push(pass(&h, args, &prompts, 0)?);
+        let mid = preempted();
+        prio.push(pass(&h, args, &prompts, -1)?);
+        (fcfs_preemptions, preemptions) =
+            (fcfs_preemptions + mid - before, preemptions + preempted() - mid);
+    }
+    h.shutdown();
+    let m = |passes: &[Pass], f: fn(&Pass) -> f64| median(passes.iter().map(f).collect());
+    let ttft = |p: &Pass| median(p.ttft.clone());
+    let lat = |p: &Pass| median(p.latency.clone());
+    let bg = |p: &Pass| p.background_secs;
+    let (ta, tb) = (m(&fcfs, ttft), m(&prio, ttft));
+    let (la, lb) = (m(&fcfs, lat), m(&prio, lat));
+    let (ba, bb) = (m(&fcfs, bg), m(&prio, bg));
+    let device_name = if device.is_cuda() { "GPU 0" } else { "CPU" };
+    let mut md = format!(
+        "# lorad-bench priority\n\n{} slots; {} background requests of {} tokens, then {} interactive requests of {} tokens once the background batch generates; greedy, f32 on {device_name}, {} build; median of {} interleaved rounds.\n\n| pass | interactive TTFT p50 (s) | interactive latency p50 (s) | background batch wall (s) |\n|---|---:|---:|---:|\n| (a) all priority 0 (first come, first served) | {ta:.3} | {la:.3} | {ba:.2} |\n| (b) interactive at priority -1 ({preemptions} preemptions in all rounds; (a): {fcfs_preemptions}) | {tb:.3} | {lb:.3} | {bb:.2} |\n\n**TTFT a/b = {:.2}**, **latency a/b = {:.2}** (how much sooner interactive requests answer), **background b/a = {:.3}** (what the preempted batch pays)\n",
+        args.slots,
+        args.background,
+        args.background_tokens,
+        args.interactive,
+        args.interactive_tokens,
+        crate::report::profile(),
+        args.rounds,
+        ta / tb,
+        la / lb,
+        bb / ba,
+    );
+    let name = format!(
+        "priority-{}x{}{}",
+        args.slots,
+        args.background,
+        if device.is_cuda() { "-cuda" } else { "" }
+    );
+    let groups = vec![
+        (
+            "interactive TTFT p50".to_string(),
+            vec![("fcfs".to_string(), ta), ("priority".to_string(), tb)],
+        ),
+        (
+            "interactive latency p50".to_string(),
+            vec![("fcfs".to_string(), la), ("priority".to_string(), lb)],
+        ),
+    ];
+    let title =
+        format!("priority scheduling | TTFT a/b = {:.1}, background b/a = {:.2}", ta / tb, bb / ba);
+    md += &crate::plot::bar_chart_md(out, &name, &title, "seconds", &groups, "latency");
+    println!("{md}");
+    let json = serde_json::json!({
+        "benchmark": "priority",
+        "machine": crate::report::machine(),
+        "profile": crate::report::profile(),
+        "device": device_name,
+        "slots": args.slots, "background": args.background, "background_tokens": args.background_tokens,
+        "interactive": args.interactive, "interactive_tokens": args.interactive_tokens, "rounds": args.rounds,
+        "median_interactive_ttft_s": {"fcfs": ta, "priority": tb},
+        "median_interactive_latency_s": {"fcfs": la, "priority": lb},
+        "median_background_wall_s": {"fcfs": ba, "priority": bb},
+        "preemptions": {"fcfs": fcfs_preemptions, "priority": preemptions},
+        "ttft_fcfs_over_priority": ta / tb, "latency_fcfs_over_priority": la / lb,
+        "background_priority_over_fcfs": bb / ba,
+    });
+    crate::report::write(out, &name, &json, &md)
+}

@@ -1,0 +1,112 @@
+//! The syntaxes lorad reads tool calls in, by what the model's chat template asks for:
+//!
+//! - Hermes (`<tool_call>{"name", "arguments"}</tool_call>`, anywhere after text; Hermes, Qwen
+//!   2.5, SmolLM3, and every template that knows no tools, for which lorad describes them);
+//! - Llama 3's JSON (`{"name": ..., "parameters": ...}` as the whole answer; Llama 3.1, 3.2).
+
+use lorad_grammar::Constraint;
+use lorad_grammar::tags::{LLAMA3_OPEN, hermes_calls, llama3_json_calls};
+use lorad_model::ToolSupport;
+
+use super::hermes::{self, Call, Function};
+
+/// A tool-call syntax.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CallFormat {
+    Hermes,
+    Llama3Json,
+}
+
+impl CallFormat {
+    /// The syntax for a template; `None` for one whose syntax lorad does not read.
+    pub(crate) fn for_template(support: ToolSupport) -> Option<Self> {
+        match support {
+            ToolSupport::None | ToolSupport::Hermes => Some(Self::Hermes),
+            ToolSupport::Llama3Json => Some(Self::Llama3Json),
+            ToolSupport::Other => None,
+        }
+    }
+
+    /// Calls of `fns`: `required`, calls only; otherwise text or calls. Llama 3's syntax
+    /// holds one call per answer.
+    pub(crate) fn constraint(self, fns: &[Function], required: bool, parallel: bool) -> Constraint {
+        let tools: Vec<_> = fns.iter().map(|f| (f.name.clone(), f.parameters.clone())).collect();
+        Constraint::Tags(match self {
+            Self::Hermes => hermes_calls(&tools, required, parallel),
+            Self::Llama3Json => llama3_json_calls(&tools, required),
+        })
+    }
+
+    /// Where the calls begin in a whole answer, if it makes any.
+    pub(crate) fn calls_start(self, text: &str) -> Option<usize> {
+        match self {
+            Self::Hermes => text.find(hermes::OPEN),
+            Self::Llama3Json => {
+                let at = text.len() - text.trim_start().len();
+                text[at..].starts_with(LLAMA3_OPEN).then_some(at)
+            }
+        }
+    }
+
+    /// The calls in `text` (from [`Self::calls_start`] on); `None` unless it is whole calls.
+    pub(crate) fn parse(self, text: &str) -> Option<Vec<Call>> {
+        match self {
+            Self::Hermes => hermes::parse_calls(text),
+            Self::Llama3Json => {
+                let text = text.trim();
+                let (call, end) = hermes::call_object(text)?;
+                text[end..].trim().is_empty().then(|| vec![call])
+            }
+        }
+    }
+
+    /// For a stream that has sent `sent` bytes of text and holds `held` (what came since):
+    /// `Some(keep)`, the bytes at the end of `held` to keep back because they may be part of
+    /// a call's opening, or `None` when `held` opens a call (from its start for Llama 3,
+    /// from [`Self::calls_start`] for Hermes: the caller splits there).
+    pub(crate) fn hold(self, sent: usize, held: &str) -> Option<usize> {
+        match self {
+            Self::Hermes => match held.find(hermes::OPEN) {
+                Some(_) => None,
+                None => Some(hermes::partial_open(held)),
+            },
+            // A call is the whole answer: once text went out, nothing more is held.
+            Self::Llama3Json if sent > 0 => Some(0),
+            Self::Llama3Json => {
+                let t = held.trim_start();
+                if t.starts_with(LLAMA3_OPEN) {
+                    None
+                } else if LLAMA3_OPEN.starts_with(t) {
+                    Some(held.len())
+                } else {
+                    Some(0)
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn llama3_calls_are_whole_answers() {
+        let f = CallFormat::Llama3Json;
+        let call = r#"{"name": "get_weather", "parameters": {"city": "Oslo", "a": 1}}"#;
+        assert_eq!(f.calls_start(call), Some(0));
+        assert_eq!(
+            f.parse(call).unwrap(),
+            vec![("get_weather".into(), r#"{"city":"Oslo","a":1}"#.into())]
+        );
+        assert_eq!(f.calls_start(&format!("Sure: {call}")), None);
+        assert!(f.parse(&format!("{call} more")).is_none() && f.parse(&call[..20]).is_none());
+        // Held while it may still open a call, let go once it cannot.
+        assert_eq!(f.hold(0, "{\"na"), Some(4));
+        assert_eq!(f.hold(0, "{\"name\": \"g"), None);
+        assert_eq!(f.hold(0, "{\"nope"), Some(0));
+        assert_eq!(f.hold(5, "{\"name\": \""), Some(0));
+        assert_eq!(CallFormat::Hermes.hold(0, "a <tool"), Some(5));
+        assert_eq!(CallFormat::for_template(ToolSupport::Other), None);
+    }
+}
