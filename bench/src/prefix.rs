@@ -101,11 +101,7 @@ pub(crate) fn run(home: &Path, out: &Path, args: &PrefixArgs) -> anyhow::Result<
         engine.shutdown();
         runs.push(r);
     }
-    let median = |v: &[f64]| {
-        let mut s = v.to_vec();
-        s.sort_by(f64::total_cmp);
-        crate::stats::percentile(&s, 0.5)
-    };
+    let median = |v: &[f64]| crate::stats::median(v.to_vec());
     let (off, on) = (&runs[0], &runs[1]);
     let (off_ms, on_ms) = (median(&off.ttft_ms), median(&on.ttft_ms));
     let speedup = off_ms / on_ms;

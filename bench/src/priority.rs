@@ -16,6 +16,7 @@ use lorad_engine::{
 use lorad_model::ChatMessage;
 
 use crate::decode::BenchDevice;
+use crate::stats::median;
 
 /// Options of `lorad-bench priority`.
 #[derive(Debug, Args)]
@@ -113,11 +114,6 @@ fn pass(
     }
     out.background_secs = start.elapsed().as_secs_f64();
     Ok(out)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    crate::stats::percentile(&v, 0.5)
 }
 
 pub(crate) fn run(home: &Path, out: &Path, args: &PriorityArgs) -> anyhow::Result<()> {

@@ -128,9 +128,7 @@ pub(crate) fn run(home: &Path, out: &Path, args: &StructuredArgs) -> anyhow::Res
     }
     engine.shutdown();
     let median = |passes: &[Pass]| {
-        let mut v: Vec<f64> = passes.iter().map(|p| p.tokens as f64 / p.secs).collect();
-        v.sort_by(f64::total_cmp);
-        crate::stats::percentile(&v, 0.5)
+        crate::stats::median(passes.iter().map(|p| p.tokens as f64 / p.secs).collect())
     };
     let (a, b, c, d) = (median(&free), median(&cold), median(&warm), median(&auto));
     let (free, cold, warm, auto) = (&free[0], &cold[0], &warm[0], &auto[0]);

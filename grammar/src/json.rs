@@ -78,6 +78,22 @@ impl Json {
         out
     }
 
+    /// The value as a `serde_json::Value`, for APIs that take one (its objects' keys sorted;
+    /// a repeated key keeps its last value, as serde_json's parser does).
+    pub fn to_value(&self) -> serde_json::Value {
+        use serde_json::Value;
+        match self {
+            Self::Null => Value::Null,
+            Self::Bool(b) => Value::Bool(*b),
+            Self::Number(n) => Value::Number(n.clone()),
+            Self::String(s) => Value::String(s.clone()),
+            Self::Array(a) => Value::Array(a.iter().map(Self::to_value).collect()),
+            Self::Object(m) => {
+                Value::Object(m.iter().map(|(k, v)| (k.clone(), v.to_value())).collect())
+            }
+        }
+    }
+
     fn write(&self, out: &mut String) {
         match self {
             Self::Null => out.push_str("null"),
@@ -195,5 +211,16 @@ mod tests {
         assert_eq!(v.pointer("/mid/t~0").map(Json::to_text).as_deref(), Some("-3"));
         assert_eq!(v.pointer("/alpha/2").and_then(Json::as_str), Some("a\"b"));
         assert!(v.pointer("/alpha/9").is_none() && v.pointer("nope").is_none());
+    }
+
+    #[test]
+    fn converts_to_serde_values_as_its_text_parses() {
+        let text = r#"{"zeta":1,"alpha":[true,null,"a\"b",{"n":-2.5e3}],"k":1,"k":{"u":18446744073709551615}}"#;
+        let v = Json::parse(text).unwrap();
+        let direct = v.to_value();
+        let parsed: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(direct, parsed);
+        assert_eq!(direct["k"]["u"].as_u64(), Some(u64::MAX), "the repeated key's last value");
+        assert_eq!(Json::Null.to_value(), serde_json::Value::Null);
     }
 }

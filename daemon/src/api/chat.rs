@@ -108,13 +108,7 @@ pub(crate) fn render_prompt(
         rewritten = super::hermes::messages(messages, tools);
         messages = &rewritten;
     }
-    let tools = match tools {
-        Some(t) => Some(
-            serde_json::from_str::<Value>(&t.to_text())
-                .map_err(|e| ApiError::internal(format!("tools do not re-encode: {e}")))?,
-        ),
-        None => None,
-    };
+    let tools = tools.map(Json::to_value);
     template.render_with_tools(messages, add_generation_prompt, tools.as_ref()).map_err(|e| {
         ApiError::bad_request(
             "messages",

@@ -77,7 +77,7 @@ pub(crate) struct Echoed {
 }
 
 fn value(v: Option<&Json>) -> Value {
-    v.and_then(|j| serde_json::from_str(&j.to_text()).ok()).unwrap_or(Value::Null)
+    v.map_or(Value::Null, Json::to_value)
 }
 
 /// The chat request for a Responses request (as JSON text, key order kept), what the response
