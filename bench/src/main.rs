@@ -4,7 +4,9 @@
 //! chart `<out>/<name>.png`.
 
 mod attribution;
+mod client;
 mod decode;
+mod fairness;
 mod lightclient;
 mod plot;
 mod prefix;
@@ -43,6 +45,9 @@ enum Cmd {
     /// Scheduling by priority: interactive requests' time to first token on a full node, all
     /// at one priority vs ahead of a background batch.
     Priority(priority::PriorityArgs),
+    /// Fair sharing between adapters: light adapters' time to first token behind a burst on
+    /// one adapter, first come first served vs virtual token counters.
+    Fairness(fairness::FairnessArgs),
     /// Structured output: decode throughput constrained to a JSON Schema (masks cold, then
     /// cached) vs unconstrained.
     Structured(structured::StructuredArgs),
@@ -82,6 +87,7 @@ fn try_main() -> anyhow::Result<()> {
         Cmd::Store(args) => store::run(&home, &cli.out, &args),
         Cmd::Structured(args) => structured::run(&home, &cli.out, &args),
         Cmd::Priority(args) => priority::run(&home, &cli.out, &args),
+        Cmd::Fairness(args) => fairness::run(&home, &cli.out, &args),
         Cmd::Attribution(args) => attribution::run(&home, &cli.out, &args),
         Cmd::Span(args) => span::run(&cli.out, &args),
         Cmd::Lightclient(args) => lightclient::run(&cli.out, &args),

@@ -7,14 +7,14 @@
 //! batch's wall time (what the preempted work pays).
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use clap::Args;
 use lorad_engine::{
     EngineConfig, EngineHandle, GenerateRequest, GenerationEvent, SchedulingPolicy,
 };
-use lorad_model::ChatMessage;
 
+use crate::client::{chat_prompts, join_timed, timed_client};
 use crate::decode::BenchDevice;
 use crate::stats::median;
 
@@ -80,35 +80,11 @@ fn pass(
             let submitted = Instant::now();
             let stream =
                 h.submit(req(&prompts[(i + 3) % prompts.len()], args.interactive_tokens, priority));
-            std::thread::spawn(move || -> anyhow::Result<(f64, f64)> {
-                let mut stream = stream?;
-                let mut ttft = None;
-                while let Some(e) = stream.blocking_next() {
-                    match e {
-                        GenerationEvent::Delta { tokens, .. }
-                            if !tokens.is_empty() && ttft.is_none() =>
-                        {
-                            ttft = Some(submitted.elapsed());
-                        }
-                        GenerationEvent::Done { .. } => break,
-                        GenerationEvent::Error(e) => {
-                            anyhow::bail!("interactive request failed: {e}")
-                        }
-                        _ => {}
-                    }
-                }
-                let ttft = ttft.unwrap_or(Duration::ZERO).as_secs_f64();
-                Ok((ttft, submitted.elapsed().as_secs_f64()))
-            })
+            timed_client(submitted, stream)
         })
         .collect();
-    let mut out = Pass { ttft: Vec::new(), latency: Vec::new(), background_secs: 0.0 };
-    for t in threads {
-        let (ttft, latency) =
-            t.join().map_err(|_| anyhow::anyhow!("a client thread panicked"))??;
-        out.ttft.push(ttft);
-        out.latency.push(latency);
-    }
+    let (ttft, latency) = join_timed(threads)?;
+    let mut out = Pass { ttft, latency, background_secs: 0.0 };
     for s in background.drain(..) {
         s.collect_blocking()?;
     }
@@ -133,13 +109,7 @@ pub(crate) fn run(home: &Path, out: &Path, args: &PriorityArgs) -> anyhow::Resul
         "Name three fruits.",
         "What is 2 + 2?",
     ];
-    let prompts: Vec<Vec<u32>> = questions
-        .iter()
-        .map(|q| {
-            let text = model.chat_template.render(&[ChatMessage::new("user", *q)], true)?;
-            Ok(model.tokenizer.encode(&text)?)
-        })
-        .collect::<anyhow::Result<_>>()?;
+    let prompts = chat_prompts(&model, &questions)?;
     let cfg = EngineConfig {
         max_batch_size: args.slots,
         scheduling: SchedulingPolicy::Priority,

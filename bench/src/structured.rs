@@ -18,7 +18,6 @@ use clap::Args;
 use lorad_engine::{EngineConfig, EngineHandle, GenerateRequest};
 use lorad_grammar::tags::hermes_calls;
 use lorad_grammar::{Constraint, Grammar, Json};
-use lorad_model::ChatMessage;
 
 use crate::decode::BenchDevice;
 
@@ -96,13 +95,10 @@ pub(crate) fn run(home: &Path, out: &Path, args: &StructuredArgs) -> anyhow::Res
     }
     let device = args.device.open()?;
     let model = crate::decode::load_f32(home, args.model.as_ref(), &device)?;
-    let prompts: Vec<Vec<u32>> = (0..args.requests)
-        .map(|i| {
-            let q = format!("Describe {} as a JSON object.", CITIES[i % CITIES.len()]);
-            let text = model.chat_template.render(&[ChatMessage::new("user", &q)], true)?;
-            Ok(model.tokenizer.encode(&text)?)
-        })
-        .collect::<anyhow::Result<_>>()?;
+    let questions: Vec<String> = (0..args.requests)
+        .map(|i| format!("Describe {} as a JSON object.", CITIES[i % CITIES.len()]))
+        .collect();
+    let prompts = crate::client::chat_prompts(&model, &questions)?;
     let engine = EngineHandle::start(model, EngineConfig::default())?;
     // Warm-up: the first steps of an engine allocate; the vocabulary's trie is built.
     pass(&engine, &prompts[..1], 4, None, true)?;

@@ -540,9 +540,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SIZE|PERCENT", value_parser = parse_kv_memory, conflicts_with = "kv_cache_tokens")]
     pub kv_cache_memory: Option<KvMemory>,
     /// Which waiting request runs next: `fcfs` (first come, first served; requests must not
-    /// set `priority`) or `priority` (vLLM's: lower `priority` first, then arrival; a waiting
-    /// request preempts running ones of a lower priority).
-    #[arg(long, default_value = "fcfs", value_parser = ["fcfs", "priority"])]
+    /// set `priority`), `priority` (vLLM's: lower `priority` first, then arrival; a waiting
+    /// request preempts running ones of a lower priority) or `fair` (between adapters: the
+    /// oldest request of the adapter served least so far, by weighted tokens).
+    #[arg(long, default_value = "fcfs", value_parser = ["fcfs", "priority", "fair"])]
     pub scheduling_policy: String,
     /// Share the K/V of common prompt prefixes (system prompts, chat history) between requests
     /// of the same model or adapter, computing them once: `true` or `false`.
@@ -679,10 +680,10 @@ impl ServeArgs {
             kv_cache_tokens: self.kv_cache_tokens,
             kv_cache_memory: self.kv_cache_memory,
             prefix_caching: self.prefix_caching,
-            scheduling: if self.scheduling_policy == "priority" {
-                SchedulingPolicy::Priority
-            } else {
-                SchedulingPolicy::Fcfs
+            scheduling: match self.scheduling_policy.as_str() {
+                "priority" => SchedulingPolicy::Priority,
+                "fair" => SchedulingPolicy::Fair,
+                _ => SchedulingPolicy::Fcfs,
             },
             max_seq_len: None,
             adapter_pool_bytes: self.device_adapter_bytes,

@@ -94,7 +94,7 @@ pub struct Engine {
     pub kv_cache_memory: Option<Bytes>,
     /// `--prefix-caching`.
     pub prefix_caching: Option<bool>,
-    /// `--scheduling-policy`: "fcfs" or "priority".
+    /// `--scheduling-policy`: "fcfs", "priority" or "fair".
     pub scheduling_policy: Option<String>,
 }
 
@@ -317,11 +317,11 @@ pub fn apply_serve(
     }
     fill!(m, "prefix_caching", args.prefix_caching, e.prefix_caching);
     if let Some(p) = e.scheduling_policy.as_deref()
-        && !matches!(p, "fcfs" | "priority")
+        && !matches!(p, "fcfs" | "priority" | "fair")
     {
         return Err(bad(
             "engine.scheduling_policy",
-            format!("'{p}': use \"fcfs\" or \"priority\""),
+            format!("'{p}': use \"fcfs\", \"priority\" or \"fair\""),
         ));
     }
     fill!(m, "scheduling_policy", args.scheduling_policy, e.scheduling_policy.clone());
@@ -484,7 +484,7 @@ mod tests {
             assert!(e.contains("engine.kv_cache_memory"), "{e}");
         }
         assert!(
-            err("[engine]\nscheduling_policy = \"fair\"\n").contains("engine.scheduling_policy")
+            err("[engine]\nscheduling_policy = \"lottery\"\n").contains("engine.scheduling_policy")
         );
         let both = err("[engine]\nkv_cache_tokens = 4096\nkv_cache_memory = \"1GiB\"\n");
         assert!(both.contains("engine.kv_cache_memory") && both.contains("not both"), "{both}");
@@ -506,6 +506,9 @@ mod tests {
             merged(&["serve"], "[engine]\nscheduling_policy = \"priority\"\n").expect("merged"),
         );
         assert_eq!(args.engine_config().scheduling, lorad_engine::SchedulingPolicy::Priority);
+        let args =
+            serve(merged(&["serve"], "[engine]\nscheduling_policy = \"fair\"\n").expect("merged"));
+        assert_eq!(args.engine_config().scheduling, lorad_engine::SchedulingPolicy::Fair);
         let args = serve(merged(&["serve", "--kv-cache-memory", "2GiB"], "").expect("merged"));
         assert_eq!(args.kv_cache_memory, Some(KvMemory::Bytes(2 << 30)));
         assert!(

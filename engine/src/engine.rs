@@ -59,6 +59,10 @@ pub enum SchedulingPolicy {
     /// running ones of a strictly lower priority (higher number) when it finds no batch slot
     /// or KV blocks; they are recomputed later, their output unchanged.
     Priority,
+    /// Fair sharing between adapters (the Virtual Token Counter, OSDI 2024): the oldest
+    /// waiting request of the adapter that has received the least service runs next, so a
+    /// burst on one adapter does not starve the others. Requests must not set a priority.
+    Fair,
 }
 
 impl Default for EngineConfig {
@@ -397,10 +401,14 @@ impl EngineHandle {
                 reason: "must be at most max_tokens".into(),
             });
         }
-        if req.priority != 0 && self.inner.cfg.scheduling == SchedulingPolicy::Fcfs {
+        if req.priority != 0 && self.inner.cfg.scheduling != SchedulingPolicy::Priority {
+            let policy = match self.inner.cfg.scheduling {
+                SchedulingPolicy::Fair => "shares fairly between adapters",
+                _ => "schedules first come, first served",
+            };
             return Err(EngineError::InvalidParam {
                 field: "priority",
-                reason: "this server schedules first come, first served (its scheduling policy is not 'priority')".into(),
+                reason: format!("this server {policy} (its scheduling policy is not 'priority')"),
             });
         }
         if req.prompt_logprobs.is_some_and(|n| n > crate::MAX_LOGPROBS) {

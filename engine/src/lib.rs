@@ -15,6 +15,7 @@ mod adapters;
 mod constrained;
 mod engine;
 mod error;
+mod fairness;
 mod kv;
 mod llama;
 mod logprobs;

@@ -10,7 +10,9 @@
 //!
 //! The waiting queue is ordered by (priority, arrival): first come, first served when every
 //! priority is 0 (the default policy). Under the priority policy a waiting request that finds
-//! no slot or blocks preempts running ones of a strictly lower priority.
+//! no slot or blocks preempts running ones of a strictly lower priority. Under the fair policy
+//! the next admitted is the oldest of the adapter with the least service so far ([`Vtc`]), and
+//! the last in line is the youngest of the adapter with the most.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -22,6 +24,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use crate::adapters::ResidentAdapter;
 use crate::constrained::{Constrained, MaskJob};
 use crate::engine::{EngineConfig, EngineStats, SchedulingPolicy};
+use crate::fairness::{OUTPUT_WEIGHT, PROMPT_WEIGHT, Vtc};
 use crate::kv::{BlockHash, KvCache, block_hash};
 use crate::llama::{ForwardSeq, Llama};
 use crate::logprobs::{TokenLogprob, token_logprob};
@@ -98,6 +101,9 @@ struct Seq {
     counted_waiting: bool,
     /// Its place in line: (priority, arrival number); lower goes first.
     order: (i64, u64),
+    /// Whom its service is charged to under the fair policy: its adapter's content hash,
+    /// empty for the base model.
+    tenant: Arc<str>,
     tx: UnboundedSender<GenerationEvent>,
 }
 
@@ -146,6 +152,8 @@ pub(crate) struct Scheduler {
     running: Vec<Seq>,
     /// Requests submitted so far (arrival numbers).
     arrivals: u64,
+    /// Service per tenant, under the fair policy.
+    fair: Option<Vtc>,
 }
 
 impl Scheduler {
@@ -159,6 +167,7 @@ impl Scheduler {
         max_seq_len: usize,
     ) -> Self {
         let eos = tokenizer.eos_token_ids().to_vec();
+        let fair = (cfg.scheduling == SchedulingPolicy::Fair).then(Vtc::default);
         Self {
             model,
             kv,
@@ -171,6 +180,7 @@ impl Scheduler {
             waiting: VecDeque::new(),
             arrivals: 0,
             running: Vec::new(),
+            fair,
         }
     }
 
@@ -221,6 +231,12 @@ impl Scheduler {
                     cache_ns.push_str(salt);
                 }
                 let sampler = Sampler::new(init.sampling).with_prompt(&init.prompt);
+                let tenant: Arc<str> =
+                    init.adapter.as_ref().map_or(Arc::from(""), |a| Arc::from(&*a.content_hash));
+                if let Some(v) = &mut self.fair {
+                    let backlog = self.waiting.iter().chain(&self.running);
+                    v.arrive(&tenant, backlog.map(|s| &*s.tenant));
+                }
                 let mut seq = Seq {
                     cache_ns,
                     prompt_len: init.prompt.len(),
@@ -246,6 +262,7 @@ impl Scheduler {
                     constraint: init.constraint,
                     counted_waiting: true,
                     order: (init.priority, self.arrivals),
+                    tenant,
                     tx: init.tx,
                 };
                 self.arrivals += 1;
@@ -293,12 +310,15 @@ impl Scheduler {
         self.stats.running.store(self.running.len(), Ordering::Relaxed);
     }
 
-    /// FIFO admission: a request joins when a slot is free and its whole known sequence fits.
-    /// Blocks its prompt shares with the prefix cache are taken, not computed again; when a
-    /// running request is still computing the next block it shares (answers `n > 1` of one
-    /// prompt, a burst of requests with one system prompt), it waits a step for that block.
+    /// Admission in line ([`Self::next_waiting`]): a request joins when a slot is free and
+    /// its whole known sequence fits. Blocks its prompt shares with the prefix cache are taken,
+    /// not computed again; when a running request is still computing the next block it shares
+    /// (answers `n > 1` of one prompt, a burst of requests with one system prompt), it waits a
+    /// step for that block.
     fn admit(&mut self) {
-        while let Some(front) = self.waiting.front() {
+        loop {
+            let next = self.next_waiting();
+            let Some(front) = self.waiting.get(next) else { break };
             if self.running.len() >= self.cfg.max_batch_size {
                 let order = front.order;
                 if self.preempt_for(order) {
@@ -329,7 +349,7 @@ impl Scheduler {
                 }
                 break;
             };
-            let Some(mut s) = self.waiting.pop_front() else { break };
+            let Some(mut s) = self.waiting.remove(next) else { break };
             let cached = hits.len() * self.kv.block_size;
             s.computed = cached;
             s.hashes = s.chain[..hits.len()].to_vec();
@@ -338,6 +358,10 @@ impl Scheduler {
             if std::mem::take(&mut s.counted_waiting) {
                 self.stats.waiting.fetch_sub(1, Ordering::SeqCst);
                 s.cached_tokens = cached;
+                // Charged once: a preempted request's recomputation is the node's loss.
+                if let Some(v) = &mut self.fair {
+                    v.charge(&s.tenant, s.prompt_len, PROMPT_WEIGHT);
+                }
             }
             if self.cfg.prefix_caching {
                 self.stats.prefix_cache_queried_tokens.fetch_add(s.tokens.len(), Ordering::Relaxed);
@@ -413,9 +437,23 @@ impl Scheduler {
         self.waiting.insert(at, seq);
     }
 
-    /// The running sequence that goes last (the highest order).
+    /// The waiting sequence to admit next: the first in line, or under the fair policy the
+    /// first of the tenant with the lowest counter (`waiting` is in arrival order then).
+    fn next_waiting(&self) -> usize {
+        let Some(v) = &self.fair else { return 0 };
+        (0..self.waiting.len())
+            .min_by_key(|&i| (v.counter(&self.waiting[i].tenant), i))
+            .unwrap_or(0)
+    }
+
+    /// The running sequence that goes last: the highest order, or under the fair policy the
+    /// youngest of the tenant with the highest counter.
     fn last_in_line(&self) -> Option<usize> {
-        (0..self.running.len()).max_by_key(|&i| self.running[i].order)
+        let key = |i: usize| {
+            let s = &self.running[i];
+            (self.fair.as_ref().map_or(0, |v| v.counter(&s.tenant)), s.order)
+        };
+        (0..self.running.len()).max_by_key(|&i| key(i))
     }
 
     /// Gives running sequence `i`'s blocks back and queues it to be recomputed.
@@ -625,6 +663,9 @@ impl Scheduler {
         s.sampler.observe(tok);
         s.tokens.push(tok);
         self.stats.generated_tokens.fetch_add(1, Ordering::Relaxed);
+        if let Some(v) = &mut self.fair {
+            v.charge(&s.tenant, 1, OUTPUT_WEIGHT);
+        }
         // A constrained answer ends at end-of-sequence even with `ignore_eos`: the grammar
         // only offers it once nothing else can complete the answer.
         let eos_ends = !s.ignore_eos || s.constraint.is_some();

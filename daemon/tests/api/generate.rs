@@ -246,3 +246,24 @@ async fn priority_is_taken_when_the_server_schedules_by_it() {
     let got = post(&s.router, "/v1/completions", bad).await;
     crate::common::assert_error(&got, StatusCode::BAD_REQUEST, Some("priority"));
 }
+
+/// A server that shares fairly between adapters serves the base and adapters alike, and
+/// refuses `priority` (fairness is by service received, not by what a client asks for).
+#[tokio::test]
+async fn fair_sharing_serves_every_model_and_refuses_priority() {
+    let cfg = lorad_engine::EngineConfig {
+        scheduling: lorad_engine::SchedulingPolicy::Fair,
+        ..crate::common::test_config()
+    };
+    let Some(s) = crate::common::server(cfg) else { return };
+    for model in [BASE, "ada"] {
+        let completion = json!({"model": model, "prompt": "Hi", "max_tokens": 2});
+        let (status, _, v) = post(&s.router, "/v1/completions", completion).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        assert_eq!(v["usage"]["completion_tokens"], 2);
+    }
+    let chat = json!({"model": "ada", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2, "priority": -3});
+    let got = post(&s.router, "/v1/chat/completions", chat).await;
+    crate::common::assert_error(&got, StatusCode::BAD_REQUEST, Some("priority"));
+    assert!(got.2["error"]["message"].as_str().unwrap().contains("fairly"), "{}", got.2);
+}
