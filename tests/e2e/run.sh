@@ -432,6 +432,13 @@ if command -v promtool >/dev/null; then
 fi
 code="$(curl -s -o /dev/null -w '%{http_code}' -X DELETE -H "authorization: Bearer $ADMIN_TOKEN" "$URL/v1/adapters/uploaded")"
 if [ "$code" = 200 ]; then ok "DELETE /v1/adapters/uploaded"; else fail "DELETE: HTTP $code"; fi
+# vLLM's runtime LoRA API, as controllers written for vLLM call it.
+body="$(curl -s -H "authorization: Bearer $ADMIN_TOKEN" -d "{\"lora_name\": \"rt\", \"lora_path\": \"$TMP/uploaded\"}" "$URL/v1/load_lora_adapter")"
+if [ "$body" = "Success: LoRA adapter 'rt' added successfully." ]; then ok "POST /v1/load_lora_adapter"; else fail "load_lora_adapter: $body"; fi
+check "adapter loaded by load_lora_adapter serves" 200 POST /v1/completions '{"model": "rt", "prompt": "Hi", "max_tokens": 2}' "b['model'] == 'rt'"
+body="$(curl -s -H "authorization: Bearer $ADMIN_TOKEN" -d '{"lora_name": "rt"}' "$URL/v1/unload_lora_adapter")"
+if [ "$body" = "Success: LoRA adapter 'rt' removed successfully." ]; then ok "POST /v1/unload_lora_adapter"; else fail "unload_lora_adapter: $body"; fi
+check "unloaded adapter is gone" 404 POST /v1/completions '{"model": "rt", "prompt": "Hi", "max_tokens": 2}' "b['error']['code'] == 'model_not_found'"
 
 echo "==> 429 from a second server configured with max_waiting = 0 (every request is refused)"
 PORT2="$(free_port)"

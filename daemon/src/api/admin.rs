@@ -23,7 +23,7 @@ use super::errors::ApiError;
 use super::state::{AppState, Serving, adapter_error};
 
 /// Checks the bearer token (constant-time comparison).
-fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(super) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(expected) = state.config().admin_token.as_deref() else {
         return Err(ApiError::http(
             StatusCode::FORBIDDEN,
@@ -65,7 +65,7 @@ pub(crate) struct AdapterList {
     data: Vec<AdapterEntry>,
 }
 
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
@@ -100,7 +100,7 @@ pub(crate) async fn list(
     Ok(Json(AdapterList { object: "list", data }))
 }
 
-fn store_error(name: &str, e: StoreError) -> ApiError {
+pub(super) fn store_error(name: &str, e: StoreError) -> ApiError {
     match e {
         StoreError::NotFound { .. } => ApiError::model_not_found(name),
         e @ StoreError::AdapterExists { .. } => {

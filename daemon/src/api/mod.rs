@@ -21,6 +21,7 @@ mod request_id;
 mod responses;
 mod responses_stream;
 mod routes;
+mod runtime_lora;
 mod sse;
 mod state;
 mod structured;

@@ -10,7 +10,10 @@ use tracing::Level;
 
 use super::errors::ApiError;
 use super::state::AppState;
-use super::{admin, chat, completions, metrics, models, receipts, request_id, responses, tokenize};
+use super::{
+    admin, chat, completions, metrics, models, receipts, request_id, responses, runtime_lora,
+    tokenize,
+};
 
 /// The HTTP API over `state`:
 ///
@@ -26,6 +29,7 @@ use super::{admin, chat, completions, metrics, models, receipts, request_id, res
 /// | `GET /readyz` | 200 `ready` once the engine serves, 503 before and while shutting down |
 /// | `GET /metrics` | Prometheus metrics |
 /// | `/v1/adapters...` | the admin API (bearer token; see `admin.rs`) |
+/// | `POST /v1/load_lora_adapter`, `/v1/unload_lora_adapter` | vLLM's runtime LoRA API (bearer token; `runtime_lora.rs`) |
 ///
 /// Bodies over [`super::ApiConfig::max_body_bytes`] get 413; unknown paths 404 and wrong
 /// methods 405, all with OpenAI JSON error bodies. Every response carries an `X-Request-Id`
@@ -44,6 +48,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/completions", post(completions::handle))
         .route("/v1/chat/completions", post(chat::handle))
         .route("/v1/responses", post(responses::handle))
+        .route("/v1/load_lora_adapter", post(runtime_lora::load))
+        .route("/v1/unload_lora_adapter", post(runtime_lora::unload))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{model}", get(models::get))
         .route("/v1/receipts/{job_id}", get(receipts::get))

@@ -13,4 +13,5 @@ mod errors;
 mod generate;
 mod logprobs;
 mod request_id;
+mod runtime_lora;
 mod tokenize;
