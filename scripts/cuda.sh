@@ -182,7 +182,7 @@ serve_checks() {
 device() {
     dev=cuda
     local libs="${LORAD_KIT_LIBS:-}" load_tokens=400 sizes="--repeats 3" prefix_sizes="" structured_sizes=""
-    local priority_sizes="" fairness_sizes=""
+    local priority_sizes="" fairness_sizes="" speculative_sizes=""
     local requests=("32 --saved-dtype f32" "32 --saved-dtype bf16" "100 --saved-dtype bf16")
     if [ "${1:-}" = --rehearse ]; then
         dev=cpu libs="$cu/lib/stubs $cu/lib $libs" load_tokens=24
@@ -191,6 +191,7 @@ device() {
         structured_sizes="--requests 2 --max-tokens 16 --rounds 1"
         priority_sizes="--slots 1 --background 2 --background-tokens 8 --interactive 1 --interactive-tokens 2 --rounds 1"
         fairness_sizes="--slots 1 --burst 2 --burst-tokens 8 --light 1 --light-tokens 2 --rounds 1"
+        speculative_sizes="--requests 2 --max-tokens 8 --rounds 1"
     fi
     deadline=$((SECONDS + ${LORAD_DEVICE_SECS:-480}))
     local out=${OUT:-$kit/out}
@@ -244,6 +245,9 @@ device() {
     # shellcheck disable=SC2086
     step "bench fairness" 90 "$out/bench.log" \
         "$bin/lorad-bench" --out "$out/bench" fairness --device "$dev" $fairness_sizes || status=1
+    # shellcheck disable=SC2086
+    step "bench speculative" 120 "$out/bench.log" \
+        "$bin/lorad-bench" --out "$out/bench" speculative --device "$dev" $speculative_sizes || status=1
     grep -h 'b/a\|off/on\|a/b' "$out/bench/"*.md >>"$summary" 2>/dev/null || true
     for t in "$bin"/test-*; do
         [[ " ${first[*]} " == *" $(basename "$t") "* ]] && continue

@@ -15,6 +15,7 @@ mod receipts;
 mod report;
 mod scratch;
 mod span;
+mod speculative;
 mod stats;
 mod store;
 mod structured;
@@ -48,6 +49,9 @@ enum Cmd {
     /// Fair sharing between adapters: light adapters' time to first token behind a burst on
     /// one adapter, first come first served vs virtual token counters.
     Fairness(fairness::FairnessArgs),
+    /// Speculative decoding by prompt lookup: tokens/s with and without drafts, on answers
+    /// that repeat their prompt and on open questions.
+    Speculative(speculative::SpeculativeArgs),
     /// Structured output: decode throughput constrained to a JSON Schema (masks cold, then
     /// cached) vs unconstrained.
     Structured(structured::StructuredArgs),
@@ -88,6 +92,7 @@ fn try_main() -> anyhow::Result<()> {
         Cmd::Structured(args) => structured::run(&home, &cli.out, &args),
         Cmd::Priority(args) => priority::run(&home, &cli.out, &args),
         Cmd::Fairness(args) => fairness::run(&home, &cli.out, &args),
+        Cmd::Speculative(args) => speculative::run(&home, &cli.out, &args),
         Cmd::Attribution(args) => attribution::run(&home, &cli.out, &args),
         Cmd::Span(args) => span::run(&cli.out, &args),
         Cmd::Lightclient(args) => lightclient::run(&cli.out, &args),

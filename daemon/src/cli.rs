@@ -9,7 +9,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use lorad_engine::{EngineConfig, KvMemory, SchedulingPolicy};
 
 mod settlement;
+mod speculative;
 pub use settlement::{ChainCommand, ChainConn, ConfigCommand, ReceiptsCommand};
+pub use speculative::{SpeculativeConfig, parse_speculative};
 
 /// lorad: one daemon per GPU node serving many LoRA adapters over one base LLM through an
 /// OpenAI-compatible API.
@@ -545,6 +547,13 @@ pub struct ServeArgs {
     /// oldest request of the adapter served least so far, by weighted tokens).
     #[arg(long, default_value = "fcfs", value_parser = ["fcfs", "priority", "fair"])]
     pub scheduling_policy: String,
+    /// Speculative decoding by prompt lookup, as vLLM's JSON: `{"method": "ngram",
+    /// "num_speculative_tokens": 4, "prompt_lookup_max": 4, "prompt_lookup_min": 1}`. Each
+    /// step also runs up to that many tokens found after the answer's last n tokens earlier in
+    /// the prompt or answer; answers are unchanged, and come sooner where they repeat their
+    /// input (summaries, edits, extraction, code) [default: off].
+    #[arg(long, value_name = "JSON", value_parser = parse_speculative)]
+    pub speculative_config: Option<lorad_engine::NgramSpec>,
     /// Share the K/V of common prompt prefixes (system prompts, chat history) between requests
     /// of the same model or adapter, computing them once: `true` or `false`.
     #[arg(long, default_value_t = EngineConfig::default().prefix_caching, action = clap::ArgAction::Set, value_name = "BOOL")]
@@ -685,6 +694,7 @@ impl ServeArgs {
                 "fair" => SchedulingPolicy::Fair,
                 _ => SchedulingPolicy::Fcfs,
             },
+            speculative: self.speculative_config,
             max_seq_len: None,
             adapter_pool_bytes: self.device_adapter_bytes,
             ..EngineConfig::default()

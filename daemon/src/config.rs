@@ -96,6 +96,8 @@ pub struct Engine {
     pub prefix_caching: Option<bool>,
     /// `--scheduling-policy`: "fcfs", "priority" or "fair".
     pub scheduling_policy: Option<String>,
+    /// `--speculative-config`, as a table.
+    pub speculative_config: Option<crate::cli::SpeculativeConfig>,
 }
 
 /// `[adapters]`.
@@ -325,6 +327,15 @@ pub fn apply_serve(
         ));
     }
     fill!(m, "scheduling_policy", args.scheduling_policy, e.scheduling_policy.clone());
+    fill!(
+        m,
+        "speculative_config",
+        args.speculative_config,
+        e.speculative_config
+            .as_ref()
+            .map(|c| c.to_spec().map(Some).map_err(|why| bad("engine.speculative_config", why)))
+            .transpose()?
+    );
     let a = &f.adapters;
     fill!(
         m,
@@ -509,6 +520,19 @@ mod tests {
         let args =
             serve(merged(&["serve"], "[engine]\nscheduling_policy = \"fair\"\n").expect("merged"));
         assert_eq!(args.engine_config().scheduling, lorad_engine::SchedulingPolicy::Fair);
+        let file =
+            "[engine]\nspeculative_config = { method = \"ngram\", num_speculative_tokens = 3 }\n";
+        let args = serve(merged(&["serve"], file).expect("merged"));
+        let spec =
+            lorad_engine::NgramSpec { tokens: 3, max_n: 5, min_n: 5, disable_by_batch_size: None };
+        assert_eq!(args.engine_config().speculative, Some(spec));
+        let flag = r#"{"method": "ngram", "num_speculative_tokens": 2}"#;
+        let args = serve(merged(&["serve", "--speculative-config", flag], file).expect("merged"));
+        assert_eq!(args.engine_config().speculative.map(|s| s.tokens), Some(2), "the flag wins");
+        let bad =
+            "[engine]\nspeculative_config = { method = \"medusa\", num_speculative_tokens = 3 }\n";
+        let err = format!("{:#}", merged(&["serve"], bad).expect_err("medusa"));
+        assert!(err.contains("engine.speculative_config") && err.contains("ngram"), "{err}");
         let args = serve(merged(&["serve", "--kv-cache-memory", "2GiB"], "").expect("merged"));
         assert_eq!(args.kv_cache_memory, Some(KvMemory::Bytes(2 << 30)));
         assert!(

@@ -47,6 +47,8 @@ pub struct EngineConfig {
     pub prefix_caching: bool,
     /// Which waiting request runs next.
     pub scheduling: SchedulingPolicy,
+    /// Speculative decoding by prompt lookup; `None` decodes one token per step.
+    pub speculative: Option<crate::NgramSpec>,
 }
 
 /// Which waiting request runs next.
@@ -79,6 +81,7 @@ impl Default for EngineConfig {
             kernels: KernelPath::Auto,
             prefix_caching: true,
             scheduling: SchedulingPolicy::Fcfs,
+            speculative: None,
         }
     }
 }
@@ -108,6 +111,9 @@ impl EngineConfig {
         if self.adapter_pool_bytes == 0 {
             return zero("adapter_pool_bytes");
         }
+        if let Some(spec) = &self.speculative {
+            spec.validate()?;
+        }
         Ok(())
     }
 }
@@ -134,6 +140,10 @@ pub struct ModelInfo {
 pub struct EngineStats {
     /// Requests waiting for a slot.
     pub waiting: AtomicUsize,
+    /// Draft tokens proposed by speculative decoding.
+    pub spec_draft_tokens: AtomicUsize,
+    /// Draft tokens the model accepted.
+    pub spec_accepted_tokens: AtomicUsize,
     /// Requests in the running batch.
     pub running: AtomicUsize,
     /// Forward steps run.

@@ -27,6 +27,7 @@ mod request;
 mod residency;
 mod sampling;
 mod scheduler;
+mod speculative;
 mod weights;
 
 pub use adapters::{AdapterPool, ResidentAdapter};
@@ -45,4 +46,5 @@ pub use residency::{
     AdapterManager, Histogram, PAGE_IN_BUCKETS, ResidencyConfig, ResidencyStats, Tier,
 };
 pub use sampling::{Sampler, SamplingParams, argmax};
+pub use speculative::NgramSpec;
 pub use weights::{BaseWeights, LayerWeights};

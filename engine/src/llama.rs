@@ -173,7 +173,7 @@ impl Llama {
         let mut x = self.embed.index_select(&tok, 0)?;
         for (l, layer) in self.layers.iter().enumerate() {
             let base = |m: TargetModule, input: &Tensor| -> Result<Tensor> {
-                let y = input.matmul(&layer.proj[m.index()].t()?)?;
+                let y = lorad_kernels::linear(input, &layer.proj[m.index()], self.path)?;
                 Ok(match layer.bias.get(m.index()) {
                     Some(Some(b)) => y.broadcast_add(b)?,
                     _ => y,
@@ -210,7 +210,7 @@ impl Llama {
         let rows = Tensor::from_vec(logit_rows, n, dev)?;
         let last = x.index_select(&rows, 0)?;
         let last = lorad_kernels::rms_norm(&last, &self.norm, eps)?;
-        Ok(last.matmul(&self.lm_head.t()?)?.to_dtype(DType::F32)?)
+        Ok(lorad_kernels::linear(&last, &self.lm_head, self.path)?.to_dtype(DType::F32)?)
     }
 }
 

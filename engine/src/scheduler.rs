@@ -125,17 +125,19 @@ struct Part {
     seq: usize,
     /// Position of its first token this step.
     start: usize,
-    /// Tokens this step.
+    /// Tokens this step, its draft tokens included.
     len: usize,
     /// Logits for every token (prompt scoring), not only the last.
     all: bool,
     /// Samples its next token from the last row.
     sample: bool,
+    /// Draft tokens after its last token: a row for each, verified in turn.
+    drafts: usize,
 }
 
 impl Part {
     fn rows(&self) -> usize {
-        if self.all { self.len } else { usize::from(self.sample) }
+        if self.all || self.drafts > 0 { self.len } else { usize::from(self.sample) }
     }
 }
 
@@ -388,17 +390,38 @@ impl Scheduler {
         }
     }
 
-    /// Plans token counts per running sequence and makes sure each has blocks for them,
-    /// preempting the youngest sequences when the cache is full.
-    fn plan(&mut self) -> Vec<usize> {
+    /// Plans token counts per running sequence (draft tokens included) and makes sure each
+    /// has blocks for them, preempting the youngest sequences when the cache is full.
+    fn plan(&mut self) -> (Vec<usize>, Vec<Vec<u32>>) {
         loop {
             let mut budget = self.cfg.max_batch_tokens;
             let mut plan = vec![0usize; self.running.len()];
-            // Decoding sequences first (one token each), then prefill chunks.
+            let mut drafts = vec![Vec::new(); self.running.len()];
+            // Decoding sequences first (one token each), then their drafts, then prefill chunks.
             for (i, s) in self.running.iter().enumerate() {
                 if s.tokens.len() - s.computed == 1 && budget > 0 {
                     plan[i] = 1;
                     budget -= 1;
+                }
+            }
+            let decoding = plan.iter().filter(|&&n| n == 1).count();
+            if let Some(spec) = self.cfg.speculative
+                && spec.disable_by_batch_size.is_none_or(|b| decoding < b)
+            {
+                // Drafts ride on a step only while its decode rows stay few enough to cost
+                // what one row costs (the weights are read once for all of them).
+                let mut rows = plan.iter().sum::<usize>();
+                for (i, s) in self.running.iter().enumerate() {
+                    // A constrained answer's masks are per token; scoring needs every row.
+                    if plan[i] == 1 && s.constraint.is_none() && !s.scoring() {
+                        let room = s.max_tokens.saturating_sub(s.generated() + 1);
+                        let fits = self.max_seq_len.saturating_sub(s.tokens.len() + 1);
+                        let spare = lorad_kernels::SMALL_ROWS.saturating_sub(rows);
+                        drafts[i] = spec.propose(&s.tokens, room.min(fits).min(budget).min(spare));
+                        plan[i] += drafts[i].len();
+                        budget -= drafts[i].len();
+                        rows += drafts[i].len();
+                    }
                 }
             }
             for (i, s) in self.running.iter().enumerate() {
@@ -410,7 +433,17 @@ impl Scheduler {
             }
             let mut short = None;
             for (i, s) in self.running.iter_mut().enumerate() {
-                let need = self.kv.blocks_for(s.computed + plan[i]);
+                let mut need = self.kv.blocks_for(s.computed + plan[i]);
+                if need > s.blocks.len() && !drafts[i].is_empty() {
+                    // Drafts never preempt anyone: without blocks to spare, decode plainly.
+                    match self.kv.blocks.alloc(need - s.blocks.len()) {
+                        Some(b) => s.blocks.extend(b),
+                        None => {
+                            plan[i] -= std::mem::take(&mut drafts[i]).len();
+                            need = self.kv.blocks_for(s.computed + plan[i]);
+                        }
+                    }
+                }
                 if need > s.blocks.len() {
                     match self.kv.blocks.alloc(need - s.blocks.len()) {
                         Some(b) => s.blocks.extend(b),
@@ -422,10 +455,10 @@ impl Scheduler {
                 }
             }
             if short.is_none() {
-                return plan;
+                return (plan, drafts);
             }
             // Preempt the last in line and retry.
-            let Some(last) = self.last_in_line() else { return Vec::new() };
+            let Some(last) = self.last_in_line() else { return (Vec::new(), Vec::new()) };
             tracing::debug!("KV cache full: preempting a sequence");
             self.preempt(last);
         }
@@ -490,7 +523,14 @@ impl Scheduler {
         if self.running.is_empty() {
             return;
         }
-        let plan = self.plan();
+        let (plan, drafts) = self.plan();
+        // A drafting sequence's input: its last token, then its drafts.
+        let inputs: Vec<Vec<u32>> = (self.running.iter().zip(&drafts))
+            .map(|(s, d)| match d.is_empty() {
+                true => Vec::new(),
+                false => s.tokens[s.computed..].iter().chain(d).copied().collect(),
+            })
+            .collect();
         let mut fwd = Vec::with_capacity(self.running.len());
         let mut parts = Vec::with_capacity(self.running.len());
         for (i, s) in self.running.iter().enumerate() {
@@ -498,21 +538,26 @@ impl Scheduler {
             if n == 0 {
                 continue;
             }
+            let known = n - drafts[i].len();
             let part = Part {
                 seq: i,
                 start: s.computed,
                 len: n,
                 all: s.scoring(),
-                sample: s.computed + n == s.tokens.len(),
+                sample: s.computed + known == s.tokens.len(),
+                drafts: drafts[i].len(),
             };
             parts.push(part);
             fwd.push(ForwardSeq {
-                tokens: &s.tokens[s.computed..s.computed + n],
+                tokens: match part.drafts {
+                    0 => &s.tokens[s.computed..s.computed + n],
+                    _ => &inputs[i],
+                },
                 start_pos: s.computed,
                 block_table: &s.blocks,
                 adapter: s.adapter.as_deref(),
                 want_logits: part.sample,
-                all_logits: part.all,
+                all_logits: part.all || part.drafts > 0,
             });
         }
         if fwd.is_empty() {
@@ -562,8 +607,9 @@ impl Scheduler {
                 return;
             }
         };
+        // Draft positions count once verified.
         for (i, s) in self.running.iter_mut().enumerate() {
-            s.computed += plan[i];
+            s.computed += plan[i] - drafts[i].len();
         }
         if self.cfg.prefix_caching {
             for i in 0..self.running.len() {
@@ -574,6 +620,12 @@ impl Scheduler {
         let mut rows = logits.into_iter();
         for part in parts {
             let mut mine: Vec<Vec<f32>> = rows.by_ref().take(part.rows()).collect();
+            if part.drafts > 0 {
+                if let Some(reason) = self.verify(part.seq, &drafts[part.seq], mine) {
+                    finished.push((part.seq, reason));
+                }
+                continue;
+            }
             if part.all {
                 self.score_prompt(part, &mine);
             }
@@ -632,6 +684,30 @@ impl Scheduler {
         if !out.is_empty() {
             let _ = s.tx.send(GenerationEvent::Prompt { logprobs: out });
         }
+    }
+
+    /// Samples running sequence `i`'s rows in turn, one per input token (its last, then each
+    /// draft), as plain decoding would, until a sampled token differs from the draft or the
+    /// answer ends: every token comes from the model's distribution given the ones before it
+    /// (`speculative.rs`). The verified drafts' K/V count as computed.
+    fn verify(&mut self, i: usize, draft: &[u32], rows: Vec<Vec<f32>>) -> Option<FinishReason> {
+        let mut accepted = 0;
+        let mut end = None;
+        for (j, mut row) in rows.into_iter().enumerate() {
+            end = self.sample_one(i, &mut row);
+            let last = self.running[i].tokens.last().copied();
+            if end.is_some() || j >= draft.len() || last != Some(draft[j]) {
+                break;
+            }
+            accepted += 1;
+        }
+        self.running[i].computed += accepted;
+        self.stats.spec_draft_tokens.fetch_add(draft.len(), Ordering::Relaxed);
+        self.stats.spec_accepted_tokens.fetch_add(accepted, Ordering::Relaxed);
+        if self.cfg.prefix_caching {
+            self.register_full_blocks(i);
+        }
+        end
     }
 
     /// Samples the next token of running sequence `i`; returns a finish reason when it is done.

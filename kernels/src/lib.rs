@@ -25,6 +25,7 @@ mod error;
 
 pub mod attention;
 pub mod cpu;
+pub mod linear;
 pub mod lora;
 pub mod lora_stack;
 pub mod norm;
@@ -35,6 +36,7 @@ pub mod step;
 
 pub use attention::{KvPool, PagedSeq, paged_attention, write_kv};
 pub use error::KernelError;
+pub use linear::{SMALL_ROWS, linear};
 pub use lora::{LoraGroup, LoraPair, add_lora};
 pub use lora_stack::{LoraStack, StackMember, stack_mask};
 pub use norm::{rms_norm, swiglu};

@@ -15,6 +15,11 @@ pub trait Simd: Copy + Send + Sync {
     fn dot(self, a: &[f32], b: &[f32]) -> f32;
     /// [`Simd::dot`] with bf16 `a`, widened exactly.
     fn dot_bf16(self, a: &[bf16], b: &[f32]) -> f32;
+    /// `[w·x[0], …, w·x[3]]`, each bit for bit [`Simd::dot`]`(w, x[i])`: `w` is read once
+    /// for the four (a few decode rows against one weight row).
+    fn dot4(self, w: &[f32], x: [&[f32]; 4]) -> [f32; 4] {
+        x.map(|x| self.dot(w, x))
+    }
     /// `y[i] += alpha·x[i]`.
     fn axpy(self, y: &mut [f32], alpha: f32, x: &[f32]);
     /// [`Simd::axpy`] with bf16 `x`, widened exactly.
@@ -95,6 +100,11 @@ impl Simd for Avx2 {
     fn dot_bf16(self, a: &[bf16], b: &[f32]) -> f32 {
         // SAFETY: as in `dot`.
         unsafe { x86::dot_bf16(a, b) }
+    }
+    #[inline(always)]
+    fn dot4(self, w: &[f32], x: [&[f32]; 4]) -> [f32; 4] {
+        // SAFETY: as in `dot`.
+        unsafe { x86::dot4(w, x) }
     }
     #[inline(always)]
     fn axpy(self, y: &mut [f32], alpha: f32, x: &[f32]) {
@@ -200,6 +210,35 @@ mod x86 {
             tail += a[i].to_f32() * b[i];
         }
         finish(acc, tail)
+    }
+
+    /// Four of [`dot`] sharing the loads of `w`; each row's operations and order are `dot`'s.
+    #[target_feature(enable = "avx2")]
+    pub(super) fn dot4(w: &[f32], x: [&[f32]; 4]) -> [f32; 4] {
+        let n = x.iter().fold(w.len(), |n, x| n.min(x.len()));
+        if x.iter().any(|x| x.len().min(w.len()) != n) {
+            // Unequal lengths: each row's own `dot` (its own length), as the contract says.
+            return x.map(|x| dot(w, x));
+        }
+        let mut acc = [_mm256_setzero_ps(); 4];
+        for c in 0..n / 8 {
+            // SAFETY: `c * 8 + 8 <= n` and every slice holds at least `n` floats.
+            let wv = unsafe { _mm256_loadu_ps(w.as_ptr().add(c * 8)) };
+            for (a, x) in acc.iter_mut().zip(&x) {
+                // SAFETY: as above.
+                let xv = unsafe { _mm256_loadu_ps(x.as_ptr().add(c * 8)) };
+                *a = _mm256_add_ps(*a, _mm256_mul_ps(wv, xv));
+            }
+        }
+        let mut out = [0f32; 4];
+        for (k, x) in x.iter().enumerate() {
+            let mut tail = 0f32;
+            for i in n / 8 * 8..n {
+                tail += w[i] * x[i];
+            }
+            out[k] = finish(acc[k], tail);
+        }
+        out
     }
 
     #[target_feature(enable = "avx2")]

@@ -240,6 +240,20 @@ pub(crate) fn render(state: &AppState) -> String {
     );
     family(
         &mut out,
+        "lorad_spec_decode_draft_tokens_total",
+        "counter",
+        "Draft tokens proposed by speculative decoding (prompt lookup).",
+        &[("", load(&stats.spec_draft_tokens))],
+    );
+    family(
+        &mut out,
+        "lorad_spec_decode_accepted_tokens_total",
+        "counter",
+        "Draft tokens the model accepted (over the drafted: the acceptance rate).",
+        &[("", load(&stats.spec_accepted_tokens))],
+    );
+    family(
+        &mut out,
         "lorad_engine_step_tokens_total",
         "counter",
         "Tokens computed by forward steps (over lorad_engine_steps_total: mean batch tokens).",
