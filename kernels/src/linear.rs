@@ -81,23 +81,14 @@ fn rows<S: Simd>(simd: S, w: &[f32], x: &[f32], in_dim: usize, t: usize, yt: &mu
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn random(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-            })
-            .collect()
-    }
+    use crate::simd::tests::values;
 
     #[test]
     fn matches_matmul_and_rows_do_not_depend_on_the_batch() -> Result<()> {
         let (in_dim, out_dim) = (77, 130);
-        let w = Tensor::from_vec(random(out_dim * in_dim, 1), (out_dim, in_dim), &Device::Cpu)?;
+        let w = Tensor::from_vec(values(1, out_dim * in_dim), (out_dim, in_dim), &Device::Cpu)?;
         let x =
-            Tensor::from_vec(random(SMALL_ROWS * in_dim, 2), (SMALL_ROWS, in_dim), &Device::Cpu)?;
+            Tensor::from_vec(values(2, SMALL_ROWS * in_dim), (SMALL_ROWS, in_dim), &Device::Cpu)?;
         let all = linear(&x, &w, KernelPath::Auto)?.to_vec2::<f32>()?;
         let reference = linear(&x, &w, KernelPath::Generic)?.to_vec2::<f32>()?;
         for (a, b) in all.iter().flatten().zip(reference.iter().flatten()) {
@@ -106,11 +97,15 @@ mod tests {
         for t in [1, 2, 3, 4, 5, 6, 7, 9] {
             let part = linear(&x.narrow(0, 3, t)?, &w, KernelPath::Auto)?.to_vec2::<f32>()?;
             for (m, row) in part.iter().enumerate() {
-                assert_eq!(row, &all[3 + m], "row {m} of {t} differs from the same row of SMALL_ROWS");
+                assert_eq!(
+                    row,
+                    &all[3 + m],
+                    "row {m} of {t} differs from the same row of SMALL_ROWS"
+                );
             }
         }
         // Past SMALL_ROWS it is candle's matmul; a shape mismatch is candle's error.
-        let long = Tensor::from_vec(random(20 * in_dim, 3), (20, in_dim), &Device::Cpu)?;
+        let long = Tensor::from_vec(values(3, 20 * in_dim), (20, in_dim), &Device::Cpu)?;
         assert_eq!(linear(&long, &w, KernelPath::Auto)?.dims(), &[20, out_dim]);
         assert!(linear(&x.narrow(1, 0, 10)?.contiguous()?, &w, KernelPath::Auto).is_err());
         Ok(())

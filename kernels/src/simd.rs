@@ -364,10 +364,11 @@ mod x86 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn values(seed: u32, n: usize) -> Vec<f32> {
+    /// `n` seeded values in -0.5..0.5 (a linear congruential generator).
+    pub(crate) fn values(seed: u32, n: usize) -> Vec<f32> {
         let mut state = seed;
         (0..n)
             .map(|_| {

@@ -213,6 +213,16 @@ pub(crate) async fn unpin(
     set_pin(state, headers, name, false).await
 }
 
+/// A failed removal of adapter `name`: 409 while requests run on it.
+pub(super) fn removal_error(name: &str, e: EngineError) -> ApiError {
+    match e {
+        e @ EngineError::AdapterInUse(_) => {
+            ApiError::http(StatusCode::CONFLICT, e.to_string(), "adapter_in_use")
+        }
+        e => adapter_error(name, e),
+    }
+}
+
 /// Query of `DELETE /v1/adapters/{name}`.
 #[derive(Debug, Deserialize)]
 pub(crate) struct RemoveQuery {
@@ -242,12 +252,9 @@ pub(crate) async fn remove(
     let serving = state.serving()?.clone();
     let drain = q.force.then(|| Duration::from_secs(q.drain_secs.unwrap_or(30)));
     let owned = name.clone();
-    blocking(move || serving.manager.remove(&owned, drain)).await?.map_err(|e| match e {
-        e @ EngineError::AdapterInUse(_) => {
-            ApiError::http(StatusCode::CONFLICT, e.to_string(), "adapter_in_use")
-        }
-        e => adapter_error(&name, e),
-    })?;
+    blocking(move || serving.manager.remove(&owned, drain))
+        .await?
+        .map_err(|e| removal_error(&name, e))?;
     tracing::info!(adapter = %name, "adapter removed");
     Ok(Json(Deleted { id: name, object: "adapter", deleted: true }))
 }

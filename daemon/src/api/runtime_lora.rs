@@ -15,15 +15,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use lorad_engine::EngineError;
+use axum::http::HeaderMap;
 use lorad_store::StoreError;
 use serde::Deserialize;
 
-use super::admin::{authorize, blocking, store_error};
+use super::admin::{authorize, blocking, removal_error, store_error};
 use super::errors::ApiError;
 use super::extract::ApiJson;
-use super::state::{AppState, adapter_error};
+use super::state::AppState;
 
 /// How long an unload waits for the requests running on the adapter.
 const UNLOAD_DRAIN: Duration = Duration::from_secs(30);
@@ -96,12 +95,7 @@ pub(crate) async fn load(
         if adapter.content_hash == existing.content_hash {
             return Ok(Outcome::Replaced);
         }
-        serving.manager.remove(&name, None).map_err(|e| match e {
-            e @ EngineError::AdapterInUse(_) => {
-                ApiError::http(StatusCode::CONFLICT, e.to_string(), "adapter_in_use")
-            }
-            e => adapter_error(&name, e),
-        })?;
+        serving.manager.remove(&name, None).map_err(|e| removal_error(&name, e))?;
         store
             .import_adapter(&name, &adapter, &info.base_hash)
             .map_err(|e| store_error(&name, e))?;
@@ -136,14 +130,9 @@ pub(crate) async fn unload(
     let serving = state.serving()?.clone();
     let name = req.lora_name;
     let owned = name.clone();
-    blocking(move || serving.manager.remove(&owned, Some(UNLOAD_DRAIN))).await?.map_err(
-        |e| match e {
-            e @ EngineError::AdapterInUse(_) => {
-                ApiError::http(StatusCode::CONFLICT, e.to_string(), "adapter_in_use")
-            }
-            e => adapter_error(&name, e),
-        },
-    )?;
+    blocking(move || serving.manager.remove(&owned, Some(UNLOAD_DRAIN)))
+        .await?
+        .map_err(|e| removal_error(&name, e))?;
     tracing::info!(adapter = %name, "adapter unloaded");
     Ok(format!("Success: LoRA adapter '{name}' removed successfully."))
 }
