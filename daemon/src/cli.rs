@@ -548,10 +548,11 @@ pub struct ServeArgs {
     #[arg(long, default_value = "fcfs", value_parser = ["fcfs", "priority", "fair"])]
     pub scheduling_policy: String,
     /// Speculative decoding by prompt lookup, as vLLM's JSON: `{"method": "ngram",
-    /// "num_speculative_tokens": 4, "prompt_lookup_max": 4, "prompt_lookup_min": 1}`. Each
-    /// step also runs up to that many tokens found after the answer's last n tokens earlier in
-    /// the prompt or answer; answers are unchanged, and come sooner where they repeat their
-    /// input (summaries, edits, extraction, code) [default: off].
+    /// "num_speculative_tokens": 4, "prompt_lookup_min": 2, "prompt_lookup_max": 4}` (as in
+    /// vLLM a missing bound takes the other's value, both 5 when neither is set; also
+    /// `disable_by_batch_size`). Each step also runs up to that many tokens found after the
+    /// answer's last n tokens earlier in the prompt or answer; answers are unchanged, and come
+    /// sooner where they repeat their input (summaries, edits, extraction, code) [default: off].
     #[arg(long, value_name = "JSON", value_parser = parse_speculative)]
     pub speculative_config: Option<lorad_engine::NgramSpec>,
     /// Share the K/V of common prompt prefixes (system prompts, chat history) between requests

@@ -267,3 +267,27 @@ async fn fair_sharing_serves_every_model_and_refuses_priority() {
     crate::common::assert_error(&got, StatusCode::BAD_REQUEST, Some("priority"));
     assert!(got.2["error"]["message"].as_str().unwrap().contains("fairly"), "{}", got.2);
 }
+
+/// A server that speculates by prompt lookup answers as one that does not, and counts its
+/// drafts in `/metrics`.
+#[tokio::test]
+async fn speculative_decoding_keeps_answers_and_counts_drafts() {
+    let spec =
+        lorad_engine::NgramSpec { tokens: 4, max_n: 4, min_n: 1, disable_by_batch_size: None };
+    let cfg =
+        lorad_engine::EngineConfig { speculative: Some(spec), ..crate::common::test_config() };
+    let Some(on) = crate::common::server(cfg) else { return };
+    let Some(off) = crate::common::shared() else { return };
+    let ask = json!({"model": "ada", "messages": [{"role": "user", "content": "Repeat: red, green, blue, red, green, blue."}], "max_tokens": 24, "temperature": 0});
+    let (status, _, a) = post(&on.router, "/v1/chat/completions", ask.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{a}");
+    let (_, _, b) = post(&off.router, "/v1/chat/completions", ask).await;
+    assert_eq!(a["choices"][0]["message"], b["choices"][0]["message"]);
+    let (_, _, text) =
+        crate::common::call(&on.router, "GET", "/metrics", axum::body::Body::empty()).await;
+    let drafts = text
+        .lines()
+        .find_map(|l| l.strip_prefix("lorad_spec_decode_draft_tokens_total "))
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    assert!(drafts.is_some_and(|d| d > 0), "no drafts counted: {drafts:?}");
+}
