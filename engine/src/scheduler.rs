@@ -409,13 +409,13 @@ impl Scheduler {
                     budget -= 1;
                 }
             }
-            let decoding = plan.iter().filter(|&&n| n == 1).count();
+            // One row per decoding sequence so far.
+            let mut rows = plan.iter().sum::<usize>();
             if let Some(spec) = self.cfg.speculative
-                && spec.disable_by_batch_size.is_none_or(|b| decoding < b)
+                && spec.disable_by_batch_size.is_none_or(|b| rows < b)
             {
                 // Drafts ride on a step only while its decode rows stay few enough to cost
                 // what one row costs (the weights are read once for all of them).
-                let mut rows = plan.iter().sum::<usize>();
                 for (i, s) in self.running.iter().enumerate() {
                     // A constrained answer's masks are per token; scoring needs every row.
                     if plan[i] == 1 && s.constraint.is_none() && !s.scoring() {
@@ -530,10 +530,16 @@ impl Scheduler {
         }
         let (plan, drafts) = self.plan();
         // A drafting sequence's input: its last token, then its drafts.
-        let inputs: Vec<Vec<u32>> = (self.running.iter().zip(&drafts))
-            .map(|(s, d)| match d.is_empty() {
-                true => Vec::new(),
-                false => s.tokens[s.computed..].iter().chain(d).copied().collect(),
+        let inputs: Vec<Vec<u32>> = self
+            .running
+            .iter()
+            .zip(&drafts)
+            .map(|(s, d)| {
+                if d.is_empty() {
+                    Vec::new()
+                } else {
+                    s.tokens[s.computed..].iter().chain(d).copied().collect()
+                }
             })
             .collect();
         let mut fwd = Vec::with_capacity(self.running.len());

@@ -103,21 +103,19 @@ pub(crate) async fn load(
     })
     .await??;
     let name = req.lora_name;
-    match done {
-        Outcome::Exists => Err(ApiError::bad_request(
-            "lora_name",
-            format!("The lora adapter '{name}' has already been loaded. If you want to load the adapter in place, set 'load_inplace' to True."),
-        )
-        .code("adapter_exists")),
-        Outcome::New => {
-            tracing::info!(adapter = %name, path = %req.lora_path, "adapter loaded");
-            Ok(format!("Success: LoRA adapter '{name}' added successfully."))
+    let what = match done {
+        Outcome::Exists => {
+            return Err(ApiError::bad_request(
+                "lora_name",
+                format!("The lora adapter '{name}' has already been loaded. If you want to load the adapter in place, set 'load_inplace' to True."),
+            )
+            .code("adapter_exists"));
         }
-        Outcome::Replaced => {
-            tracing::info!(adapter = %name, path = %req.lora_path, "adapter reloaded in place");
-            Ok(format!("Success: LoRA adapter '{name}' added successfully."))
-        }
-    }
+        Outcome::New => "adapter loaded",
+        Outcome::Replaced => "adapter reloaded in place",
+    };
+    tracing::info!(adapter = %name, path = %req.lora_path, "{what}");
+    Ok(format!("Success: LoRA adapter '{name}' added successfully."))
 }
 
 /// `POST /v1/unload_lora_adapter`
