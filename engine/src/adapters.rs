@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use candle_core::{DType, Device, Tensor};
 use lorad_kernels::LoraPair;
-use lorad_store::tiers::{TierCache, TierStats};
+use lorad_store::tiers::{Admission, TierCache, TierFull, TierStats};
 use lorad_store::{Adapter, BaseShape, Blob, StoredDtype, TargetModule};
 
 use crate::{EngineError, Result};
@@ -215,6 +215,15 @@ fn is_exact_bf16(values: &[f32]) -> bool {
     values.iter().all(|&v| v.to_bits() & 0xFFFF == 0 && !v.is_nan())
 }
 
+/// What [`AdapterPool::admit`] did.
+#[derive(Debug)]
+pub(crate) enum Admitted {
+    /// The adapter is resident (the caller's `Arc` is its lease).
+    Inserted,
+    /// Waiting for the leased adapters that would make room; the budget figures.
+    Draining(TierFull),
+}
+
 /// The device working set: name → resident adapter under a byte budget, shared between the API
 /// threads (lookups at submit) and the engine.
 ///
@@ -248,12 +257,47 @@ impl AdapterPool {
         Ok(adapter)
     }
 
-    /// Looks up an adapter, taking a lease on it (counts a hit or a miss).
+    /// Admits `adapter` for the residency manager's caller whose turn it is (see
+    /// [`TierCache::admit`]): in, or the leased adapters that would make room start draining
+    /// (no new leases) and [`Admitted::Draining`] says to try again once they are released.
+    /// [`EngineError::AdapterPoolFull`] when pinned adapters leave too little room.
+    pub(crate) fn admit(&self, adapter: &Arc<ResidentAdapter>) -> Result<Admitted> {
+        let name = &adapter.name;
+        match self.inner.admit(name, adapter.clone(), adapter.bytes as u64) {
+            Ok(Admission::Inserted(evicted)) => {
+                for (old, _) in evicted {
+                    tracing::debug!(adapter = %old, "evicted from the device working set");
+                }
+                Ok(Admitted::Inserted)
+            }
+            Ok(Admission::Draining(full)) => Ok(Admitted::Draining(full)),
+            Err(full) => Err(EngineError::AdapterPoolFull { name: name.clone(), full }),
+        }
+    }
+
+    /// A lease on `name` for the caller whose turn it is, lifting its drain mark.
+    pub(crate) fn claim(&self, name: &str) -> Option<Arc<ResidentAdapter>> {
+        self.inner.claim(name)
+    }
+
+    /// Lifts every drain mark.
+    pub(crate) fn clear_draining(&self) {
+        self.inner.clear_draining();
+    }
+
+    /// Whether `name` is resident but takes no new leases until a waiting adapter is admitted.
+    pub fn is_draining(&self, name: &str) -> bool {
+        self.inner.is_draining(name)
+    }
+
+    /// Looks up an adapter, taking a lease on it (counts a hit or a miss). A draining adapter is
+    /// a miss: [`crate::AdapterManager::acquire`] then waits its turn for it.
     pub fn get(&self, name: &str) -> Option<Arc<ResidentAdapter>> {
         self.inner.get(name)
     }
 
-    /// The resident adapter without counting a lookup or refreshing its recency.
+    /// The resident adapter, draining or not, without counting a lookup or refreshing its
+    /// recency (for holders of a lease).
     pub fn peek(&self, name: &str) -> Option<Arc<ResidentAdapter>> {
         self.inner.peek(name)
     }

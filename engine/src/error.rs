@@ -78,6 +78,20 @@ pub enum EngineError {
         /// Budget figures.
         full: lorad_store::tiers::TierFull,
     },
+    /// An adapter waited its whole admit timeout behind other adapters' turns at the device
+    /// budget (requests on the adapters ahead of it held the room).
+    #[error(
+        "adapter '{name}' cannot be made resident: it waited {waited_secs} s behind {ahead} other \
+         adapter(s) for room in the device adapter budget"
+    )]
+    AdmitTimeout {
+        /// The adapter.
+        name: String,
+        /// Seconds waited.
+        waited_secs: u64,
+        /// Adapters that were ahead in the queue when it gave up.
+        ahead: usize,
+    },
     /// Requests are running on the adapter (removal refused).
     #[error("adapter '{0}' is in use by running requests; drain them first or force the removal")]
     AdapterInUse(String),

@@ -12,6 +12,7 @@
 //! branches on the device (the kernels crate picks fused CPU or generic paths).
 
 mod adapters;
+mod admission;
 mod constrained;
 mod engine;
 mod error;

@@ -8,10 +8,13 @@
 //! overlaps with the batches that are running (S-LoRA's prefetch, done at admission).
 //!
 //! Concurrent acquires of one adapter share one page-in (single flight per name); acquires of
-//! different adapters run in parallel. When the device budget is held entirely by pinned or
-//! leased adapters, an acquire waits (polling, bounded by [`ResidencyConfig::admit_timeout`])
-//! for running requests to release theirs, then fails with a clear error: admission never
-//! evicts an adapter a request holds.
+//! different adapters run in parallel up to the upload. Room in the device budget is given in
+//! arrival order ([`crate::admission`]): when requests hold the room an acquire needs, the
+//! least recently used of their adapters *drain* (take no new requests; their queued and
+//! running ones finish) until it fits, so a stream of requests on busy adapters cannot keep an
+//! adapter out. Admission never evicts an adapter a request holds; an acquire fails at once
+//! when pinned adapters leave too little room, and after [`ResidencyConfig::admit_timeout`]
+//! otherwise.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,7 +24,8 @@ use std::time::{Duration, Instant};
 use lorad_store::disk::{Blob, Store};
 use lorad_store::tiers::{TierCache, TierStats};
 
-use crate::adapters::ResidentAdapter;
+use crate::adapters::{Admitted, ResidentAdapter};
+use crate::admission::Turns;
 use crate::engine::EngineHandle;
 use crate::{EngineError, Result};
 
@@ -148,6 +152,7 @@ pub struct AdapterManager {
     host: TierCache<Blob>,
     cfg: ResidencyConfig,
     flights: Mutex<HashMap<String, Arc<Flight>>>,
+    turns: Turns,
     page_ins: AtomicU64,
     disk_bytes: AtomicU64,
     page_in_latency: Histogram,
@@ -179,6 +184,7 @@ impl AdapterManager {
             host,
             cfg,
             flights: Mutex::new(HashMap::new()),
+            turns: Turns::default(),
             page_ins: AtomicU64::new(0),
             disk_bytes: AtomicU64::new(0),
             page_in_latency: Histogram::default(),
@@ -251,8 +257,13 @@ impl AdapterManager {
 
     /// Disk → host → device for one adapter.
     fn page_in(&self, name: &str) -> Result<Arc<ResidentAdapter>> {
-        // `acquire` already counted the miss that brought us here.
-        if let Some(lease) = self.engine.adapter_pool().peek(name) {
+        // `acquire` already counted the miss that brought us here. A draining adapter waits
+        // its turn instead (the check races with the marks, harmlessly: a lease taken as the
+        // drain starts only delays it).
+        let pool = self.engine.adapter_pool();
+        if !pool.is_draining(name)
+            && let Some(lease) = pool.peek(name)
+        {
             return Ok(lease);
         }
         let blob = self.host_blob(name)?;
@@ -268,17 +279,43 @@ impl AdapterManager {
         // Checked once per blob (shapes always; the content hash on its first page-in), then
         // uploaded from the blob's own bytes: no f32 decode on re-admission.
         self.store.check(&blob, &self.engine.info().base_shape)?;
-        let adapter = Arc::new(self.engine.upload_blob(&blob)?);
-        drop(blob);
-        let deadline = Instant::now() + self.cfg.admit_timeout;
+        self.admit(name, &blob)
+    }
+
+    /// Waits for this acquirer's turn at the device budget (arrival order, see
+    /// [`crate::admission`]), then admits the adapter; while the room is held by other
+    /// adapters' requests, those drain (take no new requests) until it fits. Uploads only once
+    /// it is this acquirer's turn, so waiting copies never exceed the budget.
+    fn admit(&self, name: &str, blob: &Blob) -> Result<Arc<ResidentAdapter>> {
+        let pool = self.engine.adapter_pool();
+        let started = Instant::now();
+        let deadline = started + self.cfg.admit_timeout;
+        let turn = self.turns.enter(pool);
+        let mut adapter: Option<Arc<ResidentAdapter>> = None;
         loop {
-            match self.engine.adapter_pool().insert(adapter.clone()) {
-                Ok(lease) => return Ok(lease),
-                Err(EngineError::AdapterPoolFull { .. }) if Instant::now() < deadline => {
-                    // Budget held by running requests: they release it as they finish.
-                    std::thread::sleep(Duration::from_millis(5));
+            if !turn.wait_first(deadline) {
+                return Err(EngineError::AdmitTimeout {
+                    name: name.to_owned(),
+                    waited_secs: started.elapsed().as_secs(),
+                    ahead: self.turns.waiting().saturating_sub(1),
+                });
+            }
+            // Resident already: another page-in of it finished, or it was draining for an
+            // earlier turn and its requests waited here.
+            if let Some(lease) = pool.claim(name) {
+                return Ok(lease);
+            }
+            let a = match &adapter {
+                Some(a) => a.clone(),
+                None => adapter.insert(Arc::new(self.engine.upload_blob(blob)?)).clone(),
+            };
+            match pool.admit(&a)? {
+                Admitted::Inserted => return Ok(a),
+                Admitted::Draining(full) if Instant::now() >= deadline => {
+                    return Err(EngineError::AdapterPoolFull { name: name.to_owned(), full });
                 }
-                Err(e) => return Err(e),
+                // The requests holding the room finish within their token limits.
+                Admitted::Draining(_) => std::thread::sleep(Duration::from_millis(2)),
             }
         }
     }
@@ -327,7 +364,17 @@ impl AdapterManager {
         }
     }
 
-    /// Pins (never evicted from either tier) or unpins `name`, persistently.
+    /// Pins `name` resident: pages it in (waiting its turn like a request), then records the
+    /// pin, so a pin that cannot be made resident fails without being recorded.
+    pub fn pin(&self, name: &str) -> Result<()> {
+        let lease = self.acquire(name)?;
+        self.set_pinned(name, true)?;
+        drop(lease);
+        Ok(())
+    }
+
+    /// Pins (never evicted from either tier) or unpins `name`, persistently, without paging
+    /// it in ([`AdapterManager::pin`] does).
     pub fn set_pinned(&self, name: &str, pinned: bool) -> Result<()> {
         self.store.set_pinned(name, pinned)?;
         self.host.set_pinned(name, pinned);

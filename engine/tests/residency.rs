@@ -10,14 +10,17 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use candle_core::DType;
 use lorad_engine::{
-    AdapterManager, EngineConfig, EngineHandle, GenerateRequest, ResidencyConfig, Tier,
+    AdapterManager, EngineConfig, EngineError, EngineHandle, GenerateRequest, ResidencyConfig,
+    ResidentAdapter, Tier,
 };
 use lorad_store::disk::{Store, StoreConfig};
 use lorad_store::paging::IoMode;
 use lorad_store::{RandomAdapterSpec, TargetModule, TensorDtype};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use tempfile::TempDir;
 
 const ADAPTERS: usize = 1000;
 const DISTINCT: usize = 100;
@@ -163,4 +166,111 @@ fn run(io_mode: IoMode) {
 #[test]
 fn thousand_adapters_serve_exactly_under_eviction() {
     run(IoMode::Auto);
+}
+
+/// "busy" and "other" in a store, served by an engine whose device budget has room for one of
+/// them, not both.
+fn room_for_one(admit_timeout: Duration) -> Option<(EngineHandle, Arc<AdapterManager>, TempDir)> {
+    let model = common::load()?;
+    let base = lorad_engine::base_shape(&model.config);
+    let base_hash = model.base_hash.clone();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&tmp.path().join("store"), StoreConfig::default()).unwrap());
+    let mut rng = StdRng::seed_from_u64(11);
+    let mut largest = 0;
+    for name in ["busy", "other"] {
+        let adapter = lorad_store::random_adapter(name, &base, &spec(&mut rng, base.num_layers, 5));
+        let resident =
+            ResidentAdapter::new(&adapter, &base, DType::F32, &candle_core::Device::Cpu).unwrap();
+        largest = largest.max(resident.bytes as u64);
+        let dir = tmp.path().join(name);
+        lorad_store::write_peft_dir(&dir, &adapter, TensorDtype::F32).unwrap();
+        store.import_dir(&dir, None, &base, &base_hash).unwrap();
+    }
+    let engine = EngineHandle::start(
+        model,
+        EngineConfig { adapter_pool_bytes: largest * 3 / 2, ..EngineConfig::default() },
+    )
+    .unwrap();
+    let cfg = ResidencyConfig { host_cache_bytes: 1 << 30, admit_timeout };
+    let manager = Arc::new(AdapterManager::new(store, engine.clone(), cfg).unwrap());
+    Some((engine, manager, tmp))
+}
+
+/// A device budget with room for one adapter, held without a break by a stream of requests on
+/// adapter A: a request on B must still be admitted (A stops taking new requests until its
+/// running ones finish, B runs, then A comes back), not wait out its admit timeout.
+#[test]
+fn a_busy_adapter_does_not_starve_another_of_device_budget() {
+    let admit_timeout = Duration::from_secs(20);
+    let Some((engine, manager, _tmp)) = room_for_one(admit_timeout) else { return };
+    let prompt: Vec<u32> = (1..40).collect();
+    let request = |name: &str| GenerateRequest {
+        adapter: Some(name.to_owned()),
+        ..GenerateRequest::greedy(prompt.clone(), 6)
+    };
+
+    // Four overlapping clients keep "busy" leased from now until "other" has its answer.
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let first = manager.acquire("busy").unwrap();
+    let busy: Vec<_> = (0..4)
+        .map(|_| {
+            let (manager, engine, done, req) =
+                (manager.clone(), engine.clone(), done.clone(), request("busy"));
+            std::thread::spawn(move || {
+                let mut answers = 0;
+                while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                    let lease = manager.acquire("busy").expect("busy is admitted again");
+                    let stream = engine.submit(req.clone()).unwrap();
+                    drop(lease);
+                    stream.collect_blocking().unwrap();
+                    answers += 1;
+                }
+                answers
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    drop(first);
+
+    let started = std::time::Instant::now();
+    let lease = manager.acquire("other");
+    let waited = started.elapsed();
+    let other = lease.map(|lease| {
+        let stream = engine.submit(request(&lease.name)).unwrap();
+        drop(lease);
+        stream.collect_blocking().unwrap().tokens
+    });
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let answers: Vec<usize> = busy.into_iter().map(|t| t.join().unwrap()).collect();
+    let other = other.unwrap_or_else(|e| panic!("'other' starved after {waited:?}: {e}"));
+    assert_eq!(other.len(), 6);
+    assert!(waited < admit_timeout, "admitted within the timeout, after {waited:?}");
+    assert!(answers.iter().all(|&n| n > 0), "every busy client was answered: {answers:?}");
+    let device = manager.stats().device;
+    assert!(device.drains >= 1 && device.evictions >= 1, "busy drained for other: {device:?}");
+    engine.shutdown();
+}
+
+/// A pin that cannot be made resident (pins hold the room) fails at once, naming the pinned
+/// bytes, and is not recorded; so does a request for it, until the other pin goes.
+#[test]
+fn pins_that_leave_no_room_fail_at_once_and_are_not_recorded() {
+    let admit_timeout = Duration::from_secs(20);
+    let Some((engine, manager, _tmp)) = room_for_one(admit_timeout) else { return };
+    manager.pin("busy").unwrap();
+    assert!(manager.store().get("busy").unwrap().pinned);
+    let started = std::time::Instant::now();
+    let err = manager.pin("other").unwrap_err();
+    assert!(started.elapsed() < admit_timeout / 2, "no wait: waiting cannot help");
+    let msg = err.to_string();
+    assert!(matches!(&err, EngineError::AdapterPoolFull { full, .. } if full.pinned > 0), "{msg}");
+    assert!(msg.contains("'other'") && msg.contains("bytes are pinned"), "{msg}");
+    assert!(!manager.store().get("other").unwrap().pinned, "a failed pin is not recorded");
+    assert!(manager.acquire("other").is_err());
+    manager.set_pinned("busy", false).unwrap();
+    let lease = manager.acquire("other").unwrap();
+    assert_ne!(manager.tier_of("busy"), Tier::Device, "busy was evicted for other");
+    drop(lease);
+    engine.shutdown();
 }

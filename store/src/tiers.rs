@@ -16,6 +16,15 @@
 //! finding the oldest evictable entry is O(log n) plus the pinned/leased entries skipped on the
 //! way. [`TierCache::insert`] is all-or-nothing: if evicting every evictable entry would still not
 //! make room it evicts nothing and returns [`TierFull`].
+//!
+//! Leases alone could starve a newcomer: entries that requests keep re-leasing (a busy adapter)
+//! never become evictable, so an insert that needs their room would wait forever.
+//! [`TierCache::admit`] is the insert for callers that wait their turn: when the room is leased
+//! it marks the least recently used leased entries that would make room as *draining*.
+//! [`TierCache::get`] gives no new leases on a draining entry; once its holders finish it is
+//! evictable and the waiting admit succeeds. The caller's queue decides whose turn it is (one
+//! admission at a time sets the draining marks); [`TierCache::claim`] takes a draining entry back
+//! when its own turn comes and [`TierCache::clear_draining`] lifts the marks when the turn ends.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -29,8 +38,10 @@ pub struct TierFull {
     /// The tier's budget.
     pub budget: u64,
     /// Bytes held by entries that cannot be evicted (pinned or leased), not counting an entry the
-    /// insert would replace. `budget - held` is the most an insert can ever get.
+    /// insert would replace. `budget - held` is the most an insert can get now.
     pub held: u64,
+    /// The part of `held` that is pinned: `budget - pinned` is the most an insert can ever get.
+    pub pinned: u64,
 }
 
 impl TierFull {
@@ -44,11 +55,13 @@ impl fmt::Display for TierFull {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "needs {} bytes but only {} of the {}-byte budget can be freed: the rest is pinned or \
-             leased by running requests",
+            "needs {} bytes but only {} of the {}-byte budget can be freed: {} bytes are pinned \
+             and {} leased by running requests",
             self.needed,
             self.free(),
-            self.budget
+            self.budget,
+            self.pinned,
+            self.held.saturating_sub(self.pinned)
         )
     }
 }
@@ -66,6 +79,8 @@ pub struct TierStats {
     pub inserts: u64,
     /// Entries evicted to make room (explicit removals and replacements are not evictions).
     pub evictions: u64,
+    /// Entries marked draining by [`TierCache::admit`] to make room for a waiting one.
+    pub drains: u64,
     /// Bytes currently accounted to entries.
     pub bytes: u64,
     /// Entries currently held.
@@ -103,12 +118,39 @@ struct Inner<V> {
     /// tick → key, oldest first; exactly one tick per entry.
     lru: BTreeMap<u64, String>,
     pinned: HashSet<String>,
+    /// Present keys [`TierCache::get`] gives no new leases on (see the module docs).
+    draining: HashSet<String>,
     next_tick: u64,
     bytes: u64,
     hits: u64,
     misses: u64,
     inserts: u64,
     evictions: u64,
+    drains: u64,
+}
+
+/// What [`TierCache::admit`] did.
+#[derive(Debug)]
+pub enum Admission<V> {
+    /// The value is in, evicting these entries (oldest first).
+    Inserted(Vec<(String, Arc<V>)>),
+    /// No room while requests hold the entries that would make it: those are now draining (no
+    /// new leases), so admitting again once their holders finish succeeds. The budget figures.
+    Draining(TierFull),
+}
+
+/// Where an insert's room comes from (see [`Inner::room`]).
+struct Room {
+    /// Evictable entries to evict, oldest first.
+    victims: Vec<String>,
+    /// Leased (unpinned) entries that would make the rest of the room once released.
+    leased: Vec<String>,
+    /// Whether `victims` alone make room.
+    fits: bool,
+    /// Bytes held by pinned or leased entries besides the replaced one.
+    held: u64,
+    /// Bytes held by pinned entries besides the replaced one.
+    pinned: u64,
 }
 
 impl<V> Inner<V> {
@@ -130,14 +172,97 @@ impl<V> Inner<V> {
 
     fn remove_entry(&mut self, key: &str) -> Option<Entry<V>> {
         let e = self.entries.remove(key)?;
+        self.draining.remove(key);
         self.lru.remove(&e.tick);
         self.bytes -= e.bytes;
         Some(e)
     }
 
-    fn evictable(&self, key: &str, e: &Entry<V>) -> bool {
-        !e.leased() && !self.pinned.contains(key)
+    /// Walks oldest → newest for room for `bytes` under `key` (replacing `key`'s entry):
+    /// evictable entries first; past those, when `leased` is set, the leased unpinned entries
+    /// that would make the rest once released.
+    fn room(&self, budget: u64, key: &str, bytes: u64, leased: bool) -> Room {
+        let replaced = self.entries.get(key).map_or(0, |e| e.bytes);
+        let others = self.bytes - replaced;
+        let mut free = budget.saturating_sub(others);
+        let mut room = Room {
+            victims: Vec::new(),
+            leased: Vec::new(),
+            fits: bytes <= free,
+            held: 0,
+            pinned: 0,
+        };
+        room.pinned = (self.pinned.iter())
+            .filter(|k| k.as_str() != key)
+            .filter_map(|k| self.entries.get(k.as_str()))
+            .map(|e| e.bytes)
+            .sum();
+        let mut evictable = 0;
+        if !room.fits {
+            for (_, k) in self.lru.iter() {
+                let e = &self.entries[k];
+                if k == key || self.pinned.contains(k.as_str()) {
+                    continue;
+                }
+                if !e.leased() {
+                    room.victims.push(k.clone());
+                    evictable += e.bytes;
+                    free += e.bytes;
+                    room.fits = bytes <= free;
+                    if room.fits {
+                        break;
+                    }
+                }
+            }
+        }
+        room.held = others - evictable;
+        if !room.fits && leased {
+            for (_, k) in self.lru.iter() {
+                let e = &self.entries[k];
+                if k != key && e.leased() && !self.pinned.contains(k.as_str()) {
+                    room.leased.push(k.clone());
+                    free += e.bytes;
+                    if bytes <= free {
+                        break;
+                    }
+                }
+            }
+            if bytes > free {
+                room.leased.clear();
+            }
+        }
+        room
     }
+
+    /// Puts `value` in, evicting `victims` (all evictable, making room); returns them.
+    fn put(&mut self, key: &str, value: Arc<V>, bytes: u64, victims: Vec<String>) -> Put<V> {
+        let mut evicted = Vec::with_capacity(victims.len());
+        for k in victims {
+            if let Some(e) = self.remove_entry(&k) {
+                evicted.push((k, e.value));
+            }
+        }
+        self.evictions += evicted.len() as u64;
+        let replaced = self.remove_entry(key).map(|e| e.value);
+        let tick = self.tick();
+        self.entries.insert(key.to_owned(), Entry { value, bytes, tick });
+        self.lru.insert(tick, key.to_owned());
+        self.bytes += bytes;
+        self.inserts += 1;
+        Put { evicted, replaced }
+    }
+}
+
+impl Room {
+    fn full(&self, needed: u64, budget: u64) -> TierFull {
+        TierFull { needed, budget, held: self.held, pinned: self.pinned }
+    }
+}
+
+/// What [`Inner::put`] took out; dropped outside the lock.
+struct Put<V> {
+    evicted: Vec<(String, Arc<V>)>,
+    replaced: Option<Arc<V>>,
 }
 
 impl<V> TierCache<V> {
@@ -150,12 +275,14 @@ impl<V> TierCache<V> {
                 entries: HashMap::new(),
                 lru: BTreeMap::new(),
                 pinned: HashSet::new(),
+                draining: HashSet::new(),
                 next_tick: 0,
                 bytes: 0,
                 hits: 0,
                 misses: 0,
                 inserts: 0,
                 evictions: 0,
+                drains: 0,
             }),
         }
     }
@@ -177,10 +304,13 @@ impl<V> TierCache<V> {
     }
 
     /// Looks `key` up, counting a hit or miss and making it the most recently used. The returned
-    /// clone is a lease until dropped.
+    /// clone is a lease until dropped. A draining entry is a miss: it takes no new leases.
     pub fn get(&self, key: &str) -> Option<Arc<V>> {
         let mut g = self.lock();
-        let value = g.entries.get(key).map(|e| Arc::clone(&e.value));
+        let value = match g.draining.contains(key) {
+            true => None,
+            false => g.entries.get(key).map(|e| Arc::clone(&e.value)),
+        };
         if value.is_some() {
             g.hits += 1;
             g.touch(key);
@@ -190,8 +320,8 @@ impl<V> TierCache<V> {
         value
     }
 
-    /// Looks `key` up without counting or touching recency. The returned clone is a lease until
-    /// dropped.
+    /// Looks `key` up without counting or touching recency, draining or not (for holders of a
+    /// lease looking up what they hold). The returned clone is a lease until dropped.
     pub fn peek(&self, key: &str) -> Option<Arc<V>> {
         self.lock().entries.get(key).map(|e| Arc::clone(&e.value))
     }
@@ -217,54 +347,63 @@ impl<V> TierCache<V> {
         bytes: u64,
     ) -> Result<Vec<(String, Arc<V>)>, TierFull> {
         let mut g = self.lock();
-        let replaced_bytes = g.entries.get(key).map_or(0, |e| e.bytes);
-        // Bytes that stay accounted whatever we evict: everything except the replaced entry.
-        let others = g.bytes - replaced_bytes;
-        let mut free = self.budget.saturating_sub(others);
-        let mut victims = Vec::new();
-        if bytes > free {
-            // Walk oldest → newest collecting evictable entries until the new one fits.
-            for (_, k) in g.lru.iter() {
-                if k == key {
-                    continue;
-                }
-                let e = &g.entries[k];
-                if g.evictable(k, e) {
-                    victims.push(k.clone());
-                    free += e.bytes;
-                    if bytes <= free {
-                        break;
-                    }
-                }
-            }
-            if bytes > free {
-                let evictable: u64 = victims.iter().map(|k| g.entries[k].bytes).sum();
-                return Err(TierFull {
-                    needed: bytes,
-                    budget: self.budget,
-                    held: others - evictable,
-                });
-            }
+        let room = g.room(self.budget, key, bytes, false);
+        if !room.fits {
+            return Err(room.full(bytes, self.budget));
         }
-        let mut evicted = Vec::with_capacity(victims.len());
-        for k in victims {
-            if let Some(e) = g.remove_entry(&k) {
-                evicted.push((k, e.value));
-            }
-        }
-        g.evictions += evicted.len() as u64;
-        let replaced = g.remove_entry(key);
-        let tick = g.tick();
-        g.entries.insert(key.to_owned(), Entry { value, bytes, tick });
-        g.lru.insert(tick, key.to_owned());
-        g.bytes += bytes;
-        g.inserts += 1;
+        let put = g.put(key, value, bytes, room.victims);
         debug_assert!(g.bytes <= self.budget);
         drop(g);
         // The replaced value may be the last reference: drop it outside the lock, since `V`'s
         // destructor (freeing device memory, say) may be slow.
-        drop(replaced);
-        Ok(evicted)
+        drop(put.replaced);
+        Ok(put.evicted)
+    }
+
+    /// Inserts `value` under `key` (absent: use [`TierCache::claim`] first) for a caller whose
+    /// turn it is, or marks what it waits for. Evicts as [`TierCache::insert`] when that makes
+    /// room. When the room is leased, the least recently used leased, unpinned entries that
+    /// would make it become the draining set (replacing any earlier one) and
+    /// [`Admission::Draining`] is returned: admit again once they are released. Errors with
+    /// [`TierFull`] when pinned entries leave too little room for `bytes` (waiting cannot help).
+    pub fn admit(&self, key: &str, value: Arc<V>, bytes: u64) -> Result<Admission<V>, TierFull> {
+        let mut g = self.lock();
+        let room = g.room(self.budget, key, bytes, true);
+        let full = room.full(bytes, self.budget);
+        if room.fits {
+            let put = g.put(key, value, bytes, room.victims);
+            drop(g);
+            drop(put.replaced);
+            return Ok(Admission::Inserted(put.evicted));
+        }
+        if room.leased.is_empty() {
+            return Err(full);
+        }
+        let fresh = room.leased.iter().filter(|k| !g.draining.contains(k.as_str())).count();
+        g.drains += fresh as u64;
+        g.draining = room.leased.into_iter().collect();
+        Ok(Admission::Draining(full))
+    }
+
+    /// A lease on `key` for the caller whose turn it is, draining or not (its drain mark is
+    /// lifted); counted as a hit. `None` if absent.
+    pub fn claim(&self, key: &str) -> Option<Arc<V>> {
+        let mut g = self.lock();
+        let value = g.entries.get(key).map(|e| Arc::clone(&e.value))?;
+        g.draining.remove(key);
+        g.hits += 1;
+        g.touch(key);
+        Some(value)
+    }
+
+    /// Lifts every drain mark (the admission that set them is over).
+    pub fn clear_draining(&self) {
+        self.lock().draining.clear();
+    }
+
+    /// Whether `key` is present and draining.
+    pub fn is_draining(&self, key: &str) -> bool {
+        self.lock().draining.contains(key)
     }
 
     /// Removes `key`, returning its value (its pin, if any, stays).
@@ -308,6 +447,7 @@ impl<V> TierCache<V> {
             misses: g.misses,
             inserts: g.inserts,
             evictions: g.evictions,
+            drains: g.drains,
             bytes: g.bytes,
             entries: g.entries.len() as u64,
             budget: self.budget,

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use lorad_store::tiers::{TierCache, TierFull, TierStats};
+use lorad_store::tiers::{Admission, TierCache, TierFull, TierStats};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -53,7 +53,7 @@ fn pinned_entries_are_never_evicted() {
     assert_eq!(put(&c, "d", 20), ["b", "c"]);
     // Only `d` is evictable now; something of 30 cannot fit beside pinned `a`.
     let full = c.insert("e", Arc::new(0), 30).unwrap_err();
-    assert_eq!(full, TierFull { needed: 30, budget: 30, held: 10 });
+    assert_eq!(full, TierFull { needed: 30, budget: 30, held: 10, pinned: 10 });
     c.set_pinned("a", false);
     assert_eq!(put(&c, "e", 30), ["a", "d"]);
 }
@@ -83,7 +83,7 @@ fn leased_entries_are_not_evicted_until_the_clone_drops() {
     let lease_b = c.get("b").unwrap();
     assert!(c.is_leased("b"));
     let full = c.insert("c", Arc::new(3), 10).unwrap_err();
-    assert_eq!(full, TierFull { needed: 10, budget: 20, held: 20 });
+    assert_eq!(full, TierFull { needed: 10, budget: 20, held: 20, pinned: 0 });
     assert_eq!(c.keys(), ["a", "b"], "a failed insert evicts nothing");
     drop(lease_b);
     assert!(!c.is_leased("b"));
@@ -111,11 +111,11 @@ fn tier_full_evicts_nothing() {
     let before = c.stats();
     // Evicting `a` (40) gives 70 free; 80 does not fit, so `a` must survive.
     let full = c.insert("c", Arc::new(0), 80).unwrap_err();
-    assert_eq!(full, TierFull { needed: 80, budget: 100, held: 30 });
+    assert_eq!(full, TierFull { needed: 80, budget: 100, held: 30, pinned: 0 });
     assert_eq!(
         full.to_string(),
-        "needs 80 bytes but only 70 of the 100-byte budget can be freed: the rest is pinned or \
-         leased by running requests"
+        "needs 80 bytes but only 70 of the 100-byte budget can be freed: 0 bytes are pinned and \
+         30 leased by running requests"
     );
     let e: &dyn std::error::Error = &full;
     assert!(e.source().is_none());
@@ -129,7 +129,7 @@ fn oversize_item_is_tier_full() {
     let c = TierCache::new("host", 100);
     put(&c, "a", 10);
     let full = c.insert("big", Arc::new(0), 101).unwrap_err();
-    assert_eq!(full, TierFull { needed: 101, budget: 100, held: 0 });
+    assert_eq!(full, TierFull { needed: 101, budget: 100, held: 0, pinned: 0 });
     assert!(full.to_string().contains("only 100 of the 100-byte budget"));
     assert_eq!(c.keys(), ["a"]);
     // Exactly the budget fits (by evicting everything).
@@ -160,6 +160,7 @@ fn stats_count_hits_misses_inserts_evictions() {
             misses: 1,
             inserts: 5,
             evictions: 2,
+            drains: 0,
             bytes: 7,
             entries: 1,
             budget: 20
@@ -167,6 +168,71 @@ fn stats_count_hits_misses_inserts_evictions() {
     );
     let json = serde_json::to_value(c.stats()).unwrap();
     assert_eq!(json["evictions"], 2);
+}
+
+/// `admit` for a waiting turn: room held by leases drains the least recently used leased
+/// entries, which then take no new leases (`get` misses, `peek` still finds them) until the
+/// admit succeeds after their holders let go.
+#[test]
+fn admit_drains_leased_room_and_succeeds_once_released() {
+    let c = TierCache::new("device", 100);
+    let a = Arc::new(1u32);
+    let b = Arc::new(2u32);
+    let z = Arc::new(3u32);
+    c.insert("a", a.clone(), 40).unwrap();
+    c.insert("b", b.clone(), 40).unwrap();
+    c.insert("z", z.clone(), 20).unwrap();
+    drop(z); // "z" is evictable, "a" (older) and "b" are leased
+    let new = Arc::new(9u32);
+    let Admission::Draining(full) = c.admit("n", new.clone(), 50).unwrap() else {
+        panic!("room is leased: must drain");
+    };
+    assert_eq!(full, TierFull { needed: 50, budget: 100, held: 80, pinned: 0 });
+    // Evicting "z" leaves 30 short: the oldest leased entry, "a", drains; "b" does not.
+    assert!(c.is_draining("a") && !c.is_draining("b") && !c.is_draining("z"));
+    assert!(c.get("a").is_none(), "a draining entry gives no new lease");
+    assert!(c.peek("a").is_some(), "holders still find it");
+    assert!(c.get("b").is_some());
+    assert_eq!(c.keys(), ["a", "b", "z"], "nothing evicted while waiting");
+    drop(a);
+    let Admission::Inserted(evicted) = c.admit("n", new, 50).unwrap() else {
+        panic!("a was released: must fit");
+    };
+    let evicted: Vec<String> = evicted.into_iter().map(|(k, _)| k).collect();
+    assert_eq!(evicted, ["a", "z"]);
+    assert!(!c.is_draining("a"));
+    assert_eq!(c.stats().drains, 1);
+}
+
+#[test]
+fn admit_fails_at_once_when_pins_leave_too_little_room_and_claim_lifts_a_drain() {
+    let c = TierCache::new("device", 100);
+    let a = Arc::new(1u32);
+    c.insert("a", a.clone(), 30).unwrap();
+    c.insert("p", Arc::new(2u32), 60).unwrap();
+    c.set_pinned("p", true);
+    // Even with "a" released only 40 could be had: waiting cannot help.
+    let full = c.admit("n", Arc::new(3u32), 50).unwrap_err();
+    assert_eq!(full, TierFull { needed: 50, budget: 100, held: 90, pinned: 60 });
+    assert!(!c.is_draining("a"));
+    assert!(matches!(c.admit("n", Arc::new(3u32), 101), Err(TierFull { needed: 101, .. })));
+    // 40 fits once "a" drains; its own turn (claim) takes it back.
+    assert!(matches!(c.admit("n", Arc::new(3u32), 40), Ok(Admission::Draining(_))));
+    assert!(c.is_draining("a") && c.get("a").is_none());
+    let lease = c.claim("a").expect("a is present");
+    assert!(Arc::ptr_eq(&lease, &a) && !c.is_draining("a"));
+    assert!(c.get("a").is_some());
+    assert!(c.claim("absent").is_none());
+    // A new waiter's admit replaces the marks; clear_draining lifts them all.
+    assert!(matches!(c.admit("m", Arc::new(4u32), 40), Ok(Admission::Draining(_))));
+    assert!(c.is_draining("a"));
+    c.clear_draining();
+    assert!(!c.is_draining("a") && c.get("a").is_some());
+    assert_eq!(c.stats().drains, 2);
+    // Removal lifts a mark too.
+    assert!(matches!(c.admit("m", Arc::new(4u32), 40), Ok(Admission::Draining(_))));
+    c.remove("a");
+    assert!(!c.is_draining("a"));
 }
 
 #[test]

@@ -183,10 +183,10 @@ async fn set_pin(
     let serving: Serving = state.serving()?.clone();
     let owned = name.clone();
     blocking(move || {
-        serving.manager.set_pinned(&owned, pinned)?;
-        if pinned {
-            // Pinning means resident: page it in now.
-            serving.manager.acquire(&owned)?;
+        // Pinning means resident: paged in first, recorded only once it is.
+        match pinned {
+            true => serving.manager.pin(&owned)?,
+            false => serving.manager.set_pinned(&owned, false)?,
         }
         Ok::<_, EngineError>(serving.manager.store().get(&owned)?)
     })

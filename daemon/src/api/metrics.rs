@@ -58,6 +58,13 @@ fn tier_families(out: &mut String, tiers: &[(&str, TierStats)]) {
     );
     family(
         out,
+        "lorad_adapter_tier_drains_total",
+        "counter",
+        "Busy adapters the tier stopped giving new requests so that a waiting adapter fits.",
+        &pick(|s| s.drains),
+    );
+    family(
+        out,
         "lorad_adapter_tier_bytes",
         "gauge",
         "Bytes of adapters held by the tier.",

@@ -234,7 +234,7 @@ pub(crate) fn adapter_error(name: &str, e: EngineError) -> ApiError {
         {
             ApiError::model_not_found(name)
         }
-        e @ EngineError::AdapterPoolFull { .. } => {
+        e @ (EngineError::AdapterPoolFull { .. } | EngineError::AdmitTimeout { .. }) => {
             ApiError::unavailable(e.to_string()).code("adapter_capacity")
         }
         e => {
