@@ -309,7 +309,7 @@ fn markdown(
         md += &format!("| {} | {} | {} | {} |\n", l.label, l.n, fmt_ms(l.p50_ms), fmt_ms(l.p99_ms));
     }
     md += &format!(
-        "\n## Serving\n\n{} requests over {} distinct adapters, Zipf s = {}, {} fixed prompts, greedy {} tokens, {} client threads (acquire → submit → release → wait), device budget {}; f32 model on CPU.\n\n| run | host budget | tokens/s | requests/s | seconds | page-ins | disk read | host hits / misses / evictions | device hits / misses / evictions | tier at acquire (device / host / disk) | acquire p50 / p99 |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "\n## Serving\n\n{} requests over {} distinct adapters, Zipf s = {}, {} fixed prompts, greedy {} tokens, {} client threads (acquire → submit → release → wait), device budget {}; f32 model on CPU.\n\n| run | host budget | tokens/s | requests/s | seconds | page-ins | disk read | host hits / misses / evictions | device hits / misses / evictions / drains | tier at acquire (device / host / disk) | acquire p50 / p99 |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         args.requests,
         args.distinct,
         args.zipf,
@@ -320,7 +320,7 @@ fn markdown(
     );
     for r in [&serving.a, &serving.b] {
         md += &format!(
-            "| {} | {} | {:.1} | {:.2} | {:.2} | {} | {} | {} / {} / {} | {} / {} / {} | {} / {} / {} | {:.2} / {:.2} ms |\n",
+            "| {} | {} | {:.1} | {:.2} | {:.2} | {} | {} | {} / {} / {} | {} / {} / {} / {} | {} / {} / {} | {:.2} / {:.2} ms |\n",
             r.label,
             if r.host_budget >= serve::UNLIMITED {
                 "unlimited".to_string()
@@ -338,6 +338,7 @@ fn markdown(
             r.device.hits,
             r.device.misses,
             r.device.evictions,
+            r.device.drains,
             r.tier_at_acquire[0],
             r.tier_at_acquire[1],
             r.tier_at_acquire[2],

@@ -111,10 +111,9 @@ pub(super) fn run(
     let distinct_bytes: u64 = chosen.iter().map(|i| i.bytes).sum();
     let mean = distinct_bytes as f64 / chosen.len() as f64;
     let largest = chosen.iter().map(|i| i.bytes).max().unwrap_or(1);
-    // `device_adapters` average adapters in f32 (2× the bf16 blob), and never so little that
-    // the workers' leases alone could fill it.
-    let device_budget = ((args.device_adapters as f64 * 2.0 * mean) as u64)
-        .max((args.workers as u64 + 1) * 2 * largest);
+    // `device_adapters` average adapters in f32 (2× the bf16 blob), at least the largest one.
+    // Fewer than the workers hold makes busy adapters drain for waiting ones.
+    let device_budget = ((args.device_adapters as f64 * 2.0 * mean) as u64).max(2 * largest);
     let names: Vec<String> = chosen.iter().map(|i| i.name.clone()).collect();
     let setup = Setup { spot, names: &names, sequence: &sequence, device_budget, args };
     let a = setup.run_one("a: host 10 %", (distinct_bytes / 10).max(1), load()?)?;
