@@ -121,6 +121,7 @@ def test_function_calls_and_results(client):
         ({"input": [{"type": "reasoning", "summary": []}]}, "input[0].type"),
         ({"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]}, "input[0].content[0].type"),
         ({"max_output_tokens": 0}, "max_output_tokens"),
+        ({"max_output_tokens": "many"}, "max_output_tokens"),
         ({"text": {"format": {"type": "json_schema", "name": "x", "schema": {"type": "number", "minimum": 1}}}}, "text.format"),
         ({"model": "nope"}, "model"),
     ],

@@ -374,7 +374,8 @@ pub(crate) async fn handle(
     ApiJson(req): ApiJson<Json>,
 ) -> Result<Response, ApiError> {
     let (chat, echoed, stream) = to_chat(&req)?;
-    let chat: ChatRequest = super::extract::parse(chat.as_bytes())?;
+    // Type errors of the fields passed through name them as the chat request does.
+    let chat: ChatRequest = super::extract::parse(chat.as_bytes()).map_err(renamed)?;
     let answer = super::chat::handle(state, ApiJson(chat)).await.map_err(renamed)?;
     if stream {
         return Ok(super::responses_stream::respond(answer, echoed));
