@@ -44,14 +44,14 @@ impl Turns {
         s.queue.push_back(ticket);
         Turn { turns: self, pool, ticket }
     }
-
-    /// Acquirers in the queue.
-    pub(crate) fn waiting(&self) -> usize {
-        self.lock().queue.len()
-    }
 }
 
 impl Turn<'_> {
+    /// Turns ahead of this one.
+    pub(crate) fn ahead(&self) -> usize {
+        self.turns.lock().queue.iter().take_while(|&&t| t != self.ticket).count()
+    }
+
     /// Blocks until this is the oldest turn (`true`) or `deadline` passes (`false`).
     pub(crate) fn wait_first(&self, deadline: Instant) -> bool {
         let mut s = self.turns.lock();

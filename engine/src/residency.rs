@@ -297,7 +297,7 @@ impl AdapterManager {
                 return Err(EngineError::AdmitTimeout {
                     name: name.to_owned(),
                     waited_secs: started.elapsed().as_secs(),
-                    ahead: self.turns.waiting().saturating_sub(1),
+                    ahead: turn.ahead(),
                 });
             }
             // Resident already: another page-in of it finished, or it was draining for an

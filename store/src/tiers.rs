@@ -192,26 +192,28 @@ impl<V> Inner<V> {
             held: 0,
             pinned: 0,
         };
+        if room.fits {
+            return room;
+        }
+        // Only a refusal reports the pinned bytes: not summed on the inserts that fit.
         room.pinned = (self.pinned.iter())
             .filter(|k| k.as_str() != key)
             .filter_map(|k| self.entries.get(k.as_str()))
             .map(|e| e.bytes)
             .sum();
         let mut evictable = 0;
-        if !room.fits {
-            for (_, k) in self.lru.iter() {
-                let e = &self.entries[k];
-                if k == key || self.pinned.contains(k.as_str()) {
-                    continue;
-                }
-                if !e.leased() {
-                    room.victims.push(k.clone());
-                    evictable += e.bytes;
-                    free += e.bytes;
-                    room.fits = bytes <= free;
-                    if room.fits {
-                        break;
-                    }
+        for (_, k) in self.lru.iter() {
+            let e = &self.entries[k];
+            if k == key || self.pinned.contains(k.as_str()) {
+                continue;
+            }
+            if !e.leased() {
+                room.victims.push(k.clone());
+                evictable += e.bytes;
+                free += e.bytes;
+                room.fits = bytes <= free;
+                if room.fits {
+                    break;
                 }
             }
         }
