@@ -576,6 +576,11 @@ pub struct ServeArgs {
     /// Byte budget of the host cache of adapters read from the store, e.g. `8GiB`.
     #[arg(long, default_value = "8GiB", value_parser = parse_bytes, value_name = "BYTES")]
     pub host_adapter_bytes: u64,
+    /// Seconds a request for an adapter waits for device room that running requests hold
+    /// (their adapters drain meanwhile) before it gets a 503 `adapter_capacity`. Raise it where
+    /// adapters are large and requests long; 1 to 3600.
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    pub adapter_admit_timeout: u64,
     /// File holding the bearer token of the admin API (`/v1/adapters` uploads, pins, removals);
     /// also read from $LORAD_ADMIN_TOKEN. Without one the admin API is disabled (403).
     #[arg(long, value_name = "PATH")]

@@ -108,6 +108,8 @@ pub struct Adapters {
     pub device_bytes: Option<Bytes>,
     /// `--host-adapter-bytes`.
     pub host_bytes: Option<Bytes>,
+    /// `--adapter-admit-timeout`.
+    pub admit_timeout_secs: Option<u64>,
     /// `--store-io`.
     pub store_io: Option<String>,
 }
@@ -349,6 +351,7 @@ pub fn apply_serve(
         args.host_adapter_bytes,
         a.host_bytes.as_ref().map(|b| b.get("adapters.host_bytes")).transpose()?
     );
+    fill!(m, "adapter_admit_timeout", args.adapter_admit_timeout, a.admit_timeout_secs);
     fill!(
         m,
         "attribution",
@@ -499,6 +502,70 @@ mod tests {
         );
         let both = err("[engine]\nkv_cache_tokens = 4096\nkv_cache_memory = \"1GiB\"\n");
         assert!(both.contains("engine.kv_cache_memory") && both.contains("not both"), "{both}");
+    }
+
+    #[test]
+    fn the_admit_timeout_comes_from_the_file_and_is_bounded() {
+        let file = "[adapters]\nadmit_timeout_secs = 90\n";
+        let args = serve(merged(&["serve"], file).expect("merged"));
+        assert_eq!(args.adapter_admit_timeout, 90);
+        assert!(crate::commands::serve::validate(&args).is_ok());
+        let args = serve(merged(&["serve", "--adapter-admit-timeout", "5"], file).expect("merged"));
+        assert_eq!(args.adapter_admit_timeout, 5, "the flag wins");
+        for bad in [0, 3601] {
+            let args = serve(
+                merged(&["serve"], &format!("[adapters]\nadmit_timeout_secs = {bad}\n"))
+                    .expect("merged"),
+            );
+            let err = format!("{:#}", crate::commands::serve::validate(&args).expect_err("bad"));
+            assert!(err.contains("adapters.admit_timeout_secs"), "{err}");
+        }
+    }
+
+    /// The keys serde accepts in `section` (`""` for the top level), read back from its
+    /// unknown-field error, so that a key added to the structs cannot go undocumented.
+    fn keys_of(section: &str) -> Vec<String> {
+        let probe = "zz_not_a_key = 1\n";
+        let text =
+            if section.is_empty() { probe.to_owned() } else { format!("[{section}]\n{probe}") };
+        let err = toml::from_str::<ConfigFile>(&text).expect_err("an unknown key").to_string();
+        let (_, expected) = err.split_once("expected").unwrap_or_else(|| panic!("{err}"));
+        expected.split('`').skip(1).step_by(2).map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn every_key_is_documented_and_in_the_shipped_file() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let docs = std::fs::read_to_string(root.join("docs/configuration.md")).expect("docs");
+        let shipped = std::fs::read_to_string(root.join("systemd/lorad.toml")).expect("toml");
+        let sections = keys_of("");
+        assert!(sections.contains(&"adapters".to_owned()), "{sections:?}");
+        let (mut checked, mut missing) = (0, Vec::new());
+        for top in &sections {
+            let nested = keys_of(top);
+            let is_table = !nested.is_empty() && !nested.contains(&"zz_not_a_key".to_owned());
+            let keys: Vec<(String, String)> = if ["home", "log_level"].contains(&top.as_str()) {
+                vec![(top.clone(), top.clone())]
+            } else {
+                assert!(is_table, "[{top}] lists no keys");
+                nested.iter().map(|k| (format!("{top}.{k}"), k.clone())).collect()
+            };
+            for (dotted, key) in keys {
+                if !docs.contains(&format!("`{dotted}`")) {
+                    missing.push(format!("docs/configuration.md lacks {dotted}"));
+                }
+                let in_file = shipped.lines().any(|l| {
+                    let l = l.trim_start_matches(['#', ' ']);
+                    l.split_once('=').is_some_and(|(k, _)| k.trim() == key)
+                });
+                if !in_file {
+                    missing.push(format!("systemd/lorad.toml lacks {dotted}"));
+                }
+                checked += 1;
+            }
+        }
+        assert!(missing.is_empty(), "{missing:#?}");
+        assert!(checked > 30, "only {checked} keys found");
     }
 
     #[test]

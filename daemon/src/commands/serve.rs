@@ -76,8 +76,21 @@ pub(crate) fn validate(args: &ServeArgs) -> anyhow::Result<EngineConfig> {
             anyhow::anyhow!("--host-adapter-bytes must be at least 1"),
         ));
     }
+    if !(1..=MAX_ADMIT_TIMEOUT_SECS).contains(&args.adapter_admit_timeout) {
+        return Err(coded(
+            ExitKind::Usage,
+            anyhow::anyhow!(
+                "--adapter-admit-timeout (adapters.admit_timeout_secs) must be 1 to \
+                 {MAX_ADMIT_TIMEOUT_SECS} seconds, not {}",
+                args.adapter_admit_timeout
+            ),
+        ));
+    }
     Ok(cfg)
 }
+
+/// An hour: a request that waited longer for adapter room has long lost its client.
+const MAX_ADMIT_TIMEOUT_SECS: u64 = 3600;
 
 /// The admin API's bearer token: `--admin-token-file`, else `$LORAD_ADMIN_TOKEN`, else none.
 pub(crate) fn admin_token(args: &ServeArgs) -> anyhow::Result<Option<String>> {
@@ -254,7 +267,7 @@ async fn start_engine(
         );
         let residency = ResidencyConfig {
             host_cache_bytes: args.host_adapter_bytes,
-            ..ResidencyConfig::default()
+            admit_timeout: Duration::from_secs(args.adapter_admit_timeout),
         };
         let manager = AdapterManager::new(store.clone(), engine, residency)
             .exit_kind(ExitKind::Usage)
