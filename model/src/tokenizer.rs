@@ -30,6 +30,12 @@ const EOG_NAMES: &[&str] = &[
 
 /// Pre-tokenizer split regexes of the upstream `tokenizer.json` files, for the GGUF
 /// `tokenizer.ggml.pre` types that are not plain GPT-2.
+/// Added tokens that answers hold as text, which lorad reads tool calls from: kept on decode
+/// and producible under a grammar even where a tokenizer marks them special (some Hermes and
+/// Qwen tokenizers do; vLLM stopped skipping special tokens for its Hermes parser for the same
+/// reason).
+const TEXT_MARKERS: &[&str] = &["<tool_call>", "</tool_call>"];
+
 const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
@@ -144,16 +150,24 @@ impl Tokenizer {
         tk.with_pre_tokenizer(Some(Sequence::new(pre_tokenizers)));
         tk.with_decoder(Some(ByteLevel::default()));
         tk.with_post_processor(Some(ByteLevel::new(true, false, true)));
-        // Control (3) and user-defined (4) tokens must match as whole strings in input text and be
-        // skippable on output, which is what "special added tokens" means to the library.
-        let specials: Vec<AddedToken> = tokens
-            .iter()
-            .zip(&types)
-            .filter(|(_, t)| matches!(**t, 3 | 4))
-            .map(|(s, _)| AddedToken::from((*s).to_owned(), true))
-            .collect();
+        // Control (3) and user-defined (4) tokens match as whole strings in input text. Control
+        // tokens are skippable on output ("special added tokens" to the library); user-defined
+        // ones are text, as llama.cpp renders them (Qwen's `<tool_call>`), and so are the
+        // TEXT_MARKERS whatever their type.
+        let (mut specials, mut texts) = (Vec::new(), Vec::new());
+        for (s, &t) in tokens.iter().zip(&types) {
+            match t {
+                3 if !TEXT_MARKERS.contains(s) => {
+                    specials.push(AddedToken::from(s.to_string(), true))
+                }
+                3 | 4 => texts.push(AddedToken::from(s.to_string(), false)),
+                _ => {}
+            }
+        }
         tk.add_special_tokens(specials)
             .map_err(tk_err(format!("{}: control tokens", m.path.display())))?;
+        tk.add_tokens(texts)
+            .map_err(tk_err(format!("{}: user-defined tokens", m.path.display())))?;
 
         let id_key = |k: &str| m.opt_u32(k);
         let mut eos = Vec::new();
@@ -185,8 +199,7 @@ impl Tokenizer {
                 source: std::io::ErrorKind::NotFound.into(),
             });
         }
-        let tk =
-            tokenizers::Tokenizer::from_file(&file).map_err(tk_err(file.display().to_string()))?;
+        let tk = read_tokenizer_json(&file)?;
         let tk_config = read_json_opt(&dir.join("tokenizer_config.json"))?;
         let gen_config = read_json_opt(&dir.join("generation_config.json"))?;
         let model_config = read_json_opt(&dir.join("config.json"))?;
@@ -309,16 +322,20 @@ impl Tokenizer {
         Some(self.piece_bytes(piece))
     }
 
-    /// The bytes of every token id in order, `None` for added (special and control) tokens:
-    /// what structured output masks over (no constraint may produce a control token).
+    /// The bytes of every token id in order, `None` for special (control) tokens: what
+    /// structured output masks over (no constraint may produce a control token).
+    ///
+    /// Added tokens that are not special are text: their content, which decoding keeps. Models
+    /// are trained to write them whole (Qwen 2.5's and Hermes' `<tool_call>`), so a grammar
+    /// that reaches `<tool_call>` must let the model emit that one token rather than force it to
+    /// spell the tag out of pieces it never learnt to use there.
     pub fn text_token_bytes(&self) -> Vec<Option<Vec<u8>>> {
         let added = self.inner.get_added_tokens_decoder();
         (0..self.vocab_size() as u32)
-            .map(|id| {
-                if added.contains_key(&id) {
-                    return None;
-                }
-                self.inner.id_to_token(id).map(|piece| self.piece_bytes(piece))
+            .map(|id| match added.get(&id) {
+                Some(token) if token.special => None,
+                Some(token) => Some(token.content.clone().into_bytes()),
+                None => self.inner.id_to_token(id).map(|piece| self.piece_bytes(piece)),
             })
             .collect()
     }
@@ -375,6 +392,31 @@ impl Tokenizer {
 /// Parses the JSON file at `path`, or `None` if it does not exist.
 /// The byte a character of a byte-level BPE piece stands for: GPT-2's table keeps the printable
 /// bytes (`!`..=`~`, `¡`..=`¬`, `®`..=`ÿ`) as themselves and maps the other 68, in order, to
+
+/// `tokenizer.json`, with the [`TEXT_MARKERS`] among its added tokens made text.
+fn read_tokenizer_json(file: &Path) -> Result<tokenizers::Tokenizer, ModelError> {
+    let name = file.display().to_string();
+    let bytes = std::fs::read(file).map_err(|source| ModelError::Io {
+        action: "reading",
+        path: file.to_owned(),
+        source,
+    })?;
+    let mut json: Json = serde_json::from_slice(&bytes)
+        .map_err(|e| ModelError::Tokenizer { context: name.clone(), source: Box::new(e) })?;
+    if let Some(added) = json.get_mut("added_tokens").and_then(Json::as_array_mut) {
+        for token in added {
+            let is_marker = token
+                .get("content")
+                .and_then(Json::as_str)
+                .is_some_and(|c| TEXT_MARKERS.contains(&c));
+            if is_marker && let Some(special) = token.get_mut("special") {
+                *special = Json::Bool(false);
+            }
+        }
+    }
+    json.to_string().parse::<tokenizers::Tokenizer>().map_err(tk_err(name))
+}
+
 /// U+0100 onwards.
 fn byte_level_byte(c: char) -> Option<u8> {
     let kept = |b: u32| matches!(b, 0x21..=0x7e | 0xa1..=0xac | 0xae..=0xff);

@@ -243,3 +243,27 @@ fn errors_name_the_culprit() {
     let e = load_err(&s);
     assert!(e.contains("tokenizer.ggml.merges") && e.contains("nospace"), "{e}");
 }
+
+/// Control tokens are skipped on output; user-defined ones are text (as llama.cpp renders them),
+/// and so is a `<tool_call>` marked control, which lorad reads tool calls from.
+#[test]
+fn user_defined_tokens_and_tool_call_markers_are_text() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut spec = spec();
+    let mut tokens: Vec<&str> = TOKENS.to_vec();
+    tokens.extend(["<tool_call>", "<think>"]);
+    let strs = Value::Array(tokens.iter().map(|s| Value::String((*s).into())).collect());
+    spec.meta.insert("tokenizer.ggml.tokens".into(), strs);
+    let types = [3, 3, 3, 1, 1, 1, 1, 1, 3, 4].map(Value::I32).to_vec();
+    spec.meta.insert("tokenizer.ggml.token_type".into(), Value::Array(types));
+    let embed = spec.tensors.get_mut("model.embed_tokens.weight").unwrap();
+    embed.1 = det(&[tokens.len(), H], 1.0);
+    let path = write_tmp(&spec, tmp.path(), "tiny-markers.gguf");
+    let tk = load_model(&path, &LoadOptions::default()).unwrap().tokenizer;
+    assert_eq!(tk.encode("hi<tool_call><think>").unwrap(), [5, 8, 9], "whole tokens in input");
+    assert_eq!(tk.decode(&[1, 5, 8, 9, 2], true).unwrap(), "hi<tool_call><think>");
+    let bytes = tk.text_token_bytes();
+    assert_eq!(bytes[1], None, "a control token is out of a grammar's reach");
+    assert_eq!(bytes[8].as_deref(), Some(&b"<tool_call>"[..]));
+    assert_eq!(bytes[9].as_deref(), Some(&b"<think>"[..]));
+}
