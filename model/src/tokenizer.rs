@@ -389,20 +389,12 @@ impl Tokenizer {
     }
 }
 
-/// Parses the JSON file at `path`, or `None` if it does not exist.
-/// The byte a character of a byte-level BPE piece stands for: GPT-2's table keeps the printable
-/// bytes (`!`..=`~`, `¡`..=`¬`, `®`..=`ÿ`) as themselves and maps the other 68, in order, to
-
 /// `tokenizer.json`, with the [`TEXT_MARKERS`] among its added tokens made text.
 fn read_tokenizer_json(file: &Path) -> Result<tokenizers::Tokenizer, ModelError> {
     let name = file.display().to_string();
-    let bytes = std::fs::read(file).map_err(|source| ModelError::Io {
-        action: "reading",
-        path: file.to_owned(),
-        source,
-    })?;
+    let bytes = std::fs::read(file).map_err(ModelError::io("reading", file))?;
     let mut json: Json = serde_json::from_slice(&bytes)
-        .map_err(|e| ModelError::Tokenizer { context: name.clone(), source: Box::new(e) })?;
+        .map_err(|source| ModelError::Json { path: file.to_owned(), source })?;
     if let Some(added) = json.get_mut("added_tokens").and_then(Json::as_array_mut) {
         for token in added {
             let is_marker = token
@@ -417,6 +409,8 @@ fn read_tokenizer_json(file: &Path) -> Result<tokenizers::Tokenizer, ModelError>
     json.to_string().parse::<tokenizers::Tokenizer>().map_err(tk_err(name))
 }
 
+/// The byte a character of a byte-level BPE piece stands for: GPT-2's table keeps the printable
+/// bytes (`!`..=`~`, `¡`..=`¬`, `®`..=`ÿ`) as themselves and maps the other 68, in order, to
 /// U+0100 onwards.
 fn byte_level_byte(c: char) -> Option<u8> {
     let kept = |b: u32| matches!(b, 0x21..=0x7e | 0xa1..=0xac | 0xae..=0xff);
@@ -428,6 +422,7 @@ fn byte_level_byte(c: char) -> Option<u8> {
     (0u32..256).filter(|&b| !kept(b)).nth(n).map(|b| b as u8)
 }
 
+/// Parses the JSON file at `path`, or `None` if it does not exist.
 pub(crate) fn read_json_opt(path: &Path) -> Result<Option<Json>, ModelError> {
     match std::fs::read(path) {
         Ok(bytes) => serde_json::from_slice(&bytes)
