@@ -107,6 +107,9 @@ pub(crate) fn render_prompt(
     {
         rewritten = super::hermes::messages(messages, tools);
         messages = &rewritten;
+    } else if super::hermes::has_tool_turns(messages) {
+        rewritten = with_argument_objects(messages);
+        messages = &rewritten;
     }
     let tools = tools.map(Json::to_value);
     template.render_with_tools(messages, add_generation_prompt, tools.as_ref()).map_err(|e| {
@@ -116,6 +119,28 @@ pub(crate) fn render_prompt(
         )
         .code("invalid_value")
     })
+}
+
+/// The history's calls with each `function.arguments` as a JSON object, which templates that
+/// write calls themselves expect (Qwen 2.5's and Llama 3.1's pass it through `tojson`): OpenAI's
+/// API sends JSON text, which would come out quoted twice. vLLM does the same. Text that is not
+/// a JSON object stays text. Keys come out sorted (serde_json's map), which changes no call.
+fn with_argument_objects(messages: &[ChatMessage]) -> Vec<ChatMessage> {
+    let mut out = messages.to_vec();
+    for m in &mut out {
+        let Some(Value::Array(calls)) = &mut m.tool_calls else { continue };
+        for call in calls {
+            let Some(args) = call.pointer_mut("/function/arguments") else { continue };
+            let parsed = args
+                .as_str()
+                .and_then(|text| serde_json::from_str::<Value>(text).ok())
+                .filter(Value::is_object);
+            if let Some(object) = parsed {
+                *args = object;
+            }
+        }
+    }
+    out
 }
 
 /// With `continue_final_message`, the final message's text the prompt must end with (its
@@ -251,5 +276,26 @@ mod tests {
         let e = convert_messages(&[msg("user", json!([{"type": "image_url"}]))]).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("messages[0].content"));
         assert_eq!(convert_messages(&[]).unwrap_err().param.as_deref(), Some("messages"));
+    }
+
+    #[test]
+    fn templates_that_write_calls_get_arguments_as_objects() {
+        // Qwen 2.5's way of writing the history's calls.
+        let src = "{% if tools %}T{% endif %}{% for m in messages %}{% if m.tool_calls %}{% for c in m.tool_calls %}<tool_call>{\"name\": \"{{ c.function.name }}\", \"arguments\": {{ c.function.arguments | tojson }}}</tool_call>{% endfor %}{% else %}{{ m.content }}{% endif %}{% endfor %}";
+        let template = ChatTemplate::new(src).unwrap();
+        assert_eq!(template.tool_support(), ToolSupport::Hermes);
+        let mut call = ChatMessage::new("assistant", "");
+        call.tool_calls = Some(json!([
+            {"id": "call_1", "type": "function",
+             "function": {"name": "get_weather", "arguments": "{\"city\": \"Oslo\"}"}},
+            {"id": "call_2", "type": "function",
+             "function": {"name": "echo", "arguments": "not json"}}
+        ]));
+        let history = [ChatMessage::new("user", "Weather?"), call];
+        let prompt = render_prompt(&template, &history, None, false).unwrap();
+        assert!(prompt.contains(r#""arguments": {"city":"Oslo"}}"#), "{prompt}");
+        assert!(prompt.contains(r#""arguments": "not json"}"#), "{prompt}");
+        // The caller's messages are left as they were.
+        assert!(history[1].tool_calls.as_ref().unwrap()[0]["function"]["arguments"].is_string());
     }
 }
