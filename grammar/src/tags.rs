@@ -29,7 +29,7 @@ pub struct Tag {
 }
 
 /// What may follow a closed section.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AfterTag {
     /// Free text again, with more sections (vLLM's `structural_tag`).
     Text,
@@ -37,6 +37,20 @@ pub enum AfterTag {
     Tags {
         /// Most sections in all (`None`: any number).
         max: Option<u32>,
+    },
+    /// The sections are the items of one list, then the end of the answer (Mistral's
+    /// `[TOOL_CALLS] [call, call]`): every tag's `begin` starts with `prefix` (a trigger and the
+    /// list's opening); a later item is `separator`, whitespace, and its tag's `begin` without
+    /// `prefix`; `close` ends the list.
+    List {
+        /// Most items in all (`None`: any number).
+        max: Option<u32>,
+        /// What every `begin` starts with, written once before the first item.
+        prefix: String,
+        /// What goes between two items.
+        separator: String,
+        /// What ends the list.
+        close: String,
     },
 }
 
@@ -129,6 +143,37 @@ pub fn llama3_json_calls(tools: &[(String, Json)], required: bool) -> TagSpec {
     }
 }
 
+/// What opens Mistral's tool calls (a control token in Mistral's tokenizers, which lorad reads
+/// as text).
+pub const MISTRAL_OPEN: &str = "[TOOL_CALLS]";
+
+/// Tool calls in Mistral's format (what the chat templates of Mistral 7B Instruct v0.3 and its
+/// kin ask for): `[TOOL_CALLS] [{"name": "get_weather", "arguments": {"city": "Oslo"}}]`, one
+/// list of calls after optional text. `required`: calls only; `parallel: false`: one call.
+pub fn mistral_calls(tools: &[(String, Json)], required: bool, parallel: bool) -> TagSpec {
+    let prefix = format!("{MISTRAL_OPEN} [");
+    let tags = tools
+        .iter()
+        .map(|(name, parameters)| Tag {
+            begin: format!("{prefix}{{\"name\": \"{name}\", \"arguments\": "),
+            schema: parameters.clone(),
+            end: "}".into(),
+        })
+        .collect();
+    TagSpec {
+        tags,
+        triggers: vec![MISTRAL_OPEN.into()],
+        after: AfterTag::List {
+            max: (!parallel).then_some(1),
+            prefix,
+            separator: ",".into(),
+            close: "]".into(),
+        },
+        required,
+        at_start: false,
+    }
+}
+
 fn invalid(at: impl Into<String>, reason: impl Into<String>) -> GrammarError {
     GrammarError::Invalid { at: at.into(), reason: reason.into() }
 }
@@ -176,7 +221,7 @@ pub(crate) fn tags(spec: &TagSpec) -> Result<Grammar, GrammarError> {
             .collect();
         b.rule(alts)
     };
-    match spec.after {
+    match &spec.after {
         AfterTag::Text if spec.at_start => {
             let any = b.star(&[Sym::Bytes(ByteSet::range(0, 255))])?;
             if spec.required {
@@ -196,24 +241,64 @@ pub(crate) fn tags(spec: &TagSpec) -> Result<Grammar, GrammarError> {
             }
             b.build(Sym::Rule(root))
         }
-        AfterTag::Tags { max } => {
+        AfterTag::Tags { max } | AfterTag::List { max, .. } => {
             let ws = b.repeat(&[Sym::Bytes(ByteSet::of(b" \t\n\r"))], 0, Some(MAX_WHITESPACE))?;
             let ws = b.rule(vec![ws])?;
-            // rest_k ::= ws | ws TAG rest_(k-1): at most k more sections.
-            let rest = match max {
+            let (end, item) = match &spec.after {
+                AfterTag::List { prefix, separator, close, .. } => {
+                    // An item after the first: `separator`, the rest of a tag's begin, its body.
+                    let mut items = Vec::with_capacity(spec.tags.len());
+                    for (i, (t, body)) in spec.tags.iter().zip(&bodies).enumerate() {
+                        let Some(rest) = t.begin.strip_prefix(prefix.as_str()) else {
+                            return Err(invalid(
+                                format!("structures[{i}].begin"),
+                                "must start with the list's prefix",
+                            ));
+                        };
+                        let mut item = Builder::literal(separator.as_bytes());
+                        item.push(ws);
+                        item.extend(Builder::literal(rest.as_bytes()));
+                        item.extend_from_slice(body);
+                        items.push(item);
+                    }
+                    let mut end = vec![ws];
+                    end.extend(Builder::literal(close.as_bytes()));
+                    end.push(ws);
+                    (b.rule(vec![end])?, Some(items))
+                }
+                _ => (ws, None),
+            };
+            // A further section, then `next`: a whole tag, or a list's next item.
+            let more = |b: &mut Builder, next: Sym| -> Result<Sym, GrammarError> {
+                match &item {
+                    Some(items) => b.rule(
+                        items
+                            .iter()
+                            .map(|i| {
+                                let mut alt = i.clone();
+                                alt.push(next);
+                                alt
+                            })
+                            .collect(),
+                    ),
+                    None => whole(b, Some(next)),
+                }
+            };
+            // rest_k ::= end | ws MORE rest_(k-1): at most k more sections.
+            let rest = match *max {
                 Some(0) => return Err(invalid("max", "at least one section must be allowed")),
                 Some(max) => {
-                    let mut rest = ws;
+                    let mut rest = end;
                     for _ in 1..max {
-                        let more = whole(&mut b, Some(rest))?;
-                        rest = b.rule(vec![vec![ws], vec![ws, more]])?;
+                        let m = more(&mut b, rest)?;
+                        rest = b.rule(vec![vec![end], vec![ws, m]])?;
                     }
                     rest
                 }
                 None => {
                     let id = b.reserve();
-                    let more = whole(&mut b, Some(Sym::Rule(id)))?;
-                    b.define(id, vec![vec![ws], vec![ws, more]])?;
+                    let m = more(&mut b, Sym::Rule(id))?;
+                    b.define(id, vec![vec![end], vec![ws, m]])?;
                     Sym::Rule(id)
                 }
             };

@@ -25,7 +25,7 @@ fn tools(after: AfterTag, required: bool) -> Grammar {
         at_start: false,
     };
     // The Hermes helper builds the same spec.
-    if let AfterTag::Tags { max } = after {
+    if let AfterTag::Tags { max } = spec.after {
         let list = [
             ("get_weather".to_owned(), Json::parse(WEATHER).unwrap()),
             ("now".to_owned(), Json::parse(r#"{"type":"object"}"#).unwrap()),
@@ -305,4 +305,51 @@ fn llama3_calls_open_only_at_the_start() {
     let required =
         Constraint::Tags(lorad_grammar::tags::llama3_json_calls(&tools, true)).compile().unwrap();
     assert!(required.matches(call.as_bytes()) && !required.matches(b"It is sunny."));
+}
+
+/// Mistral's calls: one list after optional text, items separated by commas.
+#[test]
+fn mistral_calls_are_one_list() {
+    let tools = [
+        ("get_weather".to_owned(), Json::parse(WEATHER).unwrap()),
+        ("now".to_owned(), Json::parse(r#"{"type":"object"}"#).unwrap()),
+    ];
+    let compile = |required, parallel| {
+        Constraint::Tags(lorad_grammar::tags::mistral_calls(&tools, required, parallel))
+            .compile()
+            .unwrap()
+    };
+    let weather = r#"{"name": "get_weather", "arguments": {"city": "Oslo"}}"#;
+    let now = r#"{"name": "now", "arguments": {}}"#;
+    let auto = compile(false, true);
+    for good in [
+        "It is sunny.".to_owned(),
+        format!("[TOOL_CALLS] [{weather}]"),
+        format!("Let me look. [TOOL_CALLS] [{weather}, {now}]\n"),
+        format!("[TOOL_CALLS] [{now},{weather}, {now}]"),
+    ] {
+        assert!(auto.matches(good.as_bytes()), "should accept {good:?}");
+    }
+    for bad in [
+        format!("[TOOL_CALLS] [{weather}"),
+        format!("[TOOL_CALLS] [{weather}] [TOOL_CALLS] [{now}]"),
+        format!("[TOOL_CALLS] [{weather}] and more"),
+        r#"[TOOL_CALLS] [{"name": "rm", "arguments": {}}]"#.to_owned(),
+        r#"[TOOL_CALLS] [{"name": "get_weather", "arguments": {}}]"#.to_owned(),
+        "[TOOL_CALLS] []".to_owned(),
+    ] {
+        assert!(!auto.matches(bad.as_bytes()), "should refuse {bad:?}");
+    }
+    let one = compile(false, false);
+    assert!(one.matches(format!("[TOOL_CALLS] [{now}]").as_bytes()));
+    assert!(!one.matches(format!("[TOOL_CALLS] [{now}, {now}]").as_bytes()));
+    let required = compile(true, true);
+    assert!(required.matches(format!("[TOOL_CALLS] [{now}, {weather}]").as_bytes()));
+    assert!(!required.matches(b"It is sunny.") && !required.matches(b""));
+    assert!(required.advance_bytes(&required.start(), b"I").is_none());
+    // Every begin must start with the list's prefix.
+    let mut spec = lorad_grammar::tags::mistral_calls(&tools, false, true);
+    spec.tags[1].begin = "[TOOL_CALLS] {\"name\": \"now\", \"arguments\": ".into();
+    let err = Constraint::Tags(spec).compile().unwrap_err().to_string();
+    assert!(err.contains("structures[1].begin"), "{err}");
 }

@@ -32,9 +32,9 @@ const EOG_NAMES: &[&str] = &[
 /// `tokenizer.ggml.pre` types that are not plain GPT-2.
 /// Added tokens that answers hold as text, which lorad reads tool calls from: kept on decode
 /// and producible under a grammar even where a tokenizer marks them special (some Hermes and
-/// Qwen tokenizers do; vLLM stopped skipping special tokens for its Hermes parser for the same
-/// reason).
-const TEXT_MARKERS: &[&str] = &["<tool_call>", "</tool_call>"];
+/// Qwen tokenizers do, Mistral's always; vLLM keeps special tokens in answers for its Hermes
+/// and Mistral parsers for the same reason).
+const TEXT_MARKERS: &[&str] = &["<tool_call>", "</tool_call>", "[TOOL_CALLS]"];
 
 const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";

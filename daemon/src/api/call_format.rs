@@ -2,10 +2,14 @@
 //!
 //! - Hermes (`<tool_call>{"name", "arguments"}</tool_call>`, anywhere after text; Hermes, Qwen
 //!   2.5, SmolLM3, and every template that knows no tools, for which lorad describes them);
-//! - Llama 3's JSON (`{"name": ..., "parameters": ...}` as the whole answer; Llama 3.1, 3.2).
+//! - Llama 3's JSON (`{"name": ..., "parameters": ...}` as the whole answer; Llama 3.1, 3.2);
+//! - Mistral's (`[TOOL_CALLS] [{"name", "arguments"}, ...]` after optional text; Mistral 7B
+//!   Instruct v0.3 and the templates written like it).
 
-use lorad_grammar::Constraint;
-use lorad_grammar::tags::{LLAMA3_OPEN, hermes_calls, llama3_json_calls};
+use lorad_grammar::tags::{
+    LLAMA3_OPEN, MISTRAL_OPEN, hermes_calls, llama3_json_calls, mistral_calls,
+};
+use lorad_grammar::{Constraint, Json};
 use lorad_model::ToolSupport;
 
 use super::hermes::{self, Call, Function};
@@ -15,6 +19,7 @@ use super::hermes::{self, Call, Function};
 pub(crate) enum CallFormat {
     Hermes,
     Llama3Json,
+    Mistral,
 }
 
 impl CallFormat {
@@ -23,6 +28,7 @@ impl CallFormat {
         match support {
             ToolSupport::None | ToolSupport::Hermes => Some(Self::Hermes),
             ToolSupport::Llama3Json => Some(Self::Llama3Json),
+            ToolSupport::Mistral => Some(Self::Mistral),
             ToolSupport::Other => None,
         }
     }
@@ -34,6 +40,7 @@ impl CallFormat {
         Constraint::Tags(match self {
             Self::Hermes => hermes_calls(&tools, required, parallel),
             Self::Llama3Json => llama3_json_calls(&tools, required),
+            Self::Mistral => mistral_calls(&tools, required, parallel),
         })
     }
 
@@ -41,6 +48,7 @@ impl CallFormat {
     pub(crate) fn calls_start(self, text: &str) -> Option<usize> {
         match self {
             Self::Hermes => text.find(hermes::OPEN),
+            Self::Mistral => text.find(MISTRAL_OPEN),
             Self::Llama3Json => {
                 let at = text.len() - text.trim_start().len();
                 text[at..].starts_with(LLAMA3_OPEN).then_some(at)
@@ -57,6 +65,7 @@ impl CallFormat {
                 let (call, end) = hermes::call_object(text)?;
                 text[end..].trim().is_empty().then(|| vec![call])
             }
+            Self::Mistral => parse_mistral(text),
         }
     }
 
@@ -66,10 +75,13 @@ impl CallFormat {
     /// from [`Self::calls_start`] for Hermes: the caller splits there).
     pub(crate) fn hold(self, sent: usize, held: &str) -> Option<usize> {
         match self {
-            Self::Hermes => match held.find(hermes::OPEN) {
-                Some(_) => None,
-                None => Some(hermes::partial_open(held)),
-            },
+            Self::Hermes | Self::Mistral => {
+                let open = if self == Self::Hermes { hermes::OPEN } else { MISTRAL_OPEN };
+                match held.find(open) {
+                    Some(_) => None,
+                    None => Some(hermes::partial_open(held, open)),
+                }
+            }
             // A call is the whole answer: once text went out, nothing more is held.
             Self::Llama3Json if sent > 0 => Some(0),
             Self::Llama3Json => {
@@ -84,6 +96,35 @@ impl CallFormat {
             }
         }
     }
+}
+
+/// Mistral's calls: `[TOOL_CALLS]`, then one JSON list of `{"name", "arguments"}` objects (or
+/// one object), then nothing but whitespace. `arguments` given as JSON text is taken as it is.
+fn parse_mistral(text: &str) -> Option<Vec<Call>> {
+    let rest = text.trim_start().strip_prefix(MISTRAL_OPEN)?.trim_start();
+    let mut values = serde_json::Deserializer::from_str(rest).into_iter::<serde::de::IgnoredAny>();
+    values.next()?.ok()?;
+    let end = values.byte_offset();
+    if !rest[end..].trim().is_empty() {
+        return None;
+    }
+    let items = match Json::parse(&rest[..end]).ok()? {
+        Json::Array(items) => items,
+        call @ Json::Object(_) => vec![call],
+        _ => return None,
+    };
+    let calls = items
+        .iter()
+        .map(|c| {
+            let name = c.get("name")?.as_str()?.to_owned();
+            let args = match c.get("arguments")? {
+                Json::String(text) => Json::parse(text).ok()?.to_text(),
+                args => args.to_text(),
+            };
+            Some((name, args))
+        })
+        .collect::<Option<Vec<Call>>>()?;
+    (!calls.is_empty()).then_some(calls)
 }
 
 #[cfg(test)]
@@ -108,5 +149,28 @@ mod tests {
         assert_eq!(f.hold(5, "{\"name\": \""), Some(0));
         assert_eq!(CallFormat::Hermes.hold(0, "a <tool"), Some(5));
         assert_eq!(CallFormat::for_template(ToolSupport::Other), None);
+    }
+
+    #[test]
+    fn mistral_calls_are_one_list_after_text() {
+        let f = CallFormat::Mistral;
+        assert_eq!(CallFormat::for_template(ToolSupport::Mistral), Some(f));
+        let calls = r#"[TOOL_CALLS] [{"name": "get_weather", "arguments": {"city": "Oslo"}}, {"name": "now", "arguments": "{}"}]"#;
+        let text = format!("Let me look. {calls}\n");
+        assert_eq!(f.calls_start(&text), Some(13));
+        assert_eq!(
+            f.parse(&text[13..]).unwrap(),
+            vec![("get_weather".into(), r#"{"city":"Oslo"}"#.into()), ("now".into(), "{}".into())]
+        );
+        // One object instead of a list, and no space after the marker, as some models write.
+        let one = r#"[TOOL_CALLS]{"name": "now", "arguments": {}}"#;
+        assert_eq!(f.parse(one).unwrap(), vec![("now".into(), "{}".into())]);
+        for bad in [&calls[..40], "[TOOL_CALLS] []", "[TOOL_CALLS] [1]", "[TOOL_CALLS] [] more"] {
+            assert!(f.parse(bad).is_none(), "{bad}");
+        }
+        assert_eq!(f.calls_start("no calls"), None);
+        assert_eq!(f.hold(0, "Sure [TOOL_"), Some(6));
+        assert_eq!(f.hold(0, "Sure [TOOL_CALLS] ["), None);
+        assert_eq!(f.hold(0, "a [b]"), Some(0));
     }
 }

@@ -108,7 +108,7 @@ pub(crate) fn render_prompt(
         rewritten = super::hermes::messages(messages, tools);
         messages = &rewritten;
     } else if super::hermes::has_tool_turns(messages) {
-        rewritten = with_argument_objects(messages);
+        rewritten = calls_for_template(messages, template.tool_support() == ToolSupport::Mistral);
         messages = &rewritten;
     }
     let tools = tools.map(Json::to_value);
@@ -121,15 +121,24 @@ pub(crate) fn render_prompt(
     })
 }
 
-/// The history's calls with each `function.arguments` as a JSON object, which templates that
-/// write calls themselves expect (Qwen 2.5's and Llama 3.1's pass it through `tojson`): OpenAI's
-/// API sends JSON text, which would come out quoted twice. vLLM does the same. Text that is not
-/// a JSON object stays text. Keys come out sorted (serde_json's map), which changes no call.
-fn with_argument_objects(messages: &[ChatMessage]) -> Vec<ChatMessage> {
+/// The history's calls as templates that write calls themselves expect them, as vLLM passes
+/// them:
+/// - each `function.arguments` as a JSON object (Qwen 2.5's and Llama 3.1's templates pass it
+///   through `tojson`; OpenAI's API sends JSON text, which would come out quoted twice). Text
+///   that is not a JSON object stays text; keys come out sorted (serde_json's map), which
+///   changes no call;
+/// - with `mistral_ids`, call ids (and the results' `tool_call_id`) as [`mistral_id`]s.
+fn calls_for_template(messages: &[ChatMessage], mistral_ids: bool) -> Vec<ChatMessage> {
     let mut out = messages.to_vec();
     for m in &mut out {
+        if mistral_ids && let Some(id) = &mut m.tool_call_id {
+            *id = mistral_id(id);
+        }
         let Some(Value::Array(calls)) = &mut m.tool_calls else { continue };
         for call in calls {
+            if mistral_ids && let Some(Value::String(id)) = call.get_mut("id") {
+                *id = mistral_id(id);
+            }
             let Some(args) = call.pointer_mut("/function/arguments") else { continue };
             let parsed = args
                 .as_str()
@@ -141,6 +150,15 @@ fn with_argument_objects(messages: &[ChatMessage]) -> Vec<ChatMessage> {
         }
     }
     out
+}
+
+/// Mistral's templates refuse call ids that are not 9 letters and digits: an id becomes its
+/// last 9 letters and digits, left-padded with `0`. The same id always maps to the same one,
+/// so a call and its result still match (lorad's own `call_` ids differ in their last 9).
+fn mistral_id(id: &str) -> String {
+    let alnum: Vec<char> = id.chars().filter(char::is_ascii_alphanumeric).collect();
+    let tail: String = alnum[alnum.len().saturating_sub(9)..].iter().collect();
+    format!("{tail:0>9}")
 }
 
 /// With `continue_final_message`, the final message's text the prompt must end with (its
@@ -297,5 +315,29 @@ mod tests {
         assert!(prompt.contains(r#""arguments": "not json"}"#), "{prompt}");
         // The caller's messages are left as they were.
         assert!(history[1].tool_calls.as_ref().unwrap()[0]["function"]["arguments"].is_string());
+    }
+
+    #[test]
+    fn mistral_templates_get_nine_character_call_ids() {
+        // Mistral v0.3's checks, in short.
+        let check = "{% if x|length != 9 %}{{ raise_exception('Tool call IDs should be alphanumeric strings with length 9!') }}{% endif %}";
+        let src = format!(
+            "{{% for m in messages %}}{{% if tools and loop.last %}}[AVAILABLE_TOOLS]{{% endif %}}{{% if m.tool_calls %}}[TOOL_CALLS] [{{% for c in m.tool_calls %}}{{% set x = c.id %}}{check}{{{{ c.function.name }}}} {{{{ c.id }}}}{{% endfor %}}]{{% elif m.role == 'tool' %}}{{% set x = m.tool_call_id %}}{check}[TOOL_RESULTS] {{{{ m.tool_call_id }}}}{{% else %}}{{{{ m.content }}}}{{% endif %}}{{% endfor %}}"
+        );
+        let template = ChatTemplate::new(&src).unwrap();
+        assert_eq!(template.tool_support(), ToolSupport::Mistral);
+        let mut call = ChatMessage::new("assistant", "");
+        call.tool_calls = Some(json!([
+            {"id": "call_0123456789abcdef01234567", "type": "function",
+             "function": {"name": "get_weather", "arguments": "{}"}},
+            {"id": "c-1", "type": "function", "function": {"name": "now", "arguments": "{}"}}
+        ]));
+        let mut result = ChatMessage::new("tool", "-3 C");
+        result.tool_call_id = Some("call_0123456789abcdef01234567".into());
+        let history = [ChatMessage::new("user", "Weather?"), call, result];
+        let prompt = render_prompt(&template, &history, None, false).unwrap();
+        assert!(prompt.contains("get_weather f01234567now 0000000c1]"), "{prompt}");
+        assert!(prompt.ends_with("[TOOL_RESULTS] f01234567"), "{prompt}");
+        assert_eq!(mistral_id("abc123XYZ"), "abc123XYZ");
     }
 }

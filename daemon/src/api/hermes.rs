@@ -58,10 +58,10 @@ pub(crate) fn parse_calls(text: &str) -> Option<Vec<Call>> {
     (!calls.is_empty()).then_some(calls)
 }
 
-/// How much of the end of `text` could be the start of [`OPEN`] (held back from a stream
-/// until the next text says whether a call begins).
-pub(crate) fn partial_open(text: &str) -> usize {
-    (1..OPEN.len()).rev().find(|&k| text.ends_with(&OPEN[..k])).unwrap_or(0)
+/// How much of the end of `text` could be the start of `open` ([`OPEN`], or another format's
+/// opening: held back from a stream until the next text says whether a call begins).
+pub(crate) fn partial_open(text: &str, open: &str) -> usize {
+    (1..open.len()).rev().find(|&k| text.ends_with(&open[..k])).unwrap_or(0)
 }
 
 /// The conversation for a template that ignores tools: the tool descriptions added to the
@@ -172,9 +172,9 @@ mod tests {
         ] {
             assert!(parse_calls(cut).is_none(), "{cut:?}");
         }
-        assert_eq!(partial_open("so <tool_ca"), 8);
-        assert_eq!(partial_open("a < b"), 0);
-        assert_eq!(partial_open("x<"), 1);
+        assert_eq!(partial_open("so <tool_ca", OPEN), 8);
+        assert_eq!(partial_open("a < b", OPEN), 0);
+        assert_eq!(partial_open("x<", OPEN), 1);
     }
 
     #[test]

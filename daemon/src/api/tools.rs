@@ -3,11 +3,12 @@
 //! `message.tool_calls`.
 //!
 //! Calls are written in the syntax the model's chat template asks for ([`CallFormat`]): Hermes
-//! (`<tool_call>...</tool_call>`, also for templates that know no tools) or Llama 3's JSON.
-//! Under `"auto"` the answer is free text until the model opens a call, from which on it must
-//! be a call of a tool that exists with arguments its schema accepts; under `"required"` it is
-//! calls only. A named function's answer is its arguments object. Templates with a call
-//! syntax lorad does not read (Mistral's) get `"auto"` refused with a 400.
+//! (`<tool_call>...</tool_call>`, also for templates that know no tools), Llama 3's JSON or
+//! Mistral's `[TOOL_CALLS]` list. Under `"auto"` the answer is free text until the model opens
+//! a call, from which on it must be a call of a tool that exists with arguments its schema
+//! accepts; under `"required"` it is calls only. A named function's answer is its arguments
+//! object. Templates with a call syntax lorad does not read (Mistral's newer
+//! `name[ARGS]{...}`) get `"auto"` refused with a 400.
 
 use lorad_grammar::Json;
 use lorad_model::ToolSupport;
@@ -123,7 +124,7 @@ pub(crate) fn parse(
         format.map(ToolMode::Auto).ok_or_else(|| {
             invalid(
                 P,
-                "\"auto\" (the default when tools are given) needs lorad to read this model's own tool-call syntax, which its chat template asks for in a form lorad does not read (it reads Hermes's <tool_call> and Llama 3's JSON); send \"required\", \"none\" or {\"type\": \"function\", \"function\": {\"name\": ...}}",
+                "\"auto\" (the default when tools are given) needs lorad to read this model's own tool-call syntax, which its chat template asks for in a form lorad does not read (it reads Hermes's <tool_call>, Llama 3's JSON and Mistral's [TOOL_CALLS] list); send \"required\", \"none\" or {\"type\": \"function\", \"function\": {\"name\": ...}}",
             )
         })
     };
@@ -415,6 +416,41 @@ mod tests {
             parse(Some(&tools), Some(&json(r#""required""#)), None, ToolSupport::Llama3Json);
         let g = required.unwrap().unwrap().spec.0.compile().unwrap();
         assert!(g.matches(call.as_bytes()) && !g.matches(b"It is sunny."));
+    }
+
+    #[test]
+    fn mistral_templates_get_mistral_calls() {
+        let tools = json(TOOLS);
+        let auto = parse(Some(&tools), None, None, ToolSupport::Mistral).unwrap().unwrap();
+        assert_eq!(auto.mode, ToolMode::Auto(CallFormat::Mistral));
+        let g = auto.spec.0.compile().unwrap();
+        let call = r#"[TOOL_CALLS] [{"name": "get_weather", "arguments": {"city": "Oslo"}}, {"name": "now", "arguments": {}}]"#;
+        assert!(g.matches(call.as_bytes()) && g.matches(b"It is sunny."));
+        assert!(g.matches(format!("Let me look. {call}").as_bytes()));
+        // What the grammar lets through is what the parser reads.
+        let a = answer(&auto.mode, &format!("Let me look. {call}")).unwrap();
+        assert_eq!(a.content.as_deref(), Some("Let me look."));
+        assert_eq!(
+            a.calls.iter().map(|c| c.function.arguments.as_str()).collect::<Vec<_>>(),
+            [r#"{"city":"Oslo"}"#, "{}"]
+        );
+        let single = parse(Some(&tools), None, Some(false), ToolSupport::Mistral).unwrap().unwrap();
+        assert!(!single.spec.0.compile().unwrap().matches(call.as_bytes()));
+        let required =
+            parse(Some(&tools), Some(&json(r#""required""#)), None, ToolSupport::Mistral);
+        let required = required.unwrap().unwrap();
+        assert_eq!(required.mode, ToolMode::Required(CallFormat::Mistral));
+        let g = required.spec.0.compile().unwrap();
+        assert!(g.matches(call.as_bytes()) && !g.matches(b"It is sunny."));
+        // A stream sends the text and holds the calls.
+        let mut s = ToolStream::new(Some(auto.mode));
+        let sent: String = ["Let me", " look. [TOOL", "_CALLS] [", &call[14..]]
+            .iter()
+            .map(|p| s.push(p))
+            .collect();
+        assert_eq!(sent, "Let me look. ");
+        let StreamEnd::Calls(calls) = s.finish() else { panic!("no calls") };
+        assert_eq!(calls.len(), 2);
     }
 
     #[test]

@@ -15,3 +15,4 @@ mod logprobs;
 mod request_id;
 mod runtime_lora;
 mod tokenize;
+mod tools;
