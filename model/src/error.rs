@@ -153,7 +153,9 @@ pub enum ModelError {
     },
 
     /// A chat template failed to compile or to render (including `raise_exception` calls).
-    #[error("chat template: {source:#}")]
+    /// Shown without minijinja's debug dump (the template's source and every variable it
+    /// read), which would put whole conversations into one-line API errors and logs.
+    #[error("chat template: {source}")]
     Template {
         /// The template engine's error, with line information.
         #[source]

@@ -16,7 +16,7 @@ use crate::common::{BASE, api_config, call, manager, post, sse_data, test_config
 
 /// Mistral 7B Instruct v0.3's template in short: tools before the last user turn, calls as a
 /// `[TOOL_CALLS]` list with ids of 9 characters (anything else raises, as the real one does).
-const MISTRAL: &str = r#"{% for m in messages %}{% if m.role == 'user' %}{% if tools and loop.last %}[AVAILABLE_TOOLS] {{ tools | tojson }}[/AVAILABLE_TOOLS]{% endif %}[INST] {{ m.content }}[/INST]{% elif m.tool_calls %}[TOOL_CALLS] [{% for c in m.tool_calls %}{% if c.id|length != 9 %}{{ raise_exception('Tool call IDs should be alphanumeric strings with length 9!') }}{% endif %}{{ c.function | tojson }}{% if not loop.last %}, {% endif %}{% endfor %}]</s>{% elif m.role == 'tool' %}{% if m.tool_call_id|length != 9 %}{{ raise_exception('Tool call IDs should be alphanumeric strings with length 9!') }}{% endif %}[TOOL_RESULTS] {"content": {{ m.content | tojson }}, "call_id": "{{ m.tool_call_id }}"}[/TOOL_RESULTS]{% else %}{{ m.content }}</s>{% endif %}{% endfor %}"#;
+const MISTRAL: &str = r#"{% for m in messages %}{% if m.role == 'user' %}{% if tools and loop.last %}[AVAILABLE_TOOLS] {{ tools | tojson }}[/AVAILABLE_TOOLS]{% endif %}[INST] {{ m.content }}[/INST]{% elif m.tool_calls %}[TOOL_CALLS] [{% for c in m.tool_calls %}{% if c.id is not defined or c.id|length != 9 %}{{ raise_exception('Tool call IDs should be alphanumeric strings with length 9!') }}{% endif %}{{ c.function | tojson }}{% if not loop.last %}, {% endif %}{% endfor %}]</s>{% elif m.role == 'tool' %}{% if m.tool_call_id|length != 9 %}{{ raise_exception('Tool call IDs should be alphanumeric strings with length 9!') }}{% endif %}[TOOL_RESULTS] {"content": {{ m.content | tojson }}, "call_id": "{{ m.tool_call_id }}"}[/TOOL_RESULTS]{% else %}{{ m.content }}</s>{% endif %}{% endfor %}"#;
 
 fn mistral_router() -> Option<(axum::Router, tempfile::TempDir)> {
     let path = test_model_path()?;
@@ -91,4 +91,24 @@ async fn mistral_templates_get_calls_in_their_syntax() {
         post(&router, "/tokenize", json!({"model": BASE, "messages": history, "tools": tools()}))
             .await;
     assert_eq!(status, StatusCode::OK, "{out}");
+}
+
+/// A template that refuses a conversation answers a 400 naming `messages` with the template's
+/// own reason, in one line (not the template engine's dump of the template and its variables).
+#[tokio::test]
+async fn a_template_refusal_is_a_short_400() {
+    let Some((router, _home)) = mistral_router() else { return };
+    let call = json!({"id": "x", "type": "function",
+                      "function": {"name": "get_weather", "arguments": "{}"}});
+    let mut history = json!([{"role": "user", "content": "Weather?"},
+                             {"role": "assistant", "content": null, "tool_calls": [call]}]);
+    // A call without an id is refused by the template.
+    history[1]["tool_calls"][0].as_object_mut().expect("object").remove("id");
+    let body = json!({"model": BASE, "messages": history, "max_tokens": 4});
+    let (status, _, out) = post(&router, "/v1/chat/completions", body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{out}");
+    let message = out["error"]["message"].as_str().expect("message");
+    assert_eq!(out["error"]["param"], "messages", "{out}");
+    assert!(message.contains("Tool call IDs should be alphanumeric"), "{message}");
+    assert!(!message.contains("Referenced variables") && message.len() < 400, "{message}");
 }
