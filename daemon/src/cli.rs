@@ -514,6 +514,11 @@ pub struct ModelArgs {
     /// `cpu`, or `cuda` / `cuda:N` (an error if that GPU cannot be opened).
     #[arg(long, env = "LORAD_DEVICE", default_value_t = DeviceArg::Auto, value_name = "DEVICE")]
     pub device: DeviceArg,
+    /// Jinja chat template to use instead of the model's own (vLLM's `--chat-template`): a file,
+    /// or the template itself on one line. For models that ship none (lorad would use ChatML)
+    /// or a wrong one.
+    #[arg(long, value_name = "FILE|TEMPLATE")]
+    pub chat_template: Option<String>,
 }
 
 /// `lorad serve`

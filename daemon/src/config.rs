@@ -76,6 +76,8 @@ pub struct Model {
     pub dtype: Option<String>,
     /// `--device`.
     pub device: Option<String>,
+    /// `--chat-template`.
+    pub chat_template: Option<String>,
 }
 
 /// `[engine]`.
@@ -279,6 +281,7 @@ pub fn apply_serve(
     fill!(m, "shutdown_timeout", args.shutdown_timeout, s.shutdown_timeout_secs);
     fill!(m, "admin_token_file", args.admin_token_file, s.admin_token_file.clone().map(Some));
     fill!(m, "model", args.model.model, f.model.path.clone().map(Some));
+    fill!(m, "chat_template", args.model.chat_template, f.model.chat_template.clone().map(Some));
     fill!(
         m,
         "dtype",
@@ -505,12 +508,16 @@ mod tests {
     }
 
     #[test]
-    fn the_admit_timeout_comes_from_the_file_and_is_bounded() {
+    fn the_admit_timeout_and_chat_template_come_from_the_file() {
         let file = "[adapters]\nadmit_timeout_secs = 90\n";
         let args = serve(merged(&["serve"], file).expect("merged"));
         assert_eq!(args.adapter_admit_timeout, 90);
         assert!(crate::commands::serve::validate(&args).is_ok());
-        let args = serve(merged(&["serve", "--adapter-admit-timeout", "5"], file).expect("merged"));
+        let file = format!("{file}[model]\nchat_template = \"/etc/lorad/chat.jinja\"\n");
+        let args = serve(merged(&["serve"], &file).expect("merged"));
+        assert_eq!(args.model.chat_template.as_deref(), Some("/etc/lorad/chat.jinja"));
+        let args =
+            serve(merged(&["serve", "--adapter-admit-timeout", "5"], &file).expect("merged"));
         assert_eq!(args.adapter_admit_timeout, 5, "the flag wins");
         for bad in [0, 3601] {
             let args = serve(

@@ -6,7 +6,9 @@ use std::time::Instant;
 
 use anyhow::Context;
 use candle_core::Device;
-use lorad_model::{LoadOptions, LoadedModel, default_model_path, fetch_default_model};
+use lorad_model::{
+    ChatTemplate, LoadOptions, LoadedModel, default_model_path, fetch_default_model,
+};
 use std::sync::Arc;
 
 use lorad_store::BaseShape;
@@ -118,10 +120,15 @@ pub(crate) fn load(path: &Path, args: &ModelArgs, device: Device) -> anyhow::Res
     let start = Instant::now();
     let on = device_name(&device);
     tracing::info!(path = %path.display(), dtype = ?args.dtype, device = %on, "loading model");
-    let model =
+    let mut model =
         lorad_model::load_model(path, &LoadOptions { dtype: args.dtype.to_candle(), device })
             .exit_kind(ExitKind::Config)
             .with_context(|| format!("cannot load model {}", path.display()))?;
+    if let Some(spec) = &args.chat_template {
+        model.chat_template = chat_template(spec)?
+            .with_special_tokens(model.tokenizer.bos_token(), model.tokenizer.eos_token());
+        tracing::info!(tools = ?model.chat_template.tool_support(), "chat template from --chat-template");
+    }
     tracing::info!(
         name = %model.name,
         layers = model.config.num_layers,
@@ -129,6 +136,25 @@ pub(crate) fn load(path: &Path, args: &ModelArgs, device: Device) -> anyhow::Res
         "model loaded"
     );
     Ok(model)
+}
+
+/// `--chat-template`: the file it names, else (when it looks like a template) the text itself,
+/// compiled.
+pub(crate) fn chat_template(spec: &str) -> anyhow::Result<ChatTemplate> {
+    let path = Path::new(spec);
+    let source = if path.is_file() {
+        std::fs::read_to_string(path)
+            .exit_kind(ExitKind::Config)
+            .with_context(|| format!("--chat-template: cannot read {}", path.display()))?
+    } else if spec.contains("{{") || spec.contains("{%") {
+        spec.to_owned()
+    } else {
+        return Err(coded(
+            ExitKind::Config,
+            anyhow::anyhow!("--chat-template: {spec} is neither a file nor a Jinja template"),
+        ));
+    };
+    ChatTemplate::new(&source).exit_kind(ExitKind::Config).context("--chat-template")
 }
 
 /// The projection shapes adapters must fit, read from the model's config only (cheap).
@@ -168,4 +194,26 @@ pub(crate) fn progress_bar(len: usize, what: &str) -> indicatif::ProgressBar {
     );
     bar.set_message(what.to_owned());
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chat_templates_come_from_a_file_or_inline() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let file = tmp.path().join("t.jinja");
+        std::fs::write(&file, "{% for m in messages %}[{{ m.role }}] {{ m.content }}{% endfor %}")
+            .expect("write");
+        let msgs = [lorad_model::ChatMessage::new("user", "hi")];
+        let t = chat_template(file.to_str().expect("utf-8")).expect("file");
+        assert_eq!(t.render(&msgs, false).expect("render"), "[user] hi");
+        let t = chat_template("{{ messages[0].content }}!").expect("inline");
+        assert_eq!(t.render(&msgs, false).expect("render"), "hi!");
+        let missing = format!("{:#}", chat_template("/nonexistent/t.jinja").expect_err("missing"));
+        assert!(missing.contains("--chat-template") && missing.contains("neither"), "{missing}");
+        let broken = format!("{:#}", chat_template("{% for m in %}").expect_err("syntax"));
+        assert!(broken.contains("--chat-template") && broken.contains("syntax"), "{broken}");
+    }
 }

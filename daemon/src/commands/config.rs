@@ -67,6 +67,13 @@ pub(crate) fn check(cli_config: Option<&Path>) -> anyhow::Result<()> {
             )),
         },
     );
+    if let Some(spec) = &args.model.chat_template {
+        report(
+            "model.chat_template",
+            super::common::chat_template(spec)
+                .map(|t| format!("compiles; tool calls: {:?}", t.tool_support())),
+        );
+    }
     // Opened exactly as `serve` opens it, so `cuda` on a GPU-less node fails here, not at start.
     report(
         "model.device",

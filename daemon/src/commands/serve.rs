@@ -36,6 +36,10 @@ pub(crate) fn run(
 ) -> anyhow::Result<()> {
     let cfg = validate(&args)?;
     let admin_token = admin_token(&args)?;
+    // A template that does not compile fails now, not after the model has loaded.
+    if let Some(spec) = &args.model.chat_template {
+        super::common::chat_template(spec)?;
+    }
     let store = open_store(home, io)?;
     let (receipts, followed) = super::receipts::open_desk(home, &args)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
