@@ -388,12 +388,12 @@ impl<V> TierCache<V> {
     }
 
     /// A lease on `key` for the caller whose turn it is, draining or not (its drain mark is
-    /// lifted); counted as a hit. `None` if absent.
+    /// lifted). Not counted: the caller's [`TierCache::get`] already counted its miss, and one
+    /// lookup is one hit or one miss. `None` if absent.
     pub fn claim(&self, key: &str) -> Option<Arc<V>> {
         let mut g = self.lock();
         let value = g.entries.get(key).map(|e| Arc::clone(&e.value))?;
         g.draining.remove(key);
-        g.hits += 1;
         g.touch(key);
         Some(value)
     }

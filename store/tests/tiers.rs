@@ -219,8 +219,11 @@ fn admit_fails_at_once_when_pins_leave_too_little_room_and_claim_lifts_a_drain()
     // 40 fits once "a" drains; its own turn (claim) takes it back.
     assert!(matches!(c.admit("n", Arc::new(3u32), 40), Ok(Admission::Draining(_))));
     assert!(c.is_draining("a") && c.get("a").is_none());
+    let before = c.stats();
     let lease = c.claim("a").expect("a is present");
     assert!(Arc::ptr_eq(&lease, &a) && !c.is_draining("a"));
+    // The get above counted its miss; the claim that follows counts nothing more.
+    assert_eq!((c.stats().hits, c.stats().misses), (before.hits, before.misses));
     assert!(c.get("a").is_some());
     assert!(c.claim("absent").is_none());
     // A new waiter's admit replaces the marks; clear_draining lifts them all.
