@@ -154,6 +154,16 @@ expect_exit 64 "generate --regex with a word boundary" lorad generate --prompt x
 expect_exit 2 "generate with two constraints" lorad generate --prompt x --json --regex a
 answer=$(lorad generate --prompt "The capital of Italy is" --choice " Rome" --choice " Milan" 2>/dev/null)
 if [ "$answer" = " Rome" ] || [ "$answer" = " Milan" ]; then ok "generate --choice answers one of the choices"; else fail "generate --choice gave '$answer'"; fi
+expect_exit 78 "serve with a --chat-template that does not compile" lorad serve --chat-template '{% for m in %}' --listen "127.0.0.1:$(free_port)"
+# A template of our own replaces the model's: one that raises says so, in one line.
+printf '{{ raise_exception("the e2e template is in use") }}' >"$TMP/raise.jinja"
+if out=$(lorad generate --chat --chat-template "$TMP/raise.jinja" --prompt x 2>&1); then
+    fail "generate --chat with a raising --chat-template succeeded"
+elif [ $? -eq 65 ] && grep -q "the e2e template is in use" <<<"$out"; then
+    ok "generate --chat renders with --chat-template (exit 65 when it refuses)"
+else
+    fail "generate --chat-template: $out"
+fi
 
 echo "==> datanet, finetune, attribution index"
 cat >"$TMP/dn.jsonl" <<'JSONL'

@@ -61,6 +61,7 @@ fn generate(
             .info()
             .chat_template
             .render(&[ChatMessage::new("user", args.prompt.clone())], true)
+            .exit_kind(ExitKind::DataErr)
             .context("cannot render the chat template")?
     } else {
         args.prompt.clone()
