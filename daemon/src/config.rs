@@ -64,6 +64,8 @@ pub struct Server {
     pub shutdown_timeout_secs: Option<u64>,
     /// `--admin-token-file`.
     pub admin_token_file: Option<PathBuf>,
+    /// `--api-key-file`.
+    pub api_key_file: Option<PathBuf>,
 }
 
 /// `[model]`.
@@ -280,6 +282,7 @@ pub fn apply_serve(
     fill!(m, "served_model_name", args.served_model_name, s.served_model_name.clone().map(Some));
     fill!(m, "shutdown_timeout", args.shutdown_timeout, s.shutdown_timeout_secs);
     fill!(m, "admin_token_file", args.admin_token_file, s.admin_token_file.clone().map(Some));
+    fill!(m, "api_key_file", args.api_key_file, s.api_key_file.clone().map(Some));
     fill!(m, "model", args.model.model, f.model.path.clone().map(Some));
     fill!(m, "chat_template", args.model.chat_template, f.model.chat_template.clone().map(Some));
     fill!(
@@ -527,6 +530,34 @@ mod tests {
             let err = format!("{:#}", crate::commands::serve::validate(&args).expect_err("bad"));
             assert!(err.contains("adapters.admit_timeout_secs"), "{err}");
         }
+    }
+
+    #[test]
+    fn api_keys_come_from_a_file_one_a_line() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let keys = |text: &str, admin: Option<&str>| {
+            let path = tmp.path().join("keys");
+            std::fs::write(&path, text).expect("write");
+            let mut file = format!("[server]\napi_key_file = \"{}\"\n", path.display());
+            if let Some(a) = admin {
+                let admin_path = tmp.path().join("admin");
+                std::fs::write(&admin_path, a).expect("write");
+                file.push_str(&format!("admin_token_file = \"{}\"\n", admin_path.display()));
+            }
+            let args = serve(merged(&["serve"], &file).expect("merged"));
+            crate::commands::serve::api_keys(&args).map_err(|e| format!("{e:#}"))
+        };
+        let two = "# rotated 2026-12\nsk-0123456789abcdef\n\n  sk-fedcba9876543210  \n";
+        assert_eq!(keys(two, None).unwrap(), ["sk-0123456789abcdef", "sk-fedcba9876543210"]);
+        let short = keys("sk-0123456789abcdef\nshort\n", None).unwrap_err();
+        assert!(short.contains("line 2") && short.contains("16 characters"), "{short}");
+        let spaced = keys("sk 0123456789abcdef\n", None).unwrap_err();
+        assert!(spaced.contains("line 1"), "{spaced}");
+        assert!(keys("# none yet\n", None).unwrap_err().contains("no API key"));
+        let admin = "admin-token-0123456789";
+        let same = keys(&format!("{admin}\n"), Some(admin)).unwrap_err();
+        assert!(same.contains("differ from the admin token"), "{same}");
+        assert_eq!(keys("sk-0123456789abcdef", Some(admin)).unwrap().len(), 1);
     }
 
     /// The keys serde accepts in `section` (`""` for the top level), read back from its

@@ -329,6 +329,7 @@ echo "==> curl checks"
 check() {
     local name="$1" want="$2" method="$3" path="$4" body="${5:-}" assertion="${6:-}" got
     local args=(-s -o "$TMP/resp.body" -D "$TMP/resp.headers" -w '%{http_code}' -X "$method" -H 'content-type: application/json')
+    if [ -n "${BEARER:-}" ]; then args+=(-H "authorization: Bearer $BEARER"); fi
     if [ -n "$body" ]; then
         if [ "${body:0:1}" = "@" ]; then args+=(--data-binary "$body"); else args+=(-d "$body"); fi
     fi
@@ -465,14 +466,32 @@ PY
 PIDS+=($!)
 for _ in $(seq 50); do [ -S "$TMP/notify.sock" ] && break; sleep 0.1; done
 # Its limits come from a config file (flags would override them; the listen port is a flag).
-printf '[engine]\nmax_waiting = 0\nmax_batch_size = 1\nkv_cache_tokens = 1024\n' >"$TMP/busy.toml"
+# Its OpenAI routes need an API key.
+printf '# e2e\nsk-e2e-0123456789abcdef\n' >"$TMP/api-keys"
+printf '[server]\napi_key_file = "%s"\n[engine]\nmax_waiting = 0\nmax_batch_size = 1\nkv_cache_tokens = 1024\n' "$TMP/api-keys" >"$TMP/busy.toml"
 NOTIFY_SOCKET="$TMP/notify.sock" WATCHDOG_USEC=1000000 start_server "$TMP/server2.log" --config "$TMP/busy.toml" --listen "127.0.0.1:$PORT2"
 BUSY_PID=$SERVER_PID
 if wait_ready "$PORT2" "$BUSY_PID" "$TMP/server2.log"; then
     SAVED_URL="$URL"
     URL="http://127.0.0.1:$PORT2"
+    check "no API key" 401 POST /v1/completions "{$M, \"prompt\": \"hi\", \"max_tokens\": 2}" "b['error']['code'] == 'invalid_api_key'"
+    check "metrics need no API key" 200 GET /metrics
+    BEARER="sk-e2e-0123456789abcdef"
     check "queue full" 429 POST /v1/completions "{$M, \"prompt\": \"hi\", \"max_tokens\": 2}" "b['error']['code'] == 'queue_full'"
     if grep -qi '^retry-after: 1' "$TMP/resp.headers"; then ok "429 carries Retry-After: 1"; else fail "429 without Retry-After"; fi
+    BEARER=""
+    # The official client sends its api_key as the bearer token.
+    if "$VENV/bin/python" - "$URL/v1" <<'PY'
+import sys, openai
+ids = [m.id for m in openai.OpenAI(base_url=sys.argv[1], api_key="sk-e2e-0123456789abcdef").models.list()]
+assert ids and ids[0] == "SmolLM2-135M-Instruct", ids
+try:
+    openai.OpenAI(base_url=sys.argv[1], api_key="sk-wrong-0123456789abcdef").models.list()
+    raise SystemExit("a wrong key was let in")
+except openai.AuthenticationError:
+    pass
+PY
+    then ok "openai client: its api_key opens /v1, a wrong one gets AuthenticationError"; else fail "openai client with an API key"; fi
     URL="$SAVED_URL"
     if grep -q "^READY=1" "$TMP/notify.log" && grep -q "^STATUS=listening on" "$TMP/notify.log" \
         && grep -q "^STATUS=loading the model" "$TMP/notify.log" && grep -q "^STATUS=starting the engine" "$TMP/notify.log"; then

@@ -13,12 +13,13 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Multipart, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use lorad_engine::EngineError;
 use lorad_store::StoreError;
 use lorad_store::disk::StoredInfo;
 use serde::{Deserialize, Serialize};
 
+use super::auth;
 use super::errors::ApiError;
 use super::state::{AppState, Serving, adapter_error};
 
@@ -31,14 +32,7 @@ pub(super) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Api
             "admin_disabled",
         ));
     };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    let matches = given.len() == expected.len()
-        && given.bytes().zip(expected.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
-    if matches {
+    if auth::same_token(auth::bearer(headers), expected) {
         Ok(())
     } else {
         Err(ApiError::http(

@@ -2,6 +2,7 @@
 
 mod admin;
 mod attribution;
+mod auth;
 mod call_format;
 mod chat;
 mod choices;

@@ -11,7 +11,7 @@ use tracing::Level;
 use super::errors::ApiError;
 use super::state::AppState;
 use super::{
-    admin, chat, completions, metrics, models, receipts, request_id, responses, runtime_lora,
+    admin, auth, chat, completions, metrics, models, receipts, request_id, responses, runtime_lora,
     tokenize,
 };
 
@@ -31,7 +31,9 @@ use super::{
 /// | `/v1/adapters...` | the admin API (bearer token; see `admin.rs`) |
 /// | `POST /v1/load_lora_adapter`, `/v1/unload_lora_adapter` | vLLM's runtime LoRA API (bearer token; `runtime_lora.rs`) |
 ///
-/// Bodies over [`super::ApiConfig::max_body_bytes`] get 413; unknown paths 404 and wrong
+/// With [`super::ApiConfig::api_keys`], the completions, chat, responses, models and receipts
+/// routes need one of them as a bearer token (`auth.rs`). Bodies over
+/// [`super::ApiConfig::max_body_bytes`] get 413; unknown paths 404 and wrong
 /// methods 405, all with OpenAI JSON error bodies. Every response carries an `X-Request-Id`
 /// (`request_id.rs`).
 pub fn router(state: AppState) -> Router {
@@ -43,16 +45,20 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/adapters/{name}/pin", post(admin::pin))
         .route("/v1/adapters/{name}/unpin", post(admin::unpin))
         .layer(DefaultBodyLimit::max(state.config().max_upload_bytes));
-    Router::new()
-        .merge(admin)
+    // The OpenAI routes: behind the API keys, when there are any.
+    let openai = Router::new()
         .route("/v1/completions", post(completions::handle))
         .route("/v1/chat/completions", post(chat::handle))
         .route("/v1/responses", post(responses::handle))
-        .route("/v1/load_lora_adapter", post(runtime_lora::load))
-        .route("/v1/unload_lora_adapter", post(runtime_lora::unload))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{model}", get(models::get))
         .route("/v1/receipts/{job_id}", get(receipts::get))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_api_key));
+    Router::new()
+        .merge(admin)
+        .merge(openai)
+        .route("/v1/load_lora_adapter", post(runtime_lora::load))
+        .route("/v1/unload_lora_adapter", post(runtime_lora::unload))
         .route("/tokenize", post(tokenize::tokenize))
         .route("/detokenize", post(tokenize::detokenize))
         .route("/healthz", get(healthz))

@@ -27,11 +27,18 @@ pub struct ApiConfig {
     pub admin_token: Option<String>,
     /// Largest accepted adapter upload (`POST /v1/adapters`).
     pub max_upload_bytes: usize,
+    /// Bearer keys the OpenAI routes accept (`auth.rs`); empty: those routes are open.
+    pub api_keys: Vec<String>,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        Self { max_body_bytes: 4 * 1024 * 1024, admin_token: None, max_upload_bytes: 1 << 30 }
+        Self {
+            max_body_bytes: 4 * 1024 * 1024,
+            admin_token: None,
+            max_upload_bytes: 1 << 30,
+            api_keys: Vec::new(),
+        }
     }
 }
 

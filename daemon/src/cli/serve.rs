@@ -77,6 +77,11 @@ pub struct ServeArgs {
     /// also read from $LORAD_ADMIN_TOKEN. Without one the admin API is disabled (403).
     #[arg(long, value_name = "PATH")]
     pub admin_token_file: Option<PathBuf>,
+    /// File of the API keys clients must send (`Authorization: Bearer <key>`) on the OpenAI
+    /// routes (completions, chat, responses, models, receipts), one a line; also one key from
+    /// $LORAD_API_KEY. Without either those routes are open (vLLM's `--api-key`).
+    #[arg(long, value_name = "PATH")]
+    pub api_key_file: Option<PathBuf>,
     /// Proof of Attribution on adapter answers that have a gradient index (`lorad finetune` or
     /// `lorad attribution index` builds it): `on` (every answer unless the request sends
     /// `"attribution": false`), `opt-in` (only requests sending `"attribution": true`), `off`.

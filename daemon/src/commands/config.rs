@@ -45,6 +45,13 @@ pub(crate) fn check(cli_config: Option<&Path>) -> anyhow::Result<()> {
         }),
     );
     report(
+        "server.api_key_file",
+        super::serve::api_keys(&args).map(|keys| match keys.len() {
+            0 => "OpenAI routes open (no API key)".into(),
+            n => format!("{n} API key(s); the OpenAI routes need one"),
+        }),
+    );
+    report(
         "home",
         Ok(if home.is_dir() {
             home.display().to_string()

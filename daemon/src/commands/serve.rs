@@ -35,7 +35,12 @@ pub(crate) fn run(
     config: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let cfg = validate(&args)?;
-    let admin_token = admin_token(&args)?;
+    let api_config = ApiConfig {
+        max_body_bytes: args.max_body_bytes,
+        admin_token: admin_token(&args)?,
+        api_keys: api_keys(&args)?,
+        ..ApiConfig::default()
+    };
     // A template that does not compile fails now, not after the model has loaded.
     if let Some(spec) = &args.model.chat_template {
         super::common::chat_template(spec)?;
@@ -52,7 +57,7 @@ pub(crate) fn run(
         args,
         cfg,
         store,
-        admin_token,
+        api_config,
         (receipts, followed),
         config,
     ));
@@ -115,12 +120,61 @@ pub(crate) fn admin_token(args: &ServeArgs) -> anyhow::Result<Option<String>> {
     }
 }
 
+/// The API keys of the OpenAI routes: `--api-key-file` (one a line; blank lines and `#`
+/// comments skipped), else `$LORAD_API_KEY` (one key), else none (those routes are open). Each
+/// is at least 16 characters without whitespace, and none is the admin token.
+pub(crate) fn api_keys(args: &ServeArgs) -> anyhow::Result<Vec<String>> {
+    let (text, source) = match &args.api_key_file {
+        Some(path) => (
+            std::fs::read_to_string(path)
+                .exit_kind(ExitKind::Config)
+                .with_context(|| format!("cannot read --api-key-file {}", path.display()))?,
+            format!("--api-key-file {}", path.display()),
+        ),
+        None => match std::env::var("LORAD_API_KEY") {
+            Ok(key) => (key, "$LORAD_API_KEY".to_owned()),
+            Err(_) => return Ok(Vec::new()),
+        },
+    };
+    let mut keys = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let key = line.trim();
+        if key.is_empty() || key.starts_with('#') {
+            continue;
+        }
+        if key.len() < 16 || key.contains(char::is_whitespace) {
+            return Err(coded(
+                ExitKind::Config,
+                anyhow::anyhow!(
+                    "{source}, line {}: an API key is at least 16 characters without spaces",
+                    i + 1
+                ),
+            ));
+        }
+        keys.push(key.to_owned());
+    }
+    if keys.is_empty() {
+        return Err(coded(ExitKind::Config, anyhow::anyhow!("{source} holds no API key")));
+    }
+    if let Ok(Some(admin)) = admin_token(args)
+        && keys.contains(&admin)
+    {
+        return Err(coded(
+            ExitKind::Config,
+            anyhow::anyhow!(
+                "{source}: an API key must differ from the admin token (its clients could administer the node)"
+            ),
+        ));
+    }
+    Ok(keys)
+}
+
 async fn serve(
     home: PathBuf,
     args: ServeArgs,
     cfg: EngineConfig,
     store: Arc<Store>,
-    admin_token: Option<String>,
+    api_config: ApiConfig,
     (receipts, followed): (Option<Arc<api::ReceiptDesk>>, Option<super::receipts::FollowedState>),
     config: Option<PathBuf>,
 ) -> anyhow::Result<()> {
@@ -129,8 +183,6 @@ async fn serve(
         .exit_kind(ExitKind::Unavailable)
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr().context("cannot read the bound address")?;
-    let api_config =
-        ApiConfig { max_body_bytes: args.max_body_bytes, admin_token, ..ApiConfig::default() };
     let state = AppState::new(store.clone(), api_config);
     if let Some(desk) = receipts {
         state.set_receipts(desk);

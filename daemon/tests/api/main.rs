@@ -6,6 +6,7 @@
 
 mod admin;
 mod attribution;
+mod auth;
 mod cancel;
 mod choices;
 mod common;
