@@ -507,8 +507,17 @@ PY
     fi
     # SIGHUP: the store is re-read and log_level from the file applies without a restart.
     { printf 'log_level = "debug"\n'; cat "$TMP/busy.toml"; } >"$TMP/busy2.toml" && mv "$TMP/busy2.toml" "$TMP/busy.toml"
+    # The API key is rotated in the same reload.
+    printf 'sk-e2e-rotated-0123456789\n' >"$TMP/api-keys"
     kill -HUP "$BUSY_PID"
     for _ in $(seq 50); do grep -q "reloaded on SIGHUP" "$TMP/server2.log" && break; sleep 0.1; done
+    URL="http://127.0.0.1:$PORT2"
+    BEARER="sk-e2e-0123456789abcdef"
+    check "a key removed from the key file, after SIGHUP" 401 GET /v1/models
+    BEARER="sk-e2e-rotated-0123456789"
+    check "the key added to the key file, after SIGHUP" 200 GET /v1/models
+    BEARER=""
+    URL="$SAVED_URL"
     if grep -q 'log level reloaded log_level=debug' "$TMP/server2.log" && grep -q "reloaded on SIGHUP" "$TMP/server2.log" && kill -0 "$BUSY_PID"; then
         ok "SIGHUP reloads the store and the log level, and the server keeps running"
     else

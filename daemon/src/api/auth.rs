@@ -6,7 +6,7 @@
 //! (`/healthz`, `/readyz`, `/health`, `/version`), `/metrics` and vLLM's `/tokenize` and
 //! `/detokenize` stay open, as vLLM leaves its non-`/v1` routes; the admin routes take the admin
 //! token instead. Several keys let one be rotated: add the new key, move the clients, remove
-//! the old one, restarting lorad after each change.
+//! the old one, each change applied by SIGHUP (`systemctl reload lorad`) without a restart.
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -39,7 +39,7 @@ pub(super) async fn require_api_key(
     req: Request,
     next: Next,
 ) -> Response {
-    let keys = &state.config().api_keys;
+    let keys = state.api_keys();
     if keys.is_empty() {
         return next.run(req).await;
     }

@@ -3,7 +3,7 @@
 //! called; it flips back when shutdown begins ([`AppState::begin_drain`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 use lorad_engine::{AdapterManager, EngineError, EngineHandle, ResidentAdapter};
 use lorad_store::StoreError;
@@ -27,7 +27,8 @@ pub struct ApiConfig {
     pub admin_token: Option<String>,
     /// Largest accepted adapter upload (`POST /v1/adapters`).
     pub max_upload_bytes: usize,
-    /// Bearer keys the OpenAI routes accept (`auth.rs`); empty: those routes are open.
+    /// Bearer keys the OpenAI routes accept at start (`auth.rs`; [`AppState::set_api_keys`]
+    /// replaces them); empty: those routes are open.
     pub api_keys: Vec<String>,
 }
 
@@ -73,6 +74,8 @@ struct Inner {
     draining: AtomicBool,
     /// Compiled structured-output grammars, by constraint.
     grammars: lorad_grammar::GrammarCache,
+    /// The API keys in force: [`ApiConfig::api_keys`] until [`AppState::set_api_keys`].
+    api_keys: RwLock<Arc<[String]>>,
 }
 
 /// Cheap to clone; every handler gets one.
@@ -97,6 +100,7 @@ impl AppState {
         Self {
             inner: Arc::new(Inner {
                 store,
+                api_keys: RwLock::new(config.api_keys.clone().into()),
                 config,
                 serving: OnceLock::new(),
                 receipts: OnceLock::new(),
@@ -107,6 +111,18 @@ impl AppState {
                 grammars: lorad_grammar::GrammarCache::new(GRAMMAR_CACHE),
             }),
         }
+    }
+
+    /// The API keys the OpenAI routes accept now (empty: they are open).
+    pub(crate) fn api_keys(&self) -> Arc<[String]> {
+        // A poisoned lock still holds a whole list: the writer only swaps the Arc.
+        self.inner.api_keys.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Replaces the API keys (a key file re-read on SIGHUP): requests from now on need one of
+    /// `keys`; those already let in run on.
+    pub fn set_api_keys(&self, keys: Vec<String>) {
+        *self.inner.api_keys.write().unwrap_or_else(PoisonError::into_inner) = keys.into();
     }
 
     /// Starts serving `manager`'s engine with the base model under `model_name`. Only the first

@@ -224,7 +224,12 @@ async fn serve(
     };
     let engine = manager.engine().clone();
     let reconciler = tokio::spawn(reconcile_loop(manager.clone()));
-    let reloader = tokio::spawn(reload_on_sighup(manager.clone(), store_for_reload, config));
+    let reloader = tokio::spawn(reload_on_sighup(
+        manager.clone(),
+        store_for_reload,
+        config,
+        (state.clone(), args.clone()),
+    ));
     let watchdog = tokio::spawn(crate::notify::feed_watchdog(engine.clone()));
     state.set_ready_with(manager, name.clone(), attributor);
     tracing::info!(%addr, model = %name, "ready");
@@ -384,12 +389,14 @@ fn preload_pinned(manager: &AdapterManager, store: &Store, base_name: &str) {
 }
 
 /// On SIGHUP: re-reads the adapter store at once (imports, removals, pins made with the CLI;
-/// normally noticed within a few seconds) and applies what can change live from the
-/// configuration file: `log_level`. Everything else takes a restart, and the log says so.
+/// normally noticed within a few seconds), re-reads the API key file (rotation), and applies
+/// what can change live from the configuration file: `log_level`. Everything else takes a
+/// restart, and the log says so.
 async fn reload_on_sighup(
     manager: Arc<AdapterManager>,
     store: Arc<Store>,
     config: Option<PathBuf>,
+    (state, args): (AppState, ServeArgs),
 ) {
     let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(s) => s,
@@ -413,6 +420,19 @@ async fn reload_on_sighup(
             Ok(Err(e)) => tracing::warn!(error = %e, "re-reading the adapter store failed"),
             Err(e) => tracing::warn!(error = %e, "the reload task failed"),
         }
+        // Key rotation without a restart; a file that no longer reads keeps the old keys.
+        if args.api_key_file.is_some() {
+            match api_keys(&args) {
+                Ok(keys) => {
+                    tracing::info!(api_keys = keys.len(), "API keys re-read");
+                    state.set_api_keys(keys);
+                }
+                Err(e) => tracing::warn!(
+                    error = format!("{e:#}"),
+                    "API keys not re-read; the previous ones stay in force"
+                ),
+            }
+        }
         let level = match config.as_deref().map(crate::config::load) {
             None => None,
             Some(Ok(file)) => file.log_level,
@@ -431,7 +451,7 @@ async fn reload_on_sighup(
             }
         }
         tracing::info!(
-            "reloaded on SIGHUP (settings other than log_level take effect at the next restart)"
+            "reloaded on SIGHUP (settings other than log_level and the API keys take effect at the next restart)"
         );
         crate::notify::status("serving (reloaded)");
     }

@@ -57,7 +57,7 @@ async fn openai_routes_need_a_key_and_the_rest_do_not() {
     };
     let state = AppState::new(store.clone(), config);
     assert!(state.set_ready(manager(&store, &engine), BASE.to_owned()));
-    let r = router(state);
+    let r = router(state.clone());
 
     let chat = json!({"model": BASE, "max_tokens": 2,
                       "messages": [{"role": "user", "content": "Hi"}]});
@@ -90,6 +90,12 @@ async fn openai_routes_need_a_key_and_the_rest_do_not() {
     let (status, _, _) = request(&r, "GET", "/v1/adapters", Some(KEY), None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, _, _) = request(&r, "GET", "/v1/adapters", Some(ADMIN_TOKEN), None).await;
+    assert_eq!(status, StatusCode::OK);
+    // Keys re-read on SIGHUP replace the old ones at once.
+    state.set_api_keys(vec![ROTATED.to_owned()]);
+    let (status, _, _) = request(&r, "GET", "/v1/models", Some(KEY), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, _) = request(&r, "GET", "/v1/models", Some(ROTATED), None).await;
     assert_eq!(status, StatusCode::OK);
     // Unknown paths are 404 with or without a key.
     let (status, _, _) = request(&r, "GET", "/v1/nothing", None, None).await;
