@@ -103,6 +103,14 @@ const MAX_ADMIT_TIMEOUT_SECS: u64 = 3600;
 
 /// The admin API's bearer token: `--admin-token-file`, else `$LORAD_ADMIN_TOKEN`, else none.
 pub(crate) fn admin_token(args: &ServeArgs) -> anyhow::Result<Option<String>> {
+    if let Some(path) = &args.admin_token_file {
+        warn_if_world_readable(path, "the admin token file");
+    }
+    read_admin_token(args)
+}
+
+/// [`admin_token`] without the permission warning (read again to compare with the API keys).
+fn read_admin_token(args: &ServeArgs) -> anyhow::Result<Option<String>> {
     let token = match &args.admin_token_file {
         Some(path) => Some(
             std::fs::read_to_string(path)
@@ -125,12 +133,15 @@ pub(crate) fn admin_token(args: &ServeArgs) -> anyhow::Result<Option<String>> {
 /// is at least 16 characters without whitespace, and none is the admin token.
 pub(crate) fn api_keys(args: &ServeArgs) -> anyhow::Result<Vec<String>> {
     let (text, source) = match &args.api_key_file {
-        Some(path) => (
-            std::fs::read_to_string(path)
-                .exit_kind(ExitKind::Config)
-                .with_context(|| format!("cannot read --api-key-file {}", path.display()))?,
-            format!("--api-key-file {}", path.display()),
-        ),
+        Some(path) => {
+            warn_if_world_readable(path, "the API key file");
+            (
+                std::fs::read_to_string(path)
+                    .exit_kind(ExitKind::Config)
+                    .with_context(|| format!("cannot read --api-key-file {}", path.display()))?,
+                format!("--api-key-file {}", path.display()),
+            )
+        }
         None => match std::env::var("LORAD_API_KEY") {
             Ok(key) => (key, "$LORAD_API_KEY".to_owned()),
             Err(_) => return Ok(Vec::new()),
@@ -156,7 +167,7 @@ pub(crate) fn api_keys(args: &ServeArgs) -> anyhow::Result<Vec<String>> {
     if keys.is_empty() {
         return Err(coded(ExitKind::Config, anyhow::anyhow!("{source} holds no API key")));
     }
-    if let Ok(Some(admin)) = admin_token(args)
+    if let Ok(Some(admin)) = read_admin_token(args)
         && keys.contains(&admin)
     {
         return Err(coded(
@@ -167,6 +178,16 @@ pub(crate) fn api_keys(args: &ServeArgs) -> anyhow::Result<Vec<String>> {
         ));
     }
     Ok(keys)
+}
+
+/// Secrets under /etc/lorad are `root:lorad 0640`: readable by the service, not by every user.
+fn warn_if_world_readable(path: &Path, what: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o007 != 0
+    {
+        tracing::warn!(path = %path.display(), "{what} is readable by every user; chmod o-rwx it");
+    }
 }
 
 async fn serve(
