@@ -1,8 +1,9 @@
 //! The router: endpoints, body limit, request tracing, JSON 404/405 fallbacks.
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{Method, StatusCode, Uri};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
@@ -73,9 +74,17 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(limit))
         // Spans and events at DEBUG: 5xx are logged (at WARN) where they are produced.
         .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(Level::DEBUG)))
+        // Every response is counted by status, 401s, 404s and 413s included.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), count_response))
         // Outermost: 404s, 405s and 413s get an id too.
         .layer(axum::middleware::from_fn(request_id::layer))
         .with_state(state)
+}
+
+async fn count_response(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    state.telemetry().responded(resp.status().as_u16());
+    resp
 }
 
 async fn healthz() -> &'static str {

@@ -2,7 +2,7 @@
 //! token, attribution time, and per-adapter traffic with bounded label cardinality (the
 //! [`TOP_ADAPTERS`] busiest adapters by name, the rest summed as `other`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -39,6 +39,8 @@ pub(crate) struct Telemetry {
     tpot: Histogram,
     attribution: Histogram,
     per_model: Mutex<HashMap<String, Traffic>>,
+    /// HTTP responses by status code (a few dozen codes at most: bounded).
+    http: Mutex<BTreeMap<u16, u64>>,
 }
 
 impl Default for Telemetry {
@@ -52,6 +54,7 @@ impl Default for Telemetry {
             tpot: Histogram::new(&TPOT_BUCKETS),
             attribution: Histogram::new(&ATTRIBUTION_BUCKETS),
             per_model: Mutex::new(HashMap::new()),
+            http: Mutex::new(BTreeMap::new()),
         }
     }
 }
@@ -92,6 +95,14 @@ impl Telemetry {
         self.failed.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts an HTTP response (every route, refusals included: a surge of 429s, 503s or
+    /// 401s is what an operator alerts on).
+    pub(crate) fn responded(&self, status: u16) {
+        if let Ok(mut m) = self.http.lock() {
+            *m.entry(status).or_default() += 1;
+        }
+    }
+
     /// Records how long attributing one answer took.
     pub(crate) fn attributed(&self, d: Duration) {
         self.attribution.observe(d);
@@ -123,6 +134,18 @@ impl Telemetry {
             "counter",
             "Tokens generated for finished requests.",
             &[("", load(&self.completion_tokens))],
+        );
+        let codes: Vec<(String, f64)> = self
+            .http
+            .lock()
+            .map(|m| m.iter().map(|(c, n)| (format!("{{code=\"{c}\"}}"), *n as f64)).collect())
+            .unwrap_or_default();
+        family(
+            out,
+            "lorad_http_responses_total",
+            "counter",
+            "HTTP responses by status code.",
+            &codes,
         );
         let ttft_help = "Submission to the first generated token.";
         histogram(out, "lorad_time_to_first_token_seconds", ttft_help, &self.ttft);

@@ -100,4 +100,9 @@ async fn openai_routes_need_a_key_and_the_rest_do_not() {
     // Unknown paths are 404 with or without a key.
     let (status, _, _) = request(&r, "GET", "/v1/nothing", None, None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // Every response is counted by status: 6 refused above, then 2 more (KEY on the admin
+    // route and after the rotation).
+    let (_, _, metrics) = crate::common::call(&r, "GET", "/metrics", Body::empty()).await;
+    assert!(metrics.contains("lorad_http_responses_total{code=\"401\"} 8\n"), "{metrics}");
+    assert!(metrics.contains("lorad_http_responses_total{code=\"404\"} 1\n"), "{metrics}");
 }
