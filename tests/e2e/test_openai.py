@@ -254,12 +254,26 @@ def test_tool_calls_stream(client):
     stream = client.chat.completions.create(
         model=BASE, messages=WEATHER, tools=TOOLS, tool_choice="required", max_tokens=120, temperature=0, stream=True
     )
-    calls, finish = [], None
+    deltas, finish = [], None
     for chunk in stream:
-        calls += chunk.choices[0].delta.tool_calls or []
+        deltas += chunk.choices[0].delta.tool_calls or []
         finish = chunk.choices[0].finish_reason or finish
-    assert finish == "tool_calls" and calls and [c.index for c in calls] == list(range(len(calls)))
-    assert all(c.function.name in ("get_weather", "get_time") and json.loads(c.function.arguments) is not None for c in calls)
+    calls = assemble(deltas)
+    assert finish == "tool_calls" and calls and len(deltas) > len(calls), deltas
+    assert all(c["id"].startswith("call_") and c["name"] in ("get_weather", "get_time") and json.loads(c["arguments"]) is not None for c in calls)
+
+
+def assemble(deltas):
+    """Tool calls as a client builds them from stream deltas: by index, the id and name from the
+    first delta of each call, the arguments joined."""
+    calls = {}
+    for d in deltas:
+        c = calls.setdefault(d.index, {"id": None, "name": None, "arguments": ""})
+        c["id"] = d.id or c["id"]
+        c["name"] = d.function.name or c["name"]
+        c["arguments"] += d.function.arguments or ""
+    assert list(calls) == list(range(len(calls))), calls
+    return [calls[i] for i in range(len(calls))]
 
 
 def weather_shot(city, result, answer):
@@ -300,19 +314,21 @@ def test_tool_choice_auto_answers_or_calls(client):
     args = json.loads(call.function.arguments)
     assert set(args) == {"city", "unit"} and "Paris" in args["city"], args
     assert not (c.message.content or "").strip()
-    # Streamed: nothing of the call leaks as content; the call comes whole, indexed.
+    # Streamed: nothing of the call leaks as content; the call's id and name come first, its
+    # arguments as they are generated.
     stream = client.chat.completions.create(
         model=BASE, messages=messages, tools=TOOLS, max_tokens=60, temperature=0, logit_bias=STEER, stream=True
     )
-    content, calls, finish = "", [], None
+    content, deltas, finish = "", [], None
     for chunk in stream:
         d = chunk.choices[0].delta
         content += d.content or ""
-        calls += d.tool_calls or []
+        deltas += d.tool_calls or []
         finish = chunk.choices[0].finish_reason or finish
     assert "<tool" not in content and not content.strip(), content
-    assert finish == "tool_calls" and [c.index for c in calls] == [0], calls
-    assert (calls[0].function.name, json.loads(calls[0].function.arguments)) == ("get_weather", args)
+    calls = assemble(deltas)
+    assert finish == "tool_calls" and len(calls) == 1 and len(deltas) > 1, deltas
+    assert (calls[0]["name"], json.loads(calls[0]["arguments"])) == ("get_weather", args)
     # The call goes back with its result; the model answers in text.
     follow = messages + [
         {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
@@ -355,7 +371,7 @@ def test_tool_calls_with_several_answers(client):
             calls.setdefault(c.index, []).extend(c.delta.tool_calls or [])
             finish[c.index] = c.finish_reason or finish.get(c.index)
     assert finish == {0: "tool_calls", 1: "tool_calls"}, finish
-    assert all([t.function.name for t in calls[i]] == ["get_weather"] for i in (0, 1)), calls
+    assert all([c["name"] for c in assemble(calls[i])] == ["get_weather"] for i in (0, 1)), calls
 
 
 def test_tokenize_describes_tools_like_chat(client):

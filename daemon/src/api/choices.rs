@@ -352,12 +352,20 @@ fn stream(meta: Meta, answers: Vec<Answer>, continuous: bool) -> Response {
                     if state.receipt.is_some() {
                         state.answer.push_str(&text);
                     }
-                    let text = state.tools.push(&text);
-                    if !text.is_empty() {
+                    let pushed = state.tools.push(&text);
+                    if !pushed.text.is_empty() {
                         let pending = std::mem::take(&mut state.pending);
                         let lps = state.writer.as_mut().map(|w| w.write(&pending));
-                        let r = choice_response(&meta, true, state.index, Some(text), None, lps, None);
+                        let r = choice_response(&meta, true, state.index, Some(pushed.text), None, lps, None);
                         yield with_usage(r, running(completion_tokens));
+                    }
+                    if !pushed.calls.is_empty() {
+                        let pending = std::mem::take(&mut state.pending);
+                        let lps = state.writer.as_mut().map(|w| w.write(&pending));
+                        let delta = MessageOut { tool_calls: Some(pushed.calls), ..MessageOut::default() };
+                        let mut r = meta.chat(true, Some((delta, None)), None, lps);
+                        r.choices[0].index = state.index;
+                        yield with_usage(Finished::Chat(r), running(completion_tokens));
                     }
                 }
                 GenerationEvent::Done { finish_reason, usage: done } => {
@@ -372,16 +380,18 @@ fn stream(meta: Meta, answers: Vec<Answer>, continuous: bool) -> Response {
                     match state.tools.finish() {
                         StreamEnd::Calls(calls) => {
                             called = true;
-                            let delta = MessageOut { tool_calls: Some(calls), ..MessageOut::default() };
-                            let mut r = meta.chat(true, Some((delta, None)), None, lps.take());
-                            r.choices[0].index = state.index;
-                            yield with_usage(Finished::Chat(r), running(completion_tokens));
+                            if !calls.is_empty() {
+                                let delta = MessageOut { tool_calls: Some(calls), ..MessageOut::default() };
+                                let mut r = meta.chat(true, Some((delta, None)), None, lps.take());
+                                r.choices[0].index = state.index;
+                                yield with_usage(Finished::Chat(r), running(completion_tokens));
+                            }
                         }
                         StreamEnd::Text(held) if !held.is_empty() => {
                             let r = choice_response(&meta, true, state.index, Some(held), None, lps.take(), None);
                             yield with_usage(r, running(completion_tokens));
                         }
-                        StreamEnd::Text(_) => {}
+                        StreamEnd::Text(_) | StreamEnd::Cut => {}
                     }
                     let attribution = meta.attribute(state.job.take(), std::mem::take(&mut state.generated)).await;
                     let (attribution, c) = attribution.map_or((None, None), |(a, c)| (Some(a), Some(c)));

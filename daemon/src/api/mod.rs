@@ -4,6 +4,7 @@ mod admin;
 mod attribution;
 mod auth;
 mod call_format;
+mod call_stream;
 mod chat;
 mod choices;
 mod completions;

@@ -124,8 +124,8 @@ pub(crate) fn respond(
             yield with_usage(first, running(0));
         }
         let mut completion_tokens = 0usize;
-        // What may be a tool call is held back until the answer ends, then sent as the
-        // calls it makes.
+        // What may open a tool call is held back until the next text shows whether it does;
+        // calls go out as they are written.
         let mut tool_stream = tools::ToolStream::new(meta.tools.clone());
         let mut ended = false;
         let mut job = job;
@@ -165,10 +165,16 @@ pub(crate) fn respond(
                         answer.push_str(&text);
                     }
                     pending.extend(logprobs);
-                    let text = tool_stream.push(&text);
-                    if !text.is_empty() {
+                    let pushed = tool_stream.push(&text);
+                    if !pushed.text.is_empty() {
                         let lps = writer.as_mut().map(|w| w.write(&std::mem::take(&mut pending)));
-                        yield with_usage(chunk(&meta, text, lps), running(completion_tokens));
+                        yield with_usage(chunk(&meta, pushed.text, lps), running(completion_tokens));
+                    }
+                    if !pushed.calls.is_empty() {
+                        let lps = writer.as_mut().map(|w| w.write(&std::mem::take(&mut pending)));
+                        let delta = MessageOut { tool_calls: Some(pushed.calls), ..MessageOut::default() };
+                        let calls = Finished::Chat(meta.chat(true, Some((delta, None)), None, lps));
+                        yield with_usage(calls, running(completion_tokens));
                     }
                 }
                 GenerationEvent::Done { finish_reason, usage } => {
@@ -183,18 +189,20 @@ pub(crate) fn respond(
                     let mut called = false;
                     match tool_stream.finish() {
                         tools::StreamEnd::Calls(calls) => {
-                            let lps = writer.as_mut().map(|w| w.write(&std::mem::take(&mut pending)));
                             called = true;
-                            let delta = MessageOut { tool_calls: Some(calls), ..MessageOut::default() };
-                            let calls = Finished::Chat(meta.chat(true, Some((delta, None)), None, lps));
-                            yield with_usage(calls, running(completion_tokens));
+                            if !calls.is_empty() {
+                                let lps = writer.as_mut().map(|w| w.write(&std::mem::take(&mut pending)));
+                                let delta = MessageOut { tool_calls: Some(calls), ..MessageOut::default() };
+                                let calls = Finished::Chat(meta.chat(true, Some((delta, None)), None, lps));
+                                yield with_usage(calls, running(completion_tokens));
+                            }
                         }
                         // No call, or one cut short: what there is, as text.
                         tools::StreamEnd::Text(held) if !held.is_empty() => {
                             let lps = writer.as_mut().map(|w| w.write(&std::mem::take(&mut pending)));
                             yield with_usage(chunk(&meta, held, lps), running(completion_tokens));
                         }
-                        tools::StreamEnd::Text(_) => {}
+                        tools::StreamEnd::Text(_) | tools::StreamEnd::Cut => {}
                     }
                     let logprobs = writer.as_mut().map(|w| w.write(&std::mem::take(&mut pending)));
                     let closing = Closing { attribution, receipt: signed, logprobs };

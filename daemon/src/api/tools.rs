@@ -14,6 +14,7 @@ use lorad_grammar::Json;
 use lorad_model::ToolSupport;
 
 use super::call_format::CallFormat;
+use super::call_stream::{CallDelta, CallScanner};
 use super::errors::ApiError;
 use super::hermes::Function;
 use super::openai::{FunctionCallOut, MessageOut, ToolCallOut};
@@ -220,7 +221,8 @@ pub(crate) fn message(mode: Option<&ToolMode>, text: String) -> (MessageOut, Opt
 }
 
 /// What a stream sends of an answer that may call tools: text as it comes, except what may be
-/// a call (held back until the answer ends, then sent as its calls).
+/// the opening of a call (held back until the next text shows it is not); then each call's id
+/// and name once its header is written, and its arguments as they come ([`CallScanner`]).
 #[derive(Debug)]
 pub(crate) struct ToolStream {
     /// The call syntax, when the answer may make calls.
@@ -228,51 +230,81 @@ pub(crate) struct ToolStream {
     held: String,
     /// Bytes of text sent so far.
     sent: usize,
-    /// A call has begun: everything from here is held.
+    /// A call has begun: everything from here is held, and read by `scanner`.
     calling: bool,
+    scanner: Option<CallScanner>,
+}
+
+/// What a stream sends now.
+#[derive(Debug, Default)]
+pub(crate) struct Pushed {
+    /// Text (content).
+    pub(crate) text: String,
+    /// Call deltas: a new call's index, id and name, and arguments as they come.
+    pub(crate) calls: Vec<ToolCallOut>,
 }
 
 /// How a stream ends.
 #[derive(Debug)]
 pub(crate) enum StreamEnd {
-    /// The answer's calls, with their `index` set.
+    /// The answer made calls: these are the ones not sent yet (none when they were streamed),
+    /// with their `index` set.
     Calls(Vec<ToolCallOut>),
     /// Held-back text that made no call, to send as content.
     Text(String),
+    /// Calls were streamed and the answer was cut short inside one (`max_tokens`, a stop
+    /// string): nothing more to send.
+    Cut,
 }
 
 impl ToolStream {
     pub(crate) fn new(mode: Option<ToolMode>) -> Self {
         let calling = matches!(mode, Some(ToolMode::Required(_)));
-        Self { format: mode.and_then(|m| m.format()), held: String::new(), sent: 0, calling }
+        let format = mode.and_then(|m| m.format());
+        let scanner = format.map(CallScanner::new);
+        Self { format, held: String::new(), sent: 0, calling, scanner }
     }
 
-    /// The part of `text` to send now.
-    pub(crate) fn push(&mut self, text: &str) -> String {
-        let Some(format) = self.format else { return text.to_owned() };
-        self.held.push_str(text);
-        if self.calling {
-            return String::new();
-        }
-        let keep = match format.hold(self.sent, &self.held) {
-            Some(keep) => keep,
-            None => {
-                self.calling = true;
-                self.held.len() - format.calls_start(&self.held).unwrap_or(0)
-            }
+    /// What of `text` (and of the calls it completes) to send now.
+    pub(crate) fn push(&mut self, text: &str) -> Pushed {
+        let Some(format) = self.format else {
+            return Pushed { text: text.to_owned(), calls: Vec::new() };
         };
-        let rest = self.held.split_off(self.held.len() - keep);
-        let out = std::mem::replace(&mut self.held, rest);
-        self.sent += out.len();
+        self.held.push_str(text);
+        let mut out = Pushed::default();
+        if !self.calling {
+            let keep = match format.hold(self.sent, &self.held) {
+                Some(keep) => keep,
+                None => {
+                    self.calling = true;
+                    self.held.len() - format.calls_start(&self.held).unwrap_or(0)
+                }
+            };
+            let rest = self.held.split_off(self.held.len() - keep);
+            out.text = std::mem::replace(&mut self.held, rest);
+            self.sent += out.text.len();
+        }
+        if self.calling
+            && let Some(scanner) = &mut self.scanner
+        {
+            out.calls = coalesce(scanner.feed(&self.held));
+        }
         out
     }
 
-    /// The end of the answer: its calls, or the text still held.
+    /// The end of the answer: its calls not sent yet, or the text still held.
     pub(crate) fn finish(&mut self) -> StreamEnd {
         let held = std::mem::take(&mut self.held);
-        if self.calling
-            && let Some(calls) = self.format.and_then(|f| f.parse(&held))
-        {
+        if !self.calling {
+            return StreamEnd::Text(held);
+        }
+        match &self.scanner {
+            Some(s) if s.complete(&held) => return StreamEnd::Calls(Vec::new()),
+            Some(s) if s.opened() > 0 => return StreamEnd::Cut,
+            _ => {}
+        }
+        // Nothing streamed (the scan did not follow the text): the whole calls, if it holds any.
+        if let Some(calls) = self.format.and_then(|f| f.parse(&held)) {
             let calls = calls
                 .into_iter()
                 .enumerate()
@@ -284,12 +316,58 @@ impl ToolStream {
     }
 }
 
+/// One entry per call in the order they came: a call's opening (id and name) with the
+/// arguments that came with it, or more arguments.
+fn coalesce(deltas: Vec<CallDelta>) -> Vec<ToolCallOut> {
+    let mut out: Vec<ToolCallOut> = Vec::new();
+    for d in deltas {
+        let (index, name, text) = match d {
+            CallDelta::Open { index, name } => (index, Some(name), String::new()),
+            CallDelta::Args { index, text } => (index, None, text),
+        };
+        match out.last_mut() {
+            Some(last) if last.index == Some(index) && name.is_none() => {
+                last.function.arguments.push_str(&text);
+            }
+            _ => out.push(match name {
+                Some(name) => ToolCallOut { index: Some(index), ..call_out(name, text) },
+                None => ToolCallOut {
+                    index: Some(index),
+                    id: None,
+                    kind: None,
+                    function: FunctionCallOut { name: None, arguments: text },
+                },
+            }),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn json(t: &str) -> Json {
         Json::parse(t).unwrap()
+    }
+
+    /// Pushes `pieces`; returns the text sent and each call (id, name, arguments) as a client
+    /// assembles it from the deltas, by index.
+    fn drive(s: &mut ToolStream, pieces: &[&str]) -> (String, Vec<(String, String, String)>) {
+        let (mut text, mut calls) = (String::new(), Vec::<(String, String, String)>::new());
+        for p in pieces {
+            let out = s.push(p);
+            text.push_str(&out.text);
+            for d in out.calls {
+                let i = d.index.unwrap() as usize;
+                if let Some(id) = d.id {
+                    assert_eq!(i, calls.len(), "calls open in order");
+                    calls.push((id, d.function.name.unwrap(), String::new()));
+                }
+                calls[i].2.push_str(&d.function.arguments);
+            }
+        }
+        (text, calls)
     }
 
     const TOOLS: &str = r#"[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}}},{"type":"function","function":{"name":"now"}}]"#;
@@ -403,15 +481,16 @@ mod tests {
         );
         assert!(answer(&auto.mode, "It is sunny.").is_none());
         let mut s = ToolStream::new(Some(auto.mode.clone()));
-        let sent: String =
-            ["{\"na", "me\": \"get_", &call[14..]].iter().map(|p| s.push(p)).collect();
+        let (sent, calls) = drive(&mut s, &["{\"na", "me\": \"get_", &call[14..]]);
         assert_eq!(sent, "");
-        assert!(
-            matches!(s.finish(), StreamEnd::Calls(c) if c[0].function.name.as_deref() == Some("get_weather"))
+        assert_eq!(
+            (calls[0].1.as_str(), calls[0].2.as_str()),
+            ("get_weather", r#"{"city": "Oslo"}"#)
         );
+        assert!(matches!(s.finish(), StreamEnd::Calls(c) if c.is_empty()), "all streamed");
         let mut s = ToolStream::new(Some(auto.mode));
-        assert_eq!(s.push("{"), "");
-        assert_eq!(s.push("x} then {\"name\": \""), "{x} then {\"name\": \"");
+        assert_eq!(s.push("{").text, "");
+        assert_eq!(s.push("x} then {\"name\": \"").text, "{x} then {\"name\": \"");
         let required =
             parse(Some(&tools), Some(&json(r#""required""#)), None, ToolSupport::Llama3Json);
         let g = required.unwrap().unwrap().spec.0.compile().unwrap();
@@ -442,42 +521,58 @@ mod tests {
         assert_eq!(required.mode, ToolMode::Required(CallFormat::Mistral));
         let g = required.spec.0.compile().unwrap();
         assert!(g.matches(call.as_bytes()) && !g.matches(b"It is sunny."));
-        // A stream sends the text and holds the calls.
+        // A stream sends the text, then each call as it is written.
         let mut s = ToolStream::new(Some(auto.mode));
-        let sent: String = ["Let me", " look. [TOOL", "_CALLS] [", &call[14..]]
-            .iter()
-            .map(|p| s.push(p))
-            .collect();
+        let (sent, calls) = drive(&mut s, &["Let me", " look. [TOOL", "_CALLS] [", &call[14..]]);
         assert_eq!(sent, "Let me look. ");
-        let StreamEnd::Calls(calls) = s.finish() else { panic!("no calls") };
-        assert_eq!(calls.len(), 2);
+        let read: Vec<(&str, &str)> =
+            calls.iter().map(|(_, n, a)| (n.as_str(), a.as_str())).collect();
+        assert_eq!(read, [("get_weather", r#"{"city": "Oslo"}"#), ("now", "{}")]);
+        assert!(matches!(s.finish(), StreamEnd::Calls(c) if c.is_empty()));
     }
 
     #[test]
     fn streams_hold_back_what_may_be_a_call() {
         let mut s = ToolStream::new(Some(ToolMode::Auto(CallFormat::Hermes)));
         let call = weather("Oslo");
-        let mut sent = String::new();
-        for piece in ["It is", " 3 < 4. <", "tool", "_call>\n{\"name\"", &call[19..]] {
-            sent.push_str(&s.push(piece));
-        }
+        let pieces =
+            ["It is", " 3 < 4. <", "tool", "_call>\n{\"name\"", &call[19..50], &call[50..]];
+        let (sent, calls) = drive(&mut s, &pieces);
         assert_eq!(sent, "It is 3 < 4. ");
-        let StreamEnd::Calls(calls) = s.finish() else { panic!("no calls") };
         assert_eq!(
-            (calls[0].index, calls[0].function.name.as_deref()),
-            (Some(0), Some("get_weather"))
+            (calls[0].1.as_str(), calls[0].2.as_str()),
+            ("get_weather", r#"{"city": "Oslo"}"#)
         );
+        assert!(calls[0].0.starts_with("call_"));
+        assert!(matches!(s.finish(), StreamEnd::Calls(c) if c.is_empty()));
+        // The name goes out as soon as the header is whole; the arguments as they come.
+        let mut s = ToolStream::new(Some(ToolMode::Auto(CallFormat::Hermes)));
+        let head = "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": ";
+        assert!(s.push(&head[..head.len() - 1]).calls.is_empty());
+        let opened = s.push(" {\"ci").calls;
+        assert_eq!(opened.len(), 1);
+        assert_eq!(
+            (opened[0].function.name.as_deref(), opened[0].function.arguments.as_str()),
+            (Some("get_weather"), "{\"ci")
+        );
+        let more = s.push("ty\": \"Oslo\"}").calls;
+        assert_eq!(
+            (more[0].id.as_deref(), more[0].function.arguments.as_str()),
+            (None, "ty\": \"Oslo\"}")
+        );
+        // Cut inside the call: what went out stays, nothing more follows.
+        assert!(matches!(s.finish(), StreamEnd::Cut));
         // A `<` that starts no call is sent once the next text shows it.
         let mut s = ToolStream::new(Some(ToolMode::Auto(CallFormat::Hermes)));
-        assert_eq!(s.push("a <"), "a ");
-        assert_eq!(s.push("b"), "<b");
-        assert_eq!(s.push(" <tool"), " ");
+        assert_eq!(s.push("a <").text, "a ");
+        assert_eq!(s.push("b").text, "<b");
+        assert_eq!(s.push(" <tool").text, " ");
         assert!(matches!(s.finish(), StreamEnd::Text(t) if t == "<tool"));
-        // Required holds everything; an answer cut short comes back as text.
+        // Required holds everything; an answer cut short before a name comes back as text.
         let mut s = ToolStream::new(Some(ToolMode::Required(CallFormat::Hermes)));
-        assert_eq!(s.push(&call[..30]), "");
+        assert_eq!(s.push(&call[..30]).text, "");
         assert!(matches!(s.finish(), StreamEnd::Text(t) if t == call[..30]));
         let mut s = ToolStream::new(None);
-        assert_eq!(s.push("<tool_call>"), "<tool_call>");
+        assert_eq!(s.push("<tool_call>").text, "<tool_call>");
     }
 }

@@ -57,7 +57,7 @@ async fn mistral_templates_get_calls_in_their_syntax() {
             .expect("arguments are JSON");
     assert!(args["city"].is_string(), "{args}");
 
-    // The same, streamed: the calls come whole in one chunk.
+    // The same, streamed: the call's id and name first, then its arguments as they come.
     let mut streamed = body.clone();
     streamed["stream"] = json!(true);
     let (status, _, text) =
@@ -68,10 +68,21 @@ async fn mistral_templates_get_calls_in_their_syntax() {
         .filter(|d| *d != "[DONE]")
         .map(|d| serde_json::from_str(d).expect("chunk"))
         .collect();
-    let streamed_calls: Vec<&Value> =
-        chunks.iter().filter_map(|c| c["choices"][0]["delta"].get("tool_calls")).collect();
-    assert_eq!(streamed_calls.len(), 1, "{text}");
-    assert_eq!(streamed_calls[0][0]["function"], calls[0]["function"], "{text}");
+    let deltas: Vec<&Value> = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"].get("tool_calls"))
+        .flat_map(|d| d.as_array().expect("array"))
+        .collect();
+    assert!(deltas.len() > 1, "arguments come in pieces: {text}");
+    assert!(deltas.iter().all(|d| d["index"] == 0), "{text}");
+    assert_eq!(deltas[0]["function"]["name"], "get_weather", "{text}");
+    assert!(deltas[0]["id"].as_str().is_some_and(|id| id.starts_with("call_")), "{text}");
+    assert!(deltas[1..].iter().all(|d| d.get("id").is_none()), "{text}");
+    let joined: String =
+        deltas.iter().map(|d| d["function"]["arguments"].as_str().expect("text")).collect();
+    assert_eq!(serde_json::from_str::<Value>(&joined).expect("whole arguments"), args, "{text}");
+    let finish = chunks.iter().rev().find_map(|c| c["choices"][0]["finish_reason"].as_str());
+    assert_eq!(finish, Some("tool_calls"), "{text}");
 
     // The call and its result go back in the history with lorad's own ids, which the
     // template accepts only as 9 characters.
