@@ -44,12 +44,20 @@ impl CallFormat {
         })
     }
 
+    /// What opens the calls wherever it occurs (`None` for Llama 3, whose call is the answer).
+    fn marker(self) -> Option<&'static str> {
+        match self {
+            Self::Hermes => Some(hermes::OPEN),
+            Self::Mistral => Some(MISTRAL_OPEN),
+            Self::Llama3Json => None,
+        }
+    }
+
     /// Where the calls begin in a whole answer, if it makes any.
     pub(crate) fn calls_start(self, text: &str) -> Option<usize> {
-        match self {
-            Self::Hermes => text.find(hermes::OPEN),
-            Self::Mistral => text.find(MISTRAL_OPEN),
-            Self::Llama3Json => {
+        match self.marker() {
+            Some(open) => text.find(open),
+            None => {
                 let at = text.len() - text.trim_start().len();
                 text[at..].starts_with(LLAMA3_OPEN).then_some(at)
             }
@@ -72,19 +80,16 @@ impl CallFormat {
     /// For a stream that has sent `sent` bytes of text and holds `held` (what came since):
     /// `Some(keep)`, the bytes at the end of `held` to keep back because they may be part of
     /// a call's opening, or `None` when `held` opens a call (from its start for Llama 3,
-    /// from [`Self::calls_start`] for Hermes: the caller splits there).
+    /// from [`Self::calls_start`] for Hermes and Mistral: the caller splits there).
     pub(crate) fn hold(self, sent: usize, held: &str) -> Option<usize> {
-        match self {
-            Self::Hermes | Self::Mistral => {
-                let open = if self == Self::Hermes { hermes::OPEN } else { MISTRAL_OPEN };
-                match held.find(open) {
-                    Some(_) => None,
-                    None => Some(hermes::partial_open(held, open)),
-                }
-            }
+        match self.marker() {
+            Some(open) => match held.find(open) {
+                Some(_) => None,
+                None => Some(hermes::partial_open(held, open)),
+            },
             // A call is the whole answer: once text went out, nothing more is held.
-            Self::Llama3Json if sent > 0 => Some(0),
-            Self::Llama3Json => {
+            None if sent > 0 => Some(0),
+            None => {
                 let t = held.trim_start();
                 if t.starts_with(LLAMA3_OPEN) {
                     None
@@ -102,9 +107,7 @@ impl CallFormat {
 /// one object), then nothing but whitespace. `arguments` given as JSON text is taken as it is.
 fn parse_mistral(text: &str) -> Option<Vec<Call>> {
     let rest = text.trim_start().strip_prefix(MISTRAL_OPEN)?.trim_start();
-    let mut values = serde_json::Deserializer::from_str(rest).into_iter::<serde::de::IgnoredAny>();
-    values.next()?.ok()?;
-    let end = values.byte_offset();
+    let end = hermes::json_value_end(rest)?;
     if !rest[end..].trim().is_empty() {
         return None;
     }

@@ -34,14 +34,20 @@ pub(crate) type Call = (String, String);
 /// and where it ends. Its extent is found by a JSON parser: an argument string holding a
 /// closing tag does not end the call.
 pub(crate) fn call_object(text: &str) -> Option<(Call, usize)> {
-    let mut values = serde_json::Deserializer::from_str(text).into_iter::<serde::de::IgnoredAny>();
-    values.next()?.ok()?;
-    let end = values.byte_offset();
+    let end = json_value_end(text)?;
     let call = Json::parse(&text[..end]).ok()?;
     let name = call.get("name")?.as_str()?.to_owned();
     // Hermes writes `arguments`, Llama 3 `parameters`.
     let args = call.get("arguments").or_else(|| call.get("parameters"))?;
     Some(((name, args.to_text()), end))
+}
+
+/// Where the JSON value that `text` starts with (after whitespace) ends; `None` if it is not
+/// one whole value.
+pub(crate) fn json_value_end(text: &str) -> Option<usize> {
+    let mut values = serde_json::Deserializer::from_str(text).into_iter::<serde::de::IgnoredAny>();
+    values.next()?.ok()?;
+    Some(values.byte_offset())
 }
 
 /// The calls in `text`, which starts at the first [`OPEN`]: `None` unless it is nothing but
