@@ -648,14 +648,16 @@ impl Scheduler {
         }
         self.stats.step_seconds.observe(started.elapsed());
         // Remove finished sequences, highest index first so indices stay valid. Their blocks go
-        // back (and the counts are published) before their requests hear they are done, so a
-        // client that reads /metrics after its answer sees the cache without it.
+        // back (and the counts are published) and their adapter leases are dropped before their
+        // requests hear they are done, so a client that reads /metrics after its answer sees the
+        // cache without it, and one that replaces or removes the adapter finds it idle.
         finished.sort_by_key(|f| std::cmp::Reverse(f.0));
         let done: Vec<(Seq, FinishReason)> = finished
             .into_iter()
             .map(|(i, reason)| {
                 let mut s = self.running.remove(i);
                 self.kv.blocks.free(std::mem::take(&mut s.blocks));
+                s.adapter = None;
                 (s, reason)
             })
             .collect();
