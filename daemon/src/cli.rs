@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use crate::logging::LogFormat;
 use candle_core::DType;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -37,6 +38,11 @@ pub struct Cli {
     /// such as `lorad=debug,tower_http=debug`); overrides RUST_LOG [default: RUST_LOG, else info].
     #[arg(long, global = true, value_name = "FILTER")]
     pub log_level: Option<String>,
+
+    /// Log line format: `auto` (`journal` when stderr is the systemd journal, else `text`),
+    /// `text`, `journal` (syslog priority prefix, no timestamp) or `json` (one object a line).
+    #[arg(long, global = true, env = "LORAD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
+    pub log_format: LogFormat,
 
     /// What to do.
     #[command(subcommand)]

@@ -27,6 +27,8 @@ pub struct ConfigFile {
     pub home: Option<PathBuf>,
     /// Log filter (`--log-level`).
     pub log_level: Option<String>,
+    /// Log line format (`--log-format`).
+    pub log_format: Option<String>,
     /// `[server]`.
     #[serde(default)]
     pub server: Server,
@@ -234,6 +236,11 @@ pub fn merge(cli: &mut Cli, matches: &ArgMatches) -> anyhow::Result<()> {
     }
     if let Some(level) = file.log_level.clone().filter(|_| !from_user(Some(matches), "log_level")) {
         cli.log_level = Some(level);
+    }
+    if let Some(format) = &file.log_format
+        && !from_user(Some(matches), "log_format")
+    {
+        cli.log_format = value_enum("log_format", format)?;
     }
     if let Some(io) = &file.adapters.store_io
         && !from_user(Some(matches), "store_io")
@@ -582,12 +589,13 @@ mod tests {
         for top in &sections {
             let nested = keys_of(top);
             let is_table = !nested.is_empty() && !nested.contains(&"zz_not_a_key".to_owned());
-            let keys: Vec<(String, String)> = if ["home", "log_level"].contains(&top.as_str()) {
-                vec![(top.clone(), top.clone())]
-            } else {
-                assert!(is_table, "[{top}] lists no keys");
-                nested.iter().map(|k| (format!("{top}.{k}"), k.clone())).collect()
-            };
+            let keys: Vec<(String, String)> =
+                if ["home", "log_level", "log_format"].contains(&top.as_str()) {
+                    vec![(top.clone(), top.clone())]
+                } else {
+                    assert!(is_table, "[{top}] lists no keys");
+                    nested.iter().map(|k| (format!("{top}.{k}"), k.clone())).collect()
+                };
             for (dotted, key) in keys {
                 if !docs.contains(&format!("`{dotted}`")) {
                     missing.push(format!("docs/configuration.md lacks {dotted}"));

@@ -30,13 +30,13 @@ fn main() -> ExitCode {
     // The config file fills in what flags and environment left at their defaults, before
     // logging starts (it may set the log level).
     let result = lorad::config::merge(&mut cli, &matches)
-        .and_then(|()| lorad::logging::init(cli.log_level.as_deref()))
+        .and_then(|()| lorad::logging::init(cli.log_level.as_deref(), cli.log_format))
         .and_then(|()| lorad::try_main(cli));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {}", render(&err));
+            lorad::logging::fatal(&render(&err));
             ExitCode::from(exit_code_of(&err))
         }
     }

@@ -236,6 +236,35 @@ expect_exit 78 "config check: a zero batch size and an l2_rpc without a deployme
 if grep -q "error limits" "$TMP/cmd.out" && grep -q "error chain.l2_rpc" "$TMP/cmd.out"; then ok "every bad key is reported"; else fail "config check report: $(cat "$TMP/cmd.out")"; fi
 expect_exit 78 "serve with a config naming an unknown key" lorad --config "$TMP/typo.toml" serve
 
+echo "==> log formats"
+# Under systemd, stderr is the journal and $JOURNAL_STREAM names it (device:inode): each line then
+# carries its syslog priority, the fatal error included. A serve whose model is missing logs at
+# info, then ends with that error (78).
+: >"$TMP/journal.log"
+rc=0
+JOURNAL_STREAM=$(stat -c '%d:%i' "$TMP/journal.log") lorad serve --model "$TMP/none.gguf" --listen 127.0.0.1:0 2>>"$TMP/journal.log" || rc=$?
+if [ "$rc" = 78 ] && grep -q '^<6> INFO' "$TMP/journal.log" && tail -1 "$TMP/journal.log" | grep -q "^<3>error: model $TMP/none.gguf does not exist" && ! grep -qv '^<[0-9]>' "$TMP/journal.log"; then
+    ok "stderr is the journal: every line leads with its priority, the fatal error with <3>"
+else
+    fail "journal format (rc $rc): $(cat "$TMP/journal.log")"
+fi
+printf 'log_format = "json"\n' >"$TMP/json.toml"
+rc=0
+lorad --config "$TMP/json.toml" serve --model "$TMP/none.gguf" --listen 127.0.0.1:0 2>"$TMP/json.log" || rc=$?
+if [ "$rc" = 78 ] && python3 -c '
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+assert len(lines) >= 2 and all({"timestamp", "level", "message", "target"} <= set(l) for l in lines), lines
+assert lines[-1]["level"] == "ERROR" and sys.argv[2] in lines[-1]["message"], lines[-1]
+' "$TMP/json.log" "$TMP/none.gguf"; then
+    ok "log_format = \"json\": every line, the fatal error included, is a JSON object"
+else
+    fail "json format (rc $rc): $(cat "$TMP/json.log")"
+fi
+printf 'log_format = "xml"\n' >"$TMP/xml.toml"
+expect_exit 78 "log_format = \"xml\" is refused" lorad --config "$TMP/xml.toml" config check
+if grep -q "log_format" "$TMP/cmd.out"; then ok "the bad log_format is named"; else fail "log_format not named: $(cat "$TMP/cmd.out")"; fi
+
 echo "==> lightclient verify-proof and replay (offline audits)"
 LC_FIXTURES="${LORAD_LIGHTCLIENT_FIXTURES:-$ROOT/../shared/fixtures/lightclient}"
 LC_RPC="$LC_FIXTURES/a16z-helios/tests/testdata/rpc"
