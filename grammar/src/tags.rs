@@ -174,6 +174,32 @@ pub fn mistral_calls(tools: &[(String, Json)], required: bool, parallel: bool) -
     }
 }
 
+/// What separates a call's name from its arguments in Mistral's newer syntax (a control token in
+/// Mistral's tokenizers, which lorad reads as text).
+pub const MISTRAL_ARGS: &str = "[ARGS]";
+
+/// Tool calls in Mistral's newer syntax (the chat templates of Mistral Small 3.1 and later,
+/// Magistral, Devstral, Ministral: tokenizer version 11 on): each call is
+/// `[TOOL_CALLS]get_weather[ARGS]{"city": "Oslo"}`, calls follow one another after optional
+/// text. `required`: calls only; `parallel: false`: one call.
+pub fn mistral_args_calls(tools: &[(String, Json)], required: bool, parallel: bool) -> TagSpec {
+    let tags = tools
+        .iter()
+        .map(|(name, parameters)| Tag {
+            begin: format!("{MISTRAL_OPEN}{name}{MISTRAL_ARGS}"),
+            schema: parameters.clone(),
+            end: String::new(),
+        })
+        .collect();
+    TagSpec {
+        tags,
+        triggers: vec![MISTRAL_OPEN.into()],
+        after: AfterTag::Tags { max: (!parallel).then_some(1) },
+        required,
+        at_start: false,
+    }
+}
+
 fn invalid(at: impl Into<String>, reason: impl Into<String>) -> GrammarError {
     GrammarError::Invalid { at: at.into(), reason: reason.into() }
 }

@@ -353,3 +353,45 @@ fn mistral_calls_are_one_list() {
     let err = Constraint::Tags(spec).compile().unwrap_err().to_string();
     assert!(err.contains("structures[1].begin"), "{err}");
 }
+
+/// Mistral's newer calls: `[TOOL_CALLS]name[ARGS]{...}`, one after another after optional text.
+#[test]
+fn mistral_args_calls_follow_one_another() {
+    let tools = [
+        ("get_weather".to_owned(), Json::parse(WEATHER).unwrap()),
+        ("now".to_owned(), Json::parse(r#"{"type":"object"}"#).unwrap()),
+    ];
+    let compile = |required, parallel| {
+        Constraint::Tags(lorad_grammar::tags::mistral_args_calls(&tools, required, parallel))
+            .compile()
+            .unwrap()
+    };
+    let weather = r#"[TOOL_CALLS]get_weather[ARGS]{"city": "Oslo"}"#;
+    let now = "[TOOL_CALLS]now[ARGS]{}";
+    let auto = compile(false, true);
+    for good in [
+        "It is sunny.".to_owned(),
+        weather.to_owned(),
+        format!("Let me look.{weather}{now}\n"),
+        format!("{now}\n{weather}"),
+    ] {
+        assert!(auto.matches(good.as_bytes()), "should accept {good:?}");
+    }
+    for bad in [
+        r#"[TOOL_CALLS]get_weather[ARGS]{"city": "Oslo""#.to_owned(),
+        format!("{weather} and more"),
+        "[TOOL_CALLS]rm[ARGS]{}".to_owned(),
+        "[TOOL_CALLS]get_weather[ARGS]{}".to_owned(),
+        "[TOOL_CALLS]now{}".to_owned(),
+        "[TOOL_CALLS] now[ARGS]{}".to_owned(),
+    ] {
+        assert!(!auto.matches(bad.as_bytes()), "should refuse {bad:?}");
+    }
+    let one = compile(false, false);
+    assert!(one.matches(now.as_bytes()));
+    assert!(!one.matches(format!("{now}{now}").as_bytes()));
+    let required = compile(true, true);
+    assert!(required.matches(format!("{now}{weather}").as_bytes()));
+    assert!(!required.matches(b"It is sunny.") && !required.matches(b""));
+    assert!(required.advance_bytes(&required.start(), b"I").is_none());
+}

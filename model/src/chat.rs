@@ -54,8 +54,11 @@ pub enum ToolSupport {
     /// `[TOOL_CALLS] [{"name", "arguments"}, ...]` (Mistral 7B Instruct v0.3 and its kin), with
     /// call ids of 9 letters and digits.
     Mistral,
-    /// The template describes tools with a call syntax lorad does not read (the newer Mistral
-    /// `[TOOL_CALLS]name[ARGS]{...}`, ...).
+    /// The template describes tools and asks for Mistral's newer
+    /// `[TOOL_CALLS]name[ARGS]{...}` per call (Mistral Small 3.1 and later, Magistral,
+    /// Devstral), with call ids of 9 letters and digits.
+    MistralArgs,
+    /// The template describes tools with a call syntax lorad does not read.
     Other,
 }
 
@@ -111,7 +114,9 @@ impl ChatTemplate {
                     ToolSupport::Hermes
                 } else if with.contains("{\"name\": function name, \"parameters\"") {
                     ToolSupport::Llama3Json
-                } else if source.contains("[TOOL_CALLS]") && !source.contains("[ARGS]") {
+                } else if source.contains("[TOOL_CALLS]") && source.contains("[ARGS]") {
+                    ToolSupport::MistralArgs
+                } else if source.contains("[TOOL_CALLS]") {
                     ToolSupport::Mistral
                 } else {
                     ToolSupport::Other
@@ -304,14 +309,14 @@ mod tests {
         // The shape of Llama 3.1's: the format asked for in words, in the rendered prompt.
         let llama = "{% if tools %}Respond in the format {\"name\": function name, \"parameters\": dictionary of argument name and its value}.{% endif %}{% for m in messages %}{{ m.content }}{% endfor %}";
         assert_eq!(ChatTemplate::new(llama)?.tool_support(), ToolSupport::Llama3Json);
-        // The shape of Mistral v0.3's, and of the newer `name[ARGS]{...}` syntax lorad does not read.
+        // The shape of Mistral v0.3's, and of the newer `name[ARGS]{...}` syntax.
         let mistral = "{% for m in messages %}{% if tools and loop.last %}[AVAILABLE_TOOLS] {{ tools | tojson }}[/AVAILABLE_TOOLS]{% endif %}{% if m.tool_calls %}[TOOL_CALLS] [{% for c in m.tool_calls %}{{ c.function | tojson }}{% endfor %}]{% else %}[INST] {{ m.content }}[/INST]{% endif %}{% endfor %}";
         assert_eq!(ChatTemplate::new(mistral)?.tool_support(), ToolSupport::Mistral);
         let v11 = mistral.replace(
             "{{ c.function | tojson }}",
             "{{ c.function.name }}[ARGS]{{ c.function.arguments }}",
         );
-        assert_eq!(ChatTemplate::new(&v11)?.tool_support(), ToolSupport::Other);
+        assert_eq!(ChatTemplate::new(&v11)?.tool_support(), ToolSupport::MistralArgs);
         Ok(())
     }
 }

@@ -34,7 +34,7 @@ const EOG_NAMES: &[&str] = &[
 /// and producible under a grammar even where a tokenizer marks them special (some Hermes and
 /// Qwen tokenizers do, Mistral's always; vLLM keeps special tokens in answers for its Hermes
 /// and Mistral parsers for the same reason).
-const TEXT_MARKERS: &[&str] = &["<tool_call>", "</tool_call>", "[TOOL_CALLS]"];
+const TEXT_MARKERS: &[&str] = &["<tool_call>", "</tool_call>", "[TOOL_CALLS]", "[ARGS]"];
 
 const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";

@@ -331,8 +331,9 @@ fn non_special_added_tokens_are_text_to_structured_output() {
     // `</tool_call>` is marked special, as some Hermes tokenizers do: lorad reads it as text.
     let added = r#"{"id": 5, "content": "<tool_call>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": false},
     {"id": 6, "content": "</tool_call>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true},
+    {"id": 7, "content": "[ARGS]", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true},
     {"id": 0, "content": "<s>""#;
-    let vocab = r#""world": 4, "<tool_call>": 5, "</tool_call>": 6}"#;
+    let vocab = r#""world": 4, "<tool_call>": 5, "</tool_call>": 6, "[ARGS]": 7}"#;
     let text = TOKENIZER_JSON.replacen(r#"{"id": 0, "content": "<s>""#, added, 1).replacen(
         r#""world": 4}"#,
         vocab,
@@ -341,12 +342,14 @@ fn non_special_added_tokens_are_text_to_structured_output() {
     std::fs::write(tmp.path().join("tokenizer.json"), text).unwrap();
     let tk = lorad_model::Tokenizer::from_hf_dir(tmp.path()).unwrap();
     let bytes = tk.text_token_bytes();
-    assert_eq!(bytes.len(), 7);
+    assert_eq!(bytes.len(), 8);
     assert_eq!(bytes[0], None, "<s> is special");
     assert_eq!(bytes[1], None, "</s> is special");
     assert_eq!(bytes[3].as_deref(), Some(&b"hello"[..]));
     assert_eq!(bytes[5].as_deref(), Some(&b"<tool_call>"[..]), "a non-special added token");
     assert_eq!(bytes[6].as_deref(), Some(&b"</tool_call>"[..]), "a marker marked special");
+    assert_eq!(bytes[7].as_deref(), Some(&b"[ARGS]"[..]), "Mistral's [ARGS], marked special");
+    assert!(tk.decode(&[4, 7], true).unwrap().ends_with("[ARGS]"), "decoding keeps it");
     // Decoding keeps them, so what the grammar saw is what the answer's text holds.
     assert_eq!(tk.encode("<tool_call> hello </tool_call>").unwrap(), [0, 5, 3, 6]);
     let decoded = tk.decode(&[0, 5, 3, 6], true).unwrap();

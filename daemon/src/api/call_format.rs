@@ -4,10 +4,13 @@
 //!   2.5, SmolLM3, and every template that knows no tools, for which lorad describes them);
 //! - Llama 3's JSON (`{"name": ..., "parameters": ...}` as the whole answer; Llama 3.1, 3.2);
 //! - Mistral's (`[TOOL_CALLS] [{"name", "arguments"}, ...]` after optional text; Mistral 7B
-//!   Instruct v0.3 and the templates written like it).
+//!   Instruct v0.3 and the templates written like it);
+//! - Mistral's newer (`[TOOL_CALLS]name[ARGS]{...}` per call, after optional text; Mistral Small
+//!   3.1 and later, Magistral, Devstral).
 
 use lorad_grammar::tags::{
-    LLAMA3_OPEN, MISTRAL_OPEN, hermes_calls, llama3_json_calls, mistral_calls,
+    LLAMA3_OPEN, MISTRAL_ARGS, MISTRAL_OPEN, hermes_calls, llama3_json_calls, mistral_args_calls,
+    mistral_calls,
 };
 use lorad_grammar::{Constraint, Json};
 use lorad_model::ToolSupport;
@@ -20,6 +23,7 @@ pub(crate) enum CallFormat {
     Hermes,
     Llama3Json,
     Mistral,
+    MistralArgs,
 }
 
 impl CallFormat {
@@ -29,6 +33,7 @@ impl CallFormat {
             ToolSupport::None | ToolSupport::Hermes => Some(Self::Hermes),
             ToolSupport::Llama3Json => Some(Self::Llama3Json),
             ToolSupport::Mistral => Some(Self::Mistral),
+            ToolSupport::MistralArgs => Some(Self::MistralArgs),
             ToolSupport::Other => None,
         }
     }
@@ -41,6 +46,7 @@ impl CallFormat {
             Self::Hermes => hermes_calls(&tools, required, parallel),
             Self::Llama3Json => llama3_json_calls(&tools, required),
             Self::Mistral => mistral_calls(&tools, required, parallel),
+            Self::MistralArgs => mistral_args_calls(&tools, required, parallel),
         })
     }
 
@@ -48,7 +54,7 @@ impl CallFormat {
     fn marker(self) -> Option<&'static str> {
         match self {
             Self::Hermes => Some(hermes::OPEN),
-            Self::Mistral => Some(MISTRAL_OPEN),
+            Self::Mistral | Self::MistralArgs => Some(MISTRAL_OPEN),
             Self::Llama3Json => None,
         }
     }
@@ -74,13 +80,14 @@ impl CallFormat {
                 text[end..].trim().is_empty().then(|| vec![call])
             }
             Self::Mistral => parse_mistral(text),
+            Self::MistralArgs => parse_mistral_args(text),
         }
     }
 
     /// For a stream that has sent `sent` bytes of text and holds `held` (what came since):
     /// `Some(keep)`, the bytes at the end of `held` to keep back because they may be part of
     /// a call's opening, or `None` when `held` opens a call (from its start for Llama 3,
-    /// from [`Self::calls_start`] for Hermes and Mistral: the caller splits there).
+    /// from [`Self::calls_start`] for the others: the caller splits there).
     pub(crate) fn hold(self, sent: usize, held: &str) -> Option<usize> {
         match self.marker() {
             Some(open) => match held.find(open) {
@@ -130,6 +137,28 @@ fn parse_mistral(text: &str) -> Option<Vec<Call>> {
     (!calls.is_empty()).then_some(calls)
 }
 
+/// Mistral's newer calls: each `[TOOL_CALLS]name[ARGS]` and one JSON value, then nothing but
+/// whitespace after the last. Arguments that are not an object are refused, as in the older
+/// syntax's `arguments` text.
+fn parse_mistral_args(text: &str) -> Option<Vec<Call>> {
+    let mut rest = text.trim_start();
+    let mut calls = Vec::new();
+    while !rest.is_empty() {
+        let call = rest.strip_prefix(MISTRAL_OPEN)?;
+        let (name, after) = call.split_once(MISTRAL_ARGS)?;
+        let valid = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+        if name.is_empty() || !name.chars().all(valid) {
+            return None;
+        }
+        let after = after.trim_start();
+        let end = hermes::json_value_end(after)?;
+        let args = Json::parse(&after[..end]).ok().filter(|a| matches!(a, Json::Object(_)))?;
+        calls.push((name.to_owned(), args.to_text()));
+        rest = after[end..].trim_start();
+    }
+    (!calls.is_empty()).then_some(calls)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,5 +204,31 @@ mod tests {
         assert_eq!(f.hold(0, "Sure [TOOL_"), Some(6));
         assert_eq!(f.hold(0, "Sure [TOOL_CALLS] ["), None);
         assert_eq!(f.hold(0, "a [b]"), Some(0));
+    }
+
+    #[test]
+    fn mistral_args_calls_follow_one_another_after_text() {
+        let f = CallFormat::MistralArgs;
+        assert_eq!(CallFormat::for_template(ToolSupport::MistralArgs), Some(f));
+        let calls = r#"[TOOL_CALLS]get_weather[ARGS]{"city": "Oslo"}[TOOL_CALLS]now[ARGS] {}"#;
+        let text = format!("Let me look.{calls}\n");
+        assert_eq!(f.calls_start(&text), Some(12));
+        assert_eq!(
+            f.parse(&text[12..]).unwrap(),
+            vec![("get_weather".into(), r#"{"city":"Oslo"}"#.into()), ("now".into(), "{}".into())]
+        );
+        for bad in [
+            &calls[..40],
+            "[TOOL_CALLS]now{}",
+            "[TOOL_CALLS][ARGS]{}",
+            "[TOOL_CALLS]n o[ARGS]{}",
+            "[TOOL_CALLS]now[ARGS]42",
+            "[TOOL_CALLS]now[ARGS]{} more",
+            "[TOOL_CALLS]",
+        ] {
+            assert!(f.parse(bad).is_none(), "{bad}");
+        }
+        assert_eq!(f.hold(0, "Sure [TOOL_"), Some(6));
+        assert_eq!(f.hold(0, "Sure [TOOL_CALLS]n"), None);
     }
 }

@@ -17,7 +17,7 @@ enum P {
     Ws,
     /// These exact characters.
     Lit(&'static str),
-    /// A tool name (letters, digits, `_`, `-`), up to the `"` that ends it.
+    /// A tool name (letters, digits, `_`, `-`), up to the character that ends it.
     Name,
 }
 
@@ -97,6 +97,7 @@ const MISTRAL_FIRST: &[P] = &[
 const MISTRAL_NEXT: &[P] =
     &[P::Ws, P::Lit(","), P::Ws, P::Lit("{\"name\": \""), P::Name, P::Lit("\", \"arguments\": ")];
 const MISTRAL_CLOSE: &[P] = &[P::Ws, P::Lit("]")];
+const MISTRAL_ARGS_HEADER: &[P] = &[P::Ws, P::Lit("[TOOL_CALLS]"), P::Name, P::Lit("[ARGS]")];
 
 /// Where the end of one JSON value is, found a character at a time.
 #[derive(Debug, Clone, Default)]
@@ -205,7 +206,9 @@ impl CallScanner {
         let rest_blank = text[self.pos..].trim().is_empty();
         match (&self.phase, self.format) {
             (Phase::Done, _) => rest_blank,
-            (Phase::Header { first: false }, CallFormat::Hermes) => rest_blank,
+            (Phase::Header { first: false }, CallFormat::Hermes | CallFormat::MistralArgs) => {
+                rest_blank
+            }
             _ => false,
         }
     }
@@ -223,6 +226,7 @@ impl CallScanner {
                         (CallFormat::Llama3Json, _) => LLAMA3_HEADER,
                         (CallFormat::Mistral, true) => MISTRAL_FIRST,
                         (CallFormat::Mistral, false) => MISTRAL_NEXT,
+                        (CallFormat::MistralArgs, _) => MISTRAL_ARGS_HEADER,
                     };
                     match match_pattern(pattern, rest) {
                         Match::Whole { len, name } => {
@@ -272,13 +276,18 @@ impl CallScanner {
                     }
                 }
                 Phase::After => {
-                    let pattern =
-                        if self.format == CallFormat::Hermes { HERMES_AFTER } else { CLOSE_BRACE };
+                    let pattern = match self.format {
+                        CallFormat::Hermes => HERMES_AFTER,
+                        CallFormat::Llama3Json | CallFormat::Mistral => CLOSE_BRACE,
+                        CallFormat::MistralArgs => &[],
+                    };
                     match match_pattern(pattern, rest) {
                         Match::Whole { len, .. } => {
                             self.pos += len;
                             self.phase = match self.format {
-                                CallFormat::Hermes => Phase::Header { first: false },
+                                CallFormat::Hermes | CallFormat::MistralArgs => {
+                                    Phase::Header { first: false }
+                                }
                                 CallFormat::Llama3Json => Phase::Done,
                                 CallFormat::Mistral => Phase::Between,
                             };
@@ -377,6 +386,28 @@ mod tests {
         // Scalar arguments end at their delimiter.
         let scalar = r#"{"name": "f", "parameters": 42}"#;
         assert_eq!(scan(CallFormat::Llama3Json, scalar, 1).0, [(0, "f".into(), "42".into())]);
+    }
+
+    #[test]
+    fn mistral_args_calls_stream() {
+        let text = r#"[TOOL_CALLS]get_weather[ARGS]{"x": "é[ARGS]}"}[TOOL_CALLS]b-2[ARGS] {}"#;
+        for step in [1, 4, 100] {
+            let (calls, complete) = scan(CallFormat::MistralArgs, text, step);
+            assert_eq!(
+                calls,
+                [
+                    (0, "get_weather".into(), r#"{"x": "é[ARGS]}"}"#.into()),
+                    (1, "b-2".into(), "{}".into())
+                ],
+                "step {step}"
+            );
+            assert!(complete, "step {step}");
+        }
+        let (calls, complete) = scan(CallFormat::MistralArgs, &text[..text.len() - 1], 3);
+        assert_eq!(calls.len(), 2);
+        assert!(!complete);
+        let (calls, complete) = scan(CallFormat::MistralArgs, "[TOOL_CALLS]f{}", 1);
+        assert!(calls.is_empty() && !complete, "no [ARGS]");
     }
 
     #[test]

@@ -108,7 +108,9 @@ pub(crate) fn render_prompt(
         rewritten = super::hermes::messages(messages, tools);
         messages = &rewritten;
     } else if super::hermes::has_tool_turns(messages) {
-        rewritten = calls_for_template(messages, template.tool_support() == ToolSupport::Mistral);
+        let mistral =
+            matches!(template.tool_support(), ToolSupport::Mistral | ToolSupport::MistralArgs);
+        rewritten = calls_for_template(messages, mistral);
         messages = &rewritten;
     }
     let tools = tools.map(Json::to_value);

@@ -3,12 +3,12 @@
 //! `message.tool_calls`.
 //!
 //! Calls are written in the syntax the model's chat template asks for ([`CallFormat`]): Hermes
-//! (`<tool_call>...</tool_call>`, also for templates that know no tools), Llama 3's JSON or
-//! Mistral's `[TOOL_CALLS]` list. Under `"auto"` the answer is free text until the model opens
-//! a call, from which on it must be a call of a tool that exists with arguments its schema
-//! accepts; under `"required"` it is calls only. A named function's answer is its arguments
-//! object. Templates with a call syntax lorad does not read (Mistral's newer
-//! `name[ARGS]{...}`) get `"auto"` refused with a 400.
+//! (`<tool_call>...</tool_call>`, also for templates that know no tools), Llama 3's JSON,
+//! Mistral's `[TOOL_CALLS]` list or its newer `[TOOL_CALLS]name[ARGS]{...}`. Under `"auto"` the
+//! answer is free text until the model opens a call, from which on it must be a call of a tool
+//! that exists with arguments its schema accepts; under `"required"` it is calls only. A named
+//! function's answer is its arguments object. Templates with a call syntax lorad does not read
+//! get `"auto"` refused with a 400.
 
 use lorad_grammar::Json;
 use lorad_model::ToolSupport;
@@ -125,7 +125,7 @@ pub(crate) fn parse(
         format.map(ToolMode::Auto).ok_or_else(|| {
             invalid(
                 P,
-                "\"auto\" (the default when tools are given) needs lorad to read this model's own tool-call syntax, which its chat template asks for in a form lorad does not read (it reads Hermes's <tool_call>, Llama 3's JSON and Mistral's [TOOL_CALLS] list); send \"required\", \"none\" or {\"type\": \"function\", \"function\": {\"name\": ...}}",
+                "\"auto\" (the default when tools are given) needs lorad to read this model's own tool-call syntax, which its chat template asks for in a form lorad does not read (it reads Hermes's <tool_call>, Llama 3's JSON and Mistral's [TOOL_CALLS], as a list or name[ARGS]); send \"required\", \"none\" or {\"type\": \"function\", \"function\": {\"name\": ...}}",
             )
         })
     };

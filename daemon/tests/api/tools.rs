@@ -18,11 +18,18 @@ use crate::common::{BASE, api_config, call, manager, post, sse_data, test_config
 /// `[TOOL_CALLS]` list with ids of 9 characters (anything else raises, as the real one does).
 const MISTRAL: &str = r#"{% for m in messages %}{% if m.role == 'user' %}{% if tools and loop.last %}[AVAILABLE_TOOLS] {{ tools | tojson }}[/AVAILABLE_TOOLS]{% endif %}[INST] {{ m.content }}[/INST]{% elif m.tool_calls %}[TOOL_CALLS] [{% for c in m.tool_calls %}{% if c.id is not defined or c.id|length != 9 %}{{ raise_exception('Tool call IDs should be alphanumeric strings with length 9!') }}{% endif %}{{ c.function | tojson }}{% if not loop.last %}, {% endif %}{% endfor %}]</s>{% elif m.role == 'tool' %}{% if m.tool_call_id|length != 9 %}{{ raise_exception('Tool call IDs should be alphanumeric strings with length 9!') }}{% endif %}[TOOL_RESULTS] {"content": {{ m.content | tojson }}, "call_id": "{{ m.tool_call_id }}"}[/TOOL_RESULTS]{% else %}{{ m.content }}</s>{% endif %}{% endfor %}"#;
 
+/// Mistral Small 3.1's in short: calls as `[TOOL_CALLS]name[ARGS]{...}`, one after another.
+const MISTRAL_ARGS: &str = r#"{% for m in messages %}{% if m.role == 'user' %}{% if tools and loop.last %}[AVAILABLE_TOOLS]{{ tools | tojson }}[/AVAILABLE_TOOLS]{% endif %}[INST]{{ m.content }}[/INST]{% elif m.tool_calls %}{% for c in m.tool_calls %}{% if c.id is not defined or c.id|length != 9 %}{{ raise_exception('Tool call IDs should be alphanumeric strings with length 9!') }}{% endif %}{% set arguments = c.function.arguments %}{% if arguments is not string %}{% set arguments = arguments | tojson %}{% endif %}[TOOL_CALLS]{{ c.function.name }}[ARGS]{{ arguments }}{% endfor %}</s>{% elif m.role == 'tool' %}[TOOL_RESULTS]{{ m.content }}[/TOOL_RESULTS]{% else %}{{ m.content }}</s>{% endif %}{% endfor %}"#;
+
 fn mistral_router() -> Option<(axum::Router, tempfile::TempDir)> {
+    router_with(MISTRAL, ToolSupport::Mistral)
+}
+
+fn router_with(template: &str, support: ToolSupport) -> Option<(axum::Router, tempfile::TempDir)> {
     let path = test_model_path()?;
     let mut model = lorad_model::load_model(&path, &LoadOptions::default()).expect("load model");
-    model.chat_template = ChatTemplate::new(MISTRAL).expect("template");
-    assert_eq!(model.chat_template.tool_support(), ToolSupport::Mistral);
+    model.chat_template = ChatTemplate::new(template).expect("template");
+    assert_eq!(model.chat_template.tool_support(), support);
     let engine = EngineHandle::start(model, test_config()).expect("start engine");
     let home = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(
@@ -43,9 +50,33 @@ fn tools() -> Value {
 #[tokio::test]
 async fn mistral_templates_get_calls_in_their_syntax() {
     let Some((router, _home)) = mistral_router() else { return };
+    calls_in_the_template_syntax(&router).await;
+}
+
+#[tokio::test]
+async fn newer_mistral_templates_get_calls_in_their_syntax() {
+    let Some((router, _home)) = router_with(MISTRAL_ARGS, ToolSupport::MistralArgs) else {
+        return;
+    };
+    calls_in_the_template_syntax(&router).await;
+    // `auto` is no longer refused for this syntax; the answer is text or calls.
     let ask = json!({"role": "user", "content": "What is the weather in Paris?"});
     let body = json!({"model": BASE, "messages": [ask], "tools": tools(),
-                      "tool_choice": "required", "max_tokens": 60, "temperature": 0});
+                      "max_tokens": 30, "temperature": 0});
+    let (status, _, out) = post(&router, "/v1/chat/completions", body).await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    let finish = out["choices"][0]["finish_reason"].as_str().expect("finish_reason");
+    assert!(["stop", "length", "tool_calls"].contains(&finish), "{out}");
+}
+
+/// A call under `tool_choice: "required"`, whole and streamed, then the call and its result
+/// back in the history through the template.
+async fn calls_in_the_template_syntax(router: &axum::Router) {
+    let router = router.clone();
+    let ask = json!({"role": "user", "content": "What is the weather in Paris?"});
+    let body = json!({"model": BASE, "messages": [ask], "tools": tools(),
+                      "tool_choice": "required", "parallel_tool_calls": false,
+                      "max_tokens": 60, "temperature": 0});
     let (status, _, out) = post(&router, "/v1/chat/completions", body.clone()).await;
     assert_eq!(status, StatusCode::OK, "{out}");
     let choice = &out["choices"][0];
