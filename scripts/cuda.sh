@@ -10,6 +10,8 @@
 #           candle links CUDA's libraries at build time; they are linked here against stub
 #           libraries generated from cudarc's declarations (same sonames), and the real ones are
 #           found on the GPU machine at run time.
+#   probe   (on the GPU machine, in the call that carries the binaries) runs the CUDA tests that
+#           need no model: page-locked uploads and the kernels' CUDA twins.
 #   device  (on the GPU machine, from a checkout holding .gpu/) runs the CUDA tests, the decode
 #           benchmark on the GPU and a `lorad serve` /metrics capture; logs go to $OUT (or
 #           .gpu/out). `promtool check metrics` then runs here on the fetched capture.
@@ -174,6 +176,58 @@ serve_checks() {
     return $status
 }
 
+# Where the kit's binaries run: unpacks them (once per machine) and finds the driver and CUDA's
+# libraries for LD_LIBRARY_PATH. Sets `bin`, `out` and `summary`, and the deadline.
+setup() {
+    local libs=$1
+    deadline=$((SECONDS + ${LORAD_DEVICE_SECS:-480}))
+    out=${OUT:-$kit/out}
+    mkdir -p "$out" /tmp/lorad-kit
+    summary=$out/summary.txt
+    : >"$summary"
+    bin=/tmp/lorad-kit/bin
+    if [ -f "$kit/bin.tar.xz" ] && [ "$kit/bin.tar.xz" -nt /tmp/lorad-kit/unpacked ]; then
+        rm -rf "$bin"
+        tar -C /tmp/lorad-kit -xJf "$kit/bin.tar.xz"
+        touch /tmp/lorad-kit/unpacked
+    fi
+    [ -x "$bin/lorad" ] || { echo "FAIL kit: no .gpu/bin.tar.xz here (carry it)" | tee -a "$summary"; return 1; }
+    # CUDA's libraries: the driver's, then wherever the machine keeps cuBLAS, cuRAND and the
+    # runtime (on the lent machines: the CUDA image's Python wheels under /opt).
+    local libdirs="" want found
+    for want in libcuda.so.1 libcudart.so.13 libcublas.so.13 libcublasLt.so.13 libcurand.so.10 libnvrtc.so.13; do
+        # shellcheck disable=SC2086
+        found=$(find $libs /usr/local/nvidia /usr/lib /usr/local /opt -name "$want" 2>/dev/null | head -1 || true)
+        [ -n "$found" ] || { echo "missing $want" >>"$summary"; continue; }
+        echo "found $found" >>"$summary"
+        libdirs="$libdirs:$(dirname "$found")"
+    done
+    export LD_LIBRARY_PATH="${libdirs#:}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    export LORAD_TEST_DEVICE=$dev CI=true RUST_BACKTRACE=1
+    if command -v nvidia-smi >/dev/null; then
+        nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >>"$summary" 2>&1 || true
+    fi
+}
+
+# The test binaries that need no model: page-locked uploads and the kernels' CUDA twins.
+MODEL_FREE=(test-engine-upload test-kernels-kernels test-kernels-lorad_kernels)
+
+# `probe` on the GPU machine, in the call that carries .gpu/bin.tar.xz (and model.part00): the
+# steps that need no model, so that call settles something even if the next one finds a fresh
+# machine without the kit (a machine goes back after 30 s idle).
+probe() {
+    dev=cuda
+    local libs="${LORAD_KIT_LIBS:-}" status=0 t
+    if [ "${1:-}" = --rehearse ]; then dev=cpu libs="$cu/lib/stubs $cu/lib $libs"; fi
+    setup "$libs" || return 1
+    for t in "${MODEL_FREE[@]}"; do
+        step "$t" 120 "$out/tests.log" "$bin/$t" --test-threads=1 || status=1
+    done
+    echo "probe: $SECONDS s in all" >>"$summary"
+    cat "$summary"
+    return $status
+}
+
 # `device` on the GPU machine; `device --rehearse` here, on the CPU, with the kit's CUDA
 # binaries against the failing stubs: the same steps with smaller benchmarks, so a broken step
 # shows up before it costs device time. Steps run in order of what they settle (serve and
@@ -193,37 +247,26 @@ device() {
         fairness_sizes="--slots 1 --burst 2 --burst-tokens 8 --light 1 --light-tokens 2 --rounds 1"
         speculative_sizes="--requests 2 --max-tokens 8 --rounds 1"
     fi
-    deadline=$((SECONDS + ${LORAD_DEVICE_SECS:-480}))
-    local out=${OUT:-$kit/out}
-    mkdir -p "$out"
-    summary=$out/summary.txt
-    : >"$summary"
+    setup "$libs" || return 1
     local home=/tmp/lorad-home
     local dir=$home/models/smollm2-135m-instruct
-    mkdir -p "$dir" /tmp/lorad-kit
-    cat "$kit"/model.part* >"$dir/SmolLM2-135M-Instruct.Q4_1.gguf"
-    echo "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  $dir/SmolLM2-135M-Instruct.Q4_1.gguf" |
-        sha256sum -c >>"$summary"
-    rm -rf /tmp/lorad-kit/bin
-    tar -C /tmp/lorad-kit -xJf "$kit/bin.tar.xz"
-    local bin=/tmp/lorad-kit/bin
-    # CUDA's libraries: the driver's, then wherever the machine keeps cuBLAS, cuRAND and the
-    # runtime (on the lent machines: the CUDA image's Python wheels under /opt).
-    local libdirs="" want found
-    for want in libcuda.so.1 libcudart.so.13 libcublas.so.13 libcublasLt.so.13 libcurand.so.10 libnvrtc.so.13; do
-        # shellcheck disable=SC2086
-        found=$(find $libs /usr/local/nvidia /usr/lib /usr/local /opt -name "$want" 2>/dev/null | head -1 || true)
-        [ -n "$found" ] || { echo "missing $want" >>"$summary"; continue; }
-        echo "found $found" >>"$summary"
-        libdirs="$libdirs:$(dirname "$found")"
-    done
-    export LD_LIBRARY_PATH="${libdirs#:}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-    export LORAD_HOME=$home LORAD_TEST_DEVICE=$dev CI=true RUST_BACKTRACE=1
-    if command -v nvidia-smi >/dev/null; then
-        nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >>"$summary" 2>&1 || true
-    fi
+    mkdir -p "$dir"
+    export LORAD_HOME=$home
     local status=0 t b
-    step "serve: France and /metrics" 180 "$out/serve-checks.log" serve_checks "$out" "$bin" "$load_tokens" || status=1
+    # The model travels in parts over two calls; without all of them only the model-free
+    # steps can run (a fresh machine came between the calls: carry part00 again).
+    if cat "$kit"/model.part0{0,1,2} >"$dir/SmolLM2-135M-Instruct.Q4_1.gguf" 2>>"$summary" &&
+        echo "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  $dir/SmolLM2-135M-Instruct.Q4_1.gguf" |
+        sha256sum -c >>"$summary" 2>&1; then
+        step "serve: France and /metrics" 180 "$out/serve-checks.log" serve_checks "$out" "$bin" "$load_tokens" || status=1
+    else
+        echo "FAIL model: .gpu/model.part00..02 are not all here or do not match (carry them); model-free steps only" >>"$summary"
+        for t in "${MODEL_FREE[@]}"; do
+            step "$t" 300 "$out/tests.log" "$bin/$t" --test-threads=1 || status=1
+        done
+        cat "$summary"
+        return 1
+    fi
     local first=(test-engine-upload test-kernels-kernels test-engine-equivalence test-engine-reference test-engine-serving)
     for t in "${first[@]}"; do
         step "$t" 300 "$out/tests.log" "$bin/$t" --test-threads=1 || status=1
@@ -262,6 +305,7 @@ case "${1:-}" in
     check) check ;;
     stubs) toolkit; stubs ;;
     kit) kit ;;
+    probe) shift; probe "$@" ;;
     device) shift; device "$@" ;;
-    *) echo "usage: scripts/cuda.sh check|kit|device [--rehearse]" >&2; exit 64 ;;
+    *) echo "usage: scripts/cuda.sh check|kit|probe|device [--rehearse]" >&2; exit 64 ;;
 esac
