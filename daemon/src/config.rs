@@ -82,6 +82,8 @@ pub struct Model {
     pub device: Option<String>,
     /// `--chat-template`.
     pub chat_template: Option<String>,
+    /// `--reasoning-parser`.
+    pub reasoning_parser: Option<String>,
 }
 
 /// `[engine]`.
@@ -292,6 +294,16 @@ pub fn apply_serve(
     fill!(m, "api_key_file", args.api_key_file, s.api_key_file.clone().map(Some));
     fill!(m, "model", args.model.model, f.model.path.clone().map(Some));
     fill!(m, "chat_template", args.model.chat_template, f.model.chat_template.clone().map(Some));
+    fill!(
+        m,
+        "reasoning_parser",
+        args.reasoning_parser,
+        f.model
+            .reasoning_parser
+            .as_deref()
+            .map(|v| value_enum("model.reasoning_parser", v).map(Some))
+            .transpose()?
+    );
     fill!(
         m,
         "dtype",
@@ -513,6 +525,7 @@ mod tests {
         assert!(
             err("[engine]\nscheduling_policy = \"lottery\"\n").contains("engine.scheduling_policy")
         );
+        assert!(err("[model]\nreasoning_parser = \"o1\"\n").contains("model.reasoning_parser"));
         let both = err("[engine]\nkv_cache_tokens = 4096\nkv_cache_memory = \"1GiB\"\n");
         assert!(both.contains("engine.kv_cache_memory") && both.contains("not both"), "{both}");
     }
@@ -526,6 +539,11 @@ mod tests {
         let file = format!("{file}[model]\nchat_template = \"/etc/lorad/chat.jinja\"\n");
         let args = serve(merged(&["serve"], &file).expect("merged"));
         assert_eq!(args.model.chat_template.as_deref(), Some("/etc/lorad/chat.jinja"));
+        let file = "[model]\nreasoning_parser = \"deepseek_r1\"\n";
+        let args = serve(merged(&["serve"], file).expect("merged"));
+        assert_eq!(args.reasoning_parser, Some(crate::api::ReasoningParser::DeepseekR1));
+        let flag = serve(merged(&["serve", "--reasoning-parser", "qwen3"], file).expect("merged"));
+        assert_eq!(flag.reasoning_parser, Some(crate::api::ReasoningParser::Qwen3));
         let args =
             serve(merged(&["serve", "--adapter-admit-timeout", "5"], &file).expect("merged"));
         assert_eq!(args.adapter_admit_timeout, 5, "the flag wins");

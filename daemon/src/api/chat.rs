@@ -53,6 +53,8 @@ pub(crate) async fn handle(
         }
         None => None,
     };
+    // A constrained answer follows its grammar from the first token: no thinking to split.
+    params.reasoning = state.config().reasoning_parser.filter(|_| params.structured.is_none());
     params.constraint =
         super::structured::compile_blocking(&state, params.structured.clone()).await?;
     let messages = convert_messages(&req.messages)?;

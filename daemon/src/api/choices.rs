@@ -143,7 +143,7 @@ pub(crate) async fn respond(
                 pending: Vec::new(),
                 generated: Vec::new(),
                 first_token_at: None,
-                tools: ToolStream::new(params.tools.clone()),
+                tools: ToolStream::new(params.tools.clone(), params.reasoning),
                 done: false,
             };
             answers.push(Answer { stream, state });
@@ -152,6 +152,7 @@ pub(crate) async fn respond(
     drop(lease);
     let mut meta = Meta::new(kind, params.model, serving.telemetry.clone());
     meta.tools = params.tools;
+    meta.reasoning = params.reasoning;
     if params.stream {
         Ok(stream(meta, answers, params.continuous_usage))
     } else {
@@ -192,7 +193,9 @@ fn choice_response(
         Kind::Chat => {
             // A whole answer that calls tools becomes its calls; a stream sends them itself.
             let (msg, tool_finish) = match (chunk, text) {
-                (false, text) => tools::message(meta.tools.as_ref(), text.unwrap_or_default()),
+                (false, text) => {
+                    tools::message(meta.tools.as_ref(), meta.reasoning, text.unwrap_or_default())
+                }
                 (true, Some(text)) => (chat_delta(meta, text), None),
                 (true, None) => (MessageOut::default(), None),
             };
@@ -353,6 +356,13 @@ fn stream(meta: Meta, answers: Vec<Answer>, continuous: bool) -> Response {
                         state.answer.push_str(&text);
                     }
                     let pushed = state.tools.push(&text);
+                    if !pushed.reasoning.is_empty() {
+                        let pending = std::mem::take(&mut state.pending);
+                        let lps = state.writer.as_mut().map(|w| w.write(&pending));
+                        let mut r = meta.chat(true, Some((tools::thinking(pushed.reasoning), None)), None, lps);
+                        r.choices[0].index = state.index;
+                        yield with_usage(Finished::Chat(r), running(completion_tokens));
+                    }
                     if !pushed.text.is_empty() {
                         let pending = std::mem::take(&mut state.pending);
                         let lps = state.writer.as_mut().map(|w| w.write(&pending));
@@ -377,6 +387,12 @@ fn stream(meta: Meta, answers: Vec<Answer>, continuous: bool) -> Response {
                     let pending = std::mem::take(&mut state.pending);
                     let mut lps = state.writer.as_mut().map(|w| w.write(&pending));
                     let mut called = false;
+                    let thought = state.tools.finish_reasoning();
+                    if !thought.is_empty() {
+                        let mut r = meta.chat(true, Some((tools::thinking(thought), None)), None, lps.take());
+                        r.choices[0].index = state.index;
+                        yield with_usage(Finished::Chat(r), running(completion_tokens));
+                    }
                     match state.tools.finish() {
                         StreamEnd::Calls(calls) => {
                             called = true;

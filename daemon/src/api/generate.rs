@@ -86,6 +86,8 @@ pub(crate) struct Meta {
     pub(crate) telemetry: Arc<Telemetry>,
     /// How a chat answer calls tools (`tool_choice`), if it does.
     pub(crate) tools: Option<ToolMode>,
+    /// How a chat answer's thinking is split from its content, if it is.
+    pub(crate) reasoning: Option<super::ReasoningParser>,
 }
 
 impl Meta {
@@ -99,6 +101,7 @@ impl Meta {
             started: Instant::now(),
             telemetry,
             tools: None,
+            reasoning: None,
         }
     }
 
@@ -194,7 +197,7 @@ impl Meta {
                 // A whole answer that calls tools becomes its calls; a stream sent them
                 // already. An answer cut short stays text.
                 let (msg, finish_reason) = match chunk {
-                    false => super::tools::message(self.tools.as_ref(), text),
+                    false => super::tools::message(self.tools.as_ref(), self.reasoning, text),
                     true if text.is_empty() => (MessageOut::default(), None),
                     true => (MessageOut { content: Some(text), ..MessageOut::default() }, None),
                 };
@@ -318,6 +321,7 @@ pub(crate) async fn respond(
         req_logprobs.map(|_| LogprobsWriter::new(kind, (**serving.engine.tokenizer()).clone()));
     let mut meta = Meta::new(kind, params.model, serving.telemetry.clone());
     meta.tools = params.tools;
+    meta.reasoning = params.reasoning;
     if params.stream {
         let usage =
             sse::StreamUsage { last: params.include_usage, continuous: params.continuous_usage };

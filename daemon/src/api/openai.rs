@@ -300,6 +300,12 @@ pub(crate) struct MessageOut {
     pub(crate) role: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) content: Option<String>,
+    /// The thinking of a reasoning model (`--reasoning-parser`), DeepSeek's name for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) reasoning_content: Option<String>,
+    /// The same, vLLM's newer name for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) reasoning: Option<String>,
     /// The calls of an answer made under `tool_choice`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) tool_calls: Option<Vec<ToolCallOut>>,

@@ -51,6 +51,8 @@ pub(crate) struct GenParams {
     pub(crate) constraint: Option<std::sync::Arc<lorad_grammar::Grammar>>,
     /// Chat's tool calling mode (`tool_choice`), when the answer calls tools.
     pub(crate) tools: Option<super::tools::ToolMode>,
+    /// How a chat answer's thinking is split from its content, if it is.
+    pub(crate) reasoning: Option<super::ReasoningParser>,
 }
 
 /// What `echo: true` puts before the answer (with `logprobs`, the prompt's tokens get entries
@@ -176,6 +178,7 @@ pub(crate) fn gen_params(
         structured: super::structured::spec(&c.structured)?,
         constraint: None,
         tools: None,
+        reasoning: None,
     })
 }
 

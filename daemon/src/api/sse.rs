@@ -96,10 +96,11 @@ pub(crate) fn first_chat_delta(meta: &Meta) -> MessageOut {
                 kind: Some("function"),
                 function: FunctionCallOut { name: Some(name.clone()), arguments: String::new() },
             }]),
+            ..MessageOut::default()
         },
         Some(ToolMode::Required(_)) => MessageOut { role, ..MessageOut::default() },
         Some(ToolMode::Auto(_)) | None => {
-            MessageOut { role, content: Some(String::new()), tool_calls: None }
+            MessageOut { role, content: Some(String::new()), ..MessageOut::default() }
         }
     }
 }
@@ -126,7 +127,7 @@ pub(crate) fn respond(
         let mut completion_tokens = 0usize;
         // What may open a tool call is held back until the next text shows whether it does;
         // calls go out as they are written.
-        let mut tool_stream = tools::ToolStream::new(meta.tools.clone());
+        let mut tool_stream = tools::ToolStream::new(meta.tools.clone(), meta.reasoning);
         let mut ended = false;
         let mut job = job;
         let mut receipt = receipt;
@@ -166,6 +167,11 @@ pub(crate) fn respond(
                     }
                     pending.extend(logprobs);
                     let pushed = tool_stream.push(&text);
+                    if !pushed.reasoning.is_empty() {
+                        let lps = writer.as_mut().map(|w| w.write(&std::mem::take(&mut pending)));
+                        let delta = Finished::Chat(meta.chat(true, Some((tools::thinking(pushed.reasoning), None)), None, lps));
+                        yield with_usage(delta, running(completion_tokens));
+                    }
                     if !pushed.text.is_empty() {
                         let lps = writer.as_mut().map(|w| w.write(&std::mem::take(&mut pending)));
                         yield with_usage(chunk(&meta, pushed.text, lps), running(completion_tokens));
@@ -187,6 +193,12 @@ pub(crate) fn respond(
                         None => None,
                     };
                     let mut called = false;
+                    let thought = tool_stream.finish_reasoning();
+                    if !thought.is_empty() {
+                        let lps = writer.as_mut().map(|w| w.write(&std::mem::take(&mut pending)));
+                        let delta = Finished::Chat(meta.chat(true, Some((tools::thinking(thought), None)), None, lps));
+                        yield with_usage(delta, running(completion_tokens));
+                    }
                     match tool_stream.finish() {
                         tools::StreamEnd::Calls(calls) => {
                             called = true;

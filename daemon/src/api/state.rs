@@ -30,6 +30,9 @@ pub struct ApiConfig {
     /// Bearer keys the OpenAI routes accept at start (`auth.rs`; [`AppState::set_api_keys`]
     /// replaces them); empty: those routes are open.
     pub api_keys: Vec<String>,
+    /// How chat answers' thinking is split from their content (`--reasoning-parser`); `None`:
+    /// not split.
+    pub reasoning_parser: Option<super::ReasoningParser>,
 }
 
 impl Default for ApiConfig {
@@ -39,6 +42,7 @@ impl Default for ApiConfig {
             admin_token: None,
             max_upload_bytes: 1 << 30,
             api_keys: Vec::new(),
+            reasoning_parser: None,
         }
     }
 }

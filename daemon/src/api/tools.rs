@@ -18,6 +18,7 @@ use super::call_stream::{CallDelta, CallScanner};
 use super::errors::ApiError;
 use super::hermes::Function;
 use super::openai::{FunctionCallOut, MessageOut, ToolCallOut};
+use super::reasoning::{ReasoningParser, ReasoningStream};
 use super::structured::Spec;
 
 /// How the answer calls tools.
@@ -208,15 +209,42 @@ pub(crate) fn answer(mode: &ToolMode, text: &str) -> Option<ToolAnswer> {
 
 /// The message of a whole answer (`role` set) and the finish reason its calls imply, if any:
 /// the calls it makes, or its text when it makes none or was cut short.
-pub(crate) fn message(mode: Option<&ToolMode>, text: String) -> (MessageOut, Option<&'static str>) {
+/// With `reasoning`, the answer's thinking goes to `reasoning_content` (and `reasoning`) and only
+/// what follows it is read as content.
+pub(crate) fn message(
+    mode: Option<&ToolMode>,
+    reasoning: Option<ReasoningParser>,
+    text: String,
+) -> (MessageOut, Option<&'static str>) {
     let role = Some("assistant");
+    let (thought, text) = match reasoning {
+        Some(parser) => super::reasoning::split(parser, &text),
+        None => (None, Some(text)),
+    };
+    let message = |content, tool_calls| MessageOut {
+        role,
+        content,
+        reasoning_content: thought.clone(),
+        reasoning: thought.clone(),
+        tool_calls,
+    };
+    let Some(text) = text else { return (message(None, None), None) };
     match mode.and_then(|m| answer(m, &text).map(|a| (m, a))) {
         Some((m, a)) => {
             // OpenAI ends a forced call of a named function with "stop".
             let finish = (!matches!(m, ToolMode::Named(_))).then_some("tool_calls");
-            (MessageOut { role, content: a.content, tool_calls: Some(a.calls) }, finish)
+            (message(a.content, Some(a.calls)), finish)
         }
-        None => (MessageOut { role, content: Some(text), tool_calls: None }, None),
+        None => (message(Some(text), None), None),
+    }
+}
+
+/// A stream's delta carrying thinking.
+pub(crate) fn thinking(text: String) -> MessageOut {
+    MessageOut {
+        reasoning_content: Some(text.clone()),
+        reasoning: Some(text),
+        ..MessageOut::default()
     }
 }
 
@@ -233,6 +261,8 @@ pub(crate) struct ToolStream {
     /// A call has begun: everything from here is held, and read by `scanner`.
     calling: bool,
     scanner: Option<CallScanner>,
+    /// Splits thinking off the text first, with `--reasoning-parser`.
+    reasoning: Option<ReasoningStream>,
 }
 
 /// What a stream sends now.
@@ -242,6 +272,8 @@ pub(crate) struct Pushed {
     pub(crate) text: String,
     /// Call deltas: a new call's index, id and name, and arguments as they come.
     pub(crate) calls: Vec<ToolCallOut>,
+    /// Thinking (before the text), with `--reasoning-parser`.
+    pub(crate) reasoning: String,
 }
 
 /// How a stream ends.
@@ -258,20 +290,25 @@ pub(crate) enum StreamEnd {
 }
 
 impl ToolStream {
-    pub(crate) fn new(mode: Option<ToolMode>) -> Self {
+    pub(crate) fn new(mode: Option<ToolMode>, reasoning: Option<ReasoningParser>) -> Self {
         let calling = matches!(mode, Some(ToolMode::Required(_)));
         let format = mode.and_then(|m| m.format());
         let scanner = format.map(CallScanner::new);
-        Self { format, held: String::new(), sent: 0, calling, scanner }
+        let reasoning = reasoning.map(ReasoningStream::new);
+        Self { format, held: String::new(), sent: 0, calling, scanner, reasoning }
     }
 
     /// What of `text` (and of the calls it completes) to send now.
     pub(crate) fn push(&mut self, text: &str) -> Pushed {
-        let Some(format) = self.format else {
-            return Pushed { text: text.to_owned(), calls: Vec::new() };
+        let (reasoning, text) = match &mut self.reasoning {
+            Some(split) => split.push(text),
+            None => (String::new(), text.to_owned()),
         };
-        self.held.push_str(text);
-        let mut out = Pushed::default();
+        let Some(format) = self.format else {
+            return Pushed { text, calls: Vec::new(), reasoning };
+        };
+        self.held.push_str(&text);
+        let mut out = Pushed { reasoning, ..Pushed::default() };
         if !self.calling {
             let keep = match format.hold(self.sent, &self.held) {
                 Some(keep) => keep,
@@ -290,6 +327,15 @@ impl ToolStream {
             out.calls = coalesce(scanner.feed(&self.held));
         }
         out
+    }
+
+    /// The end of the answer's thinking: what is left of it to send. Call before
+    /// [`Self::finish`], which then has the rest of the text.
+    pub(crate) fn finish_reasoning(&mut self) -> String {
+        let Some(split) = &mut self.reasoning else { return String::new() };
+        let (thought, text) = split.finish();
+        self.held.push_str(&text);
+        thought
     }
 
     /// The end of the answer: its calls not sent yet, or the text still held.
@@ -448,19 +494,20 @@ mod tests {
 
     #[test]
     fn whole_answers_become_messages() {
-        let (m, f) = message(Some(&ToolMode::Auto(CallFormat::Hermes)), format!("Sure.\n{NOW}"));
+        let (m, f) =
+            message(Some(&ToolMode::Auto(CallFormat::Hermes)), None, format!("Sure.\n{NOW}"));
         assert_eq!(
             (m.content.as_deref(), m.tool_calls.map(|c| c.len()), f),
             (Some("Sure."), Some(1), Some("tool_calls"))
         );
-        let (m, f) = message(Some(&ToolMode::Named("f".into())), "{}".into());
+        let (m, f) = message(Some(&ToolMode::Named("f".into())), None, "{}".into());
         assert!(m.content.is_none() && m.tool_calls.is_some() && f.is_none());
-        let (m, f) = message(Some(&ToolMode::Required(CallFormat::Hermes)), NOW[..25].into());
+        let (m, f) = message(Some(&ToolMode::Required(CallFormat::Hermes)), None, NOW[..25].into());
         assert_eq!(
             (m.content.as_deref(), m.tool_calls.is_none(), f),
             (Some(&NOW[..25]), true, None)
         );
-        let (m, _) = message(None, NOW.into());
+        let (m, _) = message(None, None, NOW.into());
         assert_eq!((m.role, m.content.as_deref()), (Some("assistant"), Some(NOW)));
     }
 
@@ -480,7 +527,7 @@ mod tests {
             (None, r#"{"city":"Oslo"}"#)
         );
         assert!(answer(&auto.mode, "It is sunny.").is_none());
-        let mut s = ToolStream::new(Some(auto.mode.clone()));
+        let mut s = ToolStream::new(Some(auto.mode.clone()), None);
         let (sent, calls) = drive(&mut s, &["{\"na", "me\": \"get_", &call[14..]]);
         assert_eq!(sent, "");
         assert_eq!(
@@ -488,7 +535,7 @@ mod tests {
             ("get_weather", r#"{"city": "Oslo"}"#)
         );
         assert!(matches!(s.finish(), StreamEnd::Calls(c) if c.is_empty()), "all streamed");
-        let mut s = ToolStream::new(Some(auto.mode));
+        let mut s = ToolStream::new(Some(auto.mode), None);
         assert_eq!(s.push("{").text, "");
         assert_eq!(s.push("x} then {\"name\": \"").text, "{x} then {\"name\": \"");
         let required =
@@ -522,7 +569,7 @@ mod tests {
         let g = required.spec.0.compile().unwrap();
         assert!(g.matches(call.as_bytes()) && !g.matches(b"It is sunny."));
         // A stream sends the text, then each call as it is written.
-        let mut s = ToolStream::new(Some(auto.mode));
+        let mut s = ToolStream::new(Some(auto.mode), None);
         let (sent, calls) = drive(&mut s, &["Let me", " look. [TOOL", "_CALLS] [", &call[14..]]);
         assert_eq!(sent, "Let me look. ");
         let read: Vec<(&str, &str)> =
@@ -533,7 +580,7 @@ mod tests {
 
     #[test]
     fn streams_hold_back_what_may_be_a_call() {
-        let mut s = ToolStream::new(Some(ToolMode::Auto(CallFormat::Hermes)));
+        let mut s = ToolStream::new(Some(ToolMode::Auto(CallFormat::Hermes)), None);
         let call = weather("Oslo");
         let pieces =
             ["It is", " 3 < 4. <", "tool", "_call>\n{\"name\"", &call[19..50], &call[50..]];
@@ -546,7 +593,7 @@ mod tests {
         assert!(calls[0].0.starts_with("call_"));
         assert!(matches!(s.finish(), StreamEnd::Calls(c) if c.is_empty()));
         // The name goes out as soon as the header is whole; the arguments as they come.
-        let mut s = ToolStream::new(Some(ToolMode::Auto(CallFormat::Hermes)));
+        let mut s = ToolStream::new(Some(ToolMode::Auto(CallFormat::Hermes)), None);
         let head = "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": ";
         assert!(s.push(&head[..head.len() - 1]).calls.is_empty());
         let opened = s.push(" {\"ci").calls;
@@ -563,16 +610,41 @@ mod tests {
         // Cut inside the call: what went out stays, nothing more follows.
         assert!(matches!(s.finish(), StreamEnd::Cut));
         // A `<` that starts no call is sent once the next text shows it.
-        let mut s = ToolStream::new(Some(ToolMode::Auto(CallFormat::Hermes)));
+        let mut s = ToolStream::new(Some(ToolMode::Auto(CallFormat::Hermes)), None);
         assert_eq!(s.push("a <").text, "a ");
         assert_eq!(s.push("b").text, "<b");
         assert_eq!(s.push(" <tool").text, " ");
         assert!(matches!(s.finish(), StreamEnd::Text(t) if t == "<tool"));
         // Required holds everything; an answer cut short before a name comes back as text.
-        let mut s = ToolStream::new(Some(ToolMode::Required(CallFormat::Hermes)));
+        let mut s = ToolStream::new(Some(ToolMode::Required(CallFormat::Hermes)), None);
         assert_eq!(s.push(&call[..30]).text, "");
         assert!(matches!(s.finish(), StreamEnd::Text(t) if t == call[..30]));
-        let mut s = ToolStream::new(None);
+        let mut s = ToolStream::new(None, None);
         assert_eq!(s.push("<tool_call>").text, "<tool_call>");
+    }
+
+    #[test]
+    fn thinking_is_split_off_before_the_text() {
+        let mut s = ToolStream::new(None, Some(ReasoningParser::DeepseekR1));
+        let p = s.push("<think>ab</th");
+        assert_eq!((p.reasoning.as_str(), p.text.as_str()), ("ab", ""));
+        let p = s.push("ink>\n\nParis");
+        assert_eq!((p.reasoning.as_str(), p.text.as_str()), ("", "\n\nParis"));
+        assert_eq!(s.finish_reasoning(), "");
+        assert!(matches!(s.finish(), StreamEnd::Text(t) if t.is_empty()));
+        // Cut short inside the thinking: what was held is thinking too.
+        let mut s = ToolStream::new(None, Some(ReasoningParser::DeepseekR1));
+        assert_eq!(s.push("hmm </thi").reasoning, "hmm ");
+        assert_eq!(s.finish_reasoning(), "</thi");
+        // qwen3, held as a possible <think> that is not: text.
+        let mut s = ToolStream::new(None, Some(ReasoningParser::Qwen3));
+        assert_eq!(s.push("<th").text, "");
+        assert_eq!(s.finish_reasoning(), "");
+        assert!(matches!(s.finish(), StreamEnd::Text(t) if t == "<th"));
+        let (m, _) = message(None, Some(ReasoningParser::Qwen3), "<think>x</think>y".into());
+        assert_eq!(
+            (m.reasoning_content.as_deref(), m.reasoning.as_deref(), m.content.as_deref()),
+            (Some("x"), Some("x"), Some("y"))
+        );
     }
 }

@@ -82,6 +82,11 @@ pub struct ServeArgs {
     /// $LORAD_API_KEY. Without either those routes are open (vLLM's `--api-key`).
     #[arg(long, value_name = "PATH")]
     pub api_key_file: Option<PathBuf>,
+    /// Reasoning models: chat answers' thinking (`<think>…</think>`) goes to
+    /// `reasoning_content`, the rest to `content` (vLLM's `--reasoning-parser`): `deepseek_r1`
+    /// (DeepSeek R1 and its distills, QwQ) or `qwen3`. Off by default.
+    #[arg(long, value_enum, value_name = "PARSER")]
+    pub reasoning_parser: Option<crate::api::ReasoningParser>,
     /// Proof of Attribution on adapter answers that have a gradient index (`lorad finetune` or
     /// `lorad attribution index` builds it): `on` (every answer unless the request sends
     /// `"attribution": false`), `opt-in` (only requests sending `"attribution": true`), `off`.

@@ -39,6 +39,7 @@ pub(crate) fn run(
         max_body_bytes: args.max_body_bytes,
         admin_token: admin_token(&args)?,
         api_keys: api_keys(&args)?,
+        reasoning_parser: args.reasoning_parser,
         ..ApiConfig::default()
     };
     // A template that does not compile fails now, not after the model has loaded.

@@ -13,6 +13,7 @@ mod common;
 mod errors;
 mod generate;
 mod logprobs;
+mod reasoning;
 mod request_id;
 mod runtime_lora;
 mod tokenize;
