@@ -539,10 +539,11 @@ mod tests {
         let file = format!("{file}[model]\nchat_template = \"/etc/lorad/chat.jinja\"\n");
         let args = serve(merged(&["serve"], &file).expect("merged"));
         assert_eq!(args.model.chat_template.as_deref(), Some("/etc/lorad/chat.jinja"));
-        let file = "[model]\nreasoning_parser = \"deepseek_r1\"\n";
-        let args = serve(merged(&["serve"], file).expect("merged"));
+        let parser = "[model]\nreasoning_parser = \"deepseek_r1\"\n";
+        let args = serve(merged(&["serve"], parser).expect("merged"));
         assert_eq!(args.reasoning_parser, Some(crate::api::ReasoningParser::DeepseekR1));
-        let flag = serve(merged(&["serve", "--reasoning-parser", "qwen3"], file).expect("merged"));
+        let flag =
+            serve(merged(&["serve", "--reasoning-parser", "qwen3"], parser).expect("merged"));
         assert_eq!(flag.reasoning_parser, Some(crate::api::ReasoningParser::Qwen3));
         let args =
             serve(merged(&["serve", "--adapter-admit-timeout", "5"], &file).expect("merged"));

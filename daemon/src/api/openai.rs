@@ -294,21 +294,44 @@ pub(crate) struct CompletionResponse {
 }
 
 /// An assistant message (whole) or delta (streamed).
-#[derive(Debug, Clone, Default, Serialize)]
+///
+/// A message that names its role always has `content`, `null` when there is none (an answer
+/// that only calls tools, or only thinks), as OpenAI writes it: clients test
+/// `content === null`, which a missing key fails in JavaScript. Deltas leave out what they do
+/// not carry.
+#[derive(Debug, Clone, Default)]
 pub(crate) struct MessageOut {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) role: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) content: Option<String>,
     /// The thinking of a reasoning model (`--reasoning-parser`), DeepSeek's name for it.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) reasoning_content: Option<String>,
     /// The same, vLLM's newer name for it.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) reasoning: Option<String>,
     /// The calls of an answer made under `tool_choice`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) tool_calls: Option<Vec<ToolCallOut>>,
+}
+
+impl Serialize for MessageOut {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(None)?;
+        if let Some(role) = self.role {
+            map.serialize_entry("role", role)?;
+        }
+        if self.content.is_some() || self.role.is_some() {
+            map.serialize_entry("content", &self.content)?;
+        }
+        if let Some(r) = &self.reasoning_content {
+            map.serialize_entry("reasoning_content", r)?;
+        }
+        if let Some(r) = &self.reasoning {
+            map.serialize_entry("reasoning", r)?;
+        }
+        if let Some(calls) = &self.tool_calls {
+            map.serialize_entry("tool_calls", calls)?;
+        }
+        map.end()
+    }
 }
 
 /// One tool call (whole, or a streamed piece of one: `index` set, the rest as it comes).
@@ -382,4 +405,20 @@ pub(crate) struct ModelCard {
 pub(crate) struct ModelList {
     pub(crate) object: &'static str,
     pub(crate) data: Vec<ModelCard>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_with_a_role_has_content_null_when_it_has_none() {
+        let whole = MessageOut { role: Some("assistant"), ..MessageOut::default() };
+        assert_eq!(
+            serde_json::to_string(&whole).unwrap(),
+            r#"{"role":"assistant","content":null}"#
+        );
+        let delta = MessageOut { reasoning: Some("x".into()), ..MessageOut::default() };
+        assert_eq!(serde_json::to_string(&delta).unwrap(), r#"{"reasoning":"x"}"#);
+    }
 }

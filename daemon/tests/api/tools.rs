@@ -81,6 +81,7 @@ async fn calls_in_the_template_syntax(router: &axum::Router) {
     assert_eq!(status, StatusCode::OK, "{out}");
     let choice = &out["choices"][0];
     assert_eq!(choice["finish_reason"], "tool_calls", "{out}");
+    assert_eq!(choice["message"].get("content"), Some(&Value::Null), "as OpenAI writes it: {out}");
     let calls = choice["message"]["tool_calls"].as_array().expect("tool_calls");
     assert_eq!(calls[0]["function"]["name"], "get_weather", "{out}");
     let args: Value =
