@@ -188,6 +188,8 @@ pub(crate) fn to_chat(req: &Json) -> Result<(String, Echoed, bool), ApiError> {
 /// `input`: a string (one user message) or a list of items: messages (`role` and `content`:
 /// a string or `input_text` / `output_text` parts), `function_call` (calls the model made,
 /// consecutive ones forming one assistant turn) and `function_call_output` (their results).
+/// `reasoning` items (a previous answer's thinking, sent back with its output) are skipped, as
+/// reasoning models' templates drop the thinking of earlier turns.
 fn input_messages(input: Option<&Json>) -> Result<Vec<Json>, ApiError> {
     let items = match input {
         Some(Json::String(text)) => {
@@ -246,6 +248,7 @@ fn input_messages(input: Option<&Json>) -> Result<Vec<Json>, ApiError> {
                     ("content".into(), s(&output)),
                 ]));
             }
+            Some("reasoning") => {}
             Some("message") | None => {
                 flush(&mut out, &mut calls);
                 let role = field("role")?;
@@ -263,7 +266,7 @@ fn input_messages(input: Option<&Json>) -> Result<Vec<Json>, ApiError> {
                 return Err(ApiError::unsupported(
                     &at("type"),
                     &format!(
-                        "; items of type '{other}' are not (messages, function_call and function_call_output are)"
+                        "; items of type '{other}' are not (messages, function_call, function_call_output and reasoning are)"
                     ),
                 ));
             }
@@ -399,6 +402,11 @@ pub(crate) fn from_chat(chat: &Value, echoed: &Echoed) -> Value {
     let id = chat.get("id").and_then(Value::as_str).unwrap_or_default();
     let choice = chat.pointer("/choices/0").cloned().unwrap_or(Value::Null);
     let mut output = Vec::new();
+    if let Some(thought) = choice.pointer("/message/reasoning_content").and_then(Value::as_str)
+        && !thought.is_empty()
+    {
+        output.push(reasoning_item(&item_id("rs", id, 0), thought, "completed"));
+    }
     if let Some(text) = choice.pointer("/message/content").and_then(Value::as_str)
         && !text.is_empty()
     {
@@ -436,6 +444,15 @@ pub(crate) fn message_item(id: &str, text: &str, status: &str) -> Value {
     json!({
         "type": "message", "id": id, "status": status, "role": "assistant",
         "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}],
+    })
+}
+
+/// A `reasoning` output item holding a reasoning model's thinking (`--reasoning-parser`), as
+/// OpenAI's reasoning models write theirs: the text as one `reasoning_text` part, no summary.
+pub(crate) fn reasoning_item(id: &str, text: &str, status: &str) -> Value {
+    json!({
+        "type": "reasoning", "id": id, "status": status, "summary": [],
+        "content": [{"type": "reasoning_text", "text": text}],
     })
 }
 
@@ -585,5 +602,17 @@ mod tests {
             (Some(1), Some("auto"))
         );
         assert_eq!(status(Some("length")), "incomplete");
+        // A reasoning model's thinking comes first, as a reasoning item.
+        let chat = json!({"id": "chatcmpl-00ab", "choices": [{"finish_reason": "stop",
+            "message": {"content": "9.8", "reasoning_content": "Compare tenths."}}]});
+        let r = from_chat(&chat, &e);
+        assert_eq!(r["output"][0]["type"], "reasoning");
+        assert_eq!(r["output"][0]["content"][0]["text"], "Compare tenths.");
+        assert_eq!(r["output"][1]["content"][0]["text"], "9.8");
+        // And an input that sends it back is read without it.
+        let input = r#"{"model":"m","input":[{"type":"reasoning","id":"rs_1","summary":[]},
+            {"role":"user","content":"Which is larger?"}]}"#;
+        let chat = self::chat(input);
+        assert_eq!(chat["messages"].as_array().map(Vec::len), Some(1), "{chat}");
     }
 }

@@ -1,7 +1,9 @@
 //! A streamed `POST /v1/responses`: the chat stream's chunks as the Responses API's typed
 //! events (`event: <type>` and `data: {...}` with a `sequence_number`), no `[DONE]`.
 //!
-//! Order: `response.created`, `response.in_progress`; for text, `response.output_item.added`
+//! Order: `response.created`, `response.in_progress`; for a reasoning model's thinking
+//! (`--reasoning-parser`), a `reasoning` item with `response.reasoning_text.delta`s, closed
+//! when the answer's text or calls begin; for text, `response.output_item.added`
 //! (a message), `response.content_part.added`, `response.output_text.delta`s; for each tool
 //! call, the message closed first, then `response.output_item.added` (a function call) and
 //! `response.function_call_arguments.delta`s; at the end each open item is closed (`...done`
@@ -13,7 +15,9 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-use super::responses::{Echoed, call_item, extras, item_id, message_item, response, status, usage};
+use super::responses::{
+    Echoed, call_item, extras, item_id, message_item, reasoning_item, response, status, usage,
+};
 
 /// What the stream has opened and what the response will hold.
 struct Builder {
@@ -23,6 +27,8 @@ struct Builder {
     seq: u64,
     /// Closed output items.
     output: Vec<Value>,
+    /// The open reasoning item: its id and text so far.
+    thought: Option<(String, String)>,
     /// The open message: its id and text so far.
     text: Option<(String, String)>,
     /// The open call: id, call id, name, arguments so far.
@@ -48,8 +54,53 @@ impl Builder {
         self.output.len()
     }
 
+    /// Opens the reasoning item if it is not open, then sends `delta`.
+    fn thought(&mut self, delta: &str, out: &mut Vec<Event>) {
+        if self.thought.is_none() {
+            let i = self.next_index();
+            let id = item_id("rs", &self.id, i);
+            let item = json!({"type": "reasoning", "id": id, "status": "in_progress", "summary": [], "content": []});
+            out.push(
+                self.event("response.output_item.added", json!({"output_index": i, "item": item})),
+            );
+            let part = json!({"type": "reasoning_text", "text": ""});
+            out.push(self.event(
+                "response.content_part.added",
+                json!({"item_id": id, "output_index": i, "content_index": 0, "part": part}),
+            ));
+            self.thought = Some((id, String::new()));
+        }
+        let i = self.next_index();
+        if let Some((id, text)) = self.thought.as_mut() {
+            text.push_str(delta);
+            let id = id.clone();
+            out.push(self.event(
+                "response.reasoning_text.delta",
+                json!({"item_id": id, "output_index": i, "content_index": 0, "delta": delta}),
+            ));
+        }
+    }
+
+    fn close_thought(&mut self, out: &mut Vec<Event>) {
+        let Some((id, text)) = self.thought.take() else { return };
+        let i = self.next_index();
+        out.push(self.event(
+            "response.reasoning_text.done",
+            json!({"item_id": id, "output_index": i, "content_index": 0, "text": text}),
+        ));
+        let part = json!({"type": "reasoning_text", "text": text});
+        out.push(self.event(
+            "response.content_part.done",
+            json!({"item_id": id, "output_index": i, "content_index": 0, "part": part}),
+        ));
+        let item = reasoning_item(&id, &text, "completed");
+        out.push(self.event("response.output_item.done", json!({"output_index": i, "item": item})));
+        self.output.push(item);
+    }
+
     /// Opens the message if it is not open, then sends `delta`.
     fn text(&mut self, delta: &str, out: &mut Vec<Event>) {
+        self.close_thought(out);
         if self.text.is_none() {
             let id = item_id("msg", &self.id, self.next_index());
             let item = json!({"type": "message", "id": id, "status": "in_progress", "role": "assistant", "content": []});
@@ -109,6 +160,7 @@ impl Builder {
     fn call(&mut self, c: &Value, out: &mut Vec<Event>) {
         let args = c.pointer("/function/arguments").and_then(Value::as_str).unwrap_or_default();
         if let Some(call_id) = c.get("id").and_then(Value::as_str) {
+            self.close_thought(out);
             self.close_text(out);
             self.close_call(out);
             let id = item_id("fc", &self.id, self.next_index());
@@ -143,6 +195,12 @@ impl Builder {
             out.push(self.event("response.in_progress", json!({"response": r})));
         }
         if let Some(choice) = chunk.pointer("/choices/0") {
+            if let Some(thought) =
+                choice.pointer("/delta/reasoning_content").and_then(Value::as_str)
+                && !thought.is_empty()
+            {
+                self.thought(thought, out);
+            }
             if let Some(text) = choice.pointer("/delta/content").and_then(Value::as_str)
                 && !text.is_empty()
             {
@@ -166,6 +224,7 @@ impl Builder {
 
     /// The closing events.
     fn end(&mut self, out: &mut Vec<Event>) {
+        self.close_thought(out);
         self.close_text(out);
         self.close_call(out);
         let status = status(self.finish.as_deref());
@@ -194,6 +253,7 @@ pub(crate) fn respond(chat: Response, echoed: Echoed) -> Response {
         created: None,
         seq: 0,
         output: Vec::new(),
+        thought: None,
         text: None,
         call: None,
         finish: None,

@@ -98,6 +98,32 @@ async fn thinking_goes_to_reasoning_content() {
     let two = streamed(&r1, ask(json!({"n": 2}))).await;
     assert_eq!(two, vec![(answer.clone(), answer.clone(), String::new()); 2]);
 
+    // The Responses API: the thinking is a reasoning item, whole and streamed.
+    let input = json!({"model": BASE, "input": "What is the capital of France?",
+                       "max_output_tokens": 12, "temperature": 0});
+    let (status, _, out) = post(&r1, "/v1/responses", input.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    assert_eq!(out["output"][0]["type"], "reasoning", "{out}");
+    assert_eq!(out["output"][0]["content"][0]["text"], answer.as_str(), "{out}");
+    assert_eq!(out["output"].as_array().map(Vec::len), Some(1), "no message: {out}");
+    let mut streamed_input = input;
+    streamed_input["stream"] = json!(true);
+    let (status, _, text) = call(&r1, "POST", "/v1/responses", streamed_input.to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let events: Vec<Value> =
+        sse_data(&text).iter().map(|d| serde_json::from_str(d).expect("event")).collect();
+    let deltas: String = events
+        .iter()
+        .filter(|e| e["type"] == "response.reasoning_text.delta")
+        .map(|e| e["delta"].as_str().expect("delta"))
+        .collect();
+    assert_eq!(deltas, answer, "{text}");
+    let done = events
+        .iter()
+        .find(|e| e["type"] == "response.completed" || e["type"] == "response.incomplete")
+        .expect("the last event");
+    assert_eq!(done["response"]["output"][0]["content"][0]["text"], answer.as_str(), "{done}");
+
     // Under a grammar the answer is not split: it is JSON from its first token.
     let json_mode = ask(json!({"response_format": {"type": "json_object"}, "max_tokens": 8}));
     let (status, _, out) = post(&r1, "/v1/chat/completions", json_mode.clone()).await;
