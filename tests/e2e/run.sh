@@ -558,6 +558,32 @@ else
     fail "second server did not start"
 fi
 
+echo "==> reasoning models: a third server with reasoning_parser = \"deepseek_r1\" in its config"
+# The default model never closes a <think>: to deepseek_r1 its whole answer is thinking.
+PORT3="$(free_port)"
+printf '[model]\nreasoning_parser = "deepseek_r1"\n' >"$TMP/reasoning.toml"
+start_server "$TMP/server3.log" --config "$TMP/reasoning.toml" --listen "127.0.0.1:$PORT3"
+THINK_PID=$SERVER_PID
+if wait_ready "$PORT3" "$THINK_PID" "$TMP/server3.log" && "$VENV/bin/python" - "http://127.0.0.1:$PORT3/v1" <<'PY'
+import sys, openai
+client = openai.OpenAI(base_url=sys.argv[1], api_key="unused")
+model = client.models.list().data[0].id
+ask = dict(model=model, messages=[{"role": "user", "content": "Hi"}], max_tokens=4, temperature=0)
+m = client.chat.completions.create(**ask).choices[0].message
+assert m.content is None and m.model_extra["reasoning_content"], m
+streamed = "".join((c.choices[0].delta.model_extra or {}).get("reasoning_content") or ""
+                   for c in client.chat.completions.create(**ask, stream=True) if c.choices)
+assert streamed == m.model_extra["reasoning_content"], (streamed, m)
+r = client.responses.create(model=model, input="Hi", max_output_tokens=4, temperature=0)
+assert r.output[0].type == "reasoning" and r.output[0].content[0].text == streamed, r.output
+# Sent back with the next input, the reasoning item is skipped.
+again = client.responses.create(model=model, input=[*[o.model_dump(exclude_none=True) for o in r.output],
+                                {"role": "user", "content": "And?"}], max_output_tokens=2)
+assert again.output, again
+PY
+then ok "openai client: reasoning_content (whole and streamed), a reasoning item in /v1/responses, sent back"; else fail "reasoning parser with the openai client"; fi
+stop_server "$THINK_PID" "reasoning server"
+
 echo "==> shutdown"
 # A stream in flight when SIGTERM arrives is finished within the drain time, not cut.
 curl -sN "$URL/v1/completions" -H 'content-type: application/json' \
