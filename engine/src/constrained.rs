@@ -1,5 +1,6 @@
 //! A sequence under structured output: its grammar, where its answer is in it, and the
-//! masking of each step's logits.
+//! masking of each step's logits. A reasoning model's answer may hold the grammar back until
+//! its thinking ends ([`Constrained::after`]), as vLLM does with a reasoning parser.
 
 use std::sync::Arc;
 
@@ -11,13 +12,31 @@ pub(crate) struct Constrained {
     grammar: Arc<Grammar>,
     vocab: Arc<Vocab>,
     state: State,
+    /// While set, the answer is free: the grammar starts after this marker.
+    deferred: Option<Deferred>,
+}
+
+/// The text before the grammar starts: everything up to and including `marker`.
+#[derive(Debug)]
+struct Deferred {
+    marker: Vec<u8>,
+    /// The answer's last bytes, enough to find the marker across tokens.
+    tail: Vec<u8>,
 }
 
 impl Constrained {
     /// At the start of the answer.
     pub(crate) fn new(grammar: Arc<Grammar>, vocab: Arc<Vocab>) -> Self {
         let state = grammar.start();
-        Self { grammar, vocab, state }
+        Self { grammar, vocab, state, deferred: None }
+    }
+
+    /// The grammar holds only after `marker` (a reasoning model's `</think>`): the text up to
+    /// it is free, thinking included; what follows it in the same token is the grammar's first
+    /// text.
+    pub(crate) fn after(grammar: Arc<Grammar>, vocab: Arc<Vocab>, marker: &str) -> Self {
+        let deferred = Deferred { marker: marker.as_bytes().to_vec(), tail: Vec::new() };
+        Self { deferred: Some(deferred), ..Self::new(grammar, vocab) }
     }
 
     /// Sets every token that would leave the grammar to minus infinity. `ends` (end of
@@ -28,6 +47,9 @@ impl Constrained {
         logits: &mut [f32],
         ends: impl IntoIterator<Item = &'a u32>,
     ) -> bool {
+        if self.deferred.is_some() {
+            return true;
+        }
         let saved: Vec<(usize, f32)> = ends
             .into_iter()
             .filter_map(|&t| logits.get(t as usize).map(|&l| (t as usize, l)))
@@ -44,22 +66,43 @@ impl Constrained {
     /// another thread while the forward pass runs, it is a cache hit by the time the step
     /// samples.
     pub(crate) fn mask_job(&self) -> Option<MaskJob> {
-        (!self.grammar.has_mask(&self.vocab, &self.state)).then(|| MaskJob {
-            grammar: self.grammar.clone(),
-            vocab: self.vocab.clone(),
-            state: self.state.clone(),
+        (self.deferred.is_none() && !self.grammar.has_mask(&self.vocab, &self.state)).then(|| {
+            MaskJob {
+                grammar: self.grammar.clone(),
+                vocab: self.vocab.clone(),
+                state: self.state.clone(),
+            }
         })
     }
 
     /// Follows a sampled token (not an end token).
     pub(crate) fn advance(&mut self, token: u32) -> Result<(), GrammarError> {
-        self.state = self.grammar.advance_token(&self.vocab, &self.state, token)?;
+        let Some(d) = &mut self.deferred else {
+            self.state = self.grammar.advance_token(&self.vocab, &self.state, token)?;
+            return Ok(());
+        };
+        // Control tokens have no text; they cannot hold the marker.
+        d.tail.extend_from_slice(self.vocab.token_bytes(token).unwrap_or_default());
+        let Some(at) = d.tail.windows(d.marker.len()).position(|w| w == d.marker.as_slice()) else {
+            let keep = d.tail.len().saturating_sub(d.marker.len() - 1);
+            d.tail.drain(..keep);
+            return Ok(());
+        };
+        let rest = d.tail.split_off(at + d.marker.len());
+        self.deferred = None;
+        // Whitespace the grammar does not take at its start (a newline after `</think>`) is
+        // left out of it; anything else must be the grammar's.
+        self.state = self
+            .grammar
+            .advance_bytes(&self.state, &rest)
+            .or_else(|| self.grammar.advance_bytes(&self.state, rest.trim_ascii_start()))
+            .ok_or(GrammarError::Rejected(token))?;
         Ok(())
     }
 
     /// Whether nothing more can follow: the answer is complete.
     pub(crate) fn finished(&self) -> bool {
-        !self.state.can_continue()
+        self.deferred.is_none() && !self.state.can_continue()
     }
 }
 
@@ -75,5 +118,52 @@ impl MaskJob {
     /// Computes the mask into the grammar's cache.
     pub(crate) fn run(self) {
         self.grammar.mask(&self.vocab, &self.state);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use lorad_grammar::Constraint;
+
+    use super::*;
+
+    const TOKENS: &[&str] = &["x", "</", "think", ">\n", "{", "}", "</think>{", "</think>x", " "];
+
+    fn after() -> Constrained {
+        let grammar = Arc::new(Constraint::JsonObject.compile().expect("grammar"));
+        let vocab = Arc::new(Vocab::new(TOKENS.iter().map(|t| Some(t.as_bytes().to_vec()))));
+        Constrained::after(grammar, vocab, "</think>")
+    }
+
+    /// The tokens `mask` leaves samplable.
+    fn allowed(c: &Constrained) -> Vec<&'static str> {
+        let mut logits = vec![0f32; TOKENS.len()];
+        c.mask(&mut logits, &[]);
+        TOKENS.iter().zip(&logits).filter(|(_, l)| l.is_finite()).map(|(t, _)| *t).collect()
+    }
+
+    #[test]
+    fn the_grammar_starts_after_the_marker() {
+        let mut c = after();
+        // Thinking: anything goes, nothing is finished, no mask to compute.
+        assert_eq!(allowed(&c), TOKENS);
+        assert!(c.mask_job().is_none() && !c.finished());
+        for t in [0, 1, 0, 1, 2] {
+            c.advance(t).expect("free text");
+        }
+        assert_eq!(allowed(&c), TOKENS, "`</` then `x`: not the marker");
+        c.advance(3).expect("`>\\n` closes the thinking split across tokens");
+        // The grammar now: a JSON object, the newline after the marker left out of it.
+        assert_eq!(allowed(&c), ["{"]);
+        c.advance(4).expect("{");
+        c.advance(5).expect("}");
+        assert!(c.finished());
+        // The marker and the grammar's first text in one token.
+        let mut c = after();
+        c.advance(6).expect("`</think>{`");
+        assert!(allowed(&c).contains(&"}") && !allowed(&c).contains(&"{"), "{:?}", allowed(&c));
+        // Text after the marker that the grammar refuses is an error.
+        let mut c = after();
+        assert!(c.advance(7).is_err());
     }
 }

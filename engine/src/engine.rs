@@ -460,9 +460,13 @@ impl EngineHandle {
             include_stop_str_in_output: req.include_stop_str_in_output,
             prompt_logprobs: req.prompt_logprobs,
             cache_salt: req.cache_salt,
-            constraint: req
-                .constraint
-                .map(|g| crate::constrained::Constrained::new(g, self.grammar_vocab().clone())),
+            constraint: req.constraint.map(|g| {
+                let vocab = self.grammar_vocab().clone();
+                match &req.constraint_after {
+                    Some(marker) => crate::constrained::Constrained::after(g, vocab, marker),
+                    None => crate::constrained::Constrained::new(g, vocab),
+                }
+            }),
             priority: req.priority,
             tx,
         };

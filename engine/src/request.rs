@@ -44,6 +44,10 @@ pub struct GenerateRequest {
     /// sequence comes only once the answer is complete, and the answer ends as soon as
     /// nothing more can follow.
     pub constraint: Option<std::sync::Arc<lorad_grammar::Grammar>>,
+    /// With `constraint`: the grammar starts only after this text appears in the answer (a
+    /// reasoning model's `</think>`, so that it thinks freely first, as under vLLM's reasoning
+    /// parsers); until then nothing is masked.
+    pub constraint_after: Option<String>,
     /// Scheduling priority under [`crate::SchedulingPolicy::Priority`]: lower runs first
     /// (vLLM's `priority`); requests of one priority run in arrival order. Must be 0 under
     /// first-come-first-served.
@@ -66,6 +70,7 @@ impl GenerateRequest {
             prompt_logprobs: None,
             cache_salt: None,
             constraint: None,
+            constraint_after: None,
             priority: 0,
         }
     }

@@ -53,8 +53,11 @@ pub(crate) async fn handle(
         }
         None => None,
     };
-    // A constrained answer follows its grammar from the first token: no thinking to split.
-    params.reasoning = state.config().reasoning_parser.filter(|_| params.structured.is_none());
+    // A constrained answer thinks first only where its grammar can wait for `</think>`.
+    params.reasoning = state
+        .config()
+        .reasoning_parser
+        .filter(|p| params.structured.is_none() || p.constraint_after().is_some());
     params.constraint =
         super::structured::compile_blocking(&state, params.structured.clone()).await?;
     let messages = convert_messages(&req.messages)?;

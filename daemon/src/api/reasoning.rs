@@ -2,9 +2,9 @@
 //! a model writes between `<think>` and `</think>` goes to the message's `reasoning_content`
 //! (and `reasoning`, vLLM's newer name), what follows to `content`.
 //!
-//! Only unconstrained chat answers are split. Under a grammar (`tools` that may be called,
-//! `response_format`) lorad constrains the answer from its first token, so there is no thinking
-//! to split; vLLM instead starts the grammar after `</think>`.
+//! Under a grammar (`tools` that may be called, `response_format`), a `deepseek_r1` answer
+//! thinks freely and the grammar starts after its `</think>` (as vLLM does); a `qwen3` answer,
+//! which may or may not think, follows the grammar from its first token and is not split.
 
 use clap::ValueEnum;
 
@@ -25,6 +25,16 @@ pub enum ReasoningParser {
     /// may turn it off); until `</think>`, or the end when it never closes.
     #[value(name = "qwen3")]
     Qwen3,
+}
+
+impl ReasoningParser {
+    /// After what a constrained answer's grammar starts, if it thinks first.
+    pub(crate) fn constraint_after(self) -> Option<&'static str> {
+        match self {
+            Self::DeepseekR1 => Some(CLOSE),
+            Self::Qwen3 => None,
+        }
+    }
 }
 
 /// A whole answer's `(reasoning, content)`; either is `None` when empty.

@@ -1,6 +1,6 @@
 //! `--reasoning-parser`: a chat answer's thinking goes to `reasoning_content` (and `reasoning`),
-//! the rest to `content`, whole and streamed, for one answer and for `n` of them; answers under
-//! a grammar are not split. The default model does not think, so its answers (which never
+//! the rest to `content`, whole and streamed, for one answer and for `n` of them; under a
+//! grammar a `deepseek_r1` answer thinks first, a `qwen3` one follows the grammar at once. The default model does not think, so its answers (which never
 //! close a `<think>`) are all thinking to `deepseek_r1` (whose templates open it in the prompt)
 //! and all content to `qwen3` (which needs the answer to open it): the same greedy text lands in
 //! one field or the other. The split itself is unit-tested in `api/reasoning.rs`.
@@ -124,14 +124,22 @@ async fn thinking_goes_to_reasoning_content() {
         .expect("the last event");
     assert_eq!(done["response"]["output"][0]["content"][0]["text"], answer.as_str(), "{done}");
 
-    // Under a grammar the answer is not split: it is JSON from its first token.
+    // Under a grammar, a deepseek_r1 answer thinks first and the grammar waits for its
+    // `</think>`: this model never writes one, so its answer stays free thinking.
     let json_mode = ask(json!({"response_format": {"type": "json_object"}, "max_tokens": 8}));
     let (status, _, out) = post(&r1, "/v1/chat/completions", json_mode.clone()).await;
     assert_eq!(status, StatusCode::OK, "{out}");
     let message = &out["choices"][0]["message"];
+    let thought = message["reasoning_content"].as_str().expect("thinking");
+    assert!(answer.starts_with(thought) && !thought.is_empty(), "{out}");
+    assert_eq!(message.get("content"), Some(&Value::Null), "{out}");
+    // A qwen3 answer, which may not think at all, follows the grammar from its first token.
+    let (status, _, out) = post(&qwen3, "/v1/chat/completions", json_mode.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    let message = &out["choices"][0]["message"];
     assert!(message["content"].as_str().is_some_and(|c| c.starts_with('{')), "{out}");
     assert!(message.get("reasoning_content").is_none(), "{out}");
-    let streamed_json = streamed(&r1, json_mode).await;
+    let streamed_json = streamed(&qwen3, json_mode).await;
     assert!(
         streamed_json[0].0.is_empty() && streamed_json[0].2.starts_with('{'),
         "{streamed_json:?}"
