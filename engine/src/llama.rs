@@ -1,4 +1,4 @@
-//! The llama-family forward pass (llama, mistral, qwen2), batched over many sequences at once,
+//! The llama-family forward pass (llama, mistral, qwen2, qwen3), batched over many sequences at once,
 //! every projection taking each row's own LoRA.
 //!
 //! Written on candle tensors rather than candle-transformers' `Llama` because every linear layer
@@ -189,6 +189,14 @@ impl Llama {
             };
             let h = lorad_kernels::rms_norm(&x, &layer.input_norm, eps)?;
             let [q, k, v] = fixed(project(ProjGroup::Qkv, &h)?)?;
+            let (q, k) = match &layer.qk_norm {
+                // Qwen3: each head RMS-normalized over its own width, before RoPE.
+                Some([qn, kn]) => (
+                    lorad_kernels::rms_norm(&q.reshape((t * heads, hd))?, qn, eps)?,
+                    lorad_kernels::rms_norm(&k.reshape((t * kvh, hd))?, kn, eps)?,
+                ),
+                None => (q, k),
+            };
             let q = lorad_kernels::apply_rope_at(&q.reshape((t, heads, hd))?, &rope)?;
             let k = lorad_kernels::apply_rope_at(&k.reshape((t, kvh, hd))?, &rope)?;
             let v = v.reshape((t, kvh, hd))?;

@@ -21,6 +21,8 @@ pub struct LayerWeights {
     pub proj: [Tensor; 7],
     /// q/k/v biases (qwen2).
     pub bias: [Option<Tensor>; 3],
+    /// RMSNorm weights over each query and key head, `[head_dim]` (qwen3's `q_norm`, `k_norm`).
+    pub qk_norm: Option<[Tensor; 2]>,
 }
 
 /// Every weight a llama-family forward reads.
@@ -69,6 +71,12 @@ impl BaseWeights {
             } else {
                 [None, None, None]
             };
+            let qk_norm = if cfg.qk_norm() {
+                let n = |n: &str| get(weights, &format!("model.layers.{l}.self_attn.{n}.weight"));
+                Some([n("q_norm")?, n("k_norm")?])
+            } else {
+                None
+            };
             layers.push(LayerWeights {
                 input_norm: get(weights, &format!("model.layers.{l}.input_layernorm.weight"))?,
                 post_norm: get(
@@ -77,6 +85,7 @@ impl BaseWeights {
                 )?,
                 proj: [q?, k?, v?, o?, g?, u?, d?],
                 bias,
+                qk_norm,
             });
         }
         let lm_head = match weights.get("lm_head.weight") {
@@ -110,6 +119,10 @@ impl BaseWeights {
                     post_norm: c(l.post_norm)?,
                     proj: [c(q)?, c(k)?, c(v)?, c(o)?, c(g)?, c(u)?, c(d)?],
                     bias: [ob(bq)?, ob(bk)?, ob(bv)?],
+                    qk_norm: match l.qk_norm {
+                        Some([qn, kn]) => Some([c(qn)?, c(kn)?]),
+                        None => None,
+                    },
                 })
             })
             .collect::<Result<Vec<_>>>()?;

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ModelError;
 
-/// The model families lorad runs. All three share the LLaMA block layout (RMSNorm, GQA attention
-/// with rotary embeddings, SwiGLU MLP); they differ only in details carried by [`ModelConfig`].
+/// The model families lorad runs. All share the LLaMA block layout (RMSNorm, GQA attention with
+/// rotary embeddings, SwiGLU MLP); they differ only in details carried by [`ModelConfig`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Arch {
@@ -18,6 +18,9 @@ pub enum Arch {
     Mistral,
     /// Qwen2 / Qwen2.5: LLaMA layout plus biases on the q/k/v projections.
     Qwen2,
+    /// Qwen3 (dense): LLaMA layout plus an RMSNorm over each query and key head before RoPE
+    /// (`q_norm`, `k_norm`), no biases, a head width of its own (`head_dim`).
+    Qwen3,
 }
 
 impl Arch {
@@ -27,6 +30,7 @@ impl Arch {
             Self::Llama => "llama",
             Self::Mistral => "mistral",
             Self::Qwen2 => "qwen2",
+            Self::Qwen3 => "qwen3",
         }
     }
 }
@@ -84,6 +88,12 @@ pub struct ModelConfig {
 }
 
 impl ModelConfig {
+    /// Whether each query and key head is RMS-normalized before RoPE (Qwen3's
+    /// `self_attn.q_norm` / `k_norm`, `[head_dim]` weights).
+    pub fn qk_norm(&self) -> bool {
+        self.arch == Arch::Qwen3
+    }
+
     /// The `head_dim / 2` inverse RoPE frequencies `1 / theta^(2i / head_dim)` for the
     /// non-interleaved (Hugging Face) rotary layout, with LLaMA-3 scaling applied when configured.
     ///

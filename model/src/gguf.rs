@@ -160,10 +160,11 @@ fn config_from_meta(m: Meta<'_>) -> Result<ModelConfig, ModelError> {
     let arch = match arch_name {
         "llama" => Arch::Llama,
         "qwen2" => Arch::Qwen2,
+        "qwen3" => Arch::Qwen3,
         other => {
             return Err(ModelError::Unsupported {
                 path: m.path.to_owned(),
-                what: format!("general.architecture `{other}` (supported: llama, qwen2)"),
+                what: format!("general.architecture `{other}` (supported: llama, qwen2, qwen3)"),
             });
         }
     };
@@ -254,6 +255,8 @@ fn gguf_name(e: &Expected) -> String {
         Part::QBias => "attn_q.bias",
         Part::KBias => "attn_k.bias",
         Part::VBias => "attn_v.bias",
+        Part::QNorm => "attn_q_norm.weight",
+        Part::KNorm => "attn_k_norm.weight",
         Part::Gate => "ffn_gate.weight",
         Part::Up => "ffn_up.weight",
         Part::Down => "ffn_down.weight",

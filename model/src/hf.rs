@@ -95,10 +95,13 @@ fn parse_config(f: Fields<'_>) -> Result<ModelConfig, ModelError> {
         "llama" => Arch::Llama,
         "mistral" => Arch::Mistral,
         "qwen2" => Arch::Qwen2,
+        "qwen3" => Arch::Qwen3,
         other => {
             return Err(f.err(
                 "model_type",
-                format!("unsupported model type `{other}` (supported: llama, mistral, qwen2)"),
+                format!(
+                    "unsupported model type `{other}` (supported: llama, mistral, qwen2, qwen3)"
+                ),
             ));
         }
     };
@@ -139,7 +142,7 @@ fn parse_config(f: Fields<'_>) -> Result<ModelConfig, ModelError> {
     };
     let default_max_pos = match arch {
         Arch::Llama => 2048,
-        Arch::Mistral | Arch::Qwen2 => 32768,
+        Arch::Mistral | Arch::Qwen2 | Arch::Qwen3 => 32768,
     };
     let config = ModelConfig {
         arch,

@@ -143,6 +143,8 @@ pub(crate) enum Part {
     QBias,
     KBias,
     VBias,
+    QNorm,
+    KNorm,
     Gate,
     Up,
     Down,
@@ -194,6 +196,12 @@ pub(crate) fn expected_tensors(c: &ModelConfig) -> Vec<Expected> {
                 ("self_attn.q_proj.bias", vec![q], Part::QBias),
                 ("self_attn.k_proj.bias", vec![kv], Part::KBias),
                 ("self_attn.v_proj.bias", vec![kv], Part::VBias),
+            ]);
+        }
+        if c.qk_norm() {
+            parts.extend([
+                ("self_attn.q_norm.weight", vec![c.head_dim], Part::QNorm),
+                ("self_attn.k_norm.weight", vec![c.head_dim], Part::KNorm),
             ]);
         }
         out.extend(parts.into_iter().map(|(suffix, shape, part)| Expected {

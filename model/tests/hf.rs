@@ -87,6 +87,10 @@ impl Tiny {
                 add(format!("{l}.self_attn.k_proj.bias"), &[KV * HD]);
                 add(format!("{l}.self_attn.v_proj.bias"), &[KV * HD]);
             }
+            if self.model_type == "qwen3" {
+                add(format!("{l}.self_attn.q_norm.weight"), &[HD]);
+                add(format!("{l}.self_attn.k_norm.weight"), &[HD]);
+            }
         }
         t
     }
@@ -182,6 +186,30 @@ fn sharded_llama() {
     // Half precision on request.
     let half = load_model(&dir, &LoadOptions { dtype: DType::F16, device: Device::Cpu }).unwrap();
     assert!(half.weights.values().all(|t| t.dtype() == DType::F16));
+}
+
+/// Qwen3: per-head q/k norm weights, read and checked; a checkpoint without them fails naming
+/// the missing tensor.
+#[test]
+fn qwen3_with_head_norms() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = model_dir(tmp.path(), "tiny-qwen3");
+    let tiny = Tiny { model_type: "qwen3", tie: false };
+    let mut tensors = tiny.tensors();
+    tiny.write(&dir, &tensors, true);
+    let m = load_model(&dir, &LoadOptions::default()).unwrap();
+    assert_eq!(m.config.arch, Arch::Qwen3);
+    assert!(m.config.qk_norm() && !m.config.attention_bias);
+    assert_eq!(m.weights.len(), tensors.len());
+    assert_eq!(
+        m.weights["model.layers.1.self_attn.k_norm.weight"].to_vec1::<f32>().unwrap(),
+        tensors["model.layers.1.self_attn.k_norm.weight"].to_vec1::<f32>().unwrap()
+    );
+    let dir = model_dir(tmp.path(), "tiny-qwen3-no-norm");
+    tensors.remove("model.layers.0.self_attn.q_norm.weight");
+    tiny.write(&dir, &tensors, false);
+    let err = load_model(&dir, &LoadOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("model.layers.0.self_attn.q_norm.weight"), "{err}");
 }
 
 #[test]

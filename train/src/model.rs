@@ -146,6 +146,14 @@ impl DiffLlama {
             let q = linear(TargetModule::QProj, &h)?;
             let k = linear(TargetModule::KProj, &h)?;
             let v = linear(TargetModule::VProj, &h)?;
+            let (q, k) = match &layer.qk_norm {
+                // Qwen3: each head RMS-normalized over its own width, before RoPE.
+                Some([qn, kn]) => (
+                    candle_nn::ops::rms_norm_slow(&q.reshape((n * heads, hd))?, qn, eps)?,
+                    candle_nn::ops::rms_norm_slow(&k.reshape((n * kvh, hd))?, kn, eps)?,
+                ),
+                None => (q, k),
+            };
             // [B, T, heads, hd] -> [B, heads, T, hd]
             let q = q.reshape((b, t, heads, hd))?.transpose(1, 2)?.contiguous()?;
             let k = k.reshape((b, t, kvh, hd))?.transpose(1, 2)?.contiguous()?;
