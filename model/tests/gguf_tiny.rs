@@ -102,15 +102,18 @@ fn spec() -> Spec {
 }
 
 impl Spec {
-    /// Writes the GGUF with q/k permuted as llama.cpp's converter does.
+    /// Writes the GGUF with q/k permuted as llama.cpp's converter does (for llama only: it
+    /// leaves Qwen's as they are).
     fn write(&self, path: &Path) {
+        let llama = self.meta.get("general.architecture").and_then(|v| v.to_string().ok())
+            == Some(&"llama".to_owned());
         let qtensors: Vec<(String, QTensor)> = self
             .tensors
             .iter()
             .map(|(hf, (gguf, t))| {
-                let t = if hf.ends_with("q_proj.weight") {
+                let t = if llama && hf.ends_with("q_proj.weight") {
                     permute(t, HEADS)
-                } else if hf.ends_with("k_proj.weight") {
+                } else if llama && hf.ends_with("k_proj.weight") {
                     permute(t, KV)
                 } else {
                     t.clone()
@@ -165,6 +168,36 @@ fn loads_and_unpermutes() {
     assert_eq!(m.tokenizer.eos_token_ids(), [2, 0]);
     let msgs = [lorad_model::ChatMessage::new("user", "x")];
     assert_eq!(m.chat_template.render(&msgs, false).unwrap(), "<user>x");
+}
+
+/// A Qwen3 GGUF: `qwen3.*` metadata, per-head norms read as `self_attn.q_norm` / `k_norm`, q/k
+/// rows kept as written (llama.cpp does not permute them for Qwen).
+#[test]
+fn qwen3_reads_head_norms() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut spec = spec();
+    spec.meta = std::mem::take(&mut spec.meta)
+        .into_iter()
+        .map(|(k, v)| (k.replacen("llama.", "qwen3.", 1), v))
+        .collect();
+    spec.meta.insert("general.architecture".into(), Value::String("qwen3".into()));
+    for i in 0..2 {
+        for (hf, gguf) in [("q_norm", "attn_q_norm"), ("k_norm", "attn_k_norm")] {
+            spec.tensors.insert(
+                format!("model.layers.{i}.self_attn.{hf}.weight"),
+                (format!("blk.{i}.{gguf}.weight"), det(&[HD], 50.0 + i as f64)),
+            );
+        }
+    }
+    let path = write_tmp(&spec, tmp.path(), "tiny-qwen3.gguf");
+    let m = load_model(&path, &LoadOptions::default()).unwrap();
+    assert_eq!(m.config.arch, Arch::Qwen3);
+    assert!(m.config.qk_norm());
+    assert_eq!(m.weights.len(), spec.tensors.len());
+    for (hf, (_, want)) in &spec.tensors {
+        let got = m.weights[hf].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(got, want.flatten_all().unwrap().to_vec1::<f32>().unwrap(), "{hf}");
+    }
 }
 
 #[test]
