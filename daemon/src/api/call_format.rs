@@ -146,8 +146,7 @@ fn parse_mistral_args(text: &str) -> Option<Vec<Call>> {
     while !rest.is_empty() {
         let call = rest.strip_prefix(MISTRAL_OPEN)?;
         let (name, after) = call.split_once(MISTRAL_ARGS)?;
-        let valid = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
-        if name.is_empty() || !name.chars().all(valid) {
+        if name.is_empty() || !name.chars().all(super::tools::name_char) {
             return None;
         }
         let after = after.trim_start();

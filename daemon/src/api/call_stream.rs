@@ -55,9 +55,7 @@ fn match_pattern(pattern: &[P], text: &str) -> Match {
                 at += lit.len();
             }
             P::Name => {
-                let len = rest
-                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
-                    .unwrap_or(rest.len());
+                let len = rest.find(|c: char| !super::tools::name_char(c)).unwrap_or(rest.len());
                 if len == rest.len() {
                     return Match::Partial;
                 }

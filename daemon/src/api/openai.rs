@@ -303,9 +303,8 @@ pub(crate) struct CompletionResponse {
 pub(crate) struct MessageOut {
     pub(crate) role: Option<&'static str>,
     pub(crate) content: Option<String>,
-    /// The thinking of a reasoning model (`--reasoning-parser`), DeepSeek's name for it.
-    pub(crate) reasoning_content: Option<String>,
-    /// The same, vLLM's newer name for it.
+    /// The thinking of a reasoning model (`--reasoning-parser`), written under DeepSeek's name
+    /// for it, `reasoning_content`, and vLLM's newer one, `reasoning`.
     pub(crate) reasoning: Option<String>,
     /// The calls of an answer made under `tool_choice`.
     pub(crate) tool_calls: Option<Vec<ToolCallOut>>,
@@ -321,10 +320,8 @@ impl Serialize for MessageOut {
         if self.content.is_some() || self.role.is_some() {
             map.serialize_entry("content", &self.content)?;
         }
-        if let Some(r) = &self.reasoning_content {
-            map.serialize_entry("reasoning_content", r)?;
-        }
         if let Some(r) = &self.reasoning {
+            map.serialize_entry("reasoning_content", r)?;
             map.serialize_entry("reasoning", r)?;
         }
         if let Some(calls) = &self.tool_calls {
@@ -419,6 +416,9 @@ mod tests {
             r#"{"role":"assistant","content":null}"#
         );
         let delta = MessageOut { reasoning: Some("x".into()), ..MessageOut::default() };
-        assert_eq!(serde_json::to_string(&delta).unwrap(), r#"{"reasoning":"x"}"#);
+        assert_eq!(
+            serde_json::to_string(&delta).unwrap(),
+            r#"{"reasoning_content":"x","reasoning":"x"}"#
+        );
     }
 }

@@ -75,8 +75,7 @@ fn functions(tools: &Json) -> Result<Vec<Function>, ApiError> {
                 return Err(invalid(&at("function"), "expected an object"));
             };
             let name = f.get("name").and_then(Json::as_str).unwrap_or_default();
-            let name_ok = (1..=64).contains(&name.len())
-                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            let name_ok = (1..=64).contains(&name.len()) && name.chars().all(name_char);
             if !name_ok {
                 return Err(invalid(
                     &at("function.name"),
@@ -207,10 +206,16 @@ pub(crate) fn answer(mode: &ToolMode, text: &str) -> Option<ToolAnswer> {
     }
 }
 
+/// Whether `c` may be in a tool's name (letters, digits, `_`, `-`): names need no escaping in
+/// JSON, and every call syntax's parser ends a name at the first other character.
+pub(crate) fn name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_' || c == '-'
+}
+
 /// The message of a whole answer (`role` set) and the finish reason its calls imply, if any:
 /// the calls it makes, or its text when it makes none or was cut short.
-/// With `reasoning`, the answer's thinking goes to `reasoning_content` (and `reasoning`) and only
-/// what follows it is read as content.
+/// With `reasoning`, the answer's thinking goes to `reasoning` (`reasoning_content` too, once
+/// serialized) and only what follows it is read as content.
 pub(crate) fn message(
     mode: Option<&ToolMode>,
     reasoning: Option<ReasoningParser>,
@@ -221,13 +226,8 @@ pub(crate) fn message(
         Some(parser) => super::reasoning::split(parser, &text),
         None => (None, Some(text)),
     };
-    let message = |content, tool_calls| MessageOut {
-        role,
-        content,
-        reasoning_content: thought.clone(),
-        reasoning: thought.clone(),
-        tool_calls,
-    };
+    let message =
+        |content, tool_calls| MessageOut { role, content, reasoning: thought.clone(), tool_calls };
     let Some(text) = text else { return (message(None, None), None) };
     match mode.and_then(|m| answer(m, &text).map(|a| (m, a))) {
         Some((m, a)) => {
@@ -241,11 +241,7 @@ pub(crate) fn message(
 
 /// A stream's delta carrying thinking.
 pub(crate) fn thinking(text: String) -> MessageOut {
-    MessageOut {
-        reasoning_content: Some(text.clone()),
-        reasoning: Some(text),
-        ..MessageOut::default()
-    }
+    MessageOut { reasoning: Some(text), ..MessageOut::default() }
 }
 
 /// What a stream sends of an answer that may call tools: text as it comes, except what may be
@@ -642,9 +638,10 @@ mod tests {
         assert_eq!(s.finish_reasoning(), "");
         assert!(matches!(s.finish(), StreamEnd::Text(t) if t == "<th"));
         let (m, _) = message(None, Some(ReasoningParser::Qwen3), "<think>x</think>y".into());
+        let json = serde_json::to_value(&m).unwrap();
         assert_eq!(
-            (m.reasoning_content.as_deref(), m.reasoning.as_deref(), m.content.as_deref()),
-            (Some("x"), Some("x"), Some("y"))
+            (&json["reasoning_content"], &json["reasoning"], &json["content"]),
+            (&serde_json::json!("x"), &serde_json::json!("x"), &serde_json::json!("y"))
         );
     }
 }
