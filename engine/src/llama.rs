@@ -60,8 +60,13 @@ impl Llama {
         let BaseWeights { embed, layers, norm, lm_head } = BaseWeights::gather(cfg, weights)?;
         let device = embed.device().clone();
         let dtype = embed.dtype();
-        let rope =
-            RopeTables::new(&cfg.rope_inv_freq(), cfg.max_position_embeddings, dtype, &device)?;
+        let rope = RopeTables::new(
+            &cfg.rope_inv_freq(),
+            cfg.rope_attention_factor(),
+            cfg.max_position_embeddings,
+            dtype,
+            &device,
+        )?;
         Ok(Self {
             cfg: cfg.clone(),
             embed,

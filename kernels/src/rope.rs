@@ -9,17 +9,21 @@ use crate::{KernelError, Result};
 /// Precomputed `cos`/`sin` tables, `[max_positions, head_dim / 2]`.
 #[derive(Debug, Clone)]
 pub struct RopeTables {
-    /// cos(pos · inv_freq).
+    /// scale · cos(pos · inv_freq).
     pub cos: Tensor,
-    /// sin(pos · inv_freq).
+    /// scale · sin(pos · inv_freq).
     pub sin: Tensor,
 }
 
 impl RopeTables {
     /// Tables for positions `0..max_positions` from the per-pair inverse frequencies (already
     /// scaled, e.g. llama3 rope scaling). Angles are computed in f32 as Hugging Face does.
+    ///
+    /// `scale` multiplies both tables (YaRN's attention temperature; 1 for every other RoPE), in
+    /// f32 before the cast, as transformers does.
     pub fn new(
         inv_freq: &[f32],
+        scale: f32,
         max_positions: usize,
         dtype: DType,
         device: &Device,
@@ -30,8 +34,8 @@ impl RopeTables {
         for p in 0..max_positions {
             for &f in inv_freq {
                 let a = p as f32 * f;
-                cos.push(a.cos());
-                sin.push(a.sin());
+                cos.push(a.cos() * scale);
+                sin.push(a.sin() * scale);
             }
         }
         let cos = Tensor::from_vec(cos, (max_positions, half), device)?.to_dtype(dtype)?;

@@ -193,7 +193,7 @@ fn rope_and_norm_match_reference(dev: &Device) {
     let (t, heads, d) = (5, 3, 16);
     let inv: Vec<f32> =
         (0..d / 2).map(|i| 1.0 / 10000f32.powf(2.0 * i as f32 / d as f32)).collect();
-    let tables = RopeTables::new(&inv, 64, candle_core::DType::F32, dev).unwrap();
+    let tables = RopeTables::new(&inv, 1.0, 64, candle_core::DType::F32, dev).unwrap();
     let x = randv(&mut rng, t * heads * d);
     let positions = [0u32, 7, 3, 63, 1];
     let got = apply_rope(
@@ -202,8 +202,20 @@ fn rope_and_norm_match_reference(dev: &Device) {
         &Tensor::from_slice(&positions, t, dev).unwrap(),
     )
     .unwrap();
-    let diff = r::max_abs_diff(&to_vec(&got), &r::rope(&x, heads, d, &positions, &inv));
+    let want = r::rope(&x, heads, d, &positions, &inv);
+    let diff = r::max_abs_diff(&to_vec(&got), &want);
     assert!(diff < 1e-5, "rope diff {diff}");
+    // A YaRN temperature scales the tables, so the rotated vectors, by the same factor.
+    let warm = RopeTables::new(&inv, 1.3, 64, candle_core::DType::F32, dev).unwrap();
+    let got = apply_rope(
+        &Tensor::from_vec(x.clone(), (t, heads, d), dev).unwrap(),
+        &warm,
+        &Tensor::from_slice(&positions, t, dev).unwrap(),
+    )
+    .unwrap();
+    let scaled: Vec<f64> = want.iter().map(|v| v * 1.3).collect();
+    let diff = r::max_abs_diff(&to_vec(&got), &scaled);
+    assert!(diff < 1e-5, "scaled rope diff {diff}");
 
     let w = randv(&mut rng, d);
     let xs = randv(&mut rng, t * d);

@@ -14,7 +14,7 @@ use crate::error::ModelError;
 pub enum Arch {
     /// LLaMA 1/2/3, SmolLM, TinyLlama, ...
     Llama,
-    /// Mistral (LLaMA layout; sliding-window attention is not used by lorad).
+    /// Mistral (LLaMA layout; a sliding attention window caps the served context instead).
     Mistral,
     /// Qwen2 / Qwen2.5: LLaMA layout plus biases on the q/k/v projections.
     Qwen2,
@@ -41,17 +41,152 @@ impl std::fmt::Display for Arch {
     }
 }
 
-/// LLaMA-3-style RoPE frequency scaling (`rope_scaling.rope_type == "llama3"` in `config.json`).
+/// How a model stretches RoPE beyond the context it was pre-trained with (`rope_scaling` in
+/// `config.json`, `rope.scaling.*` metadata or a `rope_freqs.weight` tensor in GGUF).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RopeScaling {
-    /// How much the low frequencies are slowed down.
-    pub factor: f64,
-    /// Wavelengths longer than `original_max_position_embeddings / low_freq_factor` are scaled fully.
-    pub low_freq_factor: f64,
-    /// Wavelengths shorter than `original_max_position_embeddings / high_freq_factor` are kept.
-    pub high_freq_factor: f64,
-    /// The context length the model was pre-trained with.
-    pub original_max_position_embeddings: usize,
+#[serde(tag = "rope_type", rename_all = "lowercase")]
+pub enum RopeScaling {
+    /// LLaMA 3.1's frequency-dependent scaling (transformers' `_compute_llama3_parameters`).
+    Llama3 {
+        /// How much the low frequencies are slowed down.
+        factor: f64,
+        /// Wavelengths longer than `original_max_position_embeddings / low_freq_factor` are
+        /// scaled fully.
+        low_freq_factor: f64,
+        /// Wavelengths shorter than `original_max_position_embeddings / high_freq_factor` are
+        /// kept.
+        high_freq_factor: f64,
+        /// The context length the model was pre-trained with.
+        original_max_position_embeddings: usize,
+    },
+    /// Position interpolation: every frequency divided by `factor`.
+    Linear {
+        /// The divisor.
+        factor: f64,
+    },
+    /// YaRN ("NTK-by-parts" interpolation plus an attention temperature), as transformers'
+    /// `_compute_yarn_parameters` and vLLM compute it.
+    Yarn {
+        /// How much longer the served context is than the pre-trained one.
+        factor: f64,
+        /// The context length the model was pre-trained with.
+        original_max_position_embeddings: usize,
+        /// Rotations above which a dimension is kept as it is (default 32).
+        beta_fast: f64,
+        /// Rotations below which a dimension is interpolated fully (default 1).
+        beta_slow: f64,
+        /// Multiplies `cos` and `sin` (so attention logits by its square); by default
+        /// `0.1 ln(factor) + 1`.
+        attention_factor: f64,
+        /// Whether the ramp's ends are rounded to whole dimensions (transformers' default).
+        truncate: bool,
+    },
+    /// One divisor per frequency, as llama.cpp stores LLaMA-3 scaling (`rope_freqs.weight`).
+    Factors(Vec<f32>),
+}
+
+/// YaRN's attention temperature for a context stretched by `factor` (`0.1 · mscale · ln(factor)
+/// + 1`, and 1 when not stretched).
+pub(crate) fn yarn_mscale(factor: f64, mscale: f64) -> f64 {
+    if factor <= 1.0 { 1.0 } else { 0.1 * mscale * factor.ln() + 1.0 }
+}
+
+/// The context a model serves: the checkpoint's `max_position_embeddings`, stretched by linear
+/// scaling (times its factor) or YaRN (its pre-trained context times its factor), as vLLM
+/// derives it; then capped at a sliding attention window, because lorad attends to the whole
+/// context and so is exact only within one window.
+pub(crate) fn served_context(
+    max_position_embeddings: usize,
+    scaling: Option<&RopeScaling>,
+    sliding_window: Option<usize>,
+) -> usize {
+    let stretched = match scaling {
+        Some(RopeScaling::Linear { factor }) => {
+            max_position_embeddings.max((max_position_embeddings as f64 * factor) as usize)
+        }
+        Some(RopeScaling::Yarn { factor, original_max_position_embeddings, .. }) => {
+            max_position_embeddings
+                .max((*original_max_position_embeddings as f64 * factor) as usize)
+        }
+        _ => max_position_embeddings,
+    };
+    match sliding_window {
+        Some(w) if w > 0 && w < stretched => {
+            tracing::warn!(
+                window = w,
+                context = stretched,
+                "the model attends within a sliding window, which lorad does not implement: \
+                 serving at most {w} tokens of context so answers stay exact"
+            );
+            w
+        }
+        _ => stretched,
+    }
+}
+
+impl RopeScaling {
+    /// Checks the parameters are usable (for a head of `head_dim`), naming the one at fault.
+    fn validate(&self, head_dim: usize) -> Result<(), ModelError> {
+        let bad = |reason: String| Err(ModelError::InvalidConfig { field: "rope_scaling", reason });
+        let positive = |name: &str, v: f64| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                bad(format!("{name} {v} is not positive"))
+            }
+        };
+        match self {
+            Self::Linear { factor } => positive("factor", *factor),
+            Self::Llama3 {
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings,
+            } => {
+                positive("factor", *factor)?;
+                if !(*low_freq_factor > 0.0 && high_freq_factor > low_freq_factor) {
+                    return bad(format!(
+                        "need 0 < low_freq_factor ({low_freq_factor}) < high_freq_factor \
+                         ({high_freq_factor})"
+                    ));
+                }
+                if *original_max_position_embeddings == 0 {
+                    return bad("original_max_position_embeddings is 0".into());
+                }
+                Ok(())
+            }
+            Self::Yarn {
+                factor,
+                original_max_position_embeddings,
+                beta_fast,
+                beta_slow,
+                attention_factor,
+                ..
+            } => {
+                positive("factor", *factor)?;
+                positive("beta_fast", *beta_fast)?;
+                positive("beta_slow", *beta_slow)?;
+                positive("attention_factor", *attention_factor)?;
+                if *original_max_position_embeddings == 0 {
+                    return bad("original_max_position_embeddings is 0".into());
+                }
+                Ok(())
+            }
+            Self::Factors(d) => {
+                if d.len() != head_dim / 2 {
+                    return bad(format!(
+                        "{} frequency factors for a head of {head_dim} (want {})",
+                        d.len(),
+                        head_dim / 2
+                    ));
+                }
+                match d.iter().find(|f| !(f.is_finite() && **f > 0.0)) {
+                    Some(f) => bad(format!("frequency factor {f} is not positive")),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
 }
 
 /// Hyper-parameters of a LLaMA-family decoder, in Hugging Face terms.
@@ -77,9 +212,11 @@ pub struct ModelConfig {
     pub rms_norm_eps: f64,
     /// RoPE base frequency.
     pub rope_theta: f64,
-    /// Optional LLaMA-3 RoPE scaling.
+    /// Optional RoPE scaling.
     pub rope_scaling: Option<RopeScaling>,
-    /// The longest context the model supports.
+    /// The longest context served: the checkpoint's, stretched by RoPE scaling the way vLLM
+    /// derives it, and capped at a sliding attention window (which lorad does not implement, so
+    /// attention stays exact only within one window).
     pub max_position_embeddings: usize,
     /// Whether the LM head reuses `model.embed_tokens.weight` (then `lm_head.weight` is absent).
     pub tie_word_embeddings: bool,
@@ -95,7 +232,7 @@ impl ModelConfig {
     }
 
     /// The `head_dim / 2` inverse RoPE frequencies `1 / theta^(2i / head_dim)` for the
-    /// non-interleaved (Hugging Face) rotary layout, with LLaMA-3 scaling applied when configured.
+    /// non-interleaved (Hugging Face) rotary layout, with the configured scaling applied.
     ///
     /// Computed in f64 and rounded once, as the reference implementation does, so long contexts
     /// do not accumulate f32 error in the angle.
@@ -104,28 +241,81 @@ impl ModelConfig {
         let base: Vec<f64> = (0..half)
             .map(|i| 1.0 / self.rope_theta.powf((2 * i) as f64 / self.head_dim as f64))
             .collect();
-        let Some(s) = &self.rope_scaling else {
-            return base.into_iter().map(|f| f as f32).collect();
-        };
-        // Port of transformers' `_compute_llama3_parameters`.
-        let old_ctx = s.original_max_position_embeddings as f64;
-        let low_freq_wavelen = old_ctx / s.low_freq_factor;
-        let high_freq_wavelen = old_ctx / s.high_freq_factor;
-        base.into_iter()
-            .map(|freq| {
-                let wavelen = 2.0 * std::f64::consts::PI / freq;
-                let scaled = if wavelen < high_freq_wavelen {
-                    freq
-                } else if wavelen > low_freq_wavelen {
-                    freq / s.factor
-                } else {
-                    let smooth = (old_ctx / wavelen - s.low_freq_factor)
-                        / (s.high_freq_factor - s.low_freq_factor);
-                    (1.0 - smooth) * freq / s.factor + smooth * freq
+        let scaled: Vec<f64> = match self.rope_scaling.as_ref() {
+            None => base,
+            Some(RopeScaling::Linear { factor }) => base.into_iter().map(|f| f / factor).collect(),
+            Some(RopeScaling::Factors(divisors)) => {
+                base.into_iter().zip(divisors).map(|(f, d)| f / f64::from(*d)).collect()
+            }
+            Some(&RopeScaling::Llama3 {
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings,
+            }) => {
+                // Port of transformers' `_compute_llama3_parameters`.
+                let old_ctx = original_max_position_embeddings as f64;
+                let low_freq_wavelen = old_ctx / low_freq_factor;
+                let high_freq_wavelen = old_ctx / high_freq_factor;
+                base.into_iter()
+                    .map(|freq| {
+                        let wavelen = 2.0 * std::f64::consts::PI / freq;
+                        if wavelen < high_freq_wavelen {
+                            freq
+                        } else if wavelen > low_freq_wavelen {
+                            freq / factor
+                        } else {
+                            let smooth = (old_ctx / wavelen - low_freq_factor)
+                                / (high_freq_factor - low_freq_factor);
+                            (1.0 - smooth) * freq / factor + smooth * freq
+                        }
+                    })
+                    .collect()
+            }
+            Some(&RopeScaling::Yarn {
+                factor,
+                original_max_position_embeddings,
+                beta_fast,
+                beta_slow,
+                truncate,
+                ..
+            }) => {
+                // Port of transformers' `_compute_yarn_parameters`: dimensions that turn more
+                // than `beta_fast` times over the pre-trained context keep their frequency,
+                // those turning fewer than `beta_slow` times are interpolated by `factor`, and a
+                // linear ramp blends the dimensions in between.
+                let dim = self.head_dim as f64;
+                let ln_theta = self.rope_theta.ln();
+                let ctx = original_max_position_embeddings as f64;
+                let correction_dim = |rotations: f64| {
+                    dim * (ctx / (rotations * 2.0 * std::f64::consts::PI)).ln() / (2.0 * ln_theta)
                 };
-                scaled as f32
-            })
-            .collect()
+                let (mut low, mut high) = (correction_dim(beta_fast), correction_dim(beta_slow));
+                if truncate {
+                    (low, high) = (low.floor(), high.ceil());
+                }
+                let (low, mut high) = (low.max(0.0), high.min(dim - 1.0));
+                if low == high {
+                    high += 0.001;
+                }
+                base.into_iter()
+                    .enumerate()
+                    .map(|(i, freq)| {
+                        let interpolated = ((i as f64 - low) / (high - low)).clamp(0.0, 1.0);
+                        freq / factor * interpolated + freq * (1.0 - interpolated)
+                    })
+                    .collect()
+            }
+        };
+        scaled.into_iter().map(|f| f as f32).collect()
+    }
+
+    /// What `cos` and `sin` are multiplied by (YaRN's attention temperature; 1 otherwise).
+    pub fn rope_attention_factor(&self) -> f32 {
+        match &self.rope_scaling {
+            Some(RopeScaling::Yarn { attention_factor, .. }) => *attention_factor as f32,
+            _ => 1.0,
+        }
     }
 
     /// Checks the values are usable together: non-zero sizes, heads divisible into KV groups, an
@@ -168,21 +358,7 @@ impl ModelConfig {
             return bad("attention_bias", format!("must be {wants_bias} for {}", self.arch));
         }
         if let Some(s) = &self.rope_scaling {
-            if !(s.factor.is_finite() && s.factor > 0.0) {
-                return bad("rope_scaling", format!("factor {} is not positive", s.factor));
-            }
-            if !(s.low_freq_factor > 0.0 && s.high_freq_factor > s.low_freq_factor) {
-                return bad(
-                    "rope_scaling",
-                    format!(
-                        "need 0 < low_freq_factor ({}) < high_freq_factor ({})",
-                        s.low_freq_factor, s.high_freq_factor
-                    ),
-                );
-            }
-            if s.original_max_position_embeddings == 0 {
-                return bad("rope_scaling", "original_max_position_embeddings is 0".into());
-            }
+            s.validate(self.head_dim)?;
         }
         Ok(())
     }
@@ -228,7 +404,7 @@ mod tests {
         c.num_kv_heads = 1;
         c.rope_theta = 500000.0;
         let plain = c.rope_inv_freq();
-        c.rope_scaling = Some(RopeScaling {
+        c.rope_scaling = Some(RopeScaling::Llama3 {
             factor: 8.0,
             low_freq_factor: 1.0,
             high_freq_factor: 4.0,
@@ -241,6 +417,84 @@ mod tests {
         // In between the scaling is monotone and bounded.
         assert!(scaled.iter().zip(&plain).all(|(s, p)| *s <= *p && *s >= *p / 8.0 - 1e-12));
         assert!(scaled.iter().zip(&plain).any(|(s, p)| *s < *p && *s > *p / 8.0));
+    }
+
+    #[test]
+    fn inv_freq_linear_divides_every_frequency() {
+        let plain = cfg().rope_inv_freq();
+        let mut c = cfg();
+        c.rope_scaling = Some(RopeScaling::Linear { factor: 4.0 });
+        let scaled = c.rope_inv_freq();
+        assert!(scaled.iter().zip(&plain).all(|(s, p)| (s - p / 4.0).abs() <= p * 1e-7));
+        assert_eq!(c.rope_attention_factor(), 1.0);
+    }
+
+    fn qwen3_yarn(truncate: bool) -> ModelConfig {
+        let mut c = cfg();
+        (c.head_dim, c.num_heads, c.num_kv_heads, c.rope_theta) = (128, 1, 1, 1e6);
+        c.rope_scaling = Some(RopeScaling::Yarn {
+            factor: 4.0,
+            original_max_position_embeddings: 32768,
+            beta_fast: 32.0,
+            beta_slow: 1.0,
+            attention_factor: yarn_mscale(4.0, 1.0),
+            truncate,
+        });
+        c
+    }
+
+    /// Qwen3's documented YaRN set-up (θ = 1e6, head 128, 32,768 pre-trained, factor 4). By hand
+    /// from the paper's formula, dimension `128 · ln(32768 / (2π·r)) / (2 ln 1e6)` turns `r`
+    /// times over the context: 23.60 for r = 32, 39.65 for r = 1; rounded out to 23 and 40.
+    #[test]
+    fn inv_freq_yarn_keeps_fast_dimensions_and_interpolates_slow_ones() {
+        let mut plain = qwen3_yarn(true);
+        plain.rope_scaling = None;
+        let plain = plain.rope_inv_freq();
+        let c = qwen3_yarn(true);
+        let yarn = c.rope_inv_freq();
+        let close = |a: f32, b: f32| (a - b).abs() <= b.abs() * 1e-6;
+        for i in 0..=23 {
+            assert_eq!(yarn[i], plain[i], "dimension {i} turns fast and is kept");
+        }
+        for i in 40..64 {
+            assert!(close(yarn[i], plain[i] / 4.0), "dimension {i} is interpolated");
+        }
+        // Dimension 31 sits 8/17 of the way along the ramp from 23 to 40.
+        let w = 8.0 / 17.0;
+        assert!(close(yarn[31], plain[31] / 4.0 * w + plain[31] * (1.0 - w)), "{}", yarn[31]);
+        assert!((c.rope_attention_factor() - (0.1 * 4f32.ln() + 1.0)).abs() < 1e-7);
+        // Without rounding the ramp starts at 23.60 instead: dimension 23 is then still kept,
+        // dimension 24 already blends a little less than with the rounded ramp.
+        let exact = qwen3_yarn(false).rope_inv_freq();
+        assert_eq!(exact[23], plain[23]);
+        assert!(exact[24] > yarn[24] && exact[24] < plain[24]);
+    }
+
+    #[test]
+    fn factors_divide_each_frequency_and_must_fit_the_head() {
+        let plain = cfg().rope_inv_freq();
+        let mut c = cfg();
+        let d: Vec<f32> = (0..8).map(|i| 1.0 + i as f32).collect();
+        c.rope_scaling = Some(RopeScaling::Factors(d.clone()));
+        let got = c.rope_inv_freq();
+        assert!(got.iter().zip(&plain).zip(&d).all(|((g, p), d)| (g - p / d).abs() <= p * 1e-7));
+        c.rope_scaling = Some(RopeScaling::Factors(vec![1.0; 7]));
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("rope_scaling") && e.contains("7 frequency factors"), "{e}");
+        c.rope_scaling = Some(RopeScaling::Factors(vec![0.0; 8]));
+        assert!(c.validate().unwrap_err().to_string().contains("not positive"));
+    }
+
+    #[test]
+    fn served_context_stretches_and_caps() {
+        let yarn = qwen3_yarn(true).rope_scaling;
+        assert_eq!(served_context(40960, yarn.as_ref(), None), 131072);
+        let linear = RopeScaling::Linear { factor: 4.0 };
+        assert_eq!(served_context(4096, Some(&linear), None), 16384);
+        assert_eq!(served_context(32768, None, Some(4096)), 4096);
+        assert_eq!(served_context(2048, None, Some(4096)), 2048);
+        assert_eq!(served_context(4096, Some(&linear), Some(8192)), 8192);
     }
 
     #[test]

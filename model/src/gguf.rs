@@ -10,7 +10,7 @@ use candle_core::{Device, Tensor};
 use sha2::{Digest, Sha256};
 
 use crate::chat::ChatTemplate;
-use crate::config::{Arch, ModelConfig};
+use crate::config::{Arch, ModelConfig, RopeScaling, served_context, yarn_mscale};
 use crate::error::ModelError;
 use crate::fetch::{DEFAULT_GGUF_SHA256, DEFAULT_MODEL_ID};
 use crate::tokenizer::Tokenizer;
@@ -151,11 +151,16 @@ fn read_content(path: &Path) -> Result<Content, ModelError> {
 
 /// The config of the GGUF file at `path`, reading only its header.
 pub(crate) fn read_config(path: &Path) -> Result<ModelConfig, ModelError> {
-    let content = read_content(path)?;
-    config_from_meta(Meta { path, content: &content })
+    let file = std::fs::File::open(path).map_err(ModelError::io("opening", path))?;
+    let mut reader = std::io::BufReader::new(file);
+    let content = Content::read(&mut reader)
+        .map_err(|source| ModelError::Gguf { path: path.to_owned(), source: Box::new(source) })?;
+    let freqs = rope_freqs(path, &content, &mut reader)?;
+    config_from_meta(Meta { path, content: &content }, freqs)
 }
 
-fn config_from_meta(m: Meta<'_>) -> Result<ModelConfig, ModelError> {
+/// `rope_freqs`: the `rope_freqs.weight` tensor's values, when the file has one.
+fn config_from_meta(m: Meta<'_>, rope_freqs: Option<Vec<f32>>) -> Result<ModelConfig, ModelError> {
     let arch_name = m.str("general.architecture")?;
     let arch = match arch_name {
         "llama" => Arch::Llama,
@@ -189,22 +194,18 @@ fn config_from_meta(m: Meta<'_>) -> Result<ModelConfig, ModelError> {
             ),
         });
     }
-    if let Some(kind) = m.opt_str(&key("rope.scaling.type"))?
-        && kind != "none"
-    {
-        return Err(ModelError::Unsupported {
-            path: m.path.to_owned(),
-            what: format!("{} `{kind}`", key("rope.scaling.type")),
-        });
+    let max_pos = m.usize(&key("context_length"))?;
+    if let Some(f) = &rope_freqs {
+        check_shape(m.path, "rope_freqs.weight", &[head_dim / 2], &[f.len()])?;
+        if let Some(bad) = f.iter().find(|v| !(v.is_finite() && **v > 0.0)) {
+            return Err(ModelError::Unsupported {
+                path: m.path.to_owned(),
+                what: format!("tensor `rope_freqs.weight` holding the divisor {bad}"),
+            });
+        }
     }
-    // llama.cpp stores LLaMA-3 RoPE scaling as precomputed per-frequency factors, not as the
-    // parameters lorad's config carries.
-    if m.content.tensor_infos.contains_key("rope_freqs.weight") {
-        return Err(ModelError::Unsupported {
-            path: m.path.to_owned(),
-            what: "tensor `rope_freqs.weight` (LLaMA-3 RoPE scaling in GGUF form)".into(),
-        });
-    }
+    let rope_scaling = rope_scaling(m, &key, max_pos, rope_freqs)?;
+    let window = m.opt_usize(&key("attention.sliding_window"))?;
     let vocab_size = match m.opt_usize(&key("vocab_size"))? {
         Some(v) => v,
         None => m.strings("tokenizer.ggml.tokens")?.len(),
@@ -225,13 +226,72 @@ fn config_from_meta(m: Meta<'_>) -> Result<ModelConfig, ModelError> {
             }
         })?,
         rope_theta: m.opt_f64(&key("rope.freq_base"))?.unwrap_or(10_000.0),
-        rope_scaling: None,
-        max_position_embeddings: m.usize(&key("context_length"))?,
+        max_position_embeddings: served_context(max_pos, rope_scaling.as_ref(), window),
+        rope_scaling,
         tie_word_embeddings: !m.content.tensor_infos.contains_key("output.weight"),
         attention_bias: arch == Arch::Qwen2,
     };
     config.validate()?;
     Ok(config)
+}
+
+/// The RoPE scaling llama.cpp's metadata describes: `rope.scaling.type` `linear` or `yarn` (with
+/// `rope.scaling.factor`, `original_context_length`, `attn_factor`, `yarn_beta_fast`,
+/// `yarn_beta_slow`), or per-frequency divisors in `rope_freqs.weight` (how llama.cpp stores
+/// LLaMA-3 scaling).
+fn rope_scaling(
+    m: Meta<'_>,
+    key: &dyn Fn(&str) -> String,
+    max_pos: usize,
+    rope_freqs: Option<Vec<f32>>,
+) -> Result<Option<RopeScaling>, ModelError> {
+    let kind = m.opt_str(&key("rope.scaling.type"))?.unwrap_or("none");
+    if rope_freqs.is_some() && kind != "none" {
+        return Err(m.bad(&key("rope.scaling.type"), "set together with tensor rope_freqs.weight"));
+    }
+    let factor = || {
+        m.opt_f64(&key("rope.scaling.factor"))?
+            .ok_or_else(|| m.bad(&key("rope.scaling.factor"), "missing"))
+    };
+    match kind {
+        "none" => Ok(rope_freqs.map(RopeScaling::Factors)),
+        "linear" => Ok(Some(RopeScaling::Linear { factor: factor()? })),
+        "yarn" => {
+            let factor = factor()?;
+            // ggml multiplies the configured attention factor by YaRN's own temperature.
+            let attn = m.opt_f64(&key("rope.scaling.attn_factor"))?.unwrap_or(1.0);
+            Ok(Some(RopeScaling::Yarn {
+                factor,
+                original_max_position_embeddings: m
+                    .opt_usize(&key("rope.scaling.original_context_length"))?
+                    .unwrap_or(max_pos),
+                beta_fast: m.opt_f64(&key("rope.scaling.yarn_beta_fast"))?.unwrap_or(32.0),
+                beta_slow: m.opt_f64(&key("rope.scaling.yarn_beta_slow"))?.unwrap_or(1.0),
+                attention_factor: attn * yarn_mscale(factor, 1.0),
+                truncate: true,
+            }))
+        }
+        other => Err(ModelError::Unsupported {
+            path: m.path.to_owned(),
+            what: format!("{} `{other}` (supported: linear, yarn)", key("rope.scaling.type")),
+        }),
+    }
+}
+
+/// The values of the `rope_freqs.weight` tensor, when the file has one.
+fn rope_freqs<R: std::io::Read + std::io::Seek>(
+    path: &Path,
+    content: &Content,
+    reader: &mut R,
+) -> Result<Option<Vec<f32>>, ModelError> {
+    const NAME: &str = "rope_freqs.weight";
+    if !content.tensor_infos.contains_key(NAME) {
+        return Ok(None);
+    }
+    let err = || tensor_err(path, NAME);
+    let t = content.tensor(reader, NAME, &Device::Cpu).map_err(err())?;
+    let t = t.dequantize(&Device::Cpu).map_err(err())?;
+    t.flatten_all().and_then(|t| t.to_vec1::<f32>()).map(Some).map_err(err())
 }
 
 /// The GGUF name of an expected tensor (llama.cpp's `LLM_TENSOR_NAMES`).
@@ -319,7 +379,8 @@ fn load_parsed(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<Parsed, 
     let content = Content::read(&mut Cursor::new(bytes))
         .map_err(|source| ModelError::Gguf { path: path.to_owned(), source: Box::new(source) })?;
     let meta = Meta { path, content: &content };
-    let config = config_from_meta(meta)?;
+    let freqs = rope_freqs(path, &content, &mut Cursor::new(bytes))?;
+    let config = config_from_meta(meta, freqs)?;
     let (tokenizer, chat_template) = text_from_meta(meta)?;
     let weights = load_weights(path, bytes, &content, &config, opts)?;
     Ok((config, weights, tokenizer, chat_template))

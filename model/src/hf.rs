@@ -10,7 +10,7 @@ use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
 
 use crate::chat::ChatTemplate;
-use crate::config::{Arch, ModelConfig, RopeScaling};
+use crate::config::{Arch, ModelConfig, RopeScaling, served_context, yarn_mscale};
 use crate::error::ModelError;
 use crate::tokenizer::{Tokenizer, read_json_opt};
 use crate::weights::{LoadOptions, LoadedModel, check_shape, expected_tensors, tensor_err};
@@ -136,27 +136,30 @@ fn parse_config(f: Fields<'_>) -> Result<ModelConfig, ModelError> {
         Some(json) => ("rope_scaling", Some(Fields { path: f.path, json })),
         None => ("rope_parameters", rope_params),
     };
-    let rope_scaling = match scaling {
-        Some(s) => parse_rope_scaling(&f, scaling_field, &s)?,
-        None => None,
-    };
     let default_max_pos = match arch {
         Arch::Llama => 2048,
         Arch::Mistral | Arch::Qwen2 | Arch::Qwen3 => 32768,
     };
+    let max_pos = f.opt_usize("max_position_embeddings")?.unwrap_or(default_max_pos);
+    let rope_scaling = match scaling {
+        Some(s) => parse_rope_scaling(&f, scaling_field, &s, max_pos)?,
+        None => None,
+    };
+    let num_layers = f.usize("num_hidden_layers")?;
+    let window = sliding_window(&f, arch, num_layers)?;
     let config = ModelConfig {
         arch,
         hidden_size,
         intermediate_size: f.usize("intermediate_size")?,
-        num_layers: f.usize("num_hidden_layers")?,
+        num_layers,
         num_heads,
         num_kv_heads: f.opt_usize("num_key_value_heads")?.unwrap_or(num_heads),
         head_dim,
         vocab_size: f.usize("vocab_size")?,
         rms_norm_eps: f.opt_f64("rms_norm_eps")?.unwrap_or(1e-6),
         rope_theta,
+        max_position_embeddings: served_context(max_pos, rope_scaling.as_ref(), window),
         rope_scaling,
-        max_position_embeddings: f.opt_usize("max_position_embeddings")?.unwrap_or(default_max_pos),
         tie_word_embeddings: f.opt_bool("tie_word_embeddings")?.unwrap_or(false),
         attention_bias: arch == Arch::Qwen2,
     };
@@ -168,33 +171,85 @@ fn parse_rope_scaling(
     f: &Fields<'_>,
     field: &str,
     s: &Fields<'_>,
+    max_position_embeddings: usize,
 ) -> Result<Option<RopeScaling>, ModelError> {
     let kind = match s.opt_str("rope_type")? {
         Some(k) => Some(k),
         None => s.opt_str("type")?,
     };
+    let named = |k: &str| format!("{field}.{k}");
+    let num = |k: &str| s.opt_f64(k)?.ok_or_else(|| f.err(&named(k), "missing"));
     match kind {
         None | Some("default") => Ok(None),
-        Some("llama3") => {
-            let num = |k: &str| {
-                s.opt_f64(k)?
-                    .ok_or_else(|| f.err(&format!("{field}.{k}"), "missing for llama3 scaling"))
+        Some("llama3") => Ok(Some(RopeScaling::Llama3 {
+            factor: num("factor")?,
+            low_freq_factor: num("low_freq_factor")?,
+            high_freq_factor: num("high_freq_factor")?,
+            original_max_position_embeddings: s
+                .opt_usize("original_max_position_embeddings")?
+                .ok_or_else(|| f.err(&named("original_max_position_embeddings"), "missing"))?,
+        })),
+        Some("linear") => Ok(Some(RopeScaling::Linear { factor: num("factor")? })),
+        Some("yarn") => {
+            let original =
+                s.opt_usize("original_max_position_embeddings")?.unwrap_or(max_position_embeddings);
+            // transformers 5 derives a missing factor from the two lengths (DeepSeek-V3 style).
+            let factor = match s.opt_f64("factor")? {
+                Some(v) => v,
+                None if original > 0 => max_position_embeddings as f64 / original as f64,
+                None => return Err(f.err(&named("factor"), "missing")),
             };
-            let original = s.opt_usize("original_max_position_embeddings")?.ok_or_else(|| {
-                f.err(&format!("{field}.original_max_position_embeddings"), "missing")
-            })?;
-            Ok(Some(RopeScaling {
-                factor: num("factor")?,
-                low_freq_factor: num("low_freq_factor")?,
-                high_freq_factor: num("high_freq_factor")?,
+            // transformers: an explicit attention factor, else DeepSeek's `mscale` /
+            // `mscale_all_dim` ratio when both are set, else the YaRN paper's default.
+            let attention_factor = match (
+                s.opt_f64("attention_factor")?,
+                s.opt_f64("mscale")?.filter(|m| *m != 0.0),
+                s.opt_f64("mscale_all_dim")?.filter(|m| *m != 0.0),
+            ) {
+                (Some(a), _, _) => a,
+                (None, Some(m), Some(all)) => yarn_mscale(factor, m) / yarn_mscale(factor, all),
+                _ => yarn_mscale(factor, 1.0),
+            };
+            Ok(Some(RopeScaling::Yarn {
+                factor,
                 original_max_position_embeddings: original,
+                beta_fast: s.opt_f64("beta_fast")?.unwrap_or(32.0),
+                beta_slow: s.opt_f64("beta_slow")?.unwrap_or(1.0),
+                attention_factor,
+                truncate: s.opt_bool("truncate")?.unwrap_or(true),
             }))
         }
         Some(other) => Err(f.err(
-            &format!("{field}.rope_type"),
-            format!("unsupported RoPE scaling `{other}` (only llama3)"),
+            &named("rope_type"),
+            format!("unsupported RoPE scaling `{other}` (supported: llama3, linear, yarn)"),
         )),
     }
+}
+
+/// The attention window of a model whose layers (some or all) attend only to the last `n`
+/// tokens: Mistral's `sliding_window`; Qwen's when `use_sliding_window` is set and some layer
+/// is at or above `max_window_layers`; any model's whose `layer_types` name a sliding layer.
+fn sliding_window(
+    f: &Fields<'_>,
+    arch: Arch,
+    num_layers: usize,
+) -> Result<Option<usize>, ModelError> {
+    let Some(window) = f.opt_usize("sliding_window")? else {
+        return Ok(None);
+    };
+    if let Some(types) = f.get("layer_types").and_then(Json::as_array) {
+        let sliding = types.iter().any(|t| t.as_str() == Some("sliding_attention"));
+        return Ok(sliding.then_some(window));
+    }
+    let used = match arch {
+        Arch::Mistral => true,
+        Arch::Qwen2 | Arch::Qwen3 => {
+            f.opt_bool("use_sliding_window")?.unwrap_or(false)
+                && f.opt_usize("max_window_layers")?.unwrap_or(0) < num_layers
+        }
+        Arch::Llama => false,
+    };
+    Ok(used.then_some(window))
 }
 
 /// The safetensors files of `dir`, sorted by file name.

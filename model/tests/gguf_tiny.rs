@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
-use candle_core::{Device, Tensor};
-use lorad_model::{Arch, LoadOptions, load_model, read_config};
+use candle_core::{DType, Device, Tensor};
+use lorad_model::{Arch, LoadOptions, RopeScaling, load_model, read_config};
 use sha2::{Digest, Sha256};
 
 const H: usize = 32;
@@ -259,9 +259,25 @@ fn errors_name_the_culprit() {
     assert!(e.contains("`blk.0.attn_v.weight` has shape [32, 32], expected [16, 32]"), "{e}");
 
     let mut s = spec();
-    s.tensors.insert("rope".into(), ("rope_freqs.weight".into(), det(&[HD / 2], 1.0)));
+    s.tensors.insert("rope".into(), ("rope_freqs.weight".into(), det(&[HD], 1.0)));
     let e = load_err(&s);
-    assert!(e.contains("rope_freqs.weight"), "{e}");
+    assert!(e.contains("`rope_freqs.weight` has shape [8], expected [4]"), "{e}");
+
+    let mut s = spec();
+    let zero = Tensor::zeros(HD / 2, DType::F32, &Device::Cpu).unwrap();
+    s.tensors.insert("rope".into(), ("rope_freqs.weight".into(), zero));
+    let e = load_err(&s);
+    assert!(e.contains("`rope_freqs.weight` holding the divisor 0"), "{e}");
+
+    let mut s = spec();
+    s.meta.insert("llama.rope.scaling.type".into(), Value::String("longrope".into()));
+    let e = load_err(&s);
+    assert!(e.contains("llama.rope.scaling.type `longrope` (supported: linear, yarn)"), "{e}");
+
+    let mut s = spec();
+    s.meta.insert("llama.rope.scaling.type".into(), Value::String("linear".into()));
+    let e = load_err(&s);
+    assert!(e.contains("`llama.rope.scaling.factor`: missing"), "{e}");
 
     let mut s = spec();
     s.meta.insert("tokenizer.ggml.model".into(), Value::String("llama".into()));
@@ -299,4 +315,81 @@ fn user_defined_tokens_and_tool_call_markers_are_text() {
     assert_eq!(bytes[1], None, "a control token is out of a grammar's reach");
     assert_eq!(bytes[8].as_deref(), Some(&b"<tool_call>"[..]));
     assert_eq!(bytes[9].as_deref(), Some(&b"<think>"[..]));
+}
+
+/// llama.cpp's converter stores LLaMA 3.1 scaling as one divisor per frequency
+/// (`rope_freqs.weight`): 1 for short wavelengths, `factor` for long ones, and
+/// `1 / ((1 - smooth) / factor + smooth)` between. The frequencies lorad derives from them must
+/// be the ones it derives from the Hugging Face parameters.
+#[test]
+fn llama3_rope_freqs_match_the_hugging_face_scaling() {
+    let (factor, low, high, old_ctx) = (8.0f64, 1.0f64, 4.0f64, 2048.0f64);
+    let divisors: Vec<f32> = (0..HD / 2)
+        .map(|i| {
+            let freq = 1.0 / 10000f64.powf(2.0 * i as f64 / HD as f64);
+            let wavelen = 2.0 * std::f64::consts::PI / freq;
+            if wavelen < old_ctx / high {
+                1.0
+            } else if wavelen > old_ctx / low {
+                factor as f32
+            } else {
+                let smooth = (old_ctx / wavelen - low) / (high - low);
+                (1.0 / ((1.0 - smooth) / factor + smooth)) as f32
+            }
+        })
+        .collect();
+    // The tiny head spans all three regimes.
+    assert!(divisors.contains(&1.0) && divisors.contains(&8.0));
+    assert!(divisors.iter().any(|d| *d > 1.0 && *d < 8.0));
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = spec();
+    let t = Tensor::new(divisors.as_slice(), &Device::Cpu).unwrap();
+    s.tensors.insert("rope".into(), ("rope_freqs.weight".into(), t));
+    let path = write_tmp(&s, tmp.path(), "llama31.gguf");
+    let c = read_config(&path).unwrap();
+    assert!(matches!(c.rope_scaling, Some(RopeScaling::Factors(_))), "{c:?}");
+    assert_eq!(c.max_position_embeddings, 128);
+    let mut hf = c.clone();
+    hf.rope_scaling = Some(RopeScaling::Llama3 {
+        factor,
+        low_freq_factor: low,
+        high_freq_factor: high,
+        original_max_position_embeddings: old_ctx as usize,
+    });
+    for (i, (g, h)) in c.rope_inv_freq().iter().zip(hf.rope_inv_freq()).enumerate() {
+        assert!((g - h).abs() <= h * 2e-7, "frequency {i}: {g} from GGUF, {h} from HF");
+    }
+    // The whole model loads with it (the tensor is not mistaken for a weight).
+    let m = load_model(&path, &LoadOptions::default()).unwrap();
+    assert_eq!(m.config, c);
+}
+
+#[test]
+fn yarn_linear_and_sliding_window_metadata() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = spec();
+    s.meta.insert("llama.rope.scaling.type".into(), Value::String("yarn".into()));
+    s.meta.insert("llama.rope.scaling.factor".into(), Value::F32(4.0));
+    s.meta.insert("llama.rope.scaling.original_context_length".into(), Value::U32(64));
+    let c = read_config(&write_tmp(&s, tmp.path(), "yarn.gguf")).unwrap();
+    let Some(RopeScaling::Yarn {
+        factor, original_max_position_embeddings, attention_factor, ..
+    }) = c.rope_scaling
+    else {
+        panic!("{c:?}")
+    };
+    assert_eq!((factor, original_max_position_embeddings), (4.0, 64));
+    // ggml's temperature: 1 + 0.1 ln(factor), times `rope.scaling.attn_factor` (absent: 1).
+    assert!((attention_factor - (1.0 + 0.1 * 4f64.ln())).abs() < 1e-12);
+    assert_eq!(c.max_position_embeddings, 256, "64 pre-trained positions × 4");
+
+    s.meta.insert("llama.rope.scaling.type".into(), Value::String("linear".into()));
+    let c = read_config(&write_tmp(&s, tmp.path(), "linear.gguf")).unwrap();
+    assert_eq!(c.rope_scaling, Some(RopeScaling::Linear { factor: 4.0 }));
+    assert_eq!(c.max_position_embeddings, 512);
+
+    let mut s = spec();
+    s.meta.insert("llama.attention.sliding_window".into(), Value::U32(32));
+    let c = read_config(&write_tmp(&s, tmp.path(), "window.gguf")).unwrap();
+    assert_eq!(c.max_position_embeddings, 32);
 }

@@ -4,7 +4,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
-use lorad_model::{Arch, ChatMessage, LoadOptions, ModelError, load_model, read_config};
+use lorad_model::{
+    Arch, ChatMessage, LoadOptions, ModelConfig, ModelError, RopeScaling, load_model, read_config,
+};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -311,8 +313,8 @@ fn config_errors_name_the_field() {
         ("hidden_act", json!("gelu"), "field `hidden_act`"),
         (
             "rope_scaling",
-            json!({"rope_type": "yarn", "factor": 4.0}),
-            "field `rope_scaling.rope_type`",
+            json!({"rope_type": "dynamic", "factor": 4.0}),
+            "field `rope_scaling.rope_type`: unsupported RoPE scaling `dynamic`",
         ),
         ("num_key_value_heads", json!(3), "num_kv_heads"),
     ];
@@ -333,11 +335,103 @@ fn config_errors_name_the_field() {
         "high_freq_factor": 4.0, "original_max_position_embeddings": 8192});
     std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
     let c = read_config(&dir).unwrap();
-    assert_eq!(c.rope_scaling.as_ref().map(|s| s.factor), Some(8.0));
+    assert!(matches!(c.rope_scaling, Some(RopeScaling::Llama3 { factor: 8.0, .. })), "{c:?}");
+    assert_eq!(c.max_position_embeddings, 512, "LLaMA 3 checkpoints already name their context");
     // A broken JSON file is reported with its path.
     std::fs::write(dir.join("config.json"), "{ nope").unwrap();
     let e = read_config(&dir).unwrap_err().to_string();
     assert!(e.contains("config.json") && e.contains("invalid JSON"), "{e}");
+}
+
+/// `config.json` as `edit` leaves the tiny model's, parsed.
+fn config_with(model_type: &'static str, edit: impl FnOnce(&mut serde_json::Value)) -> ModelConfig {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = model_dir(tmp.path(), "m");
+    let mut cfg = Tiny { model_type, tie: true }.config();
+    edit(&mut cfg);
+    std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
+    read_config(&dir).unwrap()
+}
+
+#[test]
+fn rope_scaling_kinds_and_the_context_they_serve() {
+    // Qwen's documented long-context switch: YaRN over the 512 pre-trained positions, factor 4.
+    let c = config_with("qwen2", |c| {
+        c["rope_scaling"] = json!({"rope_type": "yarn", "factor": 4.0,
+            "original_max_position_embeddings": 512});
+    });
+    let Some(RopeScaling::Yarn {
+        factor, original_max_position_embeddings, attention_factor, ..
+    }) = c.rope_scaling
+    else {
+        panic!("{c:?}")
+    };
+    assert_eq!((factor, original_max_position_embeddings), (4.0, 512));
+    assert!((attention_factor - (0.1 * 4f64.ln() + 1.0)).abs() < 1e-12);
+    assert_eq!(c.max_position_embeddings, 2048, "vLLM's derivation: 512 × 4");
+    // transformers 5 spelling, an explicit attention factor, the pre-trained context defaulting
+    // to max_position_embeddings.
+    let c = config_with("qwen3", |c| {
+        c["rope_parameters"] = json!({"rope_type": "yarn", "factor": 2.0,
+            "attention_factor": 1.5, "rope_theta": 1e6});
+        c["rope_theta"] = serde_json::Value::Null;
+    });
+    assert!(matches!(
+        c.rope_scaling,
+        Some(RopeScaling::Yarn {
+            attention_factor: 1.5,
+            original_max_position_embeddings: 512,
+            ..
+        })
+    ));
+    assert_eq!(
+        (c.max_position_embeddings, c.rope_theta, c.rope_attention_factor()),
+        (1024, 1e6, 1.5)
+    );
+    // Linear position interpolation (the `type` spelling of older configs).
+    let c = config_with("llama", |c| c["rope_scaling"] = json!({"type": "linear", "factor": 4.0}));
+    assert_eq!(c.rope_scaling, Some(RopeScaling::Linear { factor: 4.0 }));
+    assert_eq!(c.max_position_embeddings, 2048);
+}
+
+#[test]
+fn a_sliding_window_caps_the_context() {
+    // Mistral 7B v0.1: a 4,096-token window under a 32,768-token context.
+    let c = config_with("mistral", |c| {
+        c["max_position_embeddings"] = json!(32768);
+        c["sliding_window"] = json!(4096);
+    });
+    assert_eq!(c.max_position_embeddings, 4096);
+    // v0.2 and later: no window.
+    let c = config_with("mistral", |c| {
+        c["max_position_embeddings"] = json!(32768);
+        c["sliding_window"] = serde_json::Value::Null;
+    });
+    assert_eq!(c.max_position_embeddings, 32768);
+    // Qwen writes a window it does not use unless `use_sliding_window` is set and some layer is
+    // at or above `max_window_layers`.
+    for (used, max_window_layers, want) in
+        [(false, 0, 32768), (true, LAYERS, 32768), (true, 1, 4096)]
+    {
+        let c = config_with("qwen2", |c| {
+            c["max_position_embeddings"] = json!(32768);
+            c["sliding_window"] = json!(4096);
+            c["use_sliding_window"] = json!(used);
+            c["max_window_layers"] = json!(max_window_layers);
+        });
+        assert_eq!(c.max_position_embeddings, want, "use {used}, from layer {max_window_layers}");
+    }
+    // `layer_types` decides when present.
+    for (types, want) in
+        [(["full_attention", "sliding_attention"], 4096), (["full_attention"; 2], 32768)]
+    {
+        let c = config_with("llama", |c| {
+            c["max_position_embeddings"] = json!(32768);
+            c["sliding_window"] = json!(4096);
+            c["layer_types"] = json!(types);
+        });
+        assert_eq!(c.max_position_embeddings, want, "{types:?}");
+    }
 }
 
 #[test]

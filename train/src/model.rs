@@ -42,6 +42,7 @@ impl DiffLlama {
         // The serving engine's RoPE tables, in f32: the same angles, computed once.
         let rope = lorad_kernels::RopeTables::new(
             &cfg.rope_inv_freq(),
+            cfg.rope_attention_factor(),
             cfg.max_position_embeddings,
             DType::F32,
             &device,
