@@ -34,9 +34,16 @@ impl DiffLlama {
     /// Builds the model from Hugging Face-named weights (as `lorad_model::load_model` returns),
     /// converted to f32: gradients in bf16 are too coarse for attribution scores to be stable.
     pub fn new(cfg: &ModelConfig, weights: &HashMap<String, Tensor>) -> Result<Self> {
-        let weights = BaseWeights::gather(cfg, weights)
-            .and_then(|w| w.to_dtype(DType::F32))
-            .map_err(|e| TrainError::Weights(e.to_string()))?;
+        let weights =
+            BaseWeights::gather(cfg, weights).map_err(|e| TrainError::Weights(e.to_string()))?;
+        Self::from_base(cfg, weights)
+    }
+
+    /// Builds the model from weights already gathered (shared with the serving engine where they
+    /// are f32; converted, so copied, otherwise).
+    pub fn from_base(cfg: &ModelConfig, weights: BaseWeights) -> Result<Self> {
+        let weights =
+            weights.to_dtype(DType::F32).map_err(|e| TrainError::Weights(e.to_string()))?;
         let BaseWeights { embed, layers, norm, lm_head } = weights;
         let device = embed.device().clone();
         // The serving engine's RoPE tables, in f32: the same angles, computed once.

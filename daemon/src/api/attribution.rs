@@ -18,8 +18,10 @@ use lorad_attribution::span::{SpanIndex, SpanParams};
 use lorad_datanet::Datanet;
 use lorad_model::Tokenizer;
 use lorad_store::disk::Store;
-use lorad_train::{DiffLlama, Example, LoraSet, Probes, projected_gradients};
+use lorad_train::{Example, LoraSet, Probes, projected_gradients};
 use serde::Serialize;
+
+use super::twin::Twin;
 
 /// When answers are attributed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -116,7 +118,7 @@ struct SpanSide {
 #[derive(Debug)]
 pub struct Attributor {
     mode: AttributionMode,
-    model: Arc<DiffLlama>,
+    model: Twin,
     store: Arc<Store>,
     root: PathBuf,
     datanets: PathBuf,
@@ -133,12 +135,12 @@ pub struct Attributor {
 }
 
 impl Attributor {
-    /// An attributor over `model` (the served base, differentiable) reading adapters from
+    /// An attributor over `model` (the served base's differentiable twin) reading adapters from
     /// `store` and indexes from `root` (`<home>/attribution`). Base answers are traced in the
     /// Datanets under `datanets` that have a span index.
     pub fn new(
         mode: AttributionMode,
-        model: Arc<DiffLlama>,
+        model: Twin,
         store: Arc<Store>,
         root: PathBuf,
         datanets: PathBuf,
@@ -360,7 +362,8 @@ impl Attributor {
             return Ok(None);
         }
         let scored = example.tokens.len();
-        let grads = projected_gradients(&self.model, &p.lora, &p.probes, &[example], 1, |_| {})
+        let twin = self.model.get()?;
+        let grads = projected_gradients(&twin, &p.lora, &p.probes, &[example], 1, |_| {})
             .map_err(|e| e.to_string())?;
         let h = p.index.header();
         let scores = p
@@ -398,6 +401,16 @@ impl Attributor {
         let cost = AttributionCost { ms: start.elapsed().as_millis() as u64, tokens: scored };
         Ok(Some((out, cost)))
     }
+}
+
+/// Whether `root` (`<home>/attribution`) holds a gradient index for any adapter
+/// (`<root>/<content hash>/<datanet>/`).
+pub(crate) fn has_grad_index(root: &std::path::Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(root) else { return false };
+    entries.filter_map(|e| e.ok().map(|e| e.path())).any(|hash| {
+        !hash.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            && first_subdir(&hash, |p| p.is_dir()).is_some()
+    })
 }
 
 /// The first entry of `dir` by name that is not hidden (temporary builds start with `.`) and

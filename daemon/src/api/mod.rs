@@ -31,7 +31,9 @@ mod structured;
 mod telemetry;
 mod tokenize;
 mod tools;
+mod twin;
 
+pub(crate) use attribution::has_grad_index;
 pub use attribution::{AttributionMode, Attributor};
 pub use ids::unix_now;
 pub(crate) use metrics::family;
@@ -39,3 +41,4 @@ pub use reasoning::ReasoningParser;
 pub use receipts::ReceiptDesk;
 pub use routes::router;
 pub use state::{ApiConfig, AppState, Serving};
+pub use twin::Twin;

@@ -18,12 +18,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use lorad_engine::{AdapterManager, EngineConfig, EngineHandle, ResidencyConfig};
 use lorad_store::disk::Store;
-use lorad_train::DiffLlama;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::common::{device, load, model_to_run, open_store};
-use crate::api::{self, ApiConfig, AppState, AttributionMode, Attributor};
+use crate::api::{self, ApiConfig, AppState, AttributionMode, Attributor, Twin, has_grad_index};
 use crate::cli::{ServeArgs, StoreIo};
 use crate::exit::{ExitExt, ExitKind, coded};
 
@@ -313,25 +312,20 @@ async fn start_engine(
         crate::notify::status(&format!("loading the model {}", path.display()));
         let model = load(&path, &args.model, device)?;
         let name = args.served_model_name.clone().unwrap_or_else(|| model.name.clone());
-        // The differentiable twin shares the engine's f32 weights (other dtypes are converted).
+        // The differentiable twin shares the engine's f32 weights; over other dtypes it is an
+        // f32 copy, made now only when a gradient index exists (else on first use).
         let attributor = match args.attribution {
             AttributionMode::Off => None,
             mode => {
                 crate::notify::status("preparing attribution");
-                let diff = DiffLlama::new(&model.config, &model.weights)
+                let root = home.join("attribution");
+                let diff = Twin::new(&model.config, &model.weights, has_grad_index(&root))
+                    .map_err(anyhow::Error::msg)
                     .exit_kind(ExitKind::Config)
                     .context("cannot prepare the model for attribution")?;
-                let root = home.join("attribution");
                 let datanets = super::common::datanets_dir(&home);
                 let tok = model.tokenizer.clone();
-                Some(Arc::new(Attributor::new(
-                    mode,
-                    Arc::new(diff),
-                    store.clone(),
-                    root,
-                    datanets,
-                    tok,
-                )))
+                Some(Arc::new(Attributor::new(mode, diff, store.clone(), root, datanets, tok)))
             }
         };
         crate::notify::status("starting the engine");

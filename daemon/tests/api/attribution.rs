@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use axum::http::StatusCode;
-use lorad::api::{AppState, AttributionMode, Attributor, router};
+use lorad::api::{AppState, AttributionMode, Attributor, Twin, router};
 use lorad_datanet::{BuildOptions, Datanet, TextSide};
 use lorad_engine::EngineHandle;
 use lorad_model::LoadOptions;
@@ -69,7 +69,7 @@ async fn answers_carry_deterministic_attribution() {
     .expect("span index");
     let attributor = Attributor::new(
         AttributionMode::On,
-        diff,
+        Twin::built(diff),
         store.clone(),
         root,
         dn_root.clone(),
