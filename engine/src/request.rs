@@ -95,7 +95,7 @@ impl FinishReason {
     }
 }
 
-/// Token counts of a finished request.
+/// Token counts of a finished request, and how long it queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Usage {
     /// Prompt tokens.
@@ -105,6 +105,9 @@ pub struct Usage {
     /// Prompt tokens whose K/V came from the prefix cache (OpenAI's
     /// `usage.prompt_tokens_details.cached_tokens`).
     pub cached_tokens: usize,
+    /// From reaching the scheduler to its first admission into the running batch (vLLM's
+    /// queue time; a preempted request's second wait is not added).
+    pub queued: std::time::Duration,
 }
 
 /// Events of one request, in order: any number of `Delta`, then one `Done` or `Error`.

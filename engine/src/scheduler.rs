@@ -101,6 +101,10 @@ struct Seq {
     constraint: Option<Constrained>,
     /// Prompt tokens its first admission found in the prefix cache.
     cached_tokens: usize,
+    /// When the scheduler received it.
+    arrived: std::time::Instant,
+    /// From `arrived` to its first admission.
+    queued: std::time::Duration,
     /// Counted in `EngineStats::waiting` (by the handle at submit) and not yet admitted.
     /// Preempted sequences re-queue without it: they were admitted once already.
     counted_waiting: bool,
@@ -266,6 +270,8 @@ impl Scheduler {
                     hashes: Vec::new(),
                     chain: Vec::new(),
                     cached_tokens: 0,
+                    arrived: std::time::Instant::now(),
+                    queued: std::time::Duration::ZERO,
                     constraint: init.constraint,
                     counted_waiting: true,
                     order: (init.priority, self.arrivals),
@@ -365,6 +371,7 @@ impl Scheduler {
             if std::mem::take(&mut s.counted_waiting) {
                 self.stats.waiting.fetch_sub(1, Ordering::SeqCst);
                 s.cached_tokens = cached;
+                s.queued = s.arrived.elapsed();
                 // Charged once: a preempted request's recomputation is the node's loss.
                 if let Some(v) = &mut self.fair {
                     v.charge(&s.tenant, s.prompt_len, PROMPT_WEIGHT);
@@ -675,6 +682,7 @@ impl Scheduler {
                 prompt_tokens: s.prompt_len,
                 completion_tokens: s.generated(),
                 cached_tokens: s.cached_tokens.min(s.prompt_len),
+                queued: s.queued,
             };
             let _ = s.tx.send(GenerationEvent::Done { finish_reason: reason, usage });
         }

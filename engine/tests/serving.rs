@@ -367,6 +367,11 @@ fn cancellation_admission_and_validation() {
         assert!(std::time::Instant::now() < deadline, "slot not freed");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    // It queued behind the running one; a request reaching an idle engine is admitted in the
+    // same scheduler turn, with no forward step in between.
+    let idle = h.submit(GenerateRequest::greedy(prompt.clone(), 1)).unwrap();
+    let idle = idle.collect_blocking().unwrap();
+    assert!(done.usage.queued > idle.usage.queued, "{:?} {:?}", done.usage, idle.usage);
     let ctx = h.info().max_seq_len;
     assert_eq!(ctx, 1024, "the context window is capped at the KV cache size");
     assert!(matches!(

@@ -456,9 +456,11 @@ else
 fi
 if grep -q '^lorad_requests_total{outcome="finished"} [1-9]' "$TMP/metrics.txt" \
     && grep -q '^lorad_time_to_first_token_seconds_count [1-9]' "$TMP/metrics.txt" \
+    && grep -q '^lorad_request_queue_seconds_count [1-9]' "$TMP/metrics.txt" \
+    && grep -q '^lorad_request_duration_seconds_count [1-9]' "$TMP/metrics.txt" \
     && grep -q '^lorad_model_requests_total{model="tuned"} [1-9]' "$TMP/metrics.txt" \
     && grep -q '^lorad_attribution_seconds_count [1-9]' "$TMP/metrics.txt"; then
-    ok "/metrics counts requests, tokens, TTFT, per-model traffic and attribution time"
+    ok "/metrics counts requests, tokens, TTFT, queue and end-to-end time, per-model traffic and attribution time"
 else
     fail "/metrics service metrics: $(grep -E 'lorad_(requests|time_to|model_requests|attribution_seconds_count)' "$TMP/metrics.txt" | head -8)"
 fi

@@ -232,6 +232,8 @@ impl Meta {
                 completion_tokens: usage.completion_tokens,
                 ttft: first_token_at.map(|t| t.saturating_duration_since(self.started)),
                 decode: first_token_at.map(|t| t.elapsed()),
+                queued: usage.queued,
+                total: self.started.elapsed(),
             },
         );
     }

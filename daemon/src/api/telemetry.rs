@@ -18,6 +18,10 @@ pub(crate) const TOP_ADAPTERS: usize = 20;
 const TTFT_BUCKETS: [f64; 12] =
     [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
 const TPOT_BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
+const QUEUE_BUCKETS: [f64; 13] =
+    [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+const E2E_BUCKETS: [f64; 12] =
+    [0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0];
 const ATTRIBUTION_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
 /// Requests and tokens of one adapter (or the base model).
@@ -37,6 +41,8 @@ pub(crate) struct Telemetry {
     completion_tokens: AtomicU64,
     ttft: Histogram,
     tpot: Histogram,
+    queue: Histogram,
+    e2e: Histogram,
     attribution: Histogram,
     per_model: Mutex<HashMap<String, Traffic>>,
     /// HTTP responses by status code (a few dozen codes at most: bounded).
@@ -52,6 +58,8 @@ impl Default for Telemetry {
             completion_tokens: AtomicU64::new(0),
             ttft: Histogram::new(&TTFT_BUCKETS),
             tpot: Histogram::new(&TPOT_BUCKETS),
+            queue: Histogram::new(&QUEUE_BUCKETS),
+            e2e: Histogram::new(&E2E_BUCKETS),
             attribution: Histogram::new(&ATTRIBUTION_BUCKETS),
             per_model: Mutex::new(HashMap::new()),
             http: Mutex::new(BTreeMap::new()),
@@ -68,6 +76,10 @@ pub(crate) struct Ended {
     pub(crate) ttft: Option<Duration>,
     /// First token to last, over the tokens after the first.
     pub(crate) decode: Option<Duration>,
+    /// Waiting for a place in the running batch.
+    pub(crate) queued: Duration,
+    /// Submission to the last token.
+    pub(crate) total: Duration,
 }
 
 impl Telemetry {
@@ -82,6 +94,8 @@ impl Telemetry {
         if let Some(d) = f.decode.filter(|_| f.completion_tokens > 1) {
             self.tpot.observe(d / (f.completion_tokens as u32 - 1));
         }
+        self.queue.observe(f.queued);
+        self.e2e.observe(f.total);
         if let Ok(mut m) = self.per_model.lock() {
             let t = m.entry(model.to_string()).or_default();
             t.requests += 1;
@@ -151,6 +165,10 @@ impl Telemetry {
         histogram(out, "lorad_time_to_first_token_seconds", ttft_help, &self.ttft);
         let tpot_help = "Mean time per token after the first, per request.";
         histogram(out, "lorad_time_per_output_token_seconds", tpot_help, &self.tpot);
+        let queue_help = "Time a finished request waited for a place in the running batch.";
+        histogram(out, "lorad_request_queue_seconds", queue_help, &self.queue);
+        let e2e_help = "Submission to the last generated token, per finished request.";
+        histogram(out, "lorad_request_duration_seconds", e2e_help, &self.e2e);
         let attribution_help = "Time to attribute one answer.";
         histogram(out, "lorad_attribution_seconds", attribution_help, &self.attribution);
         let mut rows: Vec<(String, Traffic)> = self
@@ -219,6 +237,8 @@ mod tests {
                     completion_tokens: 5,
                     ttft: Some(Duration::from_millis(30)),
                     decode: Some(Duration::from_millis(40)),
+                    queued: Duration::from_millis(if i == 0 { 700 } else { 3 }),
+                    total: Duration::from_millis(75),
                 };
                 t.finished(&format!("adapter-{i:02}"), f);
             }
@@ -236,6 +256,11 @@ mod tests {
             out.contains("lorad_time_per_output_token_seconds_bucket{le=\"0.01\"} 325\n"),
             "{out}"
         );
+        // One request queued 700 ms, the other 324 for 3 ms.
+        assert!(out.contains("lorad_request_queue_seconds_bucket{le=\"0.005\"} 324\n"), "{out}");
+        assert!(out.contains("lorad_request_queue_seconds_bucket{le=\"1\"} 325\n"), "{out}");
+        assert!(out.contains("lorad_request_duration_seconds_bucket{le=\"0.1\"} 325\n"), "{out}");
+        assert!(out.contains("lorad_request_duration_seconds_count 325\n"), "{out}");
         assert_eq!(escape("a\"b\\c"), "a\\\"b\\\\c");
     }
 }
