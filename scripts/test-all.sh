@@ -4,7 +4,8 @@
 # real `lorad serve` with the official OpenAI Python client and curl.
 #
 # Needs: a Rust toolchain (rust-toolchain.toml pins it), python3 with pip and venv. Everything
-# else (the model, the Python packages, node and solc-js) is installed by this script.
+# else (the model, the Python packages, the SentencePiece reference fixtures, node and solc-js) is
+# installed by this script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +24,9 @@ if ! command -v npm >/dev/null; then
   $sudo apt-get update -qq && $sudo apt-get install -y -qq nodejs npm >/dev/null
 fi
 bash scripts/contracts.sh check
+
+echo "==> SentencePiece reference fixtures (no-op when cached)"
+bash scripts/spm-fixtures.sh
 
 echo "==> cargo test --workspace"
 cargo test --workspace --all-targets

@@ -129,6 +129,18 @@ impl<'a> Meta<'a> {
             .collect()
     }
 
+    pub(crate) fn f32s(&self, key: &str) -> Result<Vec<f32>, ModelError> {
+        self.array(key)?
+            .iter()
+            .enumerate()
+            .map(|(i, v)| match *v {
+                Value::F32(x) => Ok(x),
+                Value::F64(x) => Ok(x as f32),
+                _ => Err(self.bad(key, format!("element {i} is not a number"))),
+            })
+            .collect()
+    }
+
     pub(crate) fn i32s(&self, key: &str) -> Result<Vec<i32>, ModelError> {
         self.array(key)?
             .iter()

@@ -15,6 +15,7 @@ mod fetch;
 mod gguf;
 mod hf;
 mod paths;
+mod spm;
 pub mod testing;
 mod tokenizer;
 mod weights;

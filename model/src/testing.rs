@@ -16,6 +16,22 @@ pub fn test_model_path() -> Option<PathBuf> {
     let path = std::env::var_os("LORAD_TEST_MODEL")
         .filter(|p| !p.is_empty())
         .map_or_else(|| default_model_path(&default_home()), PathBuf::from);
+    found_or_skip(path, "model", "run `lorad model fetch` (or set LORAD_TEST_MODEL)")
+}
+
+/// A SentencePiece reference fixture (`name`, e.g. `mistral-v1.json`) that
+/// `scripts/spm-fixtures.sh` writes: under `$LORAD_SPM_FIXTURES`, else `fixtures/spm` under
+/// [`default_home`]. Absent: skipped loudly, or a panic under `CI=true`, as
+/// [`test_model_path`].
+pub fn spm_fixture(name: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os("LORAD_SPM_FIXTURES")
+        .filter(|p| !p.is_empty())
+        .map_or_else(|| default_home().join("fixtures").join("spm"), PathBuf::from);
+    found_or_skip(dir.join(name), "SentencePiece fixture", "run `bash scripts/spm-fixtures.sh`")
+}
+
+/// `path` when it is a file; otherwise a loud skip (`None`), or a panic under `CI=true`.
+fn found_or_skip(path: PathBuf, what: &str, fix: &str) -> Option<PathBuf> {
     if path.is_file() {
         return Some(path);
     }
@@ -23,16 +39,12 @@ pub fn test_model_path() -> Option<PathBuf> {
     let current = std::thread::current();
     let test = current.name().unwrap_or("test");
     let ci = std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true"));
-    assert!(
-        !ci,
-        "{test}: model not found at {} with CI=true; run `lorad model fetch` (or set LORAD_TEST_MODEL)",
-        path.display()
-    );
+    assert!(!ci, "{test}: {what} not found at {} with CI=true; {fix}", path.display());
     // Written to the stderr handle directly: libtest captures `eprintln!` of passing tests, and a
     // skip must be visible in a plain `cargo test` run.
     let _ = writeln!(
         std::io::stderr(),
-        "SKIPPING {test}: model not found at {}, run `lorad model fetch` (or set LORAD_TEST_MODEL)",
+        "SKIPPING {test}: {what} not found at {}, {fix}",
         path.display()
     );
     None

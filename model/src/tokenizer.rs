@@ -64,7 +64,7 @@ impl std::fmt::Debug for Tokenizer {
     }
 }
 
-fn tk_err(context: impl Into<String>) -> impl FnOnce(tokenizers::Error) -> ModelError {
+pub(crate) fn tk_err(context: impl Into<String>) -> impl FnOnce(tokenizers::Error) -> ModelError {
     let context = context.into();
     move |source| ModelError::Tokenizer { context, source }
 }
@@ -72,9 +72,9 @@ fn tk_err(context: impl Into<String>) -> impl FnOnce(tokenizers::Error) -> Model
 impl Tokenizer {
     /// Builds the tokenizer described by GGUF metadata (`tokenizer.ggml.*`).
     ///
-    /// Only byte-level BPE (`tokenizer.ggml.model = gpt2`) is supported. candle's own
-    /// `from_gguf` is deliberately not used: it adds a prefix space, so "Once upon" would encode as
-    /// " Once upon".
+    /// Byte-level BPE (`tokenizer.ggml.model = gpt2`) and SentencePiece BPE (`llama`: LLaMA 1/2,
+    /// Mistral 7B, TinyLlama). candle's own `from_gguf` is deliberately not used: it adds a prefix
+    /// space to byte-level vocabularies, so "Once upon" would encode as " Once upon".
     pub fn from_gguf(
         content: &candle_core::quantized::gguf_file::Content,
     ) -> Result<Self, ModelError> {
@@ -83,12 +83,6 @@ impl Tokenizer {
 
     pub(crate) fn from_gguf_meta(m: Meta<'_>) -> Result<Self, ModelError> {
         let model = m.str("tokenizer.ggml.model")?;
-        if model != "gpt2" {
-            return Err(ModelError::Unsupported {
-                path: m.path.to_owned(),
-                what: format!("tokenizer.ggml.model `{model}` (only byte-level BPE `gpt2` is)"),
-            });
-        }
         let tokens = m.strings("tokenizer.ggml.tokens")?;
         let types = match m.get("tokenizer.ggml.token_type") {
             Some(_) => m.i32s("tokenizer.ggml.token_type")?,
@@ -100,56 +94,19 @@ impl Tokenizer {
                 format!("{} entries for {} tokens", types.len(), tokens.len()),
             ));
         }
-        let merges = m
-            .strings("tokenizer.ggml.merges")?
-            .into_iter()
-            .enumerate()
-            .map(|(i, s)| match s.split_once(' ') {
-                Some((a, b)) => Ok((a.to_owned(), b.to_owned())),
-                None => {
-                    Err(m.bad("tokenizer.ggml.merges", format!("entry {i} `{s}` has no space")))
-                }
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let vocab: Vocab = (0u32..).zip(&tokens).map(|(i, t)| ((*t).to_owned(), i)).collect();
-
-        let pre = m.opt_str("tokenizer.ggml.pre")?.unwrap_or("default");
-        let byte_level =
-            |regex: bool| PreTokenizerWrapper::from(ByteLevel::new(false, true, regex));
-        let split = |re: &str| {
-            Split::new(
-                tokenizers::pre_tokenizers::split::SplitPattern::Regex(re.into()),
-                SplitDelimiterBehavior::Isolated,
-                false,
-            )
-            .map(PreTokenizerWrapper::from)
-            .map_err(tk_err(format!("{}: split regex", m.path.display())))
-        };
-        // llama.cpp's pre-tokenizer types, expressed as Hugging Face pre-tokenizers.
-        let (pre_tokenizers, ignore_merges) = match pre {
-            // `\p{N}` then the GPT-2 regex; no prefix space (that is SmolLM's whole point here).
-            "smollm" => (vec![Digits::new(true).into(), byte_level(true)], false),
-            "default" | "gpt2" | "gpt-2" => (vec![byte_level(true)], false),
-            "llama-bpe" | "llama3" => (vec![split(LLAMA3_SPLIT)?, byte_level(false)], true),
-            "qwen2" => (vec![split(QWEN2_SPLIT)?, byte_level(false)], false),
+        let mut tk = match model {
+            "gpt2" => byte_level_bpe(m, &tokens)?,
+            "llama" => crate::spm::tokenizer(m, &tokens, &types)?,
             other => {
                 return Err(ModelError::Unsupported {
                     path: m.path.to_owned(),
                     what: format!(
-                        "tokenizer.ggml.pre `{other}` (supported: smollm, default, gpt2, llama-bpe, qwen2)"
+                        "tokenizer.ggml.model `{other}` (supported: gpt2 (byte-level BPE), llama \
+                         (SentencePiece BPE))"
                     ),
                 });
             }
         };
-        let bpe = BPE::builder()
-            .vocab_and_merges(vocab, merges)
-            .ignore_merges(ignore_merges)
-            .build()
-            .map_err(tk_err(format!("{}: BPE vocabulary", m.path.display())))?;
-        let mut tk = tokenizers::Tokenizer::new(bpe);
-        tk.with_pre_tokenizer(Some(Sequence::new(pre_tokenizers)));
-        tk.with_decoder(Some(ByteLevel::default()));
-        tk.with_post_processor(Some(ByteLevel::new(true, false, true)));
         // Control (3) and user-defined (4) tokens match as whole strings in input text. Control
         // tokens are skippable on output ("special added tokens" to the library); user-defined
         // ones are text, as llama.cpp renders them (Qwen's `<tool_call>`), and so are the
@@ -157,7 +114,7 @@ impl Tokenizer {
         let (mut specials, mut texts) = (Vec::new(), Vec::new());
         for (s, &t) in tokens.iter().zip(&types) {
             match t {
-                3 if !TEXT_MARKERS.contains(s) => {
+                2 | 3 if !TEXT_MARKERS.contains(s) => {
                     specials.push(AddedToken::from(s.to_string(), true))
                 }
                 3 | 4 => texts.push(AddedToken::from(s.to_string(), false)),
@@ -184,7 +141,8 @@ impl Tokenizer {
             }
         }
         let bos = id_key("tokenizer.ggml.bos_token_id")?;
-        let add_bos = m.opt_bool("tokenizer.ggml.add_bos_token")?.unwrap_or(false);
+        // llama.cpp's defaults: SentencePiece vocabularies start with BOS, byte-level ones not.
+        let add_bos = m.opt_bool("tokenizer.ggml.add_bos_token")?.unwrap_or(model == "llama");
         Ok(Self::assemble(tk, eos, bos, add_bos))
     }
 
@@ -387,6 +345,59 @@ impl Tokenizer {
     pub fn save(&self, path: &Path) -> Result<(), ModelError> {
         self.inner.save(path, false).map_err(tk_err(path.display().to_string()))
     }
+}
+
+/// Byte-level BPE (`tokenizer.ggml.model = gpt2`) with the pre-tokenizer `tokenizer.ggml.pre`
+/// names.
+fn byte_level_bpe(m: Meta<'_>, tokens: &[&str]) -> Result<tokenizers::Tokenizer, ModelError> {
+    let merges = m
+        .strings("tokenizer.ggml.merges")?
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| match s.split_once(' ') {
+            Some((a, b)) => Ok((a.to_owned(), b.to_owned())),
+            None => Err(m.bad("tokenizer.ggml.merges", format!("entry {i} `{s}` has no space"))),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let vocab: Vocab = (0u32..).zip(tokens).map(|(i, t)| ((*t).to_owned(), i)).collect();
+
+    let pre = m.opt_str("tokenizer.ggml.pre")?.unwrap_or("default");
+    let byte_level = |regex: bool| PreTokenizerWrapper::from(ByteLevel::new(false, true, regex));
+    let split = |re: &str| {
+        Split::new(
+            tokenizers::pre_tokenizers::split::SplitPattern::Regex(re.into()),
+            SplitDelimiterBehavior::Isolated,
+            false,
+        )
+        .map(PreTokenizerWrapper::from)
+        .map_err(tk_err(format!("{}: split regex", m.path.display())))
+    };
+    // llama.cpp's pre-tokenizer types, expressed as Hugging Face pre-tokenizers.
+    let (pre_tokenizers, ignore_merges) = match pre {
+        // `\p{N}` then the GPT-2 regex; no prefix space (that is SmolLM's whole point here).
+        "smollm" => (vec![Digits::new(true).into(), byte_level(true)], false),
+        "default" | "gpt2" | "gpt-2" => (vec![byte_level(true)], false),
+        "llama-bpe" | "llama3" => (vec![split(LLAMA3_SPLIT)?, byte_level(false)], true),
+        "qwen2" => (vec![split(QWEN2_SPLIT)?, byte_level(false)], false),
+        other => {
+            return Err(ModelError::Unsupported {
+                path: m.path.to_owned(),
+                what: format!(
+                    "tokenizer.ggml.pre `{other}` (supported: smollm, default, gpt2, llama-bpe, qwen2)"
+                ),
+            });
+        }
+    };
+    let bpe = BPE::builder()
+        .vocab_and_merges(vocab, merges)
+        .ignore_merges(ignore_merges)
+        .build()
+        .map_err(tk_err(format!("{}: BPE vocabulary", m.path.display())))?;
+    let mut tk = tokenizers::Tokenizer::new(bpe);
+    tk.with_pre_tokenizer(Some(Sequence::new(pre_tokenizers)));
+    tk.with_decoder(Some(ByteLevel::default()));
+    tk.with_post_processor(Some(ByteLevel::new(true, false, true)));
+    Ok(tk)
 }
 
 /// `tokenizer.json`, with the [`TEXT_MARKERS`] among its added tokens made text.

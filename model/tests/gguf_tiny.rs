@@ -280,9 +280,18 @@ fn errors_name_the_culprit() {
     assert!(e.contains("`llama.rope.scaling.factor`: missing"), "{e}");
 
     let mut s = spec();
+    s.meta.insert("tokenizer.ggml.model".into(), Value::String("bert".into()));
+    let e = load_err(&s);
+    assert!(e.contains("tokenizer.ggml.model `bert`"), "{e}");
+
+    // A SentencePiece vocabulary needs its scores.
+    let mut s = spec();
     s.meta.insert("tokenizer.ggml.model".into(), Value::String("llama".into()));
     let e = load_err(&s);
-    assert!(e.contains("tokenizer.ggml.model `llama`"), "{e}");
+    assert!(e.contains("tokenizer.ggml.scores"), "{e}");
+    s.meta.insert("tokenizer.ggml.scores".into(), Value::Array(vec![Value::F32(0.0); 3]));
+    let e = load_err(&s);
+    assert!(e.contains("`tokenizer.ggml.scores`: 3 entries for 8 tokens"), "{e}");
 
     let mut s = spec();
     s.meta.insert(
