@@ -1,6 +1,7 @@
 //! A sequence under structured output: its grammar, where its answer is in it, and the
 //! masking of each step's logits. A reasoning model's answer may hold the grammar back until
-//! its thinking ends ([`Constrained::after`]), as vLLM does with a reasoning parser.
+//! its thinking ends ([`Constrained::after`]), as vLLM does with a reasoning parser; for models
+//! that think only sometimes (Qwen3), only when the answer opens its thinking.
 
 use std::sync::Arc;
 
@@ -22,6 +23,11 @@ struct Deferred {
     marker: Vec<u8>,
     /// The answer's last bytes, enough to find the marker across tokens.
     tail: Vec<u8>,
+    /// What the answer's first token must open with for the grammar to wait (Qwen3's
+    /// `<think>`, one token in its vocabulary), until that token is sampled: the answer is then
+    /// free only if it did. A token that merely begins the opening does not count: allowing it
+    /// would let a model that was not going to think be steered, piece by piece, into it.
+    opening: Option<Vec<u8>>,
 }
 
 impl Constrained {
@@ -34,9 +40,27 @@ impl Constrained {
     /// The grammar holds only after `marker` (a reasoning model's `</think>`): the text up to
     /// it is free, thinking included; what follows it in the same token is the grammar's first
     /// text.
-    pub(crate) fn after(grammar: Arc<Grammar>, vocab: Arc<Vocab>, marker: &str) -> Self {
-        let deferred = Deferred { marker: marker.as_bytes().to_vec(), tail: Vec::new() };
+    ///
+    /// With `opening`, only an answer that opens with it waits (a model that may or may not
+    /// think); one that does not follows the grammar from its first token.
+    pub(crate) fn after(
+        grammar: Arc<Grammar>,
+        vocab: Arc<Vocab>,
+        marker: &str,
+        opening: Option<&str>,
+    ) -> Self {
+        let deferred = Deferred {
+            marker: marker.as_bytes().to_vec(),
+            tail: Vec::new(),
+            opening: opening.map(|o| o.as_bytes().to_vec()),
+        };
         Self { deferred: Some(deferred), ..Self::new(grammar, vocab) }
+    }
+
+    /// Whether the grammar is waiting for sure (not merely until the answer shows whether it
+    /// opens its thinking).
+    fn waiting(&self) -> bool {
+        self.deferred.as_ref().is_some_and(|d| d.opening.is_none())
     }
 
     /// Sets every token that would leave the grammar to minus infinity. `ends` (end of
@@ -47,14 +71,27 @@ impl Constrained {
         logits: &mut [f32],
         ends: impl IntoIterator<Item = &'a u32>,
     ) -> bool {
-        if self.deferred.is_some() {
+        if self.waiting() {
             return true;
         }
         let saved: Vec<(usize, f32)> = ends
             .into_iter()
             .filter_map(|&t| logits.get(t as usize).map(|&l| (t as usize, l)))
             .collect();
-        self.grammar.mask(&self.vocab, &self.state).apply(logits);
+        let mask = self.grammar.mask(&self.vocab, &self.state);
+        match &self.deferred {
+            // Its first token: the grammar's first tokens, and those that open the thinking.
+            Some(Deferred { opening: Some(opening), .. }) => {
+                for (id, l) in (0u32..).zip(logits.iter_mut()) {
+                    let opens =
+                        || self.vocab.token_bytes(id).is_some_and(|b| b.starts_with(opening));
+                    if !mask.allows(id) && !opens() {
+                        *l = f32::NEG_INFINITY;
+                    }
+                }
+            }
+            _ => mask.apply(logits),
+        }
         let complete = self.state.is_accepting();
         for (t, l) in saved {
             logits[t] = if complete { l } else { f32::NEG_INFINITY };
@@ -66,12 +103,10 @@ impl Constrained {
     /// another thread while the forward pass runs, it is a cache hit by the time the step
     /// samples.
     pub(crate) fn mask_job(&self) -> Option<MaskJob> {
-        (self.deferred.is_none() && !self.grammar.has_mask(&self.vocab, &self.state)).then(|| {
-            MaskJob {
-                grammar: self.grammar.clone(),
-                vocab: self.vocab.clone(),
-                state: self.state.clone(),
-            }
+        (!self.waiting() && !self.grammar.has_mask(&self.vocab, &self.state)).then(|| MaskJob {
+            grammar: self.grammar.clone(),
+            vocab: self.vocab.clone(),
+            state: self.state.clone(),
         })
     }
 
@@ -82,7 +117,25 @@ impl Constrained {
             return Ok(());
         };
         // Control tokens have no text; they cannot hold the marker.
-        d.tail.extend_from_slice(self.vocab.token_bytes(token).unwrap_or_default());
+        let bytes = self.vocab.token_bytes(token).unwrap_or_default();
+        if let Some(opening) = d.opening.take() {
+            if !bytes.starts_with(&opening) {
+                // It does not think: the grammar from this first token.
+                self.deferred = None;
+                self.state = self.grammar.advance_token(&self.vocab, &self.state, token)?;
+                return Ok(());
+            }
+            // It thinks: free until the marker, which may already be in this token.
+            d.tail.extend_from_slice(&bytes[opening.len()..]);
+            return self.find_marker(token);
+        }
+        d.tail.extend_from_slice(bytes);
+        self.find_marker(token)
+    }
+
+    /// Starts the grammar when the deferred text's tail holds the marker.
+    fn find_marker(&mut self, token: u32) -> Result<(), GrammarError> {
+        let Some(d) = &mut self.deferred else { return Ok(()) };
         let Some(at) = d.tail.windows(d.marker.len()).position(|w| w == d.marker.as_slice()) else {
             let keep = d.tail.len().saturating_sub(d.marker.len() - 1);
             d.tail.drain(..keep);
@@ -127,12 +180,21 @@ mod tests {
 
     use super::*;
 
-    const TOKENS: &[&str] = &["x", "</", "think", ">\n", "{", "}", "</think>{", "</think>x", " "];
+    const TOKENS: &[&str] =
+        &["x", "</", "think", ">\n", "{", "}", "</think>{", "</think>x", " ", "<think>", "<"];
 
-    fn after() -> Constrained {
+    fn deferred(opening: Option<&str>) -> Constrained {
         let grammar = Arc::new(Constraint::JsonObject.compile().expect("grammar"));
         let vocab = Arc::new(Vocab::new(TOKENS.iter().map(|t| Some(t.as_bytes().to_vec()))));
-        Constrained::after(grammar, vocab, "</think>")
+        Constrained::after(grammar, vocab, "</think>", opening)
+    }
+
+    fn after() -> Constrained {
+        deferred(None)
+    }
+
+    fn id(t: &str) -> u32 {
+        TOKENS.iter().position(|x| *x == t).expect("token") as u32
     }
 
     /// The tokens `mask` leaves samplable.
@@ -165,5 +227,32 @@ mod tests {
         // Text after the marker that the grammar refuses is an error.
         let mut c = after();
         assert!(c.advance(7).is_err());
+    }
+
+    /// Qwen3: the grammar waits only for an answer that opens with `<think>`.
+    #[test]
+    fn an_answer_that_may_think_waits_only_when_it_opens_its_thinking() {
+        let c = deferred(Some("<think>"));
+        // Its first token: the grammar's first tokens, or the one that opens the thinking
+        // (not `<`, which only begins it).
+        assert_eq!(allowed(&c), ["{", "<think>"]);
+        assert!(!c.finished());
+        // It thinks: free until `</think>`, then the grammar.
+        let mut c = deferred(Some("<think>"));
+        c.advance(id("<think>")).expect("<think>");
+        assert_eq!(allowed(&c), TOKENS);
+        c.advance(id("x")).expect("thinking");
+        c.advance(id("</think>{")).expect("end of thinking and the grammar's `{`");
+        assert!(allowed(&c).contains(&"}") && !allowed(&c).contains(&"x"));
+        c.advance(id("}")).expect("}");
+        assert!(c.finished());
+        // It does not think: the grammar from the first token.
+        let mut c = deferred(Some("<think>"));
+        c.advance(id("{")).expect("{");
+        assert_eq!(allowed(&c), ["}", " "]);
+        c.advance(id("}")).expect("}");
+        assert!(c.finished());
+        // A token that neither opens the thinking nor fits the grammar is refused.
+        assert!(deferred(Some("<think>")).advance(id("x")).is_err());
     }
 }

@@ -463,7 +463,12 @@ impl EngineHandle {
             constraint: req.constraint.map(|g| {
                 let vocab = self.grammar_vocab().clone();
                 match &req.constraint_after {
-                    Some(marker) => crate::constrained::Constrained::after(g, vocab, marker),
+                    Some(t) => crate::constrained::Constrained::after(
+                        g,
+                        vocab,
+                        &t.close,
+                        t.opening.as_deref(),
+                    ),
                     None => crate::constrained::Constrained::new(g, vocab),
                 }
             }),

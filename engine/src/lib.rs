@@ -41,7 +41,7 @@ pub use lorad_kernels::KernelPath;
 pub use memory::{KvMemory, device_memory, kv_bytes_per_token};
 pub use pinned::host_pinner;
 pub use request::{
-    Completion, FinishReason, GenerateRequest, GenerationEvent, GenerationStream, Usage,
+    Completion, FinishReason, GenerateRequest, GenerationEvent, GenerationStream, ThinkFirst, Usage,
 };
 pub use residency::{
     AdapterManager, Histogram, PAGE_IN_BUCKETS, ResidencyConfig, ResidencyStats, Tier,

@@ -44,10 +44,9 @@ pub struct GenerateRequest {
     /// sequence comes only once the answer is complete, and the answer ends as soon as
     /// nothing more can follow.
     pub constraint: Option<std::sync::Arc<lorad_grammar::Grammar>>,
-    /// With `constraint`: the grammar starts only after this text appears in the answer (a
-    /// reasoning model's `</think>`, so that it thinks freely first, as under vLLM's reasoning
-    /// parsers); until then nothing is masked.
-    pub constraint_after: Option<String>,
+    /// With `constraint`: the grammar starts only after the model's thinking (as under vLLM's
+    /// reasoning parsers); until then nothing is masked.
+    pub constraint_after: Option<ThinkFirst>,
     /// Scheduling priority under [`crate::SchedulingPolicy::Priority`]: lower runs first
     /// (vLLM's `priority`); requests of one priority run in arrival order. Must be 0 under
     /// first-come-first-served.
@@ -93,6 +92,16 @@ impl FinishReason {
             Self::Length => "length",
         }
     }
+}
+
+/// Where a constrained answer's grammar starts when the model thinks first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThinkFirst {
+    /// The grammar starts after this text (a reasoning model's `</think>`).
+    pub close: String,
+    /// When set, the answer waits only if it opens with this (`<think>`, for models that may or
+    /// may not think); one that does not follows the grammar from its first token.
+    pub opening: Option<String>,
 }
 
 /// Token counts of a finished request, and how long it queued.

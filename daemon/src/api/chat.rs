@@ -53,11 +53,7 @@ pub(crate) async fn handle(
         }
         None => None,
     };
-    // A constrained answer thinks first only where its grammar can wait for `</think>`.
-    params.reasoning = state
-        .config()
-        .reasoning_parser
-        .filter(|p| params.structured.is_none() || p.constraint_after().is_some());
+    params.reasoning = state.config().reasoning_parser;
     params.constraint =
         super::structured::compile_blocking(&state, params.structured.clone()).await?;
     let messages = convert_messages(&req.messages)?;

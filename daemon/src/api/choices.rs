@@ -112,10 +112,7 @@ pub(crate) async fn respond(
                 prompt_logprobs: params.prompt_logprobs,
                 cache_salt: params.cache_salt.clone(),
                 constraint: params.constraint.clone(),
-                constraint_after: params
-                    .reasoning
-                    .and_then(super::ReasoningParser::constraint_after)
-                    .map(str::to_owned),
+                constraint_after: params.reasoning.map(super::ReasoningParser::constraint_after),
                 priority: params.priority,
             };
             // A refusal drops the answers submitted so far, which cancels them.

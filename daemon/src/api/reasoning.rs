@@ -2,11 +2,12 @@
 //! a model writes between `<think>` and `</think>` goes to the message's `reasoning_content`
 //! (and `reasoning`, vLLM's newer name), what follows to `content`.
 //!
-//! Under a grammar (`tools` that may be called, `response_format`), a `deepseek_r1` answer
-//! thinks freely and the grammar starts after its `</think>` (as vLLM does); a `qwen3` answer,
-//! which may or may not think, follows the grammar from its first token and is not split.
+//! Under a grammar (`tools` that may be called, `response_format`), the answer thinks freely and
+//! the grammar starts after its `</think>` (as vLLM does); a `qwen3` answer that does not open
+//! with `<think>` (thinking turned off) follows the grammar from its first token.
 
 use clap::ValueEnum;
+use lorad_engine::ThinkFirst;
 
 /// What opens the thinking.
 const OPEN: &str = "<think>";
@@ -28,12 +29,14 @@ pub enum ReasoningParser {
 }
 
 impl ReasoningParser {
-    /// After what a constrained answer's grammar starts, if it thinks first.
-    pub(crate) fn constraint_after(self) -> Option<&'static str> {
-        match self {
-            Self::DeepseekR1 => Some(CLOSE),
-            Self::Qwen3 => None,
-        }
+    /// Where a constrained answer's grammar starts: after the thinking, which a `qwen3` answer
+    /// has only when it opens with `<think>`.
+    pub(crate) fn constraint_after(self) -> ThinkFirst {
+        let opening = match self {
+            Self::DeepseekR1 => None,
+            Self::Qwen3 => Some(OPEN.to_owned()),
+        };
+        ThinkFirst { close: CLOSE.to_owned(), opening }
     }
 }
 

@@ -1,6 +1,7 @@
 //! `--reasoning-parser`: a chat answer's thinking goes to `reasoning_content` (and `reasoning`),
 //! the rest to `content`, whole and streamed, for one answer and for `n` of them; under a
-//! grammar a `deepseek_r1` answer thinks first, a `qwen3` one follows the grammar at once. The default model does not think, so its answers (which never
+//! grammar a `deepseek_r1` answer thinks first, a `qwen3` one only when it opens with `<think>`
+//! (engine/src/constrained.rs tests that path). The default model does not think, so its answers (which never
 //! close a `<think>`) are all thinking to `deepseek_r1` (whose templates open it in the prompt)
 //! and all content to `qwen3` (which needs the answer to open it): the same greedy text lands in
 //! one field or the other. The split itself is unit-tested in `api/reasoning.rs`.
@@ -133,7 +134,8 @@ async fn thinking_goes_to_reasoning_content() {
     let thought = message["reasoning_content"].as_str().expect("thinking");
     assert!(answer.starts_with(thought) && !thought.is_empty(), "{out}");
     assert_eq!(message.get("content"), Some(&Value::Null), "{out}");
-    // A qwen3 answer, which may not think at all, follows the grammar from its first token.
+    // A qwen3 answer that does not open with `<think>` (this model has no such token) follows
+    // the grammar from its first token.
     let (status, _, out) = post(&qwen3, "/v1/chat/completions", json_mode.clone()).await;
     assert_eq!(status, StatusCode::OK, "{out}");
     let message = &out["choices"][0]["message"];
