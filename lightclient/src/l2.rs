@@ -15,8 +15,8 @@ use crate::op::L2_TO_L1_MESSAGE_PASSER;
 use crate::op::anchor::{
     FACTORY_GAME_LIST_SLOT, GAME_STATUS_SLOT, GameQuery, L1Anchor, ORACLE_OUTPUTS_SLOT,
     ProvenOutput, VerifiedL2Block, factory_game_slots, low_address, oracle_output_slots,
-    registry_anchor_slots, slot_b256, verify_game_output, verify_l2_header, verify_oracle_output,
-    verify_registry_anchor,
+    registry_anchor_slots, registry_game_slots, slot_b256, verify_game_output, verify_game_proper,
+    verify_l2_header, verify_oracle_output, verify_registry_anchor,
 };
 use crate::proof::{VerifiedProof, verify_eip1186};
 use crate::rpc::ExecutionRpc;
@@ -43,6 +43,10 @@ pub enum AnchorConfig {
         game_type: u32,
         /// `disputeGameFinalityDelaySeconds` of the deployment.
         finality_delay_secs: u64,
+        /// The deployment's `AnchorStateRegistry` (v3): when set, a game it has blacklisted or
+        /// retired is refused ([`crate::op::anchor::verify_game_proper`]).
+        #[serde(default)]
+        registry: Option<Address>,
     },
     /// `AnchorStateRegistry`: the anchor (finalized) root.
     Registry {
@@ -111,7 +115,7 @@ pub fn prove_latest_output(
             let proof = l1_rpc.get_proof(*address, &oracle_output_slots(index), l1.block_number)?;
             verify_oracle_output(l1, *address, index, *finalization_period_secs, &proof)
         }
-        AnchorConfig::Game { factory, list_slot, game_type, finality_delay_secs } => {
+        AnchorConfig::Game { factory, list_slot, game_type, finality_delay_secs, registry } => {
             let index = newest_index(
                 l1_word(l1, l1_rpc, *factory, slot_b256(*list_slot))?,
                 "dispute game list",
@@ -123,6 +127,11 @@ pub fn prove_latest_output(
             let game_proof =
                 l1_rpc.get_proof(game, &[slot_b256(GAME_STATUS_SLOT)], l1.block_number)?;
             let code = l1_rpc.get_code(game, l1.block_number)?;
+            if let Some(registry) = *registry {
+                let slots = registry_game_slots(game);
+                let proof = l1_rpc.get_proof(registry, &slots, l1.block_number)?;
+                verify_game_proper(l1, registry, &proof, game, &game_proof)?;
+            }
             let q = GameQuery {
                 factory: *factory,
                 list_slot: *list_slot,

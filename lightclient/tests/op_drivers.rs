@@ -9,15 +9,20 @@ use lorad_lightclient::consensus::LightClientUpdate;
 use lorad_lightclient::l2::{
     AnchorConfig, finalized_l1_anchor, follow_once, prove_l2_block, prove_latest_output,
 };
-use lorad_lightclient::op::anchor::{FACTORY_GAME_LIST_SLOT, L2Label, OutputSource};
+use lorad_lightclient::op::anchor::{
+    FACTORY_GAME_LIST_SLOT, GAME_STATUS_SLOT, L2Label, OutputSource, registry_game_slots,
+    verify_game_proper,
+};
+use lorad_lightclient::rpc::ExecutionRpc;
 use lorad_lightclient::sync::{SyncOptions, sync};
 use lorad_lightclient::verified::{ReadPolicy, VerifiedState};
 use synth::chain::Rpc;
 use synth::l1::GAME_TYPE_CANNON;
+use synth::mpt::slot;
 use synth::trust::{beacon_node, l1_anchor, synced_store};
 use synth::world::{
-    ADAPTER_A, FACTORY, FINALITY_DELAY, FINALIZATION_PERIOD, L2_FINAL, L2_REGISTRY, ORACLE,
-    REGISTRY, World, adapter_slot, world,
+    ADAPTER_A, FACTORY, FINALITY_DELAY, FINALIZATION_PERIOD, GUARD_REGISTRY, L2_FINAL, L2_REGISTRY,
+    ORACLE, REGISTRY, World, adapter_slot, world,
 };
 
 /// The clock and policy every driver test syncs with: the world's slot, a one-hour
@@ -78,6 +83,7 @@ fn l2_driver_proves_the_newest_anchored_block_per_anchor_kind() {
             list_slot: FACTORY_GAME_LIST_SLOT,
             game_type: GAME_TYPE_CANNON,
             finality_delay_secs: FINALITY_DELAY,
+            registry: None,
         },
         AnchorConfig::Registry { address: REGISTRY },
     ];
@@ -101,9 +107,66 @@ fn l2_driver_proves_the_newest_anchored_block_per_anchor_kind() {
         list_slot: FACTORY_GAME_LIST_SLOT,
         game_type: 1,
         finality_delay_secs: FINALITY_DELAY,
+        registry: None,
     };
     let err = prove_latest_output(&l1, &l1_rpc, &permissioned).unwrap_err();
     assert!(matches!(err, LightClientError::AnchorData { .. }), "{err:?}");
+}
+
+/// `AnchorStateRegistry` guard rails on factory games: the guard registry has blacklisted game
+/// 4 and retired games created up to 188 s before the L1 block (games 0 and 1); the plain
+/// registry neither.
+#[test]
+fn factory_games_pass_the_registrys_blacklist_and_retirement() {
+    let w = world();
+    let l1 = l1_anchor(w);
+    let l1_rpc = Rpc::new(&w.l1);
+    let check = |registry, i: usize| {
+        let game = w.games[i].proxy;
+        let proof = l1_rpc.get_proof(registry, &registry_game_slots(game), l1.block_number)?;
+        let game_proof = l1_rpc.get_proof(game, &[slot(GAME_STATUS_SLOT)], l1.block_number)?;
+        verify_game_proper(&l1, registry, &proof, game, &game_proof)
+    };
+    for i in 0..5 {
+        check(REGISTRY, i).unwrap_or_else(|e| panic!("game {i}: {e}"));
+    }
+    let reason = |i| match check(GUARD_REGISTRY, i) {
+        Err(LightClientError::AnchorData { reason }) => reason,
+        other => panic!("game {i}: {other:?}"),
+    };
+    for i in [0, 1] {
+        assert!(reason(i).contains("is retired"), "{}", reason(i));
+    }
+    check(GUARD_REGISTRY, 2).expect("created after the retirement, not blacklisted");
+    check(GUARD_REGISTRY, 3).expect("created after the retirement, not blacklisted");
+    assert!(reason(4).contains("is blacklisted"), "{}", reason(4));
+    // The registry proof must hold this game's blacklist entry, not another's.
+    let game = w.games[4].proxy;
+    let other = registry_game_slots(w.games[2].proxy);
+    let proof = l1_rpc.get_proof(GUARD_REGISTRY, &other, l1.block_number).unwrap();
+    let game_proof = l1_rpc.get_proof(game, &[slot(GAME_STATUS_SLOT)], l1.block_number).unwrap();
+    let err = verify_game_proper(&l1, GUARD_REGISTRY, &proof, game, &game_proof).unwrap_err();
+    assert!(err.to_string().contains("lacks slot"), "{err}");
+
+    // The driver: the newest game (4) is refused through the guard registry.
+    let guarded = AnchorConfig::Game {
+        factory: FACTORY,
+        list_slot: FACTORY_GAME_LIST_SLOT,
+        game_type: GAME_TYPE_CANNON,
+        finality_delay_secs: FINALITY_DELAY,
+        registry: Some(GUARD_REGISTRY),
+    };
+    let err = prove_latest_output(&l1, &l1_rpc, &guarded).unwrap_err();
+    assert!(err.to_string().contains("blacklisted"), "{err}");
+    let plain = AnchorConfig::Game {
+        factory: FACTORY,
+        list_slot: FACTORY_GAME_LIST_SLOT,
+        game_type: GAME_TYPE_CANNON,
+        finality_delay_secs: FINALITY_DELAY,
+        registry: Some(REGISTRY),
+    };
+    let out = prove_latest_output(&l1, &l1_rpc, &plain).expect("game 4 through the plain registry");
+    assert!(matches!(out.source, OutputSource::Game { index: 4, .. }), "{:?}", out.source);
 }
 
 /// The follower round the daemon runs (`l2::follow_once`): checkpoint → L1 finality over the

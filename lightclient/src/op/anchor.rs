@@ -141,6 +141,12 @@ pub const REGISTRY_ANCHOR_GAME_SLOT: u64 = 2;
 /// `AnchorStateRegistry.startingAnchorRoot` slots: root at 3, L2 block number at 4.
 pub const REGISTRY_STARTING_ROOT_SLOT: u64 = 3;
 
+/// `AnchorStateRegistry.disputeGameBlacklist` (`mapping(IDisputeGame => bool)`, registry v3).
+pub const REGISTRY_BLACKLIST_SLOT: u64 = 5;
+/// `AnchorStateRegistry` slot packing `respectedGameType` (low 4 bytes) and
+/// `retirementTimestamp` (the 8 above them), registry v3.
+pub const REGISTRY_RETIREMENT_SLOT: u64 = 6;
+
 /// Game status `DEFENDER_WINS`.
 pub const GAME_DEFENDER_WINS: u8 = 2;
 /// Game status `CHALLENGER_WINS`.
@@ -168,6 +174,13 @@ pub fn registry_anchor_slots() -> [B256; 3] {
         slot_b256(REGISTRY_STARTING_ROOT_SLOT),
         slot_b256(REGISTRY_STARTING_ROOT_SLOT + 1),
     ]
+}
+
+/// The storage slots `verify_game_proper` needs from the registry for `game`: its blacklist
+/// entry and the retirement timestamp.
+pub fn registry_game_slots(game: Address) -> [B256; 2] {
+    let key = B256::left_padding_from(game.as_slice());
+    [mapping_slot(key, REGISTRY_BLACKLIST_SLOT), slot_b256(REGISTRY_RETIREMENT_SLOT)]
 }
 
 /// The storage slot numbered `slot` as a 32-byte key.
@@ -392,6 +405,43 @@ pub fn verify_game_output(
         source: OutputSource::Game { factory, index, game, status },
         l1: *l1,
     })
+}
+
+/// Checks the `AnchorStateRegistry` (v3) rules a factory game must pass besides its status
+/// (`isGameProper`): the Guardian has not blacklisted it, and it was created after the
+/// registry's retirement timestamp (`isGameRetired` is `createdAt <= retirementTimestamp`; the
+/// Guardian retires every older game at once, e.g. after a game type switch). `registry_proof`
+/// must hold [`registry_game_slots`]`(game)`; `game_proof` the game's slot 0.
+///
+/// Not checked: the superchain-wide pause (its flag lives in another contract), and
+/// `wasRespectedGameTypeWhenCreated`, for which the configured game type stands in.
+pub fn verify_game_proper(
+    l1: &L1Anchor,
+    registry: Address,
+    registry_proof: &EIP1186AccountProofResponse,
+    game: Address,
+    game_proof: &EIP1186AccountProofResponse,
+) -> Result<(), LightClientError> {
+    let (_, values) = proven_slots(l1, registry, registry_proof, &registry_game_slots(game))?;
+    if !values[0].is_zero() {
+        return Err(LightClientError::AnchorData {
+            reason: format!("game {game} is blacklisted by the AnchorStateRegistry {registry}"),
+        });
+    }
+    let word = values[1].to_be_bytes::<32>();
+    let retirement = u64::from_be_bytes(word[20..28].try_into().unwrap_or_default());
+    let (_, status) = proven_slots(l1, game, game_proof, &[slot_b256(GAME_STATUS_SLOT)])?;
+    let created_at =
+        u64::from_be_bytes(status[0].to_be_bytes::<32>()[24..32].try_into().unwrap_or_default());
+    if created_at <= retirement {
+        return Err(LightClientError::AnchorData {
+            reason: format!(
+                "game {game} is retired: created at {created_at}, the registry {registry} \
+                 retires games created up to {retirement}"
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Proves the `AnchorStateRegistry` anchor: the anchor game's claim, or the starting anchor

@@ -6,7 +6,7 @@ use alloy_primitives::{Address, B256, Bytes, U256};
 use lorad_lightclient::op::UNSAFE_BLOCK_SIGNER_SLOT;
 use lorad_lightclient::op::anchor::{
     FACTORY_GAME_LIST_SLOT, GAME_STATUS_SLOT, ORACLE_OUTPUTS_SLOT, REGISTRY_ANCHOR_GAME_SLOT,
-    REGISTRY_STARTING_ROOT_SLOT, array_element_slot,
+    REGISTRY_RETIREMENT_SLOT, REGISTRY_STARTING_ROOT_SLOT, array_element_slot, registry_game_slots,
 };
 
 use super::mpt::{State, slot};
@@ -142,6 +142,23 @@ pub(crate) fn registry_write(
     state.set(registry, slot(REGISTRY_ANCHOR_GAME_SLOT), address_word(anchor_game));
     state.set_word(registry, slot(REGISTRY_STARTING_ROOT_SLOT), starting_root);
     state.set(registry, slot(REGISTRY_STARTING_ROOT_SLOT + 1), U256::from(starting_l2_block));
+}
+
+/// `AnchorStateRegistry`'s guard rails: `disputeGameBlacklist[game] = true` for each of
+/// `blacklisted` (slot 5), and slot 6 packing `respectedGameType` (low 4 bytes) with
+/// `retirementTimestamp` (the 8 above).
+pub(crate) fn registry_guard_write(
+    state: &mut State,
+    registry: Address,
+    blacklisted: &[Address],
+    respected_type: u32,
+    retirement: u64,
+) {
+    for game in blacklisted {
+        state.set(registry, registry_game_slots(*game)[0], U256::from(1));
+    }
+    let packed = U256::from(respected_type) | (U256::from(retirement) << 32);
+    state.set(registry, slot(REGISTRY_RETIREMENT_SLOT), packed);
 }
 
 /// `SystemConfig`'s unsafe-block signer.

@@ -33,7 +33,7 @@ use super::beacon::{
 use super::chain::{Block, Chain, L2BlockSpec, l2_block};
 use super::l1::{
     GAME_IN_PROGRESS, Game, Proposal, deploy_game, factory_push, oracle_set_length,
-    oracle_write_entry, registry_write, system_config_write,
+    oracle_write_entry, registry_guard_write, registry_write, system_config_write,
 };
 use super::mpt::{State, slot};
 
@@ -46,6 +46,11 @@ pub(crate) const FACTORY: Address = address!("0x00000000000000000000000000000000
 pub(crate) const REGISTRY: Address = address!("0x0000000000000000000000000000000000001003");
 /// `AnchorStateRegistry` with no anchor game yet (starting root only).
 pub(crate) const FRESH_REGISTRY: Address = address!("0x0000000000000000000000000000000000001004");
+/// `AnchorStateRegistry` that has blacklisted game 4 and retires games created up to
+/// [`RETIREMENT_AGO`] seconds before the current L1 block (games 0 and 1).
+pub(crate) const GUARD_REGISTRY: Address = address!("0x0000000000000000000000000000000000001008");
+/// `GUARD_REGISTRY`'s retirement timestamp, as an offset before the current L1 block's time.
+pub(crate) const RETIREMENT_AGO: u64 = 188;
 /// `SystemConfig` proxy.
 pub(crate) const SYSTEM_CONFIG: Address = address!("0x0000000000000000000000000000000000001005");
 /// `FaultDisputeGame` implementation the proxies clone.
@@ -247,6 +252,8 @@ fn build() -> World {
         factory_push(&mut cur, FACTORY, i as u64, g.created_at, g.proxy);
     }
     registry_write(&mut cur, REGISTRY, games[0].proxy, root(L2_OLD), L2_OLD);
+    registry_write(&mut cur, GUARD_REGISTRY, games[0].proxy, root(L2_OLD), L2_OLD);
+    registry_guard_write(&mut cur, GUARD_REGISTRY, &[games[4].proxy], 0, t - RETIREMENT_AGO);
 
     // What an attacker would like L1 to say: a forged output at index 0.
     let mut l1_forged = cur.clone();
