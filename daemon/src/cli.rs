@@ -348,6 +348,17 @@ pub enum ModelCommand {
     /// Download the default model (SmolLM2-135M-Instruct, Q4_1 GGUF) into `<home>/models`, verify
     /// it, and print its path. Does nothing but verify when it is already there.
     Fetch,
+    /// Describe a model from its header alone (GGUF metadata or `config.json` and tokenizer):
+    /// architecture, the context lorad serves and why, parameters, weight and KV-cache bytes
+    /// per dtype, tokenizer and chat template. Exits 65 when lorad cannot serve it, naming why.
+    Info {
+        /// A `.gguf` file or a Hugging Face directory [default: the default model under the
+        /// home].
+        path: Option<std::path::PathBuf>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Read path of the adapter store.

@@ -310,6 +310,14 @@ impl ModelConfig {
         scaled.into_iter().map(|f| f as f32).collect()
     }
 
+    /// Parameters of the weights this config implies (the tied LM head counted once).
+    pub fn parameter_count(&self) -> u64 {
+        crate::weights::expected_tensors(self)
+            .iter()
+            .map(|e| e.shape.iter().product::<usize>() as u64)
+            .sum()
+    }
+
     /// What `cos` and `sin` are multiplied by (YaRN's attention temperature; 1 otherwise).
     pub fn rope_attention_factor(&self) -> f32 {
         match &self.rope_scaling {

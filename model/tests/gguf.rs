@@ -29,6 +29,10 @@ fn config_values() {
     assert!(!c.attention_bias);
     assert!(c.rope_scaling.is_none());
     assert_eq!(c.rope_inv_freq().len(), 32);
+    // SmolLM2-135M's published parameter count, and what the loader actually loaded.
+    assert_eq!(c.parameter_count(), 134_515_008);
+    let loaded: usize = m.weights.values().map(|t| t.elem_count()).sum();
+    assert_eq!(c.parameter_count(), loaded as u64);
     // The cheap metadata-only read agrees with the full load.
     let path = testing::test_model_path().unwrap();
     assert_eq!(&read_config(&path).unwrap(), c);

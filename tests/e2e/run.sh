@@ -146,6 +146,15 @@ expect_exit 65 "adapter import of a broken adapter" lorad adapter import "$TMP/b
 expect_exit 78 "adapter import without a model" "$LORAD" --home "$TMP/empty-home" adapter import "$TMP/ada"
 expect_exit 78 "serve with a missing --model" lorad serve --model "$TMP/missing.gguf" --listen "127.0.0.1:$(free_port)"
 expect_exit 2 "serve --device gpu (not a device)" lorad serve --device gpu
+# `model info` describes the default model from its header; a file it cannot serve exits 65.
+if lorad model info --json >"$TMP/info.json" 2>"$TMP/info.err" \
+    && python3 -c "import json, sys; i = json.load(open(sys.argv[1])); sys.exit(not (i['parameters'] == 134515008 and i['context'] == 8192 and i['arch'] == 'llama'))" "$TMP/info.json"; then
+    ok "model info: SmolLM2-135M's 134,515,008 parameters and 8,192-token context from the header"
+else
+    fail "model info: $(head -c 400 "$TMP/info.json") $(cat "$TMP/info.err")"
+fi
+head -c 4096 /dev/urandom >"$TMP/random.gguf"
+expect_exit 65 "model info of a file that is not GGUF" lorad model info "$TMP/random.gguf"
 # This suite runs the CPU build: asking for a GPU is a configuration error, not a silent CPU run.
 expect_exit 78 "serve --device cuda in a build without CUDA" lorad serve --device cuda --listen "127.0.0.1:$(free_port)"
 echo '{"type": "number", "minimum": 0}' >"$TMP/unenforceable.json"
