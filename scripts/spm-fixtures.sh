@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Writes the SentencePiece reference fixtures model/tests/spm.rs judges lorad's GGUF
-# SentencePiece tokenizer against: Mistral's v1 and v3 tokenizer models (shipped inside the
-# `mistral-common` wheel, pinned by hash; the .model files checked by their own sha256), each
-# piece and 418 texts encoded by the `sentencepiece` library (tests/spm/reference.py).
+# Writes the SentencePiece reference fixtures model/tests/spm.rs judges lorad's SentencePiece
+# tokenizers (from GGUF metadata, and from a `tokenizer.model`) against: Mistral's v1 and v3
+# tokenizer models (shipped inside the `mistral-common` wheel, pinned by hash; the .model files
+# checked by their own sha256, and kept), each piece and 418 texts encoded by the
+# `sentencepiece` library (tests/spm/reference.py).
 #
 # Output: $LORAD_SPM_FIXTURES (default $LORAD_HOME/fixtures/spm, LORAD_HOME defaulting to
 # ~/.local/share/lorad). A no-op when both fixtures exist and the generator has not changed.
@@ -22,7 +23,8 @@ MODELS=(
 )
 
 stamp="$(sha256sum tests/spm/reference.py | cut -d' ' -f1)"
-if [ -f "$OUT/mistral-v1.json" ] && [ -f "$OUT/mistral-v3.json" ] && [ "$(cat "$OUT/.generator" 2>/dev/null)" = "$stamp" ]; then
+if [ -f "$OUT/mistral-v1.json" ] && [ -f "$OUT/mistral-v3.json" ] && [ -f "$OUT/mistral-v1.model" ] \
+    && [ -f "$OUT/mistral-v3.model" ] && [ "$(cat "$OUT/.generator" 2>/dev/null)" = "$stamp" ]; then
     echo "==> SentencePiece fixtures present in $OUT"
     exit 0
 fi
@@ -45,5 +47,7 @@ for entry in "${MODELS[@]}"; do
     echo "$sum  $work/model" | sha256sum -c --quiet
     "$VENV/bin/python" tests/spm/reference.py "$work/model" "$work/$fixture"
     mv "$work/$fixture" "$OUT/$fixture"
+    # The model itself too: Hugging Face repositories without a tokenizer.json ship it.
+    mv "$work/model" "$OUT/${fixture%.json}.model"
 done
 echo "$stamp" > "$OUT/.generator"

@@ -107,24 +107,7 @@ impl Tokenizer {
                 });
             }
         };
-        // Control (3) and user-defined (4) tokens match as whole strings in input text. Control
-        // tokens are skippable on output ("special added tokens" to the library); user-defined
-        // ones are text, as llama.cpp renders them (Qwen's `<tool_call>`), and so are the
-        // TEXT_MARKERS whatever their type.
-        let (mut specials, mut texts) = (Vec::new(), Vec::new());
-        for (s, &t) in tokens.iter().zip(&types) {
-            match t {
-                2 | 3 if !TEXT_MARKERS.contains(s) => {
-                    specials.push(AddedToken::from(s.to_string(), true))
-                }
-                3 | 4 => texts.push(AddedToken::from(s.to_string(), false)),
-                _ => {}
-            }
-        }
-        tk.add_special_tokens(specials)
-            .map_err(tk_err(format!("{}: control tokens", m.path.display())))?;
-        tk.add_tokens(texts)
-            .map_err(tk_err(format!("{}: user-defined tokens", m.path.display())))?;
+        mark_added(&mut tk, &tokens, &types, m.path)?;
 
         let id_key = |k: &str| m.opt_u32(k);
         let mut eos = Vec::new();
@@ -150,14 +133,19 @@ impl Tokenizer {
     /// `tokenizer_config.json`, `generation_config.json` and `config.json` when present.
     pub fn from_hf_dir(dir: &Path) -> Result<Self, ModelError> {
         let file = dir.join("tokenizer.json");
-        if !file.is_file() {
+        let spm = dir.join("tokenizer.model");
+        let tk = if file.is_file() {
+            read_tokenizer_json(&file)?
+        } else if spm.is_file() {
+            // Older LLaMA 2 / Mistral repositories: SentencePiece only.
+            crate::spm::from_model_file(&spm)?
+        } else {
             return Err(ModelError::Io {
                 action: "reading",
                 path: file,
                 source: std::io::ErrorKind::NotFound.into(),
             });
-        }
-        let tk = read_tokenizer_json(&file)?;
+        };
         let tk_config = read_json_opt(&dir.join("tokenizer_config.json"))?;
         let gen_config = read_json_opt(&dir.join("generation_config.json"))?;
         let model_config = read_json_opt(&dir.join("config.json"))?;
@@ -345,6 +333,33 @@ impl Tokenizer {
     pub fn save(&self, path: &Path) -> Result<(), ModelError> {
         self.inner.save(path, false).map_err(tk_err(path.display().to_string()))
     }
+}
+
+/// Makes the vocabulary's control (3) and unknown (2) pieces special added tokens and its
+/// user-defined (4) ones text added tokens (types in llama.cpp's and SentencePiece's
+/// numbering): all match as whole strings in input text; special ones are skippable on output,
+/// user-defined ones are text, as llama.cpp renders them (Qwen's `<tool_call>`), and so are the
+/// [`TEXT_MARKERS`] whatever their type.
+pub(crate) fn mark_added(
+    tk: &mut tokenizers::Tokenizer,
+    tokens: &[&str],
+    types: &[i32],
+    path: &Path,
+) -> Result<(), ModelError> {
+    let (mut specials, mut texts) = (Vec::new(), Vec::new());
+    for (s, &t) in tokens.iter().zip(types) {
+        match t {
+            2 | 3 if !TEXT_MARKERS.contains(s) => {
+                specials.push(AddedToken::from(s.to_string(), true))
+            }
+            3 | 4 => texts.push(AddedToken::from(s.to_string(), false)),
+            _ => {}
+        }
+    }
+    tk.add_special_tokens(specials)
+        .map_err(tk_err(format!("{}: control tokens", path.display())))?;
+    tk.add_tokens(texts).map_err(tk_err(format!("{}: user-defined tokens", path.display())))?;
+    Ok(())
 }
 
 /// Byte-level BPE (`tokenizer.ggml.model = gpt2`) with the pre-tokenizer `tokenizer.ggml.pre`

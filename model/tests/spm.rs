@@ -1,5 +1,5 @@
-//! SentencePiece BPE vocabularies in GGUF (`tokenizer.ggml.model = llama`), judged by the
-//! `sentencepiece` library itself: Mistral's v1 (LLaMA-style, 32,000 pieces) and v3 (32,768, with
+//! SentencePiece BPE vocabularies, in GGUF (`tokenizer.ggml.model = llama`) and as a
+//! `tokenizer.model` file, judged by the `sentencepiece` library itself: Mistral's v1 (LLaMA-style, 32,000 pieces) and v3 (32,768, with
 //! control tokens) models, each piece written into GGUF metadata as llama.cpp's converter does,
 //! must encode 420 texts (fixed edge cases and seeded random ones: spaces, newlines, digits,
 //! accents, Cyrillic, CJK, emoji through byte fallback) to SentencePiece's ids, and decode back.
@@ -71,10 +71,9 @@ fn gguf(f: &Fixture, add_bos: bool) -> Tokenizer {
     Tokenizer::from_gguf(&content).unwrap()
 }
 
-fn matches_sentencepiece(name: &str) {
-    let Some(f) = fixture(name) else { return };
+/// `tok` (built without BOS) encodes every case to SentencePiece's ids and decodes them back.
+fn same_as_sentencepiece(tok: &Tokenizer, f: &Fixture, how: &str) {
     assert!(f.cases.len() >= 400, "{} cases", f.cases.len());
-    let tok = gguf(&f, false);
     assert_eq!(tok.vocab_size(), f.pieces.len());
     let mut wrong = Vec::new();
     for (text, want) in &f.cases {
@@ -83,38 +82,29 @@ fn matches_sentencepiece(name: &str) {
             wrong.push(format!("{text:?}: lorad {got:?}, sentencepiece {want:?}"));
         }
         // Decoding SentencePiece's ids gives the text back (byte fallback included).
-        assert_eq!(&tok.decode(want, true).unwrap(), text, "decode of {want:?}");
+        assert_eq!(&tok.decode(want, true).unwrap(), text, "{how}: decode of {want:?}");
     }
     assert!(
         wrong.is_empty(),
-        "{} of {} differ:\n{}",
+        "{how}: {} of {} differ:\n{}",
         wrong.len(),
         f.cases.len(),
         wrong[..wrong.len().min(8)].join("\n")
     );
-    // With BOS asked for, it leads; the end-of-sequence piece ends generation.
-    let tok = gguf(&f, true);
+}
+
+/// With BOS asked for, it leads; the end-of-sequence piece ends generation.
+fn bos_and_eos(tok: &Tokenizer, f: &Fixture) {
     let ids = tok.encode("Hello").unwrap();
     assert_eq!(ids[0], f.bos);
-    assert_eq!(
-        &ids[1..],
-        &f.cases.iter().find(|c| c.0 == "Hello world").map(|c| c.1[..1].to_vec()).unwrap()[..]
-    );
+    let hello = f.cases.iter().find(|c| c.0 == "Hello world").map(|c| c.1[0]).unwrap();
+    assert_eq!(ids[1..], [hello]);
     assert!(tok.eos_token_ids().contains(&f.eos));
 }
 
-#[test]
-fn mistral_v1_matches_sentencepiece() {
-    matches_sentencepiece("mistral-v1.json");
-}
-
-/// v3 adds control tokens (`[INST]`, `[TOOL_CALLS]`): in text they are one id each (as a chat
+/// v3's control tokens (`[INST]`, `[TOOL_CALLS]`): in text they are one id each (as a chat
 /// template writes them), special on decode, except `[TOOL_CALLS]`, which answers keep as text.
-#[test]
-fn mistral_v3_matches_sentencepiece_and_reads_control_tokens() {
-    matches_sentencepiece("mistral-v3.json");
-    let Some(f) = fixture("mistral-v3.json") else { return };
-    let tok = gguf(&f, true);
+fn control_tokens(tok: &Tokenizer, f: &Fixture) {
     let id = |t: &str| f.pieces.iter().position(|p| p.0 == t).unwrap() as u32;
     let ids = tok.encode("<s>[INST] Hi[/INST]").unwrap();
     assert_eq!(ids[..2], [f.bos, id("[INST]")], "{ids:?}");
@@ -123,4 +113,54 @@ fn mistral_v3_matches_sentencepiece_and_reads_control_tokens() {
     let call = tok.encode("[TOOL_CALLS]").unwrap();
     assert_eq!(call, [f.bos, id("[TOOL_CALLS]")]);
     assert_eq!(tok.decode(&call, true).unwrap(), "[TOOL_CALLS]");
+}
+
+/// A Hugging Face directory holding only `tokenizer.model` (older LLaMA 2 / Mistral
+/// repositories) and a `tokenizer_config.json`.
+fn hf_dir(name: &str, add_bos: bool) -> Option<(Tokenizer, tempfile::TempDir)> {
+    let model = lorad_model::testing::spm_fixture(name)?;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(&model, dir.path().join("tokenizer.model")).unwrap();
+    let config =
+        serde_json::json!({"add_bos_token": add_bos, "bos_token": "<s>", "eos_token": "</s>"});
+    std::fs::write(dir.path().join("tokenizer_config.json"), config.to_string()).unwrap();
+    Some((Tokenizer::from_hf_dir(dir.path()).unwrap(), dir))
+}
+
+#[test]
+fn gguf_mistral_v1_matches_sentencepiece() {
+    let Some(f) = fixture("mistral-v1.json") else { return };
+    same_as_sentencepiece(&gguf(&f, false), &f, "GGUF v1");
+    bos_and_eos(&gguf(&f, true), &f);
+}
+
+#[test]
+fn gguf_mistral_v3_matches_sentencepiece_and_reads_control_tokens() {
+    let Some(f) = fixture("mistral-v3.json") else { return };
+    same_as_sentencepiece(&gguf(&f, false), &f, "GGUF v3");
+    control_tokens(&gguf(&f, true), &f);
+}
+
+/// The same vocabularies read from the `.model` protobuf itself.
+#[test]
+fn tokenizer_model_files_match_sentencepiece() {
+    for name in ["mistral-v1", "mistral-v3"] {
+        let Some(f) = fixture(&format!("{name}.json")) else { return };
+        let Some((tok, _dir)) = hf_dir(&format!("{name}.model"), false) else { return };
+        same_as_sentencepiece(&tok, &f, name);
+        let Some((tok, _dir)) = hf_dir(&format!("{name}.model"), true) else { return };
+        bos_and_eos(&tok, &f);
+        if name == "mistral-v3" {
+            control_tokens(&tok, &f);
+        }
+    }
+}
+
+/// A `tokenizer.model` that is not a SentencePiece model is refused, naming the file.
+#[test]
+fn a_broken_tokenizer_model_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tokenizer.model"), b"\x0a\xff\xff").unwrap();
+    let e = Tokenizer::from_hf_dir(dir.path()).unwrap_err().to_string();
+    assert!(e.contains("tokenizer.model") && e.contains("does not parse"), "{e}");
 }
