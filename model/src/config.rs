@@ -21,6 +21,9 @@ pub enum Arch {
     /// Qwen3 (dense): LLaMA layout plus an RMSNorm over each query and key head before RoPE
     /// (`q_norm`, `k_norm`), no biases, a head width of its own (`head_dim`).
     Qwen3,
+    /// Phi-3 / Phi-3.5 (dense): LLaMA layout with q/k/v stored as one `qkv_proj` and gate/up as
+    /// one `gate_up_proj`, which the loaders split into the usual seven projections.
+    Phi3,
 }
 
 impl Arch {
@@ -31,6 +34,7 @@ impl Arch {
             Self::Mistral => "mistral",
             Self::Qwen2 => "qwen2",
             Self::Qwen3 => "qwen3",
+            Self::Phi3 => "phi3",
         }
     }
 }
@@ -225,6 +229,12 @@ pub struct ModelConfig {
 }
 
 impl ModelConfig {
+    /// Whether checkpoints store q/k/v as one `qkv_proj` and gate/up as one `gate_up_proj`
+    /// (Phi-3).
+    pub fn fused_projections(&self) -> bool {
+        self.arch == Arch::Phi3
+    }
+
     /// Whether each query and key head is RMS-normalized before RoPE (Qwen3's
     /// `self_attn.q_norm` / `k_norm`, `[head_dim]` weights).
     pub fn qk_norm(&self) -> bool {

@@ -178,10 +178,13 @@ fn config_from_meta(m: Meta<'_>, rope_freqs: Option<Vec<f32>>) -> Result<ModelCo
         "llama" => Arch::Llama,
         "qwen2" => Arch::Qwen2,
         "qwen3" => Arch::Qwen3,
+        "phi3" => Arch::Phi3,
         other => {
             return Err(ModelError::Unsupported {
                 path: m.path.to_owned(),
-                what: format!("general.architecture `{other}` (supported: llama, qwen2, qwen3)"),
+                what: format!(
+                    "general.architecture `{other}` (supported: llama, qwen2, qwen3, phi3)"
+                ),
             });
         }
     };
@@ -205,6 +208,15 @@ fn config_from_meta(m: Meta<'_>, rope_freqs: Option<Vec<f32>>) -> Result<ModelCo
                 key("rope.dimension_count")
             ),
         });
+    }
+    // Phi-3's LongRoPE (128k variants) keeps per-frequency factors for short and long contexts.
+    for name in ["rope_factors_long.weight", "rope_factors_short.weight"] {
+        if m.content.tensor_infos.contains_key(name) {
+            return Err(ModelError::Unsupported {
+                path: m.path.to_owned(),
+                what: format!("tensor `{name}` (LongRoPE scaling)"),
+            });
+        }
     }
     let max_pos = m.usize(&key("context_length"))?;
     if let Some(f) = &rope_freqs {
@@ -332,6 +344,9 @@ fn gguf_name(e: &Expected) -> String {
         Part::Gate => "ffn_gate.weight",
         Part::Up => "ffn_up.weight",
         Part::Down => "ffn_down.weight",
+        Part::Qkv => "attn_qkv.weight",
+        // llama.cpp keeps Phi-3's fused gate/up under the up projection's name.
+        Part::GateUp => "ffn_up.weight",
         Part::Embed | Part::Norm | Part::LmHead => "",
     };
     format!("blk.{}.{suffix}", e.layer.unwrap_or(0))
@@ -394,7 +409,8 @@ fn load_parsed(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<Parsed, 
     let freqs = rope_freqs(path, &content, &mut Cursor::new(bytes))?;
     let config = config_from_meta(meta, freqs)?;
     let (tokenizer, chat_template) = text_from_meta(meta)?;
-    let weights = load_weights(path, bytes, &content, &config, opts)?;
+    let mut weights = load_weights(path, bytes, &content, &config, opts)?;
+    crate::weights::unfuse(path, &config, &mut weights)?;
     Ok((config, weights, tokenizer, chat_template))
 }
 

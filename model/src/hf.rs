@@ -96,11 +96,12 @@ fn parse_config(f: Fields<'_>) -> Result<ModelConfig, ModelError> {
         "mistral" => Arch::Mistral,
         "qwen2" => Arch::Qwen2,
         "qwen3" => Arch::Qwen3,
+        "phi3" => Arch::Phi3,
         other => {
             return Err(f.err(
                 "model_type",
                 format!(
-                    "unsupported model type `{other}` (supported: llama, mistral, qwen2, qwen3)"
+                    "unsupported model type `{other}` (supported: llama, mistral, qwen2, qwen3, phi3)"
                 ),
             ));
         }
@@ -115,6 +116,12 @@ fn parse_config(f: Fields<'_>) -> Result<ModelConfig, ModelError> {
         if arch != Arch::Qwen2 && f.opt_bool(field)? == Some(true) {
             return Err(f.err(field, format!("biases are not supported for {arch}")));
         }
+    }
+    // lorad rotates the whole head; a partial rotary embedding would silently corrupt outputs.
+    if let Some(p) = f.opt_f64("partial_rotary_factor")?
+        && p != 1.0
+    {
+        return Err(f.err("partial_rotary_factor", format!("{p} (only whole-head RoPE, 1.0)")));
     }
     let hidden_size = f.usize("hidden_size")?;
     let num_heads = f.usize("num_attention_heads")?;
@@ -139,6 +146,7 @@ fn parse_config(f: Fields<'_>) -> Result<ModelConfig, ModelError> {
     let default_max_pos = match arch {
         Arch::Llama => 2048,
         Arch::Mistral | Arch::Qwen2 | Arch::Qwen3 => 32768,
+        Arch::Phi3 => 4096,
     };
     let max_pos = f.opt_usize("max_position_embeddings")?.unwrap_or(default_max_pos);
     let rope_scaling = match scaling {
@@ -242,7 +250,7 @@ fn sliding_window(
         return Ok(sliding.then_some(window));
     }
     let used = match arch {
-        Arch::Mistral => true,
+        Arch::Mistral | Arch::Phi3 => true,
         Arch::Qwen2 | Arch::Qwen3 => {
             f.opt_bool("use_sliding_window")?.unwrap_or(false)
                 && f.opt_usize("max_window_layers")?.unwrap_or(0) < num_layers
@@ -321,6 +329,7 @@ pub(crate) fn load(dir: &Path, opts: &LoadOptions) -> Result<LoadedModel, ModelE
     if let Some(e) = expected.iter().find(|e| !weights.contains_key(&e.name)) {
         return Err(ModelError::MissingTensor { path: dir.to_owned(), name: e.name.clone() });
     }
+    crate::weights::unfuse(dir, &config, &mut weights)?;
     let (tokenizer, chat_template) = load_text(dir)?;
     Ok(LoadedModel {
         name: dir_name(dir),

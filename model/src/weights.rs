@@ -148,6 +148,10 @@ pub(crate) enum Part {
     Gate,
     Up,
     Down,
+    /// Phi-3's fused q/k/v (`[q + 2 kv, hidden]`).
+    Qkv,
+    /// Phi-3's fused gate/up (`[2 intermediate, hidden]`, gate first).
+    GateUp,
 }
 
 /// One tensor the architecture needs.
@@ -160,6 +164,51 @@ pub(crate) struct Expected {
     /// Block index, `None` for the global tensors.
     pub(crate) layer: Option<usize>,
     pub(crate) part: Part,
+}
+
+/// Replaces Phi-3's fused `qkv_proj` and `gate_up_proj` in `weights` by the seven projections
+/// the rest of lorad reads (row ranges of the fused tensors, sharing their storage). A no-op
+/// for the other families.
+pub(crate) fn unfuse(
+    path: &Path,
+    c: &ModelConfig,
+    weights: &mut HashMap<String, Tensor>,
+) -> Result<(), ModelError> {
+    if !c.fused_projections() {
+        return Ok(());
+    }
+    let (q, kv, ff) = (c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim, c.intermediate_size);
+    for l in 0..c.num_layers {
+        let p = format!("model.layers.{l}");
+        for (fused, parts) in [
+            (
+                format!("{p}.self_attn.qkv_proj.weight"),
+                vec![
+                    ("self_attn.q_proj", 0, q),
+                    ("self_attn.k_proj", q, kv),
+                    ("self_attn.v_proj", q + kv, kv),
+                ],
+            ),
+            (
+                format!("{p}.mlp.gate_up_proj.weight"),
+                vec![("mlp.gate_proj", 0, ff), ("mlp.up_proj", ff, ff)],
+            ),
+        ] {
+            let t = weights.remove(&fused).ok_or_else(|| ModelError::MissingTensor {
+                path: path.to_owned(),
+                name: fused.clone(),
+            })?;
+            for (name, start, len) in parts {
+                // Copied out, so every kernel sees a tensor of its own from offset 0.
+                let part = t
+                    .narrow(0, start, len)
+                    .and_then(|v| v.copy())
+                    .map_err(tensor_err(path, &fused))?;
+                weights.insert(format!("{p}.{name}.weight"), part);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Every tensor `config` implies, with its shape, in a stable order.
@@ -191,6 +240,13 @@ pub(crate) fn expected_tensors(c: &ModelConfig) -> Vec<Expected> {
             ("mlp.up_proj.weight", vec![ff, h], Part::Up),
             ("mlp.down_proj.weight", vec![h, ff], Part::Down),
         ];
+        if c.fused_projections() {
+            parts.retain(|p| !matches!(p.2, Part::Q | Part::K | Part::V | Part::Gate | Part::Up));
+            parts.extend([
+                ("self_attn.qkv_proj.weight", vec![q + 2 * kv, h], Part::Qkv),
+                ("mlp.gate_up_proj.weight", vec![2 * ff, h], Part::GateUp),
+            ]);
+        }
         if c.attention_bias {
             parts.extend([
                 ("self_attn.q_proj.bias", vec![q], Part::QBias),

@@ -402,3 +402,63 @@ fn yarn_linear_and_sliding_window_metadata() {
     let c = read_config(&write_tmp(&s, tmp.path(), "window.gguf")).unwrap();
     assert_eq!(c.max_position_embeddings, 32);
 }
+
+/// Phi-3 GGUF: llama.cpp's fused `attn_qkv` and `ffn_up` (gate then up), not permuted; the
+/// loader hands out the seven projections as row ranges of them. LongRoPE factors are refused.
+#[test]
+fn phi3_splits_fused_projections() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut spec = spec();
+    spec.meta = std::mem::take(&mut spec.meta)
+        .into_iter()
+        .map(|(k, v)| (k.replacen("llama.", "phi3.", 1), v))
+        .collect();
+    spec.meta.insert("general.architecture".into(), Value::String("phi3".into()));
+    let mut want = Vec::new();
+    for i in 0..2 {
+        let (l, b) = (format!("model.layers.{i}"), format!("blk.{i}"));
+        let take = |spec: &mut Spec, hf: &str| spec.tensors.remove(&format!("{l}.{hf}")).unwrap().1;
+        let (q, k, v) = (
+            take(&mut spec, "self_attn.q_proj.weight"),
+            take(&mut spec, "self_attn.k_proj.weight"),
+            take(&mut spec, "self_attn.v_proj.weight"),
+        );
+        let (gate, up) =
+            (take(&mut spec, "mlp.gate_proj.weight"), take(&mut spec, "mlp.up_proj.weight"));
+        let qkv = Tensor::cat(&[&q, &k, &v], 0).unwrap();
+        let gate_up = Tensor::cat(&[&gate, &up], 0).unwrap();
+        spec.tensors.insert(
+            format!("{l}.self_attn.qkv_proj.weight"),
+            (format!("{b}.attn_qkv.weight"), qkv),
+        );
+        spec.tensors.insert(
+            format!("{l}.mlp.gate_up_proj.weight"),
+            (format!("{b}.ffn_up.weight"), gate_up),
+        );
+        for (name, t) in [
+            ("self_attn.q_proj", q),
+            ("self_attn.k_proj", k),
+            ("self_attn.v_proj", v),
+            ("mlp.gate_proj", gate),
+            ("mlp.up_proj", up),
+        ] {
+            want.push((format!("{l}.{name}.weight"), t));
+        }
+    }
+    let path = write_tmp(&spec, tmp.path(), "tiny-phi3.gguf");
+    let m = load_model(&path, &LoadOptions::default()).unwrap();
+    assert_eq!(m.config.arch, Arch::Phi3);
+    assert!(!m.weights.keys().any(|k| k.contains("qkv_proj") || k.contains("gate_up_proj")));
+    for (name, t) in want {
+        let got = m.weights[&name].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(got, t.flatten_all().unwrap().to_vec1::<f32>().unwrap(), "{name}");
+    }
+    assert_eq!(
+        m.config.parameter_count(),
+        m.weights.values().map(|t| t.elem_count() as u64).sum::<u64>()
+    );
+
+    spec.tensors.insert("rope".into(), ("rope_factors_long.weight".into(), det(&[HD / 2], 1.0)));
+    let e = load_err(&spec);
+    assert!(e.contains("rope_factors_long.weight") && e.contains("LongRoPE"), "{e}");
+}

@@ -306,7 +306,7 @@ fn config_errors_name_the_field() {
     let tiny = Tiny { model_type: "llama", tie: false };
     tiny.write(&dir, &tiny.tensors(), false);
     let base = tiny.config();
-    let cases: [(&str, serde_json::Value, &str); 6] = [
+    let cases: [(&str, serde_json::Value, &str); 7] = [
         ("model_type", json!("gpt2"), "field `model_type`: unsupported model type `gpt2`"),
         ("hidden_size", serde_json::Value::Null, "field `hidden_size`: missing"),
         ("num_attention_heads", json!("four"), "field `num_attention_heads`"),
@@ -317,6 +317,7 @@ fn config_errors_name_the_field() {
             "field `rope_scaling.rope_type`: unsupported RoPE scaling `dynamic`",
         ),
         ("num_key_value_heads", json!(3), "num_kv_heads"),
+        ("partial_rotary_factor", json!(0.5), "field `partial_rotary_factor`: 0.5"),
     ];
     for (field, value, want) in cases {
         let mut cfg = base.clone();

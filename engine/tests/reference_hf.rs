@@ -1,0 +1,176 @@
+//! Base-model logits of the Hugging Face-layout families that need no checkpoint, against
+//! candle-transformers' own implementations reading the same tensors: small seeded random
+//! models, so the tests own no copy of expected numbers.
+
+mod common;
+
+use std::collections::HashMap;
+
+use candle_core::{Device, Tensor};
+use lorad_engine::Llama;
+use lorad_model::{Arch, ModelConfig};
+
+/// Seeded weights under Hugging Face names: `base + spread·sin(0.37·i + seed)`, never zeros.
+#[derive(Default)]
+struct Seeded(HashMap<String, Tensor>, f64);
+
+impl Seeded {
+    fn add(&mut self, name: &str, shape: &[usize], base: f64, spread: f64) {
+        self.1 += 1.0;
+        let n: usize = shape.iter().product();
+        let t = Tensor::arange(0f32, n as f32, &Device::Cpu)
+            .and_then(|t| t.affine(0.37, self.1))
+            .and_then(|t| t.sin())
+            .and_then(|t| t.affine(spread, base))
+            .and_then(|t| t.reshape(shape))
+            .unwrap();
+        self.0.insert(name.to_owned(), t);
+    }
+}
+
+/// Qwen3's per-head q/k norms and its own head width, checked the same way on a small random
+/// Qwen3 (no checkpoint needed): lorad's forward against candle-transformers' `qwen3`, which
+/// reads the same Hugging Face-named tensors.
+#[test]
+fn qwen3_logits_match_candle_transformers_qwen3() {
+    let (h, heads, kvh, hd, ff, vocab, layers) = (64, 4, 2, 24, 96, 50, 2);
+    let mut w = Seeded::default();
+    w.add("model.embed_tokens.weight", &[vocab, h], 0.0, 1.0);
+    w.add("model.norm.weight", &[h], 1.0, 0.1);
+    w.add("lm_head.weight", &[vocab, h], 0.0, 0.2);
+    for l in 0..layers {
+        let p = format!("model.layers.{l}");
+        w.add(&format!("{p}.input_layernorm.weight"), &[h], 1.0, 0.1);
+        w.add(&format!("{p}.post_attention_layernorm.weight"), &[h], 1.0, 0.1);
+        w.add(&format!("{p}.self_attn.q_proj.weight"), &[heads * hd, h], 0.0, 0.2);
+        w.add(&format!("{p}.self_attn.k_proj.weight"), &[kvh * hd, h], 0.0, 0.2);
+        w.add(&format!("{p}.self_attn.v_proj.weight"), &[kvh * hd, h], 0.0, 0.2);
+        w.add(&format!("{p}.self_attn.o_proj.weight"), &[h, heads * hd], 0.0, 0.2);
+        w.add(&format!("{p}.self_attn.q_norm.weight"), &[hd], 1.0, 0.3);
+        w.add(&format!("{p}.self_attn.k_norm.weight"), &[hd], 1.0, 0.3);
+        w.add(&format!("{p}.mlp.gate_proj.weight"), &[ff, h], 0.0, 0.2);
+        w.add(&format!("{p}.mlp.up_proj.weight"), &[ff, h], 0.0, 0.2);
+        w.add(&format!("{p}.mlp.down_proj.weight"), &[h, ff], 0.0, 0.2);
+    }
+    let weights = w.0;
+    let cfg = ModelConfig {
+        arch: Arch::Qwen3,
+        hidden_size: h,
+        intermediate_size: ff,
+        num_layers: layers,
+        num_heads: heads,
+        num_kv_heads: kvh,
+        head_dim: hd,
+        vocab_size: vocab,
+        rms_norm_eps: 1e-6,
+        rope_theta: 1_000_000.0,
+        rope_scaling: None,
+        max_position_embeddings: 256,
+        tie_word_embeddings: false,
+        attention_bias: false,
+    };
+    let ours = Llama::new(&cfg, &weights).unwrap();
+    let theirs_cfg: candle_transformers::models::qwen3::Config =
+        serde_json::from_value(serde_json::json!({
+            "vocab_size": vocab, "hidden_size": h, "intermediate_size": ff,
+            "num_hidden_layers": layers, "num_attention_heads": heads, "head_dim": hd,
+            "attention_bias": false, "num_key_value_heads": kvh, "max_position_embeddings": 256,
+            "sliding_window": null, "max_window_layers": layers, "tie_word_embeddings": false,
+            "rope_theta": 1_000_000.0, "rms_norm_eps": 1e-6, "use_sliding_window": false,
+            "hidden_act": "silu"
+        }))
+        .unwrap();
+    let vb =
+        candle_nn::VarBuilder::from_tensors(weights.clone(), candle_core::DType::F32, &Device::Cpu);
+    for ids in [vec![3u32, 17, 42, 8, 8, 1, 49, 20, 11], vec![7u32], (0..40).collect()] {
+        let mut theirs =
+            candle_transformers::models::qwen3::ModelForCausalLM::new(&theirs_cfg, vb.clone())
+                .unwrap();
+        let input = Tensor::new(ids.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+        let want: Vec<f32> =
+            theirs.forward(&input, 0).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let got = common::prefill_logits(&ours, &ids, None);
+        let diff = common::max_diff(&got, &want);
+        eprintln!("{} tokens: max|lorad - qwen3| = {diff:.2e}", ids.len());
+        assert!(diff <= 1e-3, "{} tokens: max diff {diff}", ids.len());
+        assert_eq!(lorad_engine::argmax(&got), lorad_engine::argmax(&want));
+    }
+    // Without the head norms the answer would differ: the test can fail.
+    let mut plain = cfg.clone();
+    plain.arch = Arch::Qwen2;
+    plain.attention_bias = true;
+    let mut biased = weights.clone();
+    for l in 0..layers {
+        for (n, d) in [("q_proj", heads * hd), ("k_proj", kvh * hd), ("v_proj", kvh * hd)] {
+            let zeros = Tensor::zeros(d, candle_core::DType::F32, &Device::Cpu).unwrap();
+            biased.insert(format!("model.layers.{l}.self_attn.{n}.bias"), zeros);
+        }
+    }
+    let without = Llama::new(&plain, &biased).unwrap();
+    let ids = [3u32, 17, 42, 8];
+    let d = common::max_diff(
+        &common::prefill_logits(&without, &ids, None),
+        &common::prefill_logits(&ours, &ids, None),
+    );
+    assert!(d > 1e-2, "q/k norms changed nothing ({d})");
+}
+
+/// Phi-3: its fused `qkv_proj` and `gate_up_proj`, written as a Hugging Face directory and read
+/// by lorad's loader (which splits them into the seven projections), against
+/// candle-transformers' `phi3`, which computes on the fused tensors itself. A sliding window
+/// caps the served context without changing short prompts.
+#[test]
+fn phi3_logits_match_candle_transformers_phi3() {
+    let (h, heads, kvh, ff, vocab, layers) = (64, 4, 2, 96, 50, 2);
+    let hd = h / heads;
+    let mut w = Seeded::default();
+    w.add("model.embed_tokens.weight", &[vocab, h], 0.0, 1.0);
+    w.add("model.norm.weight", &[h], 1.0, 0.1);
+    w.add("lm_head.weight", &[vocab, h], 0.0, 0.2);
+    for l in 0..layers {
+        let p = format!("model.layers.{l}");
+        w.add(&format!("{p}.input_layernorm.weight"), &[h], 1.0, 0.1);
+        w.add(&format!("{p}.post_attention_layernorm.weight"), &[h], 1.0, 0.1);
+        w.add(&format!("{p}.self_attn.qkv_proj.weight"), &[(heads + 2 * kvh) * hd, h], 0.0, 0.2);
+        w.add(&format!("{p}.self_attn.o_proj.weight"), &[h, heads * hd], 0.0, 0.2);
+        w.add(&format!("{p}.mlp.gate_up_proj.weight"), &[2 * ff, h], 0.0, 0.2);
+        w.add(&format!("{p}.mlp.down_proj.weight"), &[h, ff], 0.0, 0.2);
+    }
+    let config = serde_json::json!({
+        "model_type": "phi3", "architectures": ["Phi3ForCausalLM"], "vocab_size": vocab,
+        "hidden_act": "silu", "hidden_size": h, "intermediate_size": ff,
+        "num_hidden_layers": layers, "num_attention_heads": heads, "num_key_value_heads": kvh,
+        "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "bos_token_id": 1, "eos_token_id": 2,
+        "rope_scaling": null, "max_position_embeddings": 4096,
+        "original_max_position_embeddings": 4096, "sliding_window": 2047,
+        "tie_word_embeddings": false
+    });
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+    candle_core::safetensors::save(&w.0, dir.path().join("model.safetensors")).unwrap();
+    // A tokenizer is part of a model directory; the default model's will do.
+    let Some(base) = common::load() else { return };
+    base.tokenizer.save(&dir.path().join("tokenizer.json")).unwrap();
+    let model = lorad_model::load_model(dir.path(), &lorad_model::LoadOptions::default()).unwrap();
+    assert_eq!(model.config.arch, Arch::Phi3);
+    assert_eq!(model.config.max_position_embeddings, 2047, "capped at the sliding window");
+    assert!(model.weights.contains_key("model.layers.1.self_attn.v_proj.weight"));
+    assert!(!model.weights.contains_key("model.layers.1.mlp.gate_up_proj.weight"));
+    let ours = Llama::new(&model.config, &model.weights).unwrap();
+    let theirs_cfg: candle_transformers::models::phi3::Config =
+        serde_json::from_value(config).unwrap();
+    let vb =
+        candle_nn::VarBuilder::from_tensors(w.0.clone(), candle_core::DType::F32, &Device::Cpu);
+    for ids in [vec![3u32, 17, 42, 8, 8, 1, 49, 20, 11], vec![7u32], (0..40).collect()] {
+        let mut theirs =
+            candle_transformers::models::phi3::Model::new(&theirs_cfg, vb.clone()).unwrap();
+        let input = Tensor::new(ids.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+        let want: Vec<f32> =
+            theirs.forward(&input, 0).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let got = common::prefill_logits(&ours, &ids, None);
+        let diff = common::max_diff(&got, &want);
+        eprintln!("{} tokens: max|lorad - phi3| = {diff:.2e}", ids.len());
+        assert!(diff <= 1e-3, "{} tokens: max diff {diff}", ids.len());
+        assert_eq!(lorad_engine::argmax(&got), lorad_engine::argmax(&want));
+    }
+}
