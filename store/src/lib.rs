@@ -28,6 +28,7 @@ pub mod paging;
 mod pattern;
 mod peft;
 mod random;
+mod site;
 pub mod tiers;
 
 pub use adapter::{Adapter, BaseShape, LoraWeights, TargetModule};

@@ -5,7 +5,8 @@
 //! `base_model.model.model.layers.{i}.self_attn.{q,k,v,o}_proj.lora_{A,B}.weight` and
 //! `...mlp.{gate,up,down}_proj.lora_{A,B}.weight`; names with an adapter-name infix
 //! (`lora_A.default.weight`), which older or third-party savers produce, are accepted too.
-//! `lora_A` is `[r, in_features]`, `lora_B` is `[out_features, r]`.
+//! `lora_A` is `[r, in_features]`, `lora_B` is `[out_features, r]`. Pairs on Phi-3's fused
+//! `qkv_proj` / `gate_up_proj` import as one pair per projection ([`crate::site`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -17,6 +18,7 @@ use crate::config::{ParsedConfig, Resolver, parse_config, to_peft_json};
 use crate::error::StoreError;
 use crate::fsutil;
 use crate::hash::content_hash;
+use crate::site::Site;
 
 /// Config file name inside an adapter directory.
 pub(crate) const CONFIG_FILE: &str = "adapter_config.json";
@@ -114,7 +116,7 @@ pub(crate) fn parse_peft(
     let st = SafeTensors::deserialize(&files.weights)
         .map_err(|source| StoreError::Safetensors { path: path.to_path_buf(), source })?;
 
-    let mut pairs: BTreeMap<(usize, TargetModule), Pair<'_>> = BTreeMap::new();
+    let mut pairs: BTreeMap<(usize, Site), Pair<'_>> = BTreeMap::new();
     for (stored_name, view) in st.iter() {
         let (layer, module, is_b) =
             parse_key(stored_name).map_err(|reason| StoreError::UnexpectedTensor {
@@ -130,7 +132,7 @@ pub(crate) fn parse_peft(
                 num_layers: base.num_layers,
             });
         }
-        if let Some(reason) = parsed.untargeted_reason(layer, module) {
+        if let Some(reason) = parsed.untargeted_reason(layer, &module.module_path(layer)) {
             return Err(StoreError::NotTargeted {
                 path: path.to_path_buf(),
                 tensor: stored_name.to_owned(),
@@ -158,10 +160,22 @@ pub(crate) fn parse_peft(
             field: field.to_owned(),
             reason,
         })?;
-    let mut weights = Vec::with_capacity(pairs.len());
-    for (&(layer, module), pair) in &pairs {
-        weights.push(build_pair(path, base, &resolver, layer, module, pair)?);
+    let mut weights: Vec<LoraWeights> = Vec::with_capacity(pairs.len());
+    for (&(layer, site), pair) in &pairs {
+        for w in build_pair(path, base, &resolver, layer, site, pair)? {
+            // A fused pair and a pair of one of its parts would both adapt that projection.
+            if let Some(prev) = weights.iter().find(|p| (p.layer, p.module) == (w.layer, w.module))
+            {
+                return Err(StoreError::DuplicateTensor {
+                    path: path.to_path_buf(),
+                    first: prev.module.tensor_name(layer, false),
+                    second: site.tensor_name(layer, false),
+                });
+            }
+            weights.push(w);
+        }
     }
+    weights.sort_by_key(|w| (w.layer, w.module));
     warn_missing_targets(&parsed, base, &pairs, &files.weights_path);
 
     let mut config = parsed.config;
@@ -171,15 +185,16 @@ pub(crate) fn parse_peft(
     Ok(Adapter { name: name.to_owned(), config, weights, content_hash })
 }
 
-/// Checks one A/B pair against the base shape and the config, and converts it.
+/// Checks one A/B pair against the base shape and the config, and converts it: one pair per
+/// projection the site covers.
 fn build_pair(
     path: &Path,
     base: &BaseShape,
     resolver: &Resolver<'_>,
     layer: usize,
-    module: TargetModule,
+    module: Site,
     pair: &Pair<'_>,
-) -> Result<LoraWeights, StoreError> {
+) -> Result<Vec<LoraWeights>, StoreError> {
     let missing = |present: &Found<'_>, is_b: bool| StoreError::MissingTensor {
         path: path.to_path_buf(),
         present: present.stored_name.clone(),
@@ -193,8 +208,8 @@ fn build_pair(
         // an error rather than a panic all the same.
         (None, None) => return Err(StoreError::EmptyAdapter { path: path.to_path_buf() }),
     };
-    let resolved = resolver.resolve(layer, module);
-    let (out_f, in_f) = base.shape(module);
+    let resolved = resolver.resolve(&module.module_path(layer));
+    let (out_f, in_f) = module.shape(base);
     let shape_err = |t: &Found<'_>, expected: Vec<usize>, reason: String| StoreError::TensorShape {
         path: path.to_path_buf(),
         tensor: t.stored_name.clone(),
@@ -227,14 +242,19 @@ fn build_pair(
             source_field: resolved.rank_source,
         });
     }
-    Ok(LoraWeights {
-        layer,
-        module,
-        rank,
-        scale: resolved.scale,
-        a: to_f32(path, a)?,
-        b: to_f32(path, b)?,
-    })
+    let (a, b) = (to_f32(path, a)?, to_f32(path, b)?);
+    Ok(module
+        .split_b(base, &b, rank)
+        .into_iter()
+        .map(|(m, b)| LoraWeights {
+            layer,
+            module: m,
+            rank,
+            scale: resolved.scale,
+            a: a.clone(),
+            b: b.to_vec(),
+        })
+        .collect())
 }
 
 /// Logs (does not fail) when the config targets modules that have no tensors: PEFT loads such an
@@ -242,16 +262,23 @@ fn build_pair(
 fn warn_missing_targets(
     parsed: &ParsedConfig,
     base: &BaseShape,
-    pairs: &BTreeMap<(usize, TargetModule), Pair<'_>>,
+    pairs: &BTreeMap<(usize, Site), Pair<'_>>,
     path: &Path,
 ) {
     if !parsed.targets_specified() {
         return;
     }
+    // What the tensors adapt, fused pairs counted as their parts. (Fused sites are not looked
+    // for: whether a base has them is not known here.)
+    let covered: BTreeSet<(usize, TargetModule)> = pairs
+        .keys()
+        .flat_map(|&(layer, site)| site.parts().iter().map(move |&m| (layer, m)))
+        .collect();
     let missing: Vec<String> = (0..base.num_layers)
         .flat_map(|layer| TargetModule::ALL.map(|m| (layer, m)))
         .filter(|&(layer, m)| {
-            !pairs.contains_key(&(layer, m)) && parsed.untargeted_reason(layer, m).is_none()
+            !covered.contains(&(layer, m))
+                && parsed.untargeted_reason(layer, &m.module_path(layer)).is_none()
         })
         .map(|(layer, m)| m.module_path(layer))
         .collect();
@@ -266,7 +293,7 @@ fn warn_missing_targets(
 }
 
 /// Splits a PEFT tensor name into `(layer, module, is_b)`; the error explains the refusal.
-fn parse_key(key: &str) -> Result<(usize, TargetModule, bool), String> {
+fn parse_key(key: &str) -> Result<(usize, Site, bool), String> {
     let special = [
         ("lora_magnitude_vector", "DoRA magnitude vectors (`use_dora`) are not supported"),
         ("lora_embedding_", "LoRA on embeddings is not supported"),
@@ -304,8 +331,11 @@ fn parse_key(key: &str) -> Result<(usize, TargetModule, bool), String> {
         Ok(l) if canonical => l,
         _ => return Err(format!("layer index `{layer}` is not a decimal number")),
     };
-    let module = TargetModule::from_peft_name(proj).ok_or_else(|| {
-        format!("`{proj}` is not one of the seven llama projections (q/k/v/o/gate/up/down_proj)")
+    let module = Site::from_peft_name(proj).ok_or_else(|| {
+        format!(
+            "`{proj}` is not one of the seven llama projections (q/k/v/o/gate/up/down_proj) \
+             or Phi-3's fused qkv_proj / gate_up_proj"
+        )
     })?;
     if parent != module.parent() {
         return Err(format!("`{proj}` lives under `{}`, not `{parent}`", module.parent()));
@@ -434,7 +464,7 @@ fn check_writable(adapter: &Adapter) -> Result<(), StoreError> {
         {
             return Err(bad(format!("{what}: layer not in config.layers_to_transform")));
         }
-        let r = resolver.resolve(w.layer, w.module);
+        let r = resolver.resolve(&w.module.module_path(w.layer));
         let tolerance = 1e-6 * r.scale.abs().max(1.0);
         if r.rank != w.rank || (r.scale - w.scale).abs() > tolerance {
             return Err(bad(format!(
@@ -472,13 +502,16 @@ fn encode(values: &[f32], dtype: TensorDtype) -> Option<Vec<u8>> {
 mod tests {
     use super::parse_key;
     use crate::adapter::TargetModule;
+    use crate::site::Site;
 
     #[test]
     fn keys_with_and_without_adapter_infix() {
         let k = "base_model.model.model.layers.12.mlp.down_proj.lora_B.weight";
-        assert_eq!(parse_key(k), Ok((12, TargetModule::DownProj, true)));
+        assert_eq!(parse_key(k), Ok((12, Site::One(TargetModule::DownProj), true)));
         let k = "base_model.model.model.layers.0.self_attn.q_proj.lora_A.default.weight";
-        assert_eq!(parse_key(k), Ok((0, TargetModule::QProj, false)));
+        assert_eq!(parse_key(k), Ok((0, Site::One(TargetModule::QProj), false)));
+        let k = "base_model.model.model.layers.3.mlp.gate_up_proj.lora_B.weight";
+        assert_eq!(parse_key(k), Ok((3, Site::GateUp, true)));
     }
 
     #[test]
@@ -490,7 +523,8 @@ mod tests {
             ("base_model.model.lm_head.weight", "expected"),
             ("base_model.model.model.layers.01.self_attn.q_proj.lora_A.weight", "decimal"),
             ("base_model.model.model.layers.0.mlp.q_proj.lora_A.weight", "self_attn"),
-            ("base_model.model.model.layers.0.self_attn.qkv_proj.lora_A.weight", "seven"),
+            ("base_model.model.model.layers.0.self_attn.qkvo_proj.lora_A.weight", "seven"),
+            ("base_model.model.model.layers.0.mlp.qkv_proj.lora_A.weight", "self_attn"),
             ("base_model.model.model.layers.0.self_attn.q_proj.lora_C.weight", "expected"),
         ];
         for (key, needle) in cases {

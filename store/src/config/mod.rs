@@ -110,8 +110,9 @@ impl<'a> Resolver<'a> {
     }
 
     /// PEFT's `LoraModel._create_and_replace`: first matching pattern key, else the defaults.
-    pub(crate) fn resolve(&self, layer: usize, module: TargetModule) -> Resolved {
-        let path = module.module_path(layer);
+    /// `path` is the module's (`model.layers.3.self_attn.q_proj`).
+    pub(crate) fn resolve(&self, path: &str) -> Resolved {
+        let path = path.to_owned();
         let (rank, rank_source) = match self.rank.iter().find(|(_, p, _)| p.full_match(&path)) {
             Some((k, _, r)) => (*r, format!("rank_pattern[\"{k}\"]")),
             None => (self.config.r, "r".to_owned()),

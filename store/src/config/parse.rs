@@ -6,7 +6,6 @@ use std::path::Path;
 use serde_json::{Map, Value};
 
 use super::{PeftConfig, Resolver};
-use crate::adapter::TargetModule;
 use crate::error::{StoreError, short_json};
 use crate::pattern::Pattern;
 
@@ -122,8 +121,9 @@ impl ParsedConfig {
     }
 
     /// `None` when PEFT would put a LoRA on `module` of `layer`, else why not.
-    pub(crate) fn untargeted_reason(&self, layer: usize, module: TargetModule) -> Option<String> {
-        let path = module.module_path(layer);
+    /// `path` is the module's (`model.layers.3.self_attn.q_proj`).
+    pub(crate) fn untargeted_reason(&self, layer: usize, path: &str) -> Option<String> {
+        let path = path.to_owned();
         if let Some(exclude) = &self.exclude
             && spec_matches(exclude, &path)
         {
@@ -377,14 +377,15 @@ fn target_spec(path: &Path, v: &Value) -> Result<ModuleSpec, StoreError> {
         ModuleSpec::List(list) => {
             for entry in list {
                 let last = entry.rsplit('.').next().unwrap_or(entry);
-                if TargetModule::from_peft_name(last).is_none() {
+                if crate::site::Site::from_peft_name(last).is_none() {
                     return Err(unsupported(
                         path,
                         "target_modules",
                         v,
                         &format!(
                             "`{entry}` is not one of the seven llama projections \
-                             (q/k/v/o/gate/up/down_proj) lorad can adapt"
+                             (q/k/v/o/gate/up/down_proj), or Phi-3's fused qkv_proj / \
+                             gate_up_proj, that lorad can adapt"
                         ),
                     ));
                 }
