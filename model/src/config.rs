@@ -86,7 +86,10 @@ pub enum RopeScaling {
         truncate: bool,
     },
     /// One divisor per frequency, as llama.cpp stores LLaMA-3 scaling (`rope_freqs.weight`).
-    Factors(Vec<f32>),
+    Factors {
+        /// `rope_freqs.weight`, one per frequency.
+        divisors: Vec<f32>,
+    },
 }
 
 /// YaRN's attention temperature for a context stretched by `factor` (`0.1 · mscale · ln(factor)
@@ -176,7 +179,7 @@ impl RopeScaling {
                 }
                 Ok(())
             }
-            Self::Factors(d) => {
+            Self::Factors { divisors: d } => {
                 if d.len() != head_dim / 2 {
                     return bad(format!(
                         "{} frequency factors for a head of {head_dim} (want {})",
@@ -254,7 +257,7 @@ impl ModelConfig {
         let scaled: Vec<f64> = match self.rope_scaling.as_ref() {
             None => base,
             Some(RopeScaling::Linear { factor }) => base.into_iter().map(|f| f / factor).collect(),
-            Some(RopeScaling::Factors(divisors)) => {
+            Some(RopeScaling::Factors { divisors }) => {
                 base.into_iter().zip(divisors).map(|(f, d)| f / f64::from(*d)).collect()
             }
             Some(&RopeScaling::Llama3 {
@@ -494,14 +497,34 @@ mod tests {
         let plain = cfg().rope_inv_freq();
         let mut c = cfg();
         let d: Vec<f32> = (0..8).map(|i| 1.0 + i as f32).collect();
-        c.rope_scaling = Some(RopeScaling::Factors(d.clone()));
+        c.rope_scaling = Some(RopeScaling::Factors { divisors: d.clone() });
         let got = c.rope_inv_freq();
         assert!(got.iter().zip(&plain).zip(&d).all(|((g, p), d)| (g - p / d).abs() <= p * 1e-7));
-        c.rope_scaling = Some(RopeScaling::Factors(vec![1.0; 7]));
+        c.rope_scaling = Some(RopeScaling::Factors { divisors: vec![1.0; 7] });
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("rope_scaling") && e.contains("7 frequency factors"), "{e}");
-        c.rope_scaling = Some(RopeScaling::Factors(vec![0.0; 8]));
+        c.rope_scaling = Some(RopeScaling::Factors { divisors: vec![0.0; 8] });
         assert!(c.validate().unwrap_err().to_string().contains("not positive"));
+    }
+
+    /// Every kind serializes and reads back (the enum is tagged by `rope_type`).
+    #[test]
+    fn scaling_kinds_round_trip_through_json() {
+        let kinds = [
+            qwen3_yarn(true).rope_scaling,
+            Some(RopeScaling::Linear { factor: 2.0 }),
+            Some(RopeScaling::Factors { divisors: vec![1.0, 2.0] }),
+            Some(RopeScaling::Llama3 {
+                factor: 8.0,
+                low_freq_factor: 1.0,
+                high_freq_factor: 4.0,
+                original_max_position_embeddings: 8192,
+            }),
+        ];
+        for k in kinds {
+            let json = serde_json::to_string(&k).expect("serialize");
+            assert_eq!(serde_json::from_str::<Option<RopeScaling>>(&json).expect("parse"), k);
+        }
     }
 
     #[test]

@@ -278,7 +278,7 @@ fn rope_scaling(
             .ok_or_else(|| m.bad(&key("rope.scaling.factor"), "missing"))
     };
     match kind {
-        "none" => Ok(rope_freqs.map(RopeScaling::Factors)),
+        "none" => Ok(rope_freqs.map(|divisors| RopeScaling::Factors { divisors })),
         "linear" => Ok(Some(RopeScaling::Linear { factor: factor()? })),
         "yarn" => {
             let factor = factor()?;

@@ -356,7 +356,7 @@ fn llama3_rope_freqs_match_the_hugging_face_scaling() {
     s.tensors.insert("rope".into(), ("rope_freqs.weight".into(), t));
     let path = write_tmp(&s, tmp.path(), "llama31.gguf");
     let c = read_config(&path).unwrap();
-    assert!(matches!(c.rope_scaling, Some(RopeScaling::Factors(_))), "{c:?}");
+    assert!(matches!(c.rope_scaling, Some(RopeScaling::Factors { .. })), "{c:?}");
     assert_eq!(c.max_position_embeddings, 128);
     let mut hf = c.clone();
     hf.rope_scaling = Some(RopeScaling::Llama3 {

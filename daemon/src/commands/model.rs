@@ -131,7 +131,9 @@ fn scaling(c: &ModelConfig, s: &RopeScaling) -> String {
              attention factor {:.4}",
             c.rope_attention_factor()
         ),
-        RopeScaling::Factors(f) => format!("per-frequency divisors ({} of them, GGUF)", f.len()),
+        RopeScaling::Factors { divisors: f } => {
+            format!("per-frequency divisors ({} of them, GGUF)", f.len())
+        }
     }
 }
 
