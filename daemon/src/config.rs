@@ -94,6 +94,8 @@ pub struct Engine {
     pub max_batch_size: Option<usize>,
     /// `--max-batch-tokens`.
     pub max_batch_tokens: Option<usize>,
+    /// `--max-model-len`.
+    pub max_model_len: Option<usize>,
     /// `--max-waiting`.
     pub max_waiting: Option<usize>,
     /// `--kv-cache-tokens`.
@@ -319,6 +321,7 @@ pub fn apply_serve(
     let e = &f.engine;
     fill!(m, "max_batch_size", args.max_batch_size, e.max_batch_size);
     fill!(m, "max_batch_tokens", args.max_batch_tokens, e.max_batch_tokens);
+    fill!(m, "max_model_len", args.max_model_len, e.max_model_len.map(Some));
     fill!(m, "max_waiting", args.max_waiting, e.max_waiting);
     fill!(m, "kv_cache_tokens", args.kv_cache_tokens, e.kv_cache_tokens);
     if e.kv_cache_tokens.is_some() && e.kv_cache_memory.is_some() {

@@ -106,7 +106,7 @@ impl EngineConfig {
             )));
         }
         if self.max_seq_len == Some(0) {
-            return zero("max_seq_len");
+            return zero("max_model_len");
         }
         if self.adapter_pool_bytes == 0 {
             return zero("adapter_pool_bytes");
@@ -220,6 +220,16 @@ impl EngineHandle {
         // A sequence must always fit the KV cache on its own, or preemption could only ever
         // evict it and retry: the context window is capped at the cache's capacity.
         let kv_tokens = cfg.kv_cache_tokens.div_ceil(cfg.block_size) * cfg.block_size;
+        // A longer window than the model serves would only fail later, mid-answer (vLLM refuses
+        // it at start too).
+        if let Some(asked) = cfg.max_seq_len
+            && asked > mc.max_position_embeddings
+        {
+            return Err(EngineError::Config(format!(
+                "max_model_len {asked} exceeds the {} tokens of context the model serves",
+                mc.max_position_embeddings
+            )));
+        }
         let max_seq_len = cfg
             .max_seq_len
             .unwrap_or(mc.max_position_embeddings)

@@ -340,6 +340,27 @@ fn prompt_logprobs_score_every_prompt_token() {
     }
 }
 
+/// `max_seq_len` (vLLM's `max_model_len`) caps the context below the model's; above it, the
+/// engine does not start.
+#[test]
+fn max_model_len_caps_the_context_or_is_refused() {
+    let cfg = EngineConfig { max_seq_len: Some(512), kv_cache_tokens: 2048, ..Default::default() };
+    let Some((h, model)) = engine(cfg) else { return };
+    assert_eq!(h.info().max_seq_len, 512);
+    let prompt = common::encode(&model, "Hello");
+    assert!(matches!(
+        h.submit(GenerateRequest::greedy(prompt, 512)),
+        Err(EngineError::ContextLength { .. })
+    ));
+    h.shutdown();
+    let too_long = EngineConfig { max_seq_len: Some(100_000), ..Default::default() };
+    let Some(again) = common::load() else { return };
+    match EngineHandle::start(again, too_long) {
+        Err(EngineError::Config(m)) => assert!(m.contains("max_model_len 100000"), "{m}"),
+        other => panic!("expected a config error, got {:?}", other.map(|_| ())),
+    }
+}
+
 /// Dropping a stream frees its slot; a full queue is refused; bad requests fail at submit.
 #[test]
 fn cancellation_admission_and_validation() {

@@ -146,6 +146,7 @@ expect_exit 65 "adapter import of a broken adapter" lorad adapter import "$TMP/b
 expect_exit 78 "adapter import without a model" "$LORAD" --home "$TMP/empty-home" adapter import "$TMP/ada"
 expect_exit 78 "serve with a missing --model" lorad serve --model "$TMP/missing.gguf" --listen "127.0.0.1:$(free_port)"
 expect_exit 2 "serve --device gpu (not a device)" lorad serve --device gpu
+expect_exit 78 "serve --max-model-len above the model's context" lorad serve --max-model-len 100000 --listen "127.0.0.1:$(free_port)"
 # `model info` describes the default model from its header; a file it cannot serve exits 65.
 if lorad model info --json >"$TMP/info.json" 2>"$TMP/info.err" \
     && python3 -c "import json, sys; i = json.load(open(sys.argv[1])); sys.exit(not (i['parameters'] == 134515008 and i['context'] == 8192 and i['arch'] == 'llama'))" "$TMP/info.json"; then

@@ -23,6 +23,10 @@ pub struct ServeArgs {
     /// Most tokens (prefill chunks + decode tokens) in one step.
     #[arg(long, default_value_t = EngineConfig::default().max_batch_tokens)]
     pub max_batch_tokens: usize,
+    /// The longest context (prompt and answer) a request may use, below the model's own (vLLM's
+    /// `--max-model-len`) [default: the model's context, capped at the KV cache size].
+    #[arg(long, value_name = "TOKENS")]
+    pub max_model_len: Option<usize>,
     /// Requests allowed to wait for a batch slot; beyond that requests get HTTP 429.
     #[arg(long, default_value_t = EngineConfig::default().max_waiting)]
     pub max_waiting: usize,
@@ -203,7 +207,7 @@ impl ServeArgs {
                 _ => SchedulingPolicy::Fcfs,
             },
             speculative: self.speculative_config,
-            max_seq_len: None,
+            max_seq_len: self.max_model_len,
             adapter_pool_bytes: self.device_adapter_bytes,
             ..EngineConfig::default()
         }
