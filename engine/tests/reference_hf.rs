@@ -10,11 +10,40 @@ use candle_core::{Device, Tensor};
 use lorad_engine::Llama;
 use lorad_model::{Arch, ModelConfig};
 
+/// lorad's prefill logits for three prompts against `theirs` (a fresh reference model per
+/// prompt: candle's keep their own KV cache).
+fn same_logits(ours: &Llama, label: &str, mut theirs: impl FnMut(&Tensor) -> Vec<f32>) {
+    for ids in [vec![3u32, 17, 42, 8, 8, 1, 49, 20, 11], vec![7u32], (0..40).collect()] {
+        let input = Tensor::new(ids.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+        let want = theirs(&input);
+        let got = common::prefill_logits(ours, &ids, None);
+        let diff = common::max_diff(&got, &want);
+        eprintln!("{} tokens: max|lorad - {label}| = {diff:.2e}", ids.len());
+        assert!(diff <= 1e-3, "{label}, {} tokens: max diff {diff}", ids.len());
+        assert_eq!(lorad_engine::argmax(&got), lorad_engine::argmax(&want));
+    }
+}
+
 /// Seeded weights under Hugging Face names: `base + spread·sin(0.37·i + seed)`, never zeros.
 #[derive(Default)]
 struct Seeded(HashMap<String, Tensor>, f64);
 
 impl Seeded {
+    /// The embedding, final norm and untied LM head.
+    fn globals(&mut self, vocab: usize, h: usize) {
+        self.add("model.embed_tokens.weight", &[vocab, h], 0.0, 1.0);
+        self.add("model.norm.weight", &[h], 1.0, 0.1);
+        self.add("lm_head.weight", &[vocab, h], 0.0, 0.2);
+    }
+
+    /// Layer `l`'s two norms; returns its name prefix.
+    fn layer_norms(&mut self, l: usize, h: usize) -> String {
+        let p = format!("model.layers.{l}");
+        self.add(&format!("{p}.input_layernorm.weight"), &[h], 1.0, 0.1);
+        self.add(&format!("{p}.post_attention_layernorm.weight"), &[h], 1.0, 0.1);
+        p
+    }
+
     fn add(&mut self, name: &str, shape: &[usize], base: f64, spread: f64) {
         self.1 += 1.0;
         let n: usize = shape.iter().product();
@@ -35,13 +64,9 @@ impl Seeded {
 fn qwen3_logits_match_candle_transformers_qwen3() {
     let (h, heads, kvh, hd, ff, vocab, layers) = (64, 4, 2, 24, 96, 50, 2);
     let mut w = Seeded::default();
-    w.add("model.embed_tokens.weight", &[vocab, h], 0.0, 1.0);
-    w.add("model.norm.weight", &[h], 1.0, 0.1);
-    w.add("lm_head.weight", &[vocab, h], 0.0, 0.2);
+    w.globals(vocab, h);
     for l in 0..layers {
-        let p = format!("model.layers.{l}");
-        w.add(&format!("{p}.input_layernorm.weight"), &[h], 1.0, 0.1);
-        w.add(&format!("{p}.post_attention_layernorm.weight"), &[h], 1.0, 0.1);
+        let p = w.layer_norms(l, h);
         w.add(&format!("{p}.self_attn.q_proj.weight"), &[heads * hd, h], 0.0, 0.2);
         w.add(&format!("{p}.self_attn.k_proj.weight"), &[kvh * hd, h], 0.0, 0.2);
         w.add(&format!("{p}.self_attn.v_proj.weight"), &[kvh * hd, h], 0.0, 0.2);
@@ -82,19 +107,12 @@ fn qwen3_logits_match_candle_transformers_qwen3() {
         .unwrap();
     let vb =
         candle_nn::VarBuilder::from_tensors(weights.clone(), candle_core::DType::F32, &Device::Cpu);
-    for ids in [vec![3u32, 17, 42, 8, 8, 1, 49, 20, 11], vec![7u32], (0..40).collect()] {
+    same_logits(&ours, "qwen3", |input| {
         let mut theirs =
             candle_transformers::models::qwen3::ModelForCausalLM::new(&theirs_cfg, vb.clone())
                 .unwrap();
-        let input = Tensor::new(ids.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
-        let want: Vec<f32> =
-            theirs.forward(&input, 0).unwrap().flatten_all().unwrap().to_vec1().unwrap();
-        let got = common::prefill_logits(&ours, &ids, None);
-        let diff = common::max_diff(&got, &want);
-        eprintln!("{} tokens: max|lorad - qwen3| = {diff:.2e}", ids.len());
-        assert!(diff <= 1e-3, "{} tokens: max diff {diff}", ids.len());
-        assert_eq!(lorad_engine::argmax(&got), lorad_engine::argmax(&want));
-    }
+        theirs.forward(input, 0).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+    });
     // Without the head norms the answer would differ: the test can fail.
     let mut plain = cfg.clone();
     plain.arch = Arch::Qwen2;
@@ -124,13 +142,9 @@ fn phi3_logits_match_candle_transformers_phi3() {
     let (h, heads, kvh, ff, vocab, layers) = (64, 4, 2, 96, 50, 2);
     let hd = h / heads;
     let mut w = Seeded::default();
-    w.add("model.embed_tokens.weight", &[vocab, h], 0.0, 1.0);
-    w.add("model.norm.weight", &[h], 1.0, 0.1);
-    w.add("lm_head.weight", &[vocab, h], 0.0, 0.2);
+    w.globals(vocab, h);
     for l in 0..layers {
-        let p = format!("model.layers.{l}");
-        w.add(&format!("{p}.input_layernorm.weight"), &[h], 1.0, 0.1);
-        w.add(&format!("{p}.post_attention_layernorm.weight"), &[h], 1.0, 0.1);
+        let p = w.layer_norms(l, h);
         w.add(&format!("{p}.self_attn.qkv_proj.weight"), &[(heads + 2 * kvh) * hd, h], 0.0, 0.2);
         w.add(&format!("{p}.self_attn.o_proj.weight"), &[h, heads * hd], 0.0, 0.2);
         w.add(&format!("{p}.mlp.gate_up_proj.weight"), &[2 * ff, h], 0.0, 0.2);
@@ -161,18 +175,11 @@ fn phi3_logits_match_candle_transformers_phi3() {
         serde_json::from_value(config).unwrap();
     let vb =
         candle_nn::VarBuilder::from_tensors(w.0.clone(), candle_core::DType::F32, &Device::Cpu);
-    for ids in [vec![3u32, 17, 42, 8, 8, 1, 49, 20, 11], vec![7u32], (0..40).collect()] {
+    same_logits(&ours, "phi3", |input| {
         let mut theirs =
             candle_transformers::models::phi3::Model::new(&theirs_cfg, vb.clone()).unwrap();
-        let input = Tensor::new(ids.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
-        let want: Vec<f32> =
-            theirs.forward(&input, 0).unwrap().flatten_all().unwrap().to_vec1().unwrap();
-        let got = common::prefill_logits(&ours, &ids, None);
-        let diff = common::max_diff(&got, &want);
-        eprintln!("{} tokens: max|lorad - phi3| = {diff:.2e}", ids.len());
-        assert!(diff <= 1e-3, "{} tokens: max diff {diff}", ids.len());
-        assert_eq!(lorad_engine::argmax(&got), lorad_engine::argmax(&want));
-    }
+        theirs.forward(input, 0).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+    });
 
     // A PEFT adapter on the fused modules, imported (split per projection) and served through
     // the batched LoRA path, against candle's phi3 on the fused weights merged `W + s·B·A`.
