@@ -596,6 +596,78 @@ PY
 then ok "openai client: reasoning_content (whole and streamed), a reasoning item in /v1/responses, sent back"; else fail "reasoning parser with the openai client"; fi
 stop_server "$THINK_PID" "reasoning server"
 
+echo "==> another family: a tiny Phi-3 Hugging Face directory with only a SentencePiece tokenizer.model"
+# Random weights (fused qkv_proj / gate_up_proj, a 2047-token sliding window) and Mistral v3's
+# tokenizer.model from the SentencePiece fixtures (scripts/spm-fixtures.sh).
+SPM_MODEL="${LORAD_SPM_FIXTURES:-$SRC_HOME/fixtures/spm}/mistral-v3.model"
+if [ ! -f "$SPM_MODEL" ]; then
+    if [ "${CI:-}" = true ]; then fail "no SentencePiece fixture at $SPM_MODEL (run scripts/spm-fixtures.sh)"; else echo "SKIPPING the Phi-3 server: no $SPM_MODEL (run scripts/spm-fixtures.sh)"; fi
+else
+    mkdir -p "$TMP/phi3"
+    cp "$SPM_MODEL" "$TMP/phi3/tokenizer.model"
+    "$VENV/bin/python" - "$TMP/phi3" <<'PY'
+import json, math, struct, sys
+d = sys.argv[1]
+V, H, heads, kvh, ff, L = 32768, 32, 4, 2, 64, 2
+hd = H // heads
+tensors, seed = {}, [0]
+def add(name, shape, base, spread):
+    seed[0] += 1
+    n = math.prod(shape)
+    tensors[name] = (shape, [base + spread * math.sin(0.37 * i + seed[0]) for i in range(n)])
+add("model.embed_tokens.weight", [V, H], 0, 1.0)
+add("model.norm.weight", [H], 1, 0.1)
+add("lm_head.weight", [V, H], 0, 0.2)
+for l in range(L):
+    p = f"model.layers.{l}"
+    add(f"{p}.input_layernorm.weight", [H], 1, 0.1)
+    add(f"{p}.post_attention_layernorm.weight", [H], 1, 0.1)
+    add(f"{p}.self_attn.qkv_proj.weight", [(heads + 2 * kvh) * hd, H], 0, 0.2)
+    add(f"{p}.self_attn.o_proj.weight", [H, heads * hd], 0, 0.2)
+    add(f"{p}.mlp.gate_up_proj.weight", [2 * ff, H], 0, 0.2)
+    add(f"{p}.mlp.down_proj.weight", [H, ff], 0, 0.2)
+header, blobs, off = {}, [], 0
+for k, (shape, vals) in tensors.items():
+    b = struct.pack(f"<{len(vals)}f", *vals)
+    header[k] = {"dtype": "F32", "shape": shape, "data_offsets": [off, off + len(b)]}
+    off += len(b)
+    blobs.append(b)
+h = json.dumps(header).encode()
+h += b" " * ((8 - len(h) % 8) % 8)
+with open(f"{d}/model.safetensors", "wb") as f:
+    f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+json.dump({"model_type": "phi3", "vocab_size": V, "hidden_act": "silu", "hidden_size": H,
+           "intermediate_size": ff, "num_hidden_layers": L, "num_attention_heads": heads,
+           "num_key_value_heads": kvh, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
+           "max_position_embeddings": 4096, "sliding_window": 2047, "tie_word_embeddings": False},
+          open(f"{d}/config.json", "w"))
+tmpl = ("{{ bos_token }}{% for m in messages %}{% if m['role'] == 'user' %}[INST] {{ m['content'] }}[/INST]"
+        "{% else %}{{ m['content'] }}{{ eos_token }}{% endif %}{% endfor %}")
+json.dump({"add_bos_token": True, "bos_token": "<s>", "eos_token": "</s>", "chat_template": tmpl},
+          open(f"{d}/tokenizer_config.json", "w"))
+PY
+    PORT4="$(free_port)"
+    start_server "$TMP/server4.log" --model "$TMP/phi3" --listen "127.0.0.1:$PORT4" --attribution off
+    PHI_PID=$SERVER_PID
+    if wait_ready "$PORT4" "$PHI_PID" "$TMP/server4.log" && "$VENV/bin/python" - "http://127.0.0.1:$PORT4" <<'PY'
+import json, sys, urllib.request, openai
+base = sys.argv[1]
+client = openai.OpenAI(base_url=base + "/v1", api_key="unused")
+card = client.models.list().data[0]
+assert card.id == "phi3" and card.model_extra["max_model_len"] == 2047, card
+ask = dict(model="phi3", messages=[{"role": "user", "content": "Hello 🎉"}], max_tokens=6, temperature=0)
+whole = client.chat.completions.create(**ask).choices[0].message.content
+streamed = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(**ask, stream=True) if c.choices)
+assert whole and streamed == whole, (whole, streamed)
+req = urllib.request.Request(base + "/tokenize", json.dumps({"model": "phi3", "prompt": "[INST] Hi"}).encode(),
+                             {"content-type": "application/json"})
+tokens = json.load(urllib.request.urlopen(req))["tokens"]
+assert tokens[:2] == [1, 3], tokens  # <s>, then [INST] as its one control token
+PY
+    then ok "a Phi-3 directory with a SentencePiece tokenizer.model serves: 2,047-token window, chat whole = streamed, [INST] one token"; else fail "Phi-3 / tokenizer.model server: $(tail -3 "$TMP/server4.log")"; fi
+    stop_server "$PHI_PID" "Phi-3 server"
+fi
+
 echo "==> shutdown"
 # A stream in flight when SIGTERM arrives is finished within the drain time, not cut.
 curl -sN "$URL/v1/completions" -H 'content-type: application/json' \
