@@ -54,20 +54,45 @@ impl Builder {
         self.output.len()
     }
 
+    /// Announces `item` at the next output index with its one content part, `part`, empty.
+    fn open_item(&mut self, item: Value, part: Value, out: &mut Vec<Event>) {
+        let i = self.next_index();
+        let id = item["id"].clone();
+        out.push(
+            self.event("response.output_item.added", json!({"output_index": i, "item": item})),
+        );
+        out.push(self.event(
+            "response.content_part.added",
+            json!({"item_id": id, "output_index": i, "content_index": 0, "part": part}),
+        ));
+    }
+
+    /// Ends the open item `item`: `kind` (its text's `.done` event, with `done`'s fields), its
+    /// one content part (as the finished item holds it), then the item itself, which joins the
+    /// output.
+    fn close_item(&mut self, kind: &str, mut done: Value, item: Value, out: &mut Vec<Event>) {
+        let i = self.next_index();
+        let id = item["id"].clone();
+        for (k, v) in
+            [("item_id", id.clone()), ("output_index", json!(i)), ("content_index", json!(0))]
+        {
+            done[k] = v;
+        }
+        out.push(self.event(kind, done));
+        out.push(self.event(
+            "response.content_part.done",
+            json!({"item_id": id, "output_index": i, "content_index": 0, "part": item["content"][0]}),
+        ));
+        out.push(self.event("response.output_item.done", json!({"output_index": i, "item": item})));
+        self.output.push(item);
+    }
+
     /// Opens the reasoning item if it is not open, then sends `delta`.
     fn thought(&mut self, delta: &str, out: &mut Vec<Event>) {
         if self.thought.is_none() {
-            let i = self.next_index();
-            let id = item_id("rs", &self.id, i);
+            let id = item_id("rs", &self.id, self.next_index());
             let item = json!({"type": "reasoning", "id": id, "status": "in_progress", "summary": [], "content": []});
-            out.push(
-                self.event("response.output_item.added", json!({"output_index": i, "item": item})),
-            );
-            let part = json!({"type": "reasoning_text", "text": ""});
-            out.push(self.event(
-                "response.content_part.added",
-                json!({"item_id": id, "output_index": i, "content_index": 0, "part": part}),
-            ));
+            self.open_item(item, json!({"type": "reasoning_text", "text": ""}), out);
             self.thought = Some((id, String::new()));
         }
         let i = self.next_index();
@@ -83,19 +108,8 @@ impl Builder {
 
     fn close_thought(&mut self, out: &mut Vec<Event>) {
         let Some((id, text)) = self.thought.take() else { return };
-        let i = self.next_index();
-        out.push(self.event(
-            "response.reasoning_text.done",
-            json!({"item_id": id, "output_index": i, "content_index": 0, "text": text}),
-        ));
-        let part = json!({"type": "reasoning_text", "text": text});
-        out.push(self.event(
-            "response.content_part.done",
-            json!({"item_id": id, "output_index": i, "content_index": 0, "part": part}),
-        ));
         let item = reasoning_item(&id, &text, "completed");
-        out.push(self.event("response.output_item.done", json!({"output_index": i, "item": item})));
-        self.output.push(item);
+        self.close_item("response.reasoning_text.done", json!({"text": text}), item, out);
     }
 
     /// Opens the message if it is not open, then sends `delta`.
@@ -104,16 +118,9 @@ impl Builder {
         if self.text.is_none() {
             let id = item_id("msg", &self.id, self.next_index());
             let item = json!({"type": "message", "id": id, "status": "in_progress", "role": "assistant", "content": []});
-            let i = self.next_index();
-            out.push(
-                self.event("response.output_item.added", json!({"output_index": i, "item": item})),
-            );
             let part =
                 json!({"type": "output_text", "text": "", "annotations": [], "logprobs": []});
-            out.push(self.event(
-                "response.content_part.added",
-                json!({"item_id": id, "output_index": i, "content_index": 0, "part": part}),
-            ));
+            self.open_item(item, part, out);
             self.text = Some((id, String::new()));
         }
         let i = self.next_index();
@@ -129,19 +136,9 @@ impl Builder {
 
     fn close_text(&mut self, out: &mut Vec<Event>) {
         let Some((id, text)) = self.text.take() else { return };
-        let i = self.next_index();
-        out.push(self.event(
-            "response.output_text.done",
-            json!({"item_id": id, "output_index": i, "content_index": 0, "text": text, "logprobs": []}),
-        ));
-        let part = json!({"type": "output_text", "text": text, "annotations": [], "logprobs": []});
-        out.push(self.event(
-            "response.content_part.done",
-            json!({"item_id": id, "output_index": i, "content_index": 0, "part": part}),
-        ));
         let item = message_item(&id, &text, "completed");
-        out.push(self.event("response.output_item.done", json!({"output_index": i, "item": item})));
-        self.output.push(item);
+        let done = json!({"text": text, "logprobs": []});
+        self.close_item("response.output_text.done", done, item, out);
     }
 
     fn close_call(&mut self, out: &mut Vec<Event>) {
