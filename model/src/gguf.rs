@@ -2,7 +2,7 @@
 //! weights.
 
 use std::collections::HashMap;
-use std::io::Cursor;
+use std::io::{BufReader, Cursor};
 use std::path::{Path, PathBuf};
 
 use candle_core::quantized::gguf_file::{Content, Value};
@@ -154,19 +154,19 @@ impl<'a> Meta<'a> {
     }
 }
 
-/// Parses the header (metadata and tensor directory) of the GGUF file at `path`.
-fn read_content(path: &Path) -> Result<Content, ModelError> {
+/// Parses the header (metadata and tensor directory) of the GGUF file at `path`; the reader
+/// stays open for tensor data.
+fn read_content(path: &Path) -> Result<(Content, BufReader<std::fs::File>), ModelError> {
     let file = std::fs::File::open(path).map_err(ModelError::io("opening", path))?;
-    Content::read(&mut std::io::BufReader::new(file))
-        .map_err(|source| ModelError::Gguf { path: path.to_owned(), source: Box::new(source) })
+    let mut reader = BufReader::new(file);
+    let content = Content::read(&mut reader)
+        .map_err(|source| ModelError::Gguf { path: path.to_owned(), source: Box::new(source) })?;
+    Ok((content, reader))
 }
 
 /// The config of the GGUF file at `path`, reading only its header.
 pub(crate) fn read_config(path: &Path) -> Result<ModelConfig, ModelError> {
-    let file = std::fs::File::open(path).map_err(ModelError::io("opening", path))?;
-    let mut reader = std::io::BufReader::new(file);
-    let content = Content::read(&mut reader)
-        .map_err(|source| ModelError::Gguf { path: path.to_owned(), source: Box::new(source) })?;
+    let (content, mut reader) = read_content(path)?;
     let freqs = rope_freqs(path, &content, &mut reader)?;
     config_from_meta(Meta { path, content: &content }, freqs)
 }
@@ -388,7 +388,7 @@ type Parsed = (ModelConfig, HashMap<String, Tensor>, Tokenizer, ChatTemplate);
 
 /// Tokenizer and chat template of the GGUF file at `path`, from its header alone.
 pub(crate) fn load_text(path: &Path) -> Result<(Tokenizer, ChatTemplate), ModelError> {
-    let content = read_content(path)?;
+    let (content, _) = read_content(path)?;
     text_from_meta(Meta { path, content: &content })
 }
 
