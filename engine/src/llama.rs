@@ -207,7 +207,7 @@ impl Llama {
             let v = v.reshape((t, kvh, hd))?;
             let pool = &kv.pools[l];
             step.write_kv(pool, &k, &v.contiguous()?, self.path)?;
-            let att = step.attend(&q, pool, scale, self.path)?;
+            let att = step.attend(&q, pool, scale, cfg.attention_window(l), self.path)?;
             let [o] = fixed(project(ProjGroup::O, &att.reshape((t, heads * hd))?)?)?;
             x = (x + o)?;
             let h = lorad_kernels::rms_norm(&x, &layer.post_norm, eps)?;

@@ -7,8 +7,8 @@ mod common;
 use std::collections::HashMap;
 
 use candle_core::{Device, Tensor};
-use lorad_engine::Llama;
-use lorad_model::{Arch, ModelConfig};
+use lorad_engine::{ForwardSeq, KernelPath, KvCache, Llama};
+use lorad_model::{Arch, ModelConfig, SlidingWindow};
 
 /// lorad's prefill logits for three prompts against `theirs` (a fresh reference model per
 /// prompt: candle's keep their own KV cache).
@@ -91,6 +91,7 @@ fn qwen3_logits_match_candle_transformers_qwen3() {
         rope_theta: 1_000_000.0,
         rope_scaling: None,
         max_position_embeddings: 256,
+        sliding_window: None,
         tie_word_embeddings: false,
         attention_bias: false,
     };
@@ -136,7 +137,7 @@ fn qwen3_logits_match_candle_transformers_qwen3() {
 /// Phi-3: its fused `qkv_proj` and `gate_up_proj`, written as a Hugging Face directory and read
 /// by lorad's loader (which splits them into the seven projections), against
 /// candle-transformers' `phi3`, which computes on the fused tensors itself. A sliding window
-/// caps the served context without changing short prompts.
+/// does not cap the served context.
 #[test]
 fn phi3_logits_match_candle_transformers_phi3() {
     let (h, heads, kvh, ff, vocab, layers) = (64, 4, 2, 96, 50, 2);
@@ -167,7 +168,8 @@ fn phi3_logits_match_candle_transformers_phi3() {
     base.tokenizer.save(&dir.path().join("tokenizer.json")).unwrap();
     let model = lorad_model::load_model(dir.path(), &lorad_model::LoadOptions::default()).unwrap();
     assert_eq!(model.config.arch, Arch::Phi3);
-    assert_eq!(model.config.max_position_embeddings, 2047, "capped at the sliding window");
+    assert_eq!(model.config.max_position_embeddings, 4096, "the whole context is served");
+    assert_eq!(model.config.attention_window(1), Some(2047));
     assert!(model.weights.contains_key("model.layers.1.self_attn.v_proj.weight"));
     assert!(!model.weights.contains_key("model.layers.1.mlp.gate_up_proj.weight"));
     let ours = Llama::new(&model.config, &model.weights).unwrap();
@@ -233,4 +235,118 @@ fn phi3_logits_match_candle_transformers_phi3() {
     // The adapter changes the answer: the test can fail.
     let plain = common::prefill_logits(&ours, &ids, None);
     assert!(common::max_diff(&plain, &want) > 1e-2);
+}
+
+/// Mistral v0.1's sliding window (here 5 positions over a 40-token sequence), through the
+/// paged KV cache as serving runs it: a prefill, a chunk, then one token per step, every
+/// position's logits against candle-transformers' `mistral` on that prefix. candle keeps
+/// `i - j <= window` where Hugging Face, vLLM and llama.cpp keep `i - j < window`, so candle is
+/// given one position less.
+#[test]
+fn mistral_sliding_window_matches_candle_transformers_mistral() {
+    let (h, heads, kvh, ff, vocab, layers, window) = (64, 4, 2, 96, 50, 2, 5usize);
+    let hd = h / heads;
+    let mut w = Seeded::default();
+    w.globals(vocab, h);
+    for l in 0..layers {
+        let p = w.layer_norms(l, h);
+        w.add(&format!("{p}.self_attn.q_proj.weight"), &[heads * hd, h], 0.0, 0.2);
+        w.add(&format!("{p}.self_attn.k_proj.weight"), &[kvh * hd, h], 0.0, 0.2);
+        w.add(&format!("{p}.self_attn.v_proj.weight"), &[kvh * hd, h], 0.0, 0.2);
+        w.add(&format!("{p}.self_attn.o_proj.weight"), &[h, heads * hd], 0.0, 0.2);
+        w.add(&format!("{p}.mlp.gate_proj.weight"), &[ff, h], 0.0, 0.2);
+        w.add(&format!("{p}.mlp.up_proj.weight"), &[ff, h], 0.0, 0.2);
+        w.add(&format!("{p}.mlp.down_proj.weight"), &[h, ff], 0.0, 0.2);
+    }
+    let cfg = ModelConfig {
+        arch: Arch::Mistral,
+        hidden_size: h,
+        intermediate_size: ff,
+        num_layers: layers,
+        num_heads: heads,
+        num_kv_heads: kvh,
+        head_dim: hd,
+        vocab_size: vocab,
+        rms_norm_eps: 1e-5,
+        rope_theta: 10000.0,
+        rope_scaling: None,
+        max_position_embeddings: 256,
+        sliding_window: Some(SlidingWindow { size: window, layers: vec![true; layers] }),
+        tie_word_embeddings: false,
+        attention_bias: false,
+    };
+    let ids: Vec<u32> = (0..40u32).map(|i| (i * 7 + 3) % vocab as u32).collect();
+    let vb =
+        candle_nn::VarBuilder::from_tensors(w.0.clone(), candle_core::DType::F32, &Device::Cpu);
+    let candle = |sliding: Option<usize>| -> Vec<Vec<f32>> {
+        let theirs_cfg: candle_transformers::models::mistral::Config =
+            serde_json::from_value(serde_json::json!({
+                "vocab_size": vocab, "hidden_size": h, "intermediate_size": ff,
+                "num_hidden_layers": layers, "num_attention_heads": heads,
+                "num_key_value_heads": kvh, "hidden_act": "silu",
+                "max_position_embeddings": 256, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
+                "sliding_window": sliding, "head_dim": null
+            }))
+            .unwrap();
+        (1..=ids.len())
+            .map(|n| {
+                let mut m =
+                    candle_transformers::models::mistral::Model::new(&theirs_cfg, vb.clone())
+                        .unwrap();
+                let input = Tensor::new(&ids[..n], &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+                m.forward(&input, 0).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+            })
+            .collect()
+    };
+    let want = candle(Some(window - 1));
+    let mut ours = Llama::new(&cfg, &w.0).unwrap();
+    for path in [KernelPath::Auto, KernelPath::Generic] {
+        ours.set_kernel_path(path);
+        let got = stepped_logits(&ours, &ids, &[13, 9]);
+        for (p, (g, t)) in got.iter().zip(&want).enumerate() {
+            let diff = common::max_diff(g, t);
+            assert!(diff <= 1e-4, "{path:?}, position {p}: max diff {diff}");
+        }
+    }
+    // Without the window the later positions differ (the test can fail), and the first window
+    // of positions does not (the boundary is where it should be).
+    let full = candle(None);
+    let got = stepped_logits(&ours, &ids, &[13, 9]);
+    assert!(got.iter().zip(&full).take(window).all(|(g, f)| common::max_diff(g, f) <= 1e-4));
+    assert!(common::max_diff(&got[window], &full[window]) > 1e-3, "position {window}");
+}
+
+/// Every position's logits for `ids` run through a paged KV cache the way the scheduler feeds
+/// it: chunks of the given sizes, then one token per step.
+fn stepped_logits(model: &Llama, ids: &[u32], chunks: &[usize]) -> Vec<Vec<f32>> {
+    let cfg = model.config();
+    let kv = KvCache::new(
+        cfg.num_layers,
+        64,
+        16,
+        cfg.num_kv_heads,
+        cfg.head_dim,
+        model.dtype(),
+        model.device(),
+    )
+    .unwrap();
+    // Blocks out of order, as an allocator hands them out.
+    let blocks: Vec<u32> = vec![2, 0, 3, 1];
+    let mut out = Vec::new();
+    let mut at = 0;
+    let mut sizes = chunks.iter().copied();
+    while at < ids.len() {
+        let n = sizes.next().unwrap_or(1).min(ids.len() - at);
+        let seq = ForwardSeq {
+            tokens: &ids[at..at + n],
+            start_pos: at,
+            block_table: &blocks,
+            adapter: None,
+            want_logits: true,
+            all_logits: true,
+        };
+        out.extend(model.forward(&[seq], &kv).unwrap().to_vec2::<f32>().unwrap());
+        at += n;
+    }
+    out
 }

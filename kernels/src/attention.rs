@@ -157,25 +157,29 @@ impl InplaceOp2 for ScatterRows<'_> {
 }
 
 /// Causal attention for every row of `q` (`[T, heads, head_dim]`) against its sequence's cached
-/// K/V (which must already include this step's rows). Returns `[T, heads, head_dim]`.
-/// `seqs` must cover the rows of `q` in order, without gaps. A forward pass over many layers
-/// builds one [`PagedStep`] instead and calls [`PagedStep::attend`] per layer.
+/// K/V (which must already include this step's rows), within a sliding `window` if given.
+/// Returns `[T, heads, head_dim]`. `seqs` must cover the rows of `q` in order, without gaps. A
+/// forward pass over many layers builds one [`PagedStep`] instead and calls
+/// [`PagedStep::attend`] per layer.
 pub fn paged_attention(
     q: &Tensor,
     pool: &KvPool,
     seqs: &[PagedSeq<'_>],
     scale: f32,
+    window: Option<usize>,
     path: KernelPath,
 ) -> Result<Tensor> {
-    PagedStep::new(seqs, pool.block_size, pool.num_slots())?.attend(q, pool, scale, path)
+    PagedStep::new(seqs, pool.block_size, pool.num_slots())?.attend(q, pool, scale, window, path)
 }
 
-/// The fused CPU kernel: every row in parallel, each over its own sequence's slots.
+/// The fused CPU kernel: every row in parallel, each over its own sequence's slots (the last
+/// `window` of them, given one).
 pub(crate) fn attention_cpu(
     q: &Tensor,
     pool: &KvPool,
     seqs: &[PagedSeq<'_>],
     scale: f32,
+    window: Option<usize>,
 ) -> Result<Tensor> {
     let (t, heads, hd) = q.dims3()?;
     let kvh = pool.k.dims()[1];
@@ -192,10 +196,12 @@ pub(crate) fn attention_cpu(
                 out.par_chunks_mut(heads * hd).enumerate().for_each(|(row, orow)| {
                     let (si, i) = row_seq[row];
                     let s = &seqs[si as usize];
-                    // Causal: the i-th new row sees every cached position up to its own.
+                    // Causal: the i-th new row sees every cached position up to its own (and
+                    // none that fell out of its window).
                     let ctx = s.len - s.q_len + i as usize + 1;
-                    let slots: Vec<usize> = (0..ctx).map(|p| s.slot(p, bs)).collect();
-                    let mut scores = vec![0f32; ctx];
+                    let first = window.map_or(0, |w| ctx.saturating_sub(w));
+                    let slots: Vec<usize> = (first..ctx).map(|p| s.slot(p, bs)).collect();
+                    let mut scores = vec![0f32; slots.len()];
                     for h in 0..heads {
                         let kv = h / group;
                         let qv = &qs[(row * heads + h) * hd..(row * heads + h + 1) * hd];

@@ -48,7 +48,8 @@ pub fn rope(x: &[f32], heads: usize, d: usize, positions: &[u32], inv_freq: &[f3
 }
 
 /// Causal GQA attention for one sequence: `q` is `[n, heads, d]` for the last `n` positions,
-/// `k`/`v` are `[len, kv_heads, d]` for positions `0..len`. Returns `[n, heads, d]`.
+/// `k`/`v` are `[len, kv_heads, d]` for positions `0..len`. Returns `[n, heads, d]`. With a
+/// `window`, position `p` sees only positions `p - window + 1 ..= p`.
 #[allow(clippy::too_many_arguments)] // a reference spells every dimension out on purpose
 pub fn attention(
     q: &[f32],
@@ -60,15 +61,17 @@ pub fn attention(
     kv_heads: usize,
     d: usize,
     scale: f64,
+    window: Option<usize>,
 ) -> Vec<f64> {
     let group = heads / kv_heads;
     let mut out = vec![0f64; n * heads * d];
     for i in 0..n {
         let ctx = len - n + i + 1;
+        let first = window.map_or(0, |w| ctx.saturating_sub(w));
         for h in 0..heads {
             let kv = h / group;
             let qv = &q[(i * heads + h) * d..(i * heads + h + 1) * d];
-            let scores: Vec<f64> = (0..ctx)
+            let scores: Vec<f64> = (first..ctx)
                 .map(|j| {
                     let kr = &k[(j * kv_heads + kv) * d..(j * kv_heads + kv + 1) * d];
                     qv.iter().zip(kr).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum::<f64>()
@@ -78,7 +81,7 @@ pub fn attention(
             let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             let e: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
             let sum: f64 = e.iter().sum();
-            for (j, ej) in e.iter().enumerate() {
+            for (j, ej) in (first..).zip(&e) {
                 let vr = &v[(j * kv_heads + kv) * d..(j * kv_heads + kv + 1) * d];
                 for c in 0..d {
                     out[(i * heads + h) * d + c] += ej / sum * f64::from(vr[c]);

@@ -46,18 +46,32 @@ struct GenericIndex {
     out_index: Option<Tensor>,
 }
 
-/// Sequences attended together as one padded `[n, q_max] × [n, len_max]` rectangle.
+/// Sequences attended together as one padded `[n, q_max] × [n, len]` rectangle.
 #[derive(Debug)]
 struct Bucket {
     n: usize,
     q_max: usize,
-    len_max: usize,
     /// `[n · q_max]` rows of `q` (padding rows repeat the sequence's first row).
     q_index: Tensor,
-    /// `[n · len_max]` pool slots (padding repeats the slot of position 0).
+    /// The sequences in it, in row order.
+    members: Vec<usize>,
+    /// The positions the rows see in a layer attending to the whole context.
+    full: Span,
+    /// The same in a sliding-window layer, built on first use: only the positions some row's
+    /// window reaches are gathered.
+    windowed: OnceLock<(usize, Span)>,
+}
+
+/// The cached positions a bucket's rows attend to: per sequence, a run of consecutive
+/// positions from its earliest visible one, padded to a common length.
+#[derive(Debug)]
+struct Span {
+    len: usize,
+    /// `[n · len]` pool slots (padding repeats the run's first slot).
     kv_index: Tensor,
-    /// `[n, 1, 1, q_max, len_max]`: 0 where a row may attend, -inf elsewhere (causal and
-    /// padding; a padding row attends to position 0 only, so its softmax stays finite).
+    /// `[n, 1, 1, q_max, len]`: 0 where a row may attend, -inf elsewhere (causal, window and
+    /// padding; a padding row attends to the run's first position only, so its softmax stays
+    /// finite).
     mask: Tensor,
 }
 
@@ -159,15 +173,26 @@ impl<'a> PagedStep<'a> {
     }
 
     /// Causal attention of every row of `q` (`[T, heads, head_dim]`) against its sequence's
-    /// cached K/V (this step's rows already written). Returns `[T, heads, head_dim]`.
+    /// cached K/V (this step's rows already written). Returns `[T, heads, head_dim]`. With a
+    /// `window`, the row at position `p` sees only positions `p - window + 1 ..= p` (a sliding
+    /// window layer; the boundary Hugging Face, vLLM and llama.cpp share).
     pub fn attend(
         &self,
         q: &Tensor,
         pool: &KvPool,
         scale: f32,
+        window: Option<usize>,
         path: KernelPath,
     ) -> Result<Tensor> {
         self.check_pool(pool, "attention")?;
+        if window == Some(0) {
+            return Err(KernelError::Shape {
+                op: "attention",
+                what: "sliding window",
+                got: vec![0],
+                expected: "at least 1 position".into(),
+            });
+        }
         let (t, heads, hd) = q.dims3()?;
         let kvh = pool.k.dims()[1];
         if pool.k.dims()[2] != hd || kvh == 0 || heads % kvh != 0 || t != self.rows {
@@ -183,7 +208,7 @@ impl<'a> PagedStep<'a> {
             });
         }
         if path == KernelPath::Auto && is_cpu_f32(q) && is_cpu_f32(&pool.k) && is_cpu_f32(&pool.v) {
-            return attention_cpu(q, pool, &self.seqs, scale);
+            return attention_cpu(q, pool, &self.seqs, scale, window);
         }
         if t == 0 {
             return Ok(q.clone());
@@ -192,7 +217,26 @@ impl<'a> PagedStep<'a> {
         let group = heads / kvh;
         let mut outs = Vec::with_capacity(idx.buckets.len());
         for b in &idx.buckets {
-            let (n, qm, lm) = (b.n, b.q_max, b.len_max);
+            let owned;
+            let span = match window {
+                None => &b.full,
+                Some(w) => {
+                    let build = || self.span(&b.members, b.q_max, Some(w), q.device(), q.dtype());
+                    if b.windowed.get().is_none() {
+                        // One step serves every layer; they share a window in the models
+                        // served, so the first one's is kept.
+                        let _ = b.windowed.set((w, build()?));
+                    }
+                    match b.windowed.get() {
+                        Some((kept, span)) if *kept == w => span,
+                        _ => {
+                            owned = build()?;
+                            &owned
+                        }
+                    }
+                }
+            };
+            let (n, qm, lm) = (b.n, b.q_max, span.len);
             // [n·qm, heads, hd] -> [n, kvh, group·qm, hd] (head h = kv·group + g).
             let qs = q
                 .index_select(&b.q_index, 0)?
@@ -202,7 +246,7 @@ impl<'a> PagedStep<'a> {
                 .reshape((n, kvh, group * qm, hd))?;
             let gather = |pool: &Tensor| -> Result<Tensor> {
                 Ok(pool
-                    .index_select(&b.kv_index, 0)?
+                    .index_select(&span.kv_index, 0)?
                     .reshape((n, lm, kvh, hd))?
                     .transpose(1, 2)?
                     .contiguous()?)
@@ -210,7 +254,7 @@ impl<'a> PagedStep<'a> {
             let (k, v) = (gather(&pool.k)?, gather(&pool.v)?);
             let att = (qs.matmul(&k.t()?)? * f64::from(scale))?
                 .reshape((n, kvh, group, qm, lm))?
-                .broadcast_add(&b.mask)?;
+                .broadcast_add(&span.mask)?;
             let att = candle_nn::ops::softmax_last_dim(&att)?.reshape((n, kvh, group * qm, lm))?;
             let o = att
                 .matmul(&v)?
@@ -278,40 +322,79 @@ impl<'a> PagedStep<'a> {
             members.sort_unstable();
             rest = &rest[n..];
             let mut q_index = Vec::with_capacity(n * qm);
-            let mut kv_index = Vec::with_capacity(n * lm);
-            let mut mask = vec![f32::NEG_INFINITY; n * qm * lm];
             for (j, &si) in members.iter().enumerate() {
                 let s = &self.seqs[si];
-                let first_slot = s.slot(0, self.block_size) as u32;
-                kv_index.extend((0..lm).map(|p| {
-                    if p < s.len { s.slot(p, self.block_size) as u32 } else { first_slot }
-                }));
                 for i in 0..qm {
-                    let row = &mut mask[(j * qm + i) * lm..(j * qm + i + 1) * lm];
                     if i < s.q_len {
                         q_index.push((s.q_start + i) as u32);
                         out_index[s.q_start + i] = (base + j * qm + i) as u32;
-                        // Causal: new row i sees every position up to its own.
-                        row[..s.len - s.q_len + i + 1].fill(0.0);
                     } else {
                         q_index.push(s.q_start as u32);
-                        row[0] = 0.0;
                     }
                 }
             }
             buckets.push(Bucket {
                 n,
                 q_max: qm,
-                len_max: lm,
                 q_index: Tensor::from_vec(q_index, n * qm, dev)?,
-                kv_index: Tensor::from_vec(kv_index, n * lm, dev)?,
-                mask: Tensor::from_vec(mask, (n, 1, 1, qm, lm), dev)?.to_dtype(dtype)?,
+                full: self.span(&members, qm, None, dev, dtype)?,
+                members,
+                windowed: OnceLock::new(),
             });
             base += n * qm;
         }
         let identity = base == t && out_index.iter().enumerate().all(|(i, &o)| o as usize == i);
         let out_index = if identity { None } else { Some(Tensor::from_vec(out_index, t, dev)?) };
         Ok(GenericIndex { key, write, buckets, out_index })
+    }
+
+    /// What a bucket's rows attend to, within `window` if given: each sequence's run starts at
+    /// the first position its earliest new row sees.
+    fn span(
+        &self,
+        members: &[usize],
+        qm: usize,
+        window: Option<usize>,
+        dev: &Device,
+        dtype: DType,
+    ) -> Result<Span> {
+        let n = members.len();
+        // Causal: new row i sees every position up to its own, and none that fell out of its
+        // window.
+        let visible = |s: &PagedSeq<'_>, i: usize| {
+            let ctx = s.len - s.q_len + i + 1;
+            (window.map_or(0, |w| ctx.saturating_sub(w)), ctx)
+        };
+        let start: Vec<usize> = members.iter().map(|&si| visible(&self.seqs[si], 0).0).collect();
+        let len = members
+            .iter()
+            .zip(&start)
+            .map(|(&si, &first)| self.seqs[si].len - first)
+            .max()
+            .unwrap_or(0);
+        let mut kv_index = Vec::with_capacity(n * len);
+        let mut mask = vec![f32::NEG_INFINITY; n * qm * len];
+        for (j, (&si, &first)) in members.iter().zip(&start).enumerate() {
+            let s = &self.seqs[si];
+            let first_slot = s.slot(first, self.block_size) as u32;
+            kv_index.extend((first..first + len).map(|p| {
+                if p < s.len { s.slot(p, self.block_size) as u32 } else { first_slot }
+            }));
+            for i in 0..qm {
+                let row = &mut mask[(j * qm + i) * len..(j * qm + i + 1) * len];
+                if i < s.q_len {
+                    let (from, to) = visible(s, i);
+                    row[from - first..to - first].fill(0.0);
+                } else {
+                    row[0] = 0.0;
+                }
+            }
+        }
+        Ok(Span {
+            len,
+            kv_index: Tensor::from_vec(kv_index, n * len, dev)?,
+            mask: Tensor::from_vec(mask, (n, 1, 1, qm, len), dev)?.to_dtype(dtype)?,
+        })
     }
 }
 

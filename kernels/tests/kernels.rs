@@ -281,26 +281,38 @@ fn paged_attention_matches_reference(dev: &Device) {
         .unwrap();
         let q = randv(&mut rng, rows * heads * d);
         let qt = Tensor::from_vec(q.clone(), (rows, heads, d), dev).unwrap();
-        let got = to_vec(&step.attend(&qt, &pool, scale as f32, path).unwrap());
-        let mut want = Vec::new();
-        for (s, &(len, new)) in shape.iter().enumerate() {
-            let q0 = seqs[s].q_start * heads * d;
-            let qs = &q[q0..q0 + new * heads * d];
-            want.extend(r::attention(qs, &k_all[s], &v_all[s], new, len, heads, kvh, d, scale));
+        // Whole context, then sliding windows: 4 (the first window cached by the step, then
+        // reused), 1 (another window, built for that call), 4 again.
+        for window in [None, Some(4), Some(1), Some(4), None] {
+            let got = to_vec(&step.attend(&qt, &pool, scale as f32, window, path).unwrap());
+            let mut want = Vec::new();
+            for (s, &(len, new)) in shape.iter().enumerate() {
+                let q0 = seqs[s].q_start * heads * d;
+                let qs = &q[q0..q0 + new * heads * d];
+                want.extend(r::attention(
+                    qs, &k_all[s], &v_all[s], new, len, heads, kvh, d, scale, window,
+                ));
+            }
+            let diff = r::max_abs_diff(&got, &want);
+            assert!(diff < 1e-5, "{path:?}, window {window:?}: attention diff {diff}");
+            // The one-call form agrees.
+            let again =
+                to_vec(&paged_attention(&qt, &pool, &seqs, scale as f32, window, path).unwrap());
+            assert!(r::max_abs_diff(&again, &want) < 1e-5);
         }
-        let diff = r::max_abs_diff(&got, &want);
-        assert!(diff < 1e-5, "{path:?}: attention diff {diff}");
-        // A second layer reuses the step's index tensors; the one-call form agrees.
-        let again = to_vec(&paged_attention(&qt, &pool, &seqs, scale as f32, path).unwrap());
-        assert!(r::max_abs_diff(&again, &want) < 1e-5);
+        // A window does change the answer for rows past it (the test can fail).
+        let full = to_vec(&step.attend(&qt, &pool, scale as f32, None, path).unwrap());
+        let narrow = to_vec(&step.attend(&qt, &pool, scale as f32, Some(2), path).unwrap());
+        assert!(full.iter().zip(&narrow).any(|(a, b)| (a - b).abs() > 1e-3));
+        assert!(step.attend(&qt, &pool, 1.0, Some(0), path).is_err());
         // Bad input is an error, not a panic.
         let bad = [PagedSeq { block_table: &[16], len: 1, q_start: 0, q_len: 1 }];
         let q1 = Tensor::zeros((1, heads, d), candle_core::DType::F32, dev).unwrap();
-        assert!(paged_attention(&q1, &pool, &bad, 1.0, path).is_err());
+        assert!(paged_attention(&q1, &pool, &bad, 1.0, None, path).is_err());
         let gap = [PagedSeq { block_table: &[0], len: 1, q_start: 1, q_len: 1 }];
         assert!(PagedStep::new(&gap, bs, pool.num_slots()).is_err());
         let q_wrong = Tensor::zeros((rows + 1, heads, d), candle_core::DType::F32, dev).unwrap();
-        assert!(step.attend(&q_wrong, &pool, 1.0, path).is_err());
+        assert!(step.attend(&q_wrong, &pool, 1.0, None, path).is_err());
         let k1 = Tensor::zeros((1, kvh, d), candle_core::DType::F32, dev).unwrap();
         assert!(write_kv(&pool, &k1, &k1, &[64], path).is_err());
     }

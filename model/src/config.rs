@@ -14,7 +14,7 @@ use crate::error::ModelError;
 pub enum Arch {
     /// LLaMA 1/2/3, SmolLM, TinyLlama, ...
     Llama,
-    /// Mistral (LLaMA layout; a sliding attention window caps the served context instead).
+    /// Mistral (LLaMA layout; v0.1 attends within a sliding window).
     Mistral,
     /// Qwen2 / Qwen2.5: LLaMA layout plus biases on the q/k/v projections.
     Qwen2,
@@ -100,14 +100,12 @@ pub(crate) fn yarn_mscale(factor: f64, mscale: f64) -> f64 {
 
 /// The context a model serves: the checkpoint's `max_position_embeddings`, stretched by linear
 /// scaling (times its factor) or YaRN (its pre-trained context times its factor), as vLLM
-/// derives it; then capped at a sliding attention window, because lorad attends to the whole
-/// context and so is exact only within one window.
+/// derives it.
 pub(crate) fn served_context(
     max_position_embeddings: usize,
     scaling: Option<&RopeScaling>,
-    sliding_window: Option<usize>,
 ) -> usize {
-    let stretched = match scaling {
+    match scaling {
         Some(RopeScaling::Linear { factor }) => {
             max_position_embeddings.max((max_position_embeddings as f64 * factor) as usize)
         }
@@ -116,19 +114,19 @@ pub(crate) fn served_context(
                 .max((*original_max_position_embeddings as f64 * factor) as usize)
         }
         _ => max_position_embeddings,
-    };
-    match sliding_window {
-        Some(w) if w > 0 && w < stretched => {
-            tracing::warn!(
-                window = w,
-                context = stretched,
-                "the model attends within a sliding window, which lorad does not implement: \
-                 serving at most {w} tokens of context so answers stay exact"
-            );
-            w
-        }
-        _ => stretched,
     }
+}
+
+/// Attention restricted to a sliding window (Mistral v0.1, Phi-3, Qwen with
+/// `use_sliding_window`): in the layers it covers, a query at position `p` sees only positions
+/// `p - size + 1 ..= p`, as Hugging Face, vLLM and llama.cpp all draw the boundary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlidingWindow {
+    /// Positions a query sees, its own included.
+    pub size: usize,
+    /// One flag per layer: whether that layer attends within the window (the others attend to
+    /// the whole context).
+    pub layers: Vec<bool>,
 }
 
 impl RopeScaling {
@@ -222,9 +220,11 @@ pub struct ModelConfig {
     /// Optional RoPE scaling.
     pub rope_scaling: Option<RopeScaling>,
     /// The longest context served: the checkpoint's, stretched by RoPE scaling the way vLLM
-    /// derives it, and capped at a sliding attention window (which lorad does not implement, so
-    /// attention stays exact only within one window).
+    /// derives it.
     pub max_position_embeddings: usize,
+    /// The attention window of the layers that attend only to recent positions, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sliding_window: Option<SlidingWindow>,
     /// Whether the LM head reuses `model.embed_tokens.weight` (then `lm_head.weight` is absent).
     pub tie_word_embeddings: bool,
     /// Whether q/k/v projections carry biases (Qwen2).
@@ -236,6 +236,12 @@ impl ModelConfig {
     /// (Phi-3).
     pub fn fused_projections(&self) -> bool {
         self.arch == Arch::Phi3
+    }
+
+    /// The window layer `layer` attends within, or `None` when it attends to the whole context.
+    pub fn attention_window(&self, layer: usize) -> Option<usize> {
+        let w = self.sliding_window.as_ref()?;
+        w.layers.get(layer).copied().unwrap_or(false).then_some(w.size)
     }
 
     /// Whether each query and key head is RMS-normalized before RoPE (Qwen3's
@@ -381,6 +387,17 @@ impl ModelConfig {
         if let Some(s) = &self.rope_scaling {
             s.validate(self.head_dim)?;
         }
+        if let Some(w) = &self.sliding_window {
+            if w.size == 0 {
+                return bad("sliding_window", "must be greater than 0".into());
+            }
+            if w.layers.len() != self.num_layers {
+                return bad(
+                    "sliding_window",
+                    format!("names {} layers of {}", w.layers.len(), self.num_layers),
+                );
+            }
+        }
         Ok(())
     }
 }
@@ -403,6 +420,7 @@ mod tests {
             rope_theta: 10000.0,
             rope_scaling: None,
             max_position_embeddings: 256,
+            sliding_window: None,
             tie_word_embeddings: true,
             attention_bias: false,
         }
@@ -528,14 +546,36 @@ mod tests {
     }
 
     #[test]
-    fn served_context_stretches_and_caps() {
+    fn served_context_stretches() {
         let yarn = qwen3_yarn(true).rope_scaling;
-        assert_eq!(served_context(40960, yarn.as_ref(), None), 131072);
+        assert_eq!(served_context(40960, yarn.as_ref()), 131072);
         let linear = RopeScaling::Linear { factor: 4.0 };
-        assert_eq!(served_context(4096, Some(&linear), None), 16384);
-        assert_eq!(served_context(32768, None, Some(4096)), 4096);
-        assert_eq!(served_context(2048, None, Some(4096)), 2048);
-        assert_eq!(served_context(4096, Some(&linear), Some(8192)), 8192);
+        assert_eq!(served_context(4096, Some(&linear)), 16384);
+        assert_eq!(served_context(32768, None), 32768);
+    }
+
+    #[test]
+    fn sliding_window_per_layer_and_checked() {
+        let mut c = cfg();
+        assert_eq!(c.attention_window(0), None);
+        c.sliding_window = Some(SlidingWindow { size: 8, layers: vec![false, true] });
+        assert!(c.validate().is_ok());
+        assert_eq!((c.attention_window(0), c.attention_window(1)), (None, Some(8)));
+        assert_eq!(c.attention_window(2), None);
+        // Configs saved before the field existed still read.
+        let mut json = serde_json::to_value(cfg()).expect("serialize");
+        assert!(json.get("sliding_window").is_none());
+        json["sliding_window"] = serde_json::json!({"size": 8, "layers": [true, true]});
+        let back: ModelConfig = serde_json::from_value(json).expect("parse");
+        assert_eq!(back.attention_window(1), Some(8));
+        for bad in [
+            SlidingWindow { size: 0, layers: vec![true; 2] },
+            SlidingWindow { size: 8, layers: vec![true; 3] },
+        ] {
+            c.sliding_window = Some(bad);
+            let err = c.validate().expect_err("refused").to_string();
+            assert!(err.contains("sliding_window"), "{err}");
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use candle_core::{Device, Tensor};
 use sha2::{Digest, Sha256};
 
 use crate::chat::ChatTemplate;
-use crate::config::{Arch, ModelConfig, RopeScaling, served_context, yarn_mscale};
+use crate::config::{Arch, ModelConfig, RopeScaling, SlidingWindow, served_context, yarn_mscale};
 use crate::error::ModelError;
 use crate::fetch::{DEFAULT_GGUF_SHA256, DEFAULT_MODEL_ID};
 use crate::tokenizer::Tokenizer;
@@ -229,7 +229,12 @@ fn config_from_meta(m: Meta<'_>, rope_freqs: Option<Vec<f32>>) -> Result<ModelCo
         }
     }
     let rope_scaling = rope_scaling(m, &key, max_pos, rope_freqs)?;
-    let window = m.opt_usize(&key("attention.sliding_window"))?;
+    let num_layers = m.usize(&key("block_count"))?;
+    // llama.cpp's converters write a window for the families served here (Phi-3) that every
+    // layer uses.
+    let sliding_window = m
+        .opt_usize(&key("attention.sliding_window"))?
+        .map(|size| SlidingWindow { size, layers: vec![true; num_layers] });
     let vocab_size = match m.opt_usize(&key("vocab_size"))? {
         Some(v) => v,
         None => m.strings("tokenizer.ggml.tokens")?.len(),
@@ -238,7 +243,7 @@ fn config_from_meta(m: Meta<'_>, rope_freqs: Option<Vec<f32>>) -> Result<ModelCo
         arch,
         hidden_size,
         intermediate_size: m.usize(&key("feed_forward_length"))?,
-        num_layers: m.usize(&key("block_count"))?,
+        num_layers,
         num_heads,
         num_kv_heads,
         head_dim,
@@ -250,7 +255,8 @@ fn config_from_meta(m: Meta<'_>, rope_freqs: Option<Vec<f32>>) -> Result<ModelCo
             }
         })?,
         rope_theta: m.opt_f64(&key("rope.freq_base"))?.unwrap_or(10_000.0),
-        max_position_embeddings: served_context(max_pos, rope_scaling.as_ref(), window),
+        max_position_embeddings: served_context(max_pos, rope_scaling.as_ref()),
+        sliding_window,
         rope_scaling,
         tie_word_embeddings: !m.content.tensor_infos.contains_key("output.weight"),
         attention_bias: arch == Arch::Qwen2,

@@ -10,7 +10,7 @@ use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
 
 use crate::chat::ChatTemplate;
-use crate::config::{Arch, ModelConfig, RopeScaling, served_context, yarn_mscale};
+use crate::config::{Arch, ModelConfig, RopeScaling, SlidingWindow, served_context, yarn_mscale};
 use crate::error::ModelError;
 use crate::tokenizer::{Tokenizer, read_json_opt};
 use crate::weights::{LoadOptions, LoadedModel, check_shape, expected_tensors, tensor_err};
@@ -166,7 +166,8 @@ fn parse_config(f: Fields<'_>) -> Result<ModelConfig, ModelError> {
         vocab_size: f.usize("vocab_size")?,
         rms_norm_eps: f.opt_f64("rms_norm_eps")?.unwrap_or(1e-6),
         rope_theta,
-        max_position_embeddings: served_context(max_pos, rope_scaling.as_ref(), window),
+        max_position_embeddings: served_context(max_pos, rope_scaling.as_ref()),
+        sliding_window: window,
         rope_scaling,
         tie_word_embeddings: f.opt_bool("tie_word_embeddings")?.unwrap_or(false),
         attention_bias: arch == Arch::Qwen2,
@@ -235,29 +236,41 @@ fn parse_rope_scaling(
 }
 
 /// The attention window of a model whose layers (some or all) attend only to the last `n`
-/// tokens: Mistral's `sliding_window`; Qwen's when `use_sliding_window` is set and some layer
-/// is at or above `max_window_layers`; any model's whose `layer_types` name a sliding layer.
+/// tokens, as transformers reads it: every layer of Mistral and Phi-3 with a `sliding_window`;
+/// Qwen's layers from `max_window_layers` on, when `use_sliding_window` is set; the layers
+/// `layer_types` calls `sliding_attention`, when it is given.
 fn sliding_window(
     f: &Fields<'_>,
     arch: Arch,
     num_layers: usize,
-) -> Result<Option<usize>, ModelError> {
-    let Some(window) = f.opt_usize("sliding_window")? else {
+) -> Result<Option<SlidingWindow>, ModelError> {
+    let Some(size) = f.opt_usize("sliding_window")? else {
         return Ok(None);
     };
-    if let Some(types) = f.get("layer_types").and_then(Json::as_array) {
-        let sliding = types.iter().any(|t| t.as_str() == Some("sliding_attention"));
-        return Ok(sliding.then_some(window));
+    let qwen = matches!(arch, Arch::Qwen2 | Arch::Qwen3);
+    // Qwen's configs write a window they do not use unless told to.
+    if qwen && !f.opt_bool("use_sliding_window")?.unwrap_or(false) {
+        return Ok(None);
     }
-    let used = match arch {
-        Arch::Mistral | Arch::Phi3 => true,
-        Arch::Qwen2 | Arch::Qwen3 => {
-            f.opt_bool("use_sliding_window")?.unwrap_or(false)
-                && f.opt_usize("max_window_layers")?.unwrap_or(0) < num_layers
+    let layers: Vec<bool> = if let Some(types) = f.get("layer_types").and_then(Json::as_array) {
+        if types.len() != num_layers {
+            return Err(
+                f.err("layer_types", format!("{} entries for {num_layers} layers", types.len()))
+            );
         }
-        Arch::Llama => false,
+        types.iter().map(|t| t.as_str() == Some("sliding_attention")).collect()
+    } else {
+        match arch {
+            Arch::Mistral | Arch::Phi3 => vec![true; num_layers],
+            Arch::Qwen2 | Arch::Qwen3 => {
+                // transformers' default for both Qwen generations.
+                let first = f.opt_usize("max_window_layers")?.unwrap_or(28);
+                (0..num_layers).map(|l| l >= first).collect()
+            }
+            Arch::Llama => vec![false; num_layers],
+        }
     };
-    Ok(used.then_some(window))
+    Ok(layers.contains(&true).then_some(SlidingWindow { size, layers }))
 }
 
 /// The safetensors files of `dir`, sorted by file name.

@@ -21,7 +21,7 @@ mod tokenizer;
 mod weights;
 
 pub use chat::{ChatMessage, ChatTemplate, ToolSupport};
-pub use config::{Arch, ModelConfig, RopeScaling};
+pub use config::{Arch, ModelConfig, RopeScaling, SlidingWindow};
 pub use decode::IncrementalDecoder;
 pub use error::ModelError;
 pub use fetch::{DEFAULT_MODEL_ID, default_model_path, fetch_default_model};

@@ -400,7 +400,8 @@ fn yarn_linear_and_sliding_window_metadata() {
     let mut s = spec();
     s.meta.insert("llama.attention.sliding_window".into(), Value::U32(32));
     let c = read_config(&write_tmp(&s, tmp.path(), "window.gguf")).unwrap();
-    assert_eq!(c.max_position_embeddings, 32);
+    assert_eq!(c.max_position_embeddings, 128, "the whole context is served");
+    assert!((0..c.num_layers).all(|l| c.attention_window(l) == Some(32)), "{c:?}");
 }
 
 /// Phi-3 GGUF: llama.cpp's fused `attn_qkv` and `ffn_up` (gate then up), not permuted; the

@@ -396,43 +396,56 @@ fn rope_scaling_kinds_and_the_context_they_serve() {
 }
 
 #[test]
-fn a_sliding_window_caps_the_context() {
-    // Mistral 7B v0.1: a 4,096-token window under a 32,768-token context.
+fn sliding_windows_are_read_per_layer() {
+    let window = |c: &ModelConfig| (0..LAYERS).map(|l| c.attention_window(l)).collect::<Vec<_>>();
+    // Mistral 7B v0.1: a 4,096-token window in every layer, under a 32,768-token context that
+    // stays served in full.
     let c = config_with("mistral", |c| {
         c["max_position_embeddings"] = json!(32768);
         c["sliding_window"] = json!(4096);
     });
-    assert_eq!(c.max_position_embeddings, 4096);
+    assert_eq!(c.max_position_embeddings, 32768);
+    assert_eq!(window(&c), vec![Some(4096); LAYERS]);
     // v0.2 and later: no window.
     let c = config_with("mistral", |c| {
         c["max_position_embeddings"] = json!(32768);
         c["sliding_window"] = serde_json::Value::Null;
     });
-    assert_eq!(c.max_position_embeddings, 32768);
-    // Qwen writes a window it does not use unless `use_sliding_window` is set and some layer is
-    // at or above `max_window_layers`.
-    for (used, max_window_layers, want) in
-        [(false, 0, 32768), (true, LAYERS, 32768), (true, 1, 4096)]
-    {
+    assert_eq!((c.max_position_embeddings, c.sliding_window), (32768, None));
+    // Qwen writes a window it does not use unless `use_sliding_window` is set; then the layers
+    // from `max_window_layers` on use it.
+    for (used, max_window_layers, want) in [
+        (false, 0, vec![None, None]),
+        (true, LAYERS, vec![None, None]),
+        (true, 1, vec![None, Some(4096)]),
+        (true, 0, vec![Some(4096), Some(4096)]),
+    ] {
         let c = config_with("qwen2", |c| {
-            c["max_position_embeddings"] = json!(32768);
             c["sliding_window"] = json!(4096);
             c["use_sliding_window"] = json!(used);
             c["max_window_layers"] = json!(max_window_layers);
         });
-        assert_eq!(c.max_position_embeddings, want, "use {used}, from layer {max_window_layers}");
+        assert_eq!(window(&c), want, "use {used}, from layer {max_window_layers}");
     }
-    // `layer_types` decides when present.
-    for (types, want) in
-        [(["full_attention", "sliding_attention"], 4096), (["full_attention"; 2], 32768)]
-    {
+    // `layer_types` decides when present, and must name every layer.
+    for (types, want) in [
+        (vec!["sliding_attention", "full_attention"], vec![Some(4096), None]),
+        (vec!["full_attention"; 2], vec![None, None]),
+    ] {
         let c = config_with("llama", |c| {
-            c["max_position_embeddings"] = json!(32768);
             c["sliding_window"] = json!(4096);
             c["layer_types"] = json!(types);
         });
-        assert_eq!(c.max_position_embeddings, want, "{types:?}");
+        assert_eq!(window(&c), want, "{types:?}");
     }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = model_dir(tmp.path(), "m");
+    let mut json = Tiny { model_type: "mistral", tie: true }.config();
+    json["sliding_window"] = json!(16);
+    json["layer_types"] = json!(["sliding_attention"]);
+    std::fs::write(dir.join("config.json"), json.to_string()).unwrap();
+    let e = read_config(&dir).unwrap_err().to_string();
+    assert!(e.contains("layer_types") && e.contains("1 entries for 2 layers"), "{e}");
 }
 
 #[test]

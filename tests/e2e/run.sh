@@ -597,7 +597,7 @@ then ok "openai client: reasoning_content (whole and streamed), a reasoning item
 stop_server "$THINK_PID" "reasoning server"
 
 echo "==> another family: a tiny Phi-3 Hugging Face directory with only a SentencePiece tokenizer.model"
-# Random weights (fused qkv_proj / gate_up_proj, a 2047-token sliding window) and Mistral v3's
+# Random weights (fused qkv_proj / gate_up_proj, an 8-token sliding window the chat outgrows) and Mistral v3's
 # tokenizer.model from the SentencePiece fixtures (scripts/spm-fixtures.sh).
 SPM_MODEL="${LORAD_SPM_FIXTURES:-$SRC_HOME/fixtures/spm}/mistral-v3.model"
 if [ ! -f "$SPM_MODEL" ]; then
@@ -639,13 +639,22 @@ with open(f"{d}/model.safetensors", "wb") as f:
 json.dump({"model_type": "phi3", "vocab_size": V, "hidden_act": "silu", "hidden_size": H,
            "intermediate_size": ff, "num_hidden_layers": L, "num_attention_heads": heads,
            "num_key_value_heads": kvh, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
-           "max_position_embeddings": 4096, "sliding_window": 2047, "tie_word_embeddings": False},
+           "max_position_embeddings": 4096, "sliding_window": 8, "tie_word_embeddings": False},
           open(f"{d}/config.json", "w"))
 tmpl = ("{{ bos_token }}{% for m in messages %}{% if m['role'] == 'user' %}[INST] {{ m['content'] }}[/INST]"
         "{% else %}{{ m['content'] }}{{ eos_token }}{% endif %}{% endfor %}")
 json.dump({"add_bos_token": True, "bos_token": "<s>", "eos_token": "</s>", "chat_template": tmpl},
           open(f"{d}/tokenizer_config.json", "w"))
 PY
+    if lorad model info "$TMP/phi3" --json | "$VENV/bin/python" -c '
+import json, sys
+i = json.load(sys.stdin)
+assert (i["context"], i["sliding_window"], i["sliding_layers"]) == (4096, 8, 2), i' \
+        && lorad model info "$TMP/phi3" | grep -q "4096 tokens, every layer attending within a window of 8"; then
+        ok "model info: the Phi-3 directory's 8-token sliding window in both layers, 4,096 tokens served"
+    else
+        fail "model info of the Phi-3 directory: $(lorad model info "$TMP/phi3" 2>&1 | head -c 600)"
+    fi
     PORT4="$(free_port)"
     start_server "$TMP/server4.log" --model "$TMP/phi3" --listen "127.0.0.1:$PORT4" --attribution off
     PHI_PID=$SERVER_PID
@@ -654,8 +663,8 @@ import json, sys, urllib.request, openai
 base = sys.argv[1]
 client = openai.OpenAI(base_url=base + "/v1", api_key="unused")
 card = client.models.list().data[0]
-assert card.id == "phi3" and card.model_extra["max_model_len"] == 2047, card
-ask = dict(model="phi3", messages=[{"role": "user", "content": "Hello 🎉"}], max_tokens=6, temperature=0)
+assert card.id == "phi3" and card.model_extra["max_model_len"] == 4096, card  # the window is applied, not a cap
+ask = dict(model="phi3", messages=[{"role": "user", "content": "Hello 🎉"}], max_tokens=12, temperature=0)
 whole = client.chat.completions.create(**ask).choices[0].message.content
 streamed = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(**ask, stream=True) if c.choices)
 assert whole and streamed == whole, (whole, streamed)
@@ -664,7 +673,7 @@ req = urllib.request.Request(base + "/tokenize", json.dumps({"model": "phi3", "p
 tokens = json.load(urllib.request.urlopen(req))["tokens"]
 assert tokens[:2] == [1, 3], tokens  # <s>, then [INST] as its one control token
 PY
-    then ok "a Phi-3 directory with a SentencePiece tokenizer.model serves: 2,047-token window, chat whole = streamed, [INST] one token"; else fail "Phi-3 / tokenizer.model server: $(tail -3 "$TMP/server4.log")"; fi
+    then ok "a Phi-3 directory with a SentencePiece tokenizer.model serves: 8-token window over a 4,096 context, chat whole = streamed, [INST] one token"; else fail "Phi-3 / tokenizer.model server: $(tail -3 "$TMP/server4.log")"; fi
     stop_server "$PHI_PID" "Phi-3 server"
 fi
 

@@ -129,7 +129,11 @@ impl DiffLlama {
         }
         let cos = self.cos.narrow(0, 0, t)?;
         let sin = self.sin.narrow(0, 0, t)?;
-        let mask = causal_mask(t, &self.device)?;
+        let full_mask = causal_mask(t, None, &self.device)?;
+        let window_mask = match &cfg.sliding_window {
+            Some(w) => Some(causal_mask(t, Some(w.size), &self.device)?),
+            None => None,
+        };
         let mut x = self.embed.index_select(&batch.tokens.flatten_all()?, 0)?;
         for (l, layer) in self.layers.iter().enumerate() {
             let linear = |m: TargetModule, input: &Tensor| -> Result<Tensor> {
@@ -169,7 +173,11 @@ impl DiffLlama {
             let q = candle_nn::rotary_emb::rope_slow(&q, &cos, &sin)?;
             let k = candle_nn::rotary_emb::rope_slow(&k, &cos, &sin)?;
             let (k, v) = (repeat_kv(&k, heads / kvh)?, repeat_kv(&v, heads / kvh)?);
-            let att = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&mask)?;
+            let mask = match (cfg.attention_window(l), &window_mask) {
+                (Some(_), Some(m)) => m,
+                _ => &full_mask,
+            };
+            let att = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask)?;
             let att = candle_nn::ops::softmax(&att, D::Minus1)?;
             let o = att.matmul(&v)?.transpose(1, 2)?.reshape((n, heads * hd))?;
             x = (x + linear(TargetModule::OProj, &o)?)?;
@@ -182,10 +190,16 @@ impl DiffLlama {
     }
 }
 
-/// `[T, T]` additive mask: 0 on and below the diagonal, -inf above.
-fn causal_mask(t: usize, device: &Device) -> Result<Tensor> {
-    let m: Vec<f32> =
-        (0..t * t).map(|i| if i % t > i / t { f32::NEG_INFINITY } else { 0.0 }).collect();
+/// `[T, T]` additive mask: 0 where query `q` (row) may see key `k` (column), that is on and
+/// below the diagonal and, with a sliding `window`, where `q - k < window`; -inf elsewhere.
+fn causal_mask(t: usize, window: Option<usize>, device: &Device) -> Result<Tensor> {
+    let w = window.unwrap_or(usize::MAX);
+    let m: Vec<f32> = (0..t * t)
+        .map(|i| {
+            let (q, k) = (i / t, i % t);
+            if k > q || q - k >= w { f32::NEG_INFINITY } else { 0.0 }
+        })
+        .collect();
     Ok(Tensor::from_vec(m, (t, t), device)?)
 }
 

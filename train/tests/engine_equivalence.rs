@@ -1,12 +1,17 @@
 //! The differentiable forward computes what the serving engine computes: per-token
 //! log-probabilities of a padded two-example batch with an adapter on every projection equal
-//! the engine's prefill logits, position by position, on the real default model.
+//! the engine's prefill logits, position by position, on the real default model; and, on a
+//! small random model, within a sliding window in some layers.
 
-use candle_core::{D, DType, Device};
+use std::collections::HashMap;
+
+use candle_core::{D, DType, Device, Tensor};
 use lorad_engine::{ForwardSeq, KvCache, Llama, ResidentAdapter};
-use lorad_model::LoadOptions;
+use lorad_model::{Arch, LoadOptions, ModelConfig, SlidingWindow};
 use lorad_store::{RandomAdapterSpec, TargetModule};
 use lorad_train::{Batch, DiffLlama, Example, LoraSet, LossNorm};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 #[test]
 fn log_probs_match_the_engine_with_an_adapter_on_every_projection() {
@@ -74,4 +79,88 @@ fn log_probs_match_the_engine_with_an_adapter_on_every_projection() {
     let max = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
     eprintln!("{} scored tokens, max |train - engine| log-prob = {max:.2e}", got.len());
     assert!(max <= 2e-3, "max diff {max}: {got:?} vs {want:?}");
+}
+
+/// Sliding-window layers (the first of two, window 3, as Qwen's `layer_types` can mix them):
+/// the trainer's padded causal mask against the engine's paged attention, whose window is
+/// checked against candle-transformers' Mistral in the engine's own tests.
+#[test]
+fn log_probs_match_the_engine_within_a_sliding_window() {
+    let (h, ff, vocab, layers) = (16, 24, 23, 2);
+    let mut cfg = ModelConfig {
+        arch: Arch::Mistral,
+        hidden_size: h,
+        intermediate_size: ff,
+        num_layers: layers,
+        num_heads: 4,
+        num_kv_heads: 2,
+        head_dim: 4,
+        vocab_size: vocab,
+        rms_norm_eps: 1e-5,
+        rope_theta: 10000.0,
+        rope_scaling: None,
+        max_position_embeddings: 32,
+        sliding_window: Some(SlidingWindow { size: 3, layers: vec![true, false] }),
+        tie_word_embeddings: true,
+        attention_bias: false,
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let mut weights = HashMap::new();
+    let mut put = |name: String, shape: &[usize]| {
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n).map(|_| rng.random_range(-0.6f32..0.6)).collect();
+        weights.insert(name, Tensor::from_vec(v, shape, &Device::Cpu).unwrap());
+    };
+    put("model.embed_tokens.weight".into(), &[vocab, h]);
+    put("model.norm.weight".into(), &[h]);
+    for l in 0..layers {
+        let p = format!("model.layers.{l}");
+        put(format!("{p}.input_layernorm.weight"), &[h]);
+        put(format!("{p}.post_attention_layernorm.weight"), &[h]);
+        for (n, o, i) in [("q_proj", 16, h), ("k_proj", 8, h), ("v_proj", 8, h), ("o_proj", h, 16)]
+        {
+            put(format!("{p}.self_attn.{n}.weight"), &[o, i]);
+        }
+        for (n, o, i) in [("gate_proj", ff, h), ("up_proj", ff, h), ("down_proj", h, ff)] {
+            put(format!("{p}.mlp.{n}.weight"), &[o, i]);
+        }
+    }
+    let examples = vec![
+        Example { tokens: vec![3, 7, 1, 22, 9, 4, 4, 15, 2, 11, 8], prompt_len: 0 },
+        Example { tokens: vec![5, 2, 11, 6, 0, 19], prompt_len: 1 },
+    ];
+    let refs: Vec<&Example> = examples.iter().collect();
+    let batch = Batch::new(&refs, LossNorm::TokenMean, &Device::Cpu).unwrap();
+    let engine_log_probs = |cfg: &ModelConfig| -> Vec<f32> {
+        let engine = Llama::new(cfg, &weights).unwrap();
+        let kv = KvCache::new(layers, 32, 16, 2, 4, DType::F32, &Device::Cpu).unwrap();
+        let mut out = Vec::new();
+        for e in &examples {
+            let seq = ForwardSeq {
+                tokens: &e.tokens,
+                start_pos: 0,
+                block_table: &[0, 1],
+                adapter: None,
+                want_logits: true,
+                all_logits: true,
+            };
+            let logp =
+                candle_nn::ops::log_softmax(&engine.forward(&[seq], &kv).unwrap(), D::Minus1)
+                    .unwrap()
+                    .to_vec2::<f32>()
+                    .unwrap();
+            out.extend(e.target_positions().map(|t| logp[t][e.tokens[t + 1] as usize]));
+        }
+        out
+    };
+    let want = engine_log_probs(&cfg);
+    let diff = DiffLlama::new(&cfg, &weights).unwrap();
+    let got = diff.target_log_probs(&batch, None, None).unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(got.len(), want.len());
+    let max = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(max <= 1e-4, "max diff {max}: {got:?} vs {want:?}");
+    // The window matters here: without it the engine answers otherwise.
+    cfg.sliding_window = None;
+    let full = engine_log_probs(&cfg);
+    assert!(full.iter().zip(&want).any(|(a, b)| (a - b).abs() > 1e-3));
 }

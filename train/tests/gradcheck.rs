@@ -27,6 +27,7 @@ fn tiny() -> (ModelConfig, HashMap<String, Tensor>) {
         rope_theta: 10000.0,
         rope_scaling: None,
         max_position_embeddings: 32,
+        sliding_window: None,
         tie_word_embeddings: true,
         attention_bias: false,
     };

@@ -65,6 +65,9 @@ struct Info {
     vocab_size: usize,
     /// The context lorad serves (before `--max-seq-len` and KV-cache caps).
     context: usize,
+    /// Sliding attention window, in positions, and the layers that attend within it.
+    sliding_window: Option<usize>,
+    sliding_layers: Option<usize>,
     rope_theta: f64,
     rope_scaling: Option<String>,
     tied_embeddings: bool,
@@ -97,6 +100,8 @@ fn describe(path: &Path) -> Result<Info, lorad_model::ModelError> {
         head_dim: c.head_dim,
         vocab_size: c.vocab_size,
         context: c.max_position_embeddings,
+        sliding_window: c.sliding_window.as_ref().map(|w| w.size),
+        sliding_layers: c.sliding_window.as_ref().map(|w| w.layers.iter().filter(|&&l| l).count()),
         rope_theta: c.rope_theta,
         rope_scaling: c.rope_scaling.as_ref().map(|s| scaling(&c, s)),
         tied_embeddings: c.tie_word_embeddings,
@@ -174,7 +179,19 @@ impl Info {
                 kib(self.kv_bytes_per_token_bf16)
             ),
         );
-        line("context", format!("{} tokens", self.context));
+        line(
+            "context",
+            match (self.sliding_window, self.sliding_layers) {
+                (Some(w), Some(n)) if n == self.layers => {
+                    format!("{} tokens, every layer attending within a window of {w}", self.context)
+                }
+                (Some(w), Some(n)) => format!(
+                    "{} tokens, {n} of {} layers attending within a window of {w}",
+                    self.context, self.layers
+                ),
+                _ => format!("{} tokens", self.context),
+            },
+        );
         line(
             "RoPE",
             match &self.rope_scaling {
