@@ -72,7 +72,12 @@ struct Seq {
     prompt_len: usize,
     /// Tokens whose K/V are in the cache.
     computed: usize,
+    /// Its block table, position `p` in `blocks[p / block_size]`.
     blocks: Vec<u32>,
+    /// How many of `blocks`, from the first, went back to the cache because every layer
+    /// attends within a window they fell out of ([`Scheduler::release_behind_window`]).
+    /// Their ids stay in the table (attention never reads them) so positions keep indexing it.
+    released: usize,
     adapter: Option<Arc<ResidentAdapter>>,
     sampler: Sampler,
     out: OutputState,
@@ -117,6 +122,14 @@ struct Seq {
 }
 
 impl Seq {
+    /// Takes the blocks it still holds, to be given back (those it released went back already).
+    fn take_blocks(&mut self) -> Vec<u32> {
+        let live = self.blocks.split_off(self.released.min(self.blocks.len()));
+        self.blocks.clear();
+        self.released = 0;
+        live
+    }
+
     fn generated(&self) -> usize {
         self.tokens.len() - self.prompt_len
     }
@@ -165,6 +178,8 @@ pub(crate) struct Scheduler {
     arrivals: u64,
     /// Service per tenant, under the fair policy.
     fair: Option<Vtc>,
+    /// The window every layer attends within, when all do: blocks behind it are given back.
+    window: Option<usize>,
 }
 
 impl Scheduler {
@@ -179,7 +194,9 @@ impl Scheduler {
     ) -> Self {
         let eos = tokenizer.eos_token_ids().to_vec();
         let fair = (cfg.scheduling == SchedulingPolicy::Fair).then(Vtc::default);
+        let window = model.config().uniform_window();
         Self {
+            window,
             model,
             kv,
             rx,
@@ -254,6 +271,7 @@ impl Scheduler {
                     tokens: init.prompt,
                     computed: 0,
                     blocks: Vec::new(),
+                    released: 0,
                     adapter: init.adapter,
                     sampler,
                     out: OutputState::new(
@@ -308,7 +326,7 @@ impl Scheduler {
         self.running.retain_mut(|s| {
             let keep = !s.tx.is_closed();
             if !keep {
-                kv.blocks.free(std::mem::take(&mut s.blocks));
+                kv.blocks.free(s.take_blocks());
             }
             keep
         });
@@ -399,6 +417,26 @@ impl Scheduler {
             };
             self.kv.blocks.register(s.blocks[j], h);
             s.hashes.push(h);
+        }
+    }
+
+    /// Gives back the blocks of running sequence `i` that no query will read again: with every
+    /// layer attending within `w` positions, its next position (`computed`: later ones see
+    /// less, and a rejected draft never rolls back past it) sees from `computed + 1 - w` on, so
+    /// every block wholly before that is done with, as vLLM frees a sliding window's blocks.
+    /// With prefix caching, only blocks already registered go (they stay cached for prompts
+    /// that share them, until evicted).
+    fn release_behind_window(&mut self, i: usize) {
+        let Some(w) = self.window else { return };
+        let s = &mut self.running[i];
+        let mut behind =
+            ((s.computed + 1).saturating_sub(w) / self.kv.block_size).min(s.blocks.len());
+        if self.cfg.prefix_caching {
+            behind = behind.min(s.hashes.len());
+        }
+        if behind > s.released {
+            self.kv.blocks.free(s.blocks[s.released..behind].iter().copied());
+            s.released = behind;
         }
     }
 
@@ -504,7 +542,7 @@ impl Scheduler {
     /// Gives running sequence `i`'s blocks back and queues it to be recomputed.
     fn preempt(&mut self, i: usize) {
         let mut victim = self.running.remove(i);
-        self.kv.blocks.free(std::mem::take(&mut victim.blocks));
+        self.kv.blocks.free(victim.take_blocks());
         self.stats.preemptions.fetch_add(1, Ordering::Relaxed);
         victim.computed = 0;
         victim.hashes.clear();
@@ -618,8 +656,8 @@ impl Scheduler {
             Err(e) => {
                 tracing::error!(error = %e, "forward step failed; failing the batch");
                 let msg = format!("internal error: {e}");
-                for s in self.running.drain(..) {
-                    self.kv.blocks.free(s.blocks);
+                for mut s in self.running.drain(..) {
+                    self.kv.blocks.free(s.take_blocks());
                     let _ = s.tx.send(GenerationEvent::Error(msg.clone()));
                 }
                 return;
@@ -653,6 +691,9 @@ impl Scheduler {
                 finished.push((part.seq, reason));
             }
         }
+        for i in 0..self.running.len() {
+            self.release_behind_window(i);
+        }
         self.stats.step_seconds.observe(started.elapsed());
         // Remove finished sequences, highest index first so indices stay valid. Their blocks go
         // back (and the counts are published) and their adapter leases are dropped before their
@@ -663,7 +704,7 @@ impl Scheduler {
             .into_iter()
             .map(|(i, reason)| {
                 let mut s = self.running.remove(i);
-                self.kv.blocks.free(std::mem::take(&mut s.blocks));
+                self.kv.blocks.free(s.take_blocks());
                 s.adapter = None;
                 (s, reason)
             })

@@ -55,11 +55,12 @@ struct Bucket {
     q_index: Tensor,
     /// The sequences in it, in row order.
     members: Vec<usize>,
-    /// The positions the rows see in a layer attending to the whole context.
-    full: Span,
-    /// The same in a sliding-window layer, built on first use: only the positions some row's
-    /// window reaches are gathered.
-    windowed: OnceLock<(usize, Span)>,
+    /// The positions the rows see in a layer attending to the whole context, built on first
+    /// use (a model whose every layer slides never needs it).
+    full: OnceLock<(Option<usize>, Span)>,
+    /// The same in a sliding-window layer: only the positions some row's window reaches are
+    /// gathered.
+    windowed: OnceLock<(Option<usize>, Span)>,
 }
 
 /// The cached positions a bucket's rows attend to: per sequence, a run of consecutive
@@ -217,24 +218,10 @@ impl<'a> PagedStep<'a> {
         let group = heads / kvh;
         let mut outs = Vec::with_capacity(idx.buckets.len());
         for b in &idx.buckets {
-            let owned;
+            let build = || self.span(&b.members, b.q_max, window, q.device(), q.dtype());
             let span = match window {
-                None => &b.full,
-                Some(w) => {
-                    let build = || self.span(&b.members, b.q_max, Some(w), q.device(), q.dtype());
-                    if b.windowed.get().is_none() {
-                        // One step serves every layer; they share a window in the models
-                        // served, so the first one's is kept.
-                        let _ = b.windowed.set((w, build()?));
-                    }
-                    match b.windowed.get() {
-                        Some((kept, span)) if *kept == w => span,
-                        _ => {
-                            owned = build()?;
-                            &owned
-                        }
-                    }
-                }
+                None => cached(&b.full, None, build)?,
+                Some(_) => cached(&b.windowed, window, build)?,
             };
             let (n, qm, lm) = (b.n, b.q_max, span.len);
             // [n·qm, heads, hd] -> [n, kvh, group·qm, hd] (head h = kv·group + g).
@@ -291,7 +278,7 @@ impl<'a> PagedStep<'a> {
         dev: &Device,
         key: (candle_core::DeviceLocation, DType, usize, usize),
     ) -> Result<GenericIndex> {
-        let (_, dtype, kvh, hd) = key;
+        let (_, _, kvh, hd) = key;
         let t = self.rows;
         let write = Tensor::from_slice(&self.slots, (t, 1, 1), dev)?
             .broadcast_as((t, kvh, hd))?
@@ -337,7 +324,7 @@ impl<'a> PagedStep<'a> {
                 n,
                 q_max: qm,
                 q_index: Tensor::from_vec(q_index, n * qm, dev)?,
-                full: self.span(&members, qm, None, dev, dtype)?,
+                full: OnceLock::new(),
                 members,
                 windowed: OnceLock::new(),
             });
@@ -377,9 +364,11 @@ impl<'a> PagedStep<'a> {
         for (j, (&si, &first)) in members.iter().zip(&start).enumerate() {
             let s = &self.seqs[si];
             let first_slot = s.slot(first, self.block_size) as u32;
-            kv_index.extend((first..first + len).map(|p| {
-                if p < s.len { s.slot(p, self.block_size) as u32 } else { first_slot }
-            }));
+            kv_index.extend(
+                (first..first + len).map(|p| {
+                    if p < s.len { s.slot(p, self.block_size) as u32 } else { first_slot }
+                }),
+            );
             for i in 0..qm {
                 let row = &mut mask[(j * qm + i) * len..(j * qm + i + 1) * len];
                 if i < s.q_len {
@@ -395,6 +384,40 @@ impl<'a> PagedStep<'a> {
             kv_index: Tensor::from_vec(kv_index, n * len, dev)?,
             mask: Tensor::from_vec(mask, (n, 1, 1, qm, len), dev)?.to_dtype(dtype)?,
         })
+    }
+}
+
+/// The span `cell` holds for `window`, built into it on first use. One step serves every
+/// layer, and the models served give their sliding layers one window, so the first is kept;
+/// another is built for its caller alone.
+fn cached(
+    cell: &OnceLock<(Option<usize>, Span)>,
+    window: Option<usize>,
+    build: impl Fn() -> Result<Span>,
+) -> Result<SpanRef<'_>> {
+    if cell.get().is_none() {
+        let _ = cell.set((window, build()?));
+    }
+    Ok(match cell.get() {
+        Some((kept, span)) if *kept == window => SpanRef::Cached(span),
+        _ => SpanRef::Owned(build()?),
+    })
+}
+
+/// A bucket's cached span, or one built for a single call.
+enum SpanRef<'s> {
+    Cached(&'s Span),
+    Owned(Span),
+}
+
+impl std::ops::Deref for SpanRef<'_> {
+    type Target = Span;
+
+    fn deref(&self) -> &Span {
+        match self {
+            SpanRef::Cached(s) => s,
+            SpanRef::Owned(s) => s,
+        }
     }
 }
 

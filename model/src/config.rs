@@ -244,6 +244,13 @@ impl ModelConfig {
         w.layers.get(layer).copied().unwrap_or(false).then_some(w.size)
     }
 
+    /// The window every layer attends within, when all of them do (Mistral v0.1, Phi-3): then
+    /// a position's K/V is never read again once it fell out of the window of the newest one.
+    pub fn uniform_window(&self) -> Option<usize> {
+        let w = self.sliding_window.as_ref()?;
+        w.layers.iter().all(|&l| l).then_some(w.size)
+    }
+
     /// Whether each query and key head is RMS-normalized before RoPE (Qwen3's
     /// `self_attn.q_norm` / `k_norm`, `[head_dim]` weights).
     pub fn qk_norm(&self) -> bool {
@@ -562,6 +569,9 @@ mod tests {
         assert!(c.validate().is_ok());
         assert_eq!((c.attention_window(0), c.attention_window(1)), (None, Some(8)));
         assert_eq!(c.attention_window(2), None);
+        assert_eq!(c.uniform_window(), None, "layer 0 attends to everything");
+        c.sliding_window = Some(SlidingWindow { size: 8, layers: vec![true, true] });
+        assert_eq!(c.uniform_window(), Some(8));
         // Configs saved before the field existed still read.
         let mut json = serde_json::to_value(cfg()).expect("serialize");
         assert!(json.get("sliding_window").is_none());

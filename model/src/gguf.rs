@@ -231,7 +231,8 @@ fn config_from_meta(m: Meta<'_>, rope_freqs: Option<Vec<f32>>) -> Result<ModelCo
     let rope_scaling = rope_scaling(m, &key, max_pos, rope_freqs)?;
     let num_layers = m.usize(&key("block_count"))?;
     // llama.cpp's converters write a window for the families served here (Phi-3) that every
-    // layer uses.
+    // layer uses, as transformers applies it. (llama.cpp itself has turned Phi-3's window off
+    // for now and warns that results may suffer; this follows the checkpoint.)
     let sliding_window = m
         .opt_usize(&key("attention.sliding_window"))?
         .map(|size| SlidingWindow { size, layers: vec![true; num_layers] });
