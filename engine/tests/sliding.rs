@@ -8,7 +8,8 @@ mod common;
 use std::sync::atomic::Ordering;
 
 use lorad_engine::{
-    EngineConfig, EngineHandle, ForwardSeq, GenerateRequest, KernelPath, KvCache, Llama, argmax,
+    EngineConfig, EngineHandle, ForwardSeq, GenerateRequest, KernelPath, KvCache, Llama, NgramSpec,
+    argmax,
 };
 use lorad_model::{LoadedModel, SlidingWindow};
 
@@ -25,14 +26,9 @@ fn windowed(window: Option<usize>) -> Option<LoadedModel> {
 
 /// Four requests of about 70 tokens each (5 blocks of 16; 20 in all) in a cache of 16 blocks.
 /// Returns each answer's tokens and the preemptions it took.
-fn serve(model: LoadedModel, prefix_caching: bool, kernels: KernelPath) -> (Vec<Vec<u32>>, usize) {
-    let cfg = EngineConfig {
-        kv_cache_tokens: 256,
-        block_size: 16,
-        prefix_caching,
-        kernels,
-        ..Default::default()
-    };
+fn serve(model: LoadedModel, cfg: EngineConfig) -> (Vec<Vec<u32>>, usize) {
+    let drafting = cfg.speculative.is_some();
+    let cfg = EngineConfig { kv_cache_tokens: 256, block_size: 16, ..cfg };
     let prompts: Vec<Vec<u32>> = PROMPTS.iter().map(|p| common::encode(&model, p)).collect();
     let h = EngineHandle::start(model, cfg).unwrap();
     let streams: Vec<_> = prompts
@@ -44,6 +40,9 @@ fn serve(model: LoadedModel, prefix_caching: bool, kernels: KernelPath) -> (Vec<
         .collect();
     let answers = streams.into_iter().map(|s| s.collect_blocking().unwrap().tokens).collect();
     let preempted = h.stats().preemptions.load(Ordering::SeqCst);
+    if drafting {
+        assert!(h.stats().spec_draft_tokens.load(Ordering::SeqCst) > 0, "no draft was tried");
+    }
     assert_eq!(h.stats().kv_blocks_used.load(Ordering::SeqCst), 0, "every block came back");
     h.shutdown();
     (answers, preempted)
@@ -56,14 +55,25 @@ fn blocks_behind_the_window_go_back_and_answers_stay_exact() {
     let window = 20;
     let Some(reference) = windowed(Some(window)) else { return };
     let whole = Llama::new(&reference.config, &reference.weights).unwrap();
-    // Both attention paths: the fused CPU kernel and the generic one CUDA runs, which gathers
-    // only the window's positions.
-    for (prefix_caching, kernels) in
-        [(true, KernelPath::Auto), (false, KernelPath::Auto), (true, KernelPath::Generic)]
-    {
+    // With and without prefix caching; both attention paths (the fused CPU kernel, and the
+    // generic one CUDA runs, which gathers only the window's positions); with n-gram drafts,
+    // whose rejected positions roll a sequence back.
+    let drafts = NgramSpec { tokens: 4, max_n: 3, min_n: 1, disable_by_batch_size: None };
+    for cfg in [
+        EngineConfig::default(),
+        EngineConfig { prefix_caching: false, ..Default::default() },
+        EngineConfig { kernels: KernelPath::Generic, ..Default::default() },
+        EngineConfig { speculative: Some(drafts), ..Default::default() },
+    ] {
         let Some(model) = windowed(Some(window)) else { return };
-        let (answers, preempted) = serve(model, prefix_caching, kernels);
-        assert_eq!(preempted, 0, "{kernels:?}, prefix caching {prefix_caching}: blocks kept");
+        let what = format!(
+            "{:?}, prefix caching {}, drafts {}",
+            cfg.kernels,
+            cfg.prefix_caching,
+            cfg.speculative.is_some()
+        );
+        let (answers, preempted) = serve(model, cfg);
+        assert_eq!(preempted, 0, "{what}: blocks were not given back");
         for (p, answer) in PROMPTS.iter().zip(&answers) {
             assert_eq!(answer.len(), 64);
             // Teacher-forced over the whole sequence in one pass (no block is ever released
@@ -97,7 +107,7 @@ fn blocks_behind_the_window_go_back_and_answers_stay_exact() {
                 let best = row[argmax(row) as usize];
                 assert!(
                     best - row[t as usize] <= 1e-3,
-                    "{p:?}, token {k}: {t} scores {} below the best {best}",
+                    "{what}: {p:?}, token {k}: {t} scores {} below the best {best}",
                     row[t as usize]
                 );
             }
@@ -105,6 +115,6 @@ fn blocks_behind_the_window_go_back_and_answers_stay_exact() {
     }
     // Without the window the same load does not fit: the test can fail.
     let Some(model) = windowed(None) else { return };
-    let (_, preempted) = serve(model, true, KernelPath::Auto);
+    let (_, preempted) = serve(model, EngineConfig::default());
     assert!(preempted > 0, "20 blocks of sequences fit in a cache of 16");
 }
