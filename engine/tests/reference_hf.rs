@@ -7,7 +7,7 @@ mod common;
 use std::collections::HashMap;
 
 use candle_core::{Device, Tensor};
-use lorad_engine::{ForwardSeq, KernelPath, KvCache, Llama};
+use lorad_engine::{KernelPath, Llama};
 use lorad_model::{Arch, ModelConfig, SlidingWindow};
 
 /// lorad's prefill logits for three prompts against `theirs` (a fresh reference model per
@@ -34,6 +34,32 @@ impl Seeded {
         self.add("model.embed_tokens.weight", &[vocab, h], 0.0, 1.0);
         self.add("model.norm.weight", &[h], 1.0, 0.1);
         self.add("lm_head.weight", &[vocab, h], 0.0, 0.2);
+    }
+
+    /// Layer `l`'s norms and LLaMA-layout attention and MLP projections (`hd`-wide heads, `ff`
+    /// MLP); returns its name prefix.
+    fn llama_layer(
+        &mut self,
+        l: usize,
+        h: usize,
+        heads: usize,
+        kvh: usize,
+        hd: usize,
+        ff: usize,
+    ) -> String {
+        let p = self.layer_norms(l, h);
+        for (name, shape) in [
+            ("self_attn.q_proj", [heads * hd, h]),
+            ("self_attn.k_proj", [kvh * hd, h]),
+            ("self_attn.v_proj", [kvh * hd, h]),
+            ("self_attn.o_proj", [h, heads * hd]),
+            ("mlp.gate_proj", [ff, h]),
+            ("mlp.up_proj", [ff, h]),
+            ("mlp.down_proj", [h, ff]),
+        ] {
+            self.add(&format!("{p}.{name}.weight"), &shape, 0.0, 0.2);
+        }
+        p
     }
 
     /// Layer `l`'s two norms; returns its name prefix.
@@ -66,16 +92,9 @@ fn qwen3_logits_match_candle_transformers_qwen3() {
     let mut w = Seeded::default();
     w.globals(vocab, h);
     for l in 0..layers {
-        let p = w.layer_norms(l, h);
-        w.add(&format!("{p}.self_attn.q_proj.weight"), &[heads * hd, h], 0.0, 0.2);
-        w.add(&format!("{p}.self_attn.k_proj.weight"), &[kvh * hd, h], 0.0, 0.2);
-        w.add(&format!("{p}.self_attn.v_proj.weight"), &[kvh * hd, h], 0.0, 0.2);
-        w.add(&format!("{p}.self_attn.o_proj.weight"), &[h, heads * hd], 0.0, 0.2);
+        let p = w.llama_layer(l, h, heads, kvh, hd, ff);
         w.add(&format!("{p}.self_attn.q_norm.weight"), &[hd], 1.0, 0.3);
         w.add(&format!("{p}.self_attn.k_norm.weight"), &[hd], 1.0, 0.3);
-        w.add(&format!("{p}.mlp.gate_proj.weight"), &[ff, h], 0.0, 0.2);
-        w.add(&format!("{p}.mlp.up_proj.weight"), &[ff, h], 0.0, 0.2);
-        w.add(&format!("{p}.mlp.down_proj.weight"), &[h, ff], 0.0, 0.2);
     }
     let weights = w.0;
     let cfg = ModelConfig {
@@ -249,14 +268,7 @@ fn mistral_sliding_window_matches_candle_transformers_mistral() {
     let mut w = Seeded::default();
     w.globals(vocab, h);
     for l in 0..layers {
-        let p = w.layer_norms(l, h);
-        w.add(&format!("{p}.self_attn.q_proj.weight"), &[heads * hd, h], 0.0, 0.2);
-        w.add(&format!("{p}.self_attn.k_proj.weight"), &[kvh * hd, h], 0.0, 0.2);
-        w.add(&format!("{p}.self_attn.v_proj.weight"), &[kvh * hd, h], 0.0, 0.2);
-        w.add(&format!("{p}.self_attn.o_proj.weight"), &[h, heads * hd], 0.0, 0.2);
-        w.add(&format!("{p}.mlp.gate_proj.weight"), &[ff, h], 0.0, 0.2);
-        w.add(&format!("{p}.mlp.up_proj.weight"), &[ff, h], 0.0, 0.2);
-        w.add(&format!("{p}.mlp.down_proj.weight"), &[h, ff], 0.0, 0.2);
+        w.llama_layer(l, h, heads, kvh, hd, ff);
     }
     let cfg = ModelConfig {
         arch: Arch::Mistral,
@@ -302,7 +314,7 @@ fn mistral_sliding_window_matches_candle_transformers_mistral() {
     let mut ours = Llama::new(&cfg, &w.0).unwrap();
     for path in [KernelPath::Auto, KernelPath::Generic] {
         ours.set_kernel_path(path);
-        let got = stepped_logits(&ours, &ids, &[13, 9]);
+        let got = common::stepped_logits(&ours, &ids, &[13, 9], None);
         for (p, (g, t)) in got.iter().zip(&want).enumerate() {
             let diff = common::max_diff(g, t);
             assert!(diff <= 1e-4, "{path:?}, position {p}: max diff {diff}");
@@ -311,42 +323,7 @@ fn mistral_sliding_window_matches_candle_transformers_mistral() {
     // Without the window the later positions differ (the test can fail), and the first window
     // of positions does not (the boundary is where it should be).
     let full = candle(None);
-    let got = stepped_logits(&ours, &ids, &[13, 9]);
+    let got = common::stepped_logits(&ours, &ids, &[13, 9], None);
     assert!(got.iter().zip(&full).take(window).all(|(g, f)| common::max_diff(g, f) <= 1e-4));
     assert!(common::max_diff(&got[window], &full[window]) > 1e-3, "position {window}");
-}
-
-/// Every position's logits for `ids` run through a paged KV cache the way the scheduler feeds
-/// it: chunks of the given sizes, then one token per step.
-fn stepped_logits(model: &Llama, ids: &[u32], chunks: &[usize]) -> Vec<Vec<f32>> {
-    let cfg = model.config();
-    let kv = KvCache::new(
-        cfg.num_layers,
-        64,
-        16,
-        cfg.num_kv_heads,
-        cfg.head_dim,
-        model.dtype(),
-        model.device(),
-    )
-    .unwrap();
-    // Blocks out of order, as an allocator hands them out.
-    let blocks: Vec<u32> = vec![2, 0, 3, 1];
-    let mut out = Vec::new();
-    let mut at = 0;
-    let mut sizes = chunks.iter().copied();
-    while at < ids.len() {
-        let n = sizes.next().unwrap_or(1).min(ids.len() - at);
-        let seq = ForwardSeq {
-            tokens: &ids[at..at + n],
-            start_pos: at,
-            block_table: &blocks,
-            adapter: None,
-            want_logits: true,
-            all_logits: true,
-        };
-        out.extend(model.forward(&[seq], &kv).unwrap().to_vec2::<f32>().unwrap());
-        at += n;
-    }
-    out
 }

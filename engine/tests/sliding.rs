@@ -8,8 +8,7 @@ mod common;
 use std::sync::atomic::Ordering;
 
 use lorad_engine::{
-    EngineConfig, EngineHandle, ForwardSeq, GenerateRequest, KernelPath, KvCache, Llama, NgramSpec,
-    argmax,
+    EngineConfig, EngineHandle, GenerateRequest, KernelPath, Llama, NgramSpec, argmax,
 };
 use lorad_model::{LoadedModel, SlidingWindow};
 
@@ -89,27 +88,7 @@ fn blocks_behind_the_window_go_back_and_answers_stay_exact() {
             // rounding between the two computation orders.
             let prompt = common::encode(&reference, p);
             let seq: Vec<u32> = prompt.iter().chain(answer).copied().collect();
-            let cfg = whole.config();
-            let kv = KvCache::new(
-                cfg.num_layers,
-                128,
-                16,
-                cfg.num_kv_heads,
-                cfg.head_dim,
-                whole.dtype(),
-                whole.device(),
-            )
-            .unwrap();
-            let blocks: Vec<u32> = (0..8).collect();
-            let fwd = ForwardSeq {
-                tokens: &seq,
-                start_pos: 0,
-                block_table: &blocks,
-                adapter: None,
-                want_logits: true,
-                all_logits: true,
-            };
-            let logits = whole.forward(&[fwd], &kv).unwrap().to_vec2::<f32>().unwrap();
+            let logits = common::stepped_logits(&whole, &seq, &[seq.len()], None);
             for (k, &t) in answer.iter().enumerate() {
                 let row = &logits[prompt.len() - 1 + k];
                 let best = row[argmax(row) as usize];

@@ -261,16 +261,22 @@ impl<'a> PagedStep<'a> {
 
     /// The generic path's tensors for this device, dtype and head geometry: built on first use
     /// and kept for the step's other layers (a different geometry gets its own, uncached).
-    fn generic(&self, dev: &Device, dtype: DType, kvh: usize, hd: usize) -> Result<GenericRef<'_>> {
+    fn generic(
+        &self,
+        dev: &Device,
+        dtype: DType,
+        kvh: usize,
+        hd: usize,
+    ) -> Result<Held<'_, GenericIndex>> {
         let key = (dev.location(), dtype, kvh, hd);
         if let Some(g) = self.generic.get() {
             if g.key == key {
-                return Ok(GenericRef::Cached(g));
+                return Ok(Held::Cached(g));
             }
-            return Ok(GenericRef::Owned(Box::new(self.build(dev, key)?)));
+            return Ok(Held::Owned(self.build(dev, key)?));
         }
         let built = self.build(dev, key)?;
-        Ok(GenericRef::Cached(self.generic.get_or_init(|| built)))
+        Ok(Held::Cached(self.generic.get_or_init(|| built)))
     }
 
     fn build(
@@ -394,46 +400,29 @@ fn cached(
     cell: &OnceLock<(Option<usize>, Span)>,
     window: Option<usize>,
     build: impl Fn() -> Result<Span>,
-) -> Result<SpanRef<'_>> {
+) -> Result<Held<'_, Span>> {
     if cell.get().is_none() {
         let _ = cell.set((window, build()?));
     }
     Ok(match cell.get() {
-        Some((kept, span)) if *kept == window => SpanRef::Cached(span),
-        _ => SpanRef::Owned(build()?),
+        Some((kept, span)) if *kept == window => Held::Cached(span),
+        _ => Held::Owned(build()?),
     })
 }
 
-/// A bucket's cached span, or one built for a single call.
-enum SpanRef<'s> {
-    Cached(&'s Span),
-    Owned(Span),
+/// A value the step caches, or one built for a single call (another geometry or window).
+enum Held<'s, T> {
+    Cached(&'s T),
+    Owned(T),
 }
 
-impl std::ops::Deref for SpanRef<'_> {
-    type Target = Span;
+impl<T> std::ops::Deref for Held<'_, T> {
+    type Target = T;
 
-    fn deref(&self) -> &Span {
+    fn deref(&self) -> &T {
         match self {
-            SpanRef::Cached(s) => s,
-            SpanRef::Owned(s) => s,
-        }
-    }
-}
-
-/// The step's cached generic tensors, or a one-off set for another geometry.
-enum GenericRef<'s> {
-    Cached(&'s GenericIndex),
-    Owned(Box<GenericIndex>),
-}
-
-impl std::ops::Deref for GenericRef<'_> {
-    type Target = GenericIndex;
-
-    fn deref(&self) -> &GenericIndex {
-        match self {
-            GenericRef::Cached(g) => g,
-            GenericRef::Owned(g) => g,
+            Held::Cached(v) => v,
+            Held::Owned(v) => v,
         }
     }
 }

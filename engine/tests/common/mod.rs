@@ -52,27 +52,50 @@ pub fn prefill_logits(
     prompt: &[u32],
     adapter: Option<&ResidentAdapter>,
 ) -> Vec<f32> {
+    let mut all = stepped_logits(model, prompt, &[prompt.len()], adapter);
+    all.pop().unwrap()
+}
+
+/// Every position's logits for `tokens`, run through a fresh paged KV cache the way the
+/// scheduler feeds it: chunks of the given sizes, then one token per step.
+pub fn stepped_logits(
+    model: &Llama,
+    tokens: &[u32],
+    chunks: &[usize],
+    adapter: Option<&ResidentAdapter>,
+) -> Vec<Vec<f32>> {
     let cfg = model.config();
+    let bs = 16;
+    let blocks = tokens.len().div_ceil(bs);
     let kv = KvCache::new(
         cfg.num_layers,
-        256,
-        16,
+        blocks * bs,
+        bs,
         cfg.num_kv_heads,
         cfg.head_dim,
         model.dtype(),
         model.device(),
     )
     .unwrap();
-    let blocks: Vec<u32> = (0..16).collect();
-    let seq = ForwardSeq {
-        tokens: prompt,
-        start_pos: 0,
-        block_table: &blocks,
-        adapter,
-        want_logits: true,
-        all_logits: false,
-    };
-    model.forward(&[seq], &kv).unwrap().to_vec2::<f32>().unwrap().remove(0)
+    // Blocks out of order, as an allocator hands them out.
+    let table: Vec<u32> = (0..blocks as u32).rev().collect();
+    let mut out = Vec::with_capacity(tokens.len());
+    let mut at = 0;
+    let mut sizes = chunks.iter().copied();
+    while at < tokens.len() {
+        let n = sizes.next().unwrap_or(1).clamp(1, tokens.len() - at);
+        let seq = ForwardSeq {
+            tokens: &tokens[at..at + n],
+            start_pos: at,
+            block_table: &table,
+            adapter,
+            want_logits: true,
+            all_logits: true,
+        };
+        out.extend(model.forward(&[seq], &kv).unwrap().to_vec2::<f32>().unwrap());
+        at += n;
+    }
+    out
 }
 
 /// Largest absolute difference.
