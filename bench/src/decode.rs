@@ -408,6 +408,7 @@ pub(crate) fn greedy_alone(
             adapter,
             want_logits: true,
             all_logits: false,
+            prompt_len: prompt.len(),
         };
         let logits = llama.forward(&[seq], &kv)?.to_vec2::<f32>()?;
         pos = tokens.len();

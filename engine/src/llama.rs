@@ -28,7 +28,11 @@ pub struct Llama {
     layers: Vec<LayerWeights>,
     norm: Tensor,
     lm_head: Tensor,
+    /// Rows `0..max_positions`; with LongRoPE, the short factors' rows for positions below the
+    /// pre-trained context come first and the long factors' follow (row `original + p`).
     rope: RopeTables,
+    /// Positions served.
+    max_positions: usize,
     device: Device,
     dtype: DType,
     path: KernelPath,
@@ -52,6 +56,9 @@ pub struct ForwardSeq<'a> {
     /// Return logits for every token of this chunk instead (scoring a prompt): one row per
     /// token, in order; overrides `want_logits`.
     pub all_logits: bool,
+    /// The length of the request's prompt, by which LongRoPE picks its factors
+    /// ([`ModelConfig::long_rope_at`]); for a one-shot prefill, `start_pos + tokens.len()`.
+    pub prompt_len: usize,
 }
 
 impl Llama {
@@ -60,14 +67,28 @@ impl Llama {
         let BaseWeights { embed, layers, norm, lm_head } = BaseWeights::gather(cfg, weights)?;
         let device = embed.device().clone();
         let dtype = embed.dtype();
-        let rope = RopeTables::new(
-            &cfg.rope_inv_freq(),
-            cfg.rope_attention_factor(),
-            cfg.max_position_embeddings,
-            dtype,
-            &device,
-        )?;
+        let scale = cfg.rope_attention_factor();
+        let max_positions = cfg.max_position_embeddings;
+        let rope = match (cfg.long_rope_after(), cfg.rope_inv_freq_long()) {
+            (Some(original), Some(long)) => {
+                // Short factors serve only positions below the pre-trained context.
+                let short = RopeTables::new(
+                    &cfg.rope_inv_freq(),
+                    scale,
+                    original.min(max_positions),
+                    dtype,
+                    &device,
+                )?;
+                let long = RopeTables::new(&long, scale, max_positions, dtype, &device)?;
+                RopeTables {
+                    cos: Tensor::cat(&[&short.cos, &long.cos], 0)?,
+                    sin: Tensor::cat(&[&short.sin, &long.sin], 0)?,
+                }
+            }
+            _ => RopeTables::new(&cfg.rope_inv_freq(), scale, max_positions, dtype, &device)?,
+        };
         Ok(Self {
+            max_positions,
             cfg: cfg.clone(),
             embed,
             layers,
@@ -129,9 +150,9 @@ impl Llama {
             }
             let q_start = tokens.len();
             let len = s.start_pos + s.tokens.len();
-            if len > self.rope.max_positions() {
+            if len > self.max_positions {
                 return Err(EngineError::ContextLength {
-                    max: self.rope.max_positions(),
+                    max: self.max_positions,
                     requested: len,
                     prompt: len,
                     completion: 0,
@@ -141,7 +162,14 @@ impl Llama {
                 return Err(EngineError::Config(format!("block table too short for {len} tokens")));
             }
             tokens.extend_from_slice(s.tokens);
-            positions.extend((s.start_pos..len).map(|p| p as u32));
+            match self.cfg.long_rope_after() {
+                // LongRoPE: each position's row of the factors its sequence uses there.
+                Some(original) => positions.extend((s.start_pos..len).map(|p| {
+                    let long = self.cfg.long_rope_at(s.prompt_len, p);
+                    (if long { original.min(self.max_positions) + p } else { p }) as u32
+                })),
+                None => positions.extend((s.start_pos..len).map(|p| p as u32)),
+            }
             paged.push(PagedSeq {
                 block_table: s.block_table,
                 len,

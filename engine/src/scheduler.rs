@@ -258,6 +258,12 @@ impl Scheduler {
                     cache_ns.push('\0');
                     cache_ns.push_str(salt);
                 }
+                // LongRoPE rotates a prompt that outgrows the pre-trained context with other
+                // factors from its first position on: its K/V are not another prompt's. (A
+                // prefix, so no salt can spell it.)
+                if self.model.config().long_rope_at(init.prompt.len(), 0) {
+                    cache_ns.insert_str(0, "longrope\u{1}");
+                }
                 let sampler = Sampler::new(init.sampling).with_prompt(&init.prompt);
                 let tenant: Arc<str> =
                     init.adapter.as_ref().map_or(Arc::from(""), |a| Arc::from(&*a.content_hash));
@@ -614,6 +620,7 @@ impl Scheduler {
                 adapter: s.adapter.as_deref(),
                 want_logits: part.sample,
                 all_logits: part.all || part.drafts > 0,
+                prompt_len: s.prompt_len,
             });
         }
         if fwd.is_empty() {

@@ -70,6 +70,7 @@ fn check_saved(rank: usize, rslora: bool, targets: &[TargetModule], seed: u64, b
                 adapter: None,
                 want_logits: true,
                 all_logits: false,
+                prompt_len: p0.len(),
             },
             ForwardSeq {
                 tokens: &prompt,
@@ -78,6 +79,7 @@ fn check_saved(rank: usize, rslora: bool, targets: &[TargetModule], seed: u64, b
                 adapter: Some(&rx),
                 want_logits: true,
                 all_logits: false,
+                prompt_len: prompt.len(),
             },
             ForwardSeq {
                 tokens: &p2,
@@ -86,6 +88,7 @@ fn check_saved(rank: usize, rslora: bool, targets: &[TargetModule], seed: u64, b
                 adapter: Some(&ro),
                 want_logits: true,
                 all_logits: false,
+                prompt_len: p2.len(),
             },
         ];
         let got = llama.forward(&seqs, &kv).unwrap().to_vec2::<f32>().unwrap();
@@ -187,6 +190,7 @@ fn generic_path_matches_fused_over_steps() {
                 adapter: adapter_of[i].map(|a| &resident[a]),
                 want_logits: true,
                 all_logits: false,
+                prompt_len: fed[i].len(),
             })
             .collect();
         llama.set_kernel_path(KernelPath::Auto);

@@ -90,6 +90,21 @@ pub enum RopeScaling {
         /// `rope_freqs.weight`, one per frequency.
         divisors: Vec<f32>,
     },
+    /// Phi-3's LongRoPE (the 128k variants, Phi-3.5): one divisor per frequency for short
+    /// sequences and another for long ones, as transformers' `_compute_longrope_parameters` and
+    /// its generate loop pick them ([`ModelConfig::long_rope_at`]).
+    #[serde(rename = "longrope")]
+    LongRope {
+        /// Divisors while a sequence fits the pre-trained context.
+        short_factor: Vec<f32>,
+        /// Divisors once it does not.
+        long_factor: Vec<f32>,
+        /// The context length the model was pre-trained with.
+        original_max_position_embeddings: usize,
+        /// Multiplies `cos` and `sin`; by default `sqrt(1 + ln(s) / ln(original))` for a
+        /// context stretched `s` times.
+        attention_factor: f64,
+    },
 }
 
 /// YaRN's attention temperature for a context stretched by `factor` (`0.1 · mscale · ln(factor)
@@ -177,20 +192,44 @@ impl RopeScaling {
                 }
                 Ok(())
             }
-            Self::Factors { divisors: d } => {
-                if d.len() != head_dim / 2 {
-                    return bad(format!(
-                        "{} frequency factors for a head of {head_dim} (want {})",
-                        d.len(),
-                        head_dim / 2
-                    ));
+            Self::Factors { divisors } => divisors_fit("frequency factors", divisors, head_dim),
+            Self::LongRope {
+                short_factor,
+                long_factor,
+                original_max_position_embeddings,
+                attention_factor,
+            } => {
+                divisors_fit("short_factor", short_factor, head_dim)?;
+                divisors_fit("long_factor", long_factor, head_dim)?;
+                positive("attention_factor", *attention_factor)?;
+                if *original_max_position_embeddings == 0 {
+                    return bad("original_max_position_embeddings must be greater than 0".into());
                 }
-                match d.iter().find(|f| !(f.is_finite() && **f > 0.0)) {
-                    Some(f) => bad(format!("frequency factor {f} is not positive")),
-                    None => Ok(()),
-                }
+                Ok(())
             }
         }
+    }
+}
+
+/// Checks one positive divisor per frequency of a head of `head_dim`.
+fn divisors_fit(what: &str, d: &[f32], head_dim: usize) -> Result<(), ModelError> {
+    let bad = |reason: String| Err(ModelError::InvalidConfig { field: "rope_scaling", reason });
+    if d.len() != head_dim / 2 {
+        return bad(format!("{} {what} for a head of {head_dim} (want {})", d.len(), head_dim / 2));
+    }
+    match d.iter().find(|f| !(f.is_finite() && **f > 0.0)) {
+        Some(f) => bad(format!("{what}: {f} is not positive")),
+        None => Ok(()),
+    }
+}
+
+/// LongRoPE's default attention factor for a context stretched `factor` times over
+/// `original` positions: `sqrt(1 + ln(factor) / ln(original))`, 1 when not stretched.
+pub(crate) fn longrope_attention(factor: f64, original: usize) -> f64 {
+    if factor <= 1.0 || original < 2 {
+        1.0
+    } else {
+        (1.0 + factor.ln() / (original as f64).ln()).sqrt()
     }
 }
 
@@ -263,6 +302,34 @@ impl ModelConfig {
     /// Computed in f64 and rounded once, as the reference implementation does, so long contexts
     /// do not accumulate f32 error in the angle.
     pub fn rope_inv_freq(&self) -> Vec<f32> {
+        self.inv_freq(false)
+    }
+
+    /// LongRoPE's inverse frequencies for long sequences (`None` for every other RoPE).
+    pub fn rope_inv_freq_long(&self) -> Option<Vec<f32>> {
+        matches!(self.rope_scaling, Some(RopeScaling::LongRope { .. })).then(|| self.inv_freq(true))
+    }
+
+    /// Where LongRoPE switches to its long factors: the pre-trained context (`None` for every
+    /// other RoPE).
+    pub fn long_rope_after(&self) -> Option<usize> {
+        match &self.rope_scaling {
+            Some(RopeScaling::LongRope { original_max_position_embeddings, .. }) => {
+                Some(*original_max_position_embeddings)
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether position `pos` of a sequence whose prompt is `prompt_len` tokens long rotates
+    /// with LongRoPE's long factors: as in transformers' generate loop, which picks the factors
+    /// per forward pass by the longest position in it, the prompt (one pass) is long when it
+    /// outgrows the pre-trained context, and each generated token when it does.
+    pub fn long_rope_at(&self, prompt_len: usize, pos: usize) -> bool {
+        self.long_rope_after().is_some_and(|original| prompt_len.max(pos + 1) > original)
+    }
+
+    fn inv_freq(&self, long: bool) -> Vec<f32> {
         let half = self.head_dim / 2;
         let base: Vec<f64> = (0..half)
             .map(|i| 1.0 / self.rope_theta.powf((2 * i) as f64 / self.head_dim as f64))
@@ -271,6 +338,10 @@ impl ModelConfig {
             None => base,
             Some(RopeScaling::Linear { factor }) => base.into_iter().map(|f| f / factor).collect(),
             Some(RopeScaling::Factors { divisors }) => {
+                base.into_iter().zip(divisors).map(|(f, d)| f / f64::from(*d)).collect()
+            }
+            Some(RopeScaling::LongRope { short_factor, long_factor, .. }) => {
+                let divisors = if long { long_factor } else { short_factor };
                 base.into_iter().zip(divisors).map(|(f, d)| f / f64::from(*d)).collect()
             }
             Some(&RopeScaling::Llama3 {
@@ -347,7 +418,8 @@ impl ModelConfig {
     /// What `cos` and `sin` are multiplied by (YaRN's attention temperature; 1 otherwise).
     pub fn rope_attention_factor(&self) -> f32 {
         match &self.rope_scaling {
-            Some(RopeScaling::Yarn { attention_factor, .. }) => *attention_factor as f32,
+            Some(RopeScaling::Yarn { attention_factor, .. })
+            | Some(RopeScaling::LongRope { attention_factor, .. }) => *attention_factor as f32,
             _ => 1.0,
         }
     }
@@ -559,6 +631,45 @@ mod tests {
         let linear = RopeScaling::Linear { factor: 4.0 };
         assert_eq!(served_context(4096, Some(&linear)), 16384);
         assert_eq!(served_context(32768, None), 32768);
+    }
+
+    /// LongRoPE: each set of divisors applied as transformers does (`1 / (factor · θ^(2i/d))`),
+    /// and the long set from the first position past the pre-trained context, or from the
+    /// start for a prompt that outgrows it.
+    #[test]
+    fn longrope_frequencies_and_when_they_switch() {
+        let plain = cfg().rope_inv_freq();
+        let mut c = cfg();
+        let short: Vec<f32> = (0..8).map(|i| 1.0 + i as f32).collect();
+        let long: Vec<f32> = (0..8).map(|i| 2.0 + 3.0 * i as f32).collect();
+        c.rope_scaling = Some(RopeScaling::LongRope {
+            short_factor: short.clone(),
+            long_factor: long.clone(),
+            original_max_position_embeddings: 8,
+            attention_factor: 1.2,
+        });
+        assert!(c.validate().is_ok());
+        let (s, l) = (c.rope_inv_freq(), c.rope_inv_freq_long().expect("long set"));
+        for i in 0..8 {
+            assert!((s[i] - plain[i] / short[i]).abs() <= plain[i] * 1e-6, "short {i}");
+            assert!((l[i] - plain[i] / long[i]).abs() <= plain[i] * 1e-6, "long {i}");
+        }
+        assert_eq!((c.rope_attention_factor(), c.long_rope_after()), (1.2, Some(8)));
+        // A 5-token prompt: short through position 7, long from 8 (when 9 > 8 positions).
+        assert!(!c.long_rope_at(5, 0) && !c.long_rope_at(5, 7) && c.long_rope_at(5, 8));
+        // An 8-token prompt still fits; a 9-token one is long from its first position.
+        assert!(!c.long_rope_at(8, 7) && c.long_rope_at(9, 0));
+        assert!(!cfg().long_rope_at(1000, 999) && cfg().rope_inv_freq_long().is_none());
+        let json = serde_json::to_string(&c.rope_scaling).expect("serialize");
+        assert!(json.contains(r#""rope_type":"longrope""#), "{json}");
+        c.rope_scaling = Some(RopeScaling::LongRope {
+            short_factor: short,
+            long_factor: vec![1.0; 7],
+            original_max_position_embeddings: 8,
+            attention_factor: 1.2,
+        });
+        let e = c.validate().expect_err("7 factors for 8 frequencies").to_string();
+        assert!(e.contains("7 long_factor for a head of 16"), "{e}");
     }
 
     #[test]

@@ -10,7 +10,9 @@ use candle_core::{Device, Tensor};
 use sha2::{Digest, Sha256};
 
 use crate::chat::ChatTemplate;
-use crate::config::{Arch, ModelConfig, RopeScaling, SlidingWindow, served_context, yarn_mscale};
+use crate::config::{
+    Arch, ModelConfig, RopeScaling, SlidingWindow, longrope_attention, served_context, yarn_mscale,
+};
 use crate::error::ModelError;
 use crate::fetch::{DEFAULT_GGUF_SHA256, DEFAULT_MODEL_ID};
 use crate::tokenizer::Tokenizer;
@@ -167,12 +169,12 @@ fn read_content(path: &Path) -> Result<(Content, BufReader<std::fs::File>), Mode
 /// The config of the GGUF file at `path`, reading only its header.
 pub(crate) fn read_config(path: &Path) -> Result<ModelConfig, ModelError> {
     let (content, mut reader) = read_content(path)?;
-    let freqs = rope_freqs(path, &content, &mut reader)?;
-    config_from_meta(Meta { path, content: &content }, freqs)
+    let rope = RopeTensors::read(path, &content, &mut reader)?;
+    config_from_meta(Meta { path, content: &content }, rope)
 }
 
-/// `rope_freqs`: the `rope_freqs.weight` tensor's values, when the file has one.
-fn config_from_meta(m: Meta<'_>, rope_freqs: Option<Vec<f32>>) -> Result<ModelConfig, ModelError> {
+/// `rope`: the RoPE tensors the file has beside its weights.
+fn config_from_meta(m: Meta<'_>, rope: RopeTensors) -> Result<ModelConfig, ModelError> {
     let arch_name = m.str("general.architecture")?;
     let arch = match arch_name {
         "llama" => Arch::Llama,
@@ -209,26 +211,17 @@ fn config_from_meta(m: Meta<'_>, rope_freqs: Option<Vec<f32>>) -> Result<ModelCo
             ),
         });
     }
-    // Phi-3's LongRoPE (128k variants) keeps per-frequency factors for short and long contexts.
-    for name in ["rope_factors_long.weight", "rope_factors_short.weight"] {
-        if m.content.tensor_infos.contains_key(name) {
-            return Err(ModelError::Unsupported {
-                path: m.path.to_owned(),
-                what: format!("tensor `{name}` (LongRoPE scaling)"),
-            });
-        }
-    }
     let max_pos = m.usize(&key("context_length"))?;
-    if let Some(f) = &rope_freqs {
-        check_shape(m.path, "rope_freqs.weight", &[head_dim / 2], &[f.len()])?;
-        if let Some(bad) = f.iter().find(|v| !(v.is_finite() && **v > 0.0)) {
+    for (name, values) in rope.named() {
+        check_shape(m.path, name, &[head_dim / 2], &[values.len()])?;
+        if let Some(bad) = values.iter().find(|v| !(v.is_finite() && **v > 0.0)) {
             return Err(ModelError::Unsupported {
                 path: m.path.to_owned(),
-                what: format!("tensor `rope_freqs.weight` holding the divisor {bad}"),
+                what: format!("tensor `{name}` holding the divisor {bad}"),
             });
         }
     }
-    let rope_scaling = rope_scaling(m, &key, max_pos, rope_freqs)?;
+    let rope_scaling = rope_scaling(m, &key, max_pos, rope)?;
     let num_layers = m.usize(&key("block_count"))?;
     // llama.cpp's converters write a window for the families served here (Phi-3) that every
     // layer uses, as transformers applies it. (llama.cpp itself has turned Phi-3's window off
@@ -268,61 +261,116 @@ fn config_from_meta(m: Meta<'_>, rope_freqs: Option<Vec<f32>>) -> Result<ModelCo
 
 /// The RoPE scaling llama.cpp's metadata describes: `rope.scaling.type` `linear` or `yarn` (with
 /// `rope.scaling.factor`, `original_context_length`, `attn_factor`, `yarn_beta_fast`,
-/// `yarn_beta_slow`), or per-frequency divisors in `rope_freqs.weight` (how llama.cpp stores
-/// LLaMA-3 scaling).
+/// `yarn_beta_slow`), per-frequency divisors in `rope_freqs.weight` (how llama.cpp stores
+/// LLaMA-3 scaling), or Phi-3's LongRoPE factor tensors. (llama.cpp picks LongRoPE's set once,
+/// by the context it is started with; lorad picks it per sequence as transformers does.)
 fn rope_scaling(
     m: Meta<'_>,
     key: &dyn Fn(&str) -> String,
     max_pos: usize,
-    rope_freqs: Option<Vec<f32>>,
+    rope: RopeTensors,
 ) -> Result<Option<RopeScaling>, ModelError> {
     let kind = m.opt_str(&key("rope.scaling.type"))?.unwrap_or("none");
-    if rope_freqs.is_some() && kind != "none" {
+    if rope.freqs.is_some() && kind != "none" {
         return Err(m.bad(&key("rope.scaling.type"), "set together with tensor rope_freqs.weight"));
     }
     let factor = || {
         m.opt_f64(&key("rope.scaling.factor"))?
             .ok_or_else(|| m.bad(&key("rope.scaling.factor"), "missing"))
     };
-    match kind {
-        "none" => Ok(rope_freqs.map(|divisors| RopeScaling::Factors { divisors })),
-        "linear" => Ok(Some(RopeScaling::Linear { factor: factor()? })),
-        "yarn" => {
+    let original = || -> Result<usize, ModelError> {
+        Ok(m.opt_usize(&key("rope.scaling.original_context_length"))?.unwrap_or(max_pos))
+    };
+    match (kind, rope.short, rope.long) {
+        // Phi-3's LongRoPE: llama.cpp's converter writes both factor sets as tensors, the
+        // pre-trained length and the attention factor it derived as transformers does.
+        ("none" | "longrope", Some(short_factor), Some(long_factor)) => {
+            let original = original()?;
+            let attention_factor = match m.opt_f64(&key("rope.scaling.attn_factor"))? {
+                Some(a) => a,
+                None => longrope_attention(max_pos as f64 / original.max(1) as f64, original),
+            };
+            Ok(Some(RopeScaling::LongRope {
+                short_factor,
+                long_factor,
+                original_max_position_embeddings: original,
+                attention_factor,
+            }))
+        }
+        ("longrope", ..) | (_, Some(_), None) | (_, None, Some(_)) => {
+            Err(ModelError::Unsupported {
+                path: m.path.to_owned(),
+                what: format!(
+                    "LongRoPE without both `{}` and `{}`",
+                    RopeTensors::SHORT,
+                    RopeTensors::LONG
+                ),
+            })
+        }
+        ("none", None, None) => Ok(rope.freqs.map(|divisors| RopeScaling::Factors { divisors })),
+        ("linear", None, None) => Ok(Some(RopeScaling::Linear { factor: factor()? })),
+        ("yarn", None, None) => {
             let factor = factor()?;
             // ggml multiplies the configured attention factor by YaRN's own temperature.
             let attn = m.opt_f64(&key("rope.scaling.attn_factor"))?.unwrap_or(1.0);
             Ok(Some(RopeScaling::Yarn {
                 factor,
-                original_max_position_embeddings: m
-                    .opt_usize(&key("rope.scaling.original_context_length"))?
-                    .unwrap_or(max_pos),
+                original_max_position_embeddings: original()?,
                 beta_fast: m.opt_f64(&key("rope.scaling.yarn_beta_fast"))?.unwrap_or(32.0),
                 beta_slow: m.opt_f64(&key("rope.scaling.yarn_beta_slow"))?.unwrap_or(1.0),
                 attention_factor: attn * yarn_mscale(factor, 1.0),
                 truncate: true,
             }))
         }
-        other => Err(ModelError::Unsupported {
+        (other, ..) => Err(ModelError::Unsupported {
             path: m.path.to_owned(),
-            what: format!("{} `{other}` (supported: linear, yarn)", key("rope.scaling.type")),
+            what: format!(
+                "{} `{other}` (supported: linear, yarn, longrope)",
+                key("rope.scaling.type")
+            ),
         }),
     }
 }
 
-/// The values of the `rope_freqs.weight` tensor, when the file has one.
-fn rope_freqs<R: std::io::Read + std::io::Seek>(
-    path: &Path,
-    content: &Content,
-    reader: &mut R,
-) -> Result<Option<Vec<f32>>, ModelError> {
-    const NAME: &str = "rope_freqs.weight";
-    if !content.tensor_infos.contains_key(NAME) {
-        return Ok(None);
+/// The RoPE tensors llama.cpp stores beside the weights: `rope_freqs.weight` (LLaMA 3's
+/// per-frequency divisors) and Phi-3 LongRoPE's `rope_factors_short.weight` and
+/// `rope_factors_long.weight`.
+#[derive(Debug, Default)]
+struct RopeTensors {
+    freqs: Option<Vec<f32>>,
+    short: Option<Vec<f32>>,
+    long: Option<Vec<f32>>,
+}
+
+impl RopeTensors {
+    const FREQS: &str = "rope_freqs.weight";
+    const SHORT: &str = "rope_factors_short.weight";
+    const LONG: &str = "rope_factors_long.weight";
+
+    /// Those of them the file has.
+    fn read<R: std::io::Read + std::io::Seek>(
+        path: &Path,
+        content: &Content,
+        reader: &mut R,
+    ) -> Result<Self, ModelError> {
+        let mut one = |name: &str| -> Result<Option<Vec<f32>>, ModelError> {
+            if !content.tensor_infos.contains_key(name) {
+                return Ok(None);
+            }
+            let err = || tensor_err(path, name);
+            let t = content.tensor(reader, name, &Device::Cpu).map_err(err())?;
+            let t = t.dequantize(&Device::Cpu).map_err(err())?;
+            t.flatten_all().and_then(|t| t.to_vec1::<f32>()).map(Some).map_err(err())
+        };
+        Ok(Self { freqs: one(Self::FREQS)?, short: one(Self::SHORT)?, long: one(Self::LONG)? })
     }
-    let err = || tensor_err(path, NAME);
-    let t = content.tensor(reader, NAME, &Device::Cpu).map_err(err())?;
-    let t = t.dequantize(&Device::Cpu).map_err(err())?;
-    t.flatten_all().and_then(|t| t.to_vec1::<f32>()).map(Some).map_err(err())
+
+    /// Each present one, with its name.
+    fn named(&self) -> impl Iterator<Item = (&'static str, &Vec<f32>)> {
+        [(Self::FREQS, &self.freqs), (Self::SHORT, &self.short), (Self::LONG, &self.long)]
+            .into_iter()
+            .filter_map(|(name, v)| v.as_ref().map(|v| (name, v)))
+    }
 }
 
 /// The GGUF name of an expected tensor (llama.cpp's `LLM_TENSOR_NAMES`).
@@ -413,8 +461,8 @@ fn load_parsed(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<Parsed, 
     let content = Content::read(&mut Cursor::new(bytes))
         .map_err(|source| ModelError::Gguf { path: path.to_owned(), source: Box::new(source) })?;
     let meta = Meta { path, content: &content };
-    let freqs = rope_freqs(path, &content, &mut Cursor::new(bytes))?;
-    let config = config_from_meta(meta, freqs)?;
+    let rope = RopeTensors::read(path, &content, &mut Cursor::new(bytes))?;
+    let config = config_from_meta(meta, rope)?;
     let (tokenizer, chat_template) = text_from_meta(meta)?;
     let mut weights = load_weights(path, bytes, &content, &config, opts)?;
     crate::weights::unfuse(path, &config, &mut weights)?;

@@ -10,7 +10,9 @@ use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
 
 use crate::chat::ChatTemplate;
-use crate::config::{Arch, ModelConfig, RopeScaling, SlidingWindow, served_context, yarn_mscale};
+use crate::config::{
+    Arch, ModelConfig, RopeScaling, SlidingWindow, longrope_attention, served_context, yarn_mscale,
+};
 use crate::error::ModelError;
 use crate::tokenizer::{Tokenizer, read_json_opt};
 use crate::weights::{LoadOptions, LoadedModel, check_shape, expected_tensors, tensor_err};
@@ -228,9 +230,47 @@ fn parse_rope_scaling(
                 truncate: s.opt_bool("truncate")?.unwrap_or(true),
             }))
         }
+        // Phi-3's first releases called it `su`; transformers reads both.
+        Some("longrope" | "su") => {
+            let factors = |k: &str| -> Result<Vec<f32>, ModelError> {
+                let items = s
+                    .get(k)
+                    .and_then(Json::as_array)
+                    .ok_or_else(|| f.err(&named(k), "missing (one number per frequency)"))?;
+                items
+                    .iter()
+                    .map(|v| {
+                        v.as_f64()
+                            .map(|x| x as f32)
+                            .ok_or_else(|| f.err(&named(k), format!("`{v}` is not a number")))
+                    })
+                    .collect()
+            };
+            // transformers: Phi-3 keeps the pre-trained length at the top level and stretches
+            // by the ratio of the two; otherwise the scaling's own `factor` says how much.
+            let (original, factor) = match f.opt_usize("original_max_position_embeddings")? {
+                Some(o) if o > 0 => (o, max_position_embeddings as f64 / o as f64),
+                _ => (
+                    s.opt_usize("original_max_position_embeddings")?
+                        .unwrap_or(max_position_embeddings),
+                    s.opt_f64("factor")?.unwrap_or(1.0),
+                ),
+            };
+            Ok(Some(RopeScaling::LongRope {
+                short_factor: factors("short_factor")?,
+                long_factor: factors("long_factor")?,
+                original_max_position_embeddings: original,
+                attention_factor: match s.opt_f64("attention_factor")? {
+                    Some(a) => a,
+                    None => longrope_attention(factor, original),
+                },
+            }))
+        }
         Some(other) => Err(f.err(
             &named("rope_type"),
-            format!("unsupported RoPE scaling `{other}` (supported: llama3, linear, yarn)"),
+            format!(
+                "unsupported RoPE scaling `{other}` (supported: llama3, linear, yarn, longrope)"
+            ),
         )),
     }
 }

@@ -272,7 +272,7 @@ fn errors_name_the_culprit() {
     let mut s = spec();
     s.meta.insert("llama.rope.scaling.type".into(), Value::String("longrope".into()));
     let e = load_err(&s);
-    assert!(e.contains("llama.rope.scaling.type `longrope` (supported: linear, yarn)"), "{e}");
+    assert!(e.contains("LongRoPE without both `rope_factors_short.weight` and"), "{e}");
 
     let mut s = spec();
     s.meta.insert("llama.rope.scaling.type".into(), Value::String("linear".into()));
@@ -459,7 +459,34 @@ fn phi3_splits_fused_projections() {
         m.weights.values().map(|t| t.elem_count() as u64).sum::<u64>()
     );
 
-    spec.tensors.insert("rope".into(), ("rope_factors_long.weight".into(), det(&[HD / 2], 1.0)));
+    // LongRoPE (Phi-3 mini 128k, Phi-3.5 mini): both factor sets, as llama.cpp's converter
+    // writes them, or neither.
+    let long = det(&[HD / 2], 1.0).abs().unwrap().affine(1.0, 1.0).unwrap();
+    spec.tensors.insert("rope_l".into(), ("rope_factors_long.weight".into(), long.clone()));
     let e = load_err(&spec);
-    assert!(e.contains("rope_factors_long.weight") && e.contains("LongRoPE"), "{e}");
+    assert!(e.contains("rope_factors_short.weight") && e.contains("LongRoPE"), "{e}");
+    let short = Tensor::ones(HD / 2, DType::F32, &Device::Cpu).unwrap();
+    spec.tensors.insert("rope_s".into(), ("rope_factors_short.weight".into(), short));
+    spec.meta.insert("phi3.rope.scaling.original_context_length".into(), Value::U32(32));
+    let path = write_tmp(&spec, tmp.path(), "longrope-phi3.gguf");
+    let c = read_config(&path).unwrap();
+    let Some(RopeScaling::LongRope {
+        short_factor,
+        long_factor,
+        original_max_position_embeddings,
+        attention_factor,
+    }) = &c.rope_scaling
+    else {
+        panic!("{c:?}")
+    };
+    assert_eq!(short_factor, &vec![1.0; HD / 2]);
+    assert_eq!(long_factor, &long.to_vec1::<f32>().unwrap());
+    assert_eq!((*original_max_position_embeddings, c.max_position_embeddings), (32, 128));
+    // transformers' default for a context stretched 4 times over 32: sqrt(1 + ln 4 / ln 32).
+    assert!((attention_factor - 1.4f64.sqrt()).abs() < 1e-12, "{attention_factor}");
+    spec.meta.insert("phi3.rope.scaling.attn_factor".into(), Value::F32(1.25));
+    let c = read_config(&write_tmp(&spec, tmp.path(), "longrope-attn.gguf")).unwrap();
+    assert_eq!(c.rope_attention_factor(), 1.25);
+    // The factor tensors are not mistaken for weights.
+    assert!(load_model(&path, &LoadOptions::default()).is_ok());
 }

@@ -395,6 +395,73 @@ fn rope_scaling_kinds_and_the_context_they_serve() {
     assert_eq!(c.max_position_embeddings, 2048);
 }
 
+/// Phi-3's LongRoPE (the 128k variants, Phi-3.5 mini): short and long divisors per frequency,
+/// the pre-trained length at the top level, the attention factor transformers derives from the
+/// two lengths when the config gives none; the whole stretched context served.
+#[test]
+fn longrope_is_read_as_transformers_reads_it() {
+    let half = HD / 2;
+    let short: Vec<f64> = (0..half).map(|i| 1.0 + i as f64 * 0.01).collect();
+    let long: Vec<f64> = (0..half).map(|i| 1.0 + i as f64 * 0.5).collect();
+    for kind in ["longrope", "su"] {
+        let c = config_with("phi3", |c| {
+            c["max_position_embeddings"] = json!(131072);
+            c["original_max_position_embeddings"] = json!(4096);
+            c["rope_scaling"] =
+                json!({"type": kind, "short_factor": short.clone(), "long_factor": long.clone()});
+        });
+        let Some(RopeScaling::LongRope {
+            short_factor,
+            long_factor,
+            original_max_position_embeddings,
+            attention_factor,
+        }) = &c.rope_scaling
+        else {
+            panic!("{kind}: {c:?}")
+        };
+        assert_eq!(short_factor.len(), half);
+        assert_eq!((long_factor[1], *original_max_position_embeddings), (1.5, 4096));
+        // sqrt(1 + ln(131072 / 4096) / ln(4096)) = sqrt(1 + 5 ln 2 / (12 ln 2)) = sqrt(17 / 12).
+        assert!((attention_factor - (17.0f64 / 12.0).sqrt()).abs() < 1e-12, "{attention_factor}");
+        assert_eq!(c.max_position_embeddings, 131072);
+        assert_eq!(c.long_rope_after(), Some(4096));
+    }
+    // An explicit attention factor wins; without a top-level length, the scaling's own.
+    let c = config_with("phi3", |c| {
+        c["rope_scaling"] = json!({"rope_type": "longrope", "short_factor": short.clone(),
+            "long_factor": long.clone(), "attention_factor": 1.25,
+            "original_max_position_embeddings": 256});
+    });
+    assert!(matches!(
+        c.rope_scaling,
+        Some(RopeScaling::LongRope {
+            attention_factor: 1.25,
+            original_max_position_embeddings: 256,
+            ..
+        })
+    ));
+    // Factors that do not fit the head, or are missing, are named.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = model_dir(tmp.path(), "m");
+    for (scaling, want) in [
+        (
+            json!({"type": "longrope", "short_factor": short.clone(), "long_factor": [1.0]}),
+            "1 long_factor for a head of",
+        ),
+        (json!({"type": "longrope", "short_factor": short.clone()}), "rope_scaling.long_factor"),
+        (
+            json!({"type": "longrope", "short_factor": short.clone(), "long_factor": ["x"]}),
+            "is not a number",
+        ),
+    ] {
+        let mut cfg = Tiny { model_type: "phi3", tie: true }.config();
+        cfg["rope_scaling"] = scaling;
+        std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
+        let e = read_config(&dir).unwrap_err().to_string();
+        assert!(e.contains(want) && e.contains("rope_scaling"), "{e}");
+    }
+}
+
 #[test]
 fn sliding_windows_are_read_per_layer() {
     let window = |c: &ModelConfig| (0..LAYERS).map(|l| c.attention_window(l)).collect::<Vec<_>>();

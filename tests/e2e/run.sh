@@ -597,7 +597,8 @@ then ok "openai client: reasoning_content (whole and streamed), a reasoning item
 stop_server "$THINK_PID" "reasoning server"
 
 echo "==> another family: a tiny Phi-3 Hugging Face directory with only a SentencePiece tokenizer.model"
-# Random weights (fused qkv_proj / gate_up_proj, an 8-token sliding window the chat outgrows) and Mistral v3's
+# Random weights (fused qkv_proj / gate_up_proj, an 8-token sliding window and LongRoPE's switch at 16 tokens,
+# both of which the chat outgrows) and Mistral v3's
 # tokenizer.model from the SentencePiece fixtures (scripts/spm-fixtures.sh).
 SPM_MODEL="${LORAD_SPM_FIXTURES:-$SRC_HOME/fixtures/spm}/mistral-v3.model"
 if [ ! -f "$SPM_MODEL" ]; then
@@ -639,7 +640,10 @@ with open(f"{d}/model.safetensors", "wb") as f:
 json.dump({"model_type": "phi3", "vocab_size": V, "hidden_act": "silu", "hidden_size": H,
            "intermediate_size": ff, "num_hidden_layers": L, "num_attention_heads": heads,
            "num_key_value_heads": kvh, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
-           "max_position_embeddings": 4096, "sliding_window": 8, "tie_word_embeddings": False},
+           "max_position_embeddings": 4096, "sliding_window": 8, "tie_word_embeddings": False,
+           "original_max_position_embeddings": 16,
+           "rope_scaling": {"type": "longrope", "short_factor": [1.0, 1.1, 1.2, 1.3],
+                            "long_factor": [1.0, 2.0, 4.0, 8.0]}},
           open(f"{d}/config.json", "w"))
 tmpl = ("{{ bos_token }}{% for m in messages %}{% if m['role'] == 'user' %}[INST] {{ m['content'] }}[/INST]"
         "{% else %}{{ m['content'] }}{{ eos_token }}{% endif %}{% endfor %}")
@@ -649,9 +653,10 @@ PY
     if lorad model info "$TMP/phi3" --json | "$VENV/bin/python" -c '
 import json, sys
 i = json.load(sys.stdin)
-assert (i["context"], i["sliding_window"], i["sliding_layers"]) == (4096, 8, 2), i' \
+assert (i["context"], i["sliding_window"], i["sliding_layers"]) == (4096, 8, 2), i
+assert i["rope_scaling"].startswith("longrope, long factors past 16 positions"), i' \
         && lorad model info "$TMP/phi3" | grep -q "4096 tokens, every layer attending within a window of 8"; then
-        ok "model info: the Phi-3 directory's 8-token sliding window in both layers, 4,096 tokens served"
+        ok "model info: the Phi-3 directory's 8-token sliding window in both layers, LongRoPE past 16 positions, 4,096 tokens served"
     else
         fail "model info of the Phi-3 directory: $(lorad model info "$TMP/phi3" 2>&1 | head -c 600)"
     fi

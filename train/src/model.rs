@@ -27,6 +27,8 @@ pub struct DiffLlama {
     lm_head: Tensor,
     cos: Tensor,
     sin: Tensor,
+    /// LongRoPE's tables for long batches.
+    long: Option<(Tensor, Tensor)>,
     device: Device,
 }
 
@@ -55,6 +57,20 @@ impl DiffLlama {
             &device,
         )
         .map_err(|e| TrainError::Weights(e.to_string()))?;
+        let long = match cfg.rope_inv_freq_long() {
+            Some(inv) => {
+                let t = lorad_kernels::RopeTables::new(
+                    &inv,
+                    cfg.rope_attention_factor(),
+                    cfg.max_position_embeddings,
+                    DType::F32,
+                    &device,
+                )
+                .map_err(|e| TrainError::Weights(e.to_string()))?;
+                Some((t.cos, t.sin))
+            }
+            None => None,
+        };
         Ok(Self {
             cfg: cfg.clone(),
             embed,
@@ -63,6 +79,7 @@ impl DiffLlama {
             lm_head,
             cos: rope.cos,
             sin: rope.sin,
+            long,
             device,
         })
     }
@@ -127,8 +144,14 @@ impl DiffLlama {
                 self.cos.dims()[0]
             )));
         }
-        let cos = self.cos.narrow(0, 0, t)?;
-        let sin = self.sin.narrow(0, 0, t)?;
+        // LongRoPE: a batch longer than the pre-trained context rotates with the long factors
+        // throughout, as transformers' forward picks them by the longest position.
+        let (cos, sin) = match &self.long {
+            Some((cos, sin)) if cfg.long_rope_at(t, 0) => (cos, sin),
+            _ => (&self.cos, &self.sin),
+        };
+        let cos = cos.narrow(0, 0, t)?;
+        let sin = sin.narrow(0, 0, t)?;
         let full_mask = causal_mask(t, None, &self.device)?;
         let window_mask = match &cfg.sliding_window {
             Some(w) => Some(causal_mask(t, Some(w.size), &self.device)?),

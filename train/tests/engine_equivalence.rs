@@ -1,13 +1,13 @@
 //! The differentiable forward computes what the serving engine computes: per-token
 //! log-probabilities of a padded two-example batch with an adapter on every projection equal
 //! the engine's prefill logits, position by position, on the real default model; and, on a
-//! small random model, within a sliding window in some layers.
+//! small random model, within a sliding window in some layers and under LongRoPE.
 
 use std::collections::HashMap;
 
 use candle_core::{D, DType, Device, Tensor};
 use lorad_engine::{ForwardSeq, KvCache, Llama, ResidentAdapter};
-use lorad_model::{Arch, LoadOptions, ModelConfig, SlidingWindow};
+use lorad_model::{Arch, LoadOptions, ModelConfig, RopeScaling, SlidingWindow};
 use lorad_store::{RandomAdapterSpec, TargetModule};
 use lorad_train::{Batch, DiffLlama, Example, LoraSet, LossNorm};
 use rand::{Rng, SeedableRng};
@@ -69,6 +69,7 @@ fn log_probs_match_the_engine_with_an_adapter_on_every_projection() {
                 adapter: Some(&resident),
                 want_logits: true,
                 all_logits: false,
+                prompt_len: t + 1,
             };
             let logits = engine.forward(&[seq], &kv).unwrap();
             let logp = candle_nn::ops::log_softmax(&logits, D::Minus1).unwrap().squeeze(0).unwrap();
@@ -81,13 +82,10 @@ fn log_probs_match_the_engine_with_an_adapter_on_every_projection() {
     assert!(max <= 2e-3, "max diff {max}: {got:?} vs {want:?}");
 }
 
-/// Sliding-window layers (the first of two, window 3, as Qwen's `layer_types` can mix them):
-/// the trainer's padded causal mask against the engine's paged attention, whose window is
-/// checked against candle-transformers' Mistral in the engine's own tests.
-#[test]
-fn log_probs_match_the_engine_within_a_sliding_window() {
+/// A small seeded random Mistral-layout model.
+fn tiny() -> (ModelConfig, HashMap<String, Tensor>) {
     let (h, ff, vocab, layers) = (16, 24, 23, 2);
-    let mut cfg = ModelConfig {
+    let cfg = ModelConfig {
         arch: Arch::Mistral,
         hidden_size: h,
         intermediate_size: ff,
@@ -100,7 +98,7 @@ fn log_probs_match_the_engine_within_a_sliding_window() {
         rope_theta: 10000.0,
         rope_scaling: None,
         max_position_embeddings: 32,
-        sliding_window: Some(SlidingWindow { size: 3, layers: vec![true, false] }),
+        sliding_window: None,
         tie_word_embeddings: true,
         attention_bias: false,
     };
@@ -125,42 +123,105 @@ fn log_probs_match_the_engine_within_a_sliding_window() {
             put(format!("{p}.mlp.{n}.weight"), &[o, i]);
         }
     }
-    let examples = vec![
+    (cfg, weights)
+}
+
+/// Two examples: 11 and 6 tokens.
+fn examples() -> Vec<Example> {
+    vec![
         Example { tokens: vec![3, 7, 1, 22, 9, 4, 4, 15, 2, 11, 8], prompt_len: 0 },
         Example { tokens: vec![5, 2, 11, 6, 0, 19], prompt_len: 1 },
-    ];
+    ]
+}
+
+/// The engine's log-probability of every target token, each example prefilled alone.
+fn engine_log_probs(
+    cfg: &ModelConfig,
+    weights: &HashMap<String, Tensor>,
+    examples: &[Example],
+) -> Vec<f32> {
+    let engine = Llama::new(cfg, weights).unwrap();
+    let kv = KvCache::new(cfg.num_layers, 32, 16, 2, 4, DType::F32, &Device::Cpu).unwrap();
+    let mut out = Vec::new();
+    for e in examples {
+        let seq = ForwardSeq {
+            tokens: &e.tokens,
+            start_pos: 0,
+            block_table: &[0, 1],
+            adapter: None,
+            want_logits: true,
+            all_logits: true,
+            prompt_len: e.tokens.len(),
+        };
+        let logp = candle_nn::ops::log_softmax(&engine.forward(&[seq], &kv).unwrap(), D::Minus1)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        out.extend(e.target_positions().map(|t| logp[t][e.tokens[t + 1] as usize]));
+    }
+    out
+}
+
+/// The trainer's log-probabilities of the same targets, `examples` as one padded batch.
+fn train_log_probs(
+    cfg: &ModelConfig,
+    weights: &HashMap<String, Tensor>,
+    examples: &[Example],
+) -> Vec<f32> {
     let refs: Vec<&Example> = examples.iter().collect();
     let batch = Batch::new(&refs, LossNorm::TokenMean, &Device::Cpu).unwrap();
-    let engine_log_probs = |cfg: &ModelConfig| -> Vec<f32> {
-        let engine = Llama::new(cfg, &weights).unwrap();
-        let kv = KvCache::new(layers, 32, 16, 2, 4, DType::F32, &Device::Cpu).unwrap();
-        let mut out = Vec::new();
-        for e in &examples {
-            let seq = ForwardSeq {
-                tokens: &e.tokens,
-                start_pos: 0,
-                block_table: &[0, 1],
-                adapter: None,
-                want_logits: true,
-                all_logits: true,
-            };
-            let logp =
-                candle_nn::ops::log_softmax(&engine.forward(&[seq], &kv).unwrap(), D::Minus1)
-                    .unwrap()
-                    .to_vec2::<f32>()
-                    .unwrap();
-            out.extend(e.target_positions().map(|t| logp[t][e.tokens[t + 1] as usize]));
-        }
-        out
-    };
-    let want = engine_log_probs(&cfg);
-    let diff = DiffLlama::new(&cfg, &weights).unwrap();
-    let got = diff.target_log_probs(&batch, None, None).unwrap().to_vec1::<f32>().unwrap();
-    assert_eq!(got.len(), want.len());
-    let max = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    let diff = DiffLlama::new(cfg, weights).unwrap();
+    diff.target_log_probs(&batch, None, None).unwrap().to_vec1::<f32>().unwrap()
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max)
+}
+
+/// Sliding-window layers (the first of two, window 3, as Qwen's `layer_types` can mix them):
+/// the trainer's padded causal mask against the engine's paged attention, whose window is
+/// checked against candle-transformers' Mistral in the engine's own tests.
+#[test]
+fn log_probs_match_the_engine_within_a_sliding_window() {
+    let (mut cfg, weights) = tiny();
+    cfg.sliding_window = Some(SlidingWindow { size: 3, layers: vec![true, false] });
+    let examples = examples();
+    let want = engine_log_probs(&cfg, &weights, &examples);
+    let got = train_log_probs(&cfg, &weights, &examples);
+    let max = max_diff(&got, &want);
     assert!(max <= 1e-4, "max diff {max}: {got:?} vs {want:?}");
     // The window matters here: without it the engine answers otherwise.
     cfg.sliding_window = None;
-    let full = engine_log_probs(&cfg);
-    assert!(full.iter().zip(&want).any(|(a, b)| (a - b).abs() > 1e-3));
+    assert!(max_diff(&engine_log_probs(&cfg, &weights, &examples), &want) > 1e-3);
+}
+
+/// LongRoPE past a pre-trained context of 8: the 11-token example rotates with the long
+/// factors throughout in both (the trainer by its batch's length, the engine by its prompt's),
+/// the 6-token one with the short ones.
+#[test]
+fn log_probs_match_the_engine_under_longrope() {
+    let (mut cfg, weights) = tiny();
+    let longrope = |long: Vec<f32>| RopeScaling::LongRope {
+        short_factor: vec![1.0, 1.5],
+        long_factor: long,
+        original_max_position_embeddings: 8,
+        attention_factor: 1.1,
+    };
+    cfg.rope_scaling = Some(longrope(vec![2.0, 9.0]));
+    for e in examples() {
+        let one = [e];
+        let want = engine_log_probs(&cfg, &weights, &one);
+        let got = train_log_probs(&cfg, &weights, &one);
+        let max = max_diff(&got, &want);
+        assert!(max <= 1e-4, "{} tokens: max diff {max}: {got:?} vs {want:?}", one[0].tokens.len());
+    }
+    // The long factors matter for the long example only.
+    let [long_ex, short_ex] = <[Example; 2]>::try_from(examples()).unwrap();
+    let mut short_only = cfg.clone();
+    short_only.rope_scaling = Some(longrope(vec![1.0, 1.5]));
+    let both =
+        |c: &ModelConfig, e: &Example| engine_log_probs(c, &weights, std::slice::from_ref(e));
+    assert!(max_diff(&both(&cfg, &long_ex), &both(&short_only, &long_ex)) > 1e-3);
+    assert!(max_diff(&both(&cfg, &short_ex), &both(&short_only, &short_ex)) <= 1e-6);
 }

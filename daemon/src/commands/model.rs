@@ -139,6 +139,11 @@ fn scaling(c: &ModelConfig, s: &RopeScaling) -> String {
         RopeScaling::Factors { divisors: f } => {
             format!("per-frequency divisors ({} of them, GGUF)", f.len())
         }
+        RopeScaling::LongRope { original_max_position_embeddings, .. } => format!(
+            "longrope, long factors past {original_max_position_embeddings} positions, \
+             attention factor {:.4}",
+            c.rope_attention_factor()
+        ),
     }
 }
 

@@ -57,7 +57,8 @@ pub fn prefill_logits(
 }
 
 /// Every position's logits for `tokens`, run through a fresh paged KV cache the way the
-/// scheduler feeds it: chunks of the given sizes, then one token per step.
+/// scheduler feeds it: chunks of the given sizes (the first is the prompt), then one token per
+/// step.
 pub fn stepped_logits(
     model: &Llama,
     tokens: &[u32],
@@ -91,6 +92,7 @@ pub fn stepped_logits(
             adapter,
             want_logits: true,
             all_logits: true,
+            prompt_len: chunks.first().map_or(tokens.len(), |&n| n.min(tokens.len())),
         };
         out.extend(model.forward(&[seq], &kv).unwrap().to_vec2::<f32>().unwrap());
         at += n;
