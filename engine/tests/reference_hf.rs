@@ -111,6 +111,7 @@ fn qwen3_logits_match_candle_transformers_qwen3() {
         rope_scaling: None,
         max_position_embeddings: 256,
         sliding_window: None,
+        partial_rotary_dim: None,
         tie_word_embeddings: false,
         attention_bias: false,
     };
@@ -193,7 +194,7 @@ fn phi3_logits_match_candle_transformers_phi3() {
     assert!(!model.weights.contains_key("model.layers.1.mlp.gate_up_proj.weight"));
     let ours = Llama::new(&model.config, &model.weights).unwrap();
     let theirs_cfg: candle_transformers::models::phi3::Config =
-        serde_json::from_value(config).unwrap();
+        serde_json::from_value(config.clone()).unwrap();
     let vb =
         candle_nn::VarBuilder::from_tensors(w.0.clone(), candle_core::DType::F32, &Device::Cpu);
     same_logits(&ours, "phi3", |input| {
@@ -254,6 +255,29 @@ fn phi3_logits_match_candle_transformers_phi3() {
     // The adapter changes the answer: the test can fail.
     let plain = common::prefill_logits(&ours, &ids, None);
     assert!(common::max_diff(&plain, &want) > 1e-2);
+
+    // Phi-4 mini's partial rotary embedding (here half of each head): the leading dimensions
+    // rotate, the rest pass through, against candle's phi3 reading the same factor.
+    let mut partial = config;
+    partial["partial_rotary_factor"] = serde_json::json!(0.5);
+    std::fs::write(dir.path().join("config.json"), partial.to_string()).unwrap();
+    let model = lorad_model::load_model(dir.path(), &lorad_model::LoadOptions::default()).unwrap();
+    assert_eq!(model.config.rotary_dim(), hd / 2);
+    let half_turned = Llama::new(&model.config, &model.weights).unwrap();
+    let theirs_cfg: candle_transformers::models::phi3::Config =
+        serde_json::from_value(partial).unwrap();
+    let vb =
+        candle_nn::VarBuilder::from_tensors(w.0.clone(), candle_core::DType::F32, &Device::Cpu);
+    same_logits(&half_turned, "phi3, partial rotary", |input| {
+        let mut theirs =
+            candle_transformers::models::phi3::Model::new(&theirs_cfg, vb.clone()).unwrap();
+        theirs.forward(input, 0).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+    });
+    let d = common::max_diff(
+        &common::prefill_logits(&half_turned, &ids, None),
+        &common::prefill_logits(&ours, &ids, None),
+    );
+    assert!(d > 1e-3, "rotating half the head changed nothing ({d})");
 }
 
 /// Mistral v0.1's sliding window (here 5 positions over a 40-token sequence), through the
@@ -284,6 +308,7 @@ fn mistral_sliding_window_matches_candle_transformers_mistral() {
         rope_scaling: None,
         max_position_embeddings: 256,
         sliding_window: Some(SlidingWindow { size: window, layers: vec![true; layers] }),
+        partial_rotary_dim: None,
         tie_word_embeddings: false,
         attention_bias: false,
     };

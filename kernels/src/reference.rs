@@ -29,8 +29,10 @@ pub fn rms_norm(x: &[f32], w: &[f32], d: usize, eps: f64) -> Vec<f64> {
 
 /// Hugging Face ("rotate half") RoPE of `x` (`[T, heads, d]`), row `t` at `positions[t]`.
 pub fn rope(x: &[f32], heads: usize, d: usize, positions: &[u32], inv_freq: &[f32]) -> Vec<f64> {
-    let half = d / 2;
-    let mut y = vec![0f64; x.len()];
+    // The leading `2 · inv_freq.len()` dimensions rotate (all of them, but for a partial
+    // rotary embedding); the rest pass through.
+    let half = inv_freq.len();
+    let mut y: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
     for (t, &p) in positions.iter().enumerate() {
         for h in 0..heads {
             let base = (t * heads + h) * d;

@@ -73,21 +73,29 @@ pub fn apply_rope(x: &Tensor, tables: &RopeTables, positions: &Tensor) -> Result
     apply_rope_at(x, &tables.at(positions)?)
 }
 
-/// [`apply_rope`] with the rows already gathered.
+/// [`apply_rope`] with the rows already gathered. Tables narrower than the head rotate its
+/// leading dimensions only (a partial rotary embedding); the rest pass through unchanged.
 pub fn apply_rope_at(x: &Tensor, at: &RopeAt) -> Result<Tensor> {
-    let (t, _h, d) = x.dims3()?;
-    if d != 2 * at.cos.dims()[1] || at.cos.dims()[0] != t {
+    let (t, h, d) = x.dims3()?;
+    let rot = 2 * at.cos.dims()[1];
+    if rot == 0 || rot > d || at.cos.dims()[0] != t {
         return Err(KernelError::Shape {
             op: "rope",
             what: "x/positions",
             got: x.dims().to_vec(),
             expected: format!(
-                "[{}, heads, {}] (one row per position)",
+                "[{}, heads, at least {rot}] (one row per position)",
                 at.cos.dims()[0],
-                2 * at.cos.dims()[1]
             ),
         });
     }
-    let x4 = x.contiguous()?.unsqueeze(0)?;
-    Ok(candle_nn::rotary_emb::rope_thd(&x4, &at.cos, &at.sin)?.squeeze(0)?)
+    let rotate = |x: &Tensor| -> Result<Tensor> {
+        let x4 = x.contiguous()?.unsqueeze(0)?;
+        Ok(candle_nn::rotary_emb::rope_thd(&x4, &at.cos, &at.sin)?.squeeze(0)?)
+    };
+    if rot == d {
+        return rotate(x);
+    }
+    let turned = rotate(&x.narrow(2, 0, rot)?)?;
+    Ok(Tensor::cat(&[&turned, &x.narrow(2, rot, d - rot)?], 2)?.reshape((t, h, d))?)
 }

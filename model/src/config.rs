@@ -264,6 +264,10 @@ pub struct ModelConfig {
     /// The attention window of the layers that attend only to recent positions, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sliding_window: Option<SlidingWindow>,
+    /// How many leading dimensions of each head RoPE rotates when not all of them
+    /// (`partial_rotary_factor · head_dim`, Phi-4 mini's 0.75); the rest pass through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial_rotary_dim: Option<usize>,
     /// Whether the LM head reuses `model.embed_tokens.weight` (then `lm_head.weight` is absent).
     pub tie_word_embeddings: bool,
     /// Whether q/k/v projections carry biases (Qwen2).
@@ -296,7 +300,12 @@ impl ModelConfig {
         self.arch == Arch::Qwen3
     }
 
-    /// The `head_dim / 2` inverse RoPE frequencies `1 / theta^(2i / head_dim)` for the
+    /// The dimensions of each head RoPE rotates: all of them, or [`Self::partial_rotary_dim`].
+    pub fn rotary_dim(&self) -> usize {
+        self.partial_rotary_dim.unwrap_or(self.head_dim)
+    }
+
+    /// The `rotary_dim / 2` inverse RoPE frequencies `1 / theta^(2i / rotary_dim)` for the
     /// non-interleaved (Hugging Face) rotary layout, with the configured scaling applied.
     ///
     /// Computed in f64 and rounded once, as the reference implementation does, so long contexts
@@ -330,10 +339,9 @@ impl ModelConfig {
     }
 
     fn inv_freq(&self, long: bool) -> Vec<f32> {
-        let half = self.head_dim / 2;
-        let base: Vec<f64> = (0..half)
-            .map(|i| 1.0 / self.rope_theta.powf((2 * i) as f64 / self.head_dim as f64))
-            .collect();
+        let dim = self.rotary_dim();
+        let base: Vec<f64> =
+            (0..dim / 2).map(|i| 1.0 / self.rope_theta.powf((2 * i) as f64 / dim as f64)).collect();
         let scaled: Vec<f64> = match self.rope_scaling.as_ref() {
             None => base,
             Some(RopeScaling::Linear { factor }) => base.into_iter().map(|f| f / factor).collect(),
@@ -381,7 +389,7 @@ impl ModelConfig {
                 // than `beta_fast` times over the pre-trained context keep their frequency,
                 // those turning fewer than `beta_slow` times are interpolated by `factor`, and a
                 // linear ramp blends the dimensions in between.
-                let dim = self.head_dim as f64;
+                let dim = self.rotary_dim() as f64;
                 let ln_theta = self.rope_theta.ln();
                 let ctx = original_max_position_embeddings as f64;
                 let correction_dim = |rotations: f64| {
@@ -452,6 +460,17 @@ impl ModelConfig {
         if !self.head_dim.is_multiple_of(2) {
             return bad("head_dim", format!("{} is odd; RoPE needs an even width", self.head_dim));
         }
+        if let Some(r) = self.partial_rotary_dim
+            && (r == 0 || !r.is_multiple_of(2) || r > self.head_dim)
+        {
+            return bad(
+                "partial_rotary_factor",
+                format!(
+                    "rotates {r} of {} dimensions (want an even number, 2 to all)",
+                    self.head_dim
+                ),
+            );
+        }
         if !(self.rms_norm_eps.is_finite() && self.rms_norm_eps > 0.0) {
             return bad("rms_norm_eps", format!("{} is not a positive number", self.rms_norm_eps));
         }
@@ -464,7 +483,7 @@ impl ModelConfig {
             return bad("attention_bias", format!("must be {wants_bias} for {}", self.arch));
         }
         if let Some(s) = &self.rope_scaling {
-            s.validate(self.head_dim)?;
+            s.validate(self.rotary_dim())?;
         }
         if let Some(w) = &self.sliding_window {
             if w.size == 0 {
@@ -500,6 +519,7 @@ mod tests {
             rope_scaling: None,
             max_position_embeddings: 256,
             sliding_window: None,
+            partial_rotary_dim: None,
             tie_word_embeddings: true,
             attention_bias: false,
         }

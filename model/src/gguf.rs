@@ -199,21 +199,13 @@ fn config_from_meta(m: Meta<'_>, rope: RopeTensors) -> Result<ModelConfig, Model
         None if num_heads > 0 && hidden_size % num_heads == 0 => hidden_size / num_heads,
         None => return Err(m.bad(&key("attention.head_count"), "does not divide embedding_length")),
     };
-    // lorad rotates the whole head; partial rotary embeddings would silently corrupt outputs.
-    if let Some(rot) = m.opt_usize(&key("rope.dimension_count"))?
-        && rot != head_dim
-    {
-        return Err(ModelError::Unsupported {
-            path: m.path.to_owned(),
-            what: format!(
-                "{} = {rot} (partial rotary; head_dim is {head_dim})",
-                key("rope.dimension_count")
-            ),
-        });
-    }
+    // Partial rotary embeddings (Phi-4 mini): the leading dimensions of each head.
+    let partial_rotary_dim =
+        m.opt_usize(&key("rope.dimension_count"))?.filter(|&rot| rot != head_dim);
+    let rotary_dim = partial_rotary_dim.unwrap_or(head_dim);
     let max_pos = m.usize(&key("context_length"))?;
     for (name, values) in rope.named() {
-        check_shape(m.path, name, &[head_dim / 2], &[values.len()])?;
+        check_shape(m.path, name, &[rotary_dim / 2], &[values.len()])?;
         if let Some(bad) = values.iter().find(|v| !(v.is_finite() && **v > 0.0)) {
             return Err(ModelError::Unsupported {
                 path: m.path.to_owned(),
@@ -251,6 +243,7 @@ fn config_from_meta(m: Meta<'_>, rope: RopeTensors) -> Result<ModelConfig, Model
         rope_theta: m.opt_f64(&key("rope.freq_base"))?.unwrap_or(10_000.0),
         max_position_embeddings: served_context(max_pos, rope_scaling.as_ref()),
         sliding_window,
+        partial_rotary_dim,
         rope_scaling,
         tie_word_embeddings: !m.content.tensor_infos.contains_key("output.weight"),
         attention_bias: arch == Arch::Qwen2,

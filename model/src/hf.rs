@@ -119,12 +119,6 @@ fn parse_config(f: Fields<'_>) -> Result<ModelConfig, ModelError> {
             return Err(f.err(field, format!("biases are not supported for {arch}")));
         }
     }
-    // lorad rotates the whole head; a partial rotary embedding would silently corrupt outputs.
-    if let Some(p) = f.opt_f64("partial_rotary_factor")?
-        && p != 1.0
-    {
-        return Err(f.err("partial_rotary_factor", format!("{p} (only whole-head RoPE, 1.0)")));
-    }
     let hidden_size = f.usize("hidden_size")?;
     let num_heads = f.usize("num_attention_heads")?;
     let head_dim = match f.opt_usize("head_dim")? {
@@ -157,6 +151,14 @@ fn parse_config(f: Fields<'_>) -> Result<ModelConfig, ModelError> {
     };
     let num_layers = f.usize("num_hidden_layers")?;
     let window = sliding_window(&f, arch, num_layers)?;
+    // Phi-4 mini rotates 3/4 of each head (transformers: `int(head_dim · factor)` dimensions).
+    let partial_rotary_dim = match f.opt_f64("partial_rotary_factor")? {
+        None => None,
+        Some(p) if p > 0.0 && p <= 1.0 => {
+            Some((head_dim as f64 * p) as usize).filter(|&r| r != head_dim)
+        }
+        Some(p) => return Err(f.err("partial_rotary_factor", format!("{p} is not in (0, 1]"))),
+    };
     let config = ModelConfig {
         arch,
         hidden_size,
@@ -170,6 +172,7 @@ fn parse_config(f: Fields<'_>) -> Result<ModelConfig, ModelError> {
         rope_theta,
         max_position_embeddings: served_context(max_pos, rope_scaling.as_ref()),
         sliding_window: window,
+        partial_rotary_dim,
         rope_scaling,
         tie_word_embeddings: f.opt_bool("tie_word_embeddings")?.unwrap_or(false),
         attention_bias: arch == Arch::Qwen2,

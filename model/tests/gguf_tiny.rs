@@ -398,6 +398,11 @@ fn yarn_linear_and_sliding_window_metadata() {
     assert_eq!(c.max_position_embeddings, 512);
 
     let mut s = spec();
+    s.meta.insert("llama.rope.dimension_count".into(), Value::U32(HD as u32 / 2));
+    let c = read_config(&write_tmp(&s, tmp.path(), "partial.gguf")).unwrap();
+    assert_eq!((c.rotary_dim(), c.rope_inv_freq().len()), (HD / 2, HD / 4), "partial rotary");
+
+    let mut s = spec();
     s.meta.insert("llama.attention.sliding_window".into(), Value::U32(32));
     let c = read_config(&write_tmp(&s, tmp.path(), "window.gguf")).unwrap();
     assert_eq!(c.max_position_embeddings, 128, "the whole context is served");

@@ -306,7 +306,7 @@ fn config_errors_name_the_field() {
     let tiny = Tiny { model_type: "llama", tie: false };
     tiny.write(&dir, &tiny.tensors(), false);
     let base = tiny.config();
-    let cases: [(&str, serde_json::Value, &str); 7] = [
+    let cases: [(&str, serde_json::Value, &str); 8] = [
         ("model_type", json!("gpt2"), "field `model_type`: unsupported model type `gpt2`"),
         ("hidden_size", serde_json::Value::Null, "field `hidden_size`: missing"),
         ("num_attention_heads", json!("four"), "field `num_attention_heads`"),
@@ -317,7 +317,8 @@ fn config_errors_name_the_field() {
             "field `rope_scaling.rope_type`: unsupported RoPE scaling `dynamic`",
         ),
         ("num_key_value_heads", json!(3), "num_kv_heads"),
-        ("partial_rotary_factor", json!(0.5), "field `partial_rotary_factor`: 0.5"),
+        ("partial_rotary_factor", json!(1.5), "field `partial_rotary_factor`: 1.5 is not in"),
+        ("partial_rotary_factor", json!(0.1875), "`partial_rotary_factor`: rotates 3 of 16"),
     ];
     for (field, value, want) in cases {
         let mut cfg = base.clone();
@@ -330,6 +331,11 @@ fn config_errors_name_the_field() {
             assert!(msg.contains("config.json"), "{field}: {msg}");
         }
     }
+    // Phi-4 mini's partial rotary embedding: transformers' `int(head_dim · factor)`.
+    let mut cfg = base.clone();
+    cfg["partial_rotary_factor"] = json!(0.75);
+    std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
+    assert_eq!(read_config(&dir).unwrap().rotary_dim(), 12);
     // LLaMA-3 scaling is accepted and parsed.
     let mut cfg = base.clone();
     cfg["rope_scaling"] = json!({"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,

@@ -193,8 +193,8 @@ impl DiffLlama {
             let q = q.reshape((b, t, heads, hd))?.transpose(1, 2)?.contiguous()?;
             let k = k.reshape((b, t, kvh, hd))?.transpose(1, 2)?.contiguous()?;
             let v = v.reshape((b, t, kvh, hd))?.transpose(1, 2)?.contiguous()?;
-            let q = candle_nn::rotary_emb::rope_slow(&q, &cos, &sin)?;
-            let k = candle_nn::rotary_emb::rope_slow(&k, &cos, &sin)?;
+            let q = rope(&q, &cos, &sin)?;
+            let k = rope(&k, &cos, &sin)?;
             let (k, v) = (repeat_kv(&k, heads / kvh)?, repeat_kv(&v, heads / kvh)?);
             let mask = match (cfg.attention_window(l), &window_mask) {
                 (Some(_), Some(m)) => m,
@@ -224,6 +224,17 @@ fn causal_mask(t: usize, window: Option<usize>, device: &Device) -> Result<Tenso
         })
         .collect();
     Ok(Tensor::from_vec(m, (t, t), device)?)
+}
+
+/// RoPE of `x` (`[B, heads, T, hd]`) with tables of `rot / 2` columns: its leading `rot`
+/// dimensions rotate (all of them but for a partial rotary embedding), the rest pass through.
+fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    let (d, rot) = (x.dims4()?.3, 2 * cos.dims2()?.1);
+    if rot == d {
+        return Ok(candle_nn::rotary_emb::rope_slow(x, cos, sin)?);
+    }
+    let turned = candle_nn::rotary_emb::rope_slow(&x.narrow(3, 0, rot)?.contiguous()?, cos, sin)?;
+    Ok(Tensor::cat(&[&turned, &x.narrow(3, rot, d - rot)?], 3)?)
 }
 
 /// `[B, kvh, T, hd]` -> `[B, kvh * groups, T, hd]`, each KV head shared by `groups` query heads.

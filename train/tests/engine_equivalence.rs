@@ -1,7 +1,8 @@
 //! The differentiable forward computes what the serving engine computes: per-token
 //! log-probabilities of a padded two-example batch with an adapter on every projection equal
 //! the engine's prefill logits, position by position, on the real default model; and, on a
-//! small random model, within a sliding window in some layers and under LongRoPE.
+//! small random model, within a sliding window in some layers, under LongRoPE and with a
+//! partial rotary embedding.
 
 use std::collections::HashMap;
 
@@ -99,6 +100,7 @@ fn tiny() -> (ModelConfig, HashMap<String, Tensor>) {
         rope_scaling: None,
         max_position_embeddings: 32,
         sliding_window: None,
+        partial_rotary_dim: None,
         tie_word_embeddings: true,
         attention_bias: false,
     };
@@ -224,4 +226,19 @@ fn log_probs_match_the_engine_under_longrope() {
         |c: &ModelConfig, e: &Example| engine_log_probs(c, &weights, std::slice::from_ref(e));
     assert!(max_diff(&both(&cfg, &long_ex), &both(&short_only, &long_ex)) > 1e-3);
     assert!(max_diff(&both(&cfg, &short_ex), &both(&short_only, &short_ex)) <= 1e-6);
+}
+
+/// A partial rotary embedding (half of each 4-wide head): the trainer's rotation against the
+/// engine's, which candle-transformers' Phi-3 checks in the engine's own tests.
+#[test]
+fn log_probs_match_the_engine_with_partial_rotary() {
+    let (mut cfg, weights) = tiny();
+    cfg.partial_rotary_dim = Some(2);
+    let examples = examples();
+    let want = engine_log_probs(&cfg, &weights, &examples);
+    let got = train_log_probs(&cfg, &weights, &examples);
+    let max = max_diff(&got, &want);
+    assert!(max <= 1e-4, "max diff {max}: {got:?} vs {want:?}");
+    cfg.partial_rotary_dim = None;
+    assert!(max_diff(&engine_log_probs(&cfg, &weights, &examples), &want) > 1e-3);
 }

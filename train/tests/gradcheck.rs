@@ -28,6 +28,7 @@ fn tiny() -> (ModelConfig, HashMap<String, Tensor>) {
         rope_scaling: None,
         max_position_embeddings: 32,
         sliding_window: None,
+        partial_rotary_dim: None,
         tie_word_embeddings: true,
         attention_bias: false,
     };

@@ -69,6 +69,8 @@ struct Info {
     sliding_window: Option<usize>,
     sliding_layers: Option<usize>,
     rope_theta: f64,
+    /// Dimensions of each head RoPE rotates (fewer than `head_dim` for a partial one).
+    rotary_dim: usize,
     rope_scaling: Option<String>,
     tied_embeddings: bool,
     parameters: u64,
@@ -103,6 +105,7 @@ fn describe(path: &Path) -> Result<Info, lorad_model::ModelError> {
         sliding_window: c.sliding_window.as_ref().map(|w| w.size),
         sliding_layers: c.sliding_window.as_ref().map(|w| w.layers.iter().filter(|&&l| l).count()),
         rope_theta: c.rope_theta,
+        rotary_dim: c.rotary_dim(),
         rope_scaling: c.rope_scaling.as_ref().map(|s| scaling(&c, s)),
         tied_embeddings: c.tie_word_embeddings,
         parameters,
@@ -197,13 +200,17 @@ impl Info {
                 _ => format!("{} tokens", self.context),
             },
         );
-        line(
-            "RoPE",
+        line("RoPE", {
+            let partial = if self.rotary_dim < self.head_dim {
+                format!(", rotating {} of {} dimensions", self.rotary_dim, self.head_dim)
+            } else {
+                String::new()
+            };
             match &self.rope_scaling {
-                Some(s) => format!("theta {}, {s}", self.rope_theta),
-                None => format!("theta {}", self.rope_theta),
-            },
-        );
+                Some(s) => format!("theta {}{partial}, {s}", self.rope_theta),
+                None => format!("theta {}{partial}", self.rope_theta),
+            }
+        });
         line(
             "vocabulary",
             format!(
