@@ -146,11 +146,7 @@ fn qwen3_logits_match_candle_transformers_qwen3() {
         }
     }
     let without = Llama::new(&plain, &biased).unwrap();
-    let ids = [3u32, 17, 42, 8];
-    let d = common::max_diff(
-        &common::prefill_logits(&without, &ids, None),
-        &common::prefill_logits(&ours, &ids, None),
-    );
+    let d = apart(&without, &ours, &[3, 17, 42, 8]);
     assert!(d > 1e-2, "q/k norms changed nothing ({d})");
 }
 
@@ -195,13 +191,7 @@ fn phi3_logits_match_candle_transformers_phi3() {
     let ours = Llama::new(&model.config, &model.weights).unwrap();
     let theirs_cfg: candle_transformers::models::phi3::Config =
         serde_json::from_value(config.clone()).unwrap();
-    let vb =
-        candle_nn::VarBuilder::from_tensors(w.0.clone(), candle_core::DType::F32, &Device::Cpu);
-    same_logits(&ours, "phi3", |input| {
-        let mut theirs =
-            candle_transformers::models::phi3::Model::new(&theirs_cfg, vb.clone()).unwrap();
-        theirs.forward(input, 0).unwrap().flatten_all().unwrap().to_vec1().unwrap()
-    });
+    same_logits(&ours, "phi3", candle_phi3(&config, &w.0));
 
     // A PEFT adapter on the fused modules, imported (split per projection) and served through
     // the batched LoRA path, against candle's phi3 on the fused weights merged `W + s·B·A`.
@@ -264,20 +254,30 @@ fn phi3_logits_match_candle_transformers_phi3() {
     let model = lorad_model::load_model(dir.path(), &lorad_model::LoadOptions::default()).unwrap();
     assert_eq!(model.config.rotary_dim(), hd / 2);
     let half_turned = Llama::new(&model.config, &model.weights).unwrap();
-    let theirs_cfg: candle_transformers::models::phi3::Config =
-        serde_json::from_value(partial).unwrap();
-    let vb =
-        candle_nn::VarBuilder::from_tensors(w.0.clone(), candle_core::DType::F32, &Device::Cpu);
-    same_logits(&half_turned, "phi3, partial rotary", |input| {
-        let mut theirs =
-            candle_transformers::models::phi3::Model::new(&theirs_cfg, vb.clone()).unwrap();
-        theirs.forward(input, 0).unwrap().flatten_all().unwrap().to_vec1().unwrap()
-    });
-    let d = common::max_diff(
-        &common::prefill_logits(&half_turned, &ids, None),
-        &common::prefill_logits(&ours, &ids, None),
-    );
+    same_logits(&half_turned, "phi3, partial rotary", candle_phi3(&partial, &w.0));
+    let d = apart(&half_turned, &ours, &ids);
     assert!(d > 1e-3, "rotating half the head changed nothing ({d})");
+}
+
+/// candle-transformers' `phi3` on `weights` (fused, Hugging Face names) under `config`: a
+/// fresh model per prompt, as [`same_logits`] wants it.
+fn candle_phi3(
+    config: &serde_json::Value,
+    weights: &HashMap<String, Tensor>,
+) -> impl FnMut(&Tensor) -> Vec<f32> {
+    let cfg: candle_transformers::models::phi3::Config =
+        serde_json::from_value(config.clone()).unwrap();
+    let vb =
+        candle_nn::VarBuilder::from_tensors(weights.clone(), candle_core::DType::F32, &Device::Cpu);
+    move |input| {
+        let mut theirs = candle_transformers::models::phi3::Model::new(&cfg, vb.clone()).unwrap();
+        theirs.forward(input, 0).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+    }
+}
+
+/// How far apart two models' last-position logits for `ids` are.
+fn apart(a: &Llama, b: &Llama, ids: &[u32]) -> f32 {
+    common::max_diff(&common::prefill_logits(a, ids, None), &common::prefill_logits(b, ids, None))
 }
 
 /// Mistral v0.1's sliding window (here 5 positions over a 40-token sequence), through the

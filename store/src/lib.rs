@@ -21,6 +21,7 @@ mod adapter;
 mod config;
 pub mod disk;
 mod error;
+mod export;
 mod fsutil;
 mod hash;
 mod name;
@@ -38,6 +39,7 @@ pub use disk::{
     StoredInfo, TensorExtent, VerifyReport,
 };
 pub use error::StoreError;
+pub use export::write_peft_dir_fused;
 pub use name::validate_adapter_name;
 pub use peft::{TensorDtype, read_peft_dir, write_peft_dir};
 pub use random::{RandomAdapterSpec, random_adapter};

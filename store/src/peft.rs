@@ -393,21 +393,34 @@ fn to_f32(path: &Path, t: &Found<'_>) -> Result<Vec<f32>, StoreError> {
 /// file is replaced atomically.
 pub fn write_peft_dir(dir: &Path, adapter: &Adapter, dtype: TensorDtype) -> Result<(), StoreError> {
     check_writable(adapter)?;
-    let bad = |reason: String| StoreError::InvalidAdapter { name: adapter.name.clone(), reason };
-    let mut encoded: Vec<(String, Vec<usize>, Vec<u8>)> =
+    let mut tensors: Vec<(String, Vec<usize>, &[f32])> =
         Vec::with_capacity(adapter.weights.len() * 2);
     for w in &adapter.weights {
         let in_f = w.a.len() / w.rank;
         let out_f = w.b.len() / w.rank;
-        for (is_b, values, shape) in
-            [(false, &w.a, vec![w.rank, in_f]), (true, &w.b, vec![out_f, w.rank])]
-        {
-            let name = w.module.tensor_name(w.layer, is_b);
-            let bytes = encode(values, dtype).ok_or_else(|| {
-                bad(format!("tensor `{name}` has a value {dtype:?} cannot represent"))
-            })?;
-            encoded.push((name, shape, bytes));
-        }
+        tensors.push((w.module.tensor_name(w.layer, false), vec![w.rank, in_f], &w.a));
+        tensors.push((w.module.tensor_name(w.layer, true), vec![out_f, w.rank], &w.b));
+    }
+    write_files(dir, &adapter.name, &to_peft_json(&adapter.config), &tensors, dtype)
+}
+
+/// Writes a PEFT directory: `config` as `adapter_config.json` and `tensors` (name, shape,
+/// row-major values) in `dtype` as `adapter_model.safetensors` with `{"format": "pt"}`
+/// metadata, each file replaced atomically. `name` names the adapter in errors.
+pub(crate) fn write_files(
+    dir: &Path,
+    name: &str,
+    config: &[u8],
+    tensors: &[(String, Vec<usize>, &[f32])],
+    dtype: TensorDtype,
+) -> Result<(), StoreError> {
+    let bad = |reason: String| StoreError::InvalidAdapter { name: name.to_owned(), reason };
+    let mut encoded: Vec<(&str, &[usize], Vec<u8>)> = Vec::with_capacity(tensors.len());
+    for (tensor, shape, values) in tensors {
+        let bytes = encode(values, dtype).ok_or_else(|| {
+            bad(format!("tensor `{tensor}` has a value {dtype:?} cannot represent"))
+        })?;
+        encoded.push((tensor, shape, bytes));
     }
     let st_dtype = match dtype {
         TensorDtype::F32 => Dtype::F32,
@@ -415,22 +428,22 @@ pub fn write_peft_dir(dir: &Path, adapter: &Adapter, dtype: TensorDtype) -> Resu
         TensorDtype::BF16 => Dtype::BF16,
     };
     let mut views = Vec::with_capacity(encoded.len());
-    for (name, shape, bytes) in &encoded {
-        let view = TensorView::new(st_dtype, shape.clone(), bytes)
-            .map_err(|e| bad(format!("tensor `{name}`: {e}")))?;
-        views.push((name.as_str(), view));
+    for (tensor, shape, bytes) in &encoded {
+        let view = TensorView::new(st_dtype, shape.to_vec(), bytes)
+            .map_err(|e| bad(format!("tensor `{tensor}`: {e}")))?;
+        views.push((*tensor, view));
     }
     let metadata = HashMap::from([("format".to_owned(), "pt".to_owned())]);
     let weights = safetensors::serialize(views, Some(metadata))
         .map_err(|e| bad(format!("serialising tensors: {e}")))?;
 
     std::fs::create_dir_all(dir).map_err(|e| StoreError::io("creating", dir, e))?;
-    fsutil::write_atomic(&dir.join(CONFIG_FILE), &to_peft_json(&adapter.config))?;
+    fsutil::write_atomic(&dir.join(CONFIG_FILE), config)?;
     fsutil::write_atomic(&dir.join(WEIGHTS_FILE), &weights)
 }
 
 /// Refuses an in-memory adapter whose files would not read back as the same adapter.
-fn check_writable(adapter: &Adapter) -> Result<(), StoreError> {
+pub(crate) fn check_writable(adapter: &Adapter) -> Result<(), StoreError> {
     let bad = |reason: String| StoreError::InvalidAdapter { name: adapter.name.clone(), reason };
     if adapter.weights.is_empty() {
         return Err(bad("it has no weights".into()));

@@ -119,3 +119,102 @@ fn fused_pairs_are_checked() {
     let e = err_text(read_peft_dir(&dir, "unknown", &small()));
     assert_mentions(&e, &["qkvo_proj", "qkv_proj / gate_up_proj"]);
 }
+
+/// `s·B·A` of a pair, dense, in f64.
+fn delta(w: &lorad_store::LoraWeights) -> Vec<f64> {
+    let (r, inp, out) = (w.rank, w.a.len() / w.rank, w.b.len() / w.rank);
+    let mut d = vec![0f64; out * inp];
+    for o in 0..out {
+        for j in 0..r {
+            let bv = f64::from(w.b[o * r + j]) * f64::from(w.scale);
+            for i in 0..inp {
+                d[o * inp + i] += bv * f64::from(w.a[j * inp + i]);
+            }
+        }
+    }
+    d
+}
+
+/// lorad's pairs per projection, exported for a fused-projection base: the parts of a fused
+/// module stack into one pair (A stacked, B block-diagonal, scales folded in) that PEFT and
+/// lorad read back as the same update on every projection. Mixed ranks and scales (k_proj has
+/// its own by pattern), rsLoRA, and an adapter on q and v only (k's rows of B stay zero).
+#[test]
+fn export_for_fused_bases_reads_back_as_the_same_updates() {
+    use TargetModule::*;
+    let base = small();
+    let mut full = lorad_store::random_adapter(
+        "full",
+        &base,
+        &lorad_store::RandomAdapterSpec {
+            rank: 4,
+            alpha: 8.0,
+            targets: TargetModule::ALL.to_vec(),
+            use_rslora: true,
+            seed: 3,
+            ..Default::default()
+        },
+    );
+    // k_proj at rank 2 with alpha 3: its own rank and scale by pattern.
+    full.config.rank_pattern.insert("k_proj".into(), 2);
+    full.config.alpha_pattern.insert("k_proj".into(), 3.0);
+    for w in full.weights.iter_mut().filter(|w| w.module == KProj) {
+        let inp = w.a.len() / w.rank;
+        w.a.truncate(2 * inp);
+        w.b = w.b.chunks_exact(w.rank).flat_map(|row| row[..2].to_vec()).collect();
+        w.rank = 2;
+        w.scale = (3.0 / 2f64.sqrt()) as f32;
+    }
+    let qv = lorad_store::random_adapter(
+        "qv",
+        &base,
+        &lorad_store::RandomAdapterSpec { rank: 4, alpha: 16.0, seed: 4, ..Default::default() },
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    for adapter in [&full, &qv] {
+        let dir = tmp.path().join(&adapter.name);
+        lorad_store::write_peft_dir_fused(&dir, adapter, lorad_store::TensorDtype::F32, &base)
+            .unwrap();
+        let config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("adapter_config.json")).unwrap())
+                .unwrap();
+        let targets = config["target_modules"].as_array().unwrap();
+        assert!(targets.iter().any(|t| t == "qkv_proj"), "{config}");
+        assert!(!targets.iter().any(|t| t == "q_proj" || t == "v_proj"), "{config}");
+        assert_eq!(
+            (config["use_rslora"].as_bool(), &config["r"]),
+            (Some(false), &config["lora_alpha"])
+        );
+        let back = read_peft_dir(&dir, &adapter.name, &base).unwrap();
+        for w in &adapter.weights {
+            let got = back.weights.iter().find(|b| (b.layer, b.module) == (w.layer, w.module));
+            let got = got
+                .unwrap_or_else(|| panic!("{}: {} {:?} missing", adapter.name, w.layer, w.module));
+            let (want, got) = (delta(w), delta(got));
+            let diff = want.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+            assert!(
+                diff < 1e-6,
+                "{}: layer {} {:?}: max diff {diff}",
+                adapter.name,
+                w.layer,
+                w.module
+            );
+        }
+        // Projections the adapter leaves alone read back with no update (k_proj of `qv`).
+        for b in &back.weights {
+            if !adapter.weights.iter().any(|w| (w.layer, w.module) == (b.layer, b.module)) {
+                assert!(
+                    delta(b).iter().all(|&v| v == 0.0),
+                    "{}: {:?} changed",
+                    adapter.name,
+                    b.module
+                );
+            }
+        }
+    }
+    // The fused k_proj pair has the ranks of q, k and v side by side.
+    let dir = tmp.path().join("full");
+    let back = read_peft_dir(&dir, "full", &base).unwrap();
+    let k = back.weights.iter().find(|w| w.module == KProj).unwrap();
+    assert_eq!((k.rank, k.scale), (10, 1.0));
+}

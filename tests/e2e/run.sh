@@ -660,6 +660,25 @@ assert i["rope_scaling"].startswith("longrope, long factors past 16 positions"),
     else
         fail "model info of the Phi-3 directory: $(lorad model info "$TMP/phi3" 2>&1 | head -c 600)"
     fi
+    # An adapter lorad writes for a Phi-3 base sits on the fused modules, as PEFT and vLLM load it.
+    if "$LORAD" --home "$HOME_DIR" adapter generate-random "$TMP/phi3-lora" --rank 4 --model "$TMP/phi3" \
+            --targets q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj >/dev/null \
+        && "$VENV/bin/python" - "$TMP/phi3-lora" <<'PY'
+import json, struct, sys
+d = sys.argv[1]
+cfg = json.load(open(f"{d}/adapter_config.json"))
+assert sorted(cfg["target_modules"]) == ["down_proj", "gate_up_proj", "o_proj", "qkv_proj"], cfg
+raw = open(f"{d}/adapter_model.safetensors", "rb").read()
+header = json.loads(raw[8:8 + struct.unpack("<Q", raw[:8])[0]])
+a = header["base_model.model.model.layers.0.self_attn.qkv_proj.lora_A.weight"]
+assert a["shape"] == [12, 32] and cfg["r"] == cfg["lora_alpha"], (a, cfg)  # q, k, v stacked: 3 x 4
+assert not any("q_proj" in k or ".up_proj" in k for k in header), sorted(header)
+PY
+    then
+        ok "generate-random for a Phi-3 base writes its pairs on qkv_proj / gate_up_proj"
+    else
+        fail "Phi-3 adapter export: $(ls "$TMP/phi3-lora" 2>&1)"
+    fi
     PORT4="$(free_port)"
     start_server "$TMP/server4.log" --model "$TMP/phi3" --listen "127.0.0.1:$PORT4" --attribution off
     PHI_PID=$SERVER_PID

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use lorad_store::disk::{EntryState, StoredInfo};
-use lorad_store::{RandomAdapterSpec, StoreError, TargetModule, TensorDtype};
+use lorad_store::{RandomAdapterSpec, StoreError, TargetModule};
 
 use super::common::{base_hash_of, base_shape_of, existing_model, open_store};
 use crate::cli::{AdapterCommand, StoreIo};
@@ -133,10 +133,12 @@ fn generate_random(
     model: Option<&Path>,
 ) -> anyhow::Result<()> {
     let model = existing_model(home, model)?;
-    let base = base_shape_of(&model)?;
+    let config = lorad_model::read_config(&model)
+        .exit_kind(ExitKind::Config)
+        .with_context(|| format!("cannot read the model config of {}", model.display()))?;
     let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("random");
-    let adapter = lorad_store::random_adapter(name, &base, spec);
-    lorad_store::write_peft_dir(dir, &adapter, TensorDtype::F32)
+    let adapter = lorad_store::random_adapter(name, &lorad_engine::base_shape(&config), spec);
+    super::common::write_peft_for(dir, &adapter, &config)
         .with_context(|| format!("cannot write a random adapter to {}", dir.display()))?;
     println!("{}", dir.display());
     Ok(())

@@ -165,6 +165,21 @@ pub(crate) fn base_shape_of(path: &Path) -> anyhow::Result<BaseShape> {
     Ok(lorad_engine::base_shape(&config))
 }
 
+/// Writes `adapter` as a PEFT directory other tools load onto `base`: for a base whose
+/// checkpoints fuse projections (Phi-3), its pairs stacked onto `qkv_proj` / `gate_up_proj`.
+pub(crate) fn write_peft_for(
+    dir: &Path,
+    adapter: &lorad_store::Adapter,
+    base: &lorad_model::ModelConfig,
+) -> Result<(), lorad_store::StoreError> {
+    let f32 = lorad_store::TensorDtype::F32;
+    if base.fused_projections() {
+        lorad_store::write_peft_dir_fused(dir, adapter, f32, &lorad_engine::base_shape(base))
+    } else {
+        lorad_store::write_peft_dir(dir, adapter, f32)
+    }
+}
+
 /// Where Datanets live under `home`.
 pub(crate) fn datanets_dir(home: &Path) -> PathBuf {
     home.join("datanets")

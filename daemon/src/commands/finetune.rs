@@ -152,7 +152,7 @@ pub(crate) fn run(home: &Path, io: StoreIo, args: FinetuneArgs) -> anyhow::Resul
     }
     std::fs::create_dir_all(&peft_dir)
         .with_context(|| format!("creating {}", peft_dir.display()))?;
-    lorad_store::write_peft_dir(&peft_dir, &adapter, lorad_store::TensorDtype::F32)
+    super::common::write_peft_for(&peft_dir, &adapter, &model.config)
         .with_context(|| format!("writing the PEFT adapter to {}", peft_dir.display()))?;
     writeln!(out, "PEFT adapter written to {}", peft_dir.display())?;
     drop(out);

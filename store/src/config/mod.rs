@@ -19,7 +19,7 @@ use crate::adapter::TargetModule;
 use crate::pattern::Pattern;
 
 pub(crate) use parse::{ParsedConfig, parse_config};
-pub(crate) use write::to_peft_json;
+pub(crate) use write::{to_peft_json, to_peft_json_naming};
 
 /// A LoRA adapter's configuration, normalised.
 ///

@@ -12,6 +12,14 @@ pub(crate) const PEFT_FORMAT_VERSION: &str = "0.20.0";
 /// `adapter_config.json` bytes as PEFT [`PEFT_FORMAT_VERSION`] writes them for this config:
 /// every `LoraConfig` field, sorted keys, two-space indent, no trailing newline.
 pub(crate) fn to_peft_json(c: &PeftConfig) -> Vec<u8> {
+    let names: Vec<&str> = c.target_modules.iter().map(|t| t.peft_name()).collect();
+    to_peft_json_naming(c, &names)
+}
+
+/// [`to_peft_json`] with `target_modules` spelled out by name (modules that are not one of the
+/// seven projections: Phi-3's fused `qkv_proj` and `gate_up_proj`); `c.target_modules` is
+/// ignored.
+pub(crate) fn to_peft_json_naming(c: &PeftConfig, target_modules: &[&str]) -> Vec<u8> {
     // Built as a BTreeMap, then each object inserted in sorted order, so the output is sorted even
     // if another crate turns on serde_json's `preserve_order` feature.
     let mut m: BTreeMap<&str, Value> = BTreeMap::new();
@@ -71,10 +79,7 @@ pub(crate) fn to_peft_json(c: &PeftConfig) -> Vec<u8> {
         "rank_pattern",
         sorted_object(c.rank_pattern.iter().map(|(k, &v)| (k, Value::from(v)))),
     );
-    m.insert(
-        "target_modules",
-        c.target_modules.iter().map(|t| Value::from(t.peft_name())).collect(),
-    );
+    m.insert("target_modules", target_modules.iter().map(|&t| Value::from(t)).collect());
     m.insert("task_type", c.task_type.clone().map_or(null, Value::String));
     m.insert("use_rslora", c.use_rslora.into());
     // Serialising a map of JSON values cannot fail.
