@@ -74,6 +74,8 @@ pub struct Batch {
     pub(crate) batch: usize,
     pub(crate) len: usize,
     pub(crate) num_targets: usize,
+    /// Each example's prompt length (LongRoPE picks its factors by it, as serving does).
+    pub(crate) prompt_lens: Vec<usize>,
 }
 
 impl Batch {
@@ -110,6 +112,7 @@ impl Batch {
             batch,
             len,
             num_targets,
+            prompt_lens: examples.iter().map(|e| e.prompt_len).collect(),
         })
     }
 

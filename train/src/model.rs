@@ -144,14 +144,27 @@ impl DiffLlama {
                 self.cos.dims()[0]
             )));
         }
-        // LongRoPE: a batch longer than the pre-trained context rotates with the long factors
-        // throughout, as transformers' forward picks them by the longest position.
+        // `[T, half]` tables, or under LongRoPE `[B, 1, T, half]`: each example's positions with
+        // the factors serving gives them (by its prompt's length, `ModelConfig::long_rope_at`),
+        // so what is trained and attributed is what is served.
         let (cos, sin) = match &self.long {
-            Some((cos, sin)) if cfg.long_rope_at(t, 0) => (cos, sin),
-            _ => (&self.cos, &self.sin),
+            Some((long_cos, long_sin)) => {
+                let long: Vec<f32> = (0..b)
+                    .flat_map(|i| {
+                        let prompt = batch.prompt_lens.get(i).copied().unwrap_or(0);
+                        (0..t).map(move |p| if cfg.long_rope_at(prompt, p) { 1.0 } else { 0.0 })
+                    })
+                    .collect();
+                let long = Tensor::from_vec(long, (b, 1, t, 1), &self.device)?;
+                let short = long.affine(-1.0, 1.0)?;
+                let pick = |s: &Tensor, l: &Tensor| -> Result<Tensor> {
+                    let (s, l) = (s.narrow(0, 0, t)?, l.narrow(0, 0, t)?);
+                    Ok((short.broadcast_mul(&s)? + long.broadcast_mul(&l)?)?)
+                };
+                (pick(&self.cos, long_cos)?, pick(&self.sin, long_sin)?)
+            }
+            None => (self.cos.narrow(0, 0, t)?, self.sin.narrow(0, 0, t)?),
         };
-        let cos = cos.narrow(0, 0, t)?;
-        let sin = sin.narrow(0, 0, t)?;
         let full_mask = causal_mask(t, None, &self.device)?;
         let window_mask = match &cfg.sliding_window {
             Some(w) => Some(causal_mask(t, Some(w.size), &self.device)?),
@@ -226,15 +239,23 @@ fn causal_mask(t: usize, window: Option<usize>, device: &Device) -> Result<Tenso
     Ok(Tensor::from_vec(m, (t, t), device)?)
 }
 
-/// RoPE of `x` (`[B, heads, T, hd]`) with tables of `rot / 2` columns: its leading `rot`
-/// dimensions rotate (all of them but for a partial rotary embedding), the rest pass through.
+/// RoPE of `x` (`[B, heads, T, hd]`) with `[T, rot / 2]` tables, or `[B, 1, T, rot / 2]` ones
+/// (per example): its leading `rot` dimensions rotate ("rotate half": pairs `i`, `i + rot/2`;
+/// all of them but for a partial rotary embedding), the rest pass through.
 fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
-    let (d, rot) = (x.dims4()?.3, 2 * cos.dims2()?.1);
-    if rot == d {
+    let d = x.dims4()?.3;
+    let half = cos.dim(D::Minus1)?;
+    if cos.rank() == 2 && 2 * half == d {
         return Ok(candle_nn::rotary_emb::rope_slow(x, cos, sin)?);
     }
-    let turned = candle_nn::rotary_emb::rope_slow(&x.narrow(3, 0, rot)?.contiguous()?, cos, sin)?;
-    Ok(Tensor::cat(&[&turned, &x.narrow(3, rot, d - rot)?], 3)?)
+    let (x1, x2) = (x.narrow(3, 0, half)?, x.narrow(3, half, half)?);
+    let turned1 = (x1.broadcast_mul(cos)? - x2.broadcast_mul(sin)?)?;
+    let turned2 = (x1.broadcast_mul(sin)? + x2.broadcast_mul(cos)?)?;
+    let mut parts = vec![turned1, turned2];
+    if 2 * half < d {
+        parts.push(x.narrow(3, 2 * half, d - 2 * half)?);
+    }
+    Ok(Tensor::cat(&parts, 3)?)
 }
 
 /// `[B, kvh, T, hd]` -> `[B, kvh * groups, T, hd]`, each KV head shared by `groups` query heads.

@@ -153,7 +153,7 @@ fn engine_log_probs(
             adapter: None,
             want_logits: true,
             all_logits: true,
-            prompt_len: e.tokens.len(),
+            prompt_len: e.prompt_len,
         };
         let logp = candle_nn::ops::log_softmax(&engine.forward(&[seq], &kv).unwrap(), D::Minus1)
             .unwrap()
@@ -198,9 +198,9 @@ fn log_probs_match_the_engine_within_a_sliding_window() {
     assert!(max_diff(&engine_log_probs(&cfg, &weights, &examples), &want) > 1e-3);
 }
 
-/// LongRoPE past a pre-trained context of 8: the 11-token example rotates with the long
-/// factors throughout in both (the trainer by its batch's length, the engine by its prompt's),
-/// the 6-token one with the short ones.
+/// LongRoPE past a pre-trained context of 8, per example as serving rotates it (by its
+/// prompt's length): the 11-token example with an empty prompt turns to the long factors at
+/// position 8, the 6-token one keeps the short ones, though they share a padded batch of 11.
 #[test]
 fn log_probs_match_the_engine_under_longrope() {
     let (mut cfg, weights) = tiny();
@@ -211,21 +211,19 @@ fn log_probs_match_the_engine_under_longrope() {
         attention_factor: 1.1,
     };
     cfg.rope_scaling = Some(longrope(vec![2.0, 9.0]));
-    for e in examples() {
-        let one = [e];
-        let want = engine_log_probs(&cfg, &weights, &one);
-        let got = train_log_probs(&cfg, &weights, &one);
-        let max = max_diff(&got, &want);
-        assert!(max <= 1e-4, "{} tokens: max diff {max}: {got:?} vs {want:?}", one[0].tokens.len());
-    }
-    // The long factors matter for the long example only.
-    let [long_ex, short_ex] = <[Example; 2]>::try_from(examples()).unwrap();
+    let examples = examples();
+    let want = engine_log_probs(&cfg, &weights, &examples);
+    let got = train_log_probs(&cfg, &weights, &examples);
+    let max = max_diff(&got, &want);
+    assert!(max <= 1e-4, "max diff {max}: {got:?} vs {want:?}");
+    // The long factors matter for the long example only, and only from position 8.
     let mut short_only = cfg.clone();
     short_only.rope_scaling = Some(longrope(vec![1.0, 1.5]));
-    let both =
-        |c: &ModelConfig, e: &Example| engine_log_probs(c, &weights, std::slice::from_ref(e));
-    assert!(max_diff(&both(&cfg, &long_ex), &both(&short_only, &long_ex)) > 1e-3);
-    assert!(max_diff(&both(&cfg, &short_ex), &both(&short_only, &short_ex)) <= 1e-6);
+    let plain = engine_log_probs(&short_only, &weights, &examples);
+    // Targets of the 11-token example: positions 0..=9 predict tokens 1..=10.
+    assert!(max_diff(&want[..8], &plain[..8]) <= 1e-6, "before the switch");
+    assert!(max_diff(&want[8..10], &plain[8..10]) > 1e-3, "after the switch");
+    assert!(max_diff(&want[10..], &plain[10..]) <= 1e-6, "the short example");
 }
 
 /// A partial rotary embedding (half of each 4-wide head): the trainer's rotation against the
