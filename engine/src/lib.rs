@@ -35,7 +35,7 @@ pub use adapters::{AdapterPool, ResidentAdapter};
 pub use engine::{EngineConfig, EngineHandle, EngineStats, ModelInfo, SchedulingPolicy};
 pub use error::{EngineError, Result};
 pub use kv::{BlockAllocator, BlockHash, KvCache, block_hash};
-pub use llama::{ForwardSeq, Llama, base_shape, projection_weight_name};
+pub use llama::{ForwardSeq, Llama, base_shape, projection_weight_name, rope_row, rope_tables};
 pub use logprobs::{MAX_LOGPROBS, TokenLogprob, token_logprob};
 pub use lorad_kernels::KernelPath;
 pub use memory::{KvMemory, device_memory, kv_bytes_per_token};

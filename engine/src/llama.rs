@@ -28,8 +28,7 @@ pub struct Llama {
     layers: Vec<LayerWeights>,
     norm: Tensor,
     lm_head: Tensor,
-    /// Rows `0..max_positions`; with LongRoPE, the short factors' rows for positions below the
-    /// pre-trained context come first and the long factors' follow (row `original + p`).
+    /// [`rope_tables`], indexed by [`rope_row`].
     rope: RopeTables,
     /// Positions served.
     max_positions: usize,
@@ -67,26 +66,8 @@ impl Llama {
         let BaseWeights { embed, layers, norm, lm_head } = BaseWeights::gather(cfg, weights)?;
         let device = embed.device().clone();
         let dtype = embed.dtype();
-        let scale = cfg.rope_attention_factor();
+        let rope = rope_tables(cfg, dtype, &device)?;
         let max_positions = cfg.max_position_embeddings;
-        let rope = match (cfg.long_rope_after(), cfg.rope_inv_freq_long()) {
-            (Some(original), Some(long)) => {
-                // Short factors serve only positions below the pre-trained context.
-                let short = RopeTables::new(
-                    &cfg.rope_inv_freq(),
-                    scale,
-                    original.min(max_positions),
-                    dtype,
-                    &device,
-                )?;
-                let long = RopeTables::new(&long, scale, max_positions, dtype, &device)?;
-                RopeTables {
-                    cos: Tensor::cat(&[&short.cos, &long.cos], 0)?,
-                    sin: Tensor::cat(&[&short.sin, &long.sin], 0)?,
-                }
-            }
-            _ => RopeTables::new(&cfg.rope_inv_freq(), scale, max_positions, dtype, &device)?,
-        };
         Ok(Self {
             max_positions,
             cfg: cfg.clone(),
@@ -162,14 +143,7 @@ impl Llama {
                 return Err(EngineError::Config(format!("block table too short for {len} tokens")));
             }
             tokens.extend_from_slice(s.tokens);
-            match self.cfg.long_rope_after() {
-                // LongRoPE: each position's row of the factors its sequence uses there.
-                Some(original) => positions.extend((s.start_pos..len).map(|p| {
-                    let long = self.cfg.long_rope_at(s.prompt_len, p);
-                    (if long { original.min(self.max_positions) + p } else { p }) as u32
-                })),
-                None => positions.extend((s.start_pos..len).map(|p| p as u32)),
-            }
+            positions.extend((s.start_pos..len).map(|p| rope_row(cfg, s.prompt_len, p)));
             paged.push(PagedSeq {
                 block_table: s.block_table,
                 len,
@@ -253,6 +227,34 @@ impl Llama {
         let last = lorad_kernels::rms_norm(&last, &self.norm, eps)?;
         Ok(lorad_kernels::linear(&last, &self.lm_head, self.path)?.to_dtype(DType::F32)?)
     }
+}
+
+/// The RoPE tables of `cfg`: a row per position; with LongRoPE, the short factors' rows for the
+/// positions below the pre-trained context (the only ones that use them) come first and the long
+/// factors' rows for every position follow. [`rope_row`] says which row a position takes.
+pub fn rope_tables(cfg: &ModelConfig, dtype: DType, device: &Device) -> Result<RopeTables> {
+    let scale = cfg.rope_attention_factor();
+    let max = cfg.max_position_embeddings;
+    let short = RopeTables::new(&cfg.rope_inv_freq(), scale, short_rows(cfg), dtype, device)?;
+    let Some(long) = cfg.rope_inv_freq_long() else { return Ok(short) };
+    let long = RopeTables::new(&long, scale, max, dtype, device)?;
+    Ok(RopeTables {
+        cos: Tensor::cat(&[&short.cos, &long.cos], 0)?,
+        sin: Tensor::cat(&[&short.sin, &long.sin], 0)?,
+    })
+}
+
+/// The row of [`rope_tables`] that position `pos` of a sequence with a `prompt_len`-token prompt
+/// rotates with ([`ModelConfig::long_rope_at`] picks LongRoPE's set).
+pub fn rope_row(cfg: &ModelConfig, prompt_len: usize, pos: usize) -> u32 {
+    let row = if cfg.long_rope_at(prompt_len, pos) { short_rows(cfg) + pos } else { pos };
+    row as u32
+}
+
+/// Rows of the first (or only) set of [`rope_tables`].
+fn short_rows(cfg: &ModelConfig) -> usize {
+    let max = cfg.max_position_embeddings;
+    cfg.long_rope_after().map_or(max, |original| original.min(max))
 }
 
 /// Hugging Face name of projection `m`'s weight in layer `layer`

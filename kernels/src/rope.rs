@@ -76,7 +76,7 @@ pub fn apply_rope(x: &Tensor, tables: &RopeTables, positions: &Tensor) -> Result
 /// [`apply_rope`] with the rows already gathered. Tables narrower than the head rotate its
 /// leading dimensions only (a partial rotary embedding); the rest pass through unchanged.
 pub fn apply_rope_at(x: &Tensor, at: &RopeAt) -> Result<Tensor> {
-    let (t, h, d) = x.dims3()?;
+    let (t, _h, d) = x.dims3()?;
     let rot = 2 * at.cos.dims()[1];
     if rot == 0 || rot > d || at.cos.dims()[0] != t {
         return Err(KernelError::Shape {
@@ -97,5 +97,5 @@ pub fn apply_rope_at(x: &Tensor, at: &RopeAt) -> Result<Tensor> {
         return rotate(x);
     }
     let turned = rotate(&x.narrow(2, 0, rot)?)?;
-    Ok(Tensor::cat(&[&turned, &x.narrow(2, rot, d - rot)?], 2)?.reshape((t, h, d))?)
+    Ok(Tensor::cat(&[&turned, &x.narrow(2, rot, d - rot)?], 2)?)
 }

@@ -196,23 +196,20 @@ fn rope_and_norm_match_reference(dev: &Device) {
     let tables = RopeTables::new(&inv, 1.0, 64, candle_core::DType::F32, dev).unwrap();
     let x = randv(&mut rng, t * heads * d);
     let positions = [0u32, 7, 3, 63, 1];
-    let got = apply_rope(
-        &Tensor::from_vec(x.clone(), (t, heads, d), dev).unwrap(),
-        &tables,
-        &Tensor::from_slice(&positions, t, dev).unwrap(),
-    )
-    .unwrap();
+    let rotate = |tables: &RopeTables| {
+        apply_rope(
+            &Tensor::from_vec(x.clone(), (t, heads, d), dev).unwrap(),
+            tables,
+            &Tensor::from_slice(&positions, t, dev).unwrap(),
+        )
+    };
+    let got = rotate(&tables).unwrap();
     let want = r::rope(&x, heads, d, &positions, &inv);
     let diff = r::max_abs_diff(&to_vec(&got), &want);
     assert!(diff < 1e-5, "rope diff {diff}");
     // A YaRN temperature scales the tables, so the rotated vectors, by the same factor.
     let warm = RopeTables::new(&inv, 1.3, 64, candle_core::DType::F32, dev).unwrap();
-    let got = apply_rope(
-        &Tensor::from_vec(x.clone(), (t, heads, d), dev).unwrap(),
-        &warm,
-        &Tensor::from_slice(&positions, t, dev).unwrap(),
-    )
-    .unwrap();
+    let got = rotate(&warm).unwrap();
     let scaled: Vec<f64> = want.iter().map(|v| v * 1.3).collect();
     let diff = r::max_abs_diff(&to_vec(&got), &scaled);
     assert!(diff < 1e-5, "scaled rope diff {diff}");
@@ -220,12 +217,7 @@ fn rope_and_norm_match_reference(dev: &Device) {
     // pairs (i, i + 3), the other 10 pass through.
     let part: Vec<f32> = (0..3).map(|i| 1.0 / 10000f32.powf(2.0 * i as f32 / 6.0)).collect();
     let partial = RopeTables::new(&part, 1.0, 64, candle_core::DType::F32, dev).unwrap();
-    let got = apply_rope(
-        &Tensor::from_vec(x.clone(), (t, heads, d), dev).unwrap(),
-        &partial,
-        &Tensor::from_slice(&positions, t, dev).unwrap(),
-    )
-    .unwrap();
+    let got = rotate(&partial).unwrap();
     let want = r::rope(&x, heads, d, &positions, &part);
     let got = to_vec(&got);
     assert!(r::max_abs_diff(&got, &want) < 1e-5, "partial rope");
@@ -233,8 +225,7 @@ fn rope_and_norm_match_reference(dev: &Device) {
     assert!((0..x.len()).filter(|i| i % d >= 6).all(|i| moved(i) == 0.0), "untouched dimensions");
     assert!((0..x.len()).filter(|i| i % d < 6).any(|i| moved(i) > 1e-3), "rotated dimensions");
     let wide = RopeTables::new(&[1.0; 9], 1.0, 64, candle_core::DType::F32, dev).unwrap();
-    let x1 = Tensor::from_vec(x.clone(), (t, heads, d), dev).unwrap();
-    assert!(apply_rope(&x1, &wide, &Tensor::from_slice(&positions, t, dev).unwrap()).is_err());
+    assert!(rotate(&wide).is_err());
 
     let w = randv(&mut rng, d);
     let xs = randv(&mut rng, t * d);

@@ -25,10 +25,9 @@ pub struct DiffLlama {
     layers: Vec<LayerWeights>,
     norm: Tensor,
     lm_head: Tensor,
+    /// [`lorad_engine::rope_tables`].
     cos: Tensor,
     sin: Tensor,
-    /// LongRoPE's tables for long batches.
-    long: Option<(Tensor, Tensor)>,
     device: Device,
 }
 
@@ -49,28 +48,8 @@ impl DiffLlama {
         let BaseWeights { embed, layers, norm, lm_head } = weights;
         let device = embed.device().clone();
         // The serving engine's RoPE tables, in f32: the same angles, computed once.
-        let rope = lorad_kernels::RopeTables::new(
-            &cfg.rope_inv_freq(),
-            cfg.rope_attention_factor(),
-            cfg.max_position_embeddings,
-            DType::F32,
-            &device,
-        )
-        .map_err(|e| TrainError::Weights(e.to_string()))?;
-        let long = match cfg.rope_inv_freq_long() {
-            Some(inv) => {
-                let t = lorad_kernels::RopeTables::new(
-                    &inv,
-                    cfg.rope_attention_factor(),
-                    cfg.max_position_embeddings,
-                    DType::F32,
-                    &device,
-                )
-                .map_err(|e| TrainError::Weights(e.to_string()))?;
-                Some((t.cos, t.sin))
-            }
-            None => None,
-        };
+        let rope = lorad_engine::rope_tables(cfg, DType::F32, &device)
+            .map_err(|e| TrainError::Weights(e.to_string()))?;
         Ok(Self {
             cfg: cfg.clone(),
             embed,
@@ -79,7 +58,6 @@ impl DiffLlama {
             lm_head,
             cos: rope.cos,
             sin: rope.sin,
-            long,
             device,
         })
     }
@@ -138,32 +116,30 @@ impl DiffLlama {
         let (heads, kvh, hd) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
         let eps = cfg.rms_norm_eps as f32;
         let scale = 1.0 / (hd as f64).sqrt();
-        if t > self.cos.dims()[0] {
+        if t > cfg.max_position_embeddings {
             return Err(TrainError::Config(format!(
                 "batch length {t} exceeds the model's {} positions",
-                self.cos.dims()[0]
+                cfg.max_position_embeddings
             )));
         }
         // `[T, half]` tables, or under LongRoPE `[B, 1, T, half]`: each example's positions with
-        // the factors serving gives them (by its prompt's length, `ModelConfig::long_rope_at`),
-        // so what is trained and attributed is what is served.
-        let (cos, sin) = match &self.long {
-            Some((long_cos, long_sin)) => {
-                let long: Vec<f32> = (0..b)
-                    .flat_map(|i| {
-                        let prompt = batch.prompt_lens.get(i).copied().unwrap_or(0);
-                        (0..t).map(move |p| if cfg.long_rope_at(prompt, p) { 1.0 } else { 0.0 })
-                    })
-                    .collect();
-                let long = Tensor::from_vec(long, (b, 1, t, 1), &self.device)?;
-                let short = long.affine(-1.0, 1.0)?;
-                let pick = |s: &Tensor, l: &Tensor| -> Result<Tensor> {
-                    let (s, l) = (s.narrow(0, 0, t)?, l.narrow(0, 0, t)?);
-                    Ok((short.broadcast_mul(&s)? + long.broadcast_mul(&l)?)?)
-                };
-                (pick(&self.cos, long_cos)?, pick(&self.sin, long_sin)?)
-            }
-            None => (self.cos.narrow(0, 0, t)?, self.sin.narrow(0, 0, t)?),
+        // the factors serving gives them (by its prompt's length), so what is trained and
+        // attributed is what is served.
+        let (cos, sin) = if cfg.long_rope_after().is_some() {
+            let rows: Vec<u32> = (0..b)
+                .flat_map(|i| {
+                    let prompt = batch.prompt_lens.get(i).copied().unwrap_or(0);
+                    (0..t).map(move |p| lorad_engine::rope_row(cfg, prompt, p))
+                })
+                .collect();
+            let rows = Tensor::from_vec(rows, b * t, &self.device)?;
+            let pick = |table: &Tensor| -> Result<Tensor> {
+                let half = table.dim(1)?;
+                Ok(table.index_select(&rows, 0)?.reshape((b, 1, t, half))?)
+            };
+            (pick(&self.cos)?, pick(&self.sin)?)
+        } else {
+            (self.cos.narrow(0, 0, t)?, self.sin.narrow(0, 0, t)?)
         };
         let full_mask = causal_mask(t, None, &self.device)?;
         let window_mask = match &cfg.sliding_window {

@@ -176,6 +176,19 @@ fn train_log_probs(
     diff.target_log_probs(&batch, None, None).unwrap().to_vec1::<f32>().unwrap()
 }
 
+/// The engine's log-probabilities of `examples`, after checking the trainer's equal them.
+fn same_log_probs(
+    cfg: &ModelConfig,
+    weights: &HashMap<String, Tensor>,
+    examples: &[Example],
+) -> Vec<f32> {
+    let want = engine_log_probs(cfg, weights, examples);
+    let got = train_log_probs(cfg, weights, examples);
+    let max = max_diff(&got, &want);
+    assert!(max <= 1e-4, "max diff {max}: {got:?} vs {want:?}");
+    want
+}
+
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max)
@@ -189,10 +202,7 @@ fn log_probs_match_the_engine_within_a_sliding_window() {
     let (mut cfg, weights) = tiny();
     cfg.sliding_window = Some(SlidingWindow { size: 3, layers: vec![true, false] });
     let examples = examples();
-    let want = engine_log_probs(&cfg, &weights, &examples);
-    let got = train_log_probs(&cfg, &weights, &examples);
-    let max = max_diff(&got, &want);
-    assert!(max <= 1e-4, "max diff {max}: {got:?} vs {want:?}");
+    let want = same_log_probs(&cfg, &weights, &examples);
     // The window matters here: without it the engine answers otherwise.
     cfg.sliding_window = None;
     assert!(max_diff(&engine_log_probs(&cfg, &weights, &examples), &want) > 1e-3);
@@ -212,10 +222,7 @@ fn log_probs_match_the_engine_under_longrope() {
     };
     cfg.rope_scaling = Some(longrope(vec![2.0, 9.0]));
     let examples = examples();
-    let want = engine_log_probs(&cfg, &weights, &examples);
-    let got = train_log_probs(&cfg, &weights, &examples);
-    let max = max_diff(&got, &want);
-    assert!(max <= 1e-4, "max diff {max}: {got:?} vs {want:?}");
+    let want = same_log_probs(&cfg, &weights, &examples);
     // The long factors matter for the long example only, and only from position 8.
     let mut short_only = cfg.clone();
     short_only.rope_scaling = Some(longrope(vec![1.0, 1.5]));
@@ -233,10 +240,7 @@ fn log_probs_match_the_engine_with_partial_rotary() {
     let (mut cfg, weights) = tiny();
     cfg.partial_rotary_dim = Some(2);
     let examples = examples();
-    let want = engine_log_probs(&cfg, &weights, &examples);
-    let got = train_log_probs(&cfg, &weights, &examples);
-    let max = max_diff(&got, &want);
-    assert!(max <= 1e-4, "max diff {max}: {got:?} vs {want:?}");
+    let want = same_log_probs(&cfg, &weights, &examples);
     cfg.partial_rotary_dim = None;
     assert!(max_diff(&engine_log_probs(&cfg, &weights, &examples), &want) > 1e-3);
 }
