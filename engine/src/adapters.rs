@@ -317,6 +317,21 @@ impl AdapterPool {
         self.inner.set_pinned(name, pinned);
     }
 
+    /// Whether `name` is pinned (resident or not).
+    pub fn is_pinned(&self, name: &str) -> bool {
+        self.inner.is_pinned(name)
+    }
+
+    /// Bytes of the resident pinned adapters.
+    pub fn pinned_bytes(&self) -> u64 {
+        self.inner.pinned_bytes()
+    }
+
+    /// The byte budget.
+    pub fn budget(&self) -> u64 {
+        self.inner.budget()
+    }
+
     /// Whether a request currently holds `name`.
     pub fn is_leased(&self, name: &str) -> bool {
         self.inner.is_leased(name)

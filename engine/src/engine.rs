@@ -349,6 +349,19 @@ impl EngineHandle {
         )
     }
 
+    /// An upper bound of the device bytes the adapter `info` describes takes once resident,
+    /// without reading it: its blob's bytes (tensors, their 4 KiB alignment, its manifest)
+    /// times the widening from the stored element to the engine's, by the rules of
+    /// [`ResidentAdapter::from_blob`] (the CPU's f32 engine keeps bf16 weights in bf16).
+    pub fn resident_bytes_bound(&self, info: &lorad_store::disk::StoredInfo) -> u64 {
+        // "mixed" holds some 2-byte tensors: the blob then has at most bytes/2 elements.
+        let stored = if info.dtype == "f32" { 4 } else { 2 };
+        let kept_bf16 =
+            self.inner.device.is_cpu() && self.inner.dtype == DType::F32 && info.dtype == "bf16";
+        let device = if kept_bf16 { 2 } else { self.inner.dtype.size_in_bytes() as u64 };
+        info.bytes.saturating_mul(device) / stored
+    }
+
     /// The device working set.
     pub fn adapter_pool(&self) -> &AdapterPool {
         &self.inner.adapters

@@ -92,6 +92,44 @@ pub enum EngineError {
         /// Adapters that were ahead in the queue when it gave up.
         ahead: usize,
     },
+    /// A pin refused: the pinned adapters would leave less of the device budget than another
+    /// registered adapter may need, so that one could never be served.
+    #[error(
+        "pinning adapter '{name}' would leave {room} of the {budget}-byte device adapter budget \
+         unpinned ({pinned} bytes pinned), and adapter '{other}' may need {needs}: unpin others \
+         or raise adapters.device_bytes"
+    )]
+    PinLeavesNoRoom {
+        /// The adapter to pin.
+        name: String,
+        /// Bytes pinned with it.
+        pinned: u64,
+        /// The device budget.
+        budget: u64,
+        /// `budget - pinned`.
+        room: u64,
+        /// The largest other registered adapter.
+        other: String,
+        /// What it may take on the device (an upper bound from its stored size).
+        needs: u64,
+    },
+    /// An adapter's turn at the device budget came, but the requests on the adapters draining
+    /// for it still held the room when its admit timeout ran out.
+    #[error(
+        "adapter '{name}' cannot be made resident: it waited {waited_secs} s for running \
+         requests on other adapters to release the device adapter budget, which {full}"
+    )]
+    DrainTimeout {
+        /// The adapter.
+        name: String,
+        /// Seconds waited in all.
+        waited_secs: u64,
+        /// Budget figures when it gave up.
+        full: lorad_store::tiers::TierFull,
+    },
+    /// A forced removal is draining the adapter: it takes no new requests.
+    #[error("adapter '{0}' is being removed")]
+    AdapterRemoving(String),
     /// Requests are running on the adapter (removal refused).
     #[error("adapter '{0}' is in use by running requests; drain them first or force the removal")]
     AdapterInUse(String),

@@ -16,7 +16,7 @@
 //! when pinned adapters leave too little room, and after [`ResidencyConfig::admit_timeout`]
 //! otherwise.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -152,10 +152,32 @@ pub struct AdapterManager {
     host: TierCache<Blob>,
     cfg: ResidencyConfig,
     flights: Mutex<HashMap<String, Arc<Flight>>>,
+    /// Adapters a forced removal is draining: new acquires of them fail.
+    removing: Mutex<HashSet<String>>,
     turns: Turns,
     page_ins: AtomicU64,
     disk_bytes: AtomicU64,
     page_in_latency: Histogram,
+}
+
+/// Marks an adapter as being removed while a forced removal drains it; unmarks on drop, so
+/// a removal that gives up (still in use) leaves it servable.
+struct Removing<'a> {
+    set: &'a Mutex<HashSet<String>>,
+    name: String,
+}
+
+impl<'a> Removing<'a> {
+    fn mark(set: &'a Mutex<HashSet<String>>, name: &str) -> Self {
+        set.lock().unwrap_or_else(PoisonError::into_inner).insert(name.to_owned());
+        Self { set, name: name.to_owned() }
+    }
+}
+
+impl Drop for Removing<'_> {
+    fn drop(&mut self) {
+        self.set.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.name);
+    }
 }
 
 impl AdapterManager {
@@ -184,6 +206,7 @@ impl AdapterManager {
             host,
             cfg,
             flights: Mutex::new(HashMap::new()),
+            removing: Mutex::new(HashSet::new()),
             turns: Turns::default(),
             page_ins: AtomicU64::new(0),
             disk_bytes: AtomicU64::new(0),
@@ -213,6 +236,9 @@ impl AdapterManager {
     /// ([`lorad_store::StoreError::NotFound`]), quarantined or corrupt, imported for another
     /// base, or no device budget within the admit timeout.
     pub fn acquire(&self, name: &str) -> Result<Arc<ResidentAdapter>> {
+        if self.removing.lock().unwrap_or_else(PoisonError::into_inner).contains(name) {
+            return Err(EngineError::AdapterRemoving(name.to_owned()));
+        }
         loop {
             if let Some(lease) = self.engine.adapter_pool().get(name) {
                 return Ok(lease);
@@ -312,7 +338,11 @@ impl AdapterManager {
             match pool.admit(&a)? {
                 Admitted::Inserted => return Ok(a),
                 Admitted::Draining(full) if Instant::now() >= deadline => {
-                    return Err(EngineError::AdapterPoolFull { name: name.to_owned(), full });
+                    return Err(EngineError::DrainTimeout {
+                        name: name.to_owned(),
+                        waited_secs: started.elapsed().as_secs(),
+                        full,
+                    });
                 }
                 // The requests holding the room finish within their token limits.
                 Admitted::Draining(_) => std::thread::sleep(Duration::from_millis(2)),
@@ -365,12 +395,46 @@ impl AdapterManager {
     }
 
     /// Pins `name` resident: pages it in (waiting its turn like a request), then records the
-    /// pin, so a pin that cannot be made resident fails without being recorded.
+    /// pin, so a pin that cannot be made resident fails without being recorded. A pin is
+    /// refused ([`EngineError::PinLeavesNoRoom`]) when the pinned adapters, this one included,
+    /// would leave less of the device budget than the largest other registered adapter may
+    /// need: pins must never make an adapter of the store unservable.
     pub fn pin(&self, name: &str) -> Result<()> {
         let lease = self.acquire(name)?;
+        self.check_pin_room(name, lease.bytes as u64)?;
         self.set_pinned(name, true)?;
         drop(lease);
         Ok(())
+    }
+
+    /// See [`AdapterManager::pin`]; `bytes` is `name`'s resident size.
+    fn check_pin_room(&self, name: &str, bytes: u64) -> Result<()> {
+        let pool = self.engine.adapter_pool();
+        if pool.is_pinned(name) {
+            return Ok(());
+        }
+        let pinned = pool.pinned_bytes() + bytes;
+        let budget = pool.budget();
+        let room = budget.saturating_sub(pinned);
+        let largest = self
+            .store
+            .list()
+            .into_iter()
+            .filter(|i| !i.pinned && i.name != name && !pool.is_pinned(&i.name))
+            .filter(|i| i.state == lorad_store::disk::EntryState::Ready)
+            .map(|i| (self.engine.resident_bytes_bound(&i), i.name))
+            .max();
+        match largest {
+            Some((needs, other)) if needs > room => Err(EngineError::PinLeavesNoRoom {
+                name: name.to_owned(),
+                pinned,
+                budget,
+                room,
+                other,
+                needs,
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Pins (never evicted from either tier) or unpins `name`, persistently, without paging
@@ -388,29 +452,32 @@ impl AdapterManager {
     }
 
     /// Removes `name` from every tier and the store. While requests hold it this is refused
-    /// with [`EngineError::AdapterInUse`], unless `drain` is given: then new requests for it
-    /// already fail (it leaves the tiers first) and this waits up to `drain` for the running
-    /// ones to finish before deleting it from the store.
+    /// with [`EngineError::AdapterInUse`], unless `drain` is given: then new acquires of it
+    /// fail at once ([`EngineError::AdapterRemoving`]) and this waits up to `drain` for the
+    /// running ones to finish before deleting it from the store and the tiers. If they do not,
+    /// it stays, servable again, and the error is `AdapterInUse`.
     pub fn remove(&self, name: &str, drain: Option<Duration>) -> Result<()> {
         self.store.get(name)?;
         if self.in_use(name) {
             let Some(wait) = drain else {
                 return Err(EngineError::AdapterInUse(name.to_owned()));
             };
-            let lease = self.engine.adapter_pool().peek(name);
-            self.engine.remove_adapter(name);
-            self.host.remove(name);
+            let _removing = Removing::mark(&self.removing, name);
             let deadline = Instant::now() + wait;
-            if let Some(lease) = lease {
-                // Our own clone counts once; wait for the requests' clones to go.
-                while Arc::strong_count(&lease) > 1 && Instant::now() < deadline {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                if Arc::strong_count(&lease) > 1 {
-                    return Err(EngineError::AdapterInUse(name.to_owned()));
-                }
+            while self.in_use(name) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
             }
+            if self.in_use(name) {
+                return Err(EngineError::AdapterInUse(name.to_owned()));
+            }
+            return self.delete(name);
         }
+        self.delete(name)
+    }
+
+    /// The end of [`AdapterManager::remove`]: out of the store, then out of the tiers (a
+    /// page-in that raced the removal leaves nothing behind).
+    fn delete(&self, name: &str) -> Result<()> {
         self.store.remove(name)?;
         self.engine.remove_adapter(name);
         self.host.remove(name);

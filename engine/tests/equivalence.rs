@@ -29,7 +29,7 @@ fn check_saved(rank: usize, rslora: bool, targets: &[TargetModule], seed: u64, b
     }
     let other = common::adapter(&model, "other", 8, &ALL, false, seed + 100);
     let mut llama = Llama::new(&model.config, &model.weights).unwrap();
-    let merged = Llama::new(&model.config, &common::merged_weights(&model, &x)).unwrap();
+    let mut merged = Llama::new(&model.config, &common::merged_weights(&model, &x)).unwrap();
     let rx = ResidentAdapter::new(&x, &base_shape, DType::F32, llama.device()).unwrap();
     let ro = ResidentAdapter::new(&other, &base_shape, DType::F32, llama.device()).unwrap();
     if llama.device().is_cpu() {
@@ -42,11 +42,18 @@ fn check_saved(rank: usize, rslora: bool, targets: &[TargetModule], seed: u64, b
         }
     }
     let prompt = common::encode(&model, "The quick brown fox jumps over the lazy dog because");
-    let want = common::prefill_logits(&merged, &prompt, None);
     let base = common::prefill_logits(&llama, &prompt, None);
+    let want_fused = common::prefill_logits(&merged, &prompt, None);
 
     for path in [KernelPath::Auto, KernelPath::Generic] {
         llama.set_kernel_path(path);
+        // The merged model runs the same kernels: what is compared is the LoRA term against
+        // merged weights. Each path rounds its own way (AVX-512 and AVX2 machines apart, too),
+        // so a path other than the fused CPU kernels gets, on top of 1e-4, what its merged
+        // model differs by from the fused one's (a few 1e-5; a LoRA bug is 1e-2 and up).
+        merged.set_kernel_path(path);
+        let want = common::prefill_logits(&merged, &prompt, None);
+        let slack = common::max_diff(&want, &want_fused);
         // X's sequence sits between a base-only sequence and another adapter's.
         let cfg = &model.config;
         let kv = KvCache::new(
@@ -95,9 +102,11 @@ fn check_saved(rank: usize, rslora: bool, targets: &[TargetModule], seed: u64, b
         let diff = common::max_diff(&got[1], &want);
         let effect = common::max_diff(&base, &want);
         eprintln!(
-            "rank {rank} rslora {rslora} {path:?}: max|batched - merged| = {diff:.2e}, adapter effect {effect:.2e}"
+            "rank {rank} rslora {rslora} {path:?}: max|batched - merged| = {diff:.2e} \
+             (kernel paths' own difference {slack:.2e}), adapter effect {effect:.2e}"
         );
-        assert!(diff <= 1e-4, "rank {rank} rslora {rslora} {path:?}: max diff {diff}");
+        assert!(slack <= 1e-4, "{path:?} differs from the fused kernels by {slack}");
+        assert!(diff <= 1e-4 + slack, "rank {rank} rslora {rslora} {path:?}: max diff {diff}");
         // The adapter must actually change the logits, or this test proves nothing.
         assert!(effect > 1e-2, "adapter has no visible effect ({effect})");
     }

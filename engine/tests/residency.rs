@@ -252,14 +252,40 @@ fn a_busy_adapter_does_not_starve_another_of_device_budget() {
     engine.shutdown();
 }
 
-/// A pin that cannot be made resident (pins hold the room) fails at once, naming the pinned
-/// bytes, and is not recorded; so does a request for it, until the other pin goes.
+/// Pins may not make another registered adapter unservable: with room for one adapter, pinning
+/// either is refused at once, naming the adapter it would shut out, and not recorded; once that
+/// adapter is gone from the store the pin holds.
+#[test]
+fn a_pin_that_would_shut_out_another_adapter_is_refused() {
+    let admit_timeout = Duration::from_secs(20);
+    let Some((engine, manager, _tmp)) = room_for_one(admit_timeout) else { return };
+    let started = std::time::Instant::now();
+    let err = manager.pin("busy").unwrap_err();
+    assert!(started.elapsed() < admit_timeout / 2, "no wait: waiting cannot help");
+    let msg = err.to_string();
+    assert!(
+        matches!(&err, EngineError::PinLeavesNoRoom { other, room, needs, .. }
+            if other == "other" && needs > room),
+        "{msg}"
+    );
+    assert!(msg.contains("'busy'") && msg.contains("adapters.device_bytes"), "{msg}");
+    assert!(!manager.store().get("busy").unwrap().pinned, "a refused pin is not recorded");
+    drop(manager.acquire("other").expect("other still serves"));
+    manager.remove("other", None).unwrap();
+    manager.pin("busy").unwrap();
+    assert!(manager.store().get("busy").unwrap().pinned);
+    engine.shutdown();
+}
+
+/// Pins recorded behind the server's back (`lorad adapter pin`, applied on reload) can still
+/// hold the room: a pin or request that cannot be made resident then fails at once, naming the
+/// pinned bytes, and the pin is not recorded, until the other pin goes.
 #[test]
 fn pins_that_leave_no_room_fail_at_once_and_are_not_recorded() {
     let admit_timeout = Duration::from_secs(20);
     let Some((engine, manager, _tmp)) = room_for_one(admit_timeout) else { return };
-    manager.pin("busy").unwrap();
-    assert!(manager.store().get("busy").unwrap().pinned);
+    manager.set_pinned("busy", true).unwrap();
+    drop(manager.acquire("busy").unwrap());
     let started = std::time::Instant::now();
     let err = manager.pin("other").unwrap_err();
     assert!(started.elapsed() < admit_timeout / 2, "no wait: waiting cannot help");
@@ -272,5 +298,60 @@ fn pins_that_leave_no_room_fail_at_once_and_are_not_recorded() {
     let lease = manager.acquire("other").unwrap();
     assert_ne!(manager.tier_of("busy"), Tier::Device, "busy was evicted for other");
     drop(lease);
+    engine.shutdown();
+}
+
+/// A request's turn at the device budget comes, but the room stays leased by a running request
+/// on another adapter past the admit timeout: it fails saying it waited for the room (not that
+/// pins hold it), and the holder keeps running.
+#[test]
+fn room_held_past_the_admit_timeout_fails_saying_so() {
+    let admit_timeout = Duration::from_millis(400);
+    let Some((engine, manager, _tmp)) = room_for_one(admit_timeout) else { return };
+    let held = manager.acquire("busy").unwrap();
+    let started = std::time::Instant::now();
+    let err = manager.acquire("other").unwrap_err();
+    assert!(started.elapsed() >= admit_timeout, "it waited its timeout");
+    let msg = err.to_string();
+    assert!(matches!(&err, EngineError::DrainTimeout { full, .. } if full.pinned == 0), "{msg}");
+    assert!(msg.contains("'other'") && msg.contains("waited"), "{msg}");
+    assert_eq!(manager.tier_of("busy"), Tier::Device, "the holder was not evicted");
+    drop(held);
+    drop(manager.acquire("other").expect("admitted once the holder is done"));
+    engine.shutdown();
+}
+
+/// A forced removal drains: while a running request holds the adapter, new requests for it fail
+/// at once as being removed, and the removal completes when the holder is done. A removal whose
+/// drain runs out leaves the adapter servable.
+#[test]
+fn a_forced_removal_takes_no_new_requests_while_it_drains() {
+    let Some((engine, manager, _tmp)) = room_for_one(Duration::from_secs(20)) else { return };
+    let held = manager.acquire("busy").unwrap();
+    let err = manager.remove("busy", Some(Duration::from_millis(200))).unwrap_err();
+    assert!(matches!(err, EngineError::AdapterInUse(_)), "{err}");
+    drop(manager.acquire("busy").expect("a removal that gave up leaves it servable"));
+
+    let remover = {
+        let manager = manager.clone();
+        std::thread::spawn(move || manager.remove("busy", Some(Duration::from_secs(20))))
+    };
+    let started = std::time::Instant::now();
+    loop {
+        match manager.acquire("busy") {
+            Err(EngineError::AdapterRemoving(name)) => {
+                assert_eq!(name, "busy");
+                break;
+            }
+            Ok(lease) => drop(lease),
+            Err(e) => panic!("unexpected error while the removal drains: {e}"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "the drain never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    drop(held);
+    remover.join().unwrap().expect("removed once the holder is done");
+    let err = manager.acquire("busy").unwrap_err();
+    assert!(err.to_string().contains("not found"), "{err}");
     engine.shutdown();
 }

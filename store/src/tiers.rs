@@ -429,6 +429,12 @@ impl<V> TierCache<V> {
         self.lock().pinned.contains(key)
     }
 
+    /// Bytes of the present entries that are pinned (what no eviction can ever free).
+    pub fn pinned_bytes(&self) -> u64 {
+        let g = self.lock();
+        g.entries.iter().filter(|(k, _)| g.pinned.contains(*k)).map(|(_, e)| e.bytes).sum()
+    }
+
     /// Whether `key` is present and some clone of its `Arc` besides the cache's is alive.
     pub fn is_leased(&self, key: &str) -> bool {
         self.lock().entries.get(key).is_some_and(Entry::leased)

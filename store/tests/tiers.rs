@@ -63,7 +63,9 @@ fn pin_set_before_insert_applies_and_survives_removal() {
     let c = TierCache::new("device", 20);
     c.set_pinned("x", true);
     assert!(c.is_pinned("x") && !c.contains("x"));
+    assert_eq!(c.pinned_bytes(), 0, "a pin of an absent key holds no bytes");
     put(&c, "x", 10);
+    assert_eq!(c.pinned_bytes(), 10);
     put(&c, "y", 10);
     assert_eq!(put(&c, "z", 10), ["y"]);
     assert!(c.remove("x").is_some());

@@ -6,7 +6,7 @@
 //! |---|---|
 //! | `GET /v1/adapters` | every stored adapter with its tier (`device`, `host`, `disk`) |
 //! | `POST /v1/adapters` | multipart upload: `name`, `adapter_config.json`, `adapter_model.safetensors` |
-//! | `POST /v1/adapters/{name}/pin`, `.../unpin` | keep resident in every tier, or not |
+//! | `POST /v1/adapters/{name}/pin`, `.../unpin` | keep resident in every tier, or not (409 when the pins would leave another adapter no room) |
 //! | `DELETE /v1/adapters/{name}[?force=true&drain_secs=N]` | remove; 409 while in use unless forced |
 
 use std::time::Duration;
@@ -186,7 +186,12 @@ async fn set_pin(
     })
     .await?
     .map(Json)
-    .map_err(|e| adapter_error(&name, e))
+    .map_err(|e| match e {
+        e @ EngineError::PinLeavesNoRoom { .. } => {
+            ApiError::http(StatusCode::CONFLICT, e.to_string(), "pin_budget")
+        }
+        e => adapter_error(&name, e),
+    })
 }
 
 /// `POST /v1/adapters/{name}/pin`

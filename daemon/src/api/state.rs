@@ -261,7 +261,14 @@ pub(crate) fn adapter_error(name: &str, e: EngineError) -> ApiError {
         {
             ApiError::model_not_found(name)
         }
-        e @ (EngineError::AdapterPoolFull { .. } | EngineError::AdmitTimeout { .. }) => {
+        e @ EngineError::AdapterRemoving(_) => {
+            let mut err = ApiError::model_not_found(name);
+            err.message = e.to_string();
+            err
+        }
+        e @ (EngineError::AdapterPoolFull { .. }
+        | EngineError::AdmitTimeout { .. }
+        | EngineError::DrainTimeout { .. }) => {
             ApiError::unavailable(e.to_string()).code("adapter_capacity")
         }
         e => {
