@@ -322,6 +322,11 @@ impl AdapterPool {
         self.inner.is_pinned(name)
     }
 
+    /// Every pinned name (resident or not), sorted.
+    pub fn pinned_names(&self) -> Vec<String> {
+        self.inner.pinned_keys()
+    }
+
     /// Bytes of the resident pinned adapters.
     pub fn pinned_bytes(&self) -> u64 {
         self.inner.pinned_bytes()

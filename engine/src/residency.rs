@@ -490,11 +490,30 @@ impl AdapterManager {
         self.host.remove(name);
     }
 
+    /// Makes both tiers' pins those the store records (pins set or lifted with the CLI).
+    fn sync_pins(&self) {
+        let pool = self.engine.adapter_pool();
+        let wanted: HashSet<String> =
+            self.store.list().into_iter().filter(|i| i.pinned).map(|i| i.name).collect();
+        let mut held: HashSet<String> = pool.pinned_names().into_iter().collect();
+        held.extend(self.host.pinned_keys());
+        for name in held.difference(&wanted) {
+            pool.set_pinned(name, false);
+            self.host.set_pinned(name, false);
+        }
+        for name in &wanted {
+            pool.set_pinned(name, true);
+            self.host.set_pinned(name, true);
+        }
+    }
+
     /// Picks up changes other processes made to the store (e.g. `lorad adapter rm` from the CLI):
-    /// re-reads the index and drops from the host and device tiers every adapter that is gone or
+    /// re-reads the index, takes its pins as they are now (set or lifted with `lorad adapter pin`
+    /// and `unpin`), and drops from the host and device tiers every adapter that is gone or
     /// whose content changed. Running requests keep their leases. Returns the names dropped.
     pub fn reconcile(&self) -> Result<Vec<String>> {
         self.store.refresh()?;
+        self.sync_pins();
         let mut resident = self.engine.adapter_pool().names();
         resident.extend(self.host.keys());
         resident.sort();

@@ -355,3 +355,26 @@ fn a_forced_removal_takes_no_new_requests_while_it_drains() {
     assert!(err.to_string().contains("not found"), "{err}");
     engine.shutdown();
 }
+
+/// Pins set and lifted with the CLI (another process writing the store) take effect at the next
+/// reconcile (every few seconds, and on SIGHUP): a pinned adapter then stays resident when
+/// another needs its room, and an unpinned one gives way.
+#[test]
+fn pins_made_with_the_cli_apply_on_reconcile() {
+    let Some((engine, manager, tmp)) = room_for_one(Duration::from_millis(300)) else { return };
+    let cli = Store::open(&tmp.path().join("store"), StoreConfig::default()).unwrap();
+    drop(manager.acquire("busy").unwrap());
+    cli.set_pinned("busy", true).unwrap();
+    manager.reconcile().unwrap();
+    assert!(manager.engine().adapter_pool().is_pinned("busy"));
+    let err = manager.acquire("other").unwrap_err();
+    assert!(matches!(&err, EngineError::AdapterPoolFull { full, .. } if full.pinned > 0), "{err}");
+    assert_eq!(manager.tier_of("busy"), Tier::Device);
+
+    cli.set_pinned("busy", false).unwrap();
+    manager.reconcile().unwrap();
+    assert!(!manager.engine().adapter_pool().is_pinned("busy"));
+    drop(manager.acquire("other").expect("busy gives way once unpinned"));
+    assert_ne!(manager.tier_of("busy"), Tier::Device);
+    engine.shutdown();
+}

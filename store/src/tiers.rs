@@ -429,6 +429,13 @@ impl<V> TierCache<V> {
         self.lock().pinned.contains(key)
     }
 
+    /// Every pinned key (present or not), sorted.
+    pub fn pinned_keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.lock().pinned.iter().cloned().collect();
+        keys.sort_unstable();
+        keys
+    }
+
     /// Bytes of the present entries that are pinned (what no eviction can ever free).
     pub fn pinned_bytes(&self) -> u64 {
         let g = self.lock();
