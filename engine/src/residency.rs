@@ -458,11 +458,13 @@ impl AdapterManager {
     /// it stays, servable again, and the error is `AdapterInUse`.
     pub fn remove(&self, name: &str, drain: Option<Duration>) -> Result<()> {
         self.store.get(name)?;
+        // Held until the adapter is out of the store and the tiers.
+        let _removing;
         if self.in_use(name) {
             let Some(wait) = drain else {
                 return Err(EngineError::AdapterInUse(name.to_owned()));
             };
-            let _removing = Removing::mark(&self.removing, name);
+            _removing = Removing::mark(&self.removing, name);
             let deadline = Instant::now() + wait;
             while self.in_use(name) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(10));
@@ -470,14 +472,9 @@ impl AdapterManager {
             if self.in_use(name) {
                 return Err(EngineError::AdapterInUse(name.to_owned()));
             }
-            return self.delete(name);
         }
-        self.delete(name)
-    }
-
-    /// The end of [`AdapterManager::remove`]: out of the store, then out of the tiers (a
-    /// page-in that raced the removal leaves nothing behind).
-    fn delete(&self, name: &str) -> Result<()> {
+        // Out of the store first, then the tiers: a page-in that raced the removal leaves
+        // nothing behind.
         self.store.remove(name)?;
         self.engine.remove_adapter(name);
         self.host.remove(name);
