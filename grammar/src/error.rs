@@ -14,7 +14,7 @@ pub enum GrammarError {
         at: String,
     },
     /// A schema or constraint value of the wrong shape.
-    #[error("invalid schema at `{at}`: {reason}")]
+    #[error("invalid constraint at `{at}`: {reason}")]
     Invalid {
         /// Where.
         at: String,

@@ -14,6 +14,8 @@ use crate::{ByteSet, Grammar, GrammarError};
 
 /// Longest grammar source accepted, in bytes.
 const MAX_SOURCE: usize = 64 * 1024;
+/// Deepest nesting of parenthesized groups (regex-syntax's own limit is 250).
+const MAX_NESTING: usize = 256;
 
 /// Compiles GBNF source.
 pub(crate) fn gbnf(src: &str) -> Result<Grammar, GrammarError> {
@@ -29,6 +31,7 @@ pub(crate) fn gbnf(src: &str) -> Result<Grammar, GrammarError> {
         b: Builder::new("grammar"),
         rules: HashMap::new(),
         defined: Vec::new(),
+        depth: 0,
     };
     p.grammar()?;
     let Some(&root) = p.rules.get("root") else {
@@ -48,6 +51,9 @@ struct Parser {
     b: Builder,
     rules: HashMap<String, RuleId>,
     defined: Vec<RuleId>,
+    /// Groups open at the current position: the parser recurses into each, so a request's
+    /// grammar could otherwise nest deep enough to overflow the thread's stack.
+    depth: usize,
 }
 
 impl Parser {
@@ -208,9 +214,15 @@ impl Parser {
                 unicode_class(&mut self.b, &class, ByteSet::EMPTY)
             }
             Some('(') => {
+                if self.depth >= MAX_NESTING {
+                    return Err(self.err(&format!("groups nested more than {MAX_NESTING} deep")));
+                }
                 self.pos += 1;
                 self.space(true);
-                let alts = self.alternates(true)?;
+                self.depth += 1;
+                let alts = self.alternates(true);
+                self.depth -= 1;
+                let alts = alts?;
                 self.space(true);
                 if self.peek() != Some(')') {
                     return Err(self.err("expected `)`"));

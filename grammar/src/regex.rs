@@ -90,44 +90,78 @@ impl Conv<'_> {
     }
 }
 
-/// A Unicode class as grammar symbols: each range as its UTF-8 byte sequences, multi-byte
-/// sequences grouped by their continuation ranges, so a class such as `[^"]` or `\w` becomes
-/// a handful of alternatives, not one per code point range. Bytes in `exclude` are removed.
+/// The UTF-8 byte sequences of `class` as grammar symbols, without the single bytes in
+/// `exclude`.
+///
+/// The sequences are laid out as a trie keyed by byte (leading bytes with the same
+/// continuations share a branch): expanding the class then yields one matcher stack per
+/// distinct leading byte group (at most a few dozen) instead of one per sequence (hundreds
+/// for `\p{L}`), which nested repetitions like `(?:\p{L}+)*` multiply past
+/// [`crate::grammar::MAX_STACKS`].
 pub(crate) fn unicode_class(
     b: &mut Builder,
     class: &ClassUnicode,
     exclude: ByteSet,
 ) -> Result<Vec<Sym>, GrammarError> {
-    let mut ascii = ByteSet::EMPTY;
-    let mut groups: Vec<(Vec<(u8, u8)>, ByteSet)> = Vec::new();
+    let mut seqs: Vec<Vec<(u8, u8)>> = Vec::new();
     for r in class.ranges() {
         for seq in Utf8Sequences::new(r.start(), r.end()) {
-            let ranges = seq.as_slice();
-            let first = ByteSet::range(ranges[0].start, ranges[0].end);
-            if ranges.len() == 1 {
-                ascii = ascii.union(first);
-                continue;
-            }
-            let tail: Vec<(u8, u8)> = ranges[1..].iter().map(|r| (r.start, r.end)).collect();
-            match groups.iter_mut().find(|g| g.0 == tail) {
-                Some(g) => g.1 = g.1.union(first),
-                None => groups.push((tail, first)),
-            }
+            seqs.push(seq.as_slice().iter().map(|r| (r.start, r.end)).collect());
         }
     }
-    let mut alts = Vec::new();
-    let ascii = ascii.minus(exclude);
-    if !ascii.is_empty() {
-        alts.push(vec![Sym::Bytes(ascii)]);
-    }
-    for (tail, first) in groups {
-        let mut alt = vec![Sym::Bytes(first)];
-        alt.extend(tail.iter().map(|&(lo, hi)| Sym::Bytes(ByteSet::range(lo, hi))));
-        alts.push(alt);
-    }
+    let mut alts = utf8_trie(b, &seqs, exclude)?;
     Ok(match alts.len() {
         0 => vec![Sym::Bytes(ByteSet::EMPTY)],
         1 => alts.remove(0),
         _ => vec![b.rule(alts)?],
     })
+}
+
+/// Alternatives matching exactly `seqs` (byte-range sequences of one UTF-8 position onwards:
+/// prefix-free, none empty), single bytes in `exclude` left out.
+fn utf8_trie(
+    b: &mut Builder,
+    seqs: &[Vec<(u8, u8)>],
+    exclude: ByteSet,
+) -> Result<Vec<Vec<Sym>>, GrammarError> {
+    // Continuations of each leading byte, then leading bytes grouped by equal continuations.
+    let mut by_byte: Vec<Vec<&[(u8, u8)]>> = vec![Vec::new(); 256];
+    for seq in seqs {
+        let Some((&(lo, hi), tail)) = seq.split_first() else { continue };
+        for byte in lo..=hi {
+            if tail.is_empty() && exclude.contains(byte) {
+                continue;
+            }
+            by_byte[byte as usize].push(tail);
+        }
+    }
+    // (continuations, the leading bytes that have exactly them)
+    type Group<'s> = (Vec<&'s [(u8, u8)]>, ByteSet);
+    let mut groups: Vec<Group<'_>> = Vec::new();
+    for (byte, mut tails) in by_byte.into_iter().enumerate() {
+        if tails.is_empty() {
+            continue;
+        }
+        tails.sort_unstable();
+        tails.dedup();
+        let byte = ByteSet::range(byte as u8, byte as u8);
+        match groups.iter_mut().find(|g| g.0 == tails) {
+            Some(g) => g.1 = g.1.union(byte),
+            None => groups.push((tails, byte)),
+        }
+    }
+    let mut alts = Vec::with_capacity(groups.len());
+    for (tails, first) in groups {
+        let mut alt = vec![Sym::Bytes(first)];
+        match tails.as_slice() {
+            [only] => alt.extend(only.iter().map(|&(lo, hi)| Sym::Bytes(ByteSet::range(lo, hi)))),
+            _ => {
+                let owned: Vec<Vec<(u8, u8)>> = tails.iter().map(|t| t.to_vec()).collect();
+                let sub = utf8_trie(b, &owned, ByteSet::EMPTY)?;
+                alt.push(b.rule(sub)?);
+            }
+        }
+        alts.push(alt);
+    }
+    Ok(alts)
 }

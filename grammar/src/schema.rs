@@ -18,6 +18,10 @@ use crate::{ByteSet, Grammar, GrammarError};
 /// Most whitespace characters allowed between two JSON tokens.
 pub const MAX_WHITESPACE: u32 = 20;
 
+/// Deepest nesting of subschemas a schema may have, `$ref`s followed included (request JSON
+/// itself nests at most 128 deep).
+pub const MAX_DEPTH: usize = 256;
+
 /// Keywords that describe and do not constrain.
 const ANNOTATIONS: &[&str] = &[
     "title",
@@ -98,7 +102,8 @@ pub fn json_object() -> Result<Grammar, GrammarError> {
 
 /// The grammar of JSON values valid under `schema`.
 pub fn json_schema(schema: &Json) -> Result<Grammar, GrammarError> {
-    let mut c = SchemaConv { j: JsonBuilder::new("#"), root: schema, refs: HashMap::new() };
+    let mut c =
+        SchemaConv { j: JsonBuilder::new("#"), root: schema, refs: HashMap::new(), depth: 0 };
     let root = c.conv(schema, "#")?;
     c.j.b.build(root)
 }
@@ -110,7 +115,8 @@ pub(crate) fn embed_schema(
     schema: &Json,
     at: &str,
 ) -> Result<(Builder, Sym), GrammarError> {
-    let mut c = SchemaConv { j: JsonBuilder::with(b), root: schema, refs: HashMap::new() };
+    let mut c =
+        SchemaConv { j: JsonBuilder::with(b), root: schema, refs: HashMap::new(), depth: 0 };
     let root = c.conv(schema, "#").map_err(|e| e.prefixed(at))?;
     Ok((c.j.b, root))
 }
@@ -300,6 +306,8 @@ struct SchemaConv<'a> {
     root: &'a Json,
     /// `$ref` targets already converted (or being converted: recursive schemas).
     refs: HashMap<String, RuleId>,
+    /// Schemas being converted (the recursion depth), `$ref`s followed included.
+    depth: usize,
 }
 
 impl<'a> SchemaConv<'a> {
@@ -311,7 +319,23 @@ impl<'a> SchemaConv<'a> {
         GrammarError::Invalid { at: at.to_owned(), reason: reason.into() }
     }
 
+    /// Converts `schema`, refusing nesting past [`MAX_DEPTH`]: conversion recurses into every
+    /// subschema and `$ref` target, and a client's schema (a chain of a few thousand `$ref`s is
+    /// only kilobytes) must not overflow the thread's stack.
     fn conv(&mut self, schema: &'a Json, at: &str) -> Result<Sym, GrammarError> {
+        if self.depth >= MAX_DEPTH {
+            return Err(Self::invalid(
+                at,
+                format!("subschemas nested more than {MAX_DEPTH} deep (counting `$ref`s followed)"),
+            ));
+        }
+        self.depth += 1;
+        let out = self.conv_inner(schema, at);
+        self.depth -= 1;
+        out
+    }
+
+    fn conv_inner(&mut self, schema: &'a Json, at: &str) -> Result<Sym, GrammarError> {
         let m = match schema {
             Json::Bool(true) => return self.j.any_value(),
             Json::Bool(false) => {

@@ -518,3 +518,26 @@ fn cached_mask_bytes_are_accounted_and_released() {
     assert!(lorad_grammar::cached_mask_bytes() <= lorad_grammar::MAX_CACHED_MASK_BYTES);
     drop(g);
 }
+
+/// Nested repetitions of a large Unicode class (`(?:\p{L}+)*`: each letter can continue the
+/// inner or the outer loop) stay followable: every leading byte the mask allows has a
+/// continuation, and letters of every UTF-8 length match. Laid out as one alternative per
+/// byte sequence, `\p{L}` expanded into more than `MAX_STACKS` stacks after each letter, so
+/// the matcher died after the first one.
+#[test]
+fn nested_repetitions_of_unicode_classes_stay_followable() {
+    let vocab = Vocab::new((0..=255u8).map(|b| Some(vec![b])));
+    for re in [r"(?:\p{L}+)*", r"\p{L}+*", r"(?:\p{L}\p{L}?)*", r"(?:\w+ )*\w+"] {
+        let g = Constraint::Regex(re.into()).compile().unwrap();
+        for word in ["a", "é", "ab", "añb", "日本語", "𝔘x"] {
+            assert!(g.matches(word.as_bytes()), "{re} should match {word}");
+        }
+        let start = g.start();
+        let mask = g.mask(&vocab, &start);
+        for lead in (0..=255u8).filter(|&b| mask.allows(u32::from(b))) {
+            let s = g.advance(&start, lead);
+            let next = g.mask(&vocab, &s);
+            assert!(s.is_accepting() || next.count() > 0, "{re}: dead end after byte {lead:#x}");
+        }
+    }
+}

@@ -274,6 +274,31 @@ pub struct ModelConfig {
     pub attention_bias: bool,
 }
 
+/// Most decoder layers a config may have. The bounds here sit far above every published model
+/// (405B LLaMA: 126 layers, 16,384 wide, 128k vocabulary) and low enough that no product of
+/// sizes overflows: a corrupt count fails as a named field instead of as an allocation of
+/// terabytes that aborts the process.
+pub(crate) const MAX_LAYERS: usize = 4096;
+/// Widest hidden, MLP, head or projection width.
+const MAX_WIDTH: usize = 1 << 20;
+/// Most attention heads.
+const MAX_HEADS: usize = 1 << 14;
+/// Largest vocabulary.
+const MAX_VOCAB: usize = 1 << 24;
+/// Longest context.
+const MAX_CONTEXT: usize = 1 << 28;
+
+/// Why `value` is unusable as a size bounded by `max` (zero or past it), if it is; checked
+/// before anything is sized by `value`.
+pub(crate) fn size_problem(value: usize, max: usize) -> Option<String> {
+    if value == 0 {
+        Some("must be greater than 0".to_owned())
+    } else if value > max {
+        Some(format!("{value} is larger than any model lorad can load (at most {max})"))
+    } else {
+        None
+    }
+}
 impl ModelConfig {
     /// Whether checkpoints store q/k/v as one `qkv_proj` and gate/up as one `gate_up_proj`
     /// (Phi-3).
@@ -432,24 +457,43 @@ impl ModelConfig {
         }
     }
 
+    /// [`Self::validate`], with an error naming the model file or directory at `path`.
+    pub(crate) fn validate_file(&self, path: &std::path::Path) -> Result<(), ModelError> {
+        self.validate().map_err(|e| match e {
+            ModelError::InvalidConfig { field, reason } => {
+                ModelError::ConfigField { path: path.to_owned(), field: field.to_owned(), reason }
+            }
+            other => other,
+        })
+    }
+
     /// Checks the values are usable together: non-zero sizes, heads divisible into KV groups, an
     /// even head width (RoPE rotates pairs), positive epsilon/theta, and sane RoPE scaling.
     pub fn validate(&self) -> Result<(), ModelError> {
         let bad =
             |field: &'static str, reason: String| Err(ModelError::InvalidConfig { field, reason });
-        for (field, v) in [
-            ("hidden_size", self.hidden_size),
-            ("intermediate_size", self.intermediate_size),
-            ("num_layers", self.num_layers),
-            ("num_heads", self.num_heads),
-            ("num_kv_heads", self.num_kv_heads),
-            ("head_dim", self.head_dim),
-            ("vocab_size", self.vocab_size),
-            ("max_position_embeddings", self.max_position_embeddings),
+        for (field, v, max) in [
+            ("hidden_size", self.hidden_size, MAX_WIDTH),
+            ("intermediate_size", self.intermediate_size, MAX_WIDTH),
+            ("num_layers", self.num_layers, MAX_LAYERS),
+            ("num_heads", self.num_heads, MAX_HEADS),
+            ("num_kv_heads", self.num_kv_heads, MAX_HEADS),
+            ("head_dim", self.head_dim, MAX_WIDTH),
+            ("vocab_size", self.vocab_size, MAX_VOCAB),
+            ("max_position_embeddings", self.max_position_embeddings, MAX_CONTEXT),
         ] {
-            if v == 0 {
-                return bad(field, "must be greater than 0".into());
+            if let Some(reason) = size_problem(v, max) {
+                return bad(field, reason);
             }
+        }
+        if self.num_heads * self.head_dim > MAX_WIDTH {
+            return bad(
+                "num_heads",
+                format!(
+                    "{} heads of {} make a projection wider than {MAX_WIDTH}",
+                    self.num_heads, self.head_dim
+                ),
+            );
         }
         if !self.num_heads.is_multiple_of(self.num_kv_heads) {
             return bad(

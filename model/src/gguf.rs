@@ -11,7 +11,8 @@ use sha2::{Digest, Sha256};
 
 use crate::chat::ChatTemplate;
 use crate::config::{
-    Arch, ModelConfig, RopeScaling, SlidingWindow, longrope_attention, served_context, yarn_mscale,
+    Arch, MAX_LAYERS, ModelConfig, RopeScaling, SlidingWindow, longrope_attention, served_context,
+    size_problem, yarn_mscale,
 };
 use crate::error::ModelError;
 use crate::fetch::{DEFAULT_GGUF_SHA256, DEFAULT_MODEL_ID};
@@ -161,9 +162,23 @@ impl<'a> Meta<'a> {
 fn read_content(path: &Path) -> Result<(Content, BufReader<std::fs::File>), ModelError> {
     let file = std::fs::File::open(path).map_err(ModelError::io("opening", path))?;
     let mut reader = BufReader::new(file);
-    let content = Content::read(&mut reader)
+    let content = no_panic(|| Content::read(&mut reader))
         .map_err(|source| ModelError::Gguf { path: path.to_owned(), source: Box::new(source) })?;
     Ok((content, reader))
+}
+
+/// Runs a step of candle's GGUF reader with its panics turned into errors. The reader trusts
+/// some header values (a `general.alignment` of 0 divides by zero; shapes whose element count
+/// overflows), and a corrupt file must fail with an error naming it, not take the daemon down.
+fn no_panic<T>(step: impl FnOnce() -> candle_core::Result<T>) -> candle_core::Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(step)).unwrap_or_else(|payload| {
+        let what = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(candle_core::Error::Msg(format!("malformed GGUF: the reader failed on it ({what})")))
+    })
 }
 
 /// The config of the GGUF file at `path`, reading only its header.
@@ -215,6 +230,10 @@ fn config_from_meta(m: Meta<'_>, rope: RopeTensors) -> Result<ModelConfig, Model
     }
     let rope_scaling = rope_scaling(m, &key, max_pos, rope)?;
     let num_layers = m.usize(&key("block_count"))?;
+    // Layer lists are sized by this count before the config is validated as a whole.
+    if let Some(reason) = size_problem(num_layers, MAX_LAYERS) {
+        return Err(m.bad(&key("block_count"), reason));
+    }
     // llama.cpp's converters write a window for the families served here (Phi-3) that every
     // layer uses, as transformers applies it. (llama.cpp itself has turned Phi-3's window off
     // for now and warns that results may suffer; this follows the checkpoint.)
@@ -248,7 +267,7 @@ fn config_from_meta(m: Meta<'_>, rope: RopeTensors) -> Result<ModelConfig, Model
         tie_word_embeddings: !m.content.tensor_infos.contains_key("output.weight"),
         attention_bias: arch == Arch::Qwen2,
     };
-    config.validate()?;
+    config.validate_file(m.path)?;
     Ok(config)
 }
 
@@ -351,8 +370,8 @@ impl RopeTensors {
                 return Ok(None);
             }
             let err = || tensor_err(path, name);
-            let t = content.tensor(reader, name, &Device::Cpu).map_err(err())?;
-            let t = t.dequantize(&Device::Cpu).map_err(err())?;
+            let t = no_panic(|| content.tensor(reader, name, &Device::Cpu)).map_err(err())?;
+            let t = no_panic(|| t.dequantize(&Device::Cpu)).map_err(err())?;
             t.flatten_all().and_then(|t| t.to_vec1::<f32>()).map(Some).map_err(err())
         };
         Ok(Self { freqs: one(Self::FREQS)?, short: one(Self::SHORT)?, long: one(Self::LONG)? })
@@ -451,7 +470,7 @@ fn text_from_meta(meta: Meta<'_>) -> Result<(Tokenizer, ChatTemplate), ModelErro
 }
 
 fn load_parsed(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<Parsed, ModelError> {
-    let content = Content::read(&mut Cursor::new(bytes))
+    let content = no_panic(|| Content::read(&mut Cursor::new(bytes)))
         .map_err(|source| ModelError::Gguf { path: path.to_owned(), source: Box::new(source) })?;
     let meta = Meta { path, content: &content };
     let rope = RopeTensors::read(path, &content, &mut Cursor::new(bytes))?;
@@ -527,8 +546,9 @@ fn load_one(
 ) -> Result<(String, Tensor), ModelError> {
     let name = gguf_name(e);
     let err = || tensor_err(path, &name);
-    let q = content.tensor(&mut Cursor::new(bytes), &name, &opts.device).map_err(err())?;
-    let mut w = q.dequantize(&opts.device).map_err(err())?;
+    let q =
+        no_panic(|| content.tensor(&mut Cursor::new(bytes), &name, &opts.device)).map_err(err())?;
+    let mut w = no_panic(|| q.dequantize(&opts.device)).map_err(err())?;
     if config.arch == Arch::Llama {
         match e.part {
             Part::Q => w = unpermute_qk(&w, config.num_heads).map_err(err())?,

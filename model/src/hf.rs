@@ -11,7 +11,8 @@ use sha2::{Digest, Sha256};
 
 use crate::chat::ChatTemplate;
 use crate::config::{
-    Arch, ModelConfig, RopeScaling, SlidingWindow, longrope_attention, served_context, yarn_mscale,
+    Arch, MAX_LAYERS, ModelConfig, RopeScaling, SlidingWindow, longrope_attention, served_context,
+    size_problem, yarn_mscale,
 };
 use crate::error::ModelError;
 use crate::tokenizer::{Tokenizer, read_json_opt};
@@ -150,6 +151,10 @@ fn parse_config(f: Fields<'_>) -> Result<ModelConfig, ModelError> {
         None => None,
     };
     let num_layers = f.usize("num_hidden_layers")?;
+    // Layer lists are sized by this count before the config is validated as a whole.
+    if let Some(reason) = size_problem(num_layers, MAX_LAYERS) {
+        return Err(f.err("num_hidden_layers", reason));
+    }
     let window = sliding_window(&f, arch, num_layers)?;
     // Phi-4 mini rotates 3/4 of each head (transformers: `int(head_dim · factor)` dimensions).
     let partial_rotary_dim = match f.opt_f64("partial_rotary_factor")? {
@@ -177,7 +182,7 @@ fn parse_config(f: Fields<'_>) -> Result<ModelConfig, ModelError> {
         tie_word_embeddings: f.opt_bool("tie_word_embeddings")?.unwrap_or(false),
         attention_bias: arch == Arch::Qwen2,
     };
-    config.validate()?;
+    config.validate_file(f.path)?;
     Ok(config)
 }
 

@@ -300,6 +300,22 @@ fn errors_name_the_culprit() {
     );
     let e = load_err(&s);
     assert!(e.contains("tokenizer.ggml.merges") && e.contains("nospace"), "{e}");
+
+    // Corrupt counts fail by name, before anything is sized by them (a block count of 2^32
+    // used to allocate a per-layer list of 13 GB and abort), and so does an alignment of 0,
+    // which candle's reader divides by.
+    let mut s = spec();
+    s.meta.insert("llama.block_count".into(), Value::U32(u32::MAX));
+    let e = load_err(&s);
+    assert!(e.contains("`llama.block_count`: 4294967295 is larger than any model"), "{e}");
+    let mut s = spec();
+    s.meta.insert("llama.embedding_length".into(), Value::U64(1 << 40));
+    let e = load_err(&s);
+    assert!(e.contains("hidden_size"), "{e}");
+    let mut s = spec();
+    s.meta.insert("general.alignment".into(), Value::U32(0));
+    let e = load_err(&s);
+    assert!(e.contains("malformed GGUF"), "{e}");
 }
 
 /// Control tokens are skipped on output; user-defined ones are text (as llama.cpp renders them),

@@ -79,8 +79,9 @@ impl Store {
         let mut to_move = Vec::new();
         for (id, len) in &files {
             let Some(blobs) = live.get(id) else { continue };
-            let live_bytes: u64 = blobs.keys().map(|l| l.len).sum();
-            if live_bytes * 2 < len.saturating_sub(SEG_HEADER) {
+            // Saturating: a damaged index record can claim any length.
+            let live_bytes = blobs.keys().fold(0u64, |sum, l| sum.saturating_add(l.len));
+            if live_bytes.saturating_mul(2) < len.saturating_sub(SEG_HEADER) {
                 to_move.extend(blobs.iter().map(|(l, h)| (*l, *h)));
             }
         }

@@ -1,0 +1,8 @@
+//! Fuzz targets: every parser of bytes lorad did not write, fed mutated inputs derived from
+//! valid ones. Each must answer with a value or a clear error, never panic (see the crate docs
+//! for the environment variables that run longer campaigns or reproduce a failure).
+
+mod gguf;
+mod grammar;
+mod peft;
+mod store;
