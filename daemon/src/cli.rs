@@ -391,8 +391,14 @@ pub enum StoreCommand {
     /// Check every adapter's bytes against its checksums and content hash; quarantine (and list)
     /// the ones that fail. Exits 65 when any fails.
     Verify,
-    /// Reclaim space: torn imports, removed adapters, dead segments.
-    Gc,
+    /// Reclaim space: torn imports, removed adapters, dead segments. Refused (exit 65) while
+    /// the index holds damaged records, which may have named adapters.
+    Gc {
+        /// Drop damaged index records and reclaim what only they referenced (back the store
+        /// up first).
+        #[arg(long)]
+        discard_damaged: bool,
+    },
 }
 
 /// `lorad adapter ...`

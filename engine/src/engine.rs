@@ -192,6 +192,29 @@ struct Shared {
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
+/// Most positions an engine started with `cfg` can serve for model `mc`: the model's context,
+/// cut to `max_model_len` and to a KV cache sized in tokens or bytes (a cache sized by free
+/// memory is measured only once the model is resident, so it cannot cut it here).
+fn position_cap(mc: &ModelConfig, cfg: &EngineConfig) -> usize {
+    let mut cap = mc.max_position_embeddings;
+    if let Some(asked) = cfg.max_seq_len {
+        cap = cap.min(asked);
+    }
+    let kv_tokens = match cfg.kv_cache_memory {
+        None => Some(cfg.kv_cache_tokens),
+        // The narrowest element type bounds the tokens from above, whatever the model's is.
+        Some(KvMemory::Bytes(bytes)) => {
+            let per_token = kv_bytes_per_token(mc, DType::BF16).max(1);
+            Some(usize::try_from(bytes / per_token).unwrap_or(usize::MAX))
+        }
+        Some(KvMemory::FreeFraction(_)) => None,
+    };
+    if let Some(tokens) = kv_tokens {
+        cap = cap.min(tokens.div_ceil(cfg.block_size.max(1)) * cfg.block_size.max(1));
+    }
+    cap.max(1)
+}
+
 /// A cheap, clonable handle to the running engine.
 #[derive(Debug, Clone)]
 pub struct EngineHandle {
@@ -202,7 +225,12 @@ impl EngineHandle {
     /// Builds the model from `model`, allocates the KV cache and starts the engine thread.
     pub fn start(model: LoadedModel, mut cfg: EngineConfig) -> Result<Self> {
         cfg.validate()?;
-        let mut llama = Llama::new(&model.config, &model.weights)?;
+        // The RoPE tables hold a row per position the engine can serve: sized by the window
+        // this engine can actually serve, not by the model's whole context (a million-token
+        // model, or a corrupt context length, would allocate gigabytes of tables up front).
+        let mut rope_cfg = model.config.clone();
+        rope_cfg.max_position_embeddings = position_cap(&model.config, &cfg);
+        let mut llama = Llama::new(&rope_cfg, &model.weights)?;
         llama.set_kernel_path(cfg.kernels);
         drop(model.weights);
         let mc = &model.config;

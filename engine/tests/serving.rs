@@ -137,6 +137,23 @@ fn kv_cache_sized_by_memory() {
     assert!(e.to_string().contains("hold no KV block"), "{e}");
 }
 
+/// The RoPE tables are sized by the window the engine serves, not by the context the model
+/// claims: a model claiming 2^27 positions (a corrupt header, or a million-token model on a
+/// small cache) starts and serves, where the full tables would need 34 GB.
+#[test]
+fn rope_tables_follow_the_served_window() {
+    let Some(mut model) = common::load() else { return };
+    model.config.max_position_embeddings = 1 << 27;
+    let h =
+        EngineHandle::start(model, EngineConfig { kv_cache_tokens: 1024, ..Default::default() })
+            .unwrap();
+    assert_eq!(h.info().max_seq_len, 1024);
+    let prompt = chat_prompt(&h, "What is the capital of France?");
+    let out = h.submit(GenerateRequest::greedy(prompt, 8)).unwrap().collect_blocking().unwrap();
+    assert_eq!(out.usage.completion_tokens, 8);
+    h.shutdown();
+}
+
 /// `stop_token_ids` end generation at that token (kept in the tokens, not in the text);
 /// `min_tokens` bans end-of-sequence until that many tokens are out.
 #[test]

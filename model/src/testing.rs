@@ -87,3 +87,63 @@ pub fn test_device() -> candle_core::Device {
         _ => candle_core::Device::Cpu,
     }
 }
+
+/// A tiny llama written as GGUF by the loader's tests and fuzz targets: 2 layers, width 32,
+/// 4 heads of 8 over 2 KV heads, MLP 64, and an 8-token byte-level vocabulary.
+pub mod tiny {
+    use std::collections::BTreeMap;
+
+    use candle_core::quantized::gguf_file::Value;
+
+    /// Hidden width.
+    pub const H: usize = 32;
+    /// Attention heads.
+    pub const HEADS: usize = 4;
+    /// KV heads.
+    pub const KV: usize = 2;
+    /// Head width.
+    pub const HD: usize = 8;
+    /// MLP width.
+    pub const FF: usize = 64;
+    /// The vocabulary: three control tokens, then text.
+    pub const TOKENS: &[&str] =
+        &["<|endoftext|>", "<|im_start|>", "<|im_end|>", "h", "i", "hi", "Ġ", "Ġhi"];
+
+    /// Its GGUF metadata, as llama.cpp's converter writes it.
+    pub fn metadata() -> BTreeMap<String, Value> {
+        let strs =
+            |v: &[&str]| Value::Array(v.iter().map(|s| Value::String((*s).into())).collect());
+        let u32 = |n: usize| Value::U32(n as u32);
+        BTreeMap::from_iter(
+            [
+                ("general.architecture", Value::String("llama".into())),
+                ("llama.block_count", u32(2)),
+                ("llama.context_length", u32(128)),
+                ("llama.embedding_length", u32(H)),
+                ("llama.feed_forward_length", u32(FF)),
+                ("llama.attention.head_count", u32(HEADS)),
+                ("llama.attention.head_count_kv", u32(KV)),
+                ("llama.rope.dimension_count", u32(HD)),
+                ("llama.rope.freq_base", Value::F32(10000.0)),
+                ("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-6)),
+                ("tokenizer.ggml.model", Value::String("gpt2".into())),
+                ("tokenizer.ggml.pre", Value::String("smollm".into())),
+                ("tokenizer.ggml.tokens", strs(TOKENS)),
+                (
+                    "tokenizer.ggml.token_type",
+                    Value::Array([3, 3, 3, 1, 1, 1, 1, 1].map(Value::I32).to_vec()),
+                ),
+                ("tokenizer.ggml.merges", strs(&["h i", "Ġ hi"])),
+                ("tokenizer.ggml.bos_token_id", u32(1)),
+                ("tokenizer.ggml.eos_token_id", u32(2)),
+                (
+                    "tokenizer.chat_template",
+                    Value::String(
+                        "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}".into(),
+                    ),
+                ),
+            ]
+            .map(|(k, v)| (k.to_owned(), v)),
+        )
+    }
+}

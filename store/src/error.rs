@@ -312,6 +312,22 @@ pub enum StoreError {
         reason: String,
     },
 
+    /// The index holds damaged records (skipped when it was read) that may have referenced
+    /// adapter data: garbage collection would reclaim those bytes for good, so it refuses.
+    #[error(
+        "adapter store index {} has {} damaged record(s) (at byte offsets {offsets:?}) that may \
+         have named adapters whose data gc would then reclaim for good; back the store up, then \
+         run `lorad store gc --discard-damaged` to drop them",
+        path.display(),
+        offsets.len()
+    )]
+    DamagedIndex {
+        /// The index file.
+        path: PathBuf,
+        /// Byte offset of the first slot of each damaged run.
+        offsets: Vec<u64>,
+    },
+
     /// The adapter store's index was written by a lorad with another on-disk format.
     #[error(
         "adapter store index {} has format version {found}, but this lorad reads version \

@@ -217,6 +217,38 @@ fn remove_keeps_a_shared_blob() {
     });
 }
 
+/// A damaged index record (here the `Put` of `b`, with valid records after it) hides what it
+/// held, so gc refuses rather than reclaim bytes it may have named; discarding on purpose drops
+/// it, and the adapters around the damage were never at risk.
+#[test]
+fn gc_refuses_while_index_records_are_damaged() {
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    let adapters: Vec<Adapter> = (0..3).map(|i| adapter(40 + i, 8, &QV)).collect();
+    {
+        let store = open(root, IoMode::Pread);
+        for (name, a) in ["a", "b", "c"].iter().zip(&adapters) {
+            store.import_adapter(name, a, BASE_HASH).unwrap();
+        }
+    }
+    // Slot 1 (after the 512-byte header) is `b`'s Put: damage its payload.
+    flip_byte(&root.join("index"), 512 + 512 + 40);
+    let store = open(root, IoMode::Pread);
+    assert!(store.contains("a") && !store.contains("b") && store.contains("c"));
+    let disk_before = store.disk_bytes();
+    let e = store.gc().unwrap_err();
+    assert!(matches!(&e, StoreError::DamagedIndex { offsets, .. } if offsets == &[1024]), "{e}");
+    assert!(e.to_string().contains("--discard-damaged"), "{e}");
+    assert_eq!(store.disk_bytes(), disk_before, "a refused gc touches nothing");
+    let report = store.gc_discarding_damaged().unwrap();
+    assert_eq!(report.index_records_after, 2, "{report:?}");
+    for (name, a) in [("a", &adapters[0]), ("c", &adapters[2])] {
+        assert_same_weights(&store.load(name, &small()).unwrap(), a);
+    }
+    // The compacted index has no damage left: a plain gc runs again.
+    open(root, IoMode::Pread).gc().unwrap();
+}
+
 #[test]
 fn reopen_sees_everything_and_pins_persist() {
     each_mode(|root, mode| {

@@ -3,8 +3,6 @@
 use std::io::Write;
 use std::path::Path;
 
-use anyhow::Context;
-
 use super::adapter::human_bytes;
 use super::common::open_store;
 use crate::cli::{StoreCommand, StoreIo};
@@ -29,8 +27,16 @@ pub(crate) fn run(home: &Path, io: StoreIo, command: StoreCommand) -> anyhow::Re
                 ));
             }
         }
-        StoreCommand::Gc => {
-            let report = store.gc().context("store gc failed")?;
+        StoreCommand::Gc { discard_damaged } => {
+            let report = if discard_damaged { store.gc_discarding_damaged() } else { store.gc() };
+            let report = report.map_err(|e| {
+                let kind = if matches!(e, lorad_store::StoreError::DamagedIndex { .. }) {
+                    ExitKind::DataErr
+                } else {
+                    ExitKind::Runtime
+                };
+                coded(kind, anyhow::Error::new(e).context("store gc failed"))
+            })?;
             writeln!(
                 out,
                 "reclaimed {} ({} segments deleted, {} blobs moved)",

@@ -9,49 +9,13 @@ use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor};
 use lorad_fuzz::{Campaign, Mutator, Outcome, Rng};
+use lorad_model::testing::tiny::{self, FF, H, HD, HEADS, KV, TOKENS};
 use lorad_model::{ChatMessage, LoadOptions, load_model, load_text, read_config};
-
-const H: usize = 32;
-const HEADS: usize = 4;
-const KV: usize = 2;
-const HD: usize = 8;
-const FF: usize = 64;
-const TOKENS: &[&str] =
-    &["<|endoftext|>", "<|im_start|>", "<|im_end|>", "h", "i", "hi", "Ġ", "Ġhi"];
 
 type Meta = BTreeMap<String, Value>;
 
 fn meta() -> Meta {
-    let strs = |v: &[&str]| Value::Array(v.iter().map(|s| Value::String((*s).into())).collect());
-    let mut m = Meta::new();
-    let mut put = |k: &str, v: Value| {
-        m.insert(k.to_owned(), v);
-    };
-    put("general.architecture", Value::String("llama".into()));
-    put("llama.block_count", Value::U32(2));
-    put("llama.context_length", Value::U32(128));
-    put("llama.embedding_length", Value::U32(H as u32));
-    put("llama.feed_forward_length", Value::U32(FF as u32));
-    put("llama.attention.head_count", Value::U32(HEADS as u32));
-    put("llama.attention.head_count_kv", Value::U32(KV as u32));
-    put("llama.rope.dimension_count", Value::U32(HD as u32));
-    put("llama.rope.freq_base", Value::F32(10000.0));
-    put("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-6));
-    put("tokenizer.ggml.model", Value::String("gpt2".into()));
-    put("tokenizer.ggml.pre", Value::String("smollm".into()));
-    put("tokenizer.ggml.tokens", strs(TOKENS));
-    put(
-        "tokenizer.ggml.token_type",
-        Value::Array([3, 3, 3, 1, 1, 1, 1, 1].map(Value::I32).to_vec()),
-    );
-    put("tokenizer.ggml.merges", strs(&["h i", "Ġ hi"]));
-    put("tokenizer.ggml.bos_token_id", Value::U32(1));
-    put("tokenizer.ggml.eos_token_id", Value::U32(2));
-    put(
-        "tokenizer.chat_template",
-        Value::String("{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}".into()),
-    );
-    m
+    tiny::metadata()
 }
 
 /// `(name, shape)` of every tensor of the seed model.

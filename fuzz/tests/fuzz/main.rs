@@ -4,5 +4,6 @@
 
 mod gguf;
 mod grammar;
+mod lightclient;
 mod peft;
 mod store;

@@ -29,9 +29,33 @@ use crate::error::StoreError;
 
 impl Store {
     /// Compacts the store (see the module docs for the steps). Returns what it did.
+    ///
+    /// Refused with [`StoreError::DamagedIndex`] while the index holds damaged records: what
+    /// they held is unknown (an adapter's `Put`, say), and compaction would drop them and
+    /// reclaim the bytes they referenced for good. [`Store::gc_discarding_damaged`] goes ahead.
     pub fn gc(&self) -> Result<GcReport, StoreError> {
+        self.gc_inner(false)
+    }
+
+    /// [`Store::gc`] even when the index holds damaged records: they are dropped, and the
+    /// blobs only they referenced are reclaimed. For an operator who has backed the store up.
+    pub fn gc_discarding_damaged(&self) -> Result<GcReport, StoreError> {
+        self.gc_inner(true)
+    }
+
+    fn gc_inner(&self, discard_damaged: bool) -> Result<GcReport, StoreError> {
         let _lock = self.lock_exclusive()?;
         self.write_state().catch_up(true)?;
+        let damaged = self.read_state().index.damaged.clone();
+        if !damaged.is_empty() {
+            if !discard_damaged {
+                return Err(StoreError::DamagedIndex {
+                    path: self.index_path.clone(),
+                    offsets: damaged,
+                });
+            }
+            tracing::warn!(records = damaged.len(), "gc: discarding damaged index records");
+        }
         let bytes_before = self.disk_bytes();
         let index_records_before = self.read_state().index.records;
         self.remove_temporaries();

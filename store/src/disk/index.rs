@@ -64,6 +64,9 @@ pub(super) struct IndexFile {
     last_seq: u64,
     /// Valid records applied from this file.
     pub(super) records: usize,
+    /// Offsets of damaged slots skipped because valid records follow (the first of each run).
+    /// What they held is unknown, so gc must not reclaim space on the strength of this view.
+    pub(super) damaged: Vec<u64>,
 }
 
 impl IndexFile {
@@ -100,6 +103,7 @@ impl IndexFile {
             valid_end: HEADER_SIZE as u64,
             last_seq: 0,
             records: 0,
+            damaged: Vec::new(),
         })
     }
 
@@ -144,6 +148,7 @@ impl IndexFile {
                             offset = bad,
                             "skipping a damaged index record followed by valid ones"
                         );
+                        self.damaged.push(bad);
                     }
                     out.push(record);
                     self.last_seq = seq;
