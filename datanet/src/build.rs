@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{DatanetError, RecordProblem};
 use crate::fsutil::{read, sync_dir, unique_suffix, write_line, write_new_synced};
-use crate::hash::RECORD_HASH_SCHEME;
+use crate::hash::{RECORD_HASH_SCHEME, tokens_sha256};
 use crate::manifest::{
     ContributorInfo, FORMAT_VERSION, MANIFEST_FILE, Manifest, RECORDS_FILE, RecordLineRef,
     RecordMeta, SourceInfo, TOKENS_FILE, TokenizerInfo,
@@ -154,6 +154,7 @@ pub fn build(
         },
         records: records.len() as u64,
         tokens: tokens.len() as u64,
+        tokens_sha256: Some(tokens_sha256(&tokens)),
         merkle_root: merkle_root(&hashes),
         record_hash: RECORD_HASH_SCHEME.to_owned(),
         merkle: MERKLE_SCHEME.to_owned(),

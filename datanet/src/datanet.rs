@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::error::DatanetError;
 use crate::fsutil::read;
-use crate::hash::{RECORD_HASH_SCHEME, record_hash, to_0x_hex};
+use crate::hash::{RECORD_HASH_SCHEME, record_hash, to_0x_hex, tokens_sha256};
 use crate::manifest::{
     ContributorInfo, FORMAT_VERSION, MANIFEST_FILE, Manifest, RECORDS_FILE, RecordLine, RecordMeta,
     TOKENS_FILE,
@@ -197,6 +197,15 @@ impl Datanet {
                          {records} / {tokens}",
                         c.index, c.name, c.records, c.tokens
                     ),
+                ));
+            }
+        }
+        if let Some(want) = &self.manifest.tokens_sha256 {
+            let got = tokens_sha256(self.all_tokens());
+            if &got != want {
+                return Err(DatanetError::corrupt(
+                    &self.dir.join(TOKENS_FILE),
+                    format!("its SHA-256 is {got}, the manifest says {want}"),
                 ));
             }
         }

@@ -103,3 +103,16 @@ pub(crate) mod hex_plain {
         super::parse_hash(&s).map_err(serde::de::Error::custom)
     }
 }
+
+/// Hex SHA-256 of `tokens` as `tokens.bin` stores them (u32 little-endian, back to back).
+pub(crate) fn tokens_sha256(tokens: &[u32]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    let mut buf = Vec::with_capacity(1 << 16);
+    for chunk in tokens.chunks(1 << 14) {
+        buf.clear();
+        buf.extend(chunk.iter().flat_map(|t| t.to_le_bytes()));
+        hasher.update(&buf);
+    }
+    hex::encode(hasher.finalize())
+}

@@ -35,6 +35,11 @@ pub struct Manifest {
     pub records: u64,
     /// Number of tokens in `tokens.bin` (its length is four times this).
     pub tokens: u64,
+    /// Hex SHA-256 of `tokens.bin`, checked by `verify`: the record hashes cover the records'
+    /// text, not their tokens, so this is what catches a damaged token file. Absent in Datanets
+    /// built before it was recorded (then not checked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_sha256: Option<String>,
     /// Merkle root over the record hashes, written as `0x` followed by 64 hex digits.
     #[serde(with = "hex0x")]
     pub merkle_root: [u8; 32],

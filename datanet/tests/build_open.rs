@@ -196,6 +196,31 @@ fn truncated_tokens_are_corrupt_at_open() {
     }
 }
 
+/// A token id changed in place keeps every length and range right, and the record hashes
+/// cover text, not tokens: only the manifest's `tokens_sha256` catches it, at `verify`.
+#[test]
+fn a_changed_token_fails_verify() {
+    let Some(t) = text_side() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let report = build_generated(t, tmp.path(), "tok", 5, 5, &BuildOptions::default()).unwrap();
+    let d = Datanet::open(&report.dir).unwrap();
+    assert!(d.manifest().tokens_sha256.is_some());
+    d.verify().unwrap();
+    drop(d);
+    let path = report.dir.join("tokens.bin");
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[4] ^= 1;
+    fs::write(&path, bytes).unwrap();
+    let d = Datanet::open(&report.dir).unwrap();
+    match d.verify() {
+        Err(DatanetError::Corrupt { path: p, reason }) => {
+            assert_eq!(p, path);
+            assert!(reason.contains("SHA-256"), "{reason}");
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
 #[test]
 fn record_range_outside_tokens_is_corrupt() {
     let Some(t) = text_side() else { return };

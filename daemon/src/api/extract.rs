@@ -43,6 +43,28 @@ pub(crate) fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             "invalid_json",
         )
     };
+    // Every request body is an object. Anything else has no field to name (and serde would
+    // read an array positionally into the request's fields, or name a Rust type).
+    let first = bytes.iter().copied().find(|b| !b.is_ascii_whitespace());
+    if first != Some(b'{') {
+        return Err(match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+            Err(inner) => syntax(inner),
+            Ok(_) => {
+                let got = match first {
+                    Some(b'[') => "an array",
+                    Some(b'"') => "a string",
+                    Some(b'n') => "null",
+                    Some(b't' | b'f') => "a boolean",
+                    _ => "a number",
+                };
+                ApiError::http(
+                    StatusCode::BAD_REQUEST,
+                    format!("The request body must be a JSON object, not {got}"),
+                    "invalid_type",
+                )
+            }
+        });
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let path = err.path().to_string();
@@ -105,5 +127,10 @@ mod tests {
         let e = parse::<Req>(br#"{"model": "m"} x"#).unwrap_err();
         assert_eq!(e.code, Some("invalid_json"));
         assert!(parse::<Req>(br#"{"model": "m", "extra": [1]}"#).is_ok());
+        for not_an_object in [&b"null"[..], b" [1]", b"\"m\"", b"2"] {
+            let e = parse::<Req>(not_an_object).unwrap_err();
+            assert_eq!((e.param.as_deref(), e.code), (None, Some("invalid_type")));
+            assert!(e.message.starts_with("The request body must be a JSON object, not "));
+        }
     }
 }

@@ -12,6 +12,7 @@
 //! job is the response id.
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use lorad_grammar::Json;
 use serde_json::{Value, json};
@@ -84,7 +85,11 @@ fn value(v: Option<&Json>) -> Value {
 /// echoes, and whether it streams.
 pub(crate) fn to_chat(req: &Json) -> Result<(String, Echoed, bool), ApiError> {
     let Json::Object(fields) = req else {
-        return Err(invalid("input", "the body must be a JSON object"));
+        return Err(ApiError::http(
+            StatusCode::BAD_REQUEST,
+            "The request body must be a JSON object",
+            "invalid_type",
+        ));
     };
     for (k, why) in [
         (

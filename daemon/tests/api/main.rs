@@ -11,6 +11,7 @@ mod cancel;
 mod choices;
 mod common;
 mod errors;
+mod fuzz;
 mod generate;
 mod logprobs;
 mod reasoning;

@@ -2,6 +2,7 @@
 //! valid ones. Each must answer with a value or a clear error, never panic (see the crate docs
 //! for the environment variables that run longer campaigns or reproduce a failure).
 
+mod datanet;
 mod gguf;
 mod grammar;
 mod lightclient;
