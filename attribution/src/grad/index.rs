@@ -232,13 +232,38 @@ impl GradIndex {
                 ),
             ));
         }
-        if header.dim != header.blocks.iter().sum::<usize>()
-            || header.lambdas.len() != header.blocks.len()
-        {
+        // Checked: a damaged header's sizes must fail here, not overflow or index out of range
+        // when an answer is scored.
+        let dim = header.blocks.iter().try_fold(0usize, |sum, &b| sum.checked_add(b));
+        if dim != Some(header.dim) || header.lambdas.len() != header.blocks.len() {
             return Err(bad(HEADER, "block widths do not add up to dim".into()));
         }
+        if let Some(r) =
+            header.records.iter().find(|r| r.contributor as usize >= header.contributors.len())
+        {
+            return Err(bad(
+                HEADER,
+                format!(
+                    "record {:?} names contributor {} of {}",
+                    r.id,
+                    r.contributor,
+                    header.contributors.len()
+                ),
+            ));
+        }
+        let sizes = || -> Option<(usize, usize, usize)> {
+            let features = header.records.len().checked_mul(header.dim)?;
+            let precond = header
+                .blocks
+                .iter()
+                .try_fold(0usize, |sum, &d| sum.checked_add(d.checked_mul(d)?))?;
+            Some((features, precond, header.records.len().checked_mul(2)?))
+        };
+        let Some((want_features, want_precond, want_norms)) = sizes() else {
+            return Err(bad(HEADER, "sizes overflow: not a header this build wrote".into()));
+        };
         let features = open_floats(&dir.join(FEATURES))?;
-        let want = header.records.len() * header.dim;
+        let want = want_features;
         if features.as_slice().len() != want {
             return Err(bad(
                 FEATURES,
@@ -251,7 +276,7 @@ impl GradIndex {
             ));
         }
         let inverses = open_floats(&dir.join(PRECOND))?.as_slice().to_vec();
-        let want: usize = header.blocks.iter().map(|d| d * d).sum();
+        let want = want_precond;
         if inverses.len() != want {
             return Err(bad(PRECOND, format!("{} values, expected {want}", inverses.len())));
         }
@@ -261,11 +286,8 @@ impl GradIndex {
             inverses,
         };
         let norms = open_floats(&dir.join(NORMS))?.as_slice().to_vec();
-        if norms.len() != 2 * header.records.len() {
-            return Err(bad(
-                NORMS,
-                format!("{} values, expected {}", norms.len(), 2 * header.records.len()),
-            ));
+        if norms.len() != want_norms {
+            return Err(bad(NORMS, format!("{} values, expected {want_norms}", norms.len())));
         }
         Ok(Self { dir: dir.to_owned(), header, features, precond, norms })
     }

@@ -4,7 +4,9 @@
 
 mod datanet;
 mod gguf;
+mod grad;
 mod grammar;
 mod lightclient;
 mod peft;
+mod span;
 mod store;

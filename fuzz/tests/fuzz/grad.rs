@@ -1,0 +1,102 @@
+//! The gradient attribution index on disk, damaged: its JSON header (mutated as a tree, so it
+//! still parses and reaches the size checks) and its float files. Whatever opens must score a
+//! query without panicking; the daemon scores every answer against it.
+
+use lorad_attribution::grad::{GradIndex, GradIndexHeader, IndexedRecord, Scoring};
+use lorad_fuzz::{Campaign, JsonMutator, Mutator, Outcome, Rng};
+use lorad_train::ProbeSpec;
+use serde_json::Value;
+
+const FILES: [&str; 3] = ["features.f32", "precond.f32", "norms.f32"];
+const HEADER: &str = "grad-index.json";
+
+fn exercise(dir: &std::path::Path) -> Outcome {
+    let index = GradIndex::open(dir).map_err(|e| e.to_string())?;
+    let dim = index.header().dim;
+    let query: Vec<f32> = (0..dim).map(|i| (i as f32 * 0.37).sin()).collect();
+    for scoring in [
+        Scoring::default(),
+        Scoring { preconditioned: false, normalized: false, top_k: usize::MAX },
+    ] {
+        index.score(&query, scoring).map_err(|e| e.to_string())?;
+    }
+    for i in 0..index.len() {
+        let _ = (index.features(i), index.norm(i, true), index.norm(i, false));
+    }
+    index.verify().map_err(|e| e.to_string())
+}
+
+#[test]
+fn grad_index_files() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let built = tmp.path().join("index");
+    let mut rng = Rng::new(5);
+    let blocks = vec![4, 6];
+    let features: Vec<Vec<f32>> = (0..9)
+        .map(|_| (0..10).map(|_| (rng.below(2000) as f32 - 1000.0) / 500.0).collect())
+        .collect();
+    let header = GradIndexHeader {
+        format_version: 0,
+        adapter: "ada".into(),
+        adapter_hash: "00".repeat(32),
+        datanet: "dn".into(),
+        datanet_root: format!("0x{}", "11".repeat(32)),
+        probe: ProbeSpec::default(),
+        blocks,
+        dim: 0,
+        lambdas: Vec::new(),
+        damping_factor: 0.0,
+        records: (0..9)
+            .map(|i| IndexedRecord { id: format!("r{i}"), contributor: i % 3 })
+            .collect(),
+        contributors: vec!["alice".into(), "bob".into(), "carol".into()],
+        features_sha256: String::new(),
+        precond_sha256: String::new(),
+        norms_sha256: String::new(),
+    };
+    GradIndex::build(&built, header, &features).expect("building the gradient index");
+    let work = tmp.path().join("work");
+    std::fs::create_dir_all(&work).expect("work dir");
+    let read = |f: &str| std::fs::read(built.join(f)).expect("index file");
+    let header_json: Value = serde_json::from_slice(&read(HEADER)).expect("header JSON");
+    let floats: Vec<Vec<u8>> = FILES.iter().map(|f| read(f)).collect();
+    let write_all = |header: &[u8], files: &[&[u8]]| -> Result<(), String> {
+        std::fs::write(work.join(HEADER), header).map_err(|e| e.to_string())?;
+        for (f, bytes) in FILES.iter().zip(files) {
+            std::fs::write(work.join(f), bytes).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    };
+    let originals: Vec<&[u8]> = floats.iter().map(Vec::as_slice).collect();
+
+    let campaign = Campaign::new("grad-header", 300);
+    let mut m = JsonMutator::new(
+        campaign.seed(),
+        ["blocks", "dim", "lambdas", "records", "contributor", "contributors", "probe", "k_in"],
+    );
+    let report = campaign.run(
+        std::slice::from_ref(&header_json),
+        |s| m.mutate(s),
+        |h| {
+            write_all(h.to_string().as_bytes(), &originals)?;
+            exercise(&work)
+        },
+    );
+    assert!(report.rejected > 0, "{report:?}");
+
+    for (k, file) in FILES.iter().enumerate() {
+        let campaign = Campaign::new(&format!("grad-{file}"), 150);
+        let mut m = Mutator::new(campaign.seed(), 1 << 16);
+        let report = campaign.run(
+            std::slice::from_ref(&floats[k]),
+            |s| m.mutate(s),
+            |bytes| {
+                let mut files = originals.clone();
+                files[k] = bytes;
+                write_all(header_json.to_string().as_bytes(), &files)?;
+                exercise(&work)
+            },
+        );
+        assert!(report.rejected > 0, "{file}: {report:?}");
+    }
+}
