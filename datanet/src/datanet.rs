@@ -204,7 +204,7 @@ impl Datanet {
             let got = tokens_sha256(self.all_tokens());
             if &got != want {
                 return Err(DatanetError::corrupt(
-                    &self.dir.join(TOKENS_FILE),
+                    self.dir.join(TOKENS_FILE),
                     format!("its SHA-256 is {got}, the manifest says {want}"),
                 ));
             }
