@@ -10,3 +10,4 @@ mod lightclient;
 mod peft;
 mod span;
 mod store;
+mod tokenizer;
