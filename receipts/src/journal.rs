@@ -45,6 +45,10 @@ pub struct Recovery {
     pub truncated_bytes: u64,
     /// Why they were cut off.
     pub truncated_reason: Option<String>,
+    /// Where the cut bytes were kept, unless they were all zeros. A crash leaves an
+    /// unacknowledged record there, but so can damage to the last acknowledged one: nothing
+    /// is destroyed on a guess.
+    pub saved_to: Option<PathBuf>,
     /// Records whose id an earlier record already had (kept: the first wins). Always 0 for
     /// journals this crate wrote.
     pub duplicate_ids: usize,
@@ -119,8 +123,13 @@ impl Journal {
         let len = file.metadata().map_err(|e| io("inspecting", e))?.len();
 
         let mut index = HashMap::new();
-        let mut recovery =
-            Recovery { records: 0, truncated_bytes: 0, truncated_reason: None, duplicate_ids: 0 };
+        let mut recovery = Recovery {
+            records: 0,
+            truncated_bytes: 0,
+            truncated_reason: None,
+            saved_to: None,
+            duplicate_ids: 0,
+        };
         let end = record::scan(&reader, len, |f: Found| {
             recovery.records += 1;
             let loc = Loc { offset: f.offset, len: f.payload.len() as u32 };
@@ -136,6 +145,7 @@ impl Journal {
                 return Err(ReceiptsError::Corrupt { path: path.to_path_buf(), offset, reason });
             }
             ScanEnd::TornTail { offset, reason } => {
+                recovery.saved_to = save_tail(&reader, path, offset, len)?;
                 file.set_len(offset).map_err(|e| io("truncating the torn tail of", e))?;
                 file.sync_all().map_err(|e| io("syncing", e))?;
                 recovery.truncated_bytes = len - offset;
@@ -267,6 +277,30 @@ pub fn read_records(path: &Path, each: impl FnMut(Found)) -> Result<ScanEnd, Rec
         return Err(ReceiptsError::Corrupt { path: path.to_path_buf(), offset, reason });
     }
     Ok(end)
+}
+
+/// Copies bytes `offset..len` of the journal to `<path>.torn-<offset>` (durably) before they
+/// are cut, unless they are all zeros (what a crash leaves where the filesystem extended the
+/// file). Returns where they went.
+fn save_tail(
+    reader: &File,
+    path: &Path,
+    offset: u64,
+    len: u64,
+) -> Result<Option<PathBuf>, ReceiptsError> {
+    let io = |what, p: &Path, source| ReceiptsError::Io { what, path: p.to_path_buf(), source };
+    let mut tail = vec![0u8; usize::try_from(len - offset).unwrap_or(usize::MAX)];
+    reader.read_exact_at(&mut tail, offset).map_err(|e| io("reading the torn tail of", path, e))?;
+    if tail.iter().all(|&b| b == 0) {
+        return Ok(None);
+    }
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".torn-{offset}"));
+    let saved = PathBuf::from(name);
+    let mut f = File::create(&saved).map_err(|e| io("creating", &saved, e))?;
+    f.write_all(&tail).and_then(|()| f.sync_all()).map_err(|e| io("writing", &saved, e))?;
+    sync_parent(&saved)?;
+    Ok(Some(saved))
 }
 
 fn sync_parent(path: &Path) -> Result<(), ReceiptsError> {

@@ -103,6 +103,11 @@ fn a_torn_last_record_is_cut_and_nothing_else_is_lost() {
         assert_eq!(recovery.records as u64, n);
         assert_eq!(recovery.truncated_bytes, tail.len() as u64);
         assert!(recovery.truncated_reason.is_some());
+        // What was cut is kept aside, unless it was only zeros.
+        match &recovery.saved_to {
+            None => assert!(tail.iter().all(|&b| b == 0)),
+            Some(saved) => assert_eq!(std::fs::read(saved).expect("saved tail"), tail),
+        }
         assert_eq!(std::fs::metadata(&path).expect("meta").len(), clean_len);
         // Appending after recovery works, and the next open is clean.
         j.append(id(99), payload(99)).expect("append");

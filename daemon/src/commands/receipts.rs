@@ -83,7 +83,9 @@ pub(crate) fn open_desk(
             path = %path.display(),
             bytes = recovery.truncated_bytes,
             reason = recovery.truncated_reason.as_deref().unwrap_or(""),
-            "cut an unfinished last record from the receipt journal (it was never acknowledged)"
+            saved_to = %recovery.saved_to.as_deref().map_or("-".into(), |p| p.display().to_string()),
+            "cut an unfinished last record from the receipt journal (a crash leaves one that was \
+             never acknowledged; the bytes are kept in saved_to unless they were zeros)"
         );
     }
     tracing::info!(node = %key.address(), %settlement, chain_id, receipts = recovery.records, "receipts on");
