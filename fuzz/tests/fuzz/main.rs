@@ -6,6 +6,7 @@ mod datanet;
 mod gguf;
 mod grad;
 mod grammar;
+mod hf;
 mod journal;
 mod lightclient;
 mod peft;
