@@ -279,25 +279,19 @@ pub fn run_planted(
         progress(&format!("indexed {done}/{}", train.len()));
     })?;
     let header = GradIndexHeader {
-        format_version: 0,
         adapter: "planted".into(),
         adapter_hash: adapter.content_hash.clone(),
         datanet: "planted".into(),
         datanet_root: String::new(),
         probe: cfg.probe,
         blocks: probes.block_sizes(),
-        dim: 0,
-        lambdas: Vec::new(),
-        damping_factor: 0.0,
         records: train_records
             .iter()
             .enumerate()
             .map(|(i, r)| IndexedRecord { id: i.to_string(), contributor: r.contributor })
             .collect(),
         contributors: contributor_names(c),
-        features_sha256: String::new(),
-        precond_sha256: String::new(),
-        norms_sha256: String::new(),
+        ..GradIndexHeader::default()
     };
     let index = GradIndex::build(dir, header, &feats)?;
     let index_s = t.elapsed().as_secs_f64();

@@ -3,30 +3,22 @@
 
 use lorad_attribution::AttributionError;
 use lorad_attribution::grad::{GradIndex, GradIndexHeader, IndexedRecord, Scoring};
-use lorad_train::ProbeSpec;
 use serde_json::{Value, json};
 
 fn build(dir: &std::path::Path) {
     let features: Vec<Vec<f32>> =
         (0..4).map(|i| (0..5).map(|j| ((i * 5 + j) as f32 * 0.7).sin()).collect()).collect();
     let header = GradIndexHeader {
-        format_version: 0,
         adapter: "ada".into(),
         adapter_hash: "00".repeat(32),
         datanet: "dn".into(),
         datanet_root: format!("0x{}", "11".repeat(32)),
-        probe: ProbeSpec::default(),
         blocks: vec![2, 3],
-        dim: 0,
-        lambdas: Vec::new(),
-        damping_factor: 0.0,
         records: (0..4)
             .map(|i| IndexedRecord { id: format!("r{i}"), contributor: i % 2 })
             .collect(),
         contributors: vec!["alice".into(), "bob".into()],
-        features_sha256: String::new(),
-        precond_sha256: String::new(),
-        norms_sha256: String::new(),
+        ..GradIndexHeader::default()
     };
     GradIndex::build(dir, header, &features).unwrap();
 }

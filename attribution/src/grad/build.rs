@@ -44,25 +44,19 @@ pub fn build_grad_index(
         features[i] = g;
     }
     let header = GradIndexHeader {
-        format_version: 0,
         adapter: adapter.name.clone(),
         adapter_hash: adapter.content_hash.clone(),
         datanet: datanet.name().to_owned(),
         datanet_root: lorad_datanet::to_0x_hex(&datanet.merkle_root()),
         probe,
         blocks: probes.block_sizes(),
-        dim: 0,
-        lambdas: Vec::new(),
-        damping_factor: 0.0,
         records: datanet
             .records()
             .iter()
             .map(|r| IndexedRecord { id: r.id.clone(), contributor: r.contributor })
             .collect(),
         contributors: datanet.contributors().iter().map(|c| c.name.clone()).collect(),
-        features_sha256: String::new(),
-        precond_sha256: String::new(),
-        norms_sha256: String::new(),
+        ..GradIndexHeader::default()
     };
     GradIndex::build(dir, header, &features)
 }

@@ -29,8 +29,10 @@ pub struct IndexedRecord {
     pub contributor: u32,
 }
 
-/// Everything about an index except the numbers: what it was built from and how.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Everything about an index except the numbers: what it was built from and how. Callers of
+/// [`GradIndex::build`] set what it was built from and leave the derived fields (format
+/// version, `dim`, `lambdas`, hashes) to their defaults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GradIndexHeader {
     /// Always 1 for this layout.
     pub format_version: u32,

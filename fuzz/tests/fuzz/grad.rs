@@ -4,7 +4,6 @@
 
 use lorad_attribution::grad::{GradIndex, GradIndexHeader, IndexedRecord, Scoring};
 use lorad_fuzz::{Campaign, JsonMutator, Mutator, Outcome, Rng};
-use lorad_train::ProbeSpec;
 use serde_json::Value;
 
 const FILES: [&str; 3] = ["features.f32", "precond.f32", "norms.f32"];
@@ -36,23 +35,16 @@ fn grad_index_files() {
         .map(|_| (0..10).map(|_| (rng.below(2000) as f32 - 1000.0) / 500.0).collect())
         .collect();
     let header = GradIndexHeader {
-        format_version: 0,
         adapter: "ada".into(),
         adapter_hash: "00".repeat(32),
         datanet: "dn".into(),
         datanet_root: format!("0x{}", "11".repeat(32)),
-        probe: ProbeSpec::default(),
         blocks,
-        dim: 0,
-        lambdas: Vec::new(),
-        damping_factor: 0.0,
         records: (0..9)
             .map(|i| IndexedRecord { id: format!("r{i}"), contributor: i % 3 })
             .collect(),
         contributors: vec!["alice".into(), "bob".into(), "carol".into()],
-        features_sha256: String::new(),
-        precond_sha256: String::new(),
-        norms_sha256: String::new(),
+        ..GradIndexHeader::default()
     };
     GradIndex::build(&built, header, &features).expect("building the gradient index");
     let work = tmp.path().join("work");
