@@ -210,9 +210,35 @@ fn position_cap(mc: &ModelConfig, cfg: &EngineConfig) -> usize {
         Some(KvMemory::FreeFraction(_)) => None,
     };
     if let Some(tokens) = kv_tokens {
-        cap = cap.min(tokens.div_ceil(cfg.block_size.max(1)) * cfg.block_size.max(1));
+        cap = cap.min(tokens.div_ceil(cfg.block_size.max(1)).saturating_mul(cfg.block_size.max(1)));
     }
     cap.max(1)
+}
+
+/// Refuses a KV cache sized in tokens that the device cannot hold (a typo's extra zeros would
+/// otherwise abort the process on the allocation), or that has more blocks than block ids.
+/// When free memory cannot be read the size is left for the allocation to judge.
+fn check_kv_fits(mc: &ModelConfig, llama: &Llama, tokens: usize, block_size: usize) -> Result<()> {
+    let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+    let blocks = tokens / block_size;
+    if u32::try_from(blocks).is_err() {
+        return Err(EngineError::Config(format!(
+            "kv_cache_tokens {tokens} makes {blocks} blocks of {block_size}, more than the \
+             {} a cache can address",
+            u32::MAX
+        )));
+    }
+    let Ok((free, _)) = device_memory(llama.device()) else { return Ok(()) };
+    let need = (tokens as u64).checked_mul(kv_bytes_per_token(mc, llama.dtype()));
+    match need {
+        Some(need) if need <= free => Ok(()),
+        _ => Err(EngineError::Config(format!(
+            "kv_cache_tokens {tokens} needs {} of KV cache, more than the {:.1} GiB the device \
+             has free; lower it, or size the cache by memory (kv_cache_memory)",
+            need.map_or("more than 16 EiB".to_owned(), |n| format!("{:.1} GiB", gib(n))),
+            gib(free)
+        ))),
+    }
 }
 
 /// A cheap, clonable handle to the running engine.
@@ -247,7 +273,10 @@ impl EngineHandle {
         }
         // A sequence must always fit the KV cache on its own, or preemption could only ever
         // evict it and retry: the context window is capped at the cache's capacity.
-        let kv_tokens = cfg.kv_cache_tokens.div_ceil(cfg.block_size) * cfg.block_size;
+        let kv_tokens = cfg.kv_cache_tokens.div_ceil(cfg.block_size).saturating_mul(cfg.block_size);
+        if cfg.kv_cache_memory.is_none() {
+            check_kv_fits(mc, &llama, kv_tokens, cfg.block_size)?;
+        }
         // A longer window than the model serves would only fail later, mid-answer (vLLM refuses
         // it at start too).
         if let Some(asked) = cfg.max_seq_len

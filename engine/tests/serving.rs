@@ -154,6 +154,21 @@ fn rope_tables_follow_the_served_window() {
     h.shutdown();
 }
 
+/// A KV cache sized in tokens beyond what memory holds (extra zeros in a config) is refused by
+/// name at start; the allocation used to abort the process.
+#[test]
+fn kv_cache_beyond_memory_is_refused() {
+    for tokens in [1usize << 40, usize::MAX - 3] {
+        let Some(model) = common::load() else { return };
+        let cfg = EngineConfig { kv_cache_tokens: tokens, ..Default::default() };
+        let e = EngineHandle::start(model, cfg).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("kv_cache_tokens {}", tokens.div_ceil(16).saturating_mul(16))),
+            "{e}"
+        );
+    }
+}
+
 /// `stop_token_ids` end generation at that token (kept in the tokens, not in the text);
 /// `min_tokens` bans end-of-sequence until that many tokens are out.
 #[test]
