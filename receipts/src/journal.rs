@@ -279,9 +279,9 @@ pub fn read_records(path: &Path, each: impl FnMut(Found)) -> Result<ScanEnd, Rec
     Ok(end)
 }
 
-/// Copies bytes `offset..len` of the journal to `<path>.torn-<offset>` (durably) before they
-/// are cut, unless they are all zeros (what a crash leaves where the filesystem extended the
-/// file). Returns where they went.
+/// Copies bytes `offset..len` of the journal to `<path>.torn-<offset>` (`.1`, `.2`, ... after
+/// it if taken), durably, before they are cut, unless they are all zeros (what a crash leaves
+/// where the filesystem extended the file). Returns where they went.
 fn save_tail(
     reader: &File,
     path: &Path,
@@ -294,10 +294,22 @@ fn save_tail(
     if tail.iter().all(|&b| b == 0) {
         return Ok(None);
     }
-    let mut name = path.as_os_str().to_owned();
-    name.push(format!(".torn-{offset}"));
-    let saved = PathBuf::from(name);
-    let mut f = File::create(&saved).map_err(|e| io("creating", &saved, e))?;
+    // A fresh name each time: a second crash at the same offset must not overwrite the first
+    // one's bytes.
+    let mut n = 0u32;
+    let (saved, mut f) = loop {
+        let mut name = path.as_os_str().to_owned();
+        name.push(format!(".torn-{offset}"));
+        if n > 0 {
+            name.push(format!(".{n}"));
+        }
+        let saved = PathBuf::from(name);
+        match OpenOptions::new().write(true).create_new(true).mode(0o640).open(&saved) {
+            Ok(f) => break (saved, f),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 1000 => n += 1,
+            Err(e) => return Err(io("creating", &saved, e)),
+        }
+    };
     f.write_all(&tail).and_then(|()| f.sync_all()).map_err(|e| io("writing", &saved, e))?;
     sync_parent(&saved)?;
     Ok(Some(saved))

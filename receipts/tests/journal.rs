@@ -118,6 +118,29 @@ fn a_torn_last_record_is_cut_and_nothing_else_is_lost() {
     }
 }
 
+/// Two tails cut at the same offset (two crashes before the next acknowledged append) are
+/// both kept.
+#[test]
+fn tails_cut_at_the_same_offset_are_all_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("receipts.log");
+    drop(Journal::open(&path).expect("open"));
+    let mut saved = Vec::new();
+    for garbage in [b"first torn tail".as_slice(), b"second torn tail"] {
+        OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(garbage))
+            .expect("tear");
+        let (_, recovery) = Journal::open(&path).expect("recovers");
+        let at = recovery.saved_to.expect("kept");
+        assert_eq!(std::fs::read(&at).expect("saved"), garbage);
+        saved.push(at);
+    }
+    assert_ne!(saved[0], saved[1]);
+    assert_eq!(std::fs::read(&saved[0]).expect("first kept"), b"first torn tail");
+}
+
 #[test]
 fn damage_before_the_last_record_is_an_error_and_the_file_is_untouched() {
     let dir = tempfile::tempdir().expect("tempdir");
