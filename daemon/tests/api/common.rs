@@ -178,3 +178,60 @@ pub async fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
     f()
 }
+
+pub const BOUNDARY: &str = "lorad-test-boundary-7d3f";
+
+/// A multipart body with the given (field, bytes) parts.
+pub fn multipart(parts: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (name, bytes) in parts {
+        body.extend_from_slice(format!("--{BOUNDARY}\r\n").as_bytes());
+        body.extend_from_slice(
+            format!("Content-Disposition: form-data; name=\"{name}\"; filename=\"{name}\"\r\n\r\n")
+                .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    body
+}
+
+pub async fn admin(
+    s: &Server,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Vec<u8>,
+) -> (StatusCode, Value) {
+    let mut req = Request::builder().method(method).uri(path);
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    if !body.is_empty() {
+        req = req.header("content-type", format!("multipart/form-data; boundary={BOUNDARY}"));
+    }
+    let resp = tokio::time::timeout(
+        TIMEOUT,
+        s.router.clone().oneshot(req.body(Body::from(body)).expect("request")),
+    )
+    .await
+    .expect("timed out")
+    .expect("infallible");
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.expect("body");
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+/// The PEFT files of a random adapter for the served base.
+pub fn peft_files(s: &Server, name: &str, seed: u64) -> (Vec<u8>, Vec<u8>) {
+    let base = s.engine.info().base_shape;
+    let a =
+        lorad_store::random_adapter(name, &base, &RandomAdapterSpec { seed, ..Default::default() });
+    let dir = s.home.path().join(format!("upload-{name}"));
+    lorad_store::write_peft_dir(&dir, &a, TensorDtype::BF16).expect("write");
+    (
+        std::fs::read(dir.join("adapter_config.json")).expect("config"),
+        std::fs::read(dir.join("adapter_model.safetensors")).expect("weights"),
+    )
+}

@@ -9,10 +9,13 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use lorad_engine::EngineConfig;
-use lorad_fuzz::{Campaign, JsonMutator, Outcome};
+use lorad_fuzz::{Campaign, JsonMutator, Mutator, Outcome};
 use serde_json::{Value, json};
 
-use crate::common::{BASE, Server, call, eventually, post, server, sse_data};
+use crate::common::{
+    ADMIN_TOKEN, BASE, BOUNDARY, Server, admin, call, eventually, multipart, peft_files, post,
+    server, sse_data,
+};
 
 /// `(route, body)` seeds covering each endpoint's options.
 fn seeds() -> Vec<(&'static str, Value)> {
@@ -189,4 +192,65 @@ async fn api_request_bodies() {
         post(&s.router, "/v1/completions", json!({"model": BASE, "prompt": "Hi", "max_tokens": 2}))
             .await;
     assert_eq!(status, StatusCode::OK, "the engine stopped answering: {v}");
+}
+
+/// Adapter uploads (`POST /v1/adapters`, multipart), mutated: each is stored (201) or refused
+/// with an OpenAI error, never a 5xx. A stored upload is served at once and removed again (so
+/// the next one under the same name is not a conflict); afterwards the store verifies clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_adapter_uploads() {
+    let Some(s) = server(crate::common::test_config()) else { return };
+    let (config, weights) = peft_files(&s, "fz", 31);
+    let seed = multipart(&[
+        ("name", b"fz".to_vec()),
+        ("adapter_config.json", config),
+        ("adapter_model.safetensors", weights),
+    ]);
+    let campaign = Campaign::new("api-uploads", 150);
+    let mut m = Mutator::new(campaign.seed(), 8 << 20).with_dictionary([
+        &b"\r\n"[..],
+        b"--",
+        BOUNDARY.as_bytes(),
+        b"Content-Disposition: form-data; name=\"",
+        b"adapter_config.json",
+        b"adapter_model.safetensors",
+    ]);
+    let handle = tokio::runtime::Handle::current();
+    let report = tokio::task::block_in_place(|| {
+        campaign.run(
+            std::slice::from_ref(&seed),
+            |b| m.mutate(b),
+            |body| {
+                let (status, v) = handle.block_on(admin(
+                    &s,
+                    "POST",
+                    "/v1/adapters",
+                    Some(ADMIN_TOKEN),
+                    body.clone(),
+                ));
+                assert!(!status.is_server_error(), "upload answered {status}: {v}");
+                if status != StatusCode::CREATED {
+                    let message = v["error"]["message"].as_str().unwrap_or_default();
+                    assert!(!message.is_empty(), "upload {status} without an OpenAI error: {v}");
+                    return Err(format!("{status} {message}"));
+                }
+                let name = v["name"].as_str().unwrap_or_default().to_owned();
+                let (status, models) = handle.block_on(crate::common::get(&s.router, "/v1/models"));
+                let listed =
+                    models["data"].as_array().is_some_and(|d| d.iter().any(|m| m["id"] == name));
+                assert!(
+                    status.is_success() && listed,
+                    "stored upload {name} is not served: {models}"
+                );
+                let path = format!("/v1/adapters/{name}");
+                let (status, v) =
+                    handle.block_on(admin(&s, "DELETE", &path, Some(ADMIN_TOKEN), Vec::new()));
+                assert!(status.is_success(), "removing {name}: {status} {v}");
+                Ok(())
+            },
+        )
+    });
+    assert!(report.rejected > 0 && report.accepted > 0, "{report:?}");
+    let verified = s.manager.store().verify();
+    assert!(verified.failed.is_empty(), "the store no longer verifies: {:?}", verified.failed);
 }
