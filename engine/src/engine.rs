@@ -210,7 +210,8 @@ fn position_cap(mc: &ModelConfig, cfg: &EngineConfig) -> usize {
         Some(KvMemory::FreeFraction(_)) => None,
     };
     if let Some(tokens) = kv_tokens {
-        cap = cap.min(tokens.div_ceil(cfg.block_size.max(1)).saturating_mul(cfg.block_size.max(1)));
+        // `cfg` is validated: the block size is not 0.
+        cap = cap.min(tokens.div_ceil(cfg.block_size).saturating_mul(cfg.block_size));
     }
     cap.max(1)
 }

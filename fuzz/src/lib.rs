@@ -18,13 +18,16 @@
 //! - [`bytes`]: [`Mutator`], byte-level mutations.
 //! - [`json`]: [`JsonMutator`], mutations of a JSON tree.
 //! - [`campaign`]: [`Campaign`], running a target over mutated inputs.
+//! - [`files`]: [`FileSet`], a directory of files with one replaced by the input.
 
 pub mod bytes;
 pub mod campaign;
+pub mod files;
 pub mod json;
 pub mod rng;
 
 pub use bytes::Mutator;
 pub use campaign::{Campaign, Outcome};
+pub use files::FileSet;
 pub use json::JsonMutator;
 pub use rng::Rng;

@@ -119,15 +119,15 @@ pub(crate) fn unicode_class(
 
 /// Alternatives matching exactly `seqs` (byte-range sequences of one UTF-8 position onwards:
 /// prefix-free, none empty), single bytes in `exclude` left out.
-fn utf8_trie(
+fn utf8_trie<S: AsRef<[(u8, u8)]>>(
     b: &mut Builder,
-    seqs: &[Vec<(u8, u8)>],
+    seqs: &[S],
     exclude: ByteSet,
 ) -> Result<Vec<Vec<Sym>>, GrammarError> {
     // Continuations of each leading byte, then leading bytes grouped by equal continuations.
     let mut by_byte: Vec<Vec<&[(u8, u8)]>> = vec![Vec::new(); 256];
     for seq in seqs {
-        let Some((&(lo, hi), tail)) = seq.split_first() else { continue };
+        let Some((&(lo, hi), tail)) = seq.as_ref().split_first() else { continue };
         for byte in lo..=hi {
             if tail.is_empty() && exclude.contains(byte) {
                 continue;
@@ -156,8 +156,7 @@ fn utf8_trie(
         match tails.as_slice() {
             [only] => alt.extend(only.iter().map(|&(lo, hi)| Sym::Bytes(ByteSet::range(lo, hi)))),
             _ => {
-                let owned: Vec<Vec<(u8, u8)>> = tails.iter().map(|t| t.to_vec()).collect();
-                let sub = utf8_trie(b, &owned, ByteSet::EMPTY)?;
+                let sub = utf8_trie(b, &tails, ByteSet::EMPTY)?;
                 alt.push(b.rule(sub)?);
             }
         }

@@ -17,6 +17,7 @@
 //! - [`replay`]: offline replay of saved Beacon-API light-client responses.
 //! - [`rpc`]: the I/O boundary: Beacon-API and execution JSON-RPC traits, HTTP clients.
 //! - [`sync`]: the sync driver (checkpoint → periods → finality → optimistic).
+//! - [`testing`]: where tests find the real-chain fixtures.
 //! - [`verified`]: policy-checked, per-block-cached verified L2 reads for the daemon.
 
 pub mod consensus;
@@ -29,6 +30,7 @@ pub mod proof;
 pub mod replay;
 pub mod rpc;
 pub mod sync;
+pub mod testing;
 pub mod verified;
 
 pub use error::LightClientError;

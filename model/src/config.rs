@@ -299,6 +299,7 @@ pub(crate) fn size_problem(value: usize, max: usize) -> Option<String> {
         None
     }
 }
+
 impl ModelConfig {
     /// Whether checkpoints store q/k/v as one `qkv_proj` and gate/up as one `gate_up_proj`
     /// (Phi-3).

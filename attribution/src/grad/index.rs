@@ -265,12 +265,11 @@ impl GradIndex {
             return Err(bad(HEADER, "sizes overflow: not a header this build wrote".into()));
         };
         let features = open_floats(&dir.join(FEATURES))?;
-        let want = want_features;
-        if features.as_slice().len() != want {
+        if features.as_slice().len() != want_features {
             return Err(bad(
                 FEATURES,
                 format!(
-                    "{} values, expected {} records x {} = {want}",
+                    "{} values, expected {} records x {} = {want_features}",
                     features.as_slice().len(),
                     header.records.len(),
                     header.dim
@@ -278,9 +277,11 @@ impl GradIndex {
             ));
         }
         let inverses = open_floats(&dir.join(PRECOND))?.as_slice().to_vec();
-        let want = want_precond;
-        if inverses.len() != want {
-            return Err(bad(PRECOND, format!("{} values, expected {want}", inverses.len())));
+        if inverses.len() != want_precond {
+            return Err(bad(
+                PRECOND,
+                format!("{} values, expected {want_precond}", inverses.len()),
+            ));
         }
         let precond = Preconditioner {
             blocks: header.blocks.clone(),

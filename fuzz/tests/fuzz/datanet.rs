@@ -9,7 +9,7 @@ use std::path::Path;
 use lorad_datanet::{
     BuildOptions, Datanet, MANIFEST_FILE, RECORDS_FILE, TOKENS_FILE, TextSide, build,
 };
-use lorad_fuzz::{Campaign, JsonMutator, Mutator, Outcome};
+use lorad_fuzz::{Campaign, FileSet, JsonMutator, Mutator, Outcome};
 use lorad_model::{ChatTemplate, Tokenizer};
 use serde_json::{Value, json};
 
@@ -105,11 +105,8 @@ fn datanet_files() {
     std::fs::write(&input, jsonl(&records())).expect("input");
     let opts = BuildOptions { skip_invalid: false, force: true, progress: false };
     let built = build(&input, "pristine", &tmp.path().join("root"), &side, &opts).expect("build");
-    let work = tmp.path().join("work");
-    std::fs::create_dir_all(&work).expect("work dir");
     let files = [MANIFEST_FILE, RECORDS_FILE, TOKENS_FILE];
-    let originals: Vec<Vec<u8>> =
-        files.iter().map(|f| std::fs::read(built.dir.join(f)).expect("datanet file")).collect();
+    let set = FileSet::copy_of(&built.dir, &files, &tmp.path().join("work")).expect("files");
     for (k, file) in files.iter().enumerate() {
         let campaign = Campaign::new(&format!("datanet-file-{file}"), 200);
         let mut m = Mutator::new(campaign.seed(), 1 << 20).with_dictionary([
@@ -123,14 +120,11 @@ fn datanet_files() {
             b"-1",
         ]);
         let report = campaign.run(
-            std::slice::from_ref(&originals[k]),
+            &[set.original(k).to_vec()],
             |s| m.mutate(s),
             |bytes| {
-                for (j, f) in files.iter().enumerate() {
-                    let content = if j == k { bytes } else { &originals[j] };
-                    std::fs::write(work.join(f), content).map_err(|e| e.to_string())?;
-                }
-                exercise(&work)
+                set.write_with(k, bytes)?;
+                exercise(set.dir())
             },
         );
         assert!(report.rejected > 0, "{file}: {report:?}");

@@ -3,7 +3,7 @@
 //! query without panicking; the daemon scores every answer against it.
 
 use lorad_attribution::grad::{GradIndex, GradIndexHeader, IndexedRecord, Scoring};
-use lorad_fuzz::{Campaign, JsonMutator, Mutator, Outcome, Rng};
+use lorad_fuzz::{Campaign, FileSet, JsonMutator, Mutator, Outcome, Rng};
 use serde_json::Value;
 
 const FILES: [&str; 3] = ["features.f32", "precond.f32", "norms.f32"];
@@ -47,19 +47,9 @@ fn grad_index_files() {
         ..GradIndexHeader::default()
     };
     GradIndex::build(&built, header, &features).expect("building the gradient index");
-    let work = tmp.path().join("work");
-    std::fs::create_dir_all(&work).expect("work dir");
-    let read = |f: &str| std::fs::read(built.join(f)).expect("index file");
-    let header_json: Value = serde_json::from_slice(&read(HEADER)).expect("header JSON");
-    let floats: Vec<Vec<u8>> = FILES.iter().map(|f| read(f)).collect();
-    let write_all = |header: &[u8], files: &[&[u8]]| -> Result<(), String> {
-        std::fs::write(work.join(HEADER), header).map_err(|e| e.to_string())?;
-        for (f, bytes) in FILES.iter().zip(files) {
-            std::fs::write(work.join(f), bytes).map_err(|e| e.to_string())?;
-        }
-        Ok(())
-    };
-    let originals: Vec<&[u8]> = floats.iter().map(Vec::as_slice).collect();
+    let names = [HEADER, FILES[0], FILES[1], FILES[2]];
+    let set = FileSet::copy_of(&built, &names, &tmp.path().join("work")).expect("index files");
+    let header_json: Value = serde_json::from_slice(set.original(0)).expect("header JSON");
 
     let campaign = Campaign::new("grad-header", 300);
     let mut m = JsonMutator::new(
@@ -70,8 +60,8 @@ fn grad_index_files() {
         std::slice::from_ref(&header_json),
         |s| m.mutate(s),
         |h| {
-            write_all(h.to_string().as_bytes(), &originals)?;
-            exercise(&work)
+            set.write_with(0, h.to_string().as_bytes())?;
+            exercise(set.dir())
         },
     );
     assert!(report.rejected > 0, "{report:?}");
@@ -80,13 +70,11 @@ fn grad_index_files() {
         let campaign = Campaign::new(&format!("grad-{file}"), 150);
         let mut m = Mutator::new(campaign.seed(), 1 << 16);
         let report = campaign.run(
-            std::slice::from_ref(&floats[k]),
+            &[set.original(k + 1).to_vec()],
             |s| m.mutate(s),
             |bytes| {
-                let mut files = originals.clone();
-                files[k] = bytes;
-                write_all(header_json.to_string().as_bytes(), &files)?;
-                exercise(&work)
+                set.write_with(k + 1, bytes)?;
+                exercise(set.dir())
             },
         );
         assert!(report.rejected > 0, "{file}: {report:?}");

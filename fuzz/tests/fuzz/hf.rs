@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
-use lorad_fuzz::{Campaign, JsonMutator, Mutator, Outcome};
+use lorad_fuzz::{Campaign, FileSet, JsonMutator, Mutator, Outcome};
 use lorad_model::testing::tiny::{FF, H, HD, HEADS, KV};
 use lorad_model::{ChatMessage, LoadOptions, load_model, load_text, read_config};
 use serde_json::{Value, json};
@@ -91,21 +91,16 @@ fn load(dir: &Path) -> Outcome {
 #[test]
 fn hf_model_dir() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = tmp.path();
-    let originals: Vec<Vec<u8>> = vec![
+    let contents = [
         config().to_string().into_bytes(),
         tokenizer_json().to_string().into_bytes(),
         tokenizer_config().to_string().into_bytes(),
         safetensors(),
     ];
-    let write_with = |k: usize, bytes: &[u8]| -> Result<(), String> {
-        for (j, f) in FILES.iter().enumerate() {
-            let content = if j == k { bytes } else { &originals[j] };
-            std::fs::write(dir.join(f), content).map_err(|e| e.to_string())?;
-        }
-        Ok(())
-    };
-    write_with(0, &originals[0]).expect("seed dir");
+    let files = FILES.iter().zip(contents).map(|(n, c)| ((*n).to_owned(), c)).collect();
+    let set = FileSet::new(tmp.path(), files).expect("model dir");
+    let dir = set.dir();
+    set.write_with(0, set.original(0)).expect("seed dir");
     load(dir).expect("the seed model loads");
     let keys = [
         "model_type",
@@ -141,14 +136,14 @@ fn hf_model_dir() {
         "add_bos_token",
     ];
     for (k, file) in FILES.iter().enumerate().take(3) {
-        let seed: Value = serde_json::from_slice(&originals[k]).expect("seed JSON");
+        let seed: Value = serde_json::from_slice(set.original(k)).expect("seed JSON");
         let campaign = Campaign::new(&format!("hf-{file}"), 200);
         let mut m = JsonMutator::new(campaign.seed(), keys);
         campaign.run(
             std::slice::from_ref(&seed),
             |s| m.mutate(s),
             |v| {
-                write_with(k, v.to_string().as_bytes())?;
+                set.write_with(k, v.to_string().as_bytes())?;
                 load(dir)
             },
         );
@@ -161,10 +156,10 @@ fn hf_model_dir() {
         br#""F16""#,
     ]);
     let report = campaign.run(
-        std::slice::from_ref(&originals[3]),
+        &[set.original(3).to_vec()],
         |s| m.mutate(s),
         |bytes| {
-            write_with(3, bytes)?;
+            set.write_with(3, bytes)?;
             load(dir)
         },
     );

@@ -5,8 +5,7 @@
 //! fixtures (see `../shared/fixtures/lightclient/README.md`); without them these targets skip
 //! loudly, and fail when `CI=true`.
 
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use lorad_fuzz::{Campaign, JsonMutator, Mutator, Outcome};
 use lorad_lightclient::consensus::{
@@ -14,6 +13,7 @@ use lorad_lightclient::consensus::{
     parse_updates_json,
 };
 use lorad_lightclient::op::{GossipEnvelope, PayloadVersion};
+use lorad_lightclient::testing::fixtures_dir;
 use lorad_lightclient::{parse_eip1186_response, parse_rpc_block_header, verify_eip1186};
 use serde_json::Value;
 
@@ -21,28 +21,6 @@ const HELIOS_LC: &str = "a16z-helios/ethereum/testdata";
 const HELIOS_RPC: &str = "a16z-helios/tests/testdata/rpc";
 const VERSIONS: [PayloadVersion; 4] =
     [PayloadVersion::V1, PayloadVersion::V2, PayloadVersion::V3, PayloadVersion::V4];
-
-fn fixtures_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("LORAD_LIGHTCLIENT_FIXTURES").map_or_else(
-        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/lightclient")),
-        PathBuf::from,
-    );
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    let test = std::thread::current().name().unwrap_or("<unknown test>").to_owned();
-    let msg = format!(
-        "SKIPPING {test}: light-client fixtures not found at {} (set LORAD_LIGHTCLIENT_FIXTURES)",
-        dir.display()
-    );
-    assert!(
-        std::env::var("CI").map_or(true, |v| v != "true"),
-        "{msg} [CI=true: fixtures are required]"
-    );
-    // Straight to stderr so libtest's capture cannot hide it.
-    let _ = writeln!(std::io::stderr(), "\n!!!!! {msg} !!!!!\n");
-    None
-}
 
 fn read(dir: &Path, rel: &str) -> String {
     let path = dir.join(rel);

@@ -4,7 +4,7 @@
 //! must answer `find`, `count`, `doc_of` and `attribute` without panicking, on every query.
 
 use lorad_attribution::span::{SpanIndex, SpanParams};
-use lorad_fuzz::{Campaign, JsonMutator, Mutator, Outcome, Rng};
+use lorad_fuzz::{Campaign, FileSet, JsonMutator, Mutator, Outcome, Rng};
 
 const FILES: [&str; 4] = ["span-index.json", "tokens.bin", "sa.bin", "docs.bin"];
 const VOCAB: usize = 50;
@@ -46,13 +46,10 @@ fn span_index_files() {
     let mut queries: Vec<Vec<u32>> =
         vec![docs[3][10..30].to_vec(), docs[0][..8].to_vec(), vec![], vec![49; 3]];
     queries.push(docs[7].clone());
-    let work = tmp.path().join("work");
-    std::fs::create_dir_all(&work).expect("work dir");
-    let originals: Vec<Vec<u8>> =
-        FILES.iter().map(|f| std::fs::read(built.join(f)).expect("index file")).collect();
+    let set = FileSet::copy_of(&built, &FILES, &tmp.path().join("work")).expect("index files");
     exercise(&built, &queries).expect("the built index answers");
     // The header as a tree too, so that mutated headers parse and reach the size checks.
-    let header: serde_json::Value = serde_json::from_slice(&originals[0]).expect("header JSON");
+    let header: serde_json::Value = serde_json::from_slice(set.original(0)).expect("header JSON");
     let campaign = Campaign::new("span-header-json", 250);
     let mut m = JsonMutator::new(
         campaign.seed(),
@@ -62,11 +59,8 @@ fn span_index_files() {
         std::slice::from_ref(&header),
         |s| m.mutate(s),
         |h| {
-            std::fs::write(work.join(FILES[0]), h.to_string()).map_err(|e| e.to_string())?;
-            for (f, content) in FILES.iter().zip(&originals).skip(1) {
-                std::fs::write(work.join(f), content).map_err(|e| e.to_string())?;
-            }
-            exercise(&work, &queries)
+            set.write_with(0, h.to_string().as_bytes())?;
+            exercise(set.dir(), &queries)
         },
     );
     assert!(report.rejected > 0, "{report:?}");
@@ -79,14 +73,11 @@ fn span_index_files() {
             b"4294967295",
         ]);
         let report = campaign.run(
-            std::slice::from_ref(&originals[k]),
+            &[set.original(k).to_vec()],
             |s| m.mutate(s),
             |bytes| {
-                for (j, f) in FILES.iter().enumerate() {
-                    let content = if j == k { bytes } else { &originals[j] };
-                    std::fs::write(work.join(f), content).map_err(|e| e.to_string())?;
-                }
-                exercise(&work, &queries)
+                set.write_with(k, bytes)?;
+                exercise(set.dir(), &queries)
             },
         );
         assert!(report.rejected > 0, "{file}: {report:?}");

@@ -6,39 +6,13 @@
 // Each test binary compiles this module but uses a different subset of it.
 #![allow(dead_code)]
 
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use alloy_primitives::B256;
 use alloy_rpc_types_eth::EIP1186AccountProofResponse;
 use lorad_lightclient::{parse_eip1186_response, parse_rpc_block_header, verify_header_hash};
 
-/// Where the fixtures live: `$LORAD_LIGHTCLIENT_FIXTURES`, else `shared/fixtures/lightclient`
-/// next to the workspace checkout.
-///
-/// Returns `None` (after a loud message) when they are missing, so local runs without the
-/// data still pass; under `CI=true` a missing fixture set is a failure instead, because a
-/// silently skipped verifier test is worse than a red build.
-pub(crate) fn fixtures_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("LORAD_LIGHTCLIENT_FIXTURES").map_or_else(
-        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/lightclient")),
-        PathBuf::from,
-    );
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    let test = std::thread::current().name().unwrap_or("<unknown test>").to_owned();
-    let msg = format!(
-        "SKIPPING {test}: light-client fixtures not found at {} (set LORAD_LIGHTCLIENT_FIXTURES)",
-        dir.display()
-    );
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{msg} [CI=true: fixtures are required]");
-    }
-    // Written straight to stderr (not eprintln!) so libtest's capture cannot hide it.
-    let _ = writeln!(std::io::stderr(), "\n!!!!! {msg} !!!!!\n");
-    None
-}
+pub(crate) use lorad_lightclient::testing::fixtures_dir;
 
 /// Reads a fixture file relative to the fixtures dir.
 pub(crate) fn read(dir: &Path, rel: &str) -> String {
