@@ -358,22 +358,28 @@ fn run_merge(
 ) -> anyhow::Result<(f64, f64)> {
     let bar = progress(adapters.len(), "c: merge per request");
     let start = Instant::now();
-    let mut tokens = 0;
-    for (a, p) in adapters.iter().zip(prompts) {
-        let mut merged = weights.clone();
-        for w in &a.weights {
-            let name = lorad_engine::projection_weight_name(w.layer, w.module);
-            let base = &weights[&name];
-            let (o, i) = base.dims2()?;
-            let aa = Tensor::from_slice(&w.a, (w.rank, i), device)?;
-            let bb = (Tensor::from_slice(&w.b, (o, w.rank), device)? * f64::from(w.scale))?;
-            merged.insert(name, (base + bb.matmul(&aa)?)?);
+    // Merging runs where b's steps run (a rayon worker on the CPU, see `forward_pooled`), so
+    // that c pays no hand-over costs b does not.
+    let merge_all = || -> anyhow::Result<usize> {
+        let mut tokens = 0;
+        for (a, p) in adapters.iter().zip(prompts) {
+            let mut merged = weights.clone();
+            for w in &a.weights {
+                let name = lorad_engine::projection_weight_name(w.layer, w.module);
+                let base = &weights[&name];
+                let (o, i) = base.dims2()?;
+                let aa = Tensor::from_slice(&w.a, (w.rank, i), device)?;
+                let bb = (Tensor::from_slice(&w.b, (o, w.rank), device)? * f64::from(w.scale))?;
+                merged.insert(name, (base + bb.matmul(&aa)?)?);
+            }
+            let llama = Llama::new(cfg, &merged)?;
+            tokens += greedy_alone(&llama, p, max_tokens, None)?.len();
+            bar.inc(1);
+            // Unmerge = dropping the merged copies; the base tensors were never modified.
         }
-        let llama = Llama::new(cfg, &merged)?;
-        tokens += greedy_alone(&llama, p, max_tokens, None)?.len();
-        bar.inc(1);
-        // Unmerge = dropping the merged copies; the base tensors were never modified.
-    }
+        Ok(tokens)
+    };
+    let tokens = if device.is_cpu() { rayon::scope(|_| merge_all())? } else { merge_all()? };
     let secs = start.elapsed().as_secs_f64();
     bar.finish_and_clear();
     Ok((tokens as f64 / secs, secs))
@@ -410,7 +416,7 @@ pub(crate) fn greedy_alone(
             all_logits: false,
             prompt_len: prompt.len(),
         };
-        let logits = llama.forward(&[seq], &kv)?.to_vec2::<f32>()?;
+        let logits = llama.forward_pooled(&[seq], &kv)?.to_vec2::<f32>()?;
         pos = tokens.len();
         tokens.push(lorad_engine::argmax(&logits[0]));
     }

@@ -220,13 +220,23 @@ impl<'a> LoraStep<'a> {
     ) -> Result<()> {
         let modules = group.modules();
         let Some(st) = &self.generic else {
-            for (y, &m) in ys.iter_mut().zip(modules) {
-                let lg: Vec<LoraGroup<'_>> = self
-                    .groups
-                    .iter()
-                    .filter_map(|(a, rows)| a.pair(layer, m).map(|pair| LoraGroup { pair, rows }))
-                    .collect();
-                *y = lorad_kernels::add_lora(y, x, &lg, self.path)?;
+            // The group's projections in one call: one pass over the rows for all of them.
+            let lgs: Vec<Vec<LoraGroup<'_>>> = modules
+                .iter()
+                .map(|&m| {
+                    self.groups
+                        .iter()
+                        .filter_map(|(a, rows)| {
+                            a.pair(layer, m).map(|pair| LoraGroup { pair, rows })
+                        })
+                        .collect()
+                })
+                .collect();
+            let lg: Vec<&[LoraGroup<'_>]> = lgs.iter().map(Vec::as_slice).collect();
+            let inputs: Vec<&Tensor> = ys.iter().collect();
+            let out = lorad_kernels::add_lora_shared(&inputs, x, &lg, self.path)?;
+            for (y, o) in ys.iter_mut().zip(out) {
+                *y = o;
             }
             return Ok(());
         };

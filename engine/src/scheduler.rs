@@ -635,7 +635,7 @@ impl Scheduler {
             .collect();
         let started = std::time::Instant::now();
         let (model, kv) = (&self.model, &self.kv);
-        let forward = || model.forward(&fwd, kv).and_then(|l| Ok(l.to_vec2::<f32>()?));
+        let forward = || model.forward_pooled(&fwd, kv).and_then(|l| Ok(l.to_vec2::<f32>()?));
         let logits = if jobs.is_empty() {
             forward()
         } else {

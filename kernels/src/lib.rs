@@ -37,7 +37,7 @@ pub mod step;
 pub use attention::{KvPool, PagedSeq, paged_attention, write_kv};
 pub use error::KernelError;
 pub use linear::{SMALL_ROWS, linear};
-pub use lora::{LoraGroup, LoraPair, add_lora};
+pub use lora::{LoraGroup, LoraPair, add_lora, add_lora_shared};
 pub use lora_stack::{LoraStack, StackMember, stack_mask};
 pub use norm::{rms_norm, swiglu};
 pub use rope::{RopeAt, RopeTables, apply_rope, apply_rope_at};

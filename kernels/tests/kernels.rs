@@ -6,7 +6,7 @@ use candle_core::{Device, Tensor};
 use lorad_kernels::reference as r;
 use lorad_kernels::{
     KernelPath, KvPool, LoraGroup, LoraPair, LoraStack, PagedSeq, PagedStep, RopeTables, add_lora,
-    apply_rope, paged_attention, rms_norm, stack_mask, write_kv,
+    add_lora_shared, apply_rope, paged_attention, rms_norm, stack_mask, write_kv,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -131,6 +131,87 @@ fn lora_stack_block_diagonal_matches_parts(dev: &Device) {
     .unwrap();
     let other = LoraStack::new(&[&other_in], f32).unwrap();
     assert!(LoraStack::block_diagonal(&[wide_in, other]).is_err());
+}
+
+/// Projections sharing an input (q/k/v) in one call give, bit for bit, what one call per
+/// projection gives, on both paths: output widths that use the wide tiles, the narrow ones and
+/// the scalar tail, f32 and bf16 weights, a projection no row adapts (returned untouched) and
+/// rows without an adapter.
+fn lora_shared_equals_separate_calls(dev: &Device) {
+    let mut rng = ChaCha8Rng::seed_from_u64(33);
+    let (t, inp) = (7, 72);
+    let outs = [100usize, 24, 70, 40];
+    let x = Tensor::from_vec(randv(&mut rng, t * inp), (t, inp), dev).unwrap();
+    let ys: Vec<Tensor> = outs
+        .iter()
+        .map(|&o| Tensor::from_vec(randv(&mut rng, t * o), (t, o), dev).unwrap())
+        .collect();
+    let rows: [&[u32]; 3] = [&[0, 4], &[1, 2], &[5]];
+    // pairs[p][a]: adapter `a`'s pair for projection `p`; adapter 1 is bf16, rank 8.
+    let pairs: Vec<Vec<LoraPair>> = outs
+        .iter()
+        .map(|&o| {
+            (0..3)
+                .map(|a| {
+                    let (rank, dtype) = match a {
+                        1 => (8, candle_core::DType::BF16),
+                        _ => (4 + a, candle_core::DType::F32),
+                    };
+                    LoraPair::new(
+                        Tensor::from_vec(randv(&mut rng, rank * inp), (rank, inp), dev)
+                            .unwrap()
+                            .to_dtype(dtype)
+                            .unwrap(),
+                        Tensor::from_vec(randv(&mut rng, o * rank), (o, rank), dev)
+                            .unwrap()
+                            .to_dtype(dtype)
+                            .unwrap(),
+                        0.5 + a as f32,
+                    )
+                    .unwrap()
+                })
+                .collect()
+        })
+        .collect();
+    // Projection 2 is adapted by no row; projection 3 only by adapter 2.
+    let groups: Vec<Vec<LoraGroup<'_>>> = pairs
+        .iter()
+        .enumerate()
+        .map(|(p, ps)| match p {
+            2 => Vec::new(),
+            3 => vec![LoraGroup { pair: &ps[2], rows: rows[2] }],
+            _ => ps.iter().zip(rows).map(|(pair, rows)| LoraGroup { pair, rows }).collect(),
+        })
+        .collect();
+    let lg: Vec<&[LoraGroup<'_>]> = groups.iter().map(Vec::as_slice).collect();
+    let yr: Vec<&Tensor> = ys.iter().collect();
+    for path in PATHS {
+        let shared = add_lora_shared(&yr, &x, &lg, path).unwrap();
+        assert_eq!(shared.len(), outs.len());
+        for (p, got) in shared.iter().enumerate() {
+            let alone = add_lora(&ys[p], &x, &groups[p], path).unwrap();
+            assert_eq!(to_vec(got), to_vec(&alone), "{path:?}: projection {p}");
+        }
+        assert_eq!(to_vec(&shared[2]), to_vec(&ys[2]), "{path:?}: unadapted projection");
+        // Row 3 has no adapter in any projection, row 0 none in projection 3.
+        assert_eq!(
+            to_vec(&shared[0].narrow(0, 3, 1).unwrap()),
+            to_vec(&ys[0].narrow(0, 3, 1).unwrap())
+        );
+        assert_eq!(
+            to_vec(&shared[3].narrow(0, 0, 1).unwrap()),
+            to_vec(&ys[3].narrow(0, 0, 1).unwrap())
+        );
+        assert_ne!(to_vec(&shared[0]), to_vec(&ys[0]), "{path:?}: the term must change y");
+    }
+    // One group list per output, or an error naming the mismatch.
+    let err = add_lora_shared(&yr, &x, &lg[..2], KernelPath::Auto).unwrap_err().to_string();
+    assert!(err.contains("projections"), "{err}");
+    // A bad row in any projection fails the whole call.
+    let bad = [LoraGroup { pair: &pairs[1][0], rows: &[7] }];
+    let mut lg_bad = lg.clone();
+    lg_bad[1] = &bad;
+    assert!(add_lora_shared(&yr, &x, &lg_bad, KernelPath::Auto).is_err());
 }
 
 fn lora_rejects_bad_input(dev: &Device) {
@@ -353,6 +434,7 @@ device_tests!(
     lora_matches_reference,
     lora_stack_block_diagonal_matches_parts,
     lora_rejects_bad_input,
+    lora_shared_equals_separate_calls,
     rope_and_norm_match_reference,
     paged_attention_matches_reference
 );
