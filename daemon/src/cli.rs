@@ -460,6 +460,25 @@ pub enum AdapterCommand {
     },
 }
 
+/// What resident adapters' weights are kept in (`--adapter-dtype`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AdapterDtypeArg {
+    /// The model's dtype (the CPU's f32 engine keeps weights saved in bf16 in bf16).
+    Auto,
+    /// Every weight rounded to bf16: half the memory and bytes read of f32 weights.
+    Bf16,
+}
+
+impl AdapterDtypeArg {
+    /// The engine's setting.
+    pub fn to_engine(self) -> lorad_engine::AdapterDtype {
+        match self {
+            Self::Auto => lorad_engine::AdapterDtype::Auto,
+            Self::Bf16 => lorad_engine::AdapterDtype::Bf16,
+        }
+    }
+}
+
 /// Weight element type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Dtype {

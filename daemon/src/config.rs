@@ -122,6 +122,8 @@ pub struct Adapters {
     pub admit_timeout_secs: Option<u64>,
     /// `--store-io`.
     pub store_io: Option<String>,
+    /// `--adapter-dtype`.
+    pub dtype: Option<String>,
 }
 
 /// `[attribution]`.
@@ -382,6 +384,12 @@ pub fn apply_serve(
     fill!(m, "adapter_admit_timeout", args.adapter_admit_timeout, a.admit_timeout_secs);
     fill!(
         m,
+        "adapter_dtype",
+        args.adapter_dtype,
+        a.dtype.as_deref().map(|v| value_enum("adapters.dtype", v)).transpose()?
+    );
+    fill!(
+        m,
         "attribution",
         args.attribution,
         f.attribution.mode.as_deref().map(|v| value_enum("attribution.mode", v)).transpose()?
@@ -472,6 +480,7 @@ mod tests {
         [adapters]
         host_bytes = 123456
         store_io = "pread"
+        dtype = "bf16"
         [attribution]
         mode = "opt-in"
         [receipts]
@@ -494,6 +503,8 @@ mod tests {
         assert_eq!(args.max_body_bytes, 1 << 20);
         assert_eq!(args.max_waiting, 3, "the flag beats the file");
         assert_eq!(args.host_adapter_bytes, 123_456);
+        assert_eq!(args.adapter_dtype, crate::cli::AdapterDtypeArg::Bf16);
+        assert_eq!(args.engine_config().adapter_dtype, lorad_engine::AdapterDtype::Bf16);
         // `$LORAD_DEVICE`, like a flag, would beat the file.
         if std::env::var_os("LORAD_DEVICE").is_none() {
             assert_eq!(args.model.device, crate::cli::DeviceArg::Cuda(1));
@@ -513,6 +524,7 @@ mod tests {
         assert!(err("[nope]\nx = 1\n").contains("nope"));
         assert!(err("[server]\nlisten = \"nowhere\"\n").contains("server.listen"));
         assert!(err("[model]\ndtype = \"f8\"\n").contains("model.dtype"));
+        assert!(err("[adapters]\ndtype = \"int4\"\n").contains("adapters.dtype"));
         assert!(err("[model]\ndevice = \"gpu0\"\n").contains("model.device"));
         assert!(
             err("[adapters]\ndevice_bytes = \"12 parsecs\"\n").contains("adapters.device_bytes")

@@ -32,9 +32,34 @@ pub struct ResidentAdapter {
     uid: u64,
 }
 
+/// The precision the engine keeps adapter weights in (vLLM's `--lora-dtype`), chosen by the
+/// operator: adapter weights are what a decode step over many distinct adapters reads most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AdapterDtype {
+    /// The engine's dtype; the CPU's f32 engine keeps weights that are exactly bf16 (saved in
+    /// bf16) in bf16, which changes no bit of an answer.
+    #[default]
+    Auto,
+    /// Every weight rounded to bf16 when it is made resident: half the device bytes of f32
+    /// weights, and on the CPU half the bytes a decode step reads per adapter row. Answers
+    /// are those of the adapter with its weights rounded to bf16.
+    Bf16,
+}
+
 impl ResidentAdapter {
     /// Uploads `adapter` (decoded f32 weights) to `device` in `dtype`.
     pub fn new(adapter: &Adapter, base: &BaseShape, dtype: DType, device: &Device) -> Result<Self> {
+        Self::new_as(adapter, base, dtype, AdapterDtype::Auto, device)
+    }
+
+    /// [`ResidentAdapter::new`] with the weights kept as `weights` says.
+    pub fn new_as(
+        adapter: &Adapter,
+        base: &BaseShape,
+        dtype: DType,
+        weights: AdapterDtype,
+        device: &Device,
+    ) -> Result<Self> {
         let pairs = adapter.weights.iter().map(|w| HostPair {
             layer: w.layer,
             module: w.module,
@@ -43,7 +68,8 @@ impl ResidentAdapter {
             a: HostMatrix::F32(&w.a),
             b: HostMatrix::F32(&w.b),
         });
-        build(&adapter.name, &adapter.content_hash, pairs, base, dtype, device)
+        let to = Upload { dtype, weights, device };
+        build(&adapter.name, &adapter.content_hash, pairs, base, &to)
     }
 
     /// Uploads a store blob's tensors as they are stored (bf16 stays bf16 until it is on the
@@ -51,6 +77,17 @@ impl ResidentAdapter {
     /// half the bytes of an f32 upload. The blob must have passed [`lorad_store::Store::check`]
     /// for `base`. Returns once the copies are complete, so the buffer may be reused.
     pub fn from_blob(blob: &Blob, base: &BaseShape, dtype: DType, device: &Device) -> Result<Self> {
+        Self::from_blob_as(blob, base, dtype, AdapterDtype::Auto, device)
+    }
+
+    /// [`ResidentAdapter::from_blob`] with the weights kept as `weights` says.
+    pub fn from_blob_as(
+        blob: &Blob,
+        base: &BaseShape,
+        dtype: DType,
+        weights: AdapterDtype,
+        device: &Device,
+    ) -> Result<Self> {
         let pairs = blob.manifest().iter().map(|p| HostPair {
             layer: p.layer,
             module: p.module,
@@ -60,7 +97,8 @@ impl ResidentAdapter {
             b: HostMatrix::Stored(p.b.dtype, blob.tensor_bytes(&p.b)),
         });
         let info = blob.info();
-        let adapter = build(&info.name, &info.content_hash, pairs, base, dtype, device)?;
+        let to = Upload { dtype, weights, device };
+        let adapter = build(&info.name, &info.content_hash, pairs, base, &to)?;
         // Copies from page-locked memory are asynchronous: finish them before the caller can
         // drop the blob and its buffer goes back to the pool.
         device.synchronize()?;
@@ -108,14 +146,21 @@ struct HostPair<'a> {
     b: HostMatrix<'a>,
 }
 
+/// Where and how weights are made resident.
+struct Upload<'a> {
+    /// The engine's dtype.
+    dtype: DType,
+    weights: AdapterDtype,
+    device: &'a Device,
+}
+
 /// Checks every pair against `base` and uploads it.
 fn build<'a>(
     name: &str,
     content_hash: &str,
     pairs: impl Iterator<Item = HostPair<'a>>,
     base: &BaseShape,
-    dtype: DType,
-    device: &Device,
+    to: &Upload<'_>,
 ) -> Result<ResidentAdapter> {
     let bad = |reason: String| EngineError::BadAdapter { name: name.to_owned(), reason };
     let mut layers: Vec<[Option<LoraPair>; 7]> =
@@ -138,8 +183,8 @@ fn build<'a>(
                 w.rank
             )));
         }
-        let a = upload(name, w.a, (w.rank, inp), dtype, device)?;
-        let b = upload(name, w.b, (out, w.rank), dtype, device)?;
+        let a = upload(name, w.a, (w.rank, inp), to)?;
+        let b = upload(name, w.b, (out, w.rank), to)?;
         let slot = &mut layers[w.layer][w.module.index()];
         if slot.is_some() {
             return Err(bad(format!("layer {} {} given twice", w.layer, w.module.peft_name())));
@@ -161,24 +206,22 @@ fn build<'a>(
 
 static NEXT_UID: AtomicU64 = AtomicU64::new(1);
 
-/// One LoRA matrix on `device`. The CPU engine (f32) keeps a matrix in bf16 when every value is
-/// exactly a bf16 (an adapter trained or saved in bf16; the store keeps exactly those in bf16):
-/// the fused kernel widens it on the fly, the result is bit-for-bit the f32 one, and a decode
-/// step reads half the adapter bytes, which is what bounds a batch of many distinct adapters on
-/// a CPU. Every other case converts to `dtype`, on the device, after a copy in the host dtype.
-fn upload(
-    name: &str,
-    m: HostMatrix<'_>,
-    shape: (usize, usize),
-    dtype: DType,
-    device: &Device,
-) -> Result<Tensor> {
+/// One LoRA matrix on the device. The CPU engine (f32) keeps a matrix in bf16 when every value
+/// is exactly a bf16 (an adapter trained or saved in bf16; the store keeps exactly those in
+/// bf16): the fused kernel widens it on the fly, the result is bit-for-bit the f32 one, and a
+/// decode step reads half the adapter bytes, which is what bounds a batch of many distinct
+/// adapters on a CPU. [`AdapterDtype::Bf16`] rounds every matrix to bf16 (on the host for
+/// decoded weights, so the copy is half the bytes). Every other case converts to the engine's
+/// dtype, on the device, after a copy in the host dtype.
+fn upload(name: &str, m: HostMatrix<'_>, shape: (usize, usize), to: &Upload<'_>) -> Result<Tensor> {
+    let (dtype, device) = (to.dtype, to.device);
     let keep_bf16 = device.is_cpu() && dtype == DType::F32;
+    let rounded = to.weights == AdapterDtype::Bf16;
     let t = match m {
         HostMatrix::F32(values) => {
             let host = Tensor::from_slice(values, shape, &Device::Cpu)?;
-            if keep_bf16 && is_exact_bf16(values) {
-                return Ok(host.to_dtype(DType::BF16)?);
+            if rounded || (keep_bf16 && is_exact_bf16(values)) {
+                return Ok(host.to_dtype(DType::BF16)?.to_device(device)?);
             }
             host.to_device(device)?
         }
@@ -192,6 +235,9 @@ fn upload(
                 }
                 StoredDtype::F32 => Tensor::from_slice(cast::<f32>(name, bytes)?, shape, device)?,
             };
+            if rounded {
+                return Ok(t.to_dtype(DType::BF16)?);
+            }
             if keep_bf16 && stored == StoredDtype::BF16 {
                 return Ok(t);
             }

@@ -11,7 +11,7 @@ use lorad_kernels::KernelPath;
 use lorad_model::{ChatTemplate, LoadedModel, ModelConfig, Tokenizer};
 use lorad_store::{Adapter, BaseShape, Blob};
 
-use crate::adapters::{AdapterPool, ResidentAdapter};
+use crate::adapters::{AdapterDtype, AdapterPool, ResidentAdapter};
 use crate::kv::KvCache;
 use crate::llama::Llama;
 use crate::request::{GenerateRequest, GenerationStream};
@@ -49,6 +49,8 @@ pub struct EngineConfig {
     pub scheduling: SchedulingPolicy,
     /// Speculative decoding by prompt lookup; `None` decodes one token per step.
     pub speculative: Option<crate::NgramSpec>,
+    /// The precision adapters are kept in once resident.
+    pub adapter_dtype: AdapterDtype,
 }
 
 /// Which waiting request runs next.
@@ -82,6 +84,7 @@ impl Default for EngineConfig {
             prefix_caching: true,
             scheduling: SchedulingPolicy::Fcfs,
             speculative: None,
+            adapter_dtype: AdapterDtype::Auto,
         }
     }
 }
@@ -386,10 +389,11 @@ impl EngineHandle {
     /// from the device working set if its budget requires. Requests already running on an older
     /// version finish on it. Returns a lease on the resident adapter.
     pub fn add_adapter(&self, adapter: &Adapter) -> Result<Arc<ResidentAdapter>> {
-        let r = ResidentAdapter::new(
+        let r = ResidentAdapter::new_as(
             adapter,
             &self.inner.info.base_shape,
             self.inner.dtype,
+            self.inner.cfg.adapter_dtype,
             &self.inner.device,
         )?;
         self.inner.adapters.insert(Arc::new(r))
@@ -399,10 +403,11 @@ impl EngineHandle {
     /// adapter servable: [`AdapterPool::insert`] on [`EngineHandle::adapter_pool`] does that, and
     /// can be retried with the same upload while the working set is full.
     pub fn upload_blob(&self, blob: &Blob) -> Result<ResidentAdapter> {
-        ResidentAdapter::from_blob(
+        ResidentAdapter::from_blob_as(
             blob,
             &self.inner.info.base_shape,
             self.inner.dtype,
+            self.inner.cfg.adapter_dtype,
             &self.inner.device,
         )
     }
@@ -410,13 +415,18 @@ impl EngineHandle {
     /// An upper bound of the device bytes the adapter `info` describes takes once resident,
     /// without reading it: its blob's bytes (tensors, their 4 KiB alignment, its manifest)
     /// times the widening from the stored element to the engine's, by the rules of
-    /// [`ResidentAdapter::from_blob`] (the CPU's f32 engine keeps bf16 weights in bf16).
+    /// [`ResidentAdapter::from_blob`] (the CPU's f32 engine keeps bf16 weights in bf16;
+    /// [`AdapterDtype::Bf16`] keeps every weight in bf16).
     pub fn resident_bytes_bound(&self, info: &lorad_store::disk::StoredInfo) -> u64 {
         // "mixed" holds some 2-byte tensors: the blob then has at most bytes/2 elements.
         let stored = if info.dtype == "f32" { 4 } else { 2 };
         let kept_bf16 =
             self.inner.device.is_cpu() && self.inner.dtype == DType::F32 && info.dtype == "bf16";
-        let device = if kept_bf16 { 2 } else { self.inner.dtype.size_in_bytes() as u64 };
+        let device = match self.inner.cfg.adapter_dtype {
+            AdapterDtype::Bf16 => 2,
+            AdapterDtype::Auto if kept_bf16 => 2,
+            AdapterDtype::Auto => self.inner.dtype.size_in_bytes() as u64,
+        };
         info.bytes.saturating_mul(device) / stored
     }
 

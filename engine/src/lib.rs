@@ -31,7 +31,7 @@ mod scheduler;
 mod speculative;
 mod weights;
 
-pub use adapters::{AdapterPool, ResidentAdapter};
+pub use adapters::{AdapterDtype, AdapterPool, ResidentAdapter};
 pub use engine::{EngineConfig, EngineHandle, EngineStats, ModelInfo, SchedulingPolicy};
 pub use error::{EngineError, Result};
 pub use kv::{BlockAllocator, BlockHash, KvCache, block_hash};

@@ -6,11 +6,11 @@
 mod common;
 
 use lorad_engine::{
-    EngineConfig, EngineError, EngineHandle, FinishReason, GenerateRequest, GenerationEvent,
-    KvMemory, SamplingParams,
+    AdapterDtype, EngineConfig, EngineError, EngineHandle, FinishReason, GenerateRequest,
+    GenerationEvent, KvMemory, SamplingParams,
 };
 use lorad_model::ChatMessage;
-use lorad_store::TargetModule;
+use lorad_store::{RandomAdapterSpec, TargetModule};
 
 fn engine(cfg: EngineConfig) -> Option<(EngineHandle, lorad_model::LoadedModel)> {
     let model = common::load()?;
@@ -649,5 +649,57 @@ fn prefix_cache_shares_common_prompts() {
     assert!(load(&stats.step_tokens) >= load(&stats.steps));
     assert_eq!(stats.step_seconds.snapshot().1 as usize, load(&stats.steps));
     h.shutdown();
+    plain.shutdown();
+}
+
+/// `adapter_dtype = bf16` serves an f32 adapter as that adapter rounded to bf16: the greedy
+/// answers of an engine given the rounded adapter, in half the resident bytes of the f32 one,
+/// and the budget's bound from the stored size says half too.
+#[test]
+fn bf16_adapter_dtype_serves_the_rounded_adapter() {
+    let Some((plain, model)) = engine(EngineConfig::default()) else { return };
+    let cfg = EngineConfig { adapter_dtype: AdapterDtype::Bf16, ..EngineConfig::default() };
+    let rounding = EngineHandle::start(common::load().unwrap(), cfg).unwrap();
+    let base = lorad_engine::base_shape(&model.config);
+    let spec = RandomAdapterSpec {
+        rank: 8,
+        alpha: 64.0,
+        targets: TargetModule::ALL.to_vec(),
+        use_rslora: false,
+        layers: None,
+        seed: 77,
+    };
+    let full = lorad_store::random_adapter("full", &base, &spec);
+    let mut rounded = full.clone();
+    rounded.name = "rounded".into();
+    for w in &mut rounded.weights {
+        for v in w.a.iter_mut().chain(w.b.iter_mut()) {
+            *v = half::bf16::from_f32(*v).to_f32();
+        }
+    }
+    let served = rounding.add_adapter(&full).unwrap();
+    let want = plain.add_adapter(&rounded).unwrap();
+    let unrounded = plain.add_adapter(&full).unwrap();
+    assert_eq!(served.bytes, want.bytes);
+    assert_eq!(served.bytes * 2, unrounded.bytes, "bf16 holds half the bytes of f32");
+    let ask = |h: &EngineHandle, name: &str, prompt: &str| {
+        let req = GenerateRequest {
+            adapter: Some(name.into()),
+            ..GenerateRequest::greedy(model.tokenizer.encode(prompt).unwrap(), 12)
+        };
+        h.submit(req).unwrap().collect_blocking().unwrap().tokens
+    };
+    for prompt in &PROMPTS[..3] {
+        assert_eq!(ask(&rounding, "full", prompt), ask(&plain, "rounded", prompt), "{prompt}");
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let store = lorad_store::disk::Store::open(tmp.path(), Default::default()).unwrap();
+    store.import_adapter("full", &full, "").unwrap();
+    let info = store.get("full").unwrap();
+    assert_eq!(info.dtype, "f32");
+    let bound = rounding.resident_bytes_bound(&info);
+    assert!(bound >= served.bytes as u64, "{bound} < {}", served.bytes);
+    assert_eq!(bound * 2, plain.resident_bytes_bound(&info));
+    rounding.shutdown();
     plain.shutdown();
 }

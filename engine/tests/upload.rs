@@ -4,7 +4,7 @@
 //! test device (`LORAD_TEST_DEVICE`). On a GPU the read buffers are page-locked.
 
 use candle_core::{DType, Device, Tensor};
-use lorad_engine::ResidentAdapter;
+use lorad_engine::{AdapterDtype, ResidentAdapter};
 use lorad_store::disk::{Store, StoreConfig};
 use lorad_store::{Adapter, BaseShape, RandomAdapterSpec, StoredDtype, TargetModule};
 
@@ -89,6 +89,66 @@ fn blob_uploads_equal_decoded_uploads() {
             }
         }
     }
+}
+
+/// `AdapterDtype::Bf16` keeps every weight in bf16, whatever it was stored in and whatever the
+/// engine computes in: bit for bit the adapter rounded to bf16 beforehand, in half the bytes
+/// of f32, from a blob as from decoded weights.
+#[test]
+fn bf16_adapters_are_the_rounded_adapter_in_half_the_bytes() {
+    let device = lorad_model::testing::test_device();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path(), StoreConfig::default()).unwrap();
+    for (seed, stored) in
+        [StoredDtype::F32, StoredDtype::F16, StoredDtype::BF16].into_iter().enumerate()
+    {
+        let name = format!("r-{}", stored.as_str());
+        let mut original = adapter(stored, 10 + seed as u64);
+        original.name = name.clone();
+        store.import_adapter(&name, &original, "").unwrap();
+        let blob = store.read_blob(&name).unwrap();
+        store.check(&blob, &BASE).unwrap();
+        let mut rounded = original.clone();
+        for w in &mut rounded.weights {
+            for v in w.a.iter_mut().chain(w.b.iter_mut()) {
+                *v = half::bf16::from_f32(*v).to_f32();
+            }
+        }
+        if stored == StoredDtype::F32 {
+            assert_ne!(rounded.weights[0].a, original.weights[0].a, "the rounding must bite");
+        }
+        for dtype in [DType::F32, DType::BF16] {
+            let what = format!("stored {} engine {dtype:?}", stored.as_str());
+            let bf16 = AdapterDtype::Bf16;
+            let got = ResidentAdapter::new_as(&original, &BASE, dtype, bf16, &device).unwrap();
+            let from_blob =
+                ResidentAdapter::from_blob_as(&blob, &BASE, dtype, bf16, &device).unwrap();
+            assert_same(&from_blob, &got, &what);
+            let want = ResidentAdapter::new_as(&rounded, &BASE, dtype, bf16, &device).unwrap();
+            assert_same(&got, &want, &what);
+            let pair = got.layers[0][0].as_ref().unwrap();
+            assert_eq!((pair.a().dtype(), pair.b_t().dtype()), (DType::BF16, DType::BF16));
+            for (g, w) in got.layers.iter().flatten().zip(rounded_pairs(&rounded)) {
+                assert_eq!(
+                    values(g.as_ref().unwrap().a()),
+                    w,
+                    "{what}: A holds the rounded values"
+                );
+            }
+            let full = ResidentAdapter::new(&original, &BASE, DType::F32, &device).unwrap();
+            if stored == StoredDtype::F32 {
+                assert_eq!(got.bytes * 2, full.bytes, "{what}: half the bytes of f32");
+            }
+        }
+    }
+}
+
+/// The rounded `A` of every pair, in the resident layers' order (layer, then projection), as
+/// f32 bits.
+fn rounded_pairs(a: &Adapter) -> Vec<Vec<u32>> {
+    let mut pairs: Vec<_> = a.weights.iter().collect();
+    pairs.sort_by_key(|w| (w.layer, w.module.index()));
+    pairs.iter().map(|w| w.a.iter().map(|v| v.to_bits()).collect()).collect()
 }
 
 /// A blob whose pairs do not fit the base is refused by the check, naming the adapter.

@@ -69,6 +69,12 @@ pub struct ServeArgs {
     /// base model), e.g. `4GiB`.
     #[arg(long, default_value = "4GiB", value_parser = parse_bytes, value_name = "BYTES")]
     pub device_adapter_bytes: u64,
+    /// What resident adapters' weights are kept in (vLLM's `--lora-dtype`): `auto` (the
+    /// model's dtype; on the CPU weights saved in bf16 stay bf16) or `bf16` (every weight
+    /// rounded to bf16: half the memory of f32 weights, and on the CPU a decode step over many
+    /// adapters reads half the bytes; answers are the rounded adapter's).
+    #[arg(long, value_enum, default_value_t = crate::cli::AdapterDtypeArg::Auto, value_name = "DTYPE")]
+    pub adapter_dtype: crate::cli::AdapterDtypeArg,
     /// Byte budget of the host cache of adapters read from the store, e.g. `8GiB`.
     #[arg(long, default_value = "8GiB", value_parser = parse_bytes, value_name = "BYTES")]
     pub host_adapter_bytes: u64,
@@ -209,6 +215,7 @@ impl ServeArgs {
             speculative: self.speculative_config,
             max_seq_len: self.max_model_len,
             adapter_pool_bytes: self.device_adapter_bytes,
+            adapter_dtype: self.adapter_dtype.to_engine(),
             ..EngineConfig::default()
         }
     }

@@ -339,6 +339,7 @@ async fn start_engine(
             max_waiting = cfg.max_waiting,
             kv_cache_tokens = engine.kv_capacity_tokens(),
             context = engine.info().max_seq_len,
+            adapter_dtype = ?cfg.adapter_dtype,
             ms = start.elapsed().as_millis() as u64,
             "engine started"
         );
