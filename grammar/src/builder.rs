@@ -122,6 +122,63 @@ impl Builder {
         Ok(out)
     }
 
+    /// Exactly one of `words`, as a trie: words that share a prefix share its terminals, and
+    /// at every byte one branch goes on. A plain alternation of N words gives the matcher N
+    /// stacks to carry (and past [`crate::grammar::MAX_STACKS`] refuses the constraint as too
+    /// ambiguous); the trie carries one, plus one per word that could end there. Branches
+    /// are tail calls, so the matcher's stacks stay shallow however long the words are, and
+    /// the building is a work list, not recursion, so no list of words exhausts the stack.
+    pub fn choice(&mut self, mut words: Vec<Vec<u8>>) -> Result<Sym, GrammarError> {
+        words.sort_unstable();
+        words.dedup();
+        if words.is_empty() {
+            return Err(GrammarError::Invalid {
+                at: self.at.clone(),
+                reason: "at least one choice is needed".into(),
+            });
+        }
+        let root = self.reserve();
+        // (rule, words[lo..hi], depth): the words share their first `depth` bytes, which the
+        // caller matched; `rule` matches the rest of exactly one of them.
+        let mut work = vec![(root, 0, words.len(), 0)];
+        while let Some((rule, lo, hi, depth)) = work.pop() {
+            let (first, last) = (&words[lo], &words[hi - 1]);
+            // Sorted: the first and last words' common prefix is everyone's.
+            let common = first[depth..].iter().zip(&last[depth..]).take_while(|(a, b)| a == b);
+            let at = depth + common.count();
+            let mut branch: Vec<Vec<Sym>> = Vec::new();
+            let mut i = lo;
+            if words[i].len() == at {
+                // Only the first can end here (it sorts before its extensions).
+                branch.push(Vec::new());
+                i += 1;
+            }
+            while i < hi {
+                let byte = words[i][at];
+                let end = i + words[i..hi].iter().take_while(|w| w[at] == byte).count();
+                if end - i == 1 {
+                    branch.push(Self::literal(&words[i][at..]));
+                } else {
+                    let child = self.reserve();
+                    branch.push(vec![Sym::Bytes(ByteSet::byte(byte)), Sym::Rule(child)]);
+                    work.push((child, i, end, at + 1));
+                }
+                i = end;
+            }
+            let mut prefix = Self::literal(&words[lo][depth..at]);
+            let alts = match (prefix.is_empty(), branch.as_slice()) {
+                (true, _) => branch,
+                (false, [only]) if only.is_empty() => vec![prefix],
+                (false, _) => {
+                    prefix.push(self.rule(branch)?);
+                    vec![prefix]
+                }
+            };
+            self.define(rule, alts)?;
+        }
+        Ok(Sym::Rule(root))
+    }
+
     /// Compiles the rules reachable from `root` into a [`Grammar`].
     pub fn build(self, root: Sym) -> Result<Grammar, GrammarError> {
         // Element 0 calls the root; element 1 ends it: a stack `[0]` is the start.

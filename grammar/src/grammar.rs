@@ -78,6 +78,11 @@ impl State {
     pub fn is_dead(&self) -> bool {
         self.stacks.is_empty()
     }
+
+    /// How many parses the matcher follows at once (what a token mask's cost grows with).
+    pub fn parses(&self) -> usize {
+        self.stacks.len()
+    }
 }
 
 impl Grammar {

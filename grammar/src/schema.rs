@@ -376,7 +376,7 @@ impl<'a> SchemaConv<'a> {
             if values.is_empty() {
                 return Err(Self::invalid(at, "`enum` must not be empty"));
             }
-            return self.j.b.rule(values.iter().map(|v| lit(&v.to_text())).collect());
+            return self.j.b.choice(values.iter().map(|v| v.to_text().into_bytes()).collect());
         }
         for key in ["anyOf", "oneOf", "allOf"] {
             let Some(list) = schema.get(key) else { continue };

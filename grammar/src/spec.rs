@@ -51,8 +51,7 @@ impl Constraint {
                     });
                 }
                 let mut b = Builder::new("choice");
-                let root =
-                    b.rule(options.iter().map(|o| Builder::literal(o.as_bytes())).collect())?;
+                let root = b.choice(options.iter().map(|o| o.as_bytes().to_vec()).collect())?;
                 b.build(root)
             }
         }

@@ -206,6 +206,43 @@ fn choices_match_exactly_one_option() {
     assert!(s.is_accepting() && s.can_continue());
 }
 
+/// Thousands of options (vLLM's choice, a schema's enum of every country or product id)
+/// compile to a trie: each option is accepted and nothing else, and the matcher follows at
+/// most one parse per byte that may come next, plus one where an option may end (6 here, over
+/// five letters). As a plain alternation, 5,000 options were refused as too ambiguous.
+#[test]
+fn thousands_of_choices_are_one_parse_at_a_time() {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let random_word = |rng: &mut ChaCha8Rng| -> String {
+        (0..rng.random_range(0..10)).map(|_| b"abcde"[rng.random_range(0..5)] as char).collect()
+    };
+    let words: Vec<String> = (0..5000).map(|_| random_word(&mut rng)).collect();
+    let known: std::collections::HashSet<&str> = words.iter().map(String::as_str).collect();
+    assert!(known.contains("") && known.len() > 2000, "empty, prefixes and duplicates included");
+    let g = Constraint::Choice(words.clone()).compile().unwrap();
+    for w in words.iter().take(500) {
+        assert!(g.matches(w.as_bytes()), "{w:?}");
+        let mut s = g.start();
+        for &b in w.as_bytes() {
+            assert!(s.parses() <= 6, "{w:?}: {} parses", s.parses());
+            s = g.advance(&s, b);
+        }
+    }
+    let mut refused = 0;
+    for _ in 0..2000 {
+        let w = format!("{}{}", random_word(&mut rng), random_word(&mut rng));
+        assert_eq!(g.matches(w.as_bytes()), known.contains(w.as_str()), "{w:?}");
+        refused += usize::from(!known.contains(w.as_str()));
+    }
+    assert!(refused > 100, "the judge must see refusals");
+    assert!(!g.matches(b"abcdeabcdea"), "longer than any option");
+    // The same through a JSON Schema enum (JSON text of each value) next to other types.
+    let values: Vec<String> = words.iter().take(3000).map(|w| format!("\"{w}x\"")).collect();
+    let g = schema(&format!(r#"{{"enum": [{}, 17, null]}}"#, values.join(",")));
+    assert!(g.matches(format!("\"{}x\"", words[42]).as_bytes()));
+    assert!(g.matches(b"17") && g.matches(b"null") && !g.matches(b"\"zz\""));
+}
+
 /// A vocabulary of short byte strings, some splitting UTF-8 characters.
 fn random_vocab(rng: &mut ChaCha8Rng) -> Vec<Option<Vec<u8>>> {
     let pieces: &[&[u8]] = &[
