@@ -20,6 +20,12 @@ pub trait Simd: Copy + Send + Sync {
     fn dot4(self, w: &[f32], x: [&[f32]; 4]) -> [f32; 4] {
         x.map(|x| self.dot(w, x))
     }
+    /// `out[i][j] = w[i]·x[j]`, each bit for bit [`Simd::dot`]`(w[i], x[j])`: a register tile
+    /// of three weight rows by four input rows, every load used three or four times (batches
+    /// of a few dozen decode rows against every weight row).
+    fn dot3x4(self, w: [&[f32]; 3], x: [&[f32]; 4]) -> [[f32; 4]; 3] {
+        w.map(|w| self.dot4(w, x))
+    }
     /// `y[i] += alpha·x[i]`.
     fn axpy(self, y: &mut [f32], alpha: f32, x: &[f32]);
     /// [`Simd::axpy`] with bf16 `x`, widened exactly.
@@ -105,6 +111,11 @@ impl Simd for Avx2 {
     fn dot4(self, w: &[f32], x: [&[f32]; 4]) -> [f32; 4] {
         // SAFETY: as in `dot`.
         unsafe { x86::dot4(w, x) }
+    }
+    #[inline(always)]
+    fn dot3x4(self, w: [&[f32]; 3], x: [&[f32]; 4]) -> [[f32; 4]; 3] {
+        // SAFETY: as in `dot`.
+        unsafe { x86::dot3x4(w, x) }
     }
     #[inline(always)]
     fn axpy(self, y: &mut [f32], alpha: f32, x: &[f32]) {
@@ -256,6 +267,40 @@ mod x86 {
                 tail += w[i] * x[i];
             }
             out[k] = finish(acc[k], tail);
+        }
+        out
+    }
+
+    /// Twelve of [`dot`] in registers (12 accumulators, three weight vectors, one input
+    /// vector: the 16 AVX2 registers); each one's operations and order are `dot`'s.
+    #[target_feature(enable = "avx2")]
+    pub(super) fn dot3x4(w: [&[f32]; 3], x: [&[f32]; 4]) -> [[f32; 4]; 3] {
+        let n = w[0].len();
+        if w.iter().any(|w| w.len() != n) || x.iter().any(|x| x.len() != n) {
+            // Unequal lengths: each pair's own `dot`, as the contract says.
+            return w.map(|w| x.map(|x| dot(w, x)));
+        }
+        let mut acc = [[_mm256_setzero_ps(); 4]; 3];
+        for c in 0..n / 8 {
+            // SAFETY: `c * 8 + 8 <= n` and every slice holds exactly `n` floats.
+            let wv = w.map(|w| unsafe { _mm256_loadu_ps(w.as_ptr().add(c * 8)) });
+            for (j, x) in x.iter().enumerate() {
+                // SAFETY: as above.
+                let xv = unsafe { _mm256_loadu_ps(x.as_ptr().add(c * 8)) };
+                for (i, wv) in wv.iter().enumerate() {
+                    acc[i][j] = _mm256_add_ps(acc[i][j], _mm256_mul_ps(*wv, xv));
+                }
+            }
+        }
+        let mut out = [[0f32; 4]; 3];
+        for (i, w) in w.iter().enumerate() {
+            for (j, x) in x.iter().enumerate() {
+                let mut tail = 0f32;
+                for k in n / 8 * 8..n {
+                    tail += w[k] * x[k];
+                }
+                out[i][j] = finish(acc[i][j], tail);
+            }
         }
         out
     }
@@ -428,6 +473,15 @@ pub(crate) mod tests {
             avx2.axpy_bf16(&mut w, -1.7, &a16);
             assert_eq!(p, w, "axpy_bf16 n={n}");
             assert_ne!(p, b, "the axpys must change y");
+            // The 3×4 tile: every entry bit for bit a lone dot, in both builds.
+            let (w, x): (Vec<Vec<f32>>, Vec<Vec<f32>>) =
+                ((5..8).map(|s| values(s, n)).collect(), (8..12).map(|s| values(s, n)).collect());
+            let ws = [&w[0][..], &w[1][..], &w[2][..]];
+            let xs = [&x[0][..], &x[1][..], &x[2][..], &x[3][..]];
+            let want = ws.map(|w| xs.map(|x| Portable.dot(w, x).to_bits()));
+            let got = |t: [[f32; 4]; 3]| t.map(|r| r.map(f32::to_bits));
+            assert_eq!(got(Portable.dot3x4(ws, xs)), want, "portable dot3x4 n={n}");
+            assert_eq!(got(avx2.dot3x4(ws, xs)), want, "dot3x4 n={n}");
             // Expand over r rows of Bᵀ = r axpys, element order included.
             for r in [1usize, 3, 16] {
                 let bt = values(3, r * n);
