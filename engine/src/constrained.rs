@@ -153,6 +153,11 @@ impl Constrained {
         Ok(())
     }
 
+    /// Whether the answer so far is a complete match (end-of-sequence may come now).
+    pub(crate) fn complete(&self) -> bool {
+        self.deferred.is_none() && self.state.is_accepting()
+    }
+
     /// Whether nothing more can follow: the answer is complete.
     pub(crate) fn finished(&self) -> bool {
         self.deferred.is_none() && !self.state.can_continue()

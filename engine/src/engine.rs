@@ -171,6 +171,9 @@ pub struct EngineStats {
     pub grammar_masks: AtomicUsize,
     /// Time to compute each of those masks (overlapped with the forward pass).
     pub grammar_mask_seconds: crate::residency::Histogram,
+    /// Constrained answers that ended incomplete because no token could continue them (the
+    /// constraint needs a byte no token has, or went past the matcher's ambiguity limit).
+    pub grammar_dead_ends: AtomicUsize,
     /// KV cache blocks in all.
     pub kv_blocks_total: AtomicUsize,
     /// Blocks held by running sequences.

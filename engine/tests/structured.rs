@@ -210,3 +210,22 @@ fn masks_on_the_real_vocabulary() {
     }
     eprintln!("mask: start {first:.2?}, in a string {string_first:.2?}, cached {cached:.2?}");
 }
+
+/// A constraint that needs a byte no token of the vocabulary has (SmolLM2 has no token for
+/// 0x04) ends the answer where it gets stuck, counted as a dead end; an answer the constraint
+/// completes is not one.
+#[test]
+fn dead_ends_are_counted_not_hidden() {
+    let Some(h) = engine() else { return };
+    let dead = || h.stats().grammar_dead_ends.load(std::sync::atomic::Ordering::Relaxed);
+    let choice = Constraint::Choice(vec!["yes".into(), "no".into()]);
+    let ok = h.submit(constrained(chat(&h, "Is water wet?"), &choice, 5)).unwrap();
+    let ok = ok.collect_blocking().unwrap();
+    assert!(["yes", "no"].contains(&ok.text.as_str()), "{:?}", ok.text);
+    assert_eq!(dead(), 0);
+    let stuck = Constraint::Regex(r"ab\x04c".into());
+    let out = h.submit(constrained(chat(&h, "Say ab."), &stuck, 8)).unwrap();
+    let out = out.collect_blocking().unwrap();
+    assert_eq!((out.text.as_str(), out.finish_reason), ("ab", FinishReason::Stop));
+    assert_eq!(dead(), 1);
+}

@@ -288,6 +288,13 @@ pub(crate) fn render(state: &AppState) -> String {
     );
     family(
         &mut out,
+        "lorad_grammar_dead_ends_total",
+        "counter",
+        "Constrained answers that ended incomplete: no token could continue them.",
+        &[("", load(&stats.grammar_dead_ends))],
+    );
+    family(
+        &mut out,
         "lorad_grammar_cached_mask_bytes",
         "gauge",
         "Bytes of structured-output token masks cached by all grammars (bounded at 256 MiB).",

@@ -75,10 +75,22 @@ impl Scheduler {
                 }
             }
         }
-        // Nothing may follow when the answer is complete but `min_tokens` bans its end.
+        // Nothing may follow when the answer is complete but `min_tokens` bans its end, or
+        // when no token of the vocabulary continues an incomplete answer: a dead end (the
+        // constraint needs a byte no token has, or it went past the matcher's ambiguity
+        // limit). The answer ends either way; a dead end is counted and logged, since the
+        // client receives text the constraint does not accept.
         if let Some(c) = &s.constraint
             && !c.mask(logits, self.eos.iter().chain(&s.stop_token_ids))
         {
+            if !c.complete() {
+                self.stats.grammar_dead_ends.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    generated = s.generated(),
+                    "structured output: no token continues the constrained answer; it ends \
+                     incomplete"
+                );
+            }
             return Some(FinishReason::Stop);
         }
         let tok = s.sampler.sample(logits);
