@@ -78,6 +78,51 @@ pub fn init(level: Option<&str>, format: LogFormat) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Sends panics through the logger, so that a crash reaches the journal at priority 3
+/// (`journalctl -p err` lists it) or a log shipper as a JSON line, with the thread and where;
+/// the backtrace too when `RUST_BACKTRACE` asks for one. A panic the code catches on purpose
+/// ([`lorad_model::panic_is_expected`]: a malformed GGUF that candle's reader chokes on,
+/// reported as an error naming the file) is logged at debug level instead. Until the logger
+/// is installed, and in processes that never install it, the default hook prints.
+pub fn install_panic_hook() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !tracing::dispatcher::has_been_set() {
+            return default(info);
+        }
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(a non-text payload)");
+        let location = info.location().map(ToString::to_string).unwrap_or_default();
+        let backtrace = std::backtrace::Backtrace::capture();
+        report_panic(message, &location, &backtrace, lorad_model::panic_is_expected());
+    }));
+}
+
+/// One panic as a log event (see [`install_panic_hook`]).
+fn report_panic(
+    message: &str,
+    location: &str,
+    backtrace: &std::backtrace::Backtrace,
+    expected: bool,
+) {
+    let thread = std::thread::current();
+    let thread = thread.name().unwrap_or("unnamed");
+    if expected {
+        tracing::debug!(thread, location, "caught panic: {message}");
+        return;
+    }
+    match backtrace.status() {
+        std::backtrace::BacktraceStatus::Captured => {
+            tracing::error!(thread, location, backtrace = %backtrace, "panic: {message}")
+        }
+        _ => tracing::error!(thread, location, "panic: {message}"),
+    }
+}
+
 /// The formatting layer of `format` (resolved: not `auto`), writing to `writer`.
 fn layer<S, W>(format: LogFormat, ansi: bool, writer: W) -> Box<dyn Layer<S> + Send + Sync>
 where
@@ -228,6 +273,32 @@ mod tests {
         });
         let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
         text.lines().map(str::to_owned).collect()
+    }
+
+    /// A panic is an error line naming its thread and place; one the code expects is only a
+    /// debug line.
+    #[test]
+    fn panics_are_logged_as_errors_unless_expected() {
+        let buffer = Buffer::default();
+        let subscriber = tracing_subscriber::registry().with(EnvFilter::new("debug")).with(layer(
+            LogFormat::Journal,
+            false,
+            buffer.clone(),
+        ));
+        let none = std::backtrace::Backtrace::disabled();
+        tracing::subscriber::with_default(subscriber, || {
+            report_panic("index out of bounds", "engine/src/x.rs:1:2", &none, false);
+            report_panic("attempt to divide by zero", "candle/gguf.rs:3:4", &none, true);
+        });
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(lines[0].starts_with("<3>ERROR"), "{}", lines[0]);
+        assert!(lines[0].contains("panic: index out of bounds"), "{}", lines[0]);
+        assert!(lines[0].contains("location=\"engine/src/x.rs:1:2\""), "{}", lines[0]);
+        assert!(lines[0].contains("thread="), "{}", lines[0]);
+        assert!(lines[1].starts_with("<7>DEBUG"), "{}", lines[1]);
+        assert!(lines[1].contains("caught panic: attempt to divide by zero"), "{}", lines[1]);
     }
 
     #[test]

@@ -31,6 +31,7 @@ fn main() -> ExitCode {
     // logging starts (it may set the log level).
     let result = lorad::config::merge(&mut cli, &matches)
         .and_then(|()| lorad::logging::init(cli.log_level.as_deref(), cli.log_format))
+        .map(|()| lorad::logging::install_panic_hook())
         .and_then(|()| lorad::try_main(cli));
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -171,6 +171,7 @@ fn read_content(path: &Path) -> Result<(Content, BufReader<std::fs::File>), Mode
 /// some header values (a `general.alignment` of 0 divides by zero; shapes whose element count
 /// overflows), and a corrupt file must fail with an error naming it, not take the daemon down.
 fn no_panic<T>(step: impl FnOnce() -> candle_core::Result<T>) -> candle_core::Result<T> {
+    let _expected = crate::ExpectPanics::enter();
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(step)).unwrap_or_else(|payload| {
         let what = payload
             .downcast_ref::<&str>()
