@@ -54,6 +54,10 @@ pub(crate) struct DecodeArgs {
     /// weights in bf16, halving the adapter bytes a decode step reads.
     #[arg(long, default_value = "f32")]
     saved_dtype: SavedDtype,
+    /// What resident adapters are kept in (lorad's `--adapter-dtype`): `auto`, or `bf16`
+    /// (every weight rounded: f32 adapters then decode at the `--saved-dtype bf16` rate).
+    #[arg(long, default_value = "auto")]
+    adapter_dtype: BenchAdapterDtype,
     /// Times a and b are each measured, interleaved (a, b, a, b, …); the best run of each
     /// counts, which filters out interference from other processes on the host.
     #[arg(long, default_value_t = 3)]
@@ -63,6 +67,15 @@ pub(crate) struct DecodeArgs {
     /// costs per step without a GPU.
     #[arg(long, default_value = "auto")]
     kernels: BenchKernels,
+}
+
+/// `--adapter-dtype`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum BenchAdapterDtype {
+    /// The engine's dtype (weights saved in bf16 stay bf16 on the CPU).
+    Auto,
+    /// Every weight rounded to bf16.
+    Bf16,
 }
 
 /// `--kernels`.
@@ -181,6 +194,10 @@ pub(crate) fn run(home: &Path, out: &Path, args: &DecodeArgs) -> anyhow::Result<
             BenchKernels::Auto => KernelPath::Auto,
             BenchKernels::Generic => KernelPath::Generic,
         },
+        adapter_dtype: match args.adapter_dtype {
+            BenchAdapterDtype::Auto => lorad_engine::AdapterDtype::Auto,
+            BenchAdapterDtype::Bf16 => lorad_engine::AdapterDtype::Bf16,
+        },
         ..EngineConfig::default()
     };
     let engine = EngineHandle::start(model, cfg)?;
@@ -215,12 +232,13 @@ pub(crate) fn run(home: &Path, out: &Path, args: &DecodeArgs) -> anyhow::Result<
     };
     let (b_over_a, b_over_c) = (b_tps / a_tps, c.map(|(tps, _)| b_tps / tps));
     let mut md = format!(
-        "# lorad-bench decode\n\n{} requests × {} tokens, rank {}, targets {}, adapters saved in {:?}, f32 on {} ({} CPU threads), {:?} kernels, best of {} interleaved runs.\n\n| set-up | tokens/s | seconds |\n|---|---:|---:|\n| a: base only | {a_tps:.1} | {a_secs:.2} |\n| b: {} distinct adapters, batched | {b_tps:.1} | {b_secs:.2} |\n",
+        "# lorad-bench decode\n\n{} requests × {} tokens, rank {}, targets {}, adapters saved in {:?} (kept {:?}), f32 on {} ({} CPU threads), {:?} kernels, best of {} interleaved runs.\n\n| set-up | tokens/s | seconds |\n|---|---:|---:|\n| a: base only | {a_tps:.1} | {a_secs:.2} |\n| b: {} distinct adapters, batched | {b_tps:.1} | {b_secs:.2} |\n",
         args.requests,
         args.max_tokens,
         args.rank,
         args.targets,
         args.saved_dtype,
+        args.adapter_dtype,
         device_name(&device),
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         args.kernels,
@@ -244,7 +262,11 @@ pub(crate) fn run(home: &Path, out: &Path, args: &DecodeArgs) -> anyhow::Result<
         args.max_tokens,
         args.rank,
         targets.len(),
-        if args.saved_dtype == SavedDtype::Bf16 { "-bf16" } else { "" },
+        match (args.saved_dtype, args.adapter_dtype) {
+            (SavedDtype::Bf16, _) => "-bf16",
+            (_, BenchAdapterDtype::Bf16) => "-kept-bf16",
+            _ => "",
+        },
         if device.is_cuda() { "-cuda" } else { "" },
         if args.kernels == BenchKernels::Generic { "-generic" } else { "" },
     );
@@ -266,6 +288,7 @@ pub(crate) fn run(home: &Path, out: &Path, args: &DecodeArgs) -> anyhow::Result<
         "machine": crate::report::machine(),
         "requests": args.requests, "max_tokens": args.max_tokens, "rank": args.rank, "targets": args.targets,
         "device": device_name(&device), "saved_dtype": format!("{:?}", args.saved_dtype).to_lowercase(),
+        "adapter_dtype": format!("{:?}", args.adapter_dtype).to_lowercase(),
         "repeats": args.repeats, "kernels": format!("{:?}", args.kernels).to_lowercase(),
         "a_base_tokens_per_s": a_tps, "b_multi_lora_tokens_per_s": b_tps,
         "a_runs_tokens_per_s": a_runs.iter().map(|r| r.0).collect::<Vec<_>>(),
