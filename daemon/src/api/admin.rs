@@ -4,7 +4,7 @@
 //!
 //! | route | |
 //! |---|---|
-//! | `GET /v1/adapters` | every stored adapter with its tier (`device`, `host`, `disk`) |
+//! | `GET /v1/adapters` | every stored adapter with its tier (`device`, `host`, `disk`) and the device budget it takes |
 //! | `POST /v1/adapters` | multipart upload: `name`, `adapter_config.json`, `adapter_model.safetensors` |
 //! | `POST /v1/adapters/{name}/pin`, `.../unpin` | keep resident in every tier, or not (409 when the pins would leave another adapter no room) |
 //! | `DELETE /v1/adapters/{name}[?force=true&drain_secs=N]` | remove; 409 while in use unless forced |
@@ -50,6 +50,9 @@ pub(crate) struct AdapterEntry {
     info: StoredInfo,
     tier: &'static str,
     in_use: bool,
+    /// The device budget (`adapters.device_bytes`) it takes once resident: a bound from its
+    /// stored size and `adapters.dtype`, whatever its tier now.
+    device_bytes: u64,
 }
 
 /// `{"object": "list", "data": [...]}`
@@ -86,6 +89,7 @@ pub(crate) async fn list(
             .map(|info| AdapterEntry {
                 tier: serving.manager.tier_of(&info.name).as_str(),
                 in_use: serving.manager.in_use(&info.name),
+                device_bytes: serving.manager.engine().resident_bytes_bound(&info),
                 info,
             })
             .collect()

@@ -62,6 +62,10 @@ async fn upload_list_pin_remove() {
     assert_eq!(post(&s.router, "/v1/completions", body).await.0, StatusCode::OK);
     let (_, list) = admin(&s, "GET", "/v1/adapters", Some(ADMIN_TOKEN), Vec::new()).await;
     assert_eq!(tier(&list, "up"), Some(json!("device")), "{list}");
+    // The device budget it takes: at least what it holds there.
+    let entry = list["data"].as_array().unwrap().iter().find(|e| e["name"] == "up").unwrap();
+    let held = s.engine.adapter_pool().peek("up").unwrap().bytes as u64;
+    assert!(entry["device_bytes"].as_u64().unwrap() >= held, "{entry} holds {held}");
 
     // Pin persists in the store.
     let (status, info) =
