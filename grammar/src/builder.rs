@@ -131,33 +131,47 @@ impl Builder {
     pub fn choice(&mut self, mut words: Vec<Vec<u8>>) -> Result<Sym, GrammarError> {
         words.sort_unstable();
         words.dedup();
-        if words.is_empty() {
+        self.choice_then(words.into_iter().map(|w| (w, Vec::new())).collect())
+    }
+
+    /// [`Builder::choice`] where each word is followed by its own continuation (a tool call's
+    /// opening, then that tool's arguments): the trie is over the words, and each leaf goes on
+    /// with its item's continuation. Equal words may have different continuations.
+    pub fn choice_then(
+        &mut self,
+        mut items: Vec<(Vec<u8>, Vec<Sym>)>,
+    ) -> Result<Sym, GrammarError> {
+        items.sort_by(|a, b| a.0.cmp(&b.0));
+        items.dedup();
+        if items.is_empty() {
             return Err(GrammarError::Invalid {
                 at: self.at.clone(),
                 reason: "at least one choice is needed".into(),
             });
         }
+        let word = |i: usize| -> &[u8] { &items[i].0 };
         let root = self.reserve();
-        // (rule, words[lo..hi], depth): the words share their first `depth` bytes, which the
-        // caller matched; `rule` matches the rest of exactly one of them.
-        let mut work = vec![(root, 0, words.len(), 0)];
+        // (rule, items[lo..hi], depth): the words share their first `depth` bytes, which the
+        // caller matched; `rule` matches the rest of exactly one item.
+        let mut work = vec![(root, 0, items.len(), 0)];
         while let Some((rule, lo, hi, depth)) = work.pop() {
-            let (first, last) = (&words[lo], &words[hi - 1]);
             // Sorted: the first and last words' common prefix is everyone's.
-            let common = first[depth..].iter().zip(&last[depth..]).take_while(|(a, b)| a == b);
-            let at = depth + common.count();
+            let common = word(lo)[depth..].iter().zip(&word(hi - 1)[depth..]);
+            let at = depth + common.take_while(|(a, b)| a == b).count();
             let mut branch: Vec<Vec<Sym>> = Vec::new();
             let mut i = lo;
-            if words[i].len() == at {
-                // Only the first can end here (it sorts before its extensions).
-                branch.push(Vec::new());
+            // Words that end here sort before their extensions.
+            while i < hi && word(i).len() == at {
+                branch.push(items[i].1.clone());
                 i += 1;
             }
             while i < hi {
-                let byte = words[i][at];
-                let end = i + words[i..hi].iter().take_while(|w| w[at] == byte).count();
+                let byte = word(i)[at];
+                let end = i + (i..hi).take_while(|&k| word(k)[at] == byte).count();
                 if end - i == 1 {
-                    branch.push(Self::literal(&words[i][at..]));
+                    let mut alt = Self::literal(&word(i)[at..]);
+                    alt.extend_from_slice(&items[i].1);
+                    branch.push(alt);
                 } else {
                     let child = self.reserve();
                     branch.push(vec![Sym::Bytes(ByteSet::byte(byte)), Sym::Rule(child)]);
@@ -165,11 +179,14 @@ impl Builder {
                 }
                 i = end;
             }
-            let mut prefix = Self::literal(&words[lo][depth..at]);
-            let alts = match (prefix.is_empty(), branch.as_slice()) {
-                (true, _) => branch,
-                (false, [only]) if only.is_empty() => vec![prefix],
-                (false, _) => {
+            let mut prefix = Self::literal(&word(lo)[depth..at]);
+            let alts = match branch.len() {
+                1 => {
+                    prefix.extend(branch.pop().unwrap_or_default());
+                    vec![prefix]
+                }
+                _ if prefix.is_empty() => branch,
+                _ => {
                     prefix.push(self.rule(branch)?);
                     vec![prefix]
                 }

@@ -233,19 +233,20 @@ pub(crate) fn tags(spec: &TagSpec) -> Result<Grammar, GrammarError> {
         body.extend(Builder::literal(t.end.as_bytes()));
         bodies.push(body);
     }
+    // Tags' begins as a trie: calls of many tools share `<tool_call>{"name": "` and follow
+    // it as one parse, not one per tool.
     let whole = |b: &mut Builder, next: Option<Sym>| -> Result<Sym, GrammarError> {
-        let alts = spec
+        let items = spec
             .tags
             .iter()
             .zip(&bodies)
             .map(|(t, body)| {
-                let mut alt = Builder::literal(t.begin.as_bytes());
-                alt.extend_from_slice(body);
-                alt.extend(next);
-                alt
+                let mut then = body.clone();
+                then.extend(next);
+                (t.begin.as_bytes().to_vec(), then)
             })
             .collect();
-        b.rule(alts)
+        b.choice_then(items)
     };
     match &spec.after {
         AfterTag::Text if spec.at_start => {
@@ -475,23 +476,22 @@ fn opened(
     after: Sym,
 ) -> Result<Sym, GrammarError> {
     let trigger = spec.triggers[t].as_str();
-    let alts: Vec<Vec<Sym>> = spec
+    let items: Vec<(Vec<u8>, Vec<Sym>)> = spec
         .tags
         .iter()
         .zip(bodies)
         .filter_map(|(tag, body)| {
             let rest = tag.begin.strip_prefix(trigger)?;
-            let mut alt = Builder::literal(rest.as_bytes());
-            alt.extend_from_slice(body);
-            alt.push(after);
-            Some(alt)
+            let mut then = body.clone();
+            then.push(after);
+            Some((rest.as_bytes().to_vec(), then))
         })
         .collect();
-    if alts.is_empty() {
+    if items.is_empty() {
         return Err(invalid(
             format!("triggers[{t}]"),
             "no structure's begin starts with this trigger",
         ));
     }
-    b.rule(alts)
+    b.choice_then(items)
 }

@@ -395,3 +395,40 @@ fn mistral_args_calls_follow_one_another() {
     assert!(!required.matches(b"It is sunny.") && !required.matches(b""));
     assert!(required.advance_bytes(&required.start(), b"I").is_none());
 }
+
+/// Calls of many tools share their opening (`<tool_call>\n{"name": "`) and are followed as one
+/// parse through it and through a shared name prefix, then by each tool's own arguments: the
+/// matcher's parses stay a handful with 2,000 tools (one per tool before, refused past 1,024).
+#[test]
+fn thousands_of_tools_are_followed_as_one_parse() {
+    let tags: Vec<Tag> = (0..2000)
+        .map(|i| match i % 2 {
+            0 => tag(&format!("tool_{i}"), WEATHER),
+            _ => tag(&format!("tool_{i}"), r#"{"type":"object","properties":{"n":{"type":"integer"}},"required":["n"],"additionalProperties":false}"#),
+        })
+        .collect();
+    for after in [AfterTag::Tags { max: None }, AfterTag::Text] {
+        let spec = TagSpec {
+            tags: tags.clone(),
+            triggers: vec!["<tool_call>".into()],
+            after,
+            required: true,
+            at_start: false,
+        };
+        let g = Constraint::Tags(spec).compile().unwrap();
+        let weather = call("tool_1234", r#"{"city": "Oslo"}"#);
+        let count = call("tool_1235", r#"{"n": 7}"#);
+        assert!(g.matches(weather.as_bytes()) && g.matches(count.as_bytes()));
+        // Each tool's own arguments, and only known names.
+        assert!(!g.matches(call("tool_1234", r#"{"n": 7}"#).as_bytes()));
+        assert!(!g.matches(call("tool_1235", r#"{"city": "Oslo"}"#).as_bytes()));
+        assert!(!g.matches(call("tool_2000", r#"{"n": 7}"#).as_bytes()));
+        let mut s = g.start();
+        let mut most = 0;
+        for &b in weather.as_bytes() {
+            s = g.advance(&s, b);
+            most = most.max(s.parses());
+        }
+        assert!(most <= 16, "{most} parses at once");
+    }
+}
