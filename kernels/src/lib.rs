@@ -1,7 +1,7 @@
 //! lorad's math: every operation the engine's forward pass needs, in two forms.
 //!
-//! * A **reference** form ([`reference`]): plain `f64` loops over slices, written for clarity,
-//!   never for speed. Tests compare every fast path against it.
+//! * A **reference** form ([`reference`](mod@reference)): plain `f64` loops over slices,
+//!   written for clarity, never for speed. Tests compare every fast path against it.
 //! * A **device** form: functions over [`candle_core::Tensor`] that run wherever the tensor
 //!   lives. On the CPU with `f32` tensors they use fused kernels written here ([`cpu`]) because
 //!   the generic composition costs thousands of small tensor ops per decode step; on any other
