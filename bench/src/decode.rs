@@ -31,6 +31,10 @@ pub(crate) struct DecodeArgs {
     /// Requests in the batch, each on its own adapter in set-up b.
     #[arg(long, default_value_t = 32)]
     requests: usize,
+    /// Distinct adapters in set-up b, shared round-robin by the requests (default: one per
+    /// request). Fewer than `--requests` models popular adapters, whose rows share weights.
+    #[arg(long)]
+    adapters: Option<usize>,
     /// Tokens generated per request (EOS ignored so every request generates exactly this many).
     #[arg(long, default_value_t = 32)]
     max_tokens: usize,
@@ -148,6 +152,10 @@ pub(crate) fn run(home: &Path, out: &Path, args: &DecodeArgs) -> anyhow::Result<
     if args.requests == 0 || args.max_tokens == 0 || args.rank == 0 {
         bail!("--requests, --max-tokens and --rank must be at least 1");
     }
+    let distinct = args.adapters.unwrap_or(args.requests);
+    if distinct == 0 || distinct > args.requests {
+        bail!("--adapters must be between 1 and --requests ({})", args.requests);
+    }
     let targets: Vec<TargetModule> = args
         .targets
         .split(',')
@@ -159,7 +167,7 @@ pub(crate) fn run(home: &Path, out: &Path, args: &DecodeArgs) -> anyhow::Result<
     let device = args.device.open()?;
     let model = load_f32(home, args.model.as_ref(), &device)?;
     let base = lorad_engine::base_shape(&model.config);
-    let adapters: Vec<Adapter> = (0..args.requests)
+    let adapters: Vec<Adapter> = (0..distinct)
         .map(|i| {
             let spec = RandomAdapterSpec {
                 rank: args.rank,
@@ -206,7 +214,8 @@ pub(crate) fn run(home: &Path, out: &Path, args: &DecodeArgs) -> anyhow::Result<
     }
     // Warm-up (first-touch page faults, thread pools).
     run_batch(&engine, &prompts[..1], None, 4)?;
-    let names: Vec<String> = adapters.iter().map(|a| a.name.clone()).collect();
+    let names: Vec<String> =
+        (0..args.requests).map(|i| adapters[i % distinct].name.clone()).collect();
     let (mut a_runs, mut b_runs) = (Vec::new(), Vec::new());
     for _ in 0..args.repeats.max(1) {
         a_runs.push(run_batch(&engine, &prompts, None, args.max_tokens)?);
@@ -220,7 +229,7 @@ pub(crate) fn run(home: &Path, out: &Path, args: &DecodeArgs) -> anyhow::Result<
     let c = if args.no_merge {
         None
     } else {
-        let n = args.merge_requests.min(args.requests).max(1);
+        let n = args.merge_requests.min(distinct).max(1);
         Some(run_merge(
             &merge_cfg,
             &merge_weights,
@@ -232,7 +241,7 @@ pub(crate) fn run(home: &Path, out: &Path, args: &DecodeArgs) -> anyhow::Result<
     };
     let (b_over_a, b_over_c) = (b_tps / a_tps, c.map(|(tps, _)| b_tps / tps));
     let mut md = format!(
-        "# lorad-bench decode\n\n{} requests × {} tokens, rank {}, targets {}, adapters saved in {:?} (kept {:?}), f32 on {} ({} CPU threads), {:?} kernels, best of {} interleaved runs.\n\n| set-up | tokens/s | seconds |\n|---|---:|---:|\n| a: base only | {a_tps:.1} | {a_secs:.2} |\n| b: {} distinct adapters, batched | {b_tps:.1} | {b_secs:.2} |\n",
+        "# lorad-bench decode\n\n{} requests × {} tokens, rank {}, targets {}, adapters saved in {:?} (kept {:?}), f32 on {} ({} CPU threads), {:?} kernels, best of {} interleaved runs.\n\n| set-up | tokens/s | seconds |\n|---|---:|---:|\n| a: base only | {a_tps:.1} | {a_secs:.2} |\n| b: {}, batched | {b_tps:.1} | {b_secs:.2} |\n",
         args.requests,
         args.max_tokens,
         args.rank,
@@ -243,12 +252,15 @@ pub(crate) fn run(home: &Path, out: &Path, args: &DecodeArgs) -> anyhow::Result<
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         args.kernels,
         args.repeats.max(1),
-        args.requests
+        match distinct == args.requests {
+            true => format!("{distinct} distinct adapters"),
+            false => format!("{distinct} adapters shared by the requests"),
+        }
     );
     if let Some((tps, secs)) = c {
         md += &format!(
             "| c: merge per request ({} requests, sequential) | {tps:.1} | {secs:.2} |\n",
-            args.merge_requests.min(args.requests)
+            args.merge_requests.min(distinct)
         );
     }
     md += &format!("\n**b/a = {b_over_a:.3}** (goal ≥ 0.90)");
@@ -257,9 +269,10 @@ pub(crate) fn run(home: &Path, out: &Path, args: &DecodeArgs) -> anyhow::Result<
     }
     md += "\n";
     let name = format!(
-        "decode-{}x{}-r{}-{}proj{}{}{}",
+        "decode-{}x{}{}-r{}-{}proj{}{}{}",
         args.requests,
         args.max_tokens,
+        if distinct == args.requests { String::new() } else { format!("-{distinct}ad") },
         args.rank,
         targets.len(),
         match (args.saved_dtype, args.adapter_dtype) {
@@ -286,7 +299,7 @@ pub(crate) fn run(home: &Path, out: &Path, args: &DecodeArgs) -> anyhow::Result<
     let json = serde_json::json!({
         "benchmark": "decode",
         "machine": crate::report::machine(),
-        "requests": args.requests, "max_tokens": args.max_tokens, "rank": args.rank, "targets": args.targets,
+        "requests": args.requests, "adapters": distinct, "max_tokens": args.max_tokens, "rank": args.rank, "targets": args.targets,
         "device": device_name(&device), "saved_dtype": format!("{:?}", args.saved_dtype).to_lowercase(),
         "adapter_dtype": format!("{:?}", args.adapter_dtype).to_lowercase(),
         "repeats": args.repeats, "kernels": format!("{:?}", args.kernels).to_lowercase(),
