@@ -128,9 +128,8 @@ impl Builder {
     /// ambiguous); the trie carries one, plus one per word that could end there. Branches
     /// are tail calls, so the matcher's stacks stay shallow however long the words are, and
     /// the building is a work list, not recursion, so no list of words exhausts the stack.
-    pub fn choice(&mut self, mut words: Vec<Vec<u8>>) -> Result<Sym, GrammarError> {
-        words.sort_unstable();
-        words.dedup();
+    pub fn choice(&mut self, words: Vec<Vec<u8>>) -> Result<Sym, GrammarError> {
+        // `choice_then` sorts and removes duplicates.
         self.choice_then(words.into_iter().map(|w| (w, Vec::new())).collect())
     }
 

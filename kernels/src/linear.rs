@@ -61,27 +61,28 @@ pub fn linear(x: &Tensor, w: &Tensor, path: KernelPath) -> Result<Tensor> {
 fn rows<S: Simd>(simd: S, w: &[f32], x: &[f32], in_dim: usize, t: usize, yt: &mut [f32]) {
     let row = |m: usize| &x[m * in_dim..(m + 1) * in_dim];
     yt.par_chunks_mut(CHUNK * t).zip(w.par_chunks(CHUNK * in_dim)).for_each(|(yc, wc)| {
-        let mut outs = yc.chunks_exact_mut(t);
-        let mut ws = wc.chunks_exact(in_dim);
-        let tiles = if t >= 4 { wc.len() / in_dim / 3 } else { 0 };
-        for _ in 0..tiles {
-            let (Some(w0), Some(w1), Some(w2)) = (ws.next(), ws.next(), ws.next()) else { break };
-            let (Some(y0), Some(y1), Some(y2)) = (outs.next(), outs.next(), outs.next()) else {
-                break;
-            };
+        // Whole triples of weight rows go through the tile, the rest (and fewer than four
+        // input rows) one weight row at a time.
+        let tiled = if t >= 4 { wc.len() / (3 * in_dim) * 3 } else { 0 };
+        let (w3, w1) = wc.split_at(tiled * in_dim);
+        let (y3, y1) = yc.split_at_mut(tiled * t);
+        for (ys, ws) in y3.chunks_exact_mut(3 * t).zip(w3.chunks_exact(3 * in_dim)) {
+            let (y0, rest) = ys.split_at_mut(t);
+            let (y1, y2) = rest.split_at_mut(t);
+            let w = [&ws[..in_dim], &ws[in_dim..2 * in_dim], &ws[2 * in_dim..]];
             let mut m = 0;
             while m + 4 <= t {
-                let tile = simd.dot3x4([w0, w1, w2], [row(m), row(m + 1), row(m + 2), row(m + 3)]);
+                let tile = simd.dot3x4(w, [row(m), row(m + 1), row(m + 2), row(m + 3)]);
                 for (y, v) in [&mut *y0, &mut *y1, &mut *y2].into_iter().zip(tile) {
                     y[m..m + 4].copy_from_slice(&v);
                 }
                 m += 4;
             }
-            for (y, wrow) in [y0, y1, y2].into_iter().zip([w0, w1, w2]) {
+            for (y, wrow) in [y0, y1, y2].into_iter().zip(w) {
                 one_row(simd, wrow, &row, m, t, y);
             }
         }
-        for (yo, wrow) in outs.zip(ws) {
+        for (yo, wrow) in y1.chunks_exact_mut(t).zip(w1.chunks_exact(in_dim)) {
             one_row(simd, wrow, &row, 0, t, yo);
         }
     });

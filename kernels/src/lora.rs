@@ -140,6 +140,9 @@ pub fn add_lora_shared(
     for (y, g) in ys.iter().zip(groups) {
         check(y, t, in_dim, g)?;
     }
+    if groups.iter().all(|g| g.is_empty()) {
+        return Ok(ys.iter().map(|y| (*y).clone()).collect());
+    }
     let fused = path == KernelPath::Auto
         && is_cpu_f32(x)
         && ys.iter().all(|y| is_cpu_f32(y))
@@ -147,16 +150,11 @@ pub fn add_lora_shared(
             .iter()
             .flat_map(|g| g.iter())
             .all(|g| is_cpu_weights(&g.pair.a) && is_cpu_weights(&g.pair.b_t));
-    if groups.iter().all(|g| g.is_empty()) {
-        return Ok(ys.iter().map(|y| (*y).clone()).collect());
-    }
     if fused {
         return add_lora_cpu(ys, x, groups, in_dim);
     }
-    ys.iter()
-        .zip(groups)
-        .map(|(y, g)| if g.is_empty() { Ok((*y).clone()) } else { add_lora_generic(y, x, g) })
-        .collect()
+    // The generic term returns `y` itself for a projection no row adapts.
+    ys.iter().zip(groups).map(|(y, g)| add_lora_generic(y, x, g)).collect()
 }
 
 /// Checks one projection's output and groups against `x`'s `t` rows of `in_dim`.
