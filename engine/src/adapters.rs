@@ -215,7 +215,7 @@ static NEXT_UID: AtomicU64 = AtomicU64::new(1);
 /// dtype, on the device, after a copy in the host dtype.
 fn upload(name: &str, m: HostMatrix<'_>, shape: (usize, usize), to: &Upload<'_>) -> Result<Tensor> {
     let (dtype, device) = (to.dtype, to.device);
-    let keep_bf16 = device.is_cpu() && dtype == DType::F32;
+    let keep_bf16 = keeps_bf16(device, dtype);
     let rounded = to.weights == AdapterDtype::Bf16;
     let t = match m {
         HostMatrix::F32(values) => {
@@ -245,6 +245,12 @@ fn upload(name: &str, m: HostMatrix<'_>, shape: (usize, usize), to: &Upload<'_>)
         }
     };
     Ok(t.to_dtype(dtype)?)
+}
+
+/// Whether an engine of this dtype on this device keeps exact-bf16 matrices in bf16 (the CPU
+/// f32 engine's fused kernel widens them on the fly); the store's residency bound follows it.
+pub(crate) fn keeps_bf16(device: &Device, dtype: DType) -> bool {
+    device.is_cpu() && dtype == DType::F32
 }
 
 /// Stored bytes as elements (blob tensors start 4 KiB-aligned, so this never copies or fails on

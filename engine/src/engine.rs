@@ -423,8 +423,8 @@ impl EngineHandle {
     pub fn resident_bytes_bound(&self, info: &lorad_store::disk::StoredInfo) -> u64 {
         // "mixed" holds some 2-byte tensors: the blob then has at most bytes/2 elements.
         let stored = if info.dtype == "f32" { 4 } else { 2 };
-        let kept_bf16 =
-            self.inner.device.is_cpu() && self.inner.dtype == DType::F32 && info.dtype == "bf16";
+        let kept_bf16 = crate::adapters::keeps_bf16(&self.inner.device, self.inner.dtype)
+            && info.dtype == "bf16";
         let device = match self.inner.cfg.adapter_dtype {
             AdapterDtype::Bf16 => 2,
             AdapterDtype::Auto if kept_bf16 => 2,

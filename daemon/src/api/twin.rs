@@ -32,7 +32,7 @@ enum State {
 
 impl Twin {
     /// A twin over the base `weights` (as the model loader returns them): built now when they
-    /// are f32 or `now` asks for it, else on first [`Twin::get`].
+    /// are f32 or `now` asks for it, else on first `Twin::get`.
     pub fn new(
         cfg: &ModelConfig,
         weights: &std::collections::HashMap<String, candle_core::Tensor>,

@@ -145,7 +145,7 @@ pub struct ServeArgs {
     /// value proven against its state root) instead of a block the light client anchored to L1.
     #[arg(long, requires = "l2_rpc")]
     pub l2_trust_rpc_head: bool,
-    /// Receipt-signing key file [default: <home>/node.key]; created (mode 0600) on first start,
+    /// Receipt-signing key file [default: node.key in the home]; created (mode 0600) on first start,
     /// refused when group or others can read it.
     #[arg(long, env = "LORAD_NODE_KEY", value_name = "PATH")]
     pub node_key: Option<PathBuf>,

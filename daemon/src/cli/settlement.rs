@@ -19,10 +19,10 @@ pub struct ChainConn {
     /// JSON-RPC endpoint of the chain the contracts live on (the L2).
     #[arg(long, env = "LORAD_L2_RPC", value_name = "URL")]
     pub rpc: String,
-    /// Key file that signs the transactions [default: the node key, <home>/node.key].
+    /// Key file that signs the transactions [default: the node key, node.key in the home].
     #[arg(long, value_name = "PATH")]
     pub key: Option<PathBuf>,
-    /// Deployment file (contract addresses) [default: <home>/deployment.json].
+    /// Deployment file (contract addresses) [default: deployment.json in the home].
     #[arg(long, value_name = "PATH", env = "LORAD_DEPLOYMENT")]
     pub deployment: Option<PathBuf>,
 }
@@ -102,7 +102,7 @@ pub enum ChainCommand {
         /// Connection.
         #[command(flatten)]
         conn: ChainConn,
-        /// The Datanet (under <home>/datanets).
+        /// The Datanet (under datanets/ in the home).
         #[arg(long)]
         datanet: String,
         /// CONTRIBUTOR=0xADDRESS: where a contributor is paid (repeatable).
@@ -141,13 +141,13 @@ pub enum ReceiptsCommand {
     /// Print the node's address (what to stake in NodeRegistry), creating the key file
     /// (mode 0600) if it does not exist.
     Key {
-        /// The key file [default: <home>/node.key].
+        /// The key file [default: node.key in the home].
         #[arg(long, value_name = "PATH", env = "LORAD_NODE_KEY")]
         node_key: Option<PathBuf>,
     },
     /// Print every journaled receipt as one JSON object per line (safe while lorad runs).
     Export {
-        /// The journal [default: <home>/receipts/receipts.log].
+        /// The journal [default: receipts/receipts.log in the home].
         #[arg(long, value_name = "PATH")]
         journal: Option<PathBuf>,
         /// Chain id of the Settlement contract (adds each receipt's EIP-712 digest).
