@@ -7,6 +7,18 @@ use std::time::{Duration, Instant};
 use lorad_engine::{EngineError, GenerationEvent, GenerationStream};
 use lorad_model::{ChatMessage, LoadedModel};
 
+use crate::stats::median;
+
+/// Short chat questions the latency benches ask.
+pub(crate) const QUESTIONS: [&str; 6] = [
+    "Tell me about Rome.",
+    "How do bees make honey?",
+    "Describe the sea.",
+    "What is a star?",
+    "Name three fruits.",
+    "What is 2 + 2?",
+];
+
 /// `questions` as user turns in the model's chat template, tokenized.
 pub(crate) fn chat_prompts(
     model: &LoadedModel,
@@ -57,4 +69,50 @@ pub(crate) fn join_timed(
         out.1.push(latency);
     }
     Ok(out)
+}
+
+/// One pass of a latency bench: a batch of long requests fills the slots, then timed requests
+/// arrive while it runs.
+pub(crate) struct LatencyPass {
+    /// The timed requests' seconds to their first token.
+    pub(crate) ttft: Vec<f64>,
+    /// The timed requests' seconds to their end.
+    pub(crate) latency: Vec<f64>,
+    /// Seconds from the batch's submission to the end of everything.
+    pub(crate) batch_secs: f64,
+}
+
+impl LatencyPass {
+    /// Submits the batch, waits for its first request's first token, then submits `timed`
+    /// requests (`submit(i)`), each followed by a [`timed_client`], and waits for all of it.
+    pub(crate) fn run(
+        batch: impl FnOnce() -> Result<Vec<GenerationStream>, EngineError>,
+        timed: usize,
+        submit: impl Fn(usize) -> Result<GenerationStream, EngineError>,
+    ) -> anyhow::Result<Self> {
+        let start = Instant::now();
+        let mut batch = batch()?;
+        let first = batch.first_mut().and_then(GenerationStream::blocking_next);
+        anyhow::ensure!(
+            matches!(first, Some(GenerationEvent::Delta { .. })),
+            "no first token: {first:?}"
+        );
+        let threads: Vec<_> = (0..timed).map(|i| timed_client(Instant::now(), submit(i))).collect();
+        let (ttft, latency) = join_timed(threads)?;
+        for s in batch {
+            s.collect_blocking()?;
+        }
+        Ok(Self { ttft, latency, batch_secs: start.elapsed().as_secs_f64() })
+    }
+
+    /// Over `passes`: the medians of each pass's median time to first token, of each pass's
+    /// median latency, and of the batch's wall time.
+    pub(crate) fn medians(passes: &[Self]) -> (f64, f64, f64) {
+        let over = |f: &dyn Fn(&Self) -> f64| median(passes.iter().map(f).collect());
+        (
+            over(&|p| median(p.ttft.clone())),
+            over(&|p| median(p.latency.clone())),
+            over(&|p| p.batch_secs),
+        )
+    }
 }

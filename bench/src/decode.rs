@@ -248,7 +248,7 @@ pub(crate) fn run(home: &Path, out: &Path, args: &DecodeArgs) -> anyhow::Result<
         args.targets,
         args.saved_dtype,
         args.adapter_dtype,
-        device_name(&device),
+        crate::report::device_name(&device),
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         args.kernels,
         args.repeats.max(1),
@@ -280,7 +280,7 @@ pub(crate) fn run(home: &Path, out: &Path, args: &DecodeArgs) -> anyhow::Result<
             (_, BenchAdapterDtype::Bf16) => "-kept-bf16",
             _ => "",
         },
-        if device.is_cuda() { "-cuda" } else { "" },
+        crate::report::device_suffix(&device),
         if args.kernels == BenchKernels::Generic { "-generic" } else { "" },
     );
     let mut title = format!(
@@ -300,7 +300,7 @@ pub(crate) fn run(home: &Path, out: &Path, args: &DecodeArgs) -> anyhow::Result<
         "benchmark": "decode",
         "machine": crate::report::machine(),
         "requests": args.requests, "adapters": distinct, "max_tokens": args.max_tokens, "rank": args.rank, "targets": args.targets,
-        "device": device_name(&device), "saved_dtype": format!("{:?}", args.saved_dtype).to_lowercase(),
+        "device": crate::report::device_name(&device), "saved_dtype": format!("{:?}", args.saved_dtype).to_lowercase(),
         "adapter_dtype": format!("{:?}", args.adapter_dtype).to_lowercase(),
         "repeats": args.repeats, "kernels": format!("{:?}", args.kernels).to_lowercase(),
         "a_base_tokens_per_s": a_tps, "b_multi_lora_tokens_per_s": b_tps,
@@ -457,15 +457,6 @@ pub(crate) fn greedy_alone(
         tokens.push(lorad_engine::argmax(&logits[0]));
     }
     Ok(tokens.split_off(prompt.len()))
-}
-
-/// "CPU", or the GPU's name as the driver reports it.
-pub(crate) fn device_name(device: &Device) -> String {
-    match device {
-        Device::Cpu => "CPU".to_owned(),
-        Device::Cuda(_) => crate::report::gpu_name().unwrap_or_else(|| "CUDA GPU 0".to_owned()),
-        Device::Metal(_) => "Metal GPU".to_owned(),
-    }
 }
 
 fn progress(n: usize, what: &str) -> ProgressBar {

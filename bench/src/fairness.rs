@@ -6,17 +6,13 @@
 //! first token and latency, and the burst's wall time (what fairness costs the heavy user).
 
 use std::path::Path;
-use std::time::Instant;
 
 use clap::Args;
-use lorad_engine::{
-    EngineConfig, EngineHandle, GenerateRequest, GenerationEvent, SchedulingPolicy,
-};
+use lorad_engine::{EngineConfig, EngineHandle, GenerateRequest, SchedulingPolicy};
 use lorad_store::{RandomAdapterSpec, TargetModule};
 
-use crate::client::{chat_prompts, join_timed, timed_client};
+use crate::client::{LatencyPass, QUESTIONS, chat_prompts};
 use crate::decode::BenchDevice;
-use crate::stats::median;
 
 /// Options of `lorad-bench fairness`.
 #[derive(Debug, Args)]
@@ -50,39 +46,22 @@ pub(crate) struct FairnessArgs {
     device: BenchDevice,
 }
 
-/// One pass: light TTFTs and latencies, burst wall time.
-struct Pass {
-    ttft: Vec<f64>,
-    latency: Vec<f64>,
-    burst_secs: f64,
-}
-
-fn pass(h: &EngineHandle, args: &FairnessArgs, prompts: &[Vec<u32>]) -> anyhow::Result<Pass> {
+/// One pass: the burst on `heavy`, then each light request on an adapter of its own.
+fn pass(
+    h: &EngineHandle,
+    args: &FairnessArgs,
+    prompts: &[Vec<u32>],
+) -> anyhow::Result<LatencyPass> {
     let req = |i: usize, adapter: String, n: usize| GenerateRequest {
         ignore_eos: true,
         adapter: Some(adapter),
         ..GenerateRequest::greedy(prompts[i % prompts.len()].clone(), n)
     };
-    let start = Instant::now();
-    let mut burst = (0..args.burst)
-        .map(|i| h.submit(req(i, "heavy".into(), args.burst_tokens)))
-        .collect::<Result<Vec<_>, _>>()?;
-    let first = burst[0].blocking_next();
-    anyhow::ensure!(
-        matches!(first, Some(GenerationEvent::Delta { .. })),
-        "no first token: {first:?}"
-    );
-    let threads: Vec<_> = (0..args.light)
-        .map(|i| {
-            let submitted = Instant::now();
-            timed_client(submitted, h.submit(req(i + 1, format!("light{i}"), args.light_tokens)))
-        })
-        .collect();
-    let (ttft, latency) = join_timed(threads)?;
-    for s in burst.drain(..) {
-        s.collect_blocking()?;
-    }
-    Ok(Pass { ttft, latency, burst_secs: start.elapsed().as_secs_f64() })
+    LatencyPass::run(
+        || (0..args.burst).map(|i| h.submit(req(i, "heavy".into(), args.burst_tokens))).collect(),
+        args.light,
+        |i| h.submit(req(i + 1, format!("light{i}"), args.light_tokens)),
+    )
 }
 
 /// An engine under `scheduling` with the adapters `heavy` and `light0..`.
@@ -131,15 +110,7 @@ pub(crate) fn run(home: &Path, out: &Path, args: &FairnessArgs) -> anyhow::Resul
     }
     let device = args.device.open()?;
     let model = crate::decode::load_f32(home, args.model.as_ref(), &device)?;
-    let questions = [
-        "Tell me about Rome.",
-        "How do bees make honey?",
-        "Describe the sea.",
-        "What is a star?",
-        "Name three fruits.",
-        "What is 2 + 2?",
-    ];
-    let prompts = chat_prompts(&model, &questions)?;
+    let prompts = chat_prompts(&model, &QUESTIONS)?;
     drop(model);
     let fcfs_engine = engine(home, args, &device, SchedulingPolicy::Fcfs)?;
     let fair_engine = engine(home, args, &device, SchedulingPolicy::Fair)?;
@@ -153,14 +124,9 @@ pub(crate) fn run(home: &Path, out: &Path, args: &FairnessArgs) -> anyhow::Resul
     }
     fcfs_engine.shutdown();
     fair_engine.shutdown();
-    let m = |passes: &[Pass], f: fn(&Pass) -> f64| median(passes.iter().map(f).collect());
-    let ttft = |p: &Pass| median(p.ttft.clone());
-    let lat = |p: &Pass| median(p.latency.clone());
-    let wall = |p: &Pass| p.burst_secs;
-    let (ta, tb) = (m(&fcfs, ttft), m(&fair, ttft));
-    let (la, lb) = (m(&fcfs, lat), m(&fair, lat));
-    let (wa, wb) = (m(&fcfs, wall), m(&fair, wall));
-    let device_name = if device.is_cuda() { "GPU 0" } else { "CPU" };
+    let (ta, la, wa) = LatencyPass::medians(&fcfs);
+    let (tb, lb, wb) = LatencyPass::medians(&fair);
+    let device_name = crate::report::device_name(&device);
     let mut md = format!(
         "# lorad-bench fairness\n\n{} slots; a burst of {} requests of {} tokens on one adapter, then {} requests of {} tokens, each on an adapter of its own, once the burst generates; rank {}, greedy, f32 on {device_name}, {} build; median of {} interleaved rounds.\n\n| pass | light TTFT p50 (s) | light latency p50 (s) | burst wall (s) |\n|---|---:|---:|---:|\n| (a) first come, first served | {ta:.3} | {la:.3} | {wa:.2} |\n| (b) fair (virtual token counter per adapter) | {tb:.3} | {lb:.3} | {wb:.2} |\n\n**TTFT a/b = {:.2}**, **latency a/b = {:.2}** (how much sooner the light adapters answer), **burst b/a = {:.3}** (what the heavy adapter pays)\n",
         args.slots,
@@ -175,12 +141,8 @@ pub(crate) fn run(home: &Path, out: &Path, args: &FairnessArgs) -> anyhow::Resul
         la / lb,
         wb / wa,
     );
-    let name = format!(
-        "fairness-{}x{}{}",
-        args.slots,
-        args.burst,
-        if device.is_cuda() { "-cuda" } else { "" }
-    );
+    let name =
+        format!("fairness-{}x{}{}", args.slots, args.burst, crate::report::device_suffix(&device));
     let groups = vec![
         ("light TTFT p50".to_string(), vec![("fcfs".to_string(), ta), ("fair".to_string(), tb)]),
         ("light latency p50".to_string(), vec![("fcfs".to_string(), la), ("fair".to_string(), lb)]),

@@ -106,7 +106,7 @@ pub(crate) fn run(home: &Path, out: &Path, args: &PrefixArgs) -> anyhow::Result<
     let (off_ms, on_ms) = (median(&off.ttft_ms), median(&on.ttft_ms));
     let speedup = off_ms / on_ms;
     let hit = on.cached_tokens as f64 / on.prompt_tokens.max(1) as f64;
-    let device_name = if device.is_cuda() { "GPU 0" } else { "CPU" };
+    let device_name = crate::report::device_name(&device);
     let mut md = format!(
         "# lorad-bench prefix\n\n{} chat requests one after another, each {} prompt tokens on average sharing a system prompt of at least {} tokens, {} tokens generated, f32 on {device_name}, {} build.\n\n| prefix cache | median time to first token (ms) | prompt tokens from the cache |\n|---|---:|---:|\n| off | {off_ms:.1} | {} |\n| on | {on_ms:.1} | {} ({:.0} %) |\n\n**off/on = {speedup:.2}** (time to first token with a shared system prompt)\n",
         args.requests,
@@ -122,7 +122,7 @@ pub(crate) fn run(home: &Path, out: &Path, args: &PrefixArgs) -> anyhow::Result<
         "prefix-{}x{}{}",
         args.requests,
         args.system_tokens,
-        if device.is_cuda() { "-cuda" } else { "" }
+        crate::report::device_suffix(&device)
     );
     let groups: Vec<(String, Vec<(String, f64)>)> = vec![(
         "median".to_string(),

@@ -7,16 +7,12 @@
 //! batch's wall time (what the preempted work pays).
 
 use std::path::Path;
-use std::time::Instant;
 
 use clap::Args;
-use lorad_engine::{
-    EngineConfig, EngineHandle, GenerateRequest, GenerationEvent, SchedulingPolicy,
-};
+use lorad_engine::{EngineConfig, EngineHandle, GenerateRequest, SchedulingPolicy};
 
-use crate::client::{chat_prompts, join_timed, timed_client};
+use crate::client::{LatencyPass, QUESTIONS, chat_prompts};
 use crate::decode::BenchDevice;
-use crate::stats::median;
 
 /// Options of `lorad-bench priority`.
 #[derive(Debug, Args)]
@@ -47,49 +43,27 @@ pub(crate) struct PriorityArgs {
     device: BenchDevice,
 }
 
-/// One pass: interactive TTFTs and latencies, background wall time.
-struct Pass {
-    ttft: Vec<f64>,
-    latency: Vec<f64>,
-    background_secs: f64,
-}
-
+/// One pass: the background batch at priority 0, then the interactive requests at `priority`.
 fn pass(
     h: &EngineHandle,
     args: &PriorityArgs,
     prompts: &[Vec<u32>],
     priority: i64,
-) -> anyhow::Result<Pass> {
+) -> anyhow::Result<LatencyPass> {
     let req = |p: &Vec<u32>, n: usize, prio: i64| GenerateRequest {
         ignore_eos: true,
         priority: prio,
         ..GenerateRequest::greedy(p.clone(), n)
     };
-    let start = Instant::now();
-    let mut background = (0..args.background)
-        .map(|i| h.submit(req(&prompts[i % prompts.len()], args.background_tokens, 0)))
-        .collect::<Result<Vec<_>, _>>()?;
-    // The interactive requests arrive once the first background request generates.
-    let first = background[0].blocking_next();
-    anyhow::ensure!(
-        matches!(first, Some(GenerationEvent::Delta { .. })),
-        "no first token: {first:?}"
-    );
-    let threads: Vec<_> = (0..args.interactive)
-        .map(|i| {
-            let submitted = Instant::now();
-            let stream =
-                h.submit(req(&prompts[(i + 3) % prompts.len()], args.interactive_tokens, priority));
-            timed_client(submitted, stream)
-        })
-        .collect();
-    let (ttft, latency) = join_timed(threads)?;
-    let mut out = Pass { ttft, latency, background_secs: 0.0 };
-    for s in background.drain(..) {
-        s.collect_blocking()?;
-    }
-    out.background_secs = start.elapsed().as_secs_f64();
-    Ok(out)
+    LatencyPass::run(
+        || {
+            (0..args.background)
+                .map(|i| h.submit(req(&prompts[i % prompts.len()], args.background_tokens, 0)))
+                .collect()
+        },
+        args.interactive,
+        |i| h.submit(req(&prompts[(i + 3) % prompts.len()], args.interactive_tokens, priority)),
+    )
 }
 
 pub(crate) fn run(home: &Path, out: &Path, args: &PriorityArgs) -> anyhow::Result<()> {
@@ -101,15 +75,7 @@ pub(crate) fn run(home: &Path, out: &Path, args: &PriorityArgs) -> anyhow::Resul
     }
     let device = args.device.open()?;
     let model = crate::decode::load_f32(home, args.model.as_ref(), &device)?;
-    let questions = [
-        "Tell me about Rome.",
-        "How do bees make honey?",
-        "Describe the sea.",
-        "What is a star?",
-        "Name three fruits.",
-        "What is 2 + 2?",
-    ];
-    let prompts = chat_prompts(&model, &questions)?;
+    let prompts = chat_prompts(&model, &QUESTIONS)?;
     let cfg = EngineConfig {
         max_batch_size: args.slots,
         scheduling: SchedulingPolicy::Priority,
@@ -130,14 +96,9 @@ pub(crate) fn run(home: &Path, out: &Path, args: &PriorityArgs) -> anyhow::Resul
             (fcfs_preemptions + mid - before, preemptions + preempted() - mid);
     }
     h.shutdown();
-    let m = |passes: &[Pass], f: fn(&Pass) -> f64| median(passes.iter().map(f).collect());
-    let ttft = |p: &Pass| median(p.ttft.clone());
-    let lat = |p: &Pass| median(p.latency.clone());
-    let bg = |p: &Pass| p.background_secs;
-    let (ta, tb) = (m(&fcfs, ttft), m(&prio, ttft));
-    let (la, lb) = (m(&fcfs, lat), m(&prio, lat));
-    let (ba, bb) = (m(&fcfs, bg), m(&prio, bg));
-    let device_name = if device.is_cuda() { "GPU 0" } else { "CPU" };
+    let (ta, la, ba) = LatencyPass::medians(&fcfs);
+    let (tb, lb, bb) = LatencyPass::medians(&prio);
+    let device_name = crate::report::device_name(&device);
     let mut md = format!(
         "# lorad-bench priority\n\n{} slots; {} background requests of {} tokens, then {} interactive requests of {} tokens once the background batch generates; greedy, f32 on {device_name}, {} build; median of {} interleaved rounds.\n\n| pass | interactive TTFT p50 (s) | interactive latency p50 (s) | background batch wall (s) |\n|---|---:|---:|---:|\n| (a) all priority 0 (first come, first served) | {ta:.3} | {la:.3} | {ba:.2} |\n| (b) interactive at priority -1 ({preemptions} preemptions in all rounds; (a): {fcfs_preemptions}) | {tb:.3} | {lb:.3} | {bb:.2} |\n\n**TTFT a/b = {:.2}**, **latency a/b = {:.2}** (how much sooner interactive requests answer), **background b/a = {:.3}** (what the preempted batch pays)\n",
         args.slots,
@@ -155,7 +116,7 @@ pub(crate) fn run(home: &Path, out: &Path, args: &PriorityArgs) -> anyhow::Resul
         "priority-{}x{}{}",
         args.slots,
         args.background,
-        if device.is_cuda() { "-cuda" } else { "" }
+        crate::report::device_suffix(&device)
     );
     let groups = vec![
         (

@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use anyhow::Context;
+use candle_core::Device;
 
 /// Writes `<out>/<name>.json` and `<out>/<name>.md`; returns the Markdown.
 pub(crate) fn write(
@@ -55,4 +56,18 @@ pub(crate) fn profile() -> &'static str {
     } else {
         "release"
     }
+}
+
+/// "CPU", or the GPU's name as the driver reports it: what every report says it ran on.
+pub(crate) fn device_name(device: &Device) -> String {
+    match device {
+        Device::Cpu => "CPU".to_owned(),
+        Device::Cuda(_) => gpu_name().unwrap_or_else(|| "CUDA GPU 0".to_owned()),
+        Device::Metal(_) => "Metal GPU".to_owned(),
+    }
+}
+
+/// What a result file's name ends with on `device`, so CPU and GPU results sit side by side.
+pub(crate) fn device_suffix(device: &Device) -> &'static str {
+    if device.is_cuda() { "-cuda" } else { "" }
 }

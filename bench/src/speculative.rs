@@ -143,7 +143,7 @@ pub(crate) fn run(home: &Path, out: &Path, args: &SpeculativeArgs) -> anyhow::Re
         h.shutdown();
     }
     let med = |w: usize, m: usize, e: usize| median(rates[w][m][e].clone());
-    let device_name = if device.is_cuda() { "GPU 0" } else { "CPU" };
+    let device_name = crate::report::device_name(&device);
     let mut md = format!(
         "# lorad-bench speculative\n\nGreedy chat answers of at most {} tokens, f32 on {device_name}, {} build; (b) drafts {} tokens by prompt lookup (n-grams of {} to {}); answers identical in (a) and (b); median of {} interleaved rounds. Single stream: 2 requests one after another; batch: {} at once.\n\n| workload | mode | (a) tokens/s | (b) tokens/s | **b/a** | drafts accepted |\n|---|---|---:|---:|---:|---:|\n",
         args.max_tokens,
@@ -173,7 +173,7 @@ pub(crate) fn run(home: &Path, out: &Path, args: &SpeculativeArgs) -> anyhow::Re
         }
     }
     let name =
-        format!("speculative-{}{}", args.draft_tokens, if device.is_cuda() { "-cuda" } else { "" });
+        format!("speculative-{}{}", args.draft_tokens, crate::report::device_suffix(&device));
     let title = format!(
         "prompt-lookup speculative decoding | repeats, single b/a = {:.2}",
         med(0, 0, 1) / med(0, 0, 0)

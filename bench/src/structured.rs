@@ -128,7 +128,7 @@ pub(crate) fn run(home: &Path, out: &Path, args: &StructuredArgs) -> anyhow::Res
     };
     let (a, b, c, d) = (median(&free), median(&cold), median(&warm), median(&auto));
     let (free, cold, warm, auto) = (&free[0], &cold[0], &warm[0], &auto[0]);
-    let device_name = if device.is_cuda() { "GPU 0" } else { "CPU" };
+    let device_name = crate::report::device_name(&device);
     let mut md = format!(
         "# lorad-bench structured\n\n{} chat requests per pass submitted together, greedy, at most {} tokens each, f32 on {device_name}, {} build; median of {} interleaved rounds.\n\n| pass | generated tokens | tokens/s | answers that parse as JSON |\n|---|---:|---:|---:|\n| (a) unconstrained | {} | {a:.1} | {} |\n| (b) JSON Schema, cold masks ({misses} computed) | {} | {b:.1} | {} |\n| (c) JSON Schema, cached masks ({misses_warm} new) | {} | {c:.1} | {} |\n| (d) tools \"auto\", no call made, cold masks ({auto_masks} computed) | {} | {d:.1} | |\n\n**b/a = {:.3}**, **c/a = {:.3}**, **d/a = {:.3}** (constrained over unconstrained decode throughput)\n",
         args.requests,
@@ -150,7 +150,7 @@ pub(crate) fn run(home: &Path, out: &Path, args: &StructuredArgs) -> anyhow::Res
         "structured-{}x{}{}",
         args.requests,
         args.max_tokens,
-        if device.is_cuda() { "-cuda" } else { "" }
+        crate::report::device_suffix(&device)
     );
     let groups: Vec<(String, Vec<(String, f64)>)> = vec![(
         "tokens/s".to_string(),
