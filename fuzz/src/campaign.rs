@@ -202,9 +202,15 @@ fn reason_kind(reason: &str) -> String {
 mod tests {
     use super::Campaign;
 
+    /// A campaign of exactly `iterations`, whatever a longer campaign's `LORAD_FUZZ_ITERS` says
+    /// (the counts below are this test's, not the environment's).
+    fn fixed(name: &str, iterations: usize) -> Campaign {
+        Campaign { iterations, trace: false, ..Campaign::new(name, iterations) }
+    }
+
     #[test]
     fn counts_outcomes_and_reports_a_panicking_target() {
-        let c = Campaign::new("selftest", 50);
+        let c = fixed("selftest", 50);
         let report = c.run(
             &[vec![1u8, 2, 3]],
             |s| {
@@ -217,7 +223,7 @@ mod tests {
         assert_eq!((report.accepted, report.rejected), (0, 50));
         assert_eq!(report.reasons, vec![("even".to_owned(), 50)]);
         let caught = std::panic::catch_unwind(|| {
-            Campaign::new("selftest-panics", 5).run(
+            fixed("selftest-panics", 5).run(
                 &[vec![0u8]],
                 |s| vec![s[0] + 1],
                 |v| {
