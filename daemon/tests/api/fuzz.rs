@@ -120,8 +120,9 @@ const KEYS: &[&str] = &[
     "function",
 ];
 
-/// Judges one response: an OpenAI error for a refusal, parseable JSON or SSE for an answer.
-fn judge(route: &str, stream: bool, status: StatusCode, body: &str) -> Outcome {
+/// Judges one response: an OpenAI error for a refusal, parseable JSON or (`sse`, an event
+/// stream) SSE for an answer.
+fn judge(route: &str, sse: bool, status: StatusCode, body: &str) -> Outcome {
     assert!(
         !status.is_server_error(),
         "{route} answered {status} (a server error) to a client's request: {body}"
@@ -133,7 +134,7 @@ fn judge(route: &str, stream: bool, status: StatusCode, body: &str) -> Outcome {
         assert!(!message.is_empty(), "{route} {status}: no error message in {body}");
         return Err(format!("{status} {message}"));
     }
-    if stream {
+    if sse {
         for data in sse_data(body) {
             if data != "[DONE]" {
                 let chunk: Result<Value, _> = serde_json::from_str(&data);
@@ -172,9 +173,18 @@ async fn api_request_bodies() {
                 let route = seeds[turn % seeds.len()].0;
                 turn += 1;
                 let stream = body["stream"] == Value::Bool(true);
-                let (status, _, text) =
+                let (status, headers, text) =
                     handle.block_on(call(&router, "POST", route, body.to_string()));
-                judge(route, stream, status, &text)
+                // The body decides the format, not the request: /tokenize and /detokenize
+                // answer JSON to a body that says `"stream": true` (a field they ignore).
+                let sse = headers
+                    .get(axum::http::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.starts_with("text/event-stream"));
+                if status.is_success() && route.starts_with("/v1/") {
+                    assert_eq!(sse, stream, "{route}: `stream` {stream}, answered {headers:?}");
+                }
+                judge(route, sse, status, &text)
             },
         )
     });
