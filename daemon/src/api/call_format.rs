@@ -26,6 +26,15 @@ pub(crate) enum CallFormat {
     MistralArgs,
 }
 
+/// What a stream of text may send, as [`CallFormat::hold`] sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Hold {
+    /// No call opened yet: keep back this many bytes at the end, which may begin one.
+    Keep(usize),
+    /// A call opens at this byte: the text before it goes out, the rest is calls.
+    Calls(usize),
+}
+
 impl CallFormat {
     /// The syntax for a template; `None` for one whose syntax lorad does not read.
     pub(crate) fn for_template(support: ToolSupport) -> Option<Self> {
@@ -85,25 +94,23 @@ impl CallFormat {
     }
 
     /// For a stream that has sent `sent` bytes of text and holds `held` (what came since):
-    /// `Some(keep)`, the bytes at the end of `held` to keep back because they may be part of
-    /// a call's opening, or `None` when `held` opens a call (from its start for Llama 3,
-    /// from [`Self::calls_start`] for the others: the caller splits there).
-    pub(crate) fn hold(self, sent: usize, held: &str) -> Option<usize> {
+    /// what of `held` may go out as text, and where its calls begin once it opens one.
+    pub(crate) fn hold(self, sent: usize, held: &str) -> Hold {
         match self.marker() {
             Some(open) => match held.find(open) {
-                Some(_) => None,
-                None => Some(hermes::partial_open(held, open)),
+                Some(at) => Hold::Calls(at),
+                None => Hold::Keep(hermes::partial_open(held, open)),
             },
             // A call is the whole answer: once text went out, nothing more is held.
-            None if sent > 0 => Some(0),
+            None if sent > 0 => Hold::Keep(0),
             None => {
                 let t = held.trim_start();
                 if t.starts_with(LLAMA3_OPEN) {
-                    None
+                    Hold::Calls(held.len() - t.len())
                 } else if LLAMA3_OPEN.starts_with(t) {
-                    Some(held.len())
+                    Hold::Keep(held.len())
                 } else {
-                    Some(0)
+                    Hold::Keep(0)
                 }
             }
         }
@@ -174,11 +181,12 @@ mod tests {
         assert_eq!(f.calls_start(&format!("Sure: {call}")), None);
         assert!(f.parse(&format!("{call} more")).is_none() && f.parse(&call[..20]).is_none());
         // Held while it may still open a call, let go once it cannot.
-        assert_eq!(f.hold(0, "{\"na"), Some(4));
-        assert_eq!(f.hold(0, "{\"name\": \"g"), None);
-        assert_eq!(f.hold(0, "{\"nope"), Some(0));
-        assert_eq!(f.hold(5, "{\"name\": \""), Some(0));
-        assert_eq!(CallFormat::Hermes.hold(0, "a <tool"), Some(5));
+        assert_eq!(f.hold(0, "{\"na"), Hold::Keep(4));
+        assert_eq!(f.hold(0, "{\"name\": \"g"), Hold::Calls(0));
+        assert_eq!(f.hold(0, "\n {\"name\": \"g"), Hold::Calls(2));
+        assert_eq!(f.hold(0, "{\"nope"), Hold::Keep(0));
+        assert_eq!(f.hold(5, "{\"name\": \""), Hold::Keep(0));
+        assert_eq!(CallFormat::Hermes.hold(0, "a <tool"), Hold::Keep(5));
         assert_eq!(CallFormat::for_template(ToolSupport::Other), None);
     }
 
@@ -200,9 +208,9 @@ mod tests {
             assert!(f.parse(bad).is_none(), "{bad}");
         }
         assert_eq!(f.calls_start("no calls"), None);
-        assert_eq!(f.hold(0, "Sure [TOOL_"), Some(6));
-        assert_eq!(f.hold(0, "Sure [TOOL_CALLS] ["), None);
-        assert_eq!(f.hold(0, "a [b]"), Some(0));
+        assert_eq!(f.hold(0, "Sure [TOOL_"), Hold::Keep(6));
+        assert_eq!(f.hold(0, "Sure [TOOL_CALLS] ["), Hold::Calls(5));
+        assert_eq!(f.hold(0, "a [b]"), Hold::Keep(0));
     }
 
     #[test]
@@ -227,7 +235,7 @@ mod tests {
         ] {
             assert!(f.parse(bad).is_none(), "{bad}");
         }
-        assert_eq!(f.hold(0, "Sure [TOOL_"), Some(6));
-        assert_eq!(f.hold(0, "Sure [TOOL_CALLS]n"), None);
+        assert_eq!(f.hold(0, "Sure [TOOL_"), Hold::Keep(6));
+        assert_eq!(f.hold(0, "Sure [TOOL_CALLS]n"), Hold::Calls(5));
     }
 }

@@ -13,7 +13,7 @@
 use lorad_grammar::Json;
 use lorad_model::ToolSupport;
 
-use super::call_format::CallFormat;
+use super::call_format::{CallFormat, Hold};
 use super::call_stream::{CallDelta, CallScanner};
 use super::errors::ApiError;
 use super::hermes::Function;
@@ -307,10 +307,10 @@ impl ToolStream {
         let mut out = Pushed { reasoning, ..Pushed::default() };
         if !self.calling {
             let keep = match format.hold(self.sent, &self.held) {
-                Some(keep) => keep,
-                None => {
+                Hold::Keep(keep) => keep,
+                Hold::Calls(at) => {
                     self.calling = true;
-                    self.held.len() - format.calls_start(&self.held).unwrap_or(0)
+                    self.held.len() - at
                 }
             };
             let rest = self.held.split_off(self.held.len() - keep);

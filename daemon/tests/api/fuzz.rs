@@ -175,8 +175,8 @@ async fn api_request_bodies() {
                 let stream = body["stream"] == Value::Bool(true);
                 let (status, headers, text) =
                     handle.block_on(call(&router, "POST", route, body.to_string()));
-                // The body decides the format, not the request: /tokenize and /detokenize
-                // answer JSON to a body that says `"stream": true` (a field they ignore).
+                // The answer's content type decides how to read it, not the request: /tokenize
+                // and /detokenize answer JSON to `"stream": true` (a field they ignore).
                 let sse = headers
                     .get(axum::http::header::CONTENT_TYPE)
                     .and_then(|v| v.to_str().ok())
