@@ -359,6 +359,24 @@ fn unaligned_offsets_are_rejected() {
 }
 
 #[test]
+fn ranges_no_file_can_hold_are_rejected() {
+    // usize::MAX - 1 has no 4 KiB-padded size (it used to wrap to 0 and plan pieces forever).
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let (path, _) = make_file(dir.path(), "huge.bin", 4 * ALIGN, &mut rng);
+    for pager in pagers(8) {
+        for (file, _) in both_opens(&path) {
+            for (off, len) in [(0, usize::MAX - 1), (ALIGN as u64, usize::MAX), (1 << 63, 16)] {
+                let err = pager.read(&file, &path, off, len).unwrap_err();
+                let msg = err.to_string();
+                assert!(msg.contains("overflows") && msg.contains("huge.bin"), "{msg}");
+            }
+        }
+        assert_eq!(pager.stats().reads, 0);
+    }
+}
+
+#[test]
 fn zero_length_reads_need_no_data() {
     let dir = tempfile::tempdir().unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(8);

@@ -40,8 +40,16 @@ pub(super) struct Loc {
 }
 
 impl Loc {
+    /// The byte after the blob. Never overflows for a `Loc` the store holds: the writer's come
+    /// from real file offsets and [`decode_record`] refuses any other ([`Loc::is_possible`]).
     pub(super) fn end(&self) -> u64 {
-        self.offset + self.len
+        self.offset.saturating_add(self.len)
+    }
+
+    /// Whether a file can hold this range: it ends at an offset `pread` can reach (a signed
+    /// 64-bit `off_t`). A record naming any other range is damaged, whatever its CRC says.
+    pub(super) fn is_possible(&self) -> bool {
+        self.offset.checked_add(self.len).is_some_and(|end| end <= i64::MAX as u64)
     }
 }
 
@@ -282,8 +290,13 @@ pub(super) fn decode_record(slot: &[u8]) -> Option<(u64, Record)> {
         }
         _ => return None,
     };
+    let possible = match &record {
+        Record::Put(p) => p.loc.is_possible(),
+        Record::Relocate { from, to, .. } => from.is_possible() && to.is_possible(),
+        _ => true,
+    };
     // Trailing payload bytes mean a layout this version does not know.
-    (r.pos == r.b.len()).then_some((seq, record))
+    (possible && r.pos == r.b.len()).then_some((seq, record))
 }
 
 /// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
@@ -422,6 +435,25 @@ mod tests {
         let mut torn = slot;
         torn[300..].fill(0);
         assert_eq!(decode_record(&torn), None);
+    }
+
+    #[test]
+    fn records_naming_ranges_past_any_file_are_rejected() {
+        // CRCs intact: such a record is written by no lorad, so it is damage that got past them.
+        let Record::Put(good) = put() else { unreachable!() };
+        let at = |offset, len| Loc { segment: 1, offset, len };
+        let past_off_t = at((1 << 63) - 8192, 8192);
+        for loc in [at(4096, u64::MAX - 4095), at(u64::MAX - 4095, 8192), past_off_t] {
+            let slot = encode_record(1, &Record::Put(PutRecord { loc, ..good.clone() }));
+            assert_eq!(decode_record(&slot), None, "{loc:?}");
+            for (from, to) in [(loc, at(4096, 4096)), (at(4096, 4096), loc)] {
+                let slot = encode_record(1, &Record::Relocate { content_hash: [1; 32], from, to });
+                assert_eq!(decode_record(&slot), None, "{from:?} -> {to:?}");
+            }
+        }
+        let edge = at((1 << 63) - 8192, 8191); // ends at i64::MAX, the last offset pread takes
+        let slot = encode_record(1, &Record::Put(PutRecord { loc: edge, ..good }));
+        assert!(decode_record(&slot).is_some());
     }
 
     #[test]

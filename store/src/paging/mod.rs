@@ -292,13 +292,16 @@ fn plan(reqs: &[ReadRequest<'_>]) -> Result<Vec<Chunk>, StoreError> {
                 format!("offset {} is not {ALIGN}-byte aligned", r.offset),
             ));
         }
-        let padded = r.len.div_ceil(ALIGN) * ALIGN;
         // pread and io_uring take offsets as a signed 64-bit `off_t`.
-        let end = r.offset.checked_add(padded as u64).filter(|&e| e <= i64::MAX as u64);
-        if end.is_none() {
+        // A length within ALIGN of usize::MAX has no padded size at all.
+        let padded = r
+            .len
+            .checked_next_multiple_of(ALIGN)
+            .filter(|&p| r.offset.checked_add(p as u64).is_some_and(|end| end <= i64::MAX as u64));
+        let Some(padded) = padded else {
             let msg = format!("range of {} bytes at offset {} overflows", r.len, r.offset);
             return Err(invalid(r.path, msg));
-        }
+        };
         let mut start = 0;
         while start < r.len {
             let len = CHUNK_BYTES.min(padded - start);
