@@ -82,25 +82,34 @@ kit() {
     toolkit
     stubs
     cd "$root"
-    local target=${CARGO_TARGET_DIR:-$root/target}
     rm -rf "$kit/bin" && mkdir -p "$kit/bin"
-    say "building the CUDA test binaries (release)"
-    cargo test --release --features cuda --no-run -p lorad-kernels -p lorad-engine \
-        --message-format=json-render-diagnostics >"$kit/tests.json"
-    python3 - "$kit/tests.json" "$kit/bin" <<'PY'
-import json, shutil, sys
+    # One cargo invocation for the tests and the binaries: features are unified per invocation,
+    # and the binaries' dependencies turn on features (serde's `rc`, bytemuck's allocator, ...)
+    # that the kernels' and engine's tests alone do not, so two invocations built nearly the
+    # whole graph twice. `--tests` adds the daemon's and bench's test targets, which cost less.
+    say "building lorad, lorad-bench and the CUDA test binaries (release)"
+    cargo build --release --features cuda -p lorad-kernels -p lorad-engine -p lorad -p lorad-bench \
+        --bins --tests --message-format=json-render-diagnostics >"$kit/build.json"
+    python3 - "$kit/build.json" "$kit/bin" <<'PY'
+import json, os, shutil, sys
 src, dst = sys.argv[1], sys.argv[2]
+bins, tests = {"lorad", "lorad-bench"}, {"kernels", "engine"}
 for line in open(src):
     m = json.loads(line)
     exe = m.get("executable")
-    if m.get("reason") == "compiler-artifact" and exe and m["profile"]["test"]:
-        name = m["target"]["name"]
-        shutil.copy(exe, f"{dst}/test-{m['package_id'].split('#')[0].rsplit('/', 1)[-1]}-{name}")
+    if m.get("reason") != "compiler-artifact" or not exe:
+        continue
+    name, crate = m["target"]["name"], m["package_id"].split("#")[0].rsplit("/", 1)[-1]
+    if m["profile"]["test"]:
+        if crate in tests:
+            shutil.copy(exe, f"{dst}/test-{crate}-{name}")
+    elif name in bins and "bin" in m["target"]["kind"]:
+        shutil.copy(exe, f"{dst}/{name}")
+missing = sorted(b for b in bins if not os.path.exists(f"{dst}/{b}"))
+if missing:
+    sys.exit(f"cuda.sh: cargo built no {', '.join(missing)}")
 PY
-    rm "$kit/tests.json"
-    say "building lorad and lorad-bench (release)"
-    cargo build --release --features cuda -p lorad --bin lorad -p lorad-bench --bin lorad-bench
-    cp "$target/release/lorad" "$target/release/lorad-bench" "$kit/bin/"
+    rm "$kit/build.json"
     strip "$kit/bin/"*
     # The binaries share most of their bytes (candle, its PTX): a dictionary larger than all of
     # them lets xz store those once (about 16 MB instead of 65 MB with xz's default window).
