@@ -451,7 +451,7 @@ mod tests {
                 assert_eq!(decode_record(&slot), None, "{from:?} -> {to:?}");
             }
         }
-        let edge = at((1 << 63) - 8192, 8191); // ends at i64::MAX, the last offset pread takes
+        let edge = at((1 << 63) - 8192, 8191); // ends at i64::MAX, as far as a range may reach
         let slot = encode_record(1, &Record::Put(PutRecord { loc: edge, ..good }));
         assert!(decode_record(&slot).is_some());
     }
