@@ -120,8 +120,8 @@ const KEYS: &[&str] = &[
     "function",
 ];
 
-/// Judges one response: an OpenAI error for a refusal, parseable JSON or (`sse`, an event
-/// stream) SSE for an answer.
+/// Judges one response: an OpenAI error for a refusal; for an answer, parseable JSON, or
+/// well-formed SSE events when `sse` (the answer's content type is an event stream).
 fn judge(route: &str, sse: bool, status: StatusCode, body: &str) -> Outcome {
     assert!(
         !status.is_server_error(),
