@@ -454,10 +454,225 @@ mod tests {
         assert!(m(r"[\d_]+", "1_2"));
     }
 
+    /// Random patterns of the supported subset, rendered in Python's syntax for [`Pattern`] and
+    /// in the `regex` crate's for an independent matcher: both must agree on every input.
+    #[test]
+    fn agrees_with_the_regex_crate_on_random_patterns() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(20261206);
+        let mut checked = 0usize;
+        for case in 0..4000 {
+            let g = oracle::random_pattern(&mut rng, 4);
+            let (py, rs) = (g.python(), g.rust());
+            let ours = Pattern::parse(&py).unwrap_or_else(|e| panic!("case {case}: {py}: {e}"));
+            let re = regex::Regex::new(&format!(r"\A(?:{rs})\z"))
+                .unwrap_or_else(|e| panic!("case {case}: {rs}: {e}"));
+            let mut inputs: Vec<String> = (0..12).map(|_| g.sample(&mut rng)).collect();
+            inputs.extend((0..12).map(|_| {
+                let n = rng.random_range(0..7);
+                (0..n)
+                    .map(|_| oracle::ALPHABET[rng.random_range(0..oracle::ALPHABET.len())])
+                    .collect()
+            }));
+            for s in &inputs {
+                assert_eq!(
+                    ours.full_match(s),
+                    re.is_match(s),
+                    "case {case}: pattern {py:?} (regex {rs:?}) on {s:?}"
+                );
+                checked += usize::from(re.is_match(s));
+            }
+        }
+        // The sampled inputs must make the positive side of the comparison count too.
+        assert!(checked > 20000, "only {checked} matching inputs: the generator is too strict");
+    }
+
     #[test]
     fn unsupported_is_rejected() {
         for p in ["(?=a)", r"(a)\1", "(?i)a", "a**", "*a", "(a", "a)", "[a", r"\b", "a{3,2}"] {
             assert!(Pattern::parse(p).is_err(), "{p} should be rejected");
+        }
+    }
+
+    /// A generator of patterns inside [`Pattern`]'s subset, and of strings they likely match.
+    mod oracle {
+        use rand::Rng;
+
+        /// The characters inputs are made of: letters, a digit, the separators of module paths.
+        pub(super) const ALPHABET: [char; 6] = ['a', 'b', 'q', '1', '.', '_'];
+
+        pub(super) enum G {
+            Lit(char),
+            Any,
+            /// `\d`, `\w`, `\s` (index 0-2), negated when the flag is set.
+            Esc(u8, bool),
+            Class(bool, Vec<(char, char)>),
+            Start,
+            End,
+            Group(Box<G>, u8),
+            Cat(Vec<G>),
+            Alt(Vec<G>),
+            Rep(Box<G>, u32, Option<u32>, bool),
+        }
+
+        pub(super) fn random_pattern(rng: &mut impl Rng, depth: u32) -> G {
+            let leaf = depth == 0 || rng.random_bool(0.35);
+            if leaf {
+                return match rng.random_range(0..12) {
+                    0 => G::Any,
+                    1 => G::Esc(rng.random_range(0..3), rng.random_bool(0.3)),
+                    2 => {
+                        let n = rng.random_range(1..4);
+                        let items = (0..n)
+                            .map(|_| match rng.random_range(0..3) {
+                                0 => ('a', 'q'),
+                                1 => ('0', '9'),
+                                _ => {
+                                    let c = ALPHABET[rng.random_range(0..ALPHABET.len())];
+                                    (c, c)
+                                }
+                            })
+                            .collect();
+                        G::Class(rng.random_bool(0.3), items)
+                    }
+                    3 if rng.random_bool(0.3) => G::Start,
+                    4 if rng.random_bool(0.3) => G::End,
+                    _ => G::Lit(ALPHABET[rng.random_range(0..ALPHABET.len())]),
+                };
+            }
+            match rng.random_range(0..4) {
+                0 => G::Cat(
+                    (0..rng.random_range(1..4)).map(|_| random_pattern(rng, depth - 1)).collect(),
+                ),
+                1 => G::Alt(
+                    (0..rng.random_range(2..4)).map(|_| random_pattern(rng, depth - 1)).collect(),
+                ),
+                2 => G::Group(Box::new(random_pattern(rng, depth - 1)), rng.random_range(0..3)),
+                _ => {
+                    let (min, max) = match rng.random_range(0..6) {
+                        0 => (0, None),
+                        1 => (1, None),
+                        2 => (0, Some(1)),
+                        3 => (rng.random_range(0..3), None),
+                        _ => {
+                            let lo = rng.random_range(0..3);
+                            (lo, Some(lo + rng.random_range(0..3)))
+                        }
+                    };
+                    // Quantify a group, so no quantifier follows another or an anchor.
+                    let inner = G::Group(Box::new(random_pattern(rng, depth - 1)), 1);
+                    G::Rep(Box::new(inner), min, max, rng.random_bool(0.2))
+                }
+            }
+        }
+
+        fn lit(c: char) -> String {
+            if c == '.' { "\\.".into() } else { c.to_string() }
+        }
+
+        impl G {
+            /// Python `re` syntax, as PEFT's configs write it.
+            pub(super) fn python(&self) -> String {
+                self.render(true)
+            }
+
+            /// The `regex` crate's syntax for the same language.
+            pub(super) fn rust(&self) -> String {
+                self.render(false)
+            }
+
+            fn render(&self, py: bool) -> String {
+                match self {
+                    G::Lit(c) => lit(*c),
+                    G::Any => ".".into(),
+                    G::Esc(k, neg) => {
+                        let c = ['d', 'w', 's'][usize::from(*k)];
+                        // The regex crate's classes are Unicode: the same on ASCII input.
+                        format!("\\{}", if *neg { c.to_ascii_uppercase() } else { c })
+                    }
+                    G::Class(neg, items) => {
+                        let body: String = items
+                            .iter()
+                            .map(|&(lo, hi)| {
+                                let e =
+                                    |c: char| if c == '.' { "\\.".into() } else { c.to_string() };
+                                if lo == hi { e(lo) } else { format!("{}-{}", e(lo), e(hi)) }
+                            })
+                            .collect();
+                        format!("[{}{body}]", if *neg { "^" } else { "" })
+                    }
+                    G::Start => if py { "^" } else { "\\A" }.into(),
+                    G::End => if py { "$" } else { "\\z" }.into(),
+                    G::Group(g, kind) => {
+                        let open = match kind {
+                            0 => "(",
+                            1 => "(?:",
+                            _ => "(?P<n>",
+                        };
+                        // Named groups must be unique in the regex crate: it gets a plain one.
+                        let open = if !py && *kind == 2 { "(" } else { open };
+                        format!("{open}{})", g.render(py))
+                    }
+                    G::Cat(items) => items
+                        .iter()
+                        .map(|g| match g {
+                            G::Alt(_) => format!("(?:{})", g.render(py)),
+                            _ => g.render(py),
+                        })
+                        .collect(),
+                    G::Alt(alts) => alts.iter().map(|g| g.render(py)).collect::<Vec<_>>().join("|"),
+                    G::Rep(g, min, max, lazy) => {
+                        let q = match (min, max) {
+                            (0, None) => "*".to_string(),
+                            (1, None) => "+".to_string(),
+                            (0, Some(1)) => "?".to_string(),
+                            (n, None) => format!("{{{n},}}"),
+                            (0, Some(m)) if py => format!("{{,{m}}}"),
+                            (n, Some(m)) if n == m => format!("{{{n}}}"),
+                            (n, Some(m)) => format!("{{{n},{m}}}"),
+                        };
+                        format!("{}{q}{}", g.render(py), if *lazy { "?" } else { "" })
+                    }
+                }
+            }
+
+            /// A string this pattern probably matches (anchors are ignored while sampling, so
+            /// the oracle decides).
+            pub(super) fn sample(&self, rng: &mut impl Rng) -> String {
+                let pick = |rng: &mut dyn rand::RngCore, ok: &dyn Fn(char) -> bool| -> String {
+                    for _ in 0..16 {
+                        let c = ALPHABET[rng.random_range(0..ALPHABET.len())];
+                        if ok(c) {
+                            return c.to_string();
+                        }
+                    }
+                    String::new()
+                };
+                match self {
+                    G::Lit(c) => c.to_string(),
+                    G::Any => pick(rng, &|_| true),
+                    G::Esc(k, neg) => pick(rng, &|c| {
+                        let m = match k {
+                            0 => c.is_ascii_digit(),
+                            1 => c.is_ascii_alphanumeric() || c == '_',
+                            _ => c.is_ascii_whitespace(),
+                        };
+                        m != *neg
+                    }),
+                    G::Class(neg, items) => {
+                        pick(rng, &|c| items.iter().any(|&(lo, hi)| lo <= c && c <= hi) != *neg)
+                    }
+                    G::Start | G::End => String::new(),
+                    G::Group(g, _) => g.sample(rng),
+                    G::Cat(items) => items.iter().map(|g| g.sample(rng)).collect(),
+                    G::Alt(alts) => alts[rng.random_range(0..alts.len())].sample(rng),
+                    G::Rep(g, min, max, _) => {
+                        let hi = max.unwrap_or(min + 2);
+                        let n = rng.random_range(*min..=hi);
+                        (0..n).map(|_| g.sample(rng)).collect()
+                    }
+                }
+            }
         }
     }
 }
