@@ -99,7 +99,7 @@ impl Grammar {
             masks: Mutex::new(MaskCache::default()),
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         };
-        let mut out = Vec::new();
+        let mut out = HashSet::new();
         let complete = g.expand(vec![0], &mut out, &mut HashSet::new());
         g.start = normalize(out);
         if !complete || g.start.stacks.len() > MAX_STACKS {
@@ -166,7 +166,10 @@ impl Grammar {
         state: &State,
         accept: impl Fn(usize, &ByteSet) -> bool,
     ) -> State {
-        let mut out = Vec::new();
+        // Both sets span every stack of `state`: parses that converge (they do at the end of
+        // each alternative) are expanded once, and the cap counts distinct parses, not paths
+        // to them (two overlapping classes in a repetition reach the same stacks many ways).
+        let mut out = HashSet::new();
         let mut seen = HashSet::new();
         for (i, stack) in state.stacks.iter().enumerate() {
             let Some(&top) = stack.last() else { continue };
@@ -177,7 +180,6 @@ impl Grammar {
             let mut next = stack.clone();
             next.pop();
             self.push_return(&mut next, top + 1);
-            seen.clear();
             if !self.expand(next, &mut out, &mut seen) {
                 return State::default();
             }
@@ -196,13 +198,14 @@ impl Grammar {
 
     /// Expands `start` until each stack's top is a byte set (or the stack is empty) and adds
     /// the results to `out`; returns `false` when it gave up past [`MAX_STACKS`] stacks or
-    /// [`MAX_CALLS`] rule calls. `seen` holds the stacks already expanded at a rule call:
-    /// meeting one again is a cycle through empty matches (say `(a*)*`) that adds nothing.
-    /// A work list, not recursion, so no grammar can exhaust the thread's stack.
+    /// [`MAX_CALLS`] rule calls. `seen` holds the stacks already expanded at a rule call
+    /// (by this call or an earlier one into the same `out`): meeting one again is a cycle
+    /// through empty matches (say `(a*)*`) or a parse converging with another, and adds
+    /// nothing. A work list, not recursion, so no grammar can exhaust the thread's stack.
     fn expand(
         &self,
         start: Vec<u32>,
-        out: &mut Vec<Vec<u32>>,
+        out: &mut HashSet<Vec<u32>>,
         seen: &mut HashSet<Vec<u32>>,
     ) -> bool {
         let mut work = vec![start];
@@ -210,12 +213,12 @@ impl Grammar {
         while let Some(mut stack) = work.pop() {
             loop {
                 let Some(&top) = stack.last() else {
-                    out.push(stack);
+                    out.insert(stack);
                     break;
                 };
                 match self.elems[top as usize] {
                     Elem::Set(_) => {
-                        out.push(stack);
+                        out.insert(stack);
                         break;
                     }
                     Elem::End => {
@@ -274,9 +277,9 @@ impl Grammar {
     }
 }
 
-/// Sorts and deduplicates stacks into a state.
-fn normalize(mut stacks: Vec<Vec<u32>>) -> State {
+/// Sorts stacks into a state.
+fn normalize(stacks: HashSet<Vec<u32>>) -> State {
+    let mut stacks: Vec<Vec<u32>> = stacks.into_iter().collect();
     stacks.sort_unstable();
-    stacks.dedup();
     State { stacks }
 }
