@@ -252,6 +252,61 @@ fn random_regex_grammars_agree_with_the_regex_crate() {
     assert!(matched > 12_000, "only {matched} matching texts: the sampler misses too often");
 }
 
+/// Token masks of random patterns equal judging each token alone, along random walks, over a
+/// vocabulary of every byte, characters split inside their UTF-8 encoding and runs of
+/// several characters: the trie walk's shared successors and the matcher's merging of
+/// converging parses must never allow a token that fails or refuse one that fits.
+#[test]
+fn random_regex_masks_equal_brute_force() {
+    let mut rng = ChaCha8Rng::seed_from_u64(20261207);
+    let alphabet = random_regex::ALPHABET;
+    let mut tokens: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
+    for c in alphabet {
+        let bytes = c.to_string().into_bytes();
+        for cut in 1..bytes.len() {
+            tokens.push(bytes[..cut].to_vec());
+            tokens.push(bytes[cut..].to_vec());
+        }
+    }
+    for _ in 0..200 {
+        let n = rng.random_range(2..5);
+        let run: String = (0..n).map(|_| alphabet[rng.random_range(0..alphabet.len())]).collect();
+        tokens.push(run.into_bytes());
+    }
+    tokens.sort();
+    tokens.dedup();
+    let vocab = Vocab::new(tokens.iter().cloned().map(Some));
+    let mut steps = 0;
+    for case in 0..120 {
+        let re = random_regex::random_re(&mut rng, 4);
+        let p = re.render();
+        let Ok(g) = Constraint::Regex(p.clone()).compile() else { continue };
+        let mut state = g.start();
+        for _ in 0..8 {
+            let mask = g.mask(&vocab, &state);
+            let allowed: Vec<u32> = (0..tokens.len() as u32)
+                .filter(|&id| {
+                    let ok = g.advance_bytes(&state, &tokens[id as usize]).is_some();
+                    assert_eq!(
+                        mask.allows(id),
+                        ok,
+                        "case {case}: {p:?}, token {:?}",
+                        tokens[id as usize]
+                    );
+                    ok
+                })
+                .collect();
+            if allowed.is_empty() {
+                break;
+            }
+            steps += 1;
+            let t = allowed[rng.random_range(0..allowed.len())];
+            state = g.advance_token(&vocab, &state, t).unwrap();
+        }
+    }
+    assert!(steps > 400, "only {steps} steps walked");
+}
+
 #[test]
 fn choices_match_exactly_one_option() {
     let g =
