@@ -225,7 +225,7 @@ fn random_regex_grammars_agree_with_the_regex_crate() {
     let mut rng = ChaCha8Rng::seed_from_u64(20261206);
     let (mut refused, mut matched) = (0, 0);
     for case in 0..1500 {
-        let re = random_regex::random_re(&mut rng, 5);
+        let re = random_regex::random_re(&mut rng, 5, false);
         let p = re.render();
         let oracle = regex::Regex::new(&format!(r"\A(?:{p})\z"))
             .unwrap_or_else(|e| panic!("case {case}: the generator wrote {p:?}: {e}"));
@@ -278,7 +278,7 @@ fn random_regex_masks_equal_brute_force() {
     let vocab = Vocab::new(tokens.iter().cloned().map(Some));
     let mut steps = 0;
     for case in 0..120 {
-        let re = random_regex::random_re(&mut rng, 4);
+        let re = random_regex::random_re(&mut rng, 4, false);
         let p = re.render();
         let Ok(g) = Constraint::Regex(p.clone()).compile() else { continue };
         let mut state = g.start();
@@ -305,6 +305,37 @@ fn random_regex_masks_equal_brute_force() {
         }
     }
     assert!(steps > 400, "only {steps} steps walked");
+}
+
+/// Random patterns written as GBNF (groups hoisted into rules at random) accept exactly what
+/// the regex crate matches: the GBNF parser's literals, classes, escapes, groups, rule
+/// references and counted repetitions, judged independently.
+#[test]
+fn random_gbnf_grammars_agree_with_the_regex_crate() {
+    let mut rng = ChaCha8Rng::seed_from_u64(20261208);
+    let mut matched = 0;
+    for case in 0..800 {
+        let re = random_regex::random_re(&mut rng, 4, true);
+        let mut rules = Vec::new();
+        let root = re.gbnf(&mut rng, &mut rules);
+        let src = format!("root ::= {root}\n{}", rules.join("\n"));
+        let p = re.render();
+        let oracle = regex::Regex::new(&format!(r"\A(?:{p})\z")).unwrap();
+        let g = Constraint::Grammar(src.clone())
+            .compile()
+            .unwrap_or_else(|e| panic!("case {case}: {src:?} refused: {e}"));
+        for _ in 0..20 {
+            let t = re.sample(&mut rng);
+            let want = oracle.is_match(&t);
+            assert_eq!(
+                g.matches(t.as_bytes()),
+                want,
+                "case {case}: {src:?} (regex {p:?}) on {t:?}"
+            );
+            matched += usize::from(want);
+        }
+    }
+    assert!(matched > 8000, "only {matched} matching texts");
 }
 
 #[test]

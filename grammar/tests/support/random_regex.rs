@@ -31,13 +31,14 @@ pub(crate) enum Re {
     Rep(Box<Re>, u32, Option<u32>, bool),
 }
 
-/// A random tree at most `depth` deep.
-pub(crate) fn random_re(rng: &mut impl Rng, depth: u32) -> Re {
+/// A random tree at most `depth` deep; with `plain`, only what GBNF can say too (no Perl
+/// classes, no case folding).
+pub(crate) fn random_re(rng: &mut impl Rng, depth: u32, plain: bool) -> Re {
     let pick = |rng: &mut dyn rand::RngCore| ALPHABET[rng.random_range(0..ALPHABET.len())];
     if depth == 0 || rng.random_bool(0.35) {
         return match rng.random_range(0..10) {
             0 => Re::Any,
-            1 => Re::Perl(rng.random_range(0..3), rng.random_bool(0.3)),
+            1 if !plain => Re::Perl(rng.random_range(0..3), rng.random_bool(0.3)),
             2 | 3 => {
                 let items = (0..rng.random_range(1..4))
                     .map(|_| {
@@ -51,9 +52,13 @@ pub(crate) fn random_re(rng: &mut impl Rng, depth: u32) -> Re {
         };
     }
     match rng.random_range(0..5) {
-        0 | 1 => Re::Cat((0..rng.random_range(2..4)).map(|_| random_re(rng, depth - 1)).collect()),
-        2 => Re::Alt((0..rng.random_range(2..4)).map(|_| random_re(rng, depth - 1)).collect()),
-        3 => Re::Group(Box::new(random_re(rng, depth - 1)), rng.random_bool(0.3)),
+        0 | 1 => {
+            Re::Cat((0..rng.random_range(2..4)).map(|_| random_re(rng, depth - 1, plain)).collect())
+        }
+        2 => {
+            Re::Alt((0..rng.random_range(2..4)).map(|_| random_re(rng, depth - 1, plain)).collect())
+        }
+        3 => Re::Group(Box::new(random_re(rng, depth - 1, plain)), !plain && rng.random_bool(0.3)),
         _ => {
             let (min, max) = match rng.random_range(0..5) {
                 0 => (0, None),
@@ -64,7 +69,7 @@ pub(crate) fn random_re(rng: &mut impl Rng, depth: u32) -> Re {
                     (lo, Some(lo + rng.random_range(0..3)))
                 }
             };
-            Re::Rep(Box::new(random_re(rng, depth - 1)), min, max, rng.random_bool(0.2))
+            Re::Rep(Box::new(random_re(rng, depth - 1, plain)), min, max, rng.random_bool(0.2))
         }
     }
 }
@@ -106,6 +111,67 @@ impl Re {
                     (n, Some(m)) => format!("{{{n},{m}}}"),
                 };
                 format!("{}{q}{}", r.atom(), if *lazy { "?" } else { "" })
+            }
+        }
+    }
+
+    /// The same language in GBNF: an expression, with some groups hoisted into rules of
+    /// their own (appended to `rules` as `name ::= body` lines). Trees with Perl classes or
+    /// case folding have no GBNF form: see [`random_re`]'s `plain`.
+    pub(crate) fn gbnf(&self, rng: &mut impl Rng, rules: &mut Vec<String>) -> String {
+        let lit = |c: char| match c {
+            '"' | '\\' => format!("\\{c}"),
+            c => c.to_string(),
+        };
+        let in_class = |c: char| match c {
+            ']' | '\\' | '-' | '^' => format!("\\{c}"),
+            c => c.to_string(),
+        };
+        match self {
+            Re::Lit(c) => format!("\"{}\"", lit(*c)),
+            Re::Any => ".".into(),
+            Re::Perl(..) => unreachable!("Perl classes are not generated with `plain`"),
+            Re::Class(neg, items) => {
+                let body: String = items
+                    .iter()
+                    .map(|&(lo, hi)| match lo == hi {
+                        true => in_class(lo),
+                        false => format!("{}-{}", in_class(lo), in_class(hi)),
+                    })
+                    .collect();
+                format!("[{}{body}]", if *neg { "^" } else { "" })
+            }
+            Re::Group(r, _) => {
+                let body = r.gbnf(rng, rules);
+                if rng.random_bool(0.4) {
+                    let name = format!("r{}", rules.len());
+                    rules.push(format!("{name} ::= {body}"));
+                    name
+                } else {
+                    format!("( {body} )")
+                }
+            }
+            Re::Cat(items) => items
+                .iter()
+                .map(|r| match r {
+                    Re::Alt(_) => format!("( {} )", r.gbnf(rng, rules)),
+                    _ => r.gbnf(rng, rules),
+                })
+                .collect::<Vec<_>>()
+                .join(" "),
+            Re::Alt(alts) => {
+                alts.iter().map(|r| r.gbnf(rng, rules)).collect::<Vec<_>>().join(" | ")
+            }
+            Re::Rep(r, min, max, _) => {
+                let q = match (min, max) {
+                    (0, None) => "*".to_string(),
+                    (1, None) => "+".to_string(),
+                    (0, Some(1)) => "?".to_string(),
+                    (n, None) => format!("{{{n},}}"),
+                    (n, Some(m)) if n == m => format!("{{{n}}}"),
+                    (n, Some(m)) => format!("{{{n},{m}}}"),
+                };
+                format!("( {} ){q}", r.gbnf(rng, rules))
             }
         }
     }
