@@ -78,6 +78,30 @@ fn escaped(c: char) -> String {
     if c.is_ascii_punctuation() || c == ' ' { format!("\\{c}") } else { c.to_string() }
 }
 
+/// `*`, `+`, `?` or `{n}`, `{n,}`, `{n,m}`: the same in both syntaxes.
+fn quantifier(min: u32, max: Option<u32>) -> String {
+    match (min, max) {
+        (0, None) => "*".to_string(),
+        (1, None) => "+".to_string(),
+        (0, Some(1)) => "?".to_string(),
+        (n, None) => format!("{{{n},}}"),
+        (n, Some(m)) if n == m => format!("{{{n}}}"),
+        (n, Some(m)) => format!("{{{n},{m}}}"),
+    }
+}
+
+/// `[...]` of `items`, each bound written by `esc`.
+fn class(neg: bool, items: &[(char, char)], esc: impl Fn(char) -> String) -> String {
+    let body: String = items
+        .iter()
+        .map(|&(lo, hi)| match lo == hi {
+            true => esc(lo),
+            false => format!("{}-{}", esc(lo), esc(hi)),
+        })
+        .collect();
+    format!("[{}{body}]", if neg { "^" } else { "" })
+}
+
 impl Re {
     /// The pattern's text in the regex crate's syntax.
     pub(crate) fn render(&self) -> String {
@@ -88,29 +112,12 @@ impl Re {
                 let c = ['d', 'w', 's'][usize::from(*k)];
                 format!("\\{}", if *neg { c.to_ascii_uppercase() } else { c })
             }
-            Re::Class(neg, items) => {
-                let body: String = items
-                    .iter()
-                    .map(|&(lo, hi)| match lo == hi {
-                        true => escaped(lo),
-                        false => format!("{}-{}", escaped(lo), escaped(hi)),
-                    })
-                    .collect();
-                format!("[{}{body}]", if *neg { "^" } else { "" })
-            }
+            Re::Class(neg, items) => class(*neg, items, escaped),
             Re::Group(r, fold) => format!("(?{}:{})", if *fold { "i" } else { "" }, r.render()),
             Re::Cat(items) => items.iter().map(Re::atom).collect(),
             Re::Alt(alts) => alts.iter().map(Re::render).collect::<Vec<_>>().join("|"),
             Re::Rep(r, min, max, lazy) => {
-                let q = match (min, max) {
-                    (0, None) => "*".to_string(),
-                    (1, None) => "+".to_string(),
-                    (0, Some(1)) => "?".to_string(),
-                    (n, None) => format!("{{{n},}}"),
-                    (n, Some(m)) if n == m => format!("{{{n}}}"),
-                    (n, Some(m)) => format!("{{{n},{m}}}"),
-                };
-                format!("{}{q}{}", r.atom(), if *lazy { "?" } else { "" })
+                format!("{}{}{}", r.atom(), quantifier(*min, *max), if *lazy { "?" } else { "" })
             }
         }
     }
@@ -131,16 +138,7 @@ impl Re {
             Re::Lit(c) => format!("\"{}\"", lit(*c)),
             Re::Any => ".".into(),
             Re::Perl(..) => unreachable!("Perl classes are not generated with `plain`"),
-            Re::Class(neg, items) => {
-                let body: String = items
-                    .iter()
-                    .map(|&(lo, hi)| match lo == hi {
-                        true => in_class(lo),
-                        false => format!("{}-{}", in_class(lo), in_class(hi)),
-                    })
-                    .collect();
-                format!("[{}{body}]", if *neg { "^" } else { "" })
-            }
+            Re::Class(neg, items) => class(*neg, items, in_class),
             Re::Group(r, _) => {
                 let body = r.gbnf(rng, rules);
                 if rng.random_bool(0.4) {
@@ -163,15 +161,7 @@ impl Re {
                 alts.iter().map(|r| r.gbnf(rng, rules)).collect::<Vec<_>>().join(" | ")
             }
             Re::Rep(r, min, max, _) => {
-                let q = match (min, max) {
-                    (0, None) => "*".to_string(),
-                    (1, None) => "+".to_string(),
-                    (0, Some(1)) => "?".to_string(),
-                    (n, None) => format!("{{{n},}}"),
-                    (n, Some(m)) if n == m => format!("{{{n}}}"),
-                    (n, Some(m)) => format!("{{{n},{m}}}"),
-                };
-                format!("( {} ){q}", r.gbnf(rng, rules))
+                format!("( {} ){}", r.gbnf(rng, rules), quantifier(*min, *max))
             }
         }
     }
