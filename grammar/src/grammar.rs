@@ -99,9 +99,9 @@ impl Grammar {
             masks: Mutex::new(MaskCache::default()),
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         };
-        let mut out = HashSet::new();
+        let mut out = Reached::default();
         let complete = g.expand(vec![0], &mut out, &mut HashSet::new());
-        g.start = normalize(out);
+        g.start = normalize(out.stacks);
         if !complete || g.start.stacks.len() > MAX_STACKS {
             return Err(GrammarError::Invalid {
                 at,
@@ -166,10 +166,10 @@ impl Grammar {
         state: &State,
         accept: impl Fn(usize, &ByteSet) -> bool,
     ) -> State {
-        // Both sets span every stack of `state`: parses that converge (they do at the end of
-        // each alternative) are expanded once, and the cap counts distinct parses, not paths
-        // to them (two overlapping classes in a repetition reach the same stacks many ways).
-        let mut out = HashSet::new();
+        // Both span every stack of `state`: parses that converge (at the end of each
+        // alternative) are expanded once, and the cap counts distinct parses, not paths to
+        // them (two overlapping classes in a repetition reach the same stacks many ways).
+        let mut out = Reached::default();
         let mut seen = HashSet::new();
         for (i, stack) in state.stacks.iter().enumerate() {
             let Some(&top) = stack.last() else { continue };
@@ -184,7 +184,7 @@ impl Grammar {
                 return State::default();
             }
         }
-        let state = normalize(out);
+        let state = normalize(out.stacks);
         if state.stacks.len() > MAX_STACKS { State::default() } else { state }
     }
 
@@ -202,23 +202,18 @@ impl Grammar {
     /// (by this call or an earlier one into the same `out`): meeting one again is a cycle
     /// through empty matches (say `(a*)*`) or a parse converging with another, and adds
     /// nothing. A work list, not recursion, so no grammar can exhaust the thread's stack.
-    fn expand(
-        &self,
-        start: Vec<u32>,
-        out: &mut HashSet<Vec<u32>>,
-        seen: &mut HashSet<Vec<u32>>,
-    ) -> bool {
+    fn expand(&self, start: Vec<u32>, out: &mut Reached, seen: &mut HashSet<Vec<u32>>) -> bool {
         let mut work = vec![start];
         let mut calls = 0usize;
         while let Some(mut stack) = work.pop() {
             loop {
                 let Some(&top) = stack.last() else {
-                    out.insert(stack);
+                    out.stacks.push(stack);
                     break;
                 };
                 match self.elems[top as usize] {
                     Elem::Set(_) => {
-                        out.insert(stack);
+                        out.stacks.push(stack);
                         break;
                     }
                     Elem::End => {
@@ -226,7 +221,7 @@ impl Grammar {
                     }
                     Elem::Rule(r) => {
                         calls += 1;
-                        if out.len() > MAX_STACKS || calls > MAX_CALLS {
+                        if !out.within_cap() || calls > MAX_CALLS {
                             return false;
                         }
                         if stack.len() > MAX_DEPTH || !seen.insert(stack.clone()) {
@@ -277,9 +272,38 @@ impl Grammar {
     }
 }
 
-/// Sorts stacks into a state.
-fn normalize(stacks: HashSet<Vec<u32>>) -> State {
-    let mut stacks: Vec<Vec<u32>> = stacks.into_iter().collect();
+/// The stacks an expansion has reached, deduplicated only when their count passes the next
+/// check: duplicates are common (parses converge at the end of every alternative) but
+/// hashing each stack as it comes costs more than sorting now and then.
+struct Reached {
+    stacks: Vec<Vec<u32>>,
+    /// Count past which the stacks are deduplicated again.
+    check_at: usize,
+}
+
+impl Default for Reached {
+    fn default() -> Self {
+        Self { stacks: Vec::new(), check_at: MAX_STACKS }
+    }
+}
+
+impl Reached {
+    /// Whether at most [`MAX_STACKS`] distinct stacks have been reached. Deduplicates once
+    /// per [`MAX_STACKS`] stacks added, so the checks cost O(n log n) in all.
+    fn within_cap(&mut self) -> bool {
+        if self.stacks.len() <= self.check_at {
+            return true;
+        }
+        self.stacks.sort_unstable();
+        self.stacks.dedup();
+        self.check_at = self.stacks.len() + MAX_STACKS;
+        self.stacks.len() <= MAX_STACKS
+    }
+}
+
+/// Sorts and deduplicates stacks into a state.
+fn normalize(mut stacks: Vec<Vec<u32>>) -> State {
     stacks.sort_unstable();
+    stacks.dedup();
     State { stacks }
 }
