@@ -365,9 +365,13 @@ impl<V> TierCache<V> {
     /// Inserts `value` under `key` (absent: use [`TierCache::claim`] first) for a caller whose
     /// turn it is, or marks what it waits for. Evicts as [`TierCache::insert`] when that makes
     /// room. When the room is leased, the least recently used leased, unpinned entries that
-    /// would make it become the draining set (replacing any earlier one) and
-    /// [`Admission::Draining`] is returned: admit again once they are released. Errors with
-    /// [`TierFull`] when pinned entries leave too little room for `bytes` (waiting cannot help).
+    /// would make it, and the idle ones it would evict, join the draining set and
+    /// [`Admission::Draining`] is returned: admit again once they are released. The marks
+    /// stay until [`TierCache::clear_draining`] (the turn's end): an entry that drained and
+    /// went idle must not take a new lease before the admit that evicts it, or under steady
+    /// load the entries that must make room would take turns being leased and the waiting one
+    /// would never fit. Errors with [`TierFull`] when pinned entries leave too little room for
+    /// `bytes` (waiting cannot help).
     pub fn admit(&self, key: &str, value: Arc<V>, bytes: u64) -> Result<Admission<V>, TierFull> {
         let mut g = self.lock();
         let room = g.room(self.budget, key, bytes, true);
@@ -381,9 +385,11 @@ impl<V> TierCache<V> {
         if room.leased.is_empty() {
             return Err(full);
         }
+        // `drains` counts entries whose holders must finish; idle victims are only closed.
         let fresh = room.leased.iter().filter(|k| !g.draining.contains(k.as_str())).count();
         g.drains += fresh as u64;
-        g.draining = room.leased.into_iter().collect();
+        g.draining.extend(room.leased);
+        g.draining.extend(room.victims);
         Ok(Admission::Draining(full))
     }
 

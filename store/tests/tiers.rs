@@ -174,7 +174,7 @@ fn stats_count_hits_misses_inserts_evictions() {
 
 /// `admit` for a waiting turn: room held by leases drains the least recently used leased
 /// entries, which then take no new leases (`get` misses, `peek` still finds them) until the
-/// admit succeeds after their holders let go.
+/// admit succeeds after their holders let go; the idle entries it will evict take none either.
 #[test]
 fn admit_drains_leased_room_and_succeeds_once_released() {
     let c = TierCache::new("device", 100);
@@ -191,7 +191,8 @@ fn admit_drains_leased_room_and_succeeds_once_released() {
     };
     assert_eq!(full, TierFull { needed: 50, budget: 100, held: 80, pinned: 0 });
     // Evicting "z" leaves 30 short: the oldest leased entry, "a", drains; "b" does not.
-    assert!(c.is_draining("a") && !c.is_draining("b") && !c.is_draining("z"));
+    assert!(c.is_draining("a") && !c.is_draining("b") && c.is_draining("z"));
+    assert!(c.get("z").is_none(), "an entry about to be evicted gives no new lease");
     assert!(c.get("a").is_none(), "a draining entry gives no new lease");
     assert!(c.peek("a").is_some(), "holders still find it");
     assert!(c.get("b").is_some());
@@ -204,6 +205,37 @@ fn admit_drains_leased_room_and_succeeds_once_released() {
     assert_eq!(evicted, ["a", "z"]);
     assert!(!c.is_draining("a"));
     assert_eq!(c.stats().drains, 1);
+}
+
+/// The marks of a waiting turn hold until it ends: an entry whose holders finished while
+/// another still drains takes no new lease in between. Replacing the marks at each admit let
+/// the soak starve a pin (seed 20261206, fair policy): with the whole unpinned budget to
+/// free, the adapters making room took turns being leased by new requests, and the pin
+/// waited out its 30 s.
+#[test]
+fn drain_marks_hold_until_the_waiting_turn_ends() {
+    let c = TierCache::new("device", 100);
+    let a = Arc::new(1u32);
+    let b = Arc::new(2u32);
+    c.insert("a", a.clone(), 40).unwrap();
+    c.insert("b", b.clone(), 40).unwrap();
+    let new = Arc::new(9u32);
+    // 90 needs all of it: "a" and "b" both drain.
+    assert!(matches!(c.admit("n", new.clone(), 90), Ok(Admission::Draining(_))));
+    drop(a);
+    // "a" is idle now, "b" still held: still waiting, and "a" must stay closed.
+    assert!(matches!(c.admit("n", new.clone(), 90), Ok(Admission::Draining(_))));
+    assert!(c.get("a").is_none(), "a drained entry took a lease before its eviction");
+    drop(b);
+    let Admission::Inserted(evicted) = c.admit("n", new, 90).unwrap() else {
+        panic!("both released: must fit");
+    };
+    let mut evicted: Vec<String> = evicted.into_iter().map(|(k, _)| k).collect();
+    evicted.sort();
+    assert_eq!(evicted, ["a", "b"]);
+    assert_eq!(c.stats().drains, 2);
+    c.clear_draining();
+    assert!(!c.is_draining("a") && !c.is_draining("b"));
 }
 
 #[test]
