@@ -1,4 +1,5 @@
-//! Small durable-write helpers shared by the PEFT writer and the registry.
+//! Small file helpers: durable writes shared by the PEFT writer and the registry, and the
+//! range check shared by the index decoder and the pager.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -48,4 +49,10 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| StoreError::io("syncing directory", dir, e))
+}
+
+/// Whether `len` bytes at `offset` end at an offset `pread` and io_uring can reach (a signed
+/// 64-bit `off_t`): no file holds a range past that.
+pub(crate) fn reachable(offset: u64, len: u64) -> bool {
+    offset.checked_add(len).is_some_and(|end| end <= i64::MAX as u64)
 }

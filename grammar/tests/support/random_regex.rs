@@ -10,6 +10,12 @@ use rand::Rng;
 pub(crate) const ALPHABET: [char; 12] =
     ['a', 'b', 'K', 'k', '1', '-', ' ', 'é', 'É', 'ω', '中', '🚀'];
 
+/// The regex crate's judge of whole-text matches of `pattern` (regex-crate syntax).
+pub(crate) fn full_match_oracle(pattern: &str) -> regex::Regex {
+    regex::Regex::new(&format!(r"\A(?:{pattern})\z"))
+        .unwrap_or_else(|e| panic!("the regex crate refuses {pattern:?}: {e}"))
+}
+
 /// A pattern's tree.
 #[derive(Debug)]
 pub(crate) enum Re {

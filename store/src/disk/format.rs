@@ -49,7 +49,7 @@ impl Loc {
     /// Whether a file can hold this range: it ends at an offset `pread` can reach (a signed
     /// 64-bit `off_t`). A record naming any other range is damaged, whatever its CRC says.
     pub(super) fn is_possible(&self) -> bool {
-        self.offset.checked_add(self.len).is_some_and(|end| end <= i64::MAX as u64)
+        crate::fsutil::reachable(self.offset, self.len)
     }
 }
 

@@ -292,12 +292,12 @@ fn plan(reqs: &[ReadRequest<'_>]) -> Result<Vec<Chunk>, StoreError> {
                 format!("offset {} is not {ALIGN}-byte aligned", r.offset),
             ));
         }
-        // pread and io_uring take offsets as a signed 64-bit `off_t`.
-        // A length within ALIGN of usize::MAX has no padded size at all.
+        // The padded range must be one pread can reach; a length within ALIGN of usize::MAX
+        // has no padded size at all.
         let padded = r
             .len
             .checked_next_multiple_of(ALIGN)
-            .filter(|&p| r.offset.checked_add(p as u64).is_some_and(|end| end <= i64::MAX as u64));
+            .filter(|&p| crate::fsutil::reachable(r.offset, p as u64));
         let Some(padded) = padded else {
             let msg = format!("range of {} bytes at offset {} overflows", r.len, r.offset);
             return Err(invalid(r.path, msg));
